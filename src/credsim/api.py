@@ -1,0 +1,94 @@
+"""The Python API: as small as the command line, and doing the same things."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from credsim import store
+from credsim.engine import DEFAULT_BLOCK, simulate
+from credsim.memory import check_memory
+from credsim.scenario.load import load_scenario
+from credsim.scenario.schema import Scenario
+
+
+@dataclass
+class Run:
+    """A finished run directory and ways to read it."""
+
+    dir: Path
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return store.read_manifest(self.dir)
+
+    def metrics(self) -> pa.Table:
+        return pq.read_table(self.dir / "metrics.parquet")
+
+    def citizens(self) -> pa.Table:
+        return pq.read_table(self.dir / "citizens.parquet")
+
+    def traces(self) -> pa.Table:
+        return pq.read_table(self.dir / "traces.parquet")
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        return store.connect(self.dir)
+
+    def sql(self, query: str) -> list[tuple[Any, ...]]:
+        con = self.connect()
+        try:
+            return con.execute(query).fetchall()
+        finally:
+            con.close()
+
+
+def default_out(scen: Scenario, seed: int) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{scen.name}-s{seed}-{stamp}"
+
+
+def run(
+    scenario: str | Path | Scenario | dict[str, Any] | None = None,
+    *,
+    out: str | Path | None = None,
+    population: int | None = None,
+    days: int | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+    block_size: int = DEFAULT_BLOCK,
+    overrides: dict[str, Any] | None = None,
+    max_memory: float | None = None,
+    overwrite: bool = False,
+    on_day: Callable[[int, int], None] | None = None,
+) -> Run:
+    """Run a scenario (a built-in name, a YAML path, a dict or a loaded Scenario).
+
+    ``population``, ``days`` and ``seed`` override the scenario's own values; the
+    resolved scenario, with them applied, is what the manifest records.
+    """
+    ov = dict(overrides or {})
+    if population is not None:
+        ov["population.size"] = population
+    if days is not None:
+        ov["run.days"] = days
+    if seed is not None:
+        ov["run.seed"] = seed
+    if isinstance(scenario, Scenario):
+        scen = load_scenario(scenario.model_dump(mode="json"), ov) if ov else scenario
+    else:
+        scen = load_scenario(scenario, ov)
+    check_memory(scen, max_memory)
+    t0 = time.perf_counter()
+    result = simulate(scen, block=block_size, threads=threads, on_day=on_day)
+    target = Path(out) if out is not None else default_out(scen, scen.run.seed)
+    extra = {"block_size": block_size, "threads": threads}
+    store.write_run(result, scen, target, wall=time.perf_counter() - t0, extra=extra, overwrite=overwrite)
+    return Run(target)

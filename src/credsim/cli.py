@@ -1,0 +1,171 @@
+"""The ``credsim`` command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from credsim.memory import MemoryRefused
+from credsim.scenario.load import DEFAULT_SCENARIO, ScenarioError, builtin_names, load_scenario
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="credsim: simulate social-credit systems on synthetic populations.")
+console = Console(stderr=True)
+out_console = Console()
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:.1f} days/s" if speed else "-- days/s", style="progress.data.speed")
+
+
+def _parse_set(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"--set expects KEY.PATH=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+@app.command()
+def run(
+    scenario: Annotated[str, typer.Argument(help="built-in name or YAML file")] = "default",
+    population: Annotated[int | None, typer.Option("--population", "-n", help="citizens")] = None,
+    days: Annotated[int | None, typer.Option("--days", "-d")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", "-s")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory")] = None,
+    threads: Annotated[int | None, typer.Option(help="worker threads (results do not depend on it)")] = None,
+    block_size: Annotated[int, typer.Option(help="citizens per block (results do not depend on it)")] = 1 << 16,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override KEY.PATH=VALUE")] = None,
+    max_memory: Annotated[float | None, typer.Option(help="refuse runs estimated above this many GiB")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --out directory")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Run a scenario and write a run directory."""
+    from credsim.api import run as run_api
+
+    try:
+        scen = load_scenario(scenario, _parse_set(set_))
+    except ScenarioError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    n = population or scen.population.size
+    total = days or scen.run.days
+    t0 = time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("day {task.completed:.0f}/{task.total:.0f}"),
+                  RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                  console=console, disable=quiet, transient=False) as prog:
+        task = prog.add_task(f"{scen.name} · {n:,} citizens", total=total)
+        try:
+            result = run_api(scen, out=out, population=population, days=days, seed=seed, threads=threads,
+                             block_size=block_size, max_memory=max_memory, overwrite=overwrite,
+                             on_day=lambda d, _t: prog.update(task, completed=d + 1))
+        except ScenarioError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        except (MemoryRefused, FileExistsError) as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+    wall = time.perf_counter() - t0
+    _summary(result.dir, wall, quiet)
+
+
+def _summary(run_dir: Path, wall: float, quiet: bool) -> None:
+    from credsim.store import connect, read_manifest
+
+    man = read_manifest(run_dir)
+    if quiet:
+        out_console.print(str(run_dir))
+        return
+    con = connect(run_dir)
+    try:
+        last = con.execute("SELECT max(day) FROM metrics").fetchone()[0]  # type: ignore[index]
+        rows = con.execute(
+            "SELECT metric, value FROM metrics WHERE dimension='all' AND day=? AND "
+            "(metric LIKE 'listed.%' OR metric LIKE 'grade.%' OR metric='population')", [last]).fetchall()
+        flows = con.execute(
+            "SELECT split_part(metric, '.', 1) AS m, sum(value) FROM metrics WHERE dimension='all' AND "
+            "(metric LIKE 'denied.%' OR metric LIKE 'wrongful.%' OR metric LIKE 'missed.%' "
+            " OR metric LIKE 'attempts.%' OR metric LIKE 'records.%') "
+            "AND metric NOT IN ('denied.cross_context_sum', 'denied.association_only') GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    finally:
+        con.close()
+    n = man["population"]
+    t = Table(title=f"{man['scenario_name']}: {n:,} citizens x {man['days']} days, seed {man['seed']}")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for metric, value in rows:
+        if metric != "population":
+            t.add_row(f"{metric} (end)", f"{value:,.0f} ({100 * value / n:.2f}%)")
+    for metric, value in flows:
+        t.add_row(f"{metric} (total)", f"{value:,.0f}")
+    rate = n * man["days"] / wall
+    t.add_row("wall time", f"{wall:.1f} s ({rate:,.0f} citizen-days/s)")
+    out_console.print(t)
+    out_console.print(f"run directory: [bold]{run_dir}[/bold]  (SQL: credsim sql {run_dir} \"...\")")
+
+
+@app.command()
+def scenarios() -> None:
+    """List the built-in scenarios."""
+    t = Table(title="built-in scenarios")
+    t.add_column("name")
+    t.add_column("description")
+    for name in builtin_names():
+        desc = load_scenario(name).description.strip().splitlines()[0]
+        mark = " (default)" if name == DEFAULT_SCENARIO else ""
+        t.add_row(name + mark, desc)
+    out_console.print(t)
+
+
+@app.command()
+def validate(file: Annotated[str, typer.Argument(help="scenario YAML or built-in name")]) -> None:
+    """Check a scenario file; print every problem with its key path."""
+    try:
+        scen = load_scenario(file)
+    except ScenarioError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    out_console.print(f"[green]ok[/green]: {file} ({scen.name}: {len(scen.behaviours)} behaviours, "
+                      f"{len(scen.sensors)} sensors, {len(scen.lists)} lists, {len(scen.sanctions)} sanctions)")
+
+
+@app.command()
+def sql(run_dir: Path, query: str) -> None:
+    """Run a SQL query over a run's DuckDB catalog (views: metrics, citizens, traces, daily)."""
+    from credsim.store import connect
+
+    con = connect(run_dir)
+    try:
+        cur = con.execute(query)
+        cols = [d[0] for d in cur.description or []]
+        rows = cur.fetchall()
+    finally:
+        con.close()
+    t = Table()
+    for c in cols:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in r))
+    out_console.print(t)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""A validated scenario turned into index tables the stages can use.
+
+Names become small integers and tables become NumPy arrays once, before the day loop,
+so no stage ever looks a name up on the hot path. The plan is a pure function of the
+scenario: the same file always compiles to the same arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from credsim.scenario.check import record_types
+from credsim.scenario.schema import ASSOCIATION_DOMAIN, Scenario
+
+KINDS = ("infraction", "good_deed", "speech", "attempt", "cure", "other")
+TRIGGERS = ("own_sanction", "own_listed", "contact_listed")
+OFFICIAL, SHADOW = 0, 1
+
+
+def _group_table(scen: Scenario, table: dict[str, dict[str, float]], dims: list[str], maxv: int) -> np.ndarray:
+    out = np.ones((len(dims), maxv), dtype=np.float64)
+    for dim, vals in table.items():
+        d = dims.index(dim)
+        names = list(scen.population.groups[dim])
+        for v, m in vals.items():
+            out[d, names.index(v)] = m
+    return out
+
+
+@dataclass
+class Plan:
+    scen: Scenario
+    dims: list[str]
+    dim_values: list[list[str]]
+    maxv: int
+    traits: list[str]
+    domains: list[str]
+    # behaviours
+    beh: list[str]
+    beh_kind: np.ndarray
+    beh_rate: np.ndarray
+    beh_domain: np.ndarray
+    beh_group: np.ndarray  # (B, D, V) multipliers
+    beh_trait: np.ndarray  # (B, T) log-multipliers per sd
+    beh_only_listed: np.ndarray  # (B,) list index or -1
+    # record types (behaviours then association.<list>)
+    rtypes: list[str]
+    rtype_domain: np.ndarray
+    # sensors
+    sensors: list[str]
+    sen_cov: np.ndarray
+    sen_cov_group: np.ndarray  # (S, D, V)
+    sen_det: np.ndarray
+    sen_false: np.ndarray
+    sen_delay: np.ndarray
+    sen_surv: np.ndarray  # (S, D, V)
+    sen_shared: np.ndarray
+    sen_obs: np.ndarray  # (S, B) bool
+    beh_in_scope: np.ndarray  # (B,) observed by a shared sensor
+    beh_shadow_delay: np.ndarray  # (B,)
+    # points
+    has_points: bool
+    points_base: float
+    rule_points: np.ndarray  # (R,)
+    rule_expiry: np.ndarray  # (R,)
+    cap_period: int
+    cap_loss: float
+    cap_gain: float
+    # model score
+    has_model: bool
+    features: list[str]
+    feat_types: np.ndarray  # (R, F) bool: record types counted by a feature
+    feat_expiry: np.ndarray  # (F,)
+    feat_weight: np.ndarray  # (F,) combined weight x coefficient
+    # grades
+    grades: list[str]
+    grade_mins: np.ndarray  # (G-1,) descending
+    grade_source: str
+    # lists
+    lists: list[str]
+    list_domain: np.ndarray
+    list_by_grade: np.ndarray  # (L,) bool
+    entry_types: np.ndarray  # (R, L) bool
+    entry_count: np.ndarray
+    entry_window: np.ndarray
+    entry_grace: np.ndarray
+    entry_grades: np.ndarray  # (L, G) bool
+    cure_types: np.ndarray  # (R, L) bool
+    exit_term: np.ndarray  # (L,) 0 = none
+    exit_on_recovery: np.ndarray
+    assoc_points: np.ndarray
+    # sanctions
+    sanctions: list[str]
+    san_list: np.ndarray  # (K,) list index or -1
+    san_grades: np.ndarray  # (K, G) bool
+    san_attempts: np.ndarray  # (K, B) bool
+    san_reward: np.ndarray  # (K,) bool
+    san_severity: np.ndarray
+    # responses
+    responses: list[str]
+    resp_cut: np.ndarray  # (Q,) bool
+    resp_trigger: np.ndarray  # (Q,) index into TRIGGERS
+    resp_applies: np.ndarray  # (Q, B) bool
+    resp_size: np.ndarray
+    resp_half: np.ndarray
+    resp_prob: np.ndarray
+    resp_lists: np.ndarray  # (Q, L) bool (all True when unrestricted)
+
+    @property
+    def n_beh(self) -> int:
+        return len(self.beh)
+
+
+def compile_plan(scen: Scenario) -> Plan:
+    pop = scen.population
+    dims = list(pop.groups)
+    dim_values = [list(pop.groups[d]) for d in dims]
+    maxv = max(len(v) for v in dim_values)
+    traits = list(pop.traits)
+    domains = list(scen.domains) + [ASSOCIATION_DOMAIN]
+    beh = list(scen.behaviours)
+    lists = list(scen.lists)
+    B, L = len(beh), len(lists)
+
+    def gt(t: dict[str, dict[str, float]]) -> np.ndarray:
+        return _group_table(scen, t, dims, maxv)
+
+    bs = [scen.behaviours[b] for b in beh]
+    beh_trait = np.zeros((B, len(traits)))
+    for i, b in enumerate(bs):
+        for t, v in b.traits.items():
+            beh_trait[i, traits.index(t)] = v
+    rtypes = record_types(scen)
+    R = len(rtypes)
+    rtype_domain = np.array(
+        [domains.index(r.split(".", 1)[0]) for r in rtypes], dtype=np.int64
+    )
+
+    sensors = list(scen.sensors)
+    shared = set(scen.shared_sensors())
+    ss = [scen.sensors[s] for s in sensors]
+    S = len(sensors)
+    sen_obs = np.zeros((S, B), dtype=np.bool_)
+    for i, s in enumerate(ss):
+        for b in s.observes:
+            sen_obs[i, beh.index(b)] = True
+    sen_shared = np.array([s in shared for s in sensors], dtype=np.bool_)
+    in_scope = np.zeros(B, dtype=np.bool_)
+    shadow_delay = np.zeros(B, dtype=np.int64)
+    for b in range(B):
+        for s in range(S):
+            if sen_obs[s, b] and sen_shared[s]:
+                in_scope[b] = True
+                shadow_delay[b] = ss[s].delay_days
+                break
+
+    sc = scen.scoring
+    rule_points = np.zeros(R)
+    rule_expiry = np.full(R, 365, dtype=np.int64)
+    cap_period, cap_loss, cap_gain = 0, np.inf, np.inf
+    if sc.points is not None:
+        rule_expiry[:] = sc.points.expiry_days
+        for r, rule in sc.points.rules.items():
+            j = rtypes.index(r)
+            if isinstance(rule, float | int):
+                rule_points[j] = float(rule)
+            else:
+                rule_points[j] = rule.points
+                if rule.expiry_days is not None:
+                    rule_expiry[j] = rule.expiry_days
+        if sc.points.cap is not None:
+            cap_period = sc.points.cap.period_days
+            cap_loss, cap_gain = sc.points.cap.max_loss, sc.points.cap.max_gain
+
+    features: list[str] = []
+    feat_types = np.zeros((R, 0), dtype=np.bool_)
+    feat_expiry = np.zeros(0, dtype=np.int64)
+    feat_weight = np.zeros(0)
+    if sc.model is not None:
+        features = list(sc.model.features)
+        F = len(features)
+        feat_types = np.zeros((R, F), dtype=np.bool_)
+        feat_expiry = np.array([sc.model.features[f].expiry_days for f in features], dtype=np.int64)
+        feat_weight = np.zeros(F)
+        for f, spec in sc.model.features.items():
+            for r in spec.records or []:
+                feat_types[rtypes.index(r), features.index(f)] = True
+        for d in sc.model.dimensions.values():
+            for f, c in d.features.items():
+                feat_weight[features.index(f)] += d.weight * c
+
+    grades = [b.name for b in sc.grades.bands] if sc.grades else []
+    grade_mins = (
+        np.array([b.min for b in sc.grades.bands[:-1]], dtype=np.float64) if sc.grades else np.zeros(0)
+    )
+    G = len(grades)
+
+    ls = [scen.lists[n] for n in lists]
+    entry_types = np.zeros((R, L), dtype=np.bool_)
+    cure_types = np.zeros((R, L), dtype=np.bool_)
+    entry_grades = np.zeros((L, max(G, 1)), dtype=np.bool_)
+    for j, lst in enumerate(ls):
+        for r in lst.entry.records or []:
+            entry_types[rtypes.index(r), j] = True
+        for g in lst.entry.grades or []:
+            entry_grades[j, grades.index(g)] = True
+        for r in lst.exit.cure:
+            cure_types[rtypes.index(r), j] = True
+
+    sn = list(scen.sanctions)
+    ks = [scen.sanctions[k] for k in sn]
+    K = len(sn)
+    san_grades = np.zeros((K, max(G, 1)), dtype=np.bool_)
+    san_attempts = np.zeros((K, B), dtype=np.bool_)
+    for k, s in enumerate(ks):
+        for g in s.when.grades or []:
+            san_grades[k, grades.index(g)] = True
+        for a in s.attempts:
+            san_attempts[k, beh.index(a)] = True
+
+    rn = list(scen.responses)
+    qs = [scen.responses[q] for q in rn]
+    Q = len(rn)
+    resp_applies = np.zeros((Q, B), dtype=np.bool_)
+    resp_lists = np.ones((Q, L), dtype=np.bool_)
+    for q, r in enumerate(qs):
+        for i, b in enumerate(bs):
+            if b.kind in r.kinds or beh[i] in r.behaviours:
+                resp_applies[q, i] = True
+        if r.lists:
+            resp_lists[q, :] = False
+            for ln in r.lists:
+                resp_lists[q, lists.index(ln)] = True
+
+    return Plan(
+        scen=scen,
+        dims=dims,
+        dim_values=dim_values,
+        maxv=maxv,
+        traits=traits,
+        domains=domains,
+        beh=beh,
+        beh_kind=np.array([KINDS.index(b.kind) for b in bs], dtype=np.int64),
+        beh_rate=np.array([b.rate for b in bs], dtype=np.float64),
+        beh_domain=rtype_domain[:B].copy(),
+        beh_group=np.stack([gt(b.by) for b in bs]) if B else np.ones((0, len(dims), maxv)),
+        beh_trait=beh_trait,
+        beh_only_listed=np.array(
+            [lists.index(b.only_listed) if b.only_listed else -1 for b in bs], dtype=np.int64
+        ),
+        rtypes=rtypes,
+        rtype_domain=rtype_domain,
+        sensors=sensors,
+        sen_cov=np.array([s.coverage for s in ss], dtype=np.float64),
+        sen_cov_group=np.stack([gt(s.coverage_by) for s in ss]) if S else np.ones((0, len(dims), maxv)),
+        sen_det=np.array([s.detection for s in ss], dtype=np.float64),
+        sen_false=np.array([s.false_rate for s in ss], dtype=np.float64),
+        sen_delay=np.array([s.delay_days for s in ss], dtype=np.int64),
+        sen_surv=np.stack([gt(s.surveillance) for s in ss]) if S else np.ones((0, len(dims), maxv)),
+        sen_shared=sen_shared,
+        sen_obs=sen_obs,
+        beh_in_scope=in_scope,
+        beh_shadow_delay=shadow_delay,
+        has_points=sc.points is not None,
+        points_base=sc.points.base if sc.points is not None else 0.0,
+        rule_points=rule_points,
+        rule_expiry=rule_expiry,
+        cap_period=cap_period,
+        cap_loss=float(cap_loss),
+        cap_gain=float(cap_gain),
+        has_model=sc.model is not None,
+        features=features,
+        feat_types=feat_types,
+        feat_expiry=feat_expiry,
+        feat_weight=feat_weight,
+        grades=grades,
+        grade_mins=grade_mins,
+        grade_source=sc.grades.score if sc.grades else "points",
+        lists=lists,
+        list_domain=np.array([domains.index(x.domain) for x in ls], dtype=np.int64),
+        list_by_grade=np.array([x.entry.grades is not None for x in ls], dtype=np.bool_),
+        entry_types=entry_types,
+        entry_count=np.array([x.entry.count for x in ls], dtype=np.int64),
+        entry_window=np.array([x.entry.window_days for x in ls], dtype=np.int64),
+        entry_grace=np.array([x.entry.grace_days for x in ls], dtype=np.int64),
+        entry_grades=entry_grades,
+        cure_types=cure_types,
+        exit_term=np.array([x.exit.term_days or 0 for x in ls], dtype=np.int64),
+        exit_on_recovery=np.array([x.exit.on_grade_recovery for x in ls], dtype=np.bool_),
+        assoc_points=np.array([x.association_points for x in ls], dtype=np.float64),
+        sanctions=sn,
+        san_list=np.array([lists.index(s.when.list_) if s.when.list_ else -1 for s in ks], dtype=np.int64),
+        san_grades=san_grades,
+        san_attempts=san_attempts,
+        san_reward=np.array([s.effect == "reward" for s in ks], dtype=np.bool_),
+        san_severity=np.array([s.severity for s in ks], dtype=np.float64),
+        responses=rn,
+        resp_cut=np.array([r.effect == "cut_ties" for r in qs], dtype=np.bool_),
+        resp_trigger=np.array([TRIGGERS.index(r.trigger) for r in qs], dtype=np.int64),
+        resp_applies=resp_applies,
+        resp_size=np.array([r.size for r in qs], dtype=np.float64),
+        resp_half=np.array([r.half_life_days for r in qs], dtype=np.float64),
+        resp_prob=np.array([r.probability for r in qs], dtype=np.float64),
+        resp_lists=resp_lists,
+    )

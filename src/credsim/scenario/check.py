@@ -1,0 +1,131 @@
+"""Cross-section name checks: every name used in a scenario must be declared in it.
+
+Returns a list of ``(key path, what was expected)``; an empty list means the scenario is
+consistent. Kept apart from the schema so that each check reads as one sentence.
+"""
+
+from __future__ import annotations
+
+from credsim.scenario.schema import ASSOCIATION_DOMAIN, Scenario
+
+
+def record_types(s: Scenario) -> list[str]:
+    """Record types a dossier can hold: behaviours, plus one association type per list."""
+    return list(s.behaviours) + [f"{ASSOCIATION_DOMAIN}.{name}" for name in s.lists]
+
+
+def cross_check(s: Scenario) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    dims = s.population.groups
+    traits = s.population.traits
+    domains = set(s.domains)
+
+    def one_of(path: str, name: str, allowed: list[str] | set[str], what: str) -> None:
+        if name not in allowed:
+            shown = sorted(allowed)
+            more = "" if len(shown) <= 12 else f" ... ({len(shown)} in all)"
+            out.append((path, f"{what} declared in the scenario, one of {shown[:12]}{more} (got {name!r})"))
+
+    def check_table(path: str, table: dict[str, dict[str, float]]) -> None:
+        for dim, vals in table.items():
+            one_of(f"{path}.{dim}", dim, list(dims), "a group dimension")
+            if dim in dims:
+                for v in vals:
+                    one_of(f"{path}.{dim}.{v}", v, list(dims[dim]), f"a value of group {dim!r}")
+
+    for name, t in traits.items():
+        check_table(f"population.traits.{name}.shift", t.shift)
+    for dim in s.graph.homophily:
+        one_of(f"graph.homophily.{dim}", dim, list(dims), "a group dimension")
+
+    for d in s.domains:
+        if d == ASSOCIATION_DOMAIN:
+            out.append(("domains", f"{ASSOCIATION_DOMAIN!r} is reserved for association records"))
+    for b, beh in s.behaviours.items():
+        dom = b.split(".", 1)[0]
+        if dom not in domains:
+            out.append((f"behaviours.{b}", f"a name '<domain>.<what>' with a domain in {sorted(domains)} (got domain {dom!r})"))
+        check_table(f"behaviours.{b}.by", beh.by)
+        for t in beh.traits:
+            one_of(f"behaviours.{b}.traits.{t}", t, list(traits), "a trait")
+        if beh.only_listed is not None:
+            one_of(f"behaviours.{b}.only_listed", beh.only_listed, list(s.lists), "a list")
+
+    for sn, sen in s.sensors.items():
+        for i, b in enumerate(sen.observes):
+            one_of(f"sensors.{sn}.observes[{i}]", b, list(s.behaviours), "a behaviour")
+        check_table(f"sensors.{sn}.coverage_by", sen.coverage_by)
+        check_table(f"sensors.{sn}.surveillance", sen.surveillance)
+    if s.sharing is not None:
+        for i, sn in enumerate(s.sharing):
+            one_of(f"sharing[{i}]", sn, list(s.sensors), "a sensor")
+
+    rtypes = record_types(s)
+    sc = s.scoring
+    if sc.points is not None:
+        for r in sc.points.rules:
+            one_of(f"scoring.points.rules.{r}", r, rtypes, "a record type (a behaviour or association.<list>)")
+    if sc.model is not None:
+        for fn, f in sc.model.features.items():
+            p = f"scoring.model.features.{fn}"
+            for i, r in enumerate(f.records or []):
+                one_of(f"{p}.records[{i}]", r, rtypes, "a record type")
+            if f.group is not None:
+                check_table(f"{p}.group", f.group)
+            if f.trait is not None:
+                one_of(f"{p}.trait", f.trait, list(traits), "a trait")
+            if f.contacts_listed is not None:
+                one_of(f"{p}.contacts_listed", f.contacts_listed, list(s.lists), "a list")
+        for dn, d in sc.model.dimensions.items():
+            for fn in d.features:
+                one_of(f"scoring.model.dimensions.{dn}.features.{fn}", fn, list(sc.model.features), "a feature")
+    if sc.grades is not None:
+        src = sc.grades.score
+        if getattr(sc, src) is None:
+            out.append(("scoring.grades.score", f"a score that is defined: scoring.{src} is missing"))
+        names = [b.name for b in sc.grades.bands]
+        if len(set(names)) != len(names):
+            out.append(("scoring.grades.bands", f"distinct band names (got {names})"))
+    grades = [b.name for b in sc.grades.bands] if sc.grades else []
+
+    for ln, lst in s.lists.items():
+        p = f"lists.{ln}"
+        one_of(f"{p}.domain", lst.domain, list(domains), "a domain")
+        for i, r in enumerate(lst.entry.records or []):
+            one_of(f"{p}.entry.records[{i}]", r, rtypes, "a record type")
+        for i, g in enumerate(lst.entry.grades or []):
+            one_of(f"{p}.entry.grades[{i}]", g, grades, "a grade (scoring.grades.bands)")
+        for i, r in enumerate(lst.exit.cure):
+            one_of(f"{p}.exit.cure[{i}]", r, rtypes, "a record type")
+        if lst.entry.grades is None and lst.exit.on_grade_recovery:
+            out.append((f"{p}.exit.on_grade_recovery", "only for lists entered by grade"))
+        if lst.entry.records is not None and not lst.exit.cure and lst.exit.term_days is None:
+            out.append((f"{p}.exit", "a way out: cure records and/or term_days"))
+
+    for sn, san in s.sanctions.items():
+        p = f"sanctions.{sn}"
+        if san.when.list_ is not None:
+            one_of(f"{p}.when.list", san.when.list_, list(s.lists), "a list")
+        for i, g in enumerate(san.when.grades or []):
+            one_of(f"{p}.when.grades[{i}]", g, grades, "a grade (scoring.grades.bands)")
+        for i, a in enumerate(san.attempts):
+            one_of(f"{p}.attempts[{i}]", a, list(s.behaviours), "a behaviour")
+            if a in s.behaviours and s.behaviours[a].kind != "attempt":
+                out.append((f"{p}.attempts[{i}]", f"a behaviour of kind 'attempt' ({a!r} is {s.behaviours[a].kind!r})"))
+
+    for rn, r in s.responses.items():
+        p = f"responses.{rn}"
+        for i, b in enumerate(r.behaviours):
+            one_of(f"{p}.behaviours[{i}]", b, list(s.behaviours), "a behaviour")
+        for i, ln in enumerate(r.lists):
+            one_of(f"{p}.lists[{i}]", ln, list(s.lists), "a list")
+        if r.effect == "reduce_rate" and not (r.kinds or r.behaviours):
+            out.append((p, "reduce_rate needs kinds or behaviours to act on"))
+        if r.effect == "cut_ties" and r.trigger != "contact_listed":
+            out.append((f"{p}.trigger", "cut_ties works on trigger 'contact_listed'"))
+
+    tr = s.run
+    for i, cid in enumerate(tr.trace_ids):
+        if cid >= s.population.size:
+            out.append((f"run.trace_ids[{i}]", f"a citizen id below population.size {s.population.size} (got {cid})"))
+    return out

@@ -1,0 +1,286 @@
+"""Loading a scenario file: safe YAML, limits, typed validation, errors that name places.
+
+Every error a user can make in a scenario file surfaces as :class:`ScenarioError`, whose
+message names the file, the line (when known), the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from credsim.scenario.check import cross_check
+from credsim.scenario.schema import Scenario
+
+DEFAULT_SCENARIO = "city-points"
+MAX_FILE_BYTES = 1_000_000
+MAX_DEPTH = 32
+MAX_NODES = 200_000
+
+
+@dataclass
+class Problem:
+    path: str
+    expected: str
+    line: int | None = None
+
+    def render(self, file: str) -> str:
+        where = f"{file}:{self.line}" if self.line else file
+        return f"{where}: at '{self.path or '<top>'}': {self.expected}"
+
+
+@dataclass
+class ScenarioError(Exception):
+    """A scenario that cannot be used, with every problem found in it."""
+
+    file: str
+    problems: list[Problem] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        head = f"invalid scenario {self.file} ({len(self.problems)} problem(s))"
+        return "\n".join([head] + ["  " + p.render(self.file) for p in self.problems])
+
+    @property
+    def paths(self) -> list[str]:
+        return [p.path for p in self.problems]
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
+    """Parse YAML with the safe loader, keeping the line of every key path."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ScenarioError(file, [Problem("", f"valid YAML ({exc})", line)]) from None
+    lines: dict[str, int] = {}
+    count = 0
+
+    def walk(n: yaml.Node | None, path: str, depth: int) -> Any:
+        nonlocal count
+        count += 1
+        if count > MAX_NODES:
+            raise ScenarioError(file, [Problem(path, f"at most {MAX_NODES} YAML nodes")])
+        if depth > MAX_DEPTH:
+            raise ScenarioError(file, [Problem(path, f"nesting at most {MAX_DEPTH} deep")])
+        if n is None:
+            return None
+        lines.setdefault(path, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for k, v in n.value:
+                key = _scalar(k, file, path)
+                sub = f"{path}.{key}" if path else str(key)
+                if key in out:
+                    line = k.start_mark.line + 1
+                    raise ScenarioError(file, [Problem(sub, "each key once (duplicate key)", line)])
+                lines[sub] = k.start_mark.line + 1
+                out[key] = walk(v, sub, depth + 1)
+            return out
+        if isinstance(n, yaml.SequenceNode):
+            return [walk(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(n.value)]
+        return _scalar(n, file, path)
+
+    return walk(node, "", 0), lines
+
+
+def _scalar(n: yaml.Node, file: str, path: str) -> Any:
+    if not isinstance(n, yaml.ScalarNode):
+        raise ScenarioError(file, [Problem(path, "a plain key (not a list or mapping)", n.start_mark.line + 1)])
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(n, deep=True)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(file, [Problem(path, f"a valid value ({exc})", n.start_mark.line + 1)]) from None
+    finally:
+        loader.dispose()
+
+
+def builtin_dir() -> Path:
+    return Path(str(resources.files("credsim.scenario") / "builtin"))
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in builtin_dir().glob("*.yaml"))
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A built-in scenario name (``city-points``) or a path to a YAML file."""
+    if str(name_or_path) == "default":
+        name_or_path = DEFAULT_SCENARIO
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    cand = builtin_dir() / f"{name_or_path}.yaml"
+    if cand.exists():
+        return cand
+    raise ScenarioError(
+        str(name_or_path),
+        [Problem("", f"a scenario file or one of the built-in names {builtin_names()}")],
+    )
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested dicts, creating mappings on the way (for overrides)."""
+    keys = dotted.split(".")
+    cur: Any = data
+    for k in keys[:-1]:
+        if not isinstance(cur, dict):
+            raise KeyError(dotted)
+        cur = cur.setdefault(k, {})
+    if not isinstance(cur, dict):
+        raise KeyError(dotted)
+    cur[keys[-1]] = value
+
+
+def merge(base: Any, over: Any) -> Any:
+    """Deep-merge ``over`` into ``base``: mappings merge, ``null`` deletes, the rest replaces."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            if v is None:
+                out.pop(k, None)
+            elif k in out:
+                out[k] = merge(out[k], v)
+            else:
+                out[k] = v
+        return out
+    return over
+
+
+def _resolve_extends(data: Any, path: Path, depth: int = 0) -> Any:
+    """Apply ``extends:`` (a built-in name or a file in the same folder as ``path``)."""
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    file = str(path)
+    target = data.pop("extends")
+    if depth > 4:
+        raise ScenarioError(file, [Problem("extends", "at most 4 levels of extends")])
+    if not isinstance(target, str):
+        raise ScenarioError(file, [Problem("extends", f"a built-in scenario name or a file name (got {target!r})")])
+    folder = path.parent.resolve()
+    cand = (folder / target).resolve()
+    if target.endswith((".yaml", ".yml")):
+        if folder not in cand.parents:
+            raise ScenarioError(file, [Problem("extends", f"a file inside {folder} (got {target!r})")])
+        base_path = cand
+    else:
+        base_path = builtin_dir() / f"{target}.yaml"
+        if not base_path.exists():
+            raise ScenarioError(file, [Problem("extends", f"one of the built-in names {builtin_names()} (got {target!r})")])
+    base, _ = _compose(_read(base_path), str(base_path))
+    base = _resolve_extends(base, base_path, depth + 1)
+    return merge(base, data)
+
+
+def _read(path: Path) -> str:
+    file = str(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ScenarioError(file, [Problem("", f"a readable file ({exc.strerror})")]) from None
+    if size > MAX_FILE_BYTES:
+        raise ScenarioError(file, [Problem("", f"a file of at most {MAX_FILE_BYTES} bytes (it has {size})")])
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(file, [Problem("", f"a readable UTF-8 text file ({exc})")]) from None
+
+
+def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> Scenario:
+    """Validate already-parsed data; raise :class:`ScenarioError` naming every problem."""
+    lines = lines or {}
+    if not isinstance(data, dict):
+        raise ScenarioError(file, [Problem("", "a mapping of sections (population, behaviours, ...)")])
+    try:
+        scen = Scenario.model_validate(data)
+    except ValidationError as exc:
+        probs = []
+        for err in exc.errors():
+            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x in _UNION_TAGS))
+            path = _dotted(loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "no such key (unknown keys are errors; check the spelling)"
+            elif err["type"] == "missing":
+                msg = "this key is required"
+            got = err.get("input")
+            if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list):
+                msg += f" (got {got!r})"
+            probs.append(Problem(path, msg, _line_for(lines, path)))
+        raise ScenarioError(file, probs) from None
+    probs = [Problem(p, e, _line_for(lines, p)) for p, e in cross_check(scen)]
+    if probs:
+        raise ScenarioError(file, probs)
+    return scen
+
+
+_UNION_TAGS = {"float", "PointsRule", "list[str]", "constrained-str", "int", "str"}
+
+
+def _line_for(lines: dict[str, int], path: str) -> int | None:
+    p = path
+    while p:
+        if p in lines:
+            return lines[p]
+        p = p.rsplit(".", 1)[0] if "." in p else ""
+    return None
+
+
+def load_scenario(
+    source: str | Path | dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Scenario:
+    """Load and validate a scenario: a built-in name, a YAML path, or a dict.
+
+    ``overrides`` maps dotted key paths (``population.size``, ``run.seed``) to values and
+    is applied before validation, so an override is checked like the file itself.
+    """
+    if source is None:
+        source = "default"
+    lines: dict[str, int] = {}
+    if isinstance(source, dict):
+        data: Any = copy.deepcopy(source)
+        file = "<dict>"
+    else:
+        path = resolve_path(source)
+        file = str(path)
+        data, lines = _compose(_read(path), file)
+        data = _resolve_extends(data, path)
+    if overrides:
+        if not isinstance(data, dict):
+            raise ScenarioError(file, [Problem("", "a mapping of sections")])
+        for k, v in overrides.items():
+            try:
+                set_path(data, k, v)
+            except KeyError:
+                raise ScenarioError(file, [Problem(k, "an override path through mappings")]) from None
+    return validate_data(data, file, lines)
+
+
+def scenario_hash(scen: Scenario) -> str:
+    """SHA-256 of the resolved scenario (canonical JSON), recorded in every manifest."""
+    blob = json.dumps(scen.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def dump_yaml(scen: Scenario) -> str:
+    return yaml.safe_dump(scen.model_dump(mode="json", exclude_none=True), sort_keys=False)

@@ -1,0 +1,288 @@
+"""The typed schema of a scenario file.
+
+A scenario declares everything a run depends on. Every section is a pydantic model with
+``extra="forbid"``, so a misspelt key is an error, not a silently ignored setting.
+Cross-references between sections (a sensor observing a behaviour, a sanction naming a
+list) are checked afterwards by :mod:`credsim.scenario.check`, which reports the key path
+of every broken name. Nothing in a scenario is ever evaluated as code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+STANDARD_DOMAINS = (
+    "finance",
+    "court",
+    "traffic",
+    "commerce",
+    "speech",
+    "civic",
+    "family",
+    "travel",
+    "lodging",
+    "employment",
+)
+ASSOCIATION_DOMAIN = "association"
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Multiplier = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e9, le=1e9)]
+Days = Annotated[int, Field(ge=1, le=36_500)]
+Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")]
+DottedName = Annotated[
+    str, Field(min_length=3, max_length=120, pattern=r"^[a-z][a-z0-9_]*\.[a-z0-9_.\-]+$")
+]
+
+# dimension -> value -> multiplier (or share, or shift)
+GroupTable = dict[Name, dict[Name, Multiplier]]
+BehaviourKind = Literal["infraction", "good_deed", "speech", "attempt", "cure", "other"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Trait(Strict):
+    """A latent trait, normal with the given mean and sd, shifted (in sd units) by group."""
+
+    mean: Finite = 0.0
+    sd: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] = 1.0
+    shift: dict[Name, dict[Name, Finite]] = {}
+
+
+class Population(Strict):
+    size: Annotated[int, Field(ge=1, le=2_000_000_000)]
+    groups: dict[Name, dict[Name, Probability]]
+    traits: dict[Name, Trait] = {}
+
+    @field_validator("groups")
+    @classmethod
+    def _shares_sum_to_one(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        if len(v) > 16:
+            raise ValueError("at most 16 group dimensions")
+        for dim, shares in v.items():
+            if not 1 <= len(shares) <= 250:
+                raise ValueError(f"dimension {dim!r} needs 1 to 250 values")
+            total = sum(shares.values())
+            if not math.isclose(total, 1.0, abs_tol=1e-6):
+                raise ValueError(f"shares of {dim!r} must sum to 1, they sum to {total:.6g}")
+        return v
+
+
+class Graph(Strict):
+    contacts: Annotated[int, Field(ge=0, le=1000)] = 0
+    homophily: dict[Name, Probability] = {}
+
+    @field_validator("homophily")
+    @classmethod
+    def _homophily_total(cls, v: dict[str, float]) -> dict[str, float]:
+        if sum(v.values()) > 1.0 + 1e-9:
+            raise ValueError("homophily shares must sum to at most 1")
+        return v
+
+
+class Behaviour(Strict):
+    """A daily Bernoulli behaviour: P(event) = rate x group multipliers x exp(trait betas)."""
+
+    kind: BehaviourKind
+    rate: Probability
+    by: GroupTable = {}
+    traits: dict[Name, Annotated[float, Field(ge=-10, le=10, allow_inf_nan=False)]] = {}
+    only_listed: Name | None = Field(
+        default=None, description="only citizens on this (official) list can do it, e.g. a cure"
+    )
+
+
+class Sensor(Strict):
+    """Turns true events into records, misses some, and invents some (false records)."""
+
+    observes: list[DottedName] = Field(min_length=1)
+    coverage: Probability = 1.0
+    coverage_by: GroupTable = {}
+    detection: Probability = 1.0
+    false_rate: Probability = 0.0
+    delay_days: Annotated[int, Field(ge=0, le=365)] = 0
+    surveillance: GroupTable = {}
+
+
+class PointsRule(Strict):
+    points: Finite
+    expiry_days: Days | None = None
+
+
+class Cap(Strict):
+    period_days: Days = 30
+    max_loss: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = math.inf
+    max_gain: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = math.inf
+
+
+class Points(Strict):
+    base: Finite = 1000.0
+    rules: dict[DottedName, Finite | PointsRule] = {}
+    expiry_days: Days = 365
+    cap: Cap | None = None
+
+
+class Feature(Strict):
+    """A dossier feature for a model score: exactly one source."""
+
+    records: list[DottedName] | None = None
+    group: dict[Name, dict[Name, Finite]] | None = None
+    trait: Name | None = None
+    contacts_listed: Name | None = None
+    expiry_days: Days = 365
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Feature:
+        given = [
+            k
+            for k in ("records", "group", "trait", "contacts_listed")
+            if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "a feature needs exactly one of records, group, trait, contacts_listed"
+                f" (got {given or 'none'})"
+            )
+        return self
+
+
+class Dimension(Strict):
+    weight: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+    features: dict[Name, Finite]
+
+
+class ModelScore(Strict):
+    """Commercial-style score: score = clip(center + scale * sum_d w_d * sum_f c_f * x_f)."""
+
+    range: tuple[Finite, Finite] = (350.0, 950.0)
+    center: Finite = 650.0
+    scale: Finite = 100.0
+    every_days: Days = 30
+    features: dict[Name, Feature]
+    dimensions: dict[Name, Dimension]
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelScore:
+        lo, hi = self.range
+        if not lo < hi:
+            raise ValueError(f"range must be [low, high] with low < high, got {list(self.range)}")
+        return self
+
+
+class Band(Strict):
+    name: Name
+    min: Finite | None = None
+
+
+class Grades(Strict):
+    score: Literal["points", "model"] = "points"
+    bands: list[Band] = Field(min_length=1, max_length=60)
+
+    @field_validator("bands")
+    @classmethod
+    def _descending(cls, bands: list[Band]) -> list[Band]:
+        mins = [b.min for b in bands]
+        if mins[-1] is not None:
+            raise ValueError("the last (lowest) band must have no min, so every score has a grade")
+        if any(m is None for m in mins[:-1]):
+            raise ValueError("every band but the last needs a min")
+        vals = [m for m in mins[:-1] if m is not None]
+        if any(a <= b for a, b in zip(vals, vals[1:], strict=False)):
+            raise ValueError(f"band mins must be strictly descending, got {vals}")
+        return bands
+
+
+class Scoring(Strict):
+    points: Points | None = None
+    model: ModelScore | None = None
+    grades: Grades | None = None
+
+
+class ListEntry(Strict):
+    records: list[DottedName] | None = None
+    count: Annotated[int, Field(ge=1, le=10_000)] = 1
+    window_days: Days = 365
+    grace_days: Annotated[int, Field(ge=0, le=3650)] = 0
+    grades: list[Name] | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> ListEntry:
+        if (self.records is None) == (self.grades is None):
+            raise ValueError("entry needs exactly one of records (with count/window) or grades")
+        return self
+
+
+class ListExit(Strict):
+    cure: list[DottedName] = []
+    term_days: Days | None = None
+    on_grade_recovery: bool = False
+
+
+class ListSpec(Strict):
+    kind: Literal["black", "red"] = "black"
+    domain: Name
+    entry: ListEntry
+    exit: ListExit = ListExit()
+    association_points: Finite = 0.0
+
+
+class SanctionWhen(Strict):
+    list_: Name | None = Field(default=None, alias="list")
+    grades: list[Name] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SanctionWhen:
+        if (self.list_ is None) == (self.grades is None):
+            raise ValueError("when needs exactly one of list or grades")
+        return self
+
+
+class Sanction(Strict):
+    when: SanctionWhen
+    attempts: list[DottedName] = Field(min_length=1)
+    effect: Literal["deny", "reward"] = "deny"
+    severity: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 1.0
+
+
+class Response(Strict):
+    effect: Literal["reduce_rate", "cut_ties"]
+    trigger: Literal["own_sanction", "own_listed", "contact_listed"]
+    kinds: list[BehaviourKind] = []
+    behaviours: list[DottedName] = []
+    size: Probability = 0.0
+    half_life_days: Annotated[float, Field(gt=0, le=36_500, allow_inf_nan=False)] = 90.0
+    probability: Probability = 0.0
+    lists: list[Name] = []
+
+
+class RunSpec(Strict):
+    days: Days = 365
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+    trace: Annotated[int, Field(ge=0, le=100_000)] = 100
+    trace_ids: list[Annotated[int, Field(ge=0)]] = []
+
+
+class Scenario(Strict):
+    name: Name
+    description: str = ""
+    sources: list[str] = []
+    domains: list[Name] = list(STANDARD_DOMAINS)
+    population: Population
+    graph: Graph = Graph()
+    behaviours: dict[DottedName, Behaviour] = Field(min_length=1)
+    sensors: dict[Name, Sensor] = {}
+    sharing: list[Name] | None = None
+    scoring: Scoring = Scoring()
+    lists: dict[Name, ListSpec] = {}
+    sanctions: dict[Name, Sanction] = {}
+    responses: dict[Name, Response] = {}
+    run: RunSpec = RunSpec()
+
+    def shared_sensors(self) -> list[str]:
+        """Sensors whose records reach the authority's dossier (all when unspecified)."""
+        return list(self.sensors) if self.sharing is None else list(self.sharing)

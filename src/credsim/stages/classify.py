@@ -1,0 +1,139 @@
+"""Stage 5, classify: grades from score bands, and list entries and exits.
+
+Only citizens whose score changed today are re-graded (all of them on a model-score
+recompute day). List actions are applied in one ordered pass, each checked against the
+state at that moment, in both views:
+cure exits, entries falling due after their grace days, grade-based entries and exits,
+and fixed-term exits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from credsim.plan import Plan
+from credsim.state import C, State
+
+A_CURE, A_PENDING, A_GRADE_IN, A_GRADE_OUT, A_TERM = 0, 1, 2, 3, 4
+
+
+def grade_of(score: np.ndarray, mins: np.ndarray) -> np.ndarray:
+    """Band index (0 = highest) for each score; bands are ``min`` descending."""
+    return np.searchsorted(-mins, -score.astype(np.float64), side="left").astype(np.int8)
+
+
+def unique_sorted(a: np.ndarray) -> np.ndarray:
+    """Sorted unique values (sort + neighbour mask: far faster than np.unique here)."""
+    if a.shape[0] == 0:
+        return a
+    s = np.sort(a)
+    keep = np.empty(s.shape[0], dtype=np.bool_)
+    keep[0] = True
+    np.not_equal(s[1:], s[:-1], out=keep[1:])
+    return s[keep]
+
+
+def regrade(plan: Plan, st: State, cand: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """Recompute grades of ``cand`` (None = everyone); return (cit, mode, old, new) changes."""
+    z = np.zeros(0, dtype=np.int64)
+    if not plan.grades:
+        return z, z, z, z
+    src = st.score if plan.grade_source == "points" else st.mscore
+    out = []
+    for m in range(2):
+        if cand is None:
+            new = grade_of(src[m], plan.grade_mins)
+            idx = np.flatnonzero(new != st.grade[m])
+            newv = new[idx]
+        else:
+            idx = cand
+            newv = grade_of(src[m, idx], plan.grade_mins)
+            sel = newv != st.grade[m, idx]
+            idx, newv = idx[sel], newv[sel]
+        old = st.grade[m, idx].astype(np.int64)
+        st.grade[m, idx] = newv
+        out.append((idx.astype(np.int64), np.full(idx.shape[0], m, np.int64), old, newv.astype(np.int64)))
+    return tuple(np.concatenate([o[k] for o in out]) for k in range(4))
+
+
+@njit(cache=True)
+def _apply(cit: np.ndarray, mode: np.ndarray, lst: np.ndarray, action: np.ndarray, aux: np.ndarray,
+           day: int, listed: np.ndarray, listed_since: np.ndarray, list_count: np.ndarray,
+           pending: np.ndarray, entry_count: np.ndarray, exit_term: np.ndarray,
+           counters: np.ndarray, c_times: int, c_days: int):
+    n = cit.shape[0]
+    e_cit = np.empty(n, dtype=np.int64)
+    e_mode = np.empty(n, dtype=np.int64)
+    e_list = np.empty(n, dtype=np.int64)
+    e_dir = np.empty(n, dtype=np.int64)
+    e_since = np.empty(n, dtype=np.int64)
+    k = 0
+    for r in range(n):
+        i, m, li, a = cit[r], mode[r], lst[r], action[r]
+        enter = False
+        leave = False
+        if a == A_CURE or a == A_GRADE_OUT:
+            leave = listed[m, li, i] == 1
+        elif a == A_TERM:
+            leave = listed[m, li, i] == 1 and listed_since[m, li, i] == aux[r]
+        elif a == A_PENDING:
+            if pending[m, li, i] == day:
+                pending[m, li, i] = -1
+                enter = listed[m, li, i] == 0 and list_count[m, li, i] >= entry_count[li]
+        elif a == A_GRADE_IN:
+            enter = listed[m, li, i] == 0
+        if enter:
+            listed[m, li, i] = 1
+            listed_since[m, li, i] = day
+            if m == 0:
+                counters[c_times, i] += 1
+            e_since[k] = day
+        elif leave:
+            listed[m, li, i] = 0
+            e_since[k] = listed_since[m, li, i]
+            if m == 0:
+                counters[c_days, i] += day - listed_since[m, li, i]
+        else:
+            continue
+        e_cit[k] = i; e_mode[k] = m; e_list[k] = li; e_dir[k] = 1 if enter else -1
+        k += 1
+    return e_cit[:k], e_mode[:k], e_list[:k], e_dir[:k], e_since[:k]
+
+
+def update_lists(plan: Plan, st: State, day: int, cures: tuple[np.ndarray, ...],
+                 grade_changes: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """Apply today's list actions; return accepted (cit, mode, list, +1/-1, since) events."""
+    parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(c: np.ndarray, m: np.ndarray, li: np.ndarray, action: int, aux: np.ndarray | None = None) -> None:
+        if c.shape[0]:
+            parts.append((c, m, li, np.full(c.shape[0], action, np.int64),
+                          aux if aux is not None else np.zeros(c.shape[0], np.int64)))
+
+    add(*cures, A_CURE)
+    pc, pm, pl = st.entries.pop(day, 3)
+    add(pc, pm, pl, A_PENDING)
+    gc, gm, _old, gnew = grade_changes
+    for li in np.flatnonzero(plan.list_by_grade):
+        into = plan.entry_grades[li, gnew] if gnew.shape[0] else np.zeros(0, np.bool_)
+        sel = np.flatnonzero(into)
+        add(gc[sel], gm[sel], np.full(sel.shape[0], li, np.int64), A_GRADE_IN)
+        if plan.exit_on_recovery[li]:
+            sel = np.flatnonzero(~into)
+            add(gc[sel], gm[sel], np.full(sel.shape[0], li, np.int64), A_GRADE_OUT)
+    tc, tm, tl, ts = st.terms.pop(day, 4)
+    add(tc, tm, tl, A_TERM, ts)
+    if not parts:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, z, z, z
+    cols = [np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(5)]
+    ev = _apply(*cols, day, st.listed, st.listed_since, st.list_count, st.pending,
+                plan.entry_count, plan.exit_term, st.counters, C["times_listed"], C["days_listed"])
+    ent = ev[3] == 1
+    if ent.any():
+        term = plan.exit_term[ev[2][ent]]
+        has = term > 0
+        st.terms.push_by_day((day + term)[has], ev[0][ent][has], ev[1][ent][has], ev[2][ent][has],
+                             np.full(int(has.sum()), day, np.int64))
+    return ev

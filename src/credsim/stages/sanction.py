@@ -1,0 +1,116 @@
+"""Stage 6, sanction: today's attempts (book a flight, apply for a loan) meet the rules.
+
+Each attempt is checked twice, against the official state and against the shadow one:
+denied if any ``deny`` sanction covering the attempt applies (the citizen is on its list
+or holds one of its grades), else rewarded if any ``reward`` sanction applies.
+
+For each official denial the stage also records
+- the **cross-context share**: how much of what triggered it came from another domain
+  than the attempt's (a court list blocking a train ticket scores 1.0; for a grade, the
+  share of points lost in other domains) -- the test of EU AI Act Art. 5(1)(c)(i);
+- whether it was **association-only**: the grade would not have triggered it without the
+  points lost because of contacts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from credsim.plan import KINDS, Plan
+from credsim.state import C, State
+
+
+@njit(cache=True)
+def _grade(score: float, mins: np.ndarray) -> int:
+    g = 0
+    while g < mins.shape[0] and score < mins[g]:
+        g += 1
+    return g
+
+
+@njit(cache=True)
+def _check(cit: np.ndarray, beh: np.ndarray, san_list: np.ndarray, san_grades: np.ndarray,
+           san_attempts: np.ndarray, san_reward: np.ndarray, list_domain: np.ndarray,
+           list_by_grade: np.ndarray, entry_grades: np.ndarray, beh_domain: np.ndarray,
+           listed: np.ndarray, grade: np.ndarray, neg_by_domain: np.ndarray, score: np.ndarray,
+           assoc_pts: np.ndarray, mins: np.ndarray, points_graded: bool,
+           counters: np.ndarray, c_att: int, c_den: int, c_rew: int, c_wrong: int, c_miss: int,
+           c_assoc: int):
+    A, K = cit.shape[0], san_list.shape[0]
+    den = np.zeros((A, 2), dtype=np.uint8)
+    rew = np.zeros((A, 2), dtype=np.uint8)
+    first = np.full(A, -1, dtype=np.int64)
+    cross = np.full(A, np.nan)
+    assoc_only = np.zeros(A, dtype=np.uint8)
+    for a in range(A):
+        i, b = cit[a], beh[a]
+        for m in range(2):
+            for k in range(K):
+                if not san_attempts[k, b]:
+                    continue
+                li = san_list[k]
+                hit = listed[m, li, i] == 1 if li >= 0 else san_grades[k, grade[m, i]]
+                if not hit:
+                    continue
+                if san_reward[k]:
+                    rew[a, m] = 1
+                else:
+                    den[a, m] = 1
+                    if m == 0 and first[a] < 0:
+                        first[a] = k
+        if den[a, 0]:
+            rew[a, 0] = 0
+        if den[a, 1]:
+            rew[a, 1] = 0
+        counters[c_att, i] += 1
+        k = first[a]
+        if k >= 0:
+            counters[c_den, i] += 1
+            li = san_list[k]
+            dom = beh_domain[b]
+            if li >= 0 and not list_by_grade[li]:
+                cross[a] = 1.0 if list_domain[li] != dom else 0.0
+            else:
+                tot = 0.0
+                for d in range(neg_by_domain.shape[0]):
+                    tot += neg_by_domain[d, i]
+                cross[a] = 0.0 if tot <= 0 else (tot - neg_by_domain[dom, i]) / tot
+                if points_graded and assoc_pts[0, i] < 0:
+                    g = _grade(score[0, i] - assoc_pts[0, i], mins)
+                    still = entry_grades[li, g] if li >= 0 else san_grades[k, g]
+                    if not still:
+                        assoc_only[a] = 1
+                        counters[c_assoc, i] += 1
+            if den[a, 1] == 0:
+                counters[c_wrong, i] += 1
+        elif den[a, 1]:
+            counters[c_miss, i] += 1
+        if rew[a, 0]:
+            counters[c_rew, i] += 1
+    return den, rew, first, cross, assoc_only
+
+
+def sanction(plan: Plan, st: State, cit: np.ndarray, beh: np.ndarray) -> dict[str, np.ndarray]:
+    """Check today's attempts; return per-attempt outcomes in both views."""
+    att = plan.beh_kind[beh] == KINDS.index("attempt")
+    a_cit, a_beh = cit[att], beh[att]
+    if len(plan.sanctions) == 0 or a_cit.shape[0] == 0:
+        A = a_cit.shape[0]
+        np.add.at(st.counters[C["attempts"]], a_cit, 1)
+        return {"cit": a_cit, "beh": a_beh, "den": np.zeros((A, 2), np.uint8),
+                "rew": np.zeros((A, 2), np.uint8), "first": np.full(A, -1, np.int64),
+                "cross": np.full(A, np.nan), "assoc_only": np.zeros(A, np.uint8)}
+    listed = st.listed if st.listed.shape[1] else np.zeros((2, 1, st.n), dtype=np.uint8)
+    den, rew, first, cross, assoc_only = _check(
+        a_cit, a_beh, plan.san_list, plan.san_grades, plan.san_attempts, plan.san_reward,
+        plan.list_domain if len(plan.lists) else np.zeros(1, np.int64),
+        plan.list_by_grade if len(plan.lists) else np.zeros(1, np.bool_),
+        plan.entry_grades if len(plan.lists) else np.zeros((1, 1), np.bool_),
+        plan.beh_domain, listed, st.grade, st.neg_by_domain, st.score,
+        st.assoc_pts, plan.grade_mins, plan.grade_source == "points" and bool(plan.grades),
+        st.counters, C["attempts"], C["denied"], C["rewarded"], C["wrongful"], C["missed"],
+        C["association_only"],
+    )
+    return {"cit": a_cit, "beh": a_beh, "den": den, "rew": rew, "first": first,
+            "cross": cross, "assoc_only": assoc_only}

@@ -1,0 +1,68 @@
+"""Stage 4, score: the model score, recomputed on a schedule from dossier features.
+
+The points score is kept up to date as records are filed and expire (see ``dossier``).
+A model score (commercial style) is recomputed every ``every_days`` from features:
+
+    score = clip(center + scale * sum_f w_f * x_f, low, high),  w_f = sum_d weight_d * coef_df
+
+where a feature ``x_f`` is a count of live records of given types, a value looked up
+from the citizen's groups, a trait, or the share of the citizen's contacts on a list.
+Weights of real commercial scores are not public; here they are parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from credsim.plan import Plan
+from credsim.state import State
+
+
+@njit(parallel=True, cache=True)
+def contacts_share(indptr: np.ndarray, indices: np.ndarray, active: np.ndarray, flag: np.ndarray) -> np.ndarray:
+    """Share of each citizen's active contacts whose flag is set."""
+    n = indptr.shape[0] - 1
+    out = np.zeros(n, dtype=np.float64)
+    for i in prange(n):
+        tot = 0
+        hit = 0
+        for e in range(indptr[i], indptr[i + 1]):
+            if active[e]:
+                tot += 1
+                hit += flag[indices[e]]
+        if tot:
+            out[i] = hit / tot
+    return out
+
+
+def recompute_model(plan: Plan, st: State, day: int) -> bool:
+    """Recompute the model score when due; return whether it ran today."""
+    spec = plan.scen.scoring.model
+    if spec is None or day % spec.every_days != 0:
+        return False
+    lo, hi = spec.range
+    for m in range(2):
+        z = np.zeros(st.n, dtype=np.float64)
+        for f, name in enumerate(plan.features):
+            w = plan.feat_weight[f]
+            if w == 0:
+                continue
+            feat = spec.features[name]
+            if feat.records is not None:
+                z += w * st.feat_count[m, f]
+            elif feat.group is not None:
+                for dim, vals in feat.group.items():
+                    d = plan.dims.index(dim)
+                    table = np.zeros(len(plan.dim_values[d]))
+                    for v, x in vals.items():
+                        table[plan.dim_values[d].index(v)] = x
+                    z += w * table[st.groups[d]]
+            elif feat.trait is not None:
+                z += w * st.traits[plan.traits.index(feat.trait)]
+            elif feat.contacts_listed is not None:
+                li = plan.lists.index(feat.contacts_listed)
+                g = st.graph
+                z += w * contacts_share(g.indptr, g.indices, g.active, st.listed[m, li])
+        st.mscore[m] = np.clip(spec.center + spec.scale * z, lo, hi).astype(np.float32)
+    return True

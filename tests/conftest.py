@@ -1,0 +1,68 @@
+"""Shared fixtures: small scenarios built as dicts, so each test shows what it varies."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import credsim
+
+
+def tiny(**changes: Any) -> dict[str, Any]:
+    """A minimal valid scenario; keyword changes are dotted paths (``run__days`` style)."""
+    base: dict[str, Any] = {
+        "name": "tiny",
+        "population": {
+            "size": 2000,
+            "groups": {"region": {"city": 0.6, "rural": 0.4}, "hukou": {"local": 0.7, "migrant": 0.3}},
+            "traits": {"care": {}},
+        },
+        "behaviours": {
+            "traffic.violation": {"kind": "infraction", "rate": 0.01},
+            "court.default": {"kind": "infraction", "rate": 0.002},
+            "court.comply": {"kind": "cure", "rate": 0.05, "only_listed": "defaulters"},
+            "travel.flight": {"kind": "attempt", "rate": 0.05},
+        },
+        "sensors": {
+            "cameras": {"observes": ["traffic.violation"]},
+            "courts": {"observes": ["court.default", "court.comply"]},
+        },
+        "scoring": {
+            "points": {"base": 1000, "rules": {"traffic.violation": -5, "court.default": -50}},
+            "grades": {"bands": [{"name": "A", "min": 960}, {"name": "B", "min": 900}, {"name": "C"}]},
+        },
+        "lists": {
+            "defaulters": {
+                "domain": "court",
+                "entry": {"records": ["court.default"], "count": 1, "window_days": 365},
+                "exit": {"cure": ["court.comply"], "term_days": 100},
+            }
+        },
+        "sanctions": {"flight_ban": {"when": {"list": "defaulters"}, "attempts": ["travel.flight"]}},
+        "run": {"days": 30, "seed": 7, "trace": 50},
+    }
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        cur = out
+        parts = key.split("__")
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+        if value is None:
+            cur.pop(parts[-1], None)
+        else:
+            cur[parts[-1]] = value
+    return out
+
+
+@pytest.fixture
+def run_tiny(tmp_path: Path):  # type: ignore[no-untyped-def]
+    counter = {"k": 0}
+
+    def _run(scen: dict[str, Any] | str, **kw: Any) -> credsim.Run:
+        counter["k"] += 1
+        return credsim.run(scen, out=tmp_path / f"run{counter['k']}", **kw)
+
+    return _run
