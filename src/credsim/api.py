@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +42,17 @@ class Run:
     def connect(self) -> duckdb.DuckDBPyConnection:
         return store.connect(self.dir)
 
-    def sql(self, query: str) -> list[tuple[Any, ...]]:
+    def sql(self, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run SQL over the run's catalog (views: metrics, citizens, traces, daily)."""
         con = self.connect()
         try:
-            return con.execute(query).fetchall()
+            return con.execute(query, params or []).fetchall()
         finally:
             con.close()
 
 
 def default_out(scen: Scenario, seed: int) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{scen.name}-s{seed}-{stamp}"
 
 

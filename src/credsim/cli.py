@@ -64,8 +64,9 @@ def run(
     n = population or scen.population.size
     total = days or scen.run.days
     t0 = time.perf_counter()
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("day {task.completed:.0f}/{task.total:.0f}"),
-                  RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("day {task.completed:.0f}/{task.total:.0f}"))
+    with Progress(*columns, RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                   console=console, disable=quiet, transient=False) as prog:
         task = prog.add_task(f"{scen.name} · {n:,} citizens", total=total)
         try:
@@ -168,4 +169,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    sys.exit(0)

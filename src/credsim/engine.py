@@ -29,7 +29,7 @@ from credsim.stages import classify as classify_mod
 from credsim.stages import dossier, respond, sanction, score
 from credsim.stages.measure import Metrics
 from credsim.stages.observe import Observer
-from credsim.state import C, COUNTERS, State, initial_state
+from credsim.state import COUNTERS, C, State, initial_state
 
 STAGES = ("behave", "observe", "file", "score", "classify", "sanction", "respond", "measure")
 DEFAULT_BLOCK = 1 << 16
@@ -47,7 +47,7 @@ class Tracer:
             "day", "citizen", "stage", "item", "value", "view", "true", "source")}
 
     def add(self, day: int, cit: np.ndarray, stage: str, item: list[str] | np.ndarray,
-            value: np.ndarray, view: list[str] | np.ndarray, true: np.ndarray | None = None,
+            value: np.ndarray, view: str | list[str] | np.ndarray, true: np.ndarray | None = None,
             source: list[str] | np.ndarray | None = None) -> None:
         k = cit.shape[0]
         if k == 0:
@@ -58,7 +58,7 @@ class Tracer:
         r["stage"].append(np.full(k, stage, dtype=object))
         r["item"].append(np.asarray(item, dtype=object))
         r["value"].append(np.asarray(value, dtype=np.float64))
-        r["view"].append(np.asarray(view, dtype=object) if not isinstance(view, str) else np.full(k, view, dtype=object))
+        r["view"].append(np.full(k, view, dtype=object) if isinstance(view, str) else np.asarray(view, dtype=object))
         r["true"].append(np.full(k, -1, np.int8) if true is None else np.asarray(true, dtype=np.int8))
         r["source"].append(np.full(k, "", dtype=object) if source is None else np.asarray(source, dtype=object))
 
@@ -103,7 +103,7 @@ class Loop:
         return t1
 
     def step(self, day: int) -> None:
-        p, st, m, tr = self.plan, self.st, self.metrics, self.tracer
+        p, st = self.plan, self.st
         t = time.perf_counter()
 
         # 1. behave: true events
@@ -317,7 +317,7 @@ def simulate(scen: Scenario, *, population: int | None = None, days: int | None 
     days = days if days is not None else scen.run.days
     seed = seed if seed is not None else scen.run.seed
     if threads is not None:
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
     plan = compile_plan(scen)
     t0 = time.perf_counter()
     pop = pop_mod.generate(plan, n, seed, block)

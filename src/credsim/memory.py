@@ -57,9 +57,9 @@ def estimate_memory(scen: Scenario) -> Estimate:
         i = plan.beh.index(b)
         if plan.beh_in_scope[i]:
             rate += 2 * spec.rate * mult
-    for s, spec in scen.sensors.items():
+    for s, sen in scen.sensors.items():
         if s in scen.shared_sensors():
-            rate += spec.false_rate * len(spec.observes)
+            rate += sen.false_rate * len(sen.observes)
     per_record_items = 2 * (1 + len(plan.features) + len(plan.lists))
     expiry = int(plan.rule_expiry.max()) if len(plan.rule_expiry) else 365
     window = max([expiry] + [int(w) for w in plan.entry_window])

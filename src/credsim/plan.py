@@ -143,17 +143,17 @@ def compile_plan(scen: Scenario) -> Plan:
     ss = [scen.sensors[s] for s in sensors]
     S = len(sensors)
     sen_obs = np.zeros((S, B), dtype=np.bool_)
-    for i, s in enumerate(ss):
-        for b in s.observes:
-            sen_obs[i, beh.index(b)] = True
+    for i, sen in enumerate(ss):
+        for bname in sen.observes:
+            sen_obs[i, beh.index(bname)] = True
     sen_shared = np.array([s in shared for s in sensors], dtype=np.bool_)
     in_scope = np.zeros(B, dtype=np.bool_)
     shadow_delay = np.zeros(B, dtype=np.int64)
-    for b in range(B):
-        for s in range(S):
-            if sen_obs[s, b] and sen_shared[s]:
-                in_scope[b] = True
-                shadow_delay[b] = ss[s].delay_days
+    for bi in range(B):
+        for si in range(S):
+            if sen_obs[si, bi] and sen_shared[si]:
+                in_scope[bi] = True
+                shadow_delay[bi] = ss[si].delay_days
                 break
 
     sc = scen.scoring
@@ -214,10 +214,10 @@ def compile_plan(scen: Scenario) -> Plan:
     K = len(sn)
     san_grades = np.zeros((K, max(G, 1)), dtype=np.bool_)
     san_attempts = np.zeros((K, B), dtype=np.bool_)
-    for k, s in enumerate(ks):
-        for g in s.when.grades or []:
+    for k, san in enumerate(ks):
+        for g in san.when.grades or []:
             san_grades[k, grades.index(g)] = True
-        for a in s.attempts:
+        for a in san.attempts:
             san_attempts[k, beh.index(a)] = True
 
     rn = list(scen.responses)
@@ -225,13 +225,13 @@ def compile_plan(scen: Scenario) -> Plan:
     Q = len(rn)
     resp_applies = np.zeros((Q, B), dtype=np.bool_)
     resp_lists = np.ones((Q, L), dtype=np.bool_)
-    for q, r in enumerate(qs):
-        for i, b in enumerate(bs):
-            if b.kind in r.kinds or beh[i] in r.behaviours:
+    for q, resp in enumerate(qs):
+        for i, bspec in enumerate(bs):
+            if bspec.kind in resp.kinds or beh[i] in resp.behaviours:
                 resp_applies[q, i] = True
-        if r.lists:
+        if resp.lists:
             resp_lists[q, :] = False
-            for ln in r.lists:
+            for ln in resp.lists:
                 resp_lists[q, lists.index(ln)] = True
 
     return Plan(

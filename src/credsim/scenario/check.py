@@ -44,10 +44,11 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
     for b, beh in s.behaviours.items():
         dom = b.split(".", 1)[0]
         if dom not in domains:
-            out.append((f"behaviours.{b}", f"a name '<domain>.<what>' with a domain in {sorted(domains)} (got domain {dom!r})"))
+            expected = f"a name '<domain>.<what>' with a domain in {sorted(domains)} (got domain {dom!r})"
+            out.append((f"behaviours.{b}", expected))
         check_table(f"behaviours.{b}.by", beh.by)
-        for t in beh.traits:
-            one_of(f"behaviours.{b}.traits.{t}", t, list(traits), "a trait")
+        for tname in beh.traits:
+            one_of(f"behaviours.{b}.traits.{tname}", tname, list(traits), "a trait")
         if beh.only_listed is not None:
             one_of(f"behaviours.{b}.only_listed", beh.only_listed, list(s.lists), "a list")
 
@@ -76,8 +77,8 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
                 one_of(f"{p}.trait", f.trait, list(traits), "a trait")
             if f.contacts_listed is not None:
                 one_of(f"{p}.contacts_listed", f.contacts_listed, list(s.lists), "a list")
-        for dn, d in sc.model.dimensions.items():
-            for fn in d.features:
+        for dn, dspec in sc.model.dimensions.items():
+            for fn in dspec.features:
                 one_of(f"scoring.model.dimensions.{dn}.features.{fn}", fn, list(sc.model.features), "a feature")
     if sc.grades is not None:
         src = sc.grades.score
@@ -113,15 +114,15 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
             if a in s.behaviours and s.behaviours[a].kind != "attempt":
                 out.append((f"{p}.attempts[{i}]", f"a behaviour of kind 'attempt' ({a!r} is {s.behaviours[a].kind!r})"))
 
-    for rn, r in s.responses.items():
+    for rn, resp in s.responses.items():
         p = f"responses.{rn}"
-        for i, b in enumerate(r.behaviours):
+        for i, b in enumerate(resp.behaviours):
             one_of(f"{p}.behaviours[{i}]", b, list(s.behaviours), "a behaviour")
-        for i, ln in enumerate(r.lists):
+        for i, ln in enumerate(resp.lists):
             one_of(f"{p}.lists[{i}]", ln, list(s.lists), "a list")
-        if r.effect == "reduce_rate" and not (r.kinds or r.behaviours):
+        if resp.effect == "reduce_rate" and not (resp.kinds or resp.behaviours):
             out.append((p, "reduce_rate needs kinds or behaviours to act on"))
-        if r.effect == "cut_ties" and r.trigger != "contact_listed":
+        if resp.effect == "cut_ties" and resp.trigger != "contact_listed":
             out.append((f"{p}.trigger", "cut_ties works on trigger 'contact_listed'"))
 
     tr = s.run

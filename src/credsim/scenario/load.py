@@ -185,7 +185,8 @@ def _resolve_extends(data: Any, path: Path, depth: int = 0) -> Any:
     else:
         base_path = builtin_dir() / f"{target}.yaml"
         if not base_path.exists():
-            raise ScenarioError(file, [Problem("extends", f"one of the built-in names {builtin_names()} (got {target!r})")])
+            expected = f"one of the built-in names {builtin_names()} (got {target!r})"
+            raise ScenarioError(file, [Problem("extends", expected)])
     base, _ = _compose(_read(base_path), str(base_path))
     base = _resolve_extends(base, base_path, depth + 1)
     return merge(base, data)

@@ -111,7 +111,7 @@ def update_lists(plan: Plan, st: State, day: int, cures: tuple[np.ndarray, ...],
             parts.append((c, m, li, np.full(c.shape[0], action, np.int64),
                           aux if aux is not None else np.zeros(c.shape[0], np.int64)))
 
-    add(*cures, A_CURE)
+    add(cures[0], cures[1], cures[2], A_CURE)
     pc, pm, pl = st.entries.pop(day, 3)
     add(pc, pm, pl, A_PENDING)
     gc, gm, _old, gnew = grade_changes
@@ -128,7 +128,7 @@ def update_lists(plan: Plan, st: State, day: int, cures: tuple[np.ndarray, ...],
         z = np.zeros(0, dtype=np.int64)
         return z, z, z, z, z
     cols = [np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(5)]
-    ev = _apply(*cols, day, st.listed, st.listed_since, st.list_count, st.pending,
+    ev = _apply(cols[0], cols[1], cols[2], cols[3], cols[4], day, st.listed, st.listed_since, st.list_count, st.pending,
                 plan.entry_count, plan.exit_term, st.counters, C["times_listed"], C["days_listed"])
     ent = ev[3] == 1
     if ent.any():

@@ -76,7 +76,8 @@ def respond(plan: Plan, st: State, day: int, seed: int, denied: np.ndarray,
             src = ecit[sel]
             if plan.resp_cut[q]:
                 key = day_key(seed, f"cut:{name}", day)
-                out["ties_cut"] = int(out["ties_cut"]) + int(_cut(src, key, plan.resp_prob[q], g.indptr, g.indices, g.active))  # type: ignore[call-overload]
+                n_cut = _cut(src, key, plan.resp_prob[q], g.indptr, g.indices, g.active)
+                out["ties_cut"] = int(out["ties_cut"]) + int(n_cut)  # type: ignore[call-overload]
                 continue
             who, _o = _neighbours(src, g.indptr, g.indices, g.active)
         if who.shape[0]:

@@ -1,0 +1,132 @@
+"""The run directory, its DuckDB catalog, the CLI and the public API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+import credsim
+from credsim.cli import app
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> credsim.Run:
+    out = tmp_path_factory.mktemp("runs") / "default"
+    return credsim.run(population=20_000, days=120, out=out)
+
+
+def test_run_directory_has_every_output(default_run: credsim.Run) -> None:
+    d = default_run.dir
+    for f in ("manifest.json", "metrics.parquet", "citizens.parquet", "traces.parquet", "results.duckdb"):
+        assert (d / f).is_file(), f
+    man = json.loads((d / "manifest.json").read_text())
+    assert man["status"] == "complete"
+    assert man["scenario_name"] == "city-points"
+    assert len(man["scenario_hash"]) == 64
+    assert man["population"] == 20_000 and man["days"] == 120
+    assert {"numpy", "numba", "duckdb", "python"} <= set(man["versions"])
+    assert set(man["timings_s"]) >= {"behave", "observe", "file", "classify", "sanction", "measure", "wall"}
+    assert man["scenario"]["population"]["size"] == 20_000
+    assert not list(d.parent.glob(".*partial*")), "no temporary directory left behind"
+
+
+def test_sql_share_on_each_list_by_hukou(default_run: credsim.Run) -> None:
+    rows = default_run.sql(
+        "SELECT hukou, avg(on_court_defaulters::INT) AS share, count(*) FROM citizens GROUP BY hukou ORDER BY 1")
+    assert [r[0] for r in rows] == ["local", "migrant"]
+    assert sum(r[2] for r in rows) == 20_000
+    # the same figure from the daily metrics table
+    m = dict(default_run.sql(
+        "SELECT l.\"group\", l.value / p.value FROM metrics l JOIN metrics p USING (day, dimension, \"group\") "
+        "WHERE l.metric = 'listed.court_defaulters' AND p.metric = 'population' AND l.dimension = 'hukou' "
+        "AND l.day = (SELECT max(day) FROM metrics)"))
+    for hukou, share, _n in rows:
+        assert m[hukou] == pytest.approx(share)
+
+
+def test_catalog_works_from_any_directory(default_run: credsim.Run, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    con = credsim.connect(default_run.dir)
+    assert con.execute("SELECT count(*) FROM traces").fetchone()[0] > 0  # type: ignore[index]
+    daily = con.execute("SELECT \"listed.court_defaulters\" FROM daily WHERE dimension='all' ORDER BY day").fetchall()
+    assert len(daily) == 120
+    con.close()
+    monkeypatch.chdir(default_run.dir)
+    raw = duckdb.connect("results.duckdb", read_only=True)
+    assert raw.execute("SELECT count(*) FROM citizens").fetchone()[0] == 20_000  # type: ignore[index]
+    raw.close()
+
+
+def test_traces_hold_the_full_history_of_traced_citizens(default_run: credsim.Run) -> None:
+    tr = default_run.traces()
+    stages = set(tr.column("stage").to_pylist())
+    assert {"event", "record", "score"} <= stages
+    traced = default_run.sql("SELECT count(*) FROM citizens WHERE traced")[0][0]
+    assert traced == 200
+    per_day = default_run.sql("SELECT count(DISTINCT citizen) FROM traces WHERE stage='score' AND day=0")[0][0]
+    assert per_day == 200
+
+
+def test_overwrite_is_refused_unless_asked(default_run: credsim.Run) -> None:
+    with pytest.raises(FileExistsError):
+        credsim.run(population=100, days=2, out=default_run.dir)
+
+
+def test_public_api_is_small_and_declared() -> None:
+    assert sorted(credsim.__all__) == sorted([
+        "MemoryRefused", "Run", "Scenario", "ScenarioError", "__version__", "builtin_names", "connect",
+        "estimate_memory", "load_scenario", "run"])
+    for name in credsim.__all__:
+        assert hasattr(credsim, name)
+
+
+def test_memory_guard_refuses_with_estimate(tmp_path: Path) -> None:
+    with pytest.raises(credsim.MemoryRefused) as ei:
+        credsim.run(population=2_000_000_000, days=365, out=tmp_path / "x")
+    msg = str(ei.value)
+    assert "GiB" in msg and "refusing" in msg and "population" in msg
+    assert not (tmp_path / "x").exists()
+    est = credsim.estimate_memory(credsim.load_scenario("city-points", {"population.size": 1_000_000}))
+    assert 100 * 2**20 < est.total < 4 * 2**30
+
+
+runner = CliRunner()
+
+
+def test_cli_run_validate_scenarios(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["run", "-n", "3000", "-d", "20", "--seed", "3", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert "listed.court_defaulters" in res.output
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["seed"] == 3
+    res = runner.invoke(app, ["scenarios"])
+    assert res.exit_code == 0 and "city-points" in res.output and "baseline" in res.output
+    res = runner.invoke(app, ["validate", "baseline"])
+    assert res.exit_code == 0 and "ok" in res.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\npopulation: {size: -1, groups: {a: {b: 1}}}\nbehaviours: {}\n")
+    res = runner.invoke(app, ["validate", str(bad)])
+    assert res.exit_code == 2
+    assert "population.size" in res.output and str(bad) in res.output
+    res = runner.invoke(app, ["run", str(bad)])
+    assert res.exit_code == 2 and "population.size" in res.output
+    res = runner.invoke(app, ["sql", str(tmp_path / "r"), "SELECT count(*) AS n FROM citizens"])
+    assert res.exit_code == 0 and "3000" in res.output
+
+
+def test_cli_entry_point_installed() -> None:
+    exe = Path(sys.executable).parent / "credsim"
+    res = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=False)
+    assert res.returncode == 0 and "run" in res.stdout
+
+
+def test_set_override_from_cli(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["run", "-n", "2000", "-d", "5", "--out", str(tmp_path / "r"),
+                              "--set", "scoring.points.base=900", "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["scenario"]["scoring"]["points"]["base"] == 900
