@@ -130,3 +130,8 @@ def test_set_override_from_cli(tmp_path: Path) -> None:
                               "--set", "scoring.points.base=900", "-q"])
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "r" / "manifest.json").read_text())["scenario"]["scoring"]["points"]["base"] == 900
+
+
+def test_run_without_traced_citizens(tmp_path: Path) -> None:
+    run = credsim.run(population=500, days=3, out=tmp_path / "r", overrides={"run.trace": 0})
+    assert run.traces().num_rows == 0

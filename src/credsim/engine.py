@@ -66,7 +66,9 @@ class Tracer:
         return np.flatnonzero(self.mask[cit]) if cit.shape[0] else np.zeros(0, np.int64)
 
     def to_arrow(self) -> pa.Table:
-        cols = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in self.rows.items()}
+        empty = {"day": np.int32, "citizen": np.int64, "value": np.float64, "true": np.int8}
+        cols = {k: (np.concatenate(v) if v else np.zeros(0, dtype=empty.get(k, object)))
+                for k, v in self.rows.items()}
         return pa.table({
             "day": pa.array(cols["day"], pa.int32()),
             "citizen": pa.array(cols["citizen"], pa.int64()),
