@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numba
 import numpy as np
+from numba import njit
 import pyarrow as pa
 
 from credsim import graph as graph_mod
@@ -33,6 +34,18 @@ from credsim.state import COUNTERS, C, State, initial_state
 
 STAGES = ("behave", "observe", "file", "score", "classify", "sanction", "respond", "measure")
 DEFAULT_BLOCK = 1 << 16
+
+
+@njit(cache=True)
+def _count_events(counters: np.ndarray, cit: np.ndarray, kinds: np.ndarray, c_all: int, c_inf: int,
+                  k_inf: int, c_speech: int, k_speech: int) -> None:
+    for j in range(cit.shape[0]):
+        i = cit[j]
+        counters[c_all, i] += 1
+        if kinds[j] == k_inf:
+            counters[c_inf, i] += 1
+        elif kinds[j] == k_speech:
+            counters[c_speech, i] += 1
 
 
 class Tracer:
@@ -95,8 +108,8 @@ class Loop:
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     def __post_init__(self) -> None:
-        self.ub = behave_mod.rate_bounds(self.plan, self.st, self.block)
-        self.observer = Observer(self.plan, self.seed)
+        self.sampler = behave_mod.make_sampler(self.plan, self.st, self.seed)
+        self.observer = Observer(self.plan, self.st, self.seed)
         self.kind_of = self.plan.beh_kind
 
     def _t(self, stage: str, t0: float) -> float:
@@ -109,7 +122,7 @@ class Loop:
         t = time.perf_counter()
 
         # 1. behave: true events
-        cit, beh = behave_mod.behave(p, st, day, self.seed, self.block, self.ub)
+        cit, beh = behave_mod.behave(p, st, day, self.block, self.sampler)
         t = self._t("behave", t)
 
         # 2. observe: sensors make records (queued until their delay has passed)
@@ -118,7 +131,7 @@ class Loop:
 
         # 3. file: due records enter the dossier, expired ones leave it
         dossier.reset_caps(p, st, day)
-        filed, applied, cures = dossier.file_records(p, st, day)
+        filed, applied, cures = dossier.file_records(p, st, day, self.days)
         exp_cit, exp_mode, exp_amt = dossier.expire(p, st, day)
         t = self._t("file", t)
 
@@ -155,9 +168,8 @@ class Loop:
                  model_day: bool, grades, lists, out, resp) -> None:  # type: ignore[no-untyped-def]
         p, st, m = self.plan, self.st, self.metrics
         kinds = self.kind_of[beh]
-        np.add.at(st.counters[C["events"]], cit, 1)
-        np.add.at(st.counters[C["infractions"]], cit[kinds == KINDS.index("infraction")], 1)
-        np.add.at(st.counters[C["speech"]], cit[kinds == KINDS.index("speech")], 1)
+        _count_events(st.counters, cit, kinds, C["events"], C["infractions"], KINDS.index("infraction"),
+                      C["speech"], KINDS.index("speech"))
         order = np.argsort(beh, kind="stable")
         bs = beh[order]
         cuts = np.searchsorted(bs, np.arange(p.n_beh + 1))
@@ -207,8 +219,8 @@ class Loop:
         m.count(day, "denied.association_only", ac[out["assoc_only"] == 1])
         for q, who in resp["triggered"].items():
             m.count(day, f"response.{q}", who)
-        m.table[day, m.idx["association_records"], -1] += resp["assoc"]
-        m.table[day, m.idx["ties_cut"], -1] += resp["ties_cut"]
+        m.add_total(day, "association_records", resp["assoc"])
+        m.add_total(day, "ties_cut", resp["ties_cut"])
         m.close_day(day)
 
     def _trace(self, day: int, cit, beh, filed, applied, grades, lists, out) -> None:  # type: ignore[no-untyped-def]
@@ -330,12 +342,7 @@ def simulate(scen: Scenario, *, population: int | None = None, days: int | None 
         src = st.score if plan.grade_source == "points" else st.mscore
         st.grade[:] = classify_mod.grade_of(src.ravel(), plan.grade_mins).reshape(2, n)
     metrics = Metrics(plan, st, days)
-    metrics.add_stock("population", np.arange(n, dtype=np.int64))
-    metrics.add_stock("score_sum", np.arange(n, dtype=np.int64), st.score[0].astype(np.float64))
-    metrics.add_stock("shadow_score_sum", np.arange(n, dtype=np.int64), st.score[1].astype(np.float64))
-    for gi, gname in enumerate(plan.grades):
-        for mode, pre in ((0, "grade."), (1, "shadow_grade.")):
-            metrics.add_stock(pre + gname, np.flatnonzero(st.grade[mode] == gi))
+    metrics.init_stocks(st, plan.grades)
     tracer = Tracer(plan, n, trace_ids(plan, n, seed))
     setup = time.perf_counter() - t0
     loop = Loop(plan, st, seed, days, block, metrics, tracer)

@@ -90,6 +90,9 @@ class Queue:
         """Push rows to the bucket of their own day, keeping row order within a day."""
         if days.shape[0] == 0:
             return
+        if days[0] == days[-1] and days.min() == days.max():
+            self.buckets[int(days[0])].append(tuple(arrays))
+            return
         order = np.argsort(days, kind="stable")
         d = days[order]
         cuts = np.flatnonzero(np.diff(d)) + 1
@@ -128,7 +131,7 @@ class State:
     assoc_pts: np.ndarray  # (2, N) float32: points from association records
     counters: np.ndarray  # (len(COUNTERS), N) int32
     records: Queue = field(default_factory=Queue)  # Records due to be filed, by file day
-    expiry: Queue = field(default_factory=Queue)  # (cit, mode, kind, idx, amount, filed_day)
+    expiry: Queue = field(default_factory=Queue)  # (cit, code, amount, filing sequence); see dossier
     entries: Queue = field(default_factory=Queue)  # (cit, mode, list) pending entries
     terms: Queue = field(default_factory=Queue)  # (cit, mode, list, entry day) fixed terms
     traced: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))

@@ -33,18 +33,17 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
           score: np.ndarray, cap_used: np.ndarray, neg_by_domain: np.ndarray, assoc_pts: np.ndarray,
           feat_count: np.ndarray, list_count: np.ndarray, cured_seq: np.ndarray,
           pending: np.ndarray, listed: np.ndarray, counters: np.ndarray,
-          c_true: int, c_false: int):
+          c_true: int, c_false: int, horizon: int):
     R = cit.shape[0]
     F = feat_types.shape[1]
     L = entry_types.shape[1]
     applied = np.zeros((R, 2), dtype=np.float32)
     cap = R * 2 * (1 + F + L)
+    # expiry items, compact: citizen, code = idx << 3 | kind << 1 | view, amount, filing sequence
     x_day = np.empty(cap, dtype=np.int64)
-    x_cit = np.empty(cap, dtype=np.int64)
-    x_mode = np.empty(cap, dtype=np.int64)
-    x_kind = np.empty(cap, dtype=np.int64)
-    x_idx = np.empty(cap, dtype=np.int64)
-    x_amt = np.empty(cap, dtype=np.float64)
+    x_cit = np.empty(cap, dtype=np.int32)
+    x_code = np.empty(cap, dtype=np.int32)
+    x_amt = np.empty(cap, dtype=np.float32)
     x_seq = np.empty(cap, dtype=np.int64)
     nx = 0
     pcap = R * 2 * max(L, 1)
@@ -87,15 +86,19 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
                         neg_by_domain[rtype_domain[t], i] += -a
                     if t >= n_beh:
                         assoc_pts[m, i] += a
-                    x_day[nx] = day + rule_expiry[t]; x_cit[nx] = i; x_mode[nx] = m
-                    x_kind[nx] = 0; x_idx[nx] = t; x_amt[nx] = a; x_seq[nx] = seq
-                    nx += 1
+                    due = day + rule_expiry[t]
+                    if due < horizon:
+                        x_day[nx] = due; x_cit[nx] = i; x_code[nx] = (t << 3) | (K_POINTS << 1) | m
+                        x_amt[nx] = a; x_seq[nx] = seq
+                        nx += 1
             for f in range(F):
                 if feat_types[t, f]:
                     feat_count[m, f, i] += 1
-                    x_day[nx] = day + feat_expiry[f]; x_cit[nx] = i; x_mode[nx] = m
-                    x_kind[nx] = 1; x_idx[nx] = f; x_amt[nx] = 1.0; x_seq[nx] = seq
-                    nx += 1
+                    due = day + feat_expiry[f]
+                    if due < horizon:
+                        x_day[nx] = due; x_cit[nx] = i; x_code[nx] = (f << 3) | (K_FEATURE << 1) | m
+                        x_amt[nx] = 1.0; x_seq[nx] = seq
+                        nx += 1
             for li in range(L):
                 if cure_types[t, li]:
                     list_count[m, li, i] = 0
@@ -106,9 +109,11 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
                         nc += 1
                 if entry_types[t, li]:
                     list_count[m, li, i] += 1
-                    x_day[nx] = day + entry_window[li]; x_cit[nx] = i; x_mode[nx] = m
-                    x_kind[nx] = 2; x_idx[nx] = li; x_amt[nx] = 1.0; x_seq[nx] = seq
-                    nx += 1
+                    due = day + entry_window[li]
+                    if due < horizon:
+                        x_day[nx] = due; x_cit[nx] = i; x_code[nx] = (li << 3) | (K_LIST << 1) | m
+                        x_amt[nx] = 1.0; x_seq[nx] = seq
+                        nx += 1
                     if (list_count[m, li, i] >= entry_count[li] and listed[m, li, i] == 0
                             and pending[m, li, i] < 0):
                         due = day + entry_grace[li]
@@ -116,31 +121,30 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
                         p_day[np_] = due; p_cit[np_] = i; p_mode[np_] = m; p_list[np_] = li
                         np_ += 1
     return (applied,
-            (x_day[:nx], x_cit[:nx], x_mode[:nx], x_kind[:nx], x_idx[:nx], x_amt[:nx], x_seq[:nx]),
+            (x_day[:nx], x_cit[:nx], x_code[:nx], x_amt[:nx], x_seq[:nx]),
             (p_day[:np_], p_cit[:np_], p_mode[:np_], p_list[:np_]),
             (c_cit[:nc], c_mode[:nc], c_list[:nc]))
 
 
 @njit(cache=True)
-def _expire(cit: np.ndarray, mode: np.ndarray, kind: np.ndarray, idx: np.ndarray, amt: np.ndarray,
-            seq: np.ndarray, n_beh: int, rtype_domain: np.ndarray, score: np.ndarray,
-            neg_by_domain: np.ndarray, assoc_pts: np.ndarray, feat_count: np.ndarray,
-            list_count: np.ndarray, cured_seq: np.ndarray) -> None:
+def _expire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, seq: np.ndarray, n_beh: int,
+            rtype_domain: np.ndarray, score: np.ndarray, neg_by_domain: np.ndarray, assoc_pts: np.ndarray,
+            feat_count: np.ndarray, list_count: np.ndarray, cured_seq: np.ndarray) -> None:
     for k in range(cit.shape[0]):
-        i, m, j = cit[k], mode[k], idx[k]
-        if kind[k] == 0:
+        i, m, kind, j = cit[k], code[k] & 1, (code[k] >> 1) & 3, code[k] >> 3
+        if kind == K_POINTS:
             score[m, i] -= amt[k]
             if m == 0 and amt[k] < 0:
                 neg_by_domain[rtype_domain[j], i] -= -amt[k]
             if j >= n_beh:
                 assoc_pts[m, i] -= amt[k]
-        elif kind[k] == 1:
+        elif kind == K_FEATURE:
             feat_count[m, j, i] -= 1
         elif seq[k] > cured_seq[m, j, i]:
             list_count[m, j, i] -= 1
 
 
-def file_records(plan: Plan, st: State, day: int) -> tuple[Records, np.ndarray, tuple[np.ndarray, ...]]:
+def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Records, np.ndarray, tuple[np.ndarray, ...]]:
     """File the records due today; return them, the points applied, and the cures."""
     rec = Records(*st.records.pop(day, 7))
     if len(rec) == 0:
@@ -153,7 +157,7 @@ def file_records(plan: Plan, st: State, day: int) -> tuple[Records, np.ndarray, 
         plan.feat_types, plan.feat_expiry,
         plan.entry_types, plan.entry_count, plan.entry_window, plan.entry_grace, plan.cure_types,
         st.score, st.cap_used, st.neg_by_domain, st.assoc_pts, st.feat_count, st.list_count,
-        st.cured_seq, st.pending, st.listed, st.counters, C["records_true"], C["records_false"],
+        st.cured_seq, st.pending, st.listed, st.counters, C["records_true"], C["records_false"], horizon,
     )
     st.expiry.push_by_day(exp[0], *exp[1:])
     st.entries.push_by_day(pend[0], *pend[1:])
@@ -162,12 +166,12 @@ def file_records(plan: Plan, st: State, day: int) -> tuple[Records, np.ndarray, 
 
 def expire(plan: Plan, st: State, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Take back what expires today; return (citizen, view, points) of score changes."""
-    cit, mode, kind, idx, amt, seq = st.expiry.pop(day, 6)
+    cit, code, amt, seq = st.expiry.pop(day, 4)
     if cit.shape[0]:
-        _expire(cit, mode, kind, idx, amt.astype(np.float64), seq, plan.n_beh, plan.rtype_domain,
-                st.score, st.neg_by_domain, st.assoc_pts, st.feat_count, st.list_count, st.cured_seq)
-    pts = kind == 0
-    return cit[pts], mode[pts], amt[pts].astype(np.float64)
+        _expire(cit, code, amt, seq, plan.n_beh, plan.rtype_domain, st.score, st.neg_by_domain,
+                st.assoc_pts, st.feat_count, st.list_count, st.cured_seq)
+    pts = ((code >> 1) & 3) == K_POINTS
+    return cit[pts].astype(np.int64), (code[pts] & 1).astype(np.int64), amt[pts].astype(np.float64)
 
 
 def reset_caps(plan: Plan, st: State, day: int) -> None:

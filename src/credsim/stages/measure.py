@@ -1,10 +1,11 @@
 """Stage 8, measure: daily aggregates by group, from sparse changes only.
 
 Every group value of every dimension is a *slot* (``region=rural``, ``hukou=migrant``,
-...), plus one slot ``all``. Flows (events, records, denials) are counted with one
-``bincount`` over the slots of the citizens concerned; stocks (list sizes, grade counts,
-score sums) are kept up to date from the same deltas, so measuring a day never touches
-the whole population.
+...), plus one slot ``all``. Each citizen also has a *cell*: the combination of all their
+group values. Flows (events, records, denials) are counted with one ``bincount`` over the
+cells of the citizens concerned and projected onto slots once a day by a fixed sparse
+matrix; stocks (list sizes, grade counts, score sums) are kept per cell from the same
+deltas, so measuring a day never touches the whole population.
 
 The result is a long table ``(day, dimension, group, metric, value)``.
 """
@@ -13,9 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import scipy.sparse as sp
 
 from credsim.plan import KINDS, Plan
 from credsim.state import State
+
+MAX_CELLS = 200_000
 
 
 class Metrics:
@@ -49,39 +53,84 @@ class Metrics:
         self.idx = {n: i for i, n in enumerate(self.names)}
         self.stock_idx = np.array([self.idx[s] for s in stocks], dtype=np.int64)
         self.days = days
-        self.table = np.zeros((days, len(self.names), self.n_slots), dtype=np.float64)
-        self.stock = np.zeros((len(self.names), self.n_slots), dtype=np.float64)
-
-    def slots(self, cit: np.ndarray) -> np.ndarray:
-        """(D+1, len(cit)) slot indices of the given citizens, the last row being 'all'."""
-        s = self.groups[:, cit].astype(np.int64) + self.offsets[:, None]
-        return np.vstack([s, np.full((1, cit.shape[0]), self.n_slots - 1, dtype=np.int64)])
+        M = len(self.names)
+        self.table = np.zeros((days, M, self.n_slots), dtype=np.float64)
+        # cells: mixed-radix code of all group values; P maps cells to slots
+        radix = np.concatenate([[1], np.cumprod(sizes)[:-1]]).astype(np.int64)
+        self.n_cells = int(np.prod([float(s) for s in sizes]))
+        self.by_slot = self.n_cells > MAX_CELLS
+        if self.by_slot:
+            # too many combinations: count each dimension's slots directly (slower, same result)
+            self.n_cells = self.n_slots
+            self.cell = np.zeros(0, dtype=np.int32)
+            self.P = sp.identity(self.n_slots, format="csr")
+        else:
+            self.cell = np.zeros(st.n, dtype=np.int32)
+            for d in range(len(sizes)):
+                self.cell += st.groups[d].astype(np.int32) * np.int32(radix[d])
+            codes = (np.arange(self.n_cells)[:, None] // radix[None, :]) % np.array(sizes)[None, :]
+            rows = np.hstack([codes + self.offsets[None, :], np.full((self.n_cells, 1), self.n_slots - 1)])
+            cols = np.repeat(np.arange(self.n_cells), rows.shape[1])
+            self.P = sp.csr_matrix((np.ones(rows.size), (rows.ravel(), cols)), shape=(self.n_slots, self.n_cells))
+        self.flow_cells = np.zeros((M, self.n_cells))
+        self.stock_cells = np.zeros((M, self.n_cells))
+        self.stock = self.stock_cells  # per-cell stocks; projected onto slots each day
 
     def _bins(self, cit: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
-        s = self.slots(cit)
+        if not self.by_slot:
+            return np.bincount(self.cell[cit], weights=weights, minlength=self.n_cells)
+        s = self.groups[:, cit].astype(np.int64) + self.offsets[:, None]
+        s = np.vstack([s, np.full((1, cit.shape[0]), self.n_slots - 1, dtype=np.int64)])
         w = None if weights is None else np.broadcast_to(weights, s.shape).ravel()
         return np.bincount(s.ravel(), weights=w, minlength=self.n_slots)
 
     def count(self, day: int, name: str, cit: np.ndarray, weights: np.ndarray | None = None) -> None:
         if cit.shape[0]:
-            self.table[day, self.idx[name]] += self._bins(cit, weights)
+            self.flow_cells[self.idx[name]] += self._bins(cit, weights)
 
     def add_stock(self, name: str, cit: np.ndarray, weights: np.ndarray | float = 1.0) -> None:
         if cit.shape[0]:
             w = np.broadcast_to(np.asarray(weights, dtype=np.float64), cit.shape)
-            self.stock[self.idx[name]] += self._bins(cit, w)
+            self.stock_cells[self.idx[name]] += self._bins(cit, w)
 
     def set_stock_dense(self, name: str, values: np.ndarray) -> None:
         """Recompute a stock from a full per-citizen array (model-score days only)."""
-        out = np.zeros(self.n_slots)
-        for d in range(self.groups.shape[0]):
-            out += np.bincount(self.groups[d].astype(np.int64) + self.offsets[d], weights=values,
-                               minlength=self.n_slots)
-        out[-1] = float(values.sum(dtype=np.float64))
-        self.stock[self.idx[name]] = out
+        self.stock_cells[self.idx[name]] = self._bins(np.arange(values.shape[0]), values)
+
+    def init_stocks(self, st: State, grades: list[str]) -> None:
+        """Population, score sums and grade counts at the start (one pass over citizens)."""
+        everyone = np.arange(st.n, dtype=np.int64)
+        pop = self._bins(everyone, None).astype(np.float64)
+        self.stock_cells[self.idx["population"]] = pop
+        for mode, name in ((0, "score_sum"), (1, "shadow_score_sum")):
+            s = st.score[mode]
+            if st.n and s.min() == s.max():
+                self.stock_cells[self.idx[name]] = pop * float(s[0])
+            else:
+                self.stock_cells[self.idx[name]] = self._bins(everyone, s.astype(np.float64))
+        for mode, pre in ((0, "grade."), (1, "shadow_grade.")):
+            g = st.grade[mode]
+            if not grades:
+                continue
+            if st.n and g.min() == g.max():
+                self.stock_cells[self.idx[pre + grades[int(g[0])]]] = pop
+                continue
+            for gi, gname in enumerate(grades):
+                self.stock_cells[self.idx[pre + gname]] = self._bins(np.flatnonzero(g == gi), None)
+
+    def add_total(self, day: int, name: str, value: float) -> None:
+        """A flow known only in total (the 'all' slot)."""
+        self.table[day, self.idx[name], -1] += value
+
+    def _project(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray((self.P @ rows.T).T)
 
     def close_day(self, day: int) -> None:
-        self.table[day, self.stock_idx] = self.stock[self.stock_idx]
+        live = np.flatnonzero(self.flow_cells.any(axis=1))
+        if live.shape[0]:
+            self.table[day, live] += self._project(self.flow_cells[live])
+            self.flow_cells[live] = 0.0
+        self.table[day, self.stock_idx] = self._project(self.stock_cells[self.stock_idx])
 
     def to_arrow(self, days: int | None = None) -> pa.Table:
         d = self.days if days is None else days

@@ -17,26 +17,12 @@ these rates with their error profile: credsim contains no classifier of any kind
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from credsim.plan import Plan
 from credsim.rng import day_key, static_key, uniform
+from credsim.sampling import Sampler, Streams, covered, group_factor
 from credsim.state import Records, State
-
-
-@njit(inline="always", cache=True)
-def _group_factor(table: np.ndarray, s: int, groups: np.ndarray, i: int) -> float:
-    f = 1.0
-    for d in range(groups.shape[0]):
-        f *= table[s, d, groups[d, i]]
-    return f
-
-
-@njit(inline="always", cache=True)
-def covered(s: int, i: int, cov_keys: np.ndarray, cov: np.ndarray, cov_group: np.ndarray,
-            groups: np.ndarray) -> bool:
-    p = min(1.0, cov[s] * _group_factor(cov_group, s, groups, i))
-    return uniform(cov_keys[s], np.uint64(i)) < p
 
 
 @njit(cache=True)
@@ -54,7 +40,7 @@ def _detect(cit: np.ndarray, beh: np.ndarray, det_keys: np.ndarray, cov_keys: np
                 continue
             if not covered(s, i, cov_keys, cov, cov_group, groups):
                 continue
-            p = min(1.0, det[s] * _group_factor(surv, s, groups, i))
+            p = min(1.0, det[s] * group_factor(surv, s, groups, i))
             if uniform(det_keys[s, b], np.uint64(i)) < p:
                 seen[j, s] = 1
                 if shared[s] and filer[j] < 0:
@@ -62,39 +48,10 @@ def _detect(cit: np.ndarray, beh: np.ndarray, det_keys: np.ndarray, cov_keys: np
     return filer, seen
 
 
-@njit(parallel=True, cache=True)
-def _false_scan(fill: bool, offsets: np.ndarray, out_cit: np.ndarray, out_pair: np.ndarray,
-                n: int, block: int, pair_s: np.ndarray, pair_b: np.ndarray, keys: np.ndarray,
-                ub: np.ndarray, fr: np.ndarray, surv: np.ndarray, cov_keys: np.ndarray,
-                cov: np.ndarray, cov_group: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    P = pair_s.shape[0]
-    nblocks = (n + block - 1) // block
-    counts = np.zeros(nblocks, dtype=np.int64)
-    for c in prange(nblocks):
-        k = offsets[c] if fill else 0
-        cnt = 0
-        for i in range(c * block, min(n, (c + 1) * block)):
-            for p in range(P):
-                u = uniform(keys[p], np.uint64(i))
-                if u >= ub[p]:
-                    continue
-                s = pair_s[p]
-                if u >= min(1.0, fr[s] * _group_factor(surv, s, groups, i)):
-                    continue
-                if not covered(s, i, cov_keys, cov, cov_group, groups):
-                    continue
-                if fill:
-                    out_cit[k + cnt] = i
-                    out_pair[k + cnt] = p
-                cnt += 1
-        counts[c] = cnt
-    return counts
-
-
 class Observer:
     """Holds the per-run keys and bounds of the observe stage."""
 
-    def __init__(self, plan: Plan, seed: int) -> None:
+    def __init__(self, plan: Plan, st: State, seed: int) -> None:
         self.plan, self.seed = plan, seed
         S = len(plan.sensors)
         self.cov_keys = np.array([static_key(seed, f"coverage:{s}") for s in plan.sensors], dtype=np.uint64)
@@ -102,8 +59,19 @@ class Observer:
                  if plan.sen_obs[s, b] and plan.sen_false[s] > 0]
         self.pair_s = np.array([p[0] for p in pairs], dtype=np.int64)
         self.pair_b = np.array([p[1] for p in pairs], dtype=np.int64)
-        max_surv = plan.sen_surv.reshape(S, -1).max(axis=1) if S else np.zeros(0)
-        self.pair_ub = np.array([min(1.0, plan.sen_false[s] * max_surv[s]) for s, _ in pairs])
+        P = len(pairs)
+        # false records: one sparse stream per (sensor, observed behaviour), rate false_rate x
+        # surveillance(groups), kept only for citizens the sensor covers
+        streams = Streams(
+            names=[f"{plan.sensors[s]}:{plan.beh[b]}" for s, b in pairs],
+            base=plan.sen_false[self.pair_s] if P else np.zeros(0),
+            group=plan.sen_surv[self.pair_s] if P else np.ones((0, len(plan.dims), plan.maxv)),
+            beta=np.zeros((P, len(plan.traits))),
+            only_listed=np.full(P, -1, dtype=np.int64),
+            applies=np.zeros((len(plan.responses), P), dtype=np.bool_),
+            cover_sensor=self.pair_s.copy(),
+        )
+        self.false_sampler = Sampler(streams, st.groups, st.traits, seed, "false:", st.n)
 
     def observe(self, st: State, cit: np.ndarray, beh: np.ndarray, day: int, block: int
                 ) -> tuple[Records, np.ndarray, np.ndarray, np.ndarray]:
@@ -118,19 +86,10 @@ class Observer:
         filer, seen = _detect(cit, beh, det_keys, self.cov_keys, p.sen_cov, p.sen_cov_group,
                               p.sen_det, p.sen_surv, p.sen_obs, p.sen_shared, st.groups)
         # false records, all sensors (unshared ones only count as observations)
-        keys = np.array([day_key(seed, f"false:{p.sensors[s]}:{p.beh[b]}", day)
-                         for s, b in zip(self.pair_s, self.pair_b, strict=True)], dtype=np.uint64)
-        z = np.zeros(0, dtype=np.int64)
-        fargs = (st.n, block, self.pair_s, self.pair_b, keys, self.pair_ub, p.sen_false,
-                 p.sen_surv, self.cov_keys, p.sen_cov, p.sen_cov_group, st.groups)
-        if len(keys):
-            counts = _false_scan(False, z, z, z, *fargs)
-            offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            fcit = np.empty(int(offsets[-1]), dtype=np.int64)
-            fpair = np.empty(int(offsets[-1]), dtype=np.int64)
-            _false_scan(True, offsets, fcit, fpair, *fargs)
-        else:
-            fcit, fpair = z, z
+        listed_off = np.zeros((1, 1), dtype=np.uint8)  # no false stream is list-restricted
+        no_resp = np.zeros((0, 1), dtype=np.int32)
+        fcit, fpair = self.false_sampler.sample(day, block, listed_off, no_resp, np.zeros(0), np.ones(0),
+                                                self.cov_keys, p.sen_cov, p.sen_cov_group)
         fsen, fbeh = self.pair_s[fpair], self.pair_b[fpair]
 
         # assemble records: official true, shadow true (merged when delays agree), false
@@ -161,11 +120,12 @@ class Observer:
                       eday=np.full(cols[0].shape[0], day, dtype=np.int64),
                       official=cols[3], shadow=cols[4], true=cols[5])
         fileday = cols[6].astype(np.int64)
-        # queue by file day; within a day keep (citizen, type) order for determinism
-        order = np.lexsort((rec.rtype, rec.cit, fileday))
-        rec = rec.take(order)
-        fileday = fileday[order]
-        for d in np.unique(fileday) if fileday.shape[0] else []:
-            sel = fileday == d
-            st.records.push(int(d), *(rec.take(np.flatnonzero(sel)).__dict__.values()))
+        # queue by file day (few distinct delays); the order within a day is the order above,
+        # which depends only on the events, never on blocks or threads
+        if fileday.shape[0]:
+            for d in range(int(fileday.min()), int(fileday.max()) + 1):
+                sel = np.flatnonzero(fileday == d)
+                if sel.shape[0]:
+                    part = rec if sel.shape[0] == fileday.shape[0] else rec.take(sel)
+                    st.records.push(d, *(part.__dict__.values()))
         return rec, seen, fcit, fsen

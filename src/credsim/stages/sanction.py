@@ -91,13 +91,19 @@ def _check(cit: np.ndarray, beh: np.ndarray, san_list: np.ndarray, san_grades: n
     return den, rew, first, cross, assoc_only
 
 
+@njit(cache=True)
+def _increment(counters: np.ndarray, row: int, cit: np.ndarray) -> None:
+    for i in cit:
+        counters[row, i] += 1
+
+
 def sanction(plan: Plan, st: State, cit: np.ndarray, beh: np.ndarray) -> dict[str, np.ndarray]:
     """Check today's attempts; return per-attempt outcomes in both views."""
     att = plan.beh_kind[beh] == KINDS.index("attempt")
     a_cit, a_beh = cit[att], beh[att]
     if len(plan.sanctions) == 0 or a_cit.shape[0] == 0:
         A = a_cit.shape[0]
-        np.add.at(st.counters[C["attempts"]], a_cit, 1)
+        _increment(st.counters, C["attempts"], a_cit)
         return {"cit": a_cit, "beh": a_beh, "den": np.zeros((A, 2), np.uint8),
                 "rew": np.zeros((A, 2), np.uint8), "first": np.full(A, -1, np.int64),
                 "cross": np.full(A, np.nan), "assoc_only": np.zeros(A, np.uint8)}

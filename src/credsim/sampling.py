@@ -1,0 +1,261 @@
+"""Sparse Bernoulli sampling: work in proportion to events, not to citizens.
+
+Many daily streams are rare (a traffic ticket, a false camera match): drawing one number
+per citizen per stream per day would spend almost all the time on citizens to whom
+nothing happens. Instead, citizens are cut into fixed **RNG chunks** of ``CHUNK`` ids
+(a constant of the random-number contract, independent of how the work is split), and for
+each (stream, day, chunk):
+
+1. candidates are drawn as a Bernoulli(``ub``) process over the chunk by geometric gaps,
+   where ``ub`` is the largest static rate of any citizen in the chunk;
+2. a candidate ``i`` becomes an event when ``uniform(thin_key, i) * ub < rate_i``.
+
+So P(event at i) = ub * rate_i / ub = rate_i exactly, lowering a rate (a response) can
+only remove events, so common random numbers stay monotone, and every event is a pure
+function of (seed, stream, day, chunk, citizen). Streams whose chunk bound is high
+(>= ``DENSE``) are drawn densely, one number per citizen, which is cheaper there.
+
+Events come out sorted by (citizen, stream) whatever the execution block size or number
+of threads: each block sorts its chunk segments, and blocks are contiguous id ranges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from credsim.rng import mix64, uniform
+
+CHUNK = 1024
+DENSE = 0.25
+
+
+@njit(inline="always", cache=True)
+def group_factor(table: np.ndarray, s: int, groups: np.ndarray, i: int) -> float:
+    f = 1.0
+    for d in range(groups.shape[0]):
+        f *= table[s, d, groups[d, i]]
+    return f
+
+
+@njit(inline="always", cache=True)
+def covered(s: int, i: int, cov_keys: np.ndarray, cov: np.ndarray, cov_group: np.ndarray,
+            groups: np.ndarray) -> bool:
+    """Whether sensor ``s`` covers citizen ``i`` (a fixed draw per sensor and citizen)."""
+    p = min(1.0, cov[s] * group_factor(cov_group, s, groups, i))
+    return uniform(cov_keys[s], np.uint64(i)) < p
+
+
+@njit(inline="always", cache=True)
+def static_rate(i: int, s: int, base: np.ndarray, gm: np.ndarray, groups: np.ndarray,
+                beta: np.ndarray, traits: np.ndarray) -> float:
+    r = base[s] * group_factor(gm, s, groups, i)
+    x = 0.0
+    for t in range(traits.shape[0]):
+        x += beta[s, t] * traits[t, i]
+    if x != 0.0:
+        r *= math.exp(x)
+    return min(r, 1.0)
+
+
+@njit(inline="always", cache=True)
+def response_multiplier(i: int, s: int, day: int, resp_day: np.ndarray, applies: np.ndarray,
+                        size: np.ndarray, half: np.ndarray) -> float:
+    m = 1.0
+    for q in range(resp_day.shape[0]):
+        if applies[q, s] and resp_day[q, i] >= 0:
+            m *= 1.0 - size[q] * 0.5 ** ((day - resp_day[q, i]) / half[q])
+    return m
+
+
+@dataclass
+class Streams:
+    """The rate model of a set of daily Bernoulli streams (behaviours, false records)."""
+
+    names: list[str]  # stream names: the random streams are keyed by them
+    base: np.ndarray  # (S,)
+    group: np.ndarray  # (S, D, V) multipliers
+    beta: np.ndarray  # (S, T) log-multipliers per unit of trait
+    only_listed: np.ndarray  # (S,) list index whose (official) members alone can do it, or -1
+    applies: np.ndarray  # (Q, S) which responses lower the stream's rate
+    cover_sensor: np.ndarray  # (S,) sensor whose coverage the citizen needs, or -1
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@njit(parallel=True, cache=True)
+def chunk_bounds(n: int, base: np.ndarray, gm: np.ndarray, groups: np.ndarray, beta: np.ndarray,
+                 traits: np.ndarray) -> np.ndarray:
+    """``ub[c, s]``: the largest static rate of stream s in RNG chunk c (once per run)."""
+    S = base.shape[0]
+    nch = (n + CHUNK - 1) // CHUNK
+    ub = np.zeros((nch, S))
+    for c in prange(nch):
+        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+            for s in range(S):
+                r = static_rate(i, s, base, gm, groups, beta, traits)
+                if r > ub[c, s]:
+                    ub[c, s] = r
+    return ub
+
+
+@njit(cache=True)
+def _insertion_sort(a: np.ndarray, lo: int, hi: int) -> None:
+    for j in range(lo + 1, hi):
+        x = a[j]
+        k = j - 1
+        while k >= lo and a[k] > x:
+            a[k + 1] = a[k]
+            k -= 1
+        a[k + 1] = x
+
+
+@njit(parallel=True, cache=True)
+def _sample(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, buf: np.ndarray,
+            n: int, block: int, day: int, cand_keys: np.ndarray, thin_keys: np.ndarray,
+            ubc: np.ndarray, base: np.ndarray, gm: np.ndarray, groups: np.ndarray,
+            beta: np.ndarray, traits: np.ndarray, only_listed: np.ndarray, listed_off: np.ndarray,
+            resp_day: np.ndarray, applies: np.ndarray, rsize: np.ndarray, rhalf: np.ndarray,
+            cover_sensor: np.ndarray, cov_keys: np.ndarray, cov: np.ndarray,
+            cov_group: np.ndarray) -> np.ndarray:
+    S = base.shape[0]
+    counts = np.zeros(blocks.shape[0], dtype=np.int64)
+    for j in prange(blocks.shape[0]):
+        blk = blocks[j]
+        lo, hi = blk * block, min(n, (blk + 1) * block)
+        start, cap = starts[j], caps[j]
+        k = 0
+        c = lo // CHUNK
+        while c * CHUNK < hi:
+            a, z = max(lo, c * CHUNK), min(hi, (c + 1) * CHUNK)
+            seg = k
+            for s in range(S):
+                ub = ubc[c, s]
+                if ub <= 0.0:
+                    continue
+                ol = only_listed[s]
+                cs = cover_sensor[s]
+                if ub >= DENSE:
+                    pos = a - 1
+                    lg = 0.0
+                    kk = np.uint64(0)
+                    ckey = np.uint64(0)
+                else:
+                    pos = c * CHUNK - 1
+                    lg = math.log1p(-ub)
+                    kk = np.uint64(0)
+                    ckey = mix64(cand_keys[s] ^ mix64(np.uint64(c)))
+                while True:
+                    if ub >= DENSE:
+                        pos += 1
+                    else:
+                        u = uniform(ckey, kk)
+                        kk += np.uint64(1)
+                        g = math.log1p(-u) / lg
+                        if g >= z - pos:
+                            break
+                        pos += 1 + int(g)
+                    if pos >= z:
+                        break
+                    if pos < a:
+                        continue
+                    i = pos
+                    if ol >= 0 and listed_off[ol, i] == 0:
+                        continue
+                    v = uniform(thin_keys[s], np.uint64(i))
+                    if ub < DENSE:
+                        v *= ub
+                    r = static_rate(i, s, base, gm, groups, beta, traits)
+                    if v >= r:
+                        continue
+                    r *= response_multiplier(i, s, day, resp_day, applies, rsize, rhalf)
+                    if v >= r:
+                        continue
+                    if cs >= 0 and not covered(cs, i, cov_keys, cov, cov_group, groups):
+                        continue
+                    if k < cap:
+                        buf[start + k] = np.int64(i) * S + s
+                    k += 1
+            if k <= cap:
+                _insertion_sort(buf, start + seg, start + k)
+            c += 1
+        counts[j] = k
+    return counts
+
+
+class Sampler:
+    """Draws the daily events of a set of streams over a population."""
+
+    def __init__(self, streams: Streams, groups: np.ndarray, traits: np.ndarray, seed: int,
+                 prefix: str, n: int) -> None:
+        self.st = streams
+        self.n = n
+        self.seed = seed
+        self.prefix = prefix
+        self.groups, self.traits = groups, traits
+        if len(streams):
+            self.ubc = chunk_bounds(n, streams.base, streams.group, groups, streams.beta, traits)
+        else:
+            self.ubc = np.zeros(((n + CHUNK - 1) // CHUNK, 0))
+        self._block = -1
+        self._caps = np.zeros(0, dtype=np.int64)
+
+    def expected_per_block(self, block: int) -> np.ndarray:
+        """Upper bound of the mean event count of each execution block (sizes its buffer)."""
+        return _expected(self.n, block, self.ubc.sum(axis=1))
+
+    def sample(self, day: int, block: int, listed_off: np.ndarray, resp_day: np.ndarray,
+               rsize: np.ndarray, rhalf: np.ndarray, cov_keys: np.ndarray, cov: np.ndarray,
+               cov_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Today's events as (citizen, stream index), sorted by citizen then stream."""
+        from credsim.rng import day_key
+
+        S = len(self.st)
+        if S == 0 or self.n == 0:
+            z = np.zeros(0, dtype=np.int64)
+            return z, z
+        cand = np.array([day_key(self.seed, f"{self.prefix}cand:{nm}", day) for nm in self.st.names],
+                        dtype=np.uint64)
+        thin = np.array([day_key(self.seed, f"{self.prefix}{nm}", day) for nm in self.st.names],
+                        dtype=np.uint64)
+        if self._block != block:
+            exp = self.expected_per_block(block)
+            self._caps = (exp + 8 * np.sqrt(exp) + 64).astype(np.int64)
+            self._block = block
+        nb = self._caps.shape[0]
+        blocks = np.arange(nb, dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(self._caps)[:-1]]).astype(np.int64)
+        buf = np.empty(int(self._caps.sum()), dtype=np.int64)
+        args = (self.n, block, day, cand, thin, self.ubc, self.st.base, self.st.group, self.groups,
+                self.st.beta, self.traits, self.st.only_listed, listed_off, resp_day, self.st.applies,
+                rsize, rhalf, self.st.cover_sensor, cov_keys, cov, cov_group)
+        counts = _sample(blocks, starts, self._caps, buf, *args)
+        over = np.flatnonzero(counts > self._caps)
+        parts = [buf[starts[b]:starts[b] + counts[b]] for b in range(nb)]
+        if over.shape[0]:
+            caps2 = counts[over]
+            starts2 = np.concatenate([[0], np.cumsum(caps2)[:-1]]).astype(np.int64)
+            buf2 = np.empty(int(caps2.sum()), dtype=np.int64)
+            _sample(over, starts2, caps2, buf2, *args)
+            for j, b in enumerate(over):
+                parts[b] = buf2[starts2[j]:starts2[j] + caps2[j]]
+        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return flat // S, flat % S
+
+
+@njit(cache=True)
+def _expected(n: int, block: int, per_citizen_chunk: np.ndarray) -> np.ndarray:
+    nb = (n + block - 1) // block
+    out = np.zeros(nb)
+    for b in range(nb):
+        lo, hi = b * block, min(n, (b + 1) * block)
+        c = lo // CHUNK
+        while c * CHUNK < hi:
+            a, z = max(lo, c * CHUNK), min(hi, (c + 1) * CHUNK)
+            out[b] += per_citizen_chunk[c] * (z - a)
+            c += 1
+    return out
