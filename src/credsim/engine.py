@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numba
 import numpy as np
-from numba import njit
 import pyarrow as pa
+from numba import njit
 
 from credsim import graph as graph_mod
 from credsim import population as pop_mod
