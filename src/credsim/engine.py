@@ -323,10 +323,13 @@ def trace_ids(plan: Plan, n: int, seed: int) -> np.ndarray:
     return np.array(sorted(set(int(i) for i in ids)), dtype=np.int64)
 
 
-def simulate(scen: Scenario, *, population: int | None = None, days: int | None = None,
-             seed: int | None = None, block: int = DEFAULT_BLOCK, threads: int | None = None,
-             on_day: Callable[[int, int], None] | None = None) -> Result:
-    """Run the daily pipeline in memory and return the result (see :func:`credsim.run`)."""
+def prepare(scen: Scenario, *, population: int | None = None, days: int | None = None,
+            seed: int | None = None, block: int = DEFAULT_BLOCK, threads: int | None = None) -> tuple[Loop, float]:
+    """The loop before day 0 (population, graph, state, metrics, tracer) and the setup time in seconds.
+
+    Split from :func:`simulate` so that :mod:`credsim.checkpoint` can rebuild a loop and
+    overwrite its state from a checkpoint before running the remaining days.
+    """
     n = population if population is not None else scen.population.size
     days = days if days is not None else scen.run.days
     seed = seed if seed is not None else scen.run.seed
@@ -345,10 +348,32 @@ def simulate(scen: Scenario, *, population: int | None = None, days: int | None 
     metrics.init_stocks(st, plan.grades)
     tracer = Tracer(plan, n, trace_ids(plan, n, seed))
     setup = time.perf_counter() - t0
-    loop = Loop(plan, st, seed, days, block, metrics, tracer)
-    for day in range(days):
+    return Loop(plan, st, seed, days, block, metrics, tracer), setup
+
+
+def run_days(loop: Loop, start: int = 0, on_day: Callable[[int, int], None] | None = None,
+             after_day: Callable[[Loop, int], None] | None = None) -> None:
+    """Run days ``start`` to the end; ``after_day(loop, day)`` sees each completed day (checkpoints, budgets).
+
+    ``after_day`` may raise to stop the run between two days, when the loop is consistent.
+    """
+    for day in range(start, loop.days):
         loop.step(day)
         if on_day is not None:
-            on_day(day, days)
+            on_day(day, loop.days)
+        if after_day is not None:
+            after_day(loop, day)
+
+
+def finish(loop: Loop, setup: float) -> Result:
     timings = {"setup": setup, **loop.timings}
-    return Result(plan, st, metrics, tracer, timings, days, seed, n)
+    return Result(loop.plan, loop.st, loop.metrics, loop.tracer, timings, loop.days, loop.seed, loop.st.n)
+
+
+def simulate(scen: Scenario, *, population: int | None = None, days: int | None = None,
+             seed: int | None = None, block: int = DEFAULT_BLOCK, threads: int | None = None,
+             on_day: Callable[[int, int], None] | None = None) -> Result:
+    """Run the daily pipeline in memory and return the result (see :func:`credsim.run`)."""
+    loop, setup = prepare(scen, population=population, days=days, seed=seed, block=block, threads=threads)
+    run_days(loop, 0, on_day)
+    return finish(loop, setup)
