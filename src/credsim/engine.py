@@ -23,6 +23,7 @@ from numba import njit
 
 from credsim import graph as graph_mod
 from credsim import population as pop_mod
+from credsim.eventlog import EventLog
 from credsim.plan import KINDS, Plan, compile_plan
 from credsim.scenario.schema import Scenario
 from credsim.stages import behave as behave_mod
@@ -111,6 +112,7 @@ class Loop:
         self.sampler = behave_mod.make_sampler(self.plan, self.st, self.seed)
         self.observer = Observer(self.plan, self.st, self.seed)
         self.kind_of = self.plan.beh_kind
+        self.events = EventLog(self.plan)  # audit: status changes of everyone (eventlog.py)
 
     def _t(self, stage: str, t0: float) -> float:
         t1 = time.perf_counter()
@@ -161,6 +163,7 @@ class Loop:
         self._measure(day, cit, beh, seen, fcit, fsen, filed, applied, exp_cit, exp_mode, exp_amt,
                       model_day, grades, lists, out, resp)
         self._trace(day, cit, beh, filed, applied, grades, lists, out)
+        self.events.add(day, st, grades, lists, out)  # audit event log
         self._t("measure", t)
 
     def _measure(self, day: int, cit: np.ndarray, beh: np.ndarray, seen: np.ndarray,
@@ -283,6 +286,7 @@ class Result:
     days: int
     seed: int
     n: int
+    events: EventLog | None = None  # audit event log (events.parquet)
 
     def citizens_table(self) -> pa.Table:
         p, st = self.plan, self.state
@@ -367,7 +371,8 @@ def run_days(loop: Loop, start: int = 0, on_day: Callable[[int, int], None] | No
 
 def finish(loop: Loop, setup: float) -> Result:
     timings = {"setup": setup, **loop.timings}
-    return Result(loop.plan, loop.st, loop.metrics, loop.tracer, timings, loop.days, loop.seed, loop.st.n)
+    return Result(loop.plan, loop.st, loop.metrics, loop.tracer, timings, loop.days, loop.seed, loop.st.n,
+                  events=loop.events)
 
 
 def simulate(scen: Scenario, *, population: int | None = None, days: int | None = None,

@@ -37,6 +37,9 @@ VIEWS = {
 }
 
 
+EVENTS_VIEW = {"events": "SELECT * FROM read_parquet('events.parquet')"}  # audit event log (eventlog.py)
+
+
 def _daily_view(metric_names: list[str]) -> str:
     """One row per (day, dimension, group), a column per metric: handy for plots."""
     values = ", ".join("'" + m.replace("'", "''") + "'" for m in metric_names)
@@ -82,10 +85,13 @@ def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
         pq.write_table(result.metrics.to_arrow(), tmp / "metrics.parquet", compression="zstd")
         pq.write_table(result.citizens_table(), tmp / "citizens.parquet", compression="zstd")
         pq.write_table(result.tracer.to_arrow(), tmp / "traces.parquet", compression="zstd")
+        if result.events is not None:  # audit event log (eventlog.py)
+            pq.write_table(result.events.to_arrow(), tmp / "events.parquet", compression="zstd")
         con = duckdb.connect(str(tmp / "results.duckdb"))
         try:
             con.execute(f"SET file_search_path='{_q(tmp)}'")
-            for name, sql in {**VIEWS, "daily": _daily_view(result.metrics.names)}.items():
+            for name, sql in {**VIEWS, **(EVENTS_VIEW if result.events is not None else {}),
+                              "daily": _daily_view(result.metrics.names)}.items():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
         finally:
             con.close()
@@ -101,7 +107,7 @@ def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
                          "argv": sys.argv},
             "timings_s": {**{k: round(v, 4) for k, v in result.timings.items()},
                           "write": round(time.perf_counter() - t0, 4), "wall": round(wall, 4)},
-            "files": list(FILES),
+            "files": list(FILES) + (["events.parquet"] if result.events is not None else []),
             **(extra or {}),
             "scenario": scen.model_dump(mode="json"),
         }
