@@ -73,6 +73,7 @@ class Metrics:
             cols = np.repeat(np.arange(self.n_cells), rows.shape[1])
             self.P = sp.csr_matrix((np.ones(rows.size), (rows.ravel(), cols)), shape=(self.n_slots, self.n_cells))
         self.flow_cells = np.zeros((M, self.n_cells))
+        self._pending: list[tuple[int, np.ndarray, np.ndarray | None]] = []
         self.stock_cells = np.zeros((M, self.n_cells))
         self.stock = self.stock_cells  # per-cell stocks; projected onto slots each day
 
@@ -85,8 +86,25 @@ class Metrics:
         return np.bincount(s.ravel(), weights=w, minlength=self.n_slots)
 
     def count(self, day: int, name: str, cit: np.ndarray, weights: np.ndarray | None = None) -> None:
-        if cit.shape[0]:
+        """Add today's flow ``name`` for these citizens (batched: one bincount per day)."""
+        if cit.shape[0] == 0:
+            return
+        if self.by_slot:
             self.flow_cells[self.idx[name]] += self._bins(cit, weights)
+            return
+        self._pending.append((self.idx[name], cit, weights))
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        keys = np.concatenate([m * self.n_cells + self.cell[c].astype(np.int64) for m, c, _w in self._pending])
+        w = None
+        if any(wt is not None for _m, _c, wt in self._pending):
+            w = np.concatenate([np.ones(c.shape[0]) if wt is None else np.asarray(wt, dtype=np.float64)
+                                for _m, c, wt in self._pending])
+        self._pending.clear()
+        self.flow_cells += np.bincount(keys, weights=w, minlength=self.flow_cells.size).reshape(
+            self.flow_cells.shape)
 
     def add_stock(self, name: str, cit: np.ndarray, weights: np.ndarray | float = 1.0) -> None:
         if cit.shape[0]:
@@ -126,6 +144,7 @@ class Metrics:
         return np.asarray((self.P @ rows.T).T)
 
     def close_day(self, day: int) -> None:
+        self._flush()
         live = np.flatnonzero(self.flow_cells.any(axis=1))
         if live.shape[0]:
             self.table[day, live] += self._project(self.flow_cells[live])

@@ -1,0 +1,1 @@
+"""credsim benchmarks: run with ``python -m benchmarks``."""
