@@ -68,10 +68,10 @@ def markdown(res: dict[str, Any]) -> str:
                   "credsim / Mesa | credsim / NumPy |", "|---|---|---|---|---|---|---|---|"]
         for r in res["toy"]["rows"]:
             mesa = r["mesa"]
+            vs_mesa = "" if mesa is None else f"{r['credsim'] / mesa:.1f}x"
             lines.append(
                 f"| {r['n']:,} | {r['days']} | {r['credsim']:.3g} | {r['credsim_loop']:.3g} | {r['numpy']:.3g} | "
-                f"{'' if mesa is None else format(mesa, '.3g')} | "
-                f"{'' if mesa is None else format(r['credsim'] / mesa, '.1f') + 'x'} | {r['credsim'] / r['numpy']:.1f}x |")
+                f"{'' if mesa is None else format(mesa, '.3g')} | {vs_mesa} | {r['credsim'] / r['numpy']:.1f}x |")
         lines += ["", "Agreement (mean score and share listed within 5 standard errors):", ""]
         lines += [f"- {'ok' if c['ok'] else 'FAIL'}: {c['detail']}" for c in res["toy"]["agreement"]]
         lines.append("")
