@@ -25,6 +25,7 @@ from credsim import graph as graph_mod
 from credsim import population as pop_mod
 from credsim.eventlog import EventLog
 from credsim.plan import KINDS, Plan, compile_plan
+from credsim.rng import static_key, uniform
 from credsim.scenario.schema import Scenario
 from credsim.stages import behave as behave_mod
 from credsim.stages import classify as classify_mod
@@ -320,11 +321,34 @@ def trace_ids(plan: Plan, n: int, seed: int) -> np.ndarray:
     ids = [i for i in spec.trace_ids if i < n]
     k = min(spec.trace, n)
     if k:
-        from credsim.rng import static_key, uniforms_range
-
-        u = uniforms_range(static_key(seed, "trace"), 0, n)
-        ids += list(np.argpartition(u, k - 1)[:k]) if k < n else list(range(n))
+        key = static_key(seed, "trace")
+        # the k citizens with the smallest draw: first keep those below a generous cut-off
+        cut = min(1.0, 4.0 * k / n + 1e-9)
+        while True:
+            cand, u = _below(key, n, cut)
+            if cand.shape[0] >= k or cut >= 1.0:
+                break
+            cut = min(1.0, cut * 4)
+        ids += cand[np.argsort(u, kind="stable")[:k]].tolist()
     return np.array(sorted(set(int(i) for i in ids)), dtype=np.int64)
+
+
+@njit(cache=True)
+def _below(key: np.uint64, n: int, cut: float) -> tuple[np.ndarray, np.ndarray]:
+    cnt = 0
+    for i in range(n):
+        if uniform(key, np.uint64(i)) < cut:
+            cnt += 1
+    cand = np.empty(cnt, dtype=np.int64)
+    u = np.empty(cnt)
+    k = 0
+    for i in range(n):
+        v = uniform(key, np.uint64(i))
+        if v < cut:
+            cand[k] = i
+            u[k] = v
+            k += 1
+    return cand, u
 
 
 def prepare(scen: Scenario, *, population: int | None = None, days: int | None = None,

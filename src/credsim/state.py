@@ -155,11 +155,12 @@ def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:
         list_count=np.zeros((2, L, n), dtype=np.int32),
         cured_seq=np.full((2, L, n), -1, dtype=np.int64),
         pending=np.full((2, L, n), -1, dtype=np.int32),
-        cap_used=np.zeros((2, 2, n), dtype=np.float32),
+        # optional columns are allocated only when the scenario uses them (100M-citizen runs)
+        cap_used=np.zeros((2, 2, n if plan.cap_period else 0), dtype=np.float32),
         resp_day=np.full((Q, n), -1, dtype=np.int32),
         feat_count=np.zeros((2, F, n), dtype=np.int32),
-        neg_by_domain=np.zeros((len(plan.domains), n), dtype=np.float32),
-        assoc_pts=np.zeros((2, n), dtype=np.float32),
+        neg_by_domain=np.zeros((len(plan.domains) if plan.has_points else 0, n), dtype=np.float32),
+        assoc_pts=np.zeros((2, n if (plan.assoc_points != 0).any() else 0), dtype=np.float32),
         counters=np.zeros((len(COUNTERS), n), dtype=np.int32),
     )
 
@@ -173,11 +174,12 @@ def bytes_per_citizen(plan: Plan) -> int:
         + 8  # score
         + 2  # grade
         + 2 * L * (1 + 4 + 4 + 8 + 4)
-        + 16  # cap
+        + (16 if plan.cap_period else 0)
         + 4 * Q
         + 2 * F * 4
-        + 4 * len(plan.domains)
-        + 8  # association points
+        + (4 * len(plan.domains) if plan.has_points else 0)
+        + (8 if (plan.assoc_points != 0).any() else 0)
+        + 4  # metrics cell
         + (8 if plan.has_model else 0)
         + 4 * len(COUNTERS)
     )

@@ -82,9 +82,9 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
                 if a != 0.0:
                     score[m, i] += a
                     applied[r, m] = a
-                    if m == 0 and a < 0:
+                    if m == 0 and a < 0 and neg_by_domain.shape[0] > 0:
                         neg_by_domain[rtype_domain[t], i] += -a
-                    if t >= n_beh:
+                    if t >= n_beh and assoc_pts.shape[1] > 0:
                         assoc_pts[m, i] += a
                     due = day + rule_expiry[t]
                     if due < horizon:
@@ -134,9 +134,9 @@ def _expire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, seq: np.ndarray,
         i, m, kind, j = cit[k], code[k] & 1, (code[k] >> 1) & 3, code[k] >> 3
         if kind == K_POINTS:
             score[m, i] -= amt[k]
-            if m == 0 and amt[k] < 0:
+            if m == 0 and amt[k] < 0 and neg_by_domain.shape[0] > 0:
                 neg_by_domain[rtype_domain[j], i] -= -amt[k]
-            if j >= n_beh:
+            if j >= n_beh and assoc_pts.shape[1] > 0:
                 assoc_pts[m, i] -= amt[k]
         elif kind == K_FEATURE:
             feat_count[m, j, i] -= 1
@@ -175,5 +175,5 @@ def expire(plan: Plan, st: State, day: int) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def reset_caps(plan: Plan, st: State, day: int) -> None:
-    if plan.cap_period and day % plan.cap_period == 0:
+    if plan.cap_period and day % plan.cap_period == 0 and day > 0:
         st.cap_used[:] = 0

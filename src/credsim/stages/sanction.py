@@ -76,7 +76,7 @@ def _check(cit: np.ndarray, beh: np.ndarray, san_list: np.ndarray, san_grades: n
                 for d in range(neg_by_domain.shape[0]):
                     tot += neg_by_domain[d, i]
                 cross[a] = 0.0 if tot <= 0 else (tot - neg_by_domain[dom, i]) / tot
-                if points_graded and assoc_pts[0, i] < 0:
+                if points_graded and assoc_pts.shape[1] > 0 and assoc_pts[0, i] < 0:
                     g = _grade(score[0, i] - assoc_pts[0, i], mins)
                     still = entry_grades[li, g] if li >= 0 else san_grades[k, g]
                     if not still:
