@@ -8,6 +8,12 @@ matrix; stocks (list sizes, grade counts, score sums) are kept per cell from the
 deltas, so measuring a day never touches the whole population.
 
 The result is a long table ``(day, dimension, group, metric, value)``.
+
+Sums are kept in **fixed point** (int64 units of ``1/SCALE``), not float64: integer
+addition is associative, so the same citizens counted in any order, or split over any
+number of shards and added up, give the same bits (``credsim.distributed`` relies on it).
+Counts are exact; a weighted value (a score, a cross-context share) is rounded to
+``1/SCALE`` once, per citizen, before it is summed.
 """
 
 from __future__ import annotations
@@ -15,11 +21,34 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
+from numba import njit
 
 from credsim.plan import KINDS, Plan
 from credsim.state import State
 
 MAX_CELLS = 200_000
+SCALE = 1 << 20  # fixed-point unit of every metric sum (see the module docstring)
+
+
+def fixed(w: np.ndarray | float) -> np.ndarray:
+    """Values in fixed point: ``round(w * SCALE)`` as int64."""
+    return np.rint(np.asarray(w, dtype=np.float64) * SCALE).astype(np.int64)
+
+
+@njit(cache=True)
+def _bincount_fx(keys: np.ndarray, w: np.ndarray, size: int, unit: int) -> np.ndarray:
+    """Exact int64 bincount; ``w`` empty means every key counts ``unit``."""
+    out = np.zeros(size, dtype=np.int64)
+    if w.shape[0] == 0:
+        for k in range(keys.shape[0]):
+            out[keys[k]] += unit
+    else:
+        for k in range(keys.shape[0]):
+            out[keys[k]] += w[k]
+    return out
+
+
+_NO_W = np.zeros(0, dtype=np.int64)
 
 
 class Metrics:
@@ -54,7 +83,7 @@ class Metrics:
         self.stock_idx = np.array([self.idx[s] for s in stocks], dtype=np.int64)
         self.days = days
         M = len(self.names)
-        self.table = np.zeros((days, M, self.n_slots), dtype=np.float64)
+        self.table = np.zeros((days, M, self.n_slots), dtype=np.int64)  # fixed point
         # cells: mixed-radix code of all group values; P maps cells to slots
         radix = np.concatenate([[1], np.cumprod(sizes)[:-1]]).astype(np.int64)
         self.n_cells = int(np.prod([float(s) for s in sizes]))
@@ -63,7 +92,7 @@ class Metrics:
             # too many combinations: count each dimension's slots directly (slower, same result)
             self.n_cells = self.n_slots
             self.cell = np.zeros(0, dtype=np.int32)
-            self.P = sp.identity(self.n_slots, format="csr")
+            self.P = sp.identity(self.n_slots, format="csr", dtype=np.int64)
         else:
             self.cell = np.zeros(st.n, dtype=np.int32)
             for d in range(len(sizes)):
@@ -71,19 +100,22 @@ class Metrics:
             codes = (np.arange(self.n_cells)[:, None] // radix[None, :]) % np.array(sizes)[None, :]
             rows = np.hstack([codes + self.offsets[None, :], np.full((self.n_cells, 1), self.n_slots - 1)])
             cols = np.repeat(np.arange(self.n_cells), rows.shape[1])
-            self.P = sp.csr_matrix((np.ones(rows.size), (rows.ravel(), cols)), shape=(self.n_slots, self.n_cells))
-        self.flow_cells = np.zeros((M, self.n_cells))
+            self.P = sp.csr_matrix((np.ones(rows.size, dtype=np.int64), (rows.ravel(), cols)),
+                                   shape=(self.n_slots, self.n_cells))
+        self.flow_cells = np.zeros((M, self.n_cells), dtype=np.int64)
         self._pending: list[tuple[int, np.ndarray, np.ndarray | None]] = []
-        self.stock_cells = np.zeros((M, self.n_cells))
+        self.stock_cells = np.zeros((M, self.n_cells), dtype=np.int64)
         self.stock = self.stock_cells  # per-cell stocks; projected onto slots each day
 
     def _bins(self, cit: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+        """Fixed-point sums per cell (or slot) of ``weights`` (None: counts)."""
+        w = _NO_W if weights is None else fixed(weights)
         if not self.by_slot:
-            return np.bincount(self.cell[cit], weights=weights, minlength=self.n_cells)
+            return _bincount_fx(self.cell[cit].astype(np.int64), w, self.n_cells, SCALE)
         s = self.groups[:, cit].astype(np.int64) + self.offsets[:, None]
         s = np.vstack([s, np.full((1, cit.shape[0]), self.n_slots - 1, dtype=np.int64)])
-        w = None if weights is None else np.broadcast_to(weights, s.shape).ravel()
-        return np.bincount(s.ravel(), weights=w, minlength=self.n_slots)
+        w = w if weights is None else np.ascontiguousarray(np.broadcast_to(w, s.shape)).ravel()
+        return _bincount_fx(s.ravel(), w, self.n_slots, SCALE)
 
     def count(self, day: int, name: str, cit: np.ndarray, weights: np.ndarray | None = None) -> None:
         """Add today's flow ``name`` for these citizens (batched: one bincount per day)."""
@@ -98,13 +130,12 @@ class Metrics:
         if not self._pending:
             return
         keys = np.concatenate([m * self.n_cells + self.cell[c].astype(np.int64) for m, c, _w in self._pending])
-        w = None
+        w = _NO_W
         if any(wt is not None for _m, _c, wt in self._pending):
-            w = np.concatenate([np.ones(c.shape[0]) if wt is None else np.asarray(wt, dtype=np.float64)
+            w = np.concatenate([np.full(c.shape[0], SCALE, np.int64) if wt is None else fixed(wt)
                                 for _m, c, wt in self._pending])
         self._pending.clear()
-        self.flow_cells += np.bincount(keys, weights=w, minlength=self.flow_cells.size).reshape(
-            self.flow_cells.shape)
+        self.flow_cells += _bincount_fx(keys, w, self.flow_cells.size, SCALE).reshape(self.flow_cells.shape)
 
     def add_stock(self, name: str, cit: np.ndarray, weights: np.ndarray | float = 1.0) -> None:
         if cit.shape[0]:
@@ -118,12 +149,12 @@ class Metrics:
     def init_stocks(self, st: State, grades: list[str]) -> None:
         """Population, score sums and grade counts at the start (one pass over citizens)."""
         everyone = np.arange(st.n, dtype=np.int64)
-        pop = self._bins(everyone, None).astype(np.float64)
+        pop = self._bins(everyone, None)
         self.stock_cells[self.idx["population"]] = pop
         for mode, name in ((0, "score_sum"), (1, "shadow_score_sum")):
             s = st.score[mode]
             if st.n and s.min() == s.max():
-                self.stock_cells[self.idx[name]] = pop * float(s[0])
+                self.stock_cells[self.idx[name]] = (pop // SCALE) * fixed(float(s[0]))
             else:
                 self.stock_cells[self.idx[name]] = self._bins(everyone, s.astype(np.float64))
         for mode, pre in ((0, "grade."), (1, "shadow_grade.")):
@@ -138,7 +169,7 @@ class Metrics:
 
     def add_total(self, day: int, name: str, value: float) -> None:
         """A flow known only in total (the 'all' slot)."""
-        self.table[day, self.idx[name], -1] += value
+        self.table[day, self.idx[name], -1] += int(fixed(value))
 
     def _project(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray((self.P @ rows.T).T)
@@ -148,7 +179,7 @@ class Metrics:
         live = np.flatnonzero(self.flow_cells.any(axis=1))
         if live.shape[0]:
             self.table[day, live] += self._project(self.flow_cells[live])
-            self.flow_cells[live] = 0.0
+            self.flow_cells[live] = 0
         self.table[day, self.stock_idx] = self._project(self.stock_cells[self.stock_idx])
 
     def to_arrow(self, days: int | None = None) -> pa.Table:
@@ -169,5 +200,5 @@ class Metrics:
             "dimension": pa.DictionaryArray.from_arrays(pa.array(dim_codes[slot]), dim_dict),
             "group": pa.DictionaryArray.from_arrays(pa.array(grp_codes[slot]), grp_dict),
             "metric": pa.DictionaryArray.from_arrays(pa.array(metric.astype(np.int32)), pa.array(self.names)),
-            "value": self.table[:d].ravel(),
+            "value": self.table[:d].ravel() / SCALE,
         })
