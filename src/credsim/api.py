@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,8 +12,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from credsim import store
-from credsim.engine import DEFAULT_BLOCK, simulate
+from credsim import resumable, store
+from credsim.engine import DEFAULT_BLOCK
 from credsim.memory import check_memory
 from credsim.scenario.load import load_scenario
 from credsim.scenario.schema import Scenario
@@ -69,11 +68,19 @@ def run(
     max_memory: float | None = None,
     overwrite: bool = False,
     on_day: Callable[[int, int], None] | None = None,
+    checkpoint_every: int | None = None,
+    max_days: int | None = None,
+    time_budget: float | None = None,
 ) -> Run:
     """Run a scenario (a built-in name, a YAML path, a dict or a loaded Scenario).
 
     ``population``, ``days`` and ``seed`` override the scenario's own values; the
     resolved scenario, with them applied, is what the manifest records.
+
+    ``checkpoint_every`` (days), ``max_days`` (days in this call) and ``time_budget``
+    (seconds) make the run durable and resumable with :func:`resume`; when a limit is
+    reached, or on Ctrl-C, :class:`credsim.resumable.RunStopped` is raised after a
+    checkpoint is saved (see :mod:`credsim.resumable`).
     """
     ov = dict(overrides or {})
     if population is not None:
@@ -87,9 +94,19 @@ def run(
     else:
         scen = load_scenario(scenario, ov)
     check_memory(scen, max_memory)
-    t0 = time.perf_counter()
-    result = simulate(scen, block=block_size, threads=threads, on_day=on_day)
     target = Path(out) if out is not None else default_out(scen, scen.run.seed)
     extra = {"block_size": block_size, "threads": threads}
-    store.write_run(result, scen, target, wall=time.perf_counter() - t0, extra=extra, overwrite=overwrite)
+    limits = resumable.Limits(checkpoint_every, max_days, time_budget)
+    resumable.execute(scen, target, block=block_size, threads=threads, overwrite=overwrite, limits=limits,
+                      extra=extra, on_day=on_day)
     return Run(target)
+
+
+def resume(run_dir: str | Path, *, threads: int | None = None, checkpoint_every: int | None = None,
+           max_days: int | None = None, time_budget: float | None = None, max_memory: float | None = None,
+           on_day: Callable[[int, int], None] | None = None) -> Run:
+    """Continue an interrupted, failed or killed run from its newest checkpoint (see :func:`run`)."""
+    limits = resumable.Limits(checkpoint_every, max_days, time_budget) if any(
+        v is not None for v in (checkpoint_every, max_days, time_budget)) else None
+    resumable.resume(run_dir, threads=threads, limits=limits, max_memory=max_memory, on_day=on_day)
+    return Run(Path(run_dir))

@@ -14,7 +14,9 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
+from credsim.checkpoint import CheckpointError
 from credsim.memory import MemoryRefused
+from credsim.resumable import RunStopped
 from credsim.scenario.load import DEFAULT_SCENARIO, ScenarioError, builtin_names, load_scenario
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -52,8 +54,11 @@ def run(
     max_memory: Annotated[float | None, typer.Option(help="refuse runs estimated above this many GiB")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out directory")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    checkpoint_every: Annotated[int | None, typer.Option(min=1, help="checkpoint every D days (resumable)")] = None,
+    max_days: Annotated[int | None, typer.Option(min=1, help="stop after D days with a checkpoint")] = None,
+    time_budget: Annotated[float | None, typer.Option(min=0.001, help="stop after S seconds, checkpointed")] = None,
 ) -> None:
-    """Run a scenario and write a run directory."""
+    """Run a scenario and write a run directory (see `credsim resume` for interrupted runs)."""
     from credsim.api import run as run_api
 
     try:
@@ -72,11 +77,16 @@ def run(
         try:
             result = run_api(scen, out=out, population=population, days=days, seed=seed, threads=threads,
                              block_size=block_size, max_memory=max_memory, overwrite=overwrite,
-                             on_day=lambda d, _t: prog.update(task, completed=d + 1))
+                             on_day=lambda d, _t: prog.update(task, completed=d + 1),
+                             checkpoint_every=checkpoint_every, max_days=max_days, time_budget=time_budget)
         except ScenarioError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
-        except (MemoryRefused, FileExistsError) as exc:
+        except RunStopped as exc:  # resumable stop (checkpoint.py, resumable.py)
+            prog.stop()
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(130 if exc.by_signal else 3) from None
+        except (MemoryRefused, FileExistsError, CheckpointError) as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
     wall = time.perf_counter() - t0
@@ -162,6 +172,11 @@ def sql(run_dir: Path, query: str) -> None:
     for r in rows:
         t.add_row(*(f"{v:.6g}" if isinstance(v, float) else str(v) for v in r))
     out_console.print(t)
+
+
+from credsim.cli_resume import resume_cmd  # noqa: E402  (resumable runs: cli_resume.py)
+
+app.command("resume")(resume_cmd)
 
 
 def main() -> None:

@@ -125,9 +125,27 @@ def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
     return out
 
 
+class RunIncomplete(RuntimeError):
+    """The directory holds a run that is still running, was interrupted or failed (see resumable.py)."""
+
+
+def require_complete(run_dir: str | Path) -> None:
+    """Refuse a run directory whose manifest does not say ``complete`` (outputs may be missing or stale)."""
+    try:
+        man = read_manifest(run_dir)
+    except (OSError, ValueError) as exc:
+        raise RunIncomplete(f"{run_dir} is not a run directory (manifest.json: {exc})") from None
+    status = man.get("status")
+    if status != "complete":
+        why = f": {man['reason']}" if man.get("reason") else ""
+        hint = f"; {man['resume']}" if man.get("resume") else ""
+        raise RunIncomplete(f"{run_dir} is not a complete run (status {status}{why}){hint}")
+
+
 def connect(run_dir: str | Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection to a run's catalog, with its relative paths resolved."""
+    """A DuckDB connection to a run's catalog, with its relative paths resolved (complete runs only)."""
     run_dir = Path(run_dir).resolve()
+    require_complete(run_dir)
     con = duckdb.connect(str(run_dir / "results.duckdb"), read_only=read_only)
     con.execute(f"SET file_search_path='{_q(run_dir)}'")
     return con

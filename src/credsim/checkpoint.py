@@ -1,0 +1,349 @@
+"""Checkpoints: a complete, consistent snapshot of the day loop, written atomically.
+
+A checkpoint is taken *between* two days, when every stage has finished, so the loop is
+consistent. It holds everything that changes while a run goes on: all :class:`State`
+columns (the graph's ``active`` bytes included), every :class:`Queue` bucket in order,
+the metrics table and running stocks, the traced rows, the event log, timings and the
+next day to run. Resuming rebuilds a fresh loop from the scenario (the same code path as
+a new run) and overwrites that state in place, so a resumed run is byte-identical to an
+uninterrupted one.
+
+Why a generic walk rather than a list of fields: several engineers add state to the loop
+(the audit's event log, caches in the stages). The snapshot walks the loop's attributes
+and credsim's own objects inside it; anything it cannot represent exactly is an error at
+*save* time (never a silently wrong resume), and a checkpoint whose structure does not
+match the current code is refused at load time.
+
+Format and safety: one ``.npz`` file per checkpoint (``RUN_DIR/checkpoint/day-000042.npz``
+= 42 days done, day 42 next), holding plain numeric arrays plus a JSON skeleton. It is
+loaded with ``allow_pickle=False`` and restored only *into* objects the code built itself
+-- nothing in a checkpoint can name a class or a function, so opening a checkpoint from an
+untrusted run directory cannot run code. Strings (trace items) are stored as dictionary
+codes. Files are written to a temporary name, fsynced, renamed and the folder fsynced;
+the previous checkpoint is kept until a newer one is in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+FORMAT = 1
+CHECKPOINT_DIR = "checkpoint"
+KEEP = 2
+_NAME = re.compile(r"^day-(\d{6,9})\.npz$")
+_SCALARS = (bool, int, float, str, type(None))
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written or used; the message says why."""
+
+
+def _is_ours(obj: Any) -> bool:
+    """credsim's own objects are walked; anything else (scipy, numba, pyarrow) is derived config."""
+    return type(obj).__module__.startswith("credsim") and hasattr(obj, "__dict__")
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Object array of str -> (unique strings 'U', int32 codes); refuses anything but str."""
+    table: dict[str, int] = {}
+    codes = np.empty(values.shape[0], dtype=np.int32)
+    for i, v in enumerate(values.tolist()):
+        if type(v) is not str:
+            raise CheckpointError(f"cannot checkpoint an object array holding {type(v).__name__}")
+        codes[i] = table.setdefault(v, len(table))
+    uniq = np.array(list(table), dtype=str) if table else np.zeros(0, dtype="U1")
+    return uniq, codes
+
+
+class _Encoder:
+    """Turns an object tree into a JSON skeleton plus a dict of numeric arrays."""
+
+    def __init__(self, skip: set[int]) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+        self.seen: dict[int, str] = {}
+        self.skip = skip
+
+    def _put(self, a: np.ndarray) -> str:
+        key = f"a{len(self.arrays)}"
+        self.arrays[key] = a
+        return key
+
+    def array(self, a: np.ndarray) -> Any:
+        if id(a) in self.seen:
+            return {"$same": self.seen[id(a)]}
+        if a.dtype == object:
+            if a.ndim != 1:
+                raise CheckpointError("cannot checkpoint a multi-dimensional object array")
+            uniq, codes = _factorize(a)
+            node: dict[str, Any] = {"$str": self._put(uniq), "codes": self._put(codes)}
+        else:
+            node = {"$a": self._put(a)}
+            self.seen[id(a)] = node["$a"]
+        return node
+
+    def _columnar(self, items: list[Any]) -> Any | None:
+        """Lists of same-shaped rows of 1-D arrays (queue parts, trace chunks) as one array per column."""
+        first = items[0]
+        if isinstance(first, np.ndarray):
+            rows, keys = [(x,) for x in items], None
+        elif isinstance(first, tuple):
+            rows, keys = items, None
+        elif isinstance(first, dict) and all(isinstance(k, str) for k in first):
+            keys = list(first)
+            if not all(isinstance(x, dict) and list(x) == keys for x in items):
+                return None
+            rows = [tuple(x[k] for k in keys) for x in items]
+        else:
+            return None
+        width = len(rows[0])
+        for r in rows:
+            if not isinstance(r, tuple) or len(r) != width:
+                return None
+            for c, a in enumerate(r):
+                if not isinstance(a, np.ndarray) or a.ndim != 1 or a.dtype != rows[0][c].dtype:
+                    return None
+                if a.shape[0] != r[0].shape[0] or id(a) in self.seen:
+                    return None
+        cols = [self.array(np.concatenate([r[c] for r in rows])) for c in range(width)]
+        lens = self._put(np.array([r[0].shape[0] for r in rows], dtype=np.int64))
+        kind = "array" if isinstance(first, np.ndarray) else "tuple" if keys is None else "dict"
+        return {"$cols": cols, "lens": lens, "row": kind, "keys": keys}
+
+    def encode(self, obj: Any) -> Any:
+        if isinstance(obj, np.ndarray):
+            return self.array(obj)
+        if isinstance(obj, np.generic):
+            return {"$np": obj.dtype.str, "v": obj.item()}
+        if isinstance(obj, _SCALARS):
+            return obj
+        if isinstance(obj, list | tuple):
+            if obj and (node := self._columnar(list(obj))) is not None:
+                return {"$list" if isinstance(obj, list) else "$tuple": node}
+            items = [self.encode(x) for x in obj]
+            return {"$list": items} if isinstance(obj, list) else {"$tuple": items}
+        if isinstance(obj, dict):
+            for k in obj:
+                if not isinstance(k, str | int) or isinstance(k, bool):
+                    raise CheckpointError(f"cannot checkpoint a dict keyed by {type(k).__name__}")
+            return {"$dict": [[k, self.encode(v)] for k, v in obj.items()],
+                    "default_list": isinstance(obj, defaultdict) and obj.default_factory is list}
+        if id(obj) in self.skip or not _is_ours(obj) or isinstance(obj, BaseModel):
+            return {"$skip": type(obj).__name__}
+        return {"$obj": type(obj).__name__, "attrs": {k: self.encode(v) for k, v in vars(obj).items()
+                                                      if id(v) not in self.skip}}
+
+
+class _Decoder:
+    """Restores a skeleton into objects the code built itself (in place where shapes match)."""
+
+    def __init__(self, archive: Any, where: str, skip: set[int]) -> None:
+        self.archive = archive
+        self.where = where
+        self.skip = skip
+        self.restored: dict[str, np.ndarray] = {}
+        self.targets: set[int] = set()  # arrays already overwritten in place (never twice)
+
+    def _get(self, key: str) -> np.ndarray:
+        if not isinstance(key, str) or key not in self.archive.files:
+            raise CheckpointError(f"{self.where}: missing array {key!r}")
+        return np.asarray(self.archive[key])
+
+    def array(self, node: dict[str, Any], template: Any, path: str) -> np.ndarray:
+        if "$same" in node:
+            if node["$same"] not in self.restored:
+                raise CheckpointError(f"{self.where}: {path} refers to an array not restored yet")
+            return self.restored[node["$same"]]
+        if "$str" in node:
+            uniq, codes = self._get(node["$str"]), self._get(node["codes"])
+            if codes.size and (codes.min() < 0 or codes.max() >= uniq.shape[0]):
+                raise CheckpointError(f"{self.where}: {path} has string codes out of range")
+            return np.array(uniq.tolist(), dtype=object)[codes] if codes.size else np.zeros(0, dtype=object)
+        saved = self._get(node["$a"])
+        if (isinstance(template, np.ndarray) and template.shape == saved.shape and template.dtype == saved.dtype
+                and template.flags.writeable and id(template) not in self.targets):
+            np.copyto(template, saved)
+            self.targets.add(id(template))
+            saved = template
+        self.restored[node["$a"]] = saved
+        return saved
+
+    def _rows(self, node: dict[str, Any], path: str) -> list[Any]:
+        cols = [self.array(c, None, f"{path}[col {i}]") for i, c in enumerate(node["$cols"])]
+        lens = self._get(node["lens"])
+        if lens.ndim != 1 or (lens < 0).any() or any(int(lens.sum()) != c.shape[0] for c in cols):
+            raise CheckpointError(f"{self.where}: {path} has inconsistent row lengths")
+        cuts = np.cumsum(lens)[:-1]
+        split = [np.split(c, cuts) for c in cols]
+        rows = list(zip(*split, strict=True))
+        if node["row"] == "array":
+            return [r[0] for r in rows]
+        if node["row"] == "dict":
+            return [dict(zip(node["keys"], r, strict=True)) for r in rows]
+        return [tuple(r) for r in rows]
+
+    def decode(self, node: Any, template: Any, path: str) -> Any:
+        if isinstance(node, _SCALARS):
+            return node
+        if not isinstance(node, dict):
+            raise CheckpointError(f"{self.where}: unexpected value at {path}")
+        if "$a" in node or "$same" in node or "$str" in node:
+            return self.array(node, template, path)
+        if "$np" in node:
+            return np.dtype(node["$np"]).type(node["v"])
+        for tag, kind in (("$list", list), ("$tuple", tuple)):
+            if tag in node:
+                body = node[tag]
+                if isinstance(body, dict):
+                    return kind(self._rows(body, path))
+                same = isinstance(template, list | tuple) and len(template) == len(body)
+                seq = template if same else [None] * len(body)
+                return kind(self.decode(x, t, f"{path}[{i}]") for i, (x, t) in enumerate(zip(body, seq, strict=True)))
+        if "$dict" in node:
+            out: dict[Any, Any] = defaultdict(list) if node.get("default_list") else {}
+            tmpl = template if isinstance(template, dict) else {}
+            for k, v in node["$dict"]:
+                out[k] = self.decode(v, tmpl.get(k), f"{path}.{k}")
+            return out
+        if "$skip" in node:
+            return template
+        if "$obj" in node:
+            if template is None or type(template).__name__ != node["$obj"]:
+                raise CheckpointError(f"{self.where}: {path} is a {node['$obj']} in the checkpoint but "
+                                      f"{type(template).__name__} in this version of credsim")
+            self.restore_into(template, node, path)
+            return template
+        raise CheckpointError(f"{self.where}: unknown entry at {path}")
+
+    def restore_into(self, obj: Any, node: dict[str, Any], path: str) -> None:
+        attrs = node.get("attrs", {})
+        if not isinstance(attrs, dict):
+            raise CheckpointError(f"{self.where}: unexpected value at {path}")
+        mine = {k for k, v in vars(obj).items() if id(v) not in self.skip}
+        theirs = set(attrs)
+        if mine != theirs:
+            raise CheckpointError(f"{self.where}: {path} ({type(obj).__name__}) has attributes "
+                                  f"{sorted(theirs ^ mine)} that differ from this version of credsim")
+        for k, sub in attrs.items():
+            setattr(obj, k, self.decode(sub, getattr(obj, k), f"{path}.{k}"))
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    day: int  # days done = the next day to run
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR
+
+
+def list_checkpoints(run_dir: Path) -> list[Checkpoint]:
+    """Checkpoints in ``run_dir``, newest first (temporary files are ignored)."""
+    d = checkpoint_dir(run_dir)
+    if not d.is_dir():
+        return []
+    out = [Checkpoint(p, int(m.group(1))) for p in d.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
+    return sorted(out, key=lambda c: c.day, reverse=True)
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _skip_ids(loop: Any) -> set[int]:
+    """The plan and the arrays it owns are derived from the scenario: never snapshotted."""
+    plan = loop.plan
+    return {id(plan)} | {id(v) for v in vars(plan).values() if isinstance(v, np.ndarray)}
+
+
+def snapshot(loop: Any, day: int, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of a checkpoint of ``loop`` with ``day`` days done (``__skeleton__`` holds the JSON)."""
+    enc = _Encoder(_skip_ids(loop))
+    tree = enc.encode(loop)
+    head = {"format": FORMAT, "day": day, "meta": meta, "tree": tree}
+    blob = json.dumps(head, allow_nan=True).encode()
+    return {**enc.arrays, "__skeleton__": np.frombuffer(blob, dtype=np.uint8)}
+
+
+def save(run_dir: Path, loop: Any, day: int, meta: dict[str, Any]) -> Path:
+    """Write the checkpoint for ``day`` days done atomically; keep the newest :data:`KEEP`."""
+    d = checkpoint_dir(run_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    arrays = snapshot(loop, day, meta)
+    final = d / f"day-{day:06d}.npz"
+    tmp = d / f".{final.name}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(d)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    for old in list_checkpoints(run_dir)[KEEP:]:
+        old.path.unlink(missing_ok=True)
+    for junk in d.glob(".day-*.tmp-*"):
+        if junk != tmp:
+            junk.unlink(missing_ok=True)
+    return final
+
+
+def read_head(path: Path, max_bytes: int) -> tuple[Any, dict[str, Any]]:
+    """Open a checkpoint safely: size-checked, no pickles; returns (archive, skeleton)."""
+    where = str(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            declared = sum(i.file_size for i in zf.infolist())
+        if declared > max_bytes:
+            raise CheckpointError(f"{where}: declares {declared / 2**30:.1f} GiB of arrays, more than the "
+                                  f"{max_bytes / 2**30:.1f} GiB allowed")
+        archive = np.load(path, allow_pickle=False)
+        head = json.loads(bytes(archive["__skeleton__"]).decode())
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{where}: not a readable checkpoint ({exc})") from None
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        raise CheckpointError(f"{where}: checkpoint format {head.get('format') if isinstance(head, dict) else '?'}"
+                              f" is not {FORMAT}")
+    return archive, head
+
+
+def restore(path: Path, loop: Any, max_bytes: int) -> dict[str, Any]:
+    """Overwrite ``loop`` (freshly built from the same scenario) with a checkpoint; return its head."""
+    archive, head = read_head(path, max_bytes)
+    try:
+        day = head["day"]
+        if not isinstance(day, int) or not 0 <= day <= loop.days:
+            raise CheckpointError(f"{path}: day {day!r} is outside 0..{loop.days}")
+        dec = _Decoder(archive, str(path), _skip_ids(loop))
+        tree = head["tree"]
+        if not isinstance(tree, dict) or tree.get("$obj") != type(loop).__name__:
+            raise CheckpointError(f"{path}: does not hold a {type(loop).__name__}")
+        dec.restore_into(loop, tree, "loop")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint ({exc!r})") from None
+    finally:
+        archive.close()
+    return dict(head)

@@ -1,0 +1,371 @@
+"""Runs that survive interruption: status in ``manifest.json``, checkpoints, limits, Ctrl-C, resume.
+
+Two ways to run:
+
+- **plain** (no checkpoint options): nothing is written until the run has finished, then
+  :func:`credsim.store.write_run` puts the whole run directory in place atomically. Ctrl-C
+  still stops cleanly at the end of the current day and writes a resumable checkpoint.
+- **durable** (``--checkpoint-every D``, ``--max-days K`` or ``--time-budget S``): the run
+  directory exists from the start with ``manifest.json`` status ``running``; a checkpoint
+  is written every D days; the run ends ``complete``, ``interrupted`` (Ctrl-C, SIGTERM,
+  a limit reached: with the command that resumes it) or ``failed`` (with the reason). A
+  SIGKILL leaves ``running`` and the last checkpoint; :func:`resume` continues either way.
+
+The final outputs are written to ``RUN_DIR/.final`` first and moved in one file at a time
+(each rename atomic), ``manifest.json`` last: a run is complete exactly when its manifest
+says so, and readers (:func:`credsim.store.connect`) refuse anything else.
+
+A lock (``checkpoint/lock``, ``flock``) stops two processes from driving one run; the
+kernel releases it when a process dies, so a killed run can be resumed at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from credsim import checkpoint, engine, store
+from credsim.memory import available_bytes, check_memory
+from credsim.scenario.load import load_scenario, scenario_hash
+from credsim.scenario.schema import Scenario
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no lock
+    fcntl = None  # type: ignore[assignment]
+
+FINAL_DIR = ".final"
+
+
+class RunStopped(Exception):
+    """The run stopped between two days (Ctrl-C, SIGTERM, ``--max-days``, ``--time-budget``)."""
+
+    def __init__(self, run_dir: Path, done: int, days: int, reason: str, *, resumable: bool, by_signal: bool):
+        self.run_dir, self.done, self.days, self.reason = run_dir, done, days, reason
+        self.resumable, self.by_signal = resumable, by_signal
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        head = f"stopped after day {self.done} of {self.days} ({self.reason})"
+        if self.resumable:
+            return f"{head}; checkpoint saved in {self.run_dir}/checkpoint. Resume with: credsim resume {self.run_dir}"
+        return f"{head}; nothing was written"
+
+
+class RunBusy(checkpoint.CheckpointError):
+    """Another process is driving this run directory."""
+
+
+@dataclass
+class Limits:
+    checkpoint_every: int | None = None  # days between checkpoints
+    max_days: int | None = None  # days to simulate in this session, then stop with a checkpoint
+    time_budget: float | None = None  # seconds for this session, then stop with a checkpoint
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoint_every", "max_days"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int) and 1 <= v <= 10_000_000):
+                raise ValueError(f"{name} must be a whole number of days >= 1 (got {v!r})")
+        t = self.time_budget
+        if t is not None and not (isinstance(t, int | float) and 0 < t < 1e9):
+            raise ValueError(f"time_budget must be a number of seconds > 0 (got {t!r})")
+
+    @property
+    def durable(self) -> bool:
+        return any(v is not None for v in (self.checkpoint_every, self.max_days, self.time_budget))
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_manifest(run_dir: Path, data: dict[str, Any]) -> None:
+    """Replace ``manifest.json`` atomically and durably (temp file, fsync, rename, fsync folder)."""
+    path = Path(run_dir) / "manifest.json"
+    tmp = path.with_name(f".manifest.json.tmp-{os.getpid()}")
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(data, indent=2, default=str))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    checkpoint._fsync_dir(path.parent)
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``checkpoint/lock`` exclusively, or raise :class:`RunBusy`."""
+    d = checkpoint.checkpoint_dir(run_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / "lock", "a+") as fh:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise RunBusy(f"{run_dir} is being run by another process right now") from None
+        yield
+
+
+class StopSignals:
+    """First Ctrl-C / SIGTERM: stop after the current day with a checkpoint. Second Ctrl-C: abort."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        if self.reason is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.reason = f"interrupted by {name}"
+        sys.stderr.write(f"\n{name}: stopping after the current day and saving a checkpoint "
+                         "(press Ctrl-C again to abort at once)\n")
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class _Session:
+    """One process driving a run from ``start`` (day 0 or a checkpoint) to the end or a stop."""
+
+    scen: Scenario
+    out: Path
+    loop: engine.Loop
+    setup: float  # setup seconds, all sessions
+    wall_before: float  # wall seconds of earlier sessions
+    start: int
+    manifest: dict[str, Any]
+    limits: Limits
+    durable: bool
+    extra: dict[str, Any]
+    on_day: Callable[[int, int], None] | None
+    t0: float
+    overwrite: bool = False  # plain runs: replace an existing run directory at the end
+
+    def meta(self) -> dict[str, Any]:
+        m = self.manifest
+        return {k: m.get(k) for k in ("scenario_hash", "seed", "population", "days", "block_size")} | {
+            "setup_s": self.setup, "wall_s": self.wall_before + time.perf_counter() - self.t0, "saved": now()}
+
+    def checkpoint(self, done: int) -> Path:
+        path = checkpoint.save(self.out, self.loop, done, self.meta())
+        self.manifest["checkpoint"] = {"day": done, "file": str(path.relative_to(self.out)), "saved": now()}
+        return path
+
+    def hook(self, sig: StopSignals) -> Callable[[engine.Loop, int], None]:
+        lim = self.limits
+
+        def after_day(loop: engine.Loop, day: int) -> None:
+            done = day + 1
+            if done >= loop.days:
+                return
+            reason = sig.reason
+            if reason is None and lim.max_days is not None and done - self.start >= lim.max_days:
+                reason = f"--max-days {lim.max_days} reached"
+            if reason is None and lim.time_budget is not None and time.perf_counter() - self.t0 >= lim.time_budget:
+                reason = f"--time-budget {lim.time_budget:g} s used"
+            due = lim.checkpoint_every is not None and done % lim.checkpoint_every == 0
+            if reason is None and not due:
+                return
+            if not self.durable:  # plain run: the run directory appears only now, to hold the checkpoint
+                if self.out.exists():
+                    raise RunStopped(self.out, done, loop.days, f"{reason}; {self.out} already exists, so no "
+                                     "checkpoint was written", resumable=False, by_signal=True)
+                start_dir(self.out, self.manifest)
+            self.checkpoint(done)
+            if reason is None:
+                write_manifest(self.out, self.manifest)
+                return
+            self.manifest.update(status="interrupted", reason=reason, stopped=now(),
+                                 resume=f"credsim resume {self.out}")
+            write_manifest(self.out, self.manifest)
+            raise RunStopped(self.out, done, loop.days, reason, resumable=True, by_signal=reason == sig.reason)
+
+        return after_day
+
+    def drive(self) -> Path:
+        with StopSignals() as sig:
+            try:
+                engine.run_days(self.loop, self.start, self.on_day, self.hook(sig))
+            except RunStopped:
+                raise
+            except BaseException as exc:
+                if self.durable:
+                    self._record_failure(exc)
+                raise
+            return self.finish()
+
+    def _record_failure(self, exc: BaseException) -> None:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        self.manifest.update(status="interrupted" if interrupted else "failed",
+                             reason="aborted (Ctrl-C twice)" if interrupted else f"{type(exc).__name__}: {exc}",
+                             stopped=now())
+        if self.manifest.get("checkpoint") or interrupted:
+            self.manifest["resume"] = f"credsim resume {self.out}"
+        with suppress(OSError):
+            write_manifest(self.out, self.manifest)
+
+    def finish(self) -> Path:
+        wall = self.wall_before + time.perf_counter() - self.t0
+        result = engine.finish(self.loop, self.setup)
+        extra = {**self.extra, "checkpoint_every": self.limits.checkpoint_every,
+                 "sessions": self.manifest.get("sessions", 1)}
+        if not self.durable:
+            store.write_run(result, self.scen, self.out, wall=wall, extra=extra, overwrite=self.overwrite)
+            return self.out
+        try:
+            final = self.out / FINAL_DIR
+            shutil.rmtree(final, ignore_errors=True)
+            store.write_run(result, self.scen, final, wall=wall, extra=extra)
+            files = store.read_manifest(final)["files"]
+            for name in files:
+                if name != "manifest.json":
+                    os.replace(final / name, self.out / name)
+            checkpoint._fsync_dir(self.out)
+            os.replace(final / "manifest.json", self.out / "manifest.json")  # the commit point
+            checkpoint._fsync_dir(self.out)
+        except BaseException as exc:
+            self._record_failure(exc)
+            raise
+        shutil.rmtree(final, ignore_errors=True)
+        shutil.rmtree(checkpoint.checkpoint_dir(self.out), ignore_errors=True)
+        return self.out
+
+
+def start_dir(out: Path, manifest: dict[str, Any]) -> None:
+    out.mkdir(parents=True)
+    checkpoint.checkpoint_dir(out).mkdir()
+    write_manifest(out, manifest)
+
+
+def _base_manifest(scen: Scenario, block: int, threads: int | None, limits: Limits) -> dict[str, Any]:
+    return {
+        "status": "running",
+        "scenario_name": scen.name,
+        "scenario_hash": scenario_hash(scen),
+        "seed": scen.run.seed,
+        "population": scen.population.size,
+        "days": scen.run.days,
+        "block_size": block,
+        "threads": threads,
+        "checkpoint_every": limits.checkpoint_every,
+        "started": now(),
+        "pid": os.getpid(),
+        "sessions": 1,
+        "versions": store.versions(),
+        "scenario": scen.model_dump(mode="json"),
+    }
+
+
+def execute(scen: Scenario, out: Path, *, block: int = engine.DEFAULT_BLOCK, threads: int | None = None,
+            overwrite: bool = False, limits: Limits | None = None, extra: dict[str, Any] | None = None,
+            on_day: Callable[[int, int], None] | None = None) -> Path:
+    """Run ``scen`` into ``out`` (plain or durable, see the module docstring); return ``out``."""
+    limits = limits or Limits()
+    out = Path(out)
+    t0 = time.perf_counter()
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
+    manifest = _base_manifest(scen, block, threads, limits)
+    if limits.durable:
+        if out.exists():
+            with run_lock(out):
+                pass
+            shutil.rmtree(out)
+        start_dir(out, manifest)
+    lock = run_lock(out) if limits.durable else _nothing()
+    with lock:
+        try:
+            loop, setup = engine.prepare(scen, block=block, threads=threads)
+        except BaseException as exc:
+            if limits.durable:
+                write_manifest(out, {**manifest, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+            raise
+        sess = _Session(scen, out, loop, setup, 0.0, 0, manifest, limits, limits.durable, dict(extra or {}),
+                        on_day, t0, overwrite)
+        return sess.drive()
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def resume(run_dir: str | Path, *, threads: int | None = None, limits: Limits | None = None,
+           max_memory: float | None = None, on_start: Callable[[int, int], None] | None = None,
+           on_day: Callable[[int, int], None] | None = None) -> Path:
+    """Continue a run from its newest readable checkpoint (or from day 0 if it has none).
+
+    A complete run is returned as it is. ``limits`` default to the run's own checkpoint
+    interval; ``on_start(day, days)`` is told where the run resumes.
+    """
+    out = Path(run_dir)
+    t0 = time.perf_counter()
+    try:
+        man = store.read_manifest(out)
+    except (OSError, ValueError) as exc:
+        raise checkpoint.CheckpointError(f"{out} is not a run directory (manifest.json: {exc})") from None
+    if not isinstance(man, dict) or not isinstance(man.get("scenario"), dict):
+        raise checkpoint.CheckpointError(f"{out}/manifest.json does not describe a run")
+    if man.get("status") == "complete":
+        shutil.rmtree(checkpoint.checkpoint_dir(out), ignore_errors=True)
+        return out
+    scen = load_scenario(man["scenario"])
+    if scenario_hash(scen) != man.get("scenario_hash"):
+        raise checkpoint.CheckpointError(f"{out}: the scenario in manifest.json does not match its recorded hash")
+    check_memory(scen, max_memory)
+    block = int(man.get("block_size") or engine.DEFAULT_BLOCK)
+    every = man.get("checkpoint_every")
+    limits = limits or Limits(checkpoint_every=every if isinstance(every, int) and every > 0 else None)
+    if limits.checkpoint_every is None and isinstance(every, int) and every > 0:
+        limits = Limits(every, limits.max_days, limits.time_budget)
+    with run_lock(out):
+        loop, setup = engine.prepare(scen, block=block, threads=threads)
+        start, warnings, head = 0, [], {}
+        for ck in checkpoint.list_checkpoints(out):
+            try:
+                head = checkpoint.restore(ck.path, loop, max_bytes=available_bytes())
+                start = ck.day
+                break
+            except checkpoint.CheckpointError as exc:
+                warnings.append(f"skipped {ck.path.name}: {exc}")
+                loop, setup = engine.prepare(scen, block=block, threads=threads)
+        meta = head.get("meta", {}) if isinstance(head, dict) else {}
+        for key in ("scenario_hash", "seed", "population", "days"):
+            if head and meta.get(key) != man.get(key):
+                raise checkpoint.CheckpointError(f"{out}: checkpoint {key} {meta.get(key)!r} does not match the "
+                                                 f"manifest's {man.get(key)!r}")
+        setup_total = float(meta.get("setup_s", 0.0)) + setup
+        wall_before = float(meta.get("wall_s", 0.0))
+        man.update(status="running", pid=os.getpid(), resumed=now(), sessions=int(man.get("sessions", 1)) + 1,
+                   resumed_from_day=start, checkpoint_every=limits.checkpoint_every)
+        for k in ("reason", "stopped", "resume"):
+            man.pop(k, None)
+        if warnings:
+            man["warnings"] = warnings
+        write_manifest(out, man)
+        if on_start is not None:
+            on_start(start, loop.days)
+        extra = {"block_size": block, "threads": threads}
+        sess = _Session(scen, out, loop, setup_total, wall_before, start, man, limits, True, extra, on_day, t0)
+        return sess.drive()
