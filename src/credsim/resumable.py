@@ -230,6 +230,8 @@ class _Session:
         result = engine.finish(self.loop, self.setup)
         extra = {**self.extra, "checkpoint_every": self.limits.checkpoint_every,
                  "sessions": self.manifest.get("sessions", 1)}
+        if self.manifest.get("warnings"):
+            extra["warnings"] = self.manifest["warnings"]
         if not self.durable:
             store.write_run(result, self.scen, self.out, wall=wall, extra=extra, overwrite=self.overwrite)
             return self.out
