@@ -179,6 +179,11 @@ from credsim.cli_resume import resume_cmd  # noqa: E402  (resumable runs: cli_re
 app.command("resume")(resume_cmd)
 
 
+from credsim.audit.cli import register as _register_audit  # noqa: E402  (issue 4: audit, explain, report, compare)
+
+_register_audit(app)
+
+
 def main() -> None:
     app()
 
