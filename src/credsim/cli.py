@@ -57,6 +57,10 @@ def run(
     checkpoint_every: Annotated[int | None, typer.Option(min=1, help="checkpoint every D days (resumable)")] = None,
     max_days: Annotated[int | None, typer.Option(min=1, help="stop after D days with a checkpoint")] = None,
     time_budget: Annotated[float | None, typer.Option(min=0.001, help="stop after S seconds, checkpointed")] = None,
+    # issue 7 (credsim/distributed/cli.py): a population split over shards, optionally on Ray
+    shards: Annotated[int | None, typer.Option(min=1, help="split citizens over K shards (same results)")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="shards as Ray actors (RAY_ADDRESS or a local cluster)")] = False,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address HOST:PORT (implies --ray)")] = None,
 ) -> None:
     """Run a scenario and write a run directory (see `credsim resume` for interrupted runs)."""
     from credsim.api import run as run_api
@@ -66,6 +70,16 @@ def run(
     except ScenarioError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    if shards is not None or ray or ray_address:  # issue 7: sharded run (credsim/distributed/cli.py)
+        from credsim.distributed.cli import run_sharded_cmd
+
+        t_sh = time.perf_counter()
+        d = run_sharded_cmd(scen, shards=shards or 1, ray=ray or bool(ray_address), ray_address=ray_address,
+                            population=population, days=days, seed=seed, out=out, threads=threads,
+                            block_size=block_size, max_memory=max_memory, overwrite=overwrite, quiet=quiet,
+                            checkpoint_every=checkpoint_every)
+        _summary(d, time.perf_counter() - t_sh, quiet)
+        return
     n = population or scen.population.size
     total = days or scen.run.days
     t0 = time.perf_counter()
