@@ -30,13 +30,18 @@ def grade_mix(res: dict[str, Any]) -> Chart:
         return title, None, "This scenario has no grades."
     fig = go.Figure()
     for i, g in enumerate(grades):
-        fig.add_trace(go.Scatter(x=ser["day"], y=[100 * v / n for v in ser[f"grade.{g}"]], name=g, stackgroup="g",
-                                 mode="lines", line={"width": 0.5, "color": PALETTE[i % len(PALETTE)]}))
-    _layout(fig, yaxis_title="% of citizens (official)", xaxis_title="day")
-    low = [g for g in grades if any(ser[f"grade.{g}"])]
-    lo = min((100 * min(ser[f"grade.{g}"]) / n for g in low), default=0)
-    fig.update_yaxes(range=[max(0.0, min(90.0, lo - 5)) if len(low) == 1 else 0, 100])
-    return title, fig, "Share of citizens in each grade, official view, first replicate."
+        if not any(ser[f"grade.{g}"]) and not any(ser[f"shadow_grade.{g}"]):
+            continue
+        c = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=ser["day"], y=[100 * v / n if v else None for v in ser[f"grade.{g}"]], name=g,
+                                 mode="lines", line={"color": c}))
+        fig.add_trace(go.Scatter(x=ser["day"], y=[100 * v / n if v else None for v in ser[f"shadow_grade.{g}"]],
+                                 name=f"{g} (true records)", mode="lines", line={"color": c, "dash": "dot"},
+                                 showlegend=False))
+    _layout(fig, yaxis_title="% of citizens (log scale)", xaxis_title="day")
+    fig.update_yaxes(type="log")
+    return title, fig, ("Share of citizens in each grade (grades nobody held are left out), first replicate. Solid: "
+                        "official; dotted: on true records only. Log scale, so small grades stay visible.")
 
 
 def list_sizes(res: dict[str, Any]) -> Chart:
@@ -61,14 +66,14 @@ def denied_by_group(res: dict[str, Any]) -> Chart:
     rows = [g for g in f["groups"] if g.get("population")]
     if not rows or not any(g.get("denied.total") for g in rows):
         return title, None, "No attempt was denied."
-    x = [f"{g['dimension']}: {g['group']}" for g in rows]
+    y = [f"{g['dimension']}: {g['group']}" for g in rows]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=[1000 * g["denied.total"] / g["population"] for g in rows], name="denied",
-                         marker_color="#d95f02"))
-    fig.add_trace(go.Bar(x=x, y=[1000 * g["wrongful.total"] / g["population"] for g in rows], name="of which wrongful",
-                         marker_color="#7570b3"))
-    _layout(fig, height=440, barmode="overlay", yaxis_title="denials per 1,000 citizens")
-    fig.update_xaxes(tickangle=-60, tickfont={"size": 10})
+    fig.add_trace(go.Bar(y=y, x=[1000 * g["denied.total"] / g["population"] for g in rows], name="denied",
+                         marker_color="#d95f02", orientation="h"))
+    fig.add_trace(go.Bar(y=y, x=[1000 * g["wrongful.total"] / g["population"] for g in rows], name="of which wrongful",
+                         marker_color="#7570b3", orientation="h"))
+    _layout(fig, height=20 * len(rows) + 140, barmode="overlay", xaxis_title="denials per 1,000 citizens")
+    fig.update_yaxes(autorange="reversed", tickfont={"size": 11})
     return title, fig, "Denials per 1,000 citizens of each group over the run (first replicate)."
 
 
@@ -189,10 +194,11 @@ def chilling_by_group(res: dict[str, Any]) -> Chart:
     fig = go.Figure()
     y = [100 * (r["rel"]["mean"] or 0) for r in rows]
     err = [100 * ((r["rel"]["hi"] or 0) - (r["rel"]["mean"] or 0)) if r["rel"]["k"] > 1 else 0 for r in rows]
-    fig.add_trace(go.Bar(x=[f"{r['dimension']}: {r['group']}" for r in rows], y=y, marker_color="#1b9e77",
-                         error_y={"type": "data", "array": err, "visible": any(err)}, showlegend=False))
-    _layout(fig, height=420, yaxis_title="% change in speech vs no system")
-    fig.update_xaxes(tickangle=-60, tickfont={"size": 10})
+    fig.add_trace(go.Bar(y=[f"{r['dimension']}: {r['group']}" for r in rows], x=y, marker_color="#1b9e77",
+                         orientation="h", error_x={"type": "data", "array": err, "visible": any(err)},
+                         showlegend=False))
+    _layout(fig, height=20 * len(rows) + 140, xaxis_title="% change in speech vs no system")
+    fig.update_yaxes(autorange="reversed", tickfont={"size": 11})
     return title, fig, "Paired relative change in lawful speech events per group (95% intervals across replicates)."
 
 
@@ -223,11 +229,13 @@ def transitions(res: dict[str, Any]) -> Chart:
         return title, None, "This scenario has no grades."
     from plotly.subplots import make_subplots
 
-    g = tr["grades"]
+    held = [i for i in range(len(tr["grades"])) if any(tr[k][i][j] or tr[k][j][i] for k in ("start_end",
+            "official_vs_shadow") for j in range(len(tr["grades"])))]
+    g = [tr["grades"][i] for i in held]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("start of run → end of run (official)",
                                                         "official → true-records-only grade at the end"))
     for col, key in ((1, "start_end"), (2, "official_vs_shadow")):
-        z = tr[key]
+        z = [[tr[key][i][j] for j in held] for i in held]
         fig.add_trace(go.Heatmap(z=[[math.log10(1 + v) for v in row] for row in z], x=g, y=g, text=z,
                                  texttemplate="%{text}", colorscale="Blues", showscale=False,
                                  hovertemplate="%{y} → %{x}: %{text}<extra></extra>"), row=1, col=col)

@@ -28,7 +28,7 @@ h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd;padding-bottom:.
 table{border-collapse:collapse;font-size:.9em;margin:.6em 0} th,td{padding:.25em .6em;border-bottom:1px solid #eee;
  text-align:right} th{background:#f6f6f6} td.l,th.l{text-align:left} tr.flag td{background:#fff2ef}
 code{background:#f4f4f4;padding:0 .25em;border-radius:3px;font-size:.9em} pre{background:#f6f6f6;padding:.6em;
- overflow-x:auto;font-size:.85em} .note{background:#fbfaf3;border-left:3px solid #e6ab02;padding:.4em .8em}
+ white-space:pre-wrap;font-size:.85em} .note{background:#fbfaf3;border-left:3px solid #e6ab02;padding:.4em .8em}
 """
 
 
@@ -61,11 +61,14 @@ def _chart_sections(res: dict[str, Any], prefix: str = "chart") -> str:
 def _di_table(res: dict[str, Any], limit: int = 25) -> str:
     fair = res["first"].get("fairness") or {}
     rows = [r for r in fair.get("single", []) if r["flag"] and r["group"] != r["reference"]]
+    rows.sort(key=lambda r: not r["significant"])  # significant first, then in dimension order
     inter = [r for r in fair.get("intersectional", []) if r["flag"] and r["significant"]
              and r["group"] != r["reference"]]
     inter.sort(key=lambda r: -abs(math.log(r["ratio"])))
     out = [f"<p>Flagged ratios (beyond 0.8–1.25); groups under {fair.get('min_population', 30)} citizens are "
-           "left out. Shaded rows: the 95% interval excludes 1.</p>"]
+           "left out. Shaded rows: the 95% interval excludes 1. With this many comparisons, some flags on small "
+           "groups are chance: about 1 in 20 comparisons without a real difference shows a 95% interval "
+           "excluding 1.</p>"]
     for label, rs in (("Single dimensions", rows), ("Intersectional groups (significant only, largest first)",
                                                     inter[:limit])):
         out.append(f"<h3>{label}</h3>")
