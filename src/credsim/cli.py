@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -17,7 +16,7 @@ from rich.text import Text
 from credsim.checkpoint import CheckpointError
 from credsim.memory import MemoryRefused
 from credsim.resumable import RunStopped
-from credsim.scenario.load import DEFAULT_SCENARIO, ScenarioError, builtin_names, load_scenario
+from credsim.scenario.load import DEFAULT_SCENARIO, ScenarioError, builtin_names, load_scenario, parse_value
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="credsim: simulate social-credit systems on synthetic populations.")
@@ -37,7 +36,7 @@ def _parse_set(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise typer.BadParameter(f"--set expects KEY.PATH=VALUE, got {item!r}")
         k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        out[k.strip()] = parse_value(v, f"--set {k.strip()}")  # guarded YAML (scenario/load.py)
     return out
 
 

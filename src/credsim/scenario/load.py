@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -63,22 +64,63 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return "".join(parts)
 
 
+# -- hostile-input guards (SECURITY.md): nesting is refused while parsing, before PyYAML's
+# recursive composer (and its scanner, slow on deep flow collections) can go deep; only the
+# standard tags may be written explicitly; aliases may not expand the document past a size.
+MAX_EXPANDED_CHARS = 8_000_000
+ALLOWED_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+
+
+class _Refused(Exception):
+    def __init__(self, expected: str, mark: Any) -> None:
+        self.expected, self.line = expected, (mark.line + 1 if mark is not None else None)
+
+
+class _GuardedLoader(yaml.SafeLoader):
+    """The safe loader, refusing deep nesting and non-standard tags as it composes."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        tag = getattr(event, "tag", None)
+        if tag is not None and tag not in ALLOWED_TAGS:
+            raise _Refused(f"plain YAML values (the tag {tag[:60]!r} is not allowed)", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH + 1:
+                raise _Refused(f"nesting at most {MAX_DEPTH} deep", event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
     """Parse YAML with the safe loader, keeping the line of every key path."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_GuardedLoader)
+    except _Refused as exc:
+        raise ScenarioError(file, [Problem("", exc.expected, exc.line)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise ScenarioError(file, [Problem("", f"valid YAML ({exc})", line)]) from None
     lines: dict[str, int] = {}
     count = 0
+    chars = 0
 
     def walk(n: yaml.Node | None, path: str, depth: int) -> Any:
-        nonlocal count
+        nonlocal count, chars
         count += 1
         if count > MAX_NODES:
-            raise ScenarioError(file, [Problem(path, f"at most {MAX_NODES} YAML nodes")])
+            raise ScenarioError(file, [Problem(path, f"at most {MAX_NODES} YAML nodes (aliases count each time)")])
+        if isinstance(n, yaml.ScalarNode):
+            chars += len(n.value)
+            if chars > MAX_EXPANDED_CHARS:
+                raise ScenarioError(file, [Problem(path, f"at most {MAX_EXPANDED_CHARS} characters of values "
+                                                         "once aliases are expanded")])
         if depth > MAX_DEPTH:
             raise ScenarioError(file, [Problem(path, f"nesting at most {MAX_DEPTH} deep")])
         if n is None:
@@ -100,6 +142,11 @@ def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
         return _scalar(n, file, path)
 
     return walk(node, "", 0), lines
+
+
+def parse_value(text: str, where: str) -> Any:
+    """One YAML value from the command line (``--set``), with the file's guards; :class:`ScenarioError` if bad."""
+    return _compose(text, where)[0]
 
 
 def _scalar(n: yaml.Node, file: str, path: str) -> Any:
@@ -166,6 +213,9 @@ def merge(base: Any, over: Any) -> Any:
     return over
 
 
+_BUILTIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-]{0,79}")
+
+
 def _resolve_extends(data: Any, path: Path, depth: int = 0) -> Any:
     """Apply ``extends:`` (a built-in name or a file in the same folder as ``path``)."""
     if not isinstance(data, dict) or "extends" not in data:
@@ -184,7 +234,7 @@ def _resolve_extends(data: Any, path: Path, depth: int = 0) -> Any:
         base_path = cand
     else:
         base_path = builtin_dir() / f"{target}.yaml"
-        if not base_path.exists():
+        if not _BUILTIN_NAME.fullmatch(target) or not base_path.exists():
             expected = f"one of the built-in names {builtin_names()} (got {target!r})"
             raise ScenarioError(file, [Problem("extends", expected)])
     base, _ = _compose(_read(base_path), str(base_path))
@@ -198,6 +248,8 @@ def _read(path: Path) -> str:
         size = path.stat().st_size
     except OSError as exc:
         raise ScenarioError(file, [Problem("", f"a readable file ({exc.strerror})")]) from None
+    if not path.is_file():
+        raise ScenarioError(file, [Problem("", "a regular file (not a folder, device or pipe)")])
     if size > MAX_FILE_BYTES:
         raise ScenarioError(file, [Problem("", f"a file of at most {MAX_FILE_BYTES} bytes (it has {size})")])
     try:
@@ -225,7 +277,8 @@ def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> 
                 msg = "this key is required"
             got = err.get("input")
             if err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, dict | list):
-                msg += f" (got {got!r})"
+                shown = repr(got)
+                msg += f" (got {shown if len(shown) <= 80 else shown[:60] + f'... ({len(shown)} characters)'})"
             probs.append(Problem(path, msg, _line_for(lines, path)))
         raise ScenarioError(file, probs) from None
     probs = [Problem(p, e, _line_for(lines, p)) for p, e in cross_check(scen)]
