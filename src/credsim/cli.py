@@ -197,6 +197,12 @@ from credsim.audit.cli import register as _register_audit  # noqa: E402  (issue 
 _register_audit(app)
 
 
+from credsim.experiments.cli import sensitivity_cmd, sweep_cmd  # noqa: E402  (issue 7: experiments)
+
+app.command("sweep")(sweep_cmd)
+app.command("sensitivity")(sensitivity_cmd)
+
+
 def main() -> None:
     app()
 
