@@ -85,7 +85,7 @@ def render(ex: Any, show_all: bool = False, console: Console | None = None) -> N
     c.print(f"End of run: official score {s['score']:.0f}{grade}; true-records-only (shadow) score "
             f"{s['shadow_score']:.0f}{sgrade}; on lists: {', '.join(lists_on) or 'none'}.")
     c.print(f"Lifetime: {s.get('n_records_true', 0) + s.get('n_records_false', 0)} official records "
-            f"({s.get('n_records_false', 0)} false), {s.get('n_denied', 0)} denials "
+            f"({s.get('n_records_false', 0)} false), {s.get('n_denied', 0)} denial(s) "
             f"({s.get('n_wrongful', 0)} wrongful), {s.get('n_missed', 0)} missed, "
             f"{s.get('n_times_listed', 0)} listing(s).")
     if ex.score_path:
@@ -93,7 +93,8 @@ def render(ex: Any, show_all: bool = False, console: Console | None = None) -> N
         if vals:
             lo = min(vals, key=lambda x: x[1])
             c.print(f"Score path (official): {vals[0][1]:.0f} on day {vals[0][0]}, lowest {lo[1]:.0f} on day {lo[0]}, "
-                    f"{vals[-1][1]:.0f} on day {vals[-1][0]}.")
+                    f"{vals[-1][1]:.0f} on day {vals[-1][0]}; on true records only it ends at "
+                    f"{ex.score_path[-1][2]:.0f}.")
     t = Table(title="Timeline", title_justify="left", show_lines=False)
     for col in ("day", "what", "item", "details"):
         t.add_column(col, justify="right" if col == "day" else "left")
@@ -148,9 +149,11 @@ def render(ex: Any, show_all: bool = False, console: Console | None = None) -> N
         if sn.removal:
             n = len(sn.removal)
             c.print(f"    remove {n} record{'s' if n > 1 else ''}: " + "; ".join(_fmt_rec(r) for r in sn.removal))
-        if sn.false_only is not None:
-            verdict = "have avoided it" if sn.false_only else "not be enough"
-            c.print(f"    removing only the false records would {verdict}")
+        if sn.false_only and any(r["true"] for r in sn.removal):
+            n = len(sn.false_set)
+            c.print(f"    or remove only false records ({n}): " + "; ".join(_fmt_rec(r) for r in sn.false_set))
+        elif sn.false_only is False:
+            c.print("    removing only the false records would not be enough")
 
 
 def explain_cmd(

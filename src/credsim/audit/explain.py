@@ -43,6 +43,7 @@ class Sanction:
     removal: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
     false_only: bool | None = None  # would removing only the false records have avoided it?
+    false_set: list[dict[str, Any]] = field(default_factory=list)  # the fewest false records that do
 
 
 @dataclass
@@ -131,6 +132,8 @@ def explain(run_dir: str | Path, citizen: int) -> Explanation:
         elif stage == "grade":
             entry["what"] = "grade"
         timeline.append(entry)
+    order = {"event": 0, "record": 1, "grade": 2, "listed": 3, "delisted": 3, "denied": 4, "rewarded": 4}
+    timeline.sort(key=lambda t: (t["day"], order.get(t["what"], 5)))
     for t in timeline:
         if t["what"] == "denied":
             t["wrongful"] = (t["day"], t["item"]) not in shadow_denied
@@ -212,6 +215,13 @@ def _grade_removal(scen: dict[str, Any], out: Sanction, day: int, sanctioned: li
             chosen = pick
             break
     out.false_only = sum(-r["points"] for r in false) >= deficit
+    if out.false_only:
+        got = 0.0
+        for r in false:  # largest false losses first
+            if got >= deficit:
+                break
+            out.false_set.append(r)
+            got += -r["points"]
     out.removal = chosen
     out.note = (f"score {score:.0f} on day {day}, grade {names[g]}; reaching {names[better[-1]]} "
                 f"needs {deficit:.0f} points")
