@@ -81,6 +81,12 @@ class _ShardActor:
 
         return os.getpid()
 
+    def rss(self) -> int:
+        with open("/proc/self/statm") as fh:
+            import os
+
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
 
 class _Ray:
     """Shards as Ray actors (one CPU each by default)."""
@@ -105,7 +111,15 @@ class _Ray:
         for a in self.actors:
             self.ray.kill(a)
         scen, cuts, kw = self.ctor
-        self.actors = [self.cls.remote(scen, i, cuts, **kw) for i in range(self.k)]  # type: ignore[attr-defined]
+        self.actors = []
+        for i in range(self.k):  # one at a time: a shard's O(N) build peak is over before the next starts
+            a = self.cls.remote(scen, i, cuts, **kw)  # type: ignore[attr-defined]
+            self.ray.get(a.pid.remote())
+            self.actors.append(a)
+
+    def memory(self) -> list[int]:
+        """Resident bytes of each shard's worker process (for benchmarks)."""
+        return list(self.ray.get([a.rss.remote() for a in self.actors]))
 
     def call(self, method: str, args: list[tuple[Any, ...]]) -> list[Any]:
         return list(self.ray.get([a.call.remote(method, *x) for a, x in zip(self.actors, args, strict=True)]))

@@ -21,9 +21,12 @@ shard). Messages, all sparse, addressed to the owner of the citizen concerned:
 - ``listed``: today's list entries and exits, broadcast, so a shard knows its citizens'
   contacts' list status (the model-score feature "share of contacts on a list").
 
-Layout note (a prototype's honest limit): a shard holds the columns in global citizen
-indexing (length N) and builds the whole graph, so per-shard *memory* is O(N); only its
-*work* and the *exchange* are proportional to its citizens and to events. See docs/scale.md.
+Layout note (a prototype's honest limit): a shard keeps global citizen indexing, so the
+stage kernels run unchanged. It *builds* the whole population and graph once (O(N) time and
+a transient O(N) peak), then keeps resident only its own part of every column and graph row
+(the rest are zero pages the OS never backs) plus a few bytes per citizen of groups, traits,
+``indptr`` and metric cells. Work and exchange are proportional to its citizens and to
+events. See docs/scale.md for what a range-generated layout would need at 1.4 billion.
 """
 
 from __future__ import annotations
@@ -105,11 +108,12 @@ def _cut_logged(src: np.ndarray, key: np.uint64, prob: float, indptr: np.ndarray
             c = (np.uint64(i) << np.uint64(32)) | np.uint64(j)
             if uniform(key, c) < prob:
                 active[e] = 0
-                for f in range(indptr[i], indptr[i + 1]):
-                    if indices[f] == j:
-                        active[f] = 0
                 cut += 1
-                if i < lo or i >= hi:
+                if lo <= i < hi:
+                    for f in range(indptr[i], indptr[i + 1]):
+                        if indices[f] == j:
+                            active[f] = 0
+                else:  # the other direction lives in i's shard: tell it
                     fi[k] = i
                     fj[k] = j
                     k += 1
@@ -127,9 +131,6 @@ def _apply_cuts(ci: np.ndarray, cj: np.ndarray, indptr: np.ndarray, indices: np.
             if indices[f] == j:
                 if active[f]:
                     active[f] = 0
-                    for e in range(indptr[j], indptr[j + 1]):
-                        if indices[e] == i:
-                            active[e] = 0
                 else:
                     twice += 1
     return twice
@@ -162,6 +163,7 @@ class Shard:
         loop, self.setup = prepare(scen, population=population, days=days, seed=seed, block=block, threads=threads)
         self.loop: Loop = loop
         self._restrict()
+        self._slim()
         self.cur: _Day | None = None
         self.sent = 0  # bytes sent to other shards (exchange volume)
         self.sent_kind: dict[str, int] = {}  # rows sent to other shards, by message kind
@@ -180,6 +182,30 @@ class Shard:
         assert isinstance(m, RangeMetrics)
         m.lo, m.hi = lo, hi
         m.init_range(lp.st, lp.plan.grades)
+
+    def _slim(self) -> None:
+        """Keep only this shard's part of the columns and graph rows resident.
+
+        Each per-citizen column (and the graph's ``indices``/``active``) is copied into a
+        zero-filled array whose other pages are never written, so the operating system never
+        backs them with memory; groups and traits stay whole (a few bytes per citizen, read
+        when counting a contact elsewhere in its group cells).
+        """
+        st, lo, hi = self.loop.st, self.lo, self.hi
+        n = st.n
+        for k, v in list(vars(st).items()):
+            if k in ("groups", "traits") or not isinstance(v, np.ndarray) or v.ndim == 0 or v.shape[-1] != n:
+                continue
+            new = np.zeros(v.shape, v.dtype)
+            new[..., lo:hi] = v[..., lo:hi]
+            setattr(st, k, new)
+        g = st.graph
+        a, b = int(g.indptr[lo]), int(g.indptr[hi])
+        for k in ("indices", "active"):
+            v = getattr(g, k)
+            new = np.zeros(v.shape, v.dtype)
+            new[a:b] = v[a:b]
+            setattr(g, k, new)
 
     def owner(self, cit: np.ndarray) -> np.ndarray:
         return np.searchsorted(np.asarray(self.cuts[1:-1]), cit, side="right")
