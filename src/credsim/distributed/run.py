@@ -113,9 +113,9 @@ class _Ray:
         scen, cuts, kw = self.ctor
         self.actors = []
         for i in range(self.k):  # one at a time: a shard's O(N) build peak is over before the next starts
-            a = self.cls.remote(scen, i, cuts, **kw)  # type: ignore[attr-defined]
-            self.ray.get(a.pid.remote())
-            self.actors.append(a)
+            actor: Any = self.cls.remote(scen, i, cuts, **kw)  # type: ignore[attr-defined]
+            self.ray.get(actor.pid.remote())
+            self.actors.append(actor)
 
     def memory(self) -> list[int]:
         """Resident bytes of each shard's worker process (for benchmarks)."""
