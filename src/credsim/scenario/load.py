@@ -224,10 +224,14 @@ def _resolve_extends(data: Any, path: Path, depth: int = 0) -> Any:
     target = data.pop("extends")
     if depth > 4:
         raise ScenarioError(file, [Problem("extends", "at most 4 levels of extends")])
-    if not isinstance(target, str):
-        raise ScenarioError(file, [Problem("extends", f"a built-in scenario name or a file name (got {target!r})")])
+    if not isinstance(target, str) or not 0 < len(target) <= 255 or "\x00" in target:
+        shown = repr(target)[:80]
+        raise ScenarioError(file, [Problem("extends", f"a built-in scenario name or a file name (got {shown})")])
     folder = path.parent.resolve()
-    cand = (folder / target).resolve()
+    try:
+        cand = (folder / target).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ScenarioError(file, [Problem("extends", f"a file inside {folder} ({exc})")]) from None
     if target.endswith((".yaml", ".yml")):
         if folder not in cand.parents:
             raise ScenarioError(file, [Problem("extends", f"a file inside {folder} (got {target!r})")])
