@@ -31,7 +31,8 @@ OVERRIDES = {} if HAS_INTEGRATED else {
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("audit") / "a"
-    return audit(SCENARIO, replicates=2, population=6000, days=200, seed=11, out=out, overrides=OVERRIDES)
+    n = 8000 if HAS_INTEGRATED else 6000
+    return audit(SCENARIO, replicates=2, population=n, days=200, seed=11, out=out, overrides=OVERRIDES)
 
 
 def _sql(run: Path, q: str) -> float:

@@ -109,6 +109,12 @@ def audit(scenario: str | Path | Scenario, *, against: str | Path | None = "base
     result["meta"].update({"wall_s": round(wall, 2), "against": str(against) if against is not None else None})
     (out_dir / "audit.json").write_text(json.dumps(result, indent=1, default=_json_default))
     if report:
+        try:
+            import plotly  # noqa: F401  (the report extra)
+        except ImportError:
+            (out_dir / "report.txt").write_text("no report.html: install plotly (pip install 'credsim[report]') "
+                                                "and run: credsim report " + str(out_dir) + "\n")
+            return out_dir
         from credsim.report import write_report
 
         write_report(result, out_dir / "report.html")

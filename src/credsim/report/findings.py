@@ -174,7 +174,8 @@ def headlines(res: dict[str, Any]) -> list[Headline]:
         rec = (f.get("recovery") or {}).get("lists", {}).get(li)
         if rec and rec["n"]:
             med = rec["median_days"]
-            h.parts += [f" Of {rec['n']:,} stays, {rec['recovered']:,} ended within the run; ",
+            first = " In the first replicate, of" if reps > 1 else " Of"
+            h.parts += [f"{first} {rec['n']:,} stays, {rec['recovered']:,} ended within the run; ",
                         ("half lasted " + fmt(med) + " days or longer" if med is not None
                          else "more than half were still running at the end"), " (Kaplan–Meier)."]
         out.append(h)
@@ -182,7 +183,8 @@ def headlines(res: dict[str, Any]) -> list[Headline]:
     if rec and rec.get("n"):
         h = Headline("grade_recovery")
         med = rec["median_days"]
-        h.parts += [f"{rec['n']:,} grade losses: {rec['recovered']:,} were regained within the run; ",
+        h.parts += [("In the first replicate, " if reps > 1 else "") + f"{rec['n']:,} grade losses: "
+                    f"{rec['recovered']:,} were regained within the run; ",
                     (f"the median time to regain was {fmt(med)} days" if med is not None
                      else "more than half were not regained by the end"), " (Kaplan–Meier)."]
         out.append(h)
