@@ -1,0 +1,149 @@
+"""Guards for anything that serves run directories or accepts scenarios over a network.
+
+credsim's servers (the dashboard) must use these functions rather than joining paths
+themselves; ``SECURITY.md`` says so and ``tests/test_security.py`` attacks them.
+
+- :func:`resolve_run_dir` turns a user-supplied run name into a directory *under* an
+  allowed root, or refuses: only plain names (letters, digits, ``._-``, ``/`` between
+  components; no component starting with a dot), so ``..``, absolute paths, backslashes,
+  NUL and control bytes, percent-encoded and Unicode look-alike separators are refused
+  before the file system is touched; the result is then resolved (symlinks followed) and
+  must still lie inside the root, so a symlink cannot lead out.
+- :func:`resolve_run_file` does the same for one of a run's own output files (an allow-list).
+- :func:`read_upload` reads at most a limit from an upload stream (never trusting a
+  declared length) and :func:`load_uploaded_scenario` validates it like a file -- in an
+  empty private folder, so ``extends:`` can only name built-in scenarios.
+- :func:`check_bind` keeps servers on the loopback interface unless remote access is
+  asked for explicitly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from credsim.scenario.load import MAX_FILE_BYTES, load_scenario
+from credsim.scenario.schema import Scenario
+
+DEFAULT_HOST = "127.0.0.1"
+MAX_UPLOAD_BYTES = MAX_FILE_BYTES
+MAX_NAME_CHARS = 255
+MAX_DEPTH = 8
+_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._\-]{0,127}")
+RUN_FILES = frozenset({"manifest.json", "metrics.parquet", "citizens.parquet", "traces.parquet", "events.parquet",
+                       "results.duckdb", "report.html", "audit.json"})
+
+
+class PathRefused(ValueError):
+    """A user-supplied name that does not denote something inside the allowed root."""
+
+
+class UploadRefused(ValueError):
+    """An upload larger than the limit (or otherwise unusable)."""
+
+
+class BindRefused(ValueError):
+    """A server asked to listen beyond the loopback interface without saying so explicitly."""
+
+
+def _check_name(name: object) -> list[str]:
+    if not isinstance(name, str):
+        raise PathRefused(f"a run name must be text, got {type(name).__name__}")
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise PathRefused(f"a run name must have 1 to {MAX_NAME_CHARS} characters")
+    parts = name.split("/")
+    if len(parts) > MAX_DEPTH:
+        raise PathRefused(f"a run name may have at most {MAX_DEPTH} components")
+    for part in parts:
+        if not _COMPONENT.fullmatch(part):
+            raise PathRefused(f"refused run name {name[:80]!r}: each part must be letters, digits, '.', '_' or '-' "
+                              "and not start with a dot (no '..', absolute paths, backslashes or encoded characters)")
+    return parts
+
+
+def _inside(root: Path, target: Path) -> bool:
+    return target == root or root in target.parents
+
+
+def resolve_run_dir(root: str | Path, name: object, *, must_exist: bool = True, require_run: bool = True) -> Path:
+    """The directory ``root/name``, resolved, guaranteed to lie inside ``root``; else :class:`PathRefused`.
+
+    ``require_run`` also demands a ``manifest.json`` (so only run directories are served).
+    """
+    parts = _check_name(name)
+    base = Path(root).resolve(strict=True)
+    target = base.joinpath(*parts)
+    try:
+        real = target.resolve(strict=must_exist)
+    except (OSError, RuntimeError) as exc:
+        raise PathRefused(f"no run named {str(name)[:80]!r}") from exc
+    if not _inside(base, real) or real == base:
+        raise PathRefused(f"refused run name {str(name)[:80]!r}: it leads outside the runs folder")
+    if must_exist and not real.is_dir():
+        raise PathRefused(f"no run named {str(name)[:80]!r}")
+    if require_run and must_exist:
+        manifest = real / "manifest.json"
+        if not manifest.is_file() or not _inside(real, manifest.resolve()):
+            raise PathRefused(f"{str(name)[:80]!r} is not a run directory")
+    return real
+
+
+def resolve_run_file(root: str | Path, name: object, filename: object) -> Path:
+    """One of a run's own output files (see :data:`RUN_FILES`), resolved inside the run directory."""
+    run = resolve_run_dir(root, name)
+    if not isinstance(filename, str) or filename not in RUN_FILES:
+        raise PathRefused(f"refused file {str(filename)[:80]!r}: one of {sorted(RUN_FILES)} expected")
+    path = run / filename
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise PathRefused(f"{filename} does not exist in this run") from exc
+    if not _inside(run, real) or not real.is_file():
+        raise PathRefused(f"refused file {filename!r}: it leads outside its run directory")
+    return real
+
+
+def check_upload_size(size: int, limit: int = MAX_UPLOAD_BYTES) -> None:
+    """Refuse a declared or measured upload size above ``limit`` bytes."""
+    if not isinstance(size, int) or size < 0:
+        raise UploadRefused(f"an upload size must be a whole number of bytes, got {size!r}")
+    if size > limit:
+        raise UploadRefused(f"scenario uploads are limited to {limit} bytes (this one has {size})")
+
+
+def read_upload(stream: BinaryIO, limit: int = MAX_UPLOAD_BYTES, declared: int | None = None) -> bytes:
+    """Read an upload body, refusing it as soon as it passes ``limit`` (a declared length is checked first)."""
+    if declared is not None:
+        check_upload_size(declared, limit)
+    data = stream.read(limit + 1)
+    check_upload_size(len(data), limit)
+    return bytes(data)
+
+
+def load_uploaded_scenario(data: bytes, limit: int = MAX_UPLOAD_BYTES) -> Scenario:
+    """Validate uploaded YAML exactly like a scenario file, in an empty private folder.
+
+    Raises :class:`UploadRefused` (size) or :class:`credsim.ScenarioError` (content).
+    """
+    check_upload_size(len(data), limit)
+    with tempfile.TemporaryDirectory(prefix="credsim-upload-") as d:
+        path = Path(d) / "upload.yaml"
+        path.write_bytes(data)
+        return load_scenario(path)
+
+
+def check_bind(host: str, allow_remote: bool = False) -> str:
+    """The host a server may bind to: loopback unless ``allow_remote`` is explicitly true."""
+    if host in ("localhost", ""):
+        return DEFAULT_HOST
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not allow_remote:
+        raise BindRefused(f"refusing to serve on {host!r}: credsim servers bind to {DEFAULT_HOST} unless "
+                          "remote access is requested explicitly (--allow-remote)")
+    return host
