@@ -176,6 +176,7 @@ def simulate_sharded(scen: Scenario, shards: int, *, ray: bool = False, address:
                 if on_day is not None:
                     on_day(day, backend)
                 day += 1
+                stats["wall_days_s"] = round(time.perf_counter() - t0, 4)
             except Exception as exc:  # noqa: BLE001 - classified below
                 if not _lost_worker(exc):
                     raise
@@ -199,7 +200,6 @@ def simulate_sharded(scen: Scenario, shards: int, *, ray: bool = False, address:
         backend.close()
         if own_tmp and wdir is not None:
             shutil.rmtree(wdir, ignore_errors=True)
-    stats["wall_days_s"] = round(time.perf_counter() - t0, 4)
     sent = [int(r["sent"]) for r in res]
     stats["exchange_bytes"] = sum(sent)
     stats["exchange_bytes_per_day"] = sum(sent) / max(total, 1)
