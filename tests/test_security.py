@@ -122,11 +122,6 @@ def test_non_text_names_are_refused(root: Path) -> None:
         REFUSED[0] += 1
 
 
-def test_traversal_report() -> None:
-    """Not a check of its own: prints how many traversal attempts the tests above refused."""
-    print(f"\ntraversal attempts refused: {REFUSED[0]}")
-
-
 def test_upload_size_limit() -> None:
     limit = security.MAX_UPLOAD_BYTES
     security.check_upload_size(limit)
@@ -169,3 +164,80 @@ def test_symlink_swapped_after_check_still_cannot_escape(root: Path) -> None:
     """The resolved path is returned: a server opens what was checked, not the name again."""
     got = security.resolve_run_dir(root, "run")
     assert got.is_absolute() and ".." not in got.parts and not got.is_symlink()
+
+
+FORBIDDEN_IMPORTS = {
+    # network clients and platform connectors: credsim never talks to a real platform
+    "requests", "httpx", "aiohttp", "urllib.request", "http.client", "socket", "ftplib", "smtplib", "paramiko",
+    "tweepy", "praw", "selenium",
+    # face, voice and text classifiers: modelled as rates with an error profile, never run
+    "cv2", "face_recognition", "dlib", "deepface", "torch", "tensorflow", "keras", "transformers", "whisper",
+    "speech_recognition",
+}
+FORBIDDEN_FIELDS = {"path", "file", "files", "url", "uri", "csv", "import", "database", "dsn", "endpoint",
+                    "api_key", "token", "password", "data", "people", "persons", "records_file"}
+
+
+def test_no_importer_connector_or_classifier_in_the_package() -> None:
+    """The synthetic-only rule, as far as code can check it: no network client, no classifier library."""
+    import ast
+
+    src = Path(credsim.__file__).parent
+    found = []
+    for py in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(py.read_text())):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for m in mods:
+                if any(m == f or m.startswith(f + ".") for f in FORBIDDEN_IMPORTS):
+                    found.append(f"{py.relative_to(src)}: {m}")
+    assert not found
+
+
+def test_scenarios_cannot_point_at_external_data() -> None:
+    """No scenario field names a file, URL or data source; the only file reference is `extends` (same folder)."""
+    names: set[str] = set()
+
+    def walk(x: object) -> None:
+        if isinstance(x, dict):
+            names.update(x.get("properties", {}).keys())
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(credsim.Scenario.model_json_schema())
+    assert "population" in names and not names & FORBIDDEN_FIELDS
+
+
+def test_safe_connect_serves_only_the_runs_own_files(tmp_path: Path) -> None:
+    import duckdb
+
+    runs = tmp_path / "runs"
+    credsim.run(tiny(), out=runs / "r1", days=5)
+    secret = tmp_path / "secret.csv"
+    secret.write_text("password\nhunter2\n")
+    con = security.safe_connect(runs, "r1")
+    try:
+        assert con.execute("SELECT count(*) FROM citizens").fetchone() == (2000,)
+        assert con.execute("SELECT count(DISTINCT day) FROM daily").fetchone() == (5,)
+        attacks = [f"SELECT * FROM read_csv('{secret}')", "SELECT * FROM read_text('/etc/passwd')",
+                   f"SELECT * FROM read_parquet('{runs}/r1/../../secret.csv')", f"ATTACH '{tmp_path}/x.db'",
+                   f"COPY (SELECT 1) TO '{runs}/r1/pwn.csv'", f"COPY citizens TO '{runs}/r1/citizens.parquet'",
+                   "SET enable_external_access=true", "SET allowed_paths=['/']", "INSTALL httpfs", "LOAD httpfs",
+                   f"SELECT * FROM glob('{runs}/*')", "SELECT * FROM read_csv('https://example.org/x.csv')"]
+        for q in attacks:
+            with pytest.raises(duckdb.Error):
+                con.execute(q).fetchall()
+            REFUSED[0] += 1
+    finally:
+        con.close()
+    assert not (runs / "r1" / "pwn.csv").exists()
+    with pytest.raises(PathRefused):
+        security.safe_connect(runs, "../runs/r1")
+
+
+def test_traversal_report() -> None:
+    """Not a check of its own: prints how many traversal attempts the tests above refused."""
+    print(f"\ntraversal attempts refused: {REFUSED[0]}")

@@ -13,6 +13,10 @@ themselves; ``SECURITY.md`` says so and ``tests/test_security.py`` attacks them.
 - :func:`read_upload` reads at most a limit from an upload stream (never trusting a
   declared length) and :func:`load_uploaded_scenario` validates it like a file -- in an
   empty private folder, so ``extends:`` can only name built-in scenarios.
+- :func:`safe_connect` opens a run for SQL typed by a user: an in-memory DuckDB with the
+  run's views over its own Parquet files only (a stranger's ``results.duckdb`` is never
+  opened: its views could read any file), every other file access, extension loading
+  and configuration change disabled.
 - :func:`check_bind` keeps servers on the loopback interface unless remote access is
   asked for explicitly.
 """
@@ -24,6 +28,8 @@ import re
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
+
+import duckdb
 
 from credsim.scenario.load import MAX_FILE_BYTES, load_scenario
 from credsim.scenario.schema import Scenario
@@ -104,6 +110,35 @@ def resolve_run_file(root: str | Path, name: object, filename: object) -> Path:
     if not _inside(run, real) or not real.is_file():
         raise PathRefused(f"refused file {filename!r}: it leads outside its run directory")
     return real
+
+
+def safe_connect(root: str | Path, name: object) -> duckdb.DuckDBPyConnection:
+    """A locked-down DuckDB connection with the views ``metrics``, ``citizens``, ``traces``, ``events``, ``daily``."""
+    from credsim.store import _daily_view, _q
+
+    files = {}
+    for view in ("metrics", "citizens", "traces", "events"):
+        try:
+            files[view] = resolve_run_file(root, name, f"{view}.parquet")
+        except PathRefused:
+            if view != "events":
+                raise
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute("SET allowed_paths=[" + ", ".join(f"'{_q(f)}'" for f in files.values()) + "]")
+        con.execute("SET enable_external_access=false")
+        con.execute("SET autoinstall_known_extensions=false")
+        con.execute("SET autoload_known_extensions=false")
+        for view, f in files.items():
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{_q(f)}')")
+        names = [r[0] for r in con.execute("SELECT DISTINCT metric::VARCHAR FROM metrics ORDER BY 1").fetchall()]
+        con.execute("CREATE VIEW daily AS " + _daily_view(names).replace(
+            "read_parquet('metrics.parquet')", f"read_parquet('{_q(files['metrics'])}')"))
+        con.execute("SET lock_configuration=true")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def check_upload_size(size: int, limit: int = MAX_UPLOAD_BYTES) -> None:
