@@ -8,6 +8,7 @@ on the cluster at ``--ray-address`` (or ``RAY_ADDRESS``), else on a local one st
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def run_sharded_cmd(scen: Scenario, *, shards: int, ray: bool, ray_address: str 
     except (ValueError, MemoryRefused, FileExistsError, CheckpointError, ShardFailure) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    if work is not None:
+        shutil.rmtree(work, ignore_errors=True)  # shard checkpoints are only needed while running
     if not quiet:
         console.print(f"{shards} shard(s) on {stats['backend']}: exchanged {stats['exchange_bytes']:,} bytes "
                       f"({stats['exchange_bytes_per_day']:,.0f}/day), {stats['restarts']} restart(s)")
