@@ -190,6 +190,7 @@ def sql(run_dir: Path, query: str) -> None:
 from credsim.cli_resume import resume_cmd  # noqa: E402  (resumable runs: cli_resume.py)
 
 app.command("resume")(resume_cmd)
+app.command("calibrate")(__import__("credsim.calibrate", fromlist=["calibrate_cmd"]).calibrate_cmd)  # issue 3
 
 
 from credsim.audit.cli import register as _register_audit  # noqa: E402  (issue 4: audit, explain, report, compare)

@@ -7,7 +7,7 @@ scenario: the same file always compiles to the same arrays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -107,6 +107,14 @@ class Plan:
     resp_half: np.ndarray
     resp_prob: np.ndarray
     resp_lists: np.ndarray  # (Q, L) bool (all True when unrestricted)
+    # rate schedules (policy eras): behaviour index -> (from_day ascending, multiplier)
+    beh_schedule: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def schedule_multiplier(self, b: int, day: int) -> float:
+        """The schedule's multiplier of behaviour ``b`` on ``day`` (1 before the first step)."""
+        days, mult = self.beh_schedule[b]
+        k = int(np.searchsorted(days, day, side="right")) - 1
+        return 1.0 if k < 0 else float(mult[k])
 
     @property
     def n_beh(self) -> int:
@@ -304,4 +312,7 @@ def compile_plan(scen: Scenario) -> Plan:
         resp_half=np.array([r.half_life_days for r in qs], dtype=np.float64),
         resp_prob=np.array([r.probability for r in qs], dtype=np.float64),
         resp_lists=resp_lists,
+        beh_schedule={i: (np.array([st.from_day for st in b.schedule], dtype=np.int64),
+                          np.array([st.multiplier for st in b.schedule], dtype=np.float64))
+                      for i, b in enumerate(bs) if b.schedule},
     )

@@ -85,8 +85,20 @@ class Graph(Strict):
         return v
 
 
+class Step(Strict):
+    """From ``from_day`` on (until the next step), the behaviour's rate is multiplied by ``multiplier``."""
+
+    from_day: Annotated[int, Field(ge=0, le=36_500)]
+    multiplier: Probability
+
+
 class Behaviour(Strict):
-    """A daily Bernoulli behaviour: P(event) = rate x group multipliers x exp(trait betas)."""
+    """A daily Bernoulli behaviour: P(event) = rate x group multipliers x exp(trait betas).
+
+    ``schedule`` (policy eras) scales the rate from given days on; multipliers are at most 1,
+    so ``rate`` is the peak rate, and a lower era keeps a subset of the peak's events
+    (common random numbers stay monotone).
+    """
 
     kind: BehaviourKind
     rate: Probability
@@ -95,6 +107,15 @@ class Behaviour(Strict):
     only_listed: Name | None = Field(
         default=None, description="only citizens on this (official) list can do it, e.g. a cure"
     )
+    schedule: list[Step] = []
+
+    @field_validator("schedule")
+    @classmethod
+    def _ascending(cls, steps: list[Step]) -> list[Step]:
+        days = [s.from_day for s in steps]
+        if any(a >= b for a, b in zip(days, days[1:], strict=False)):
+            raise ValueError(f"schedule from_day values must be strictly ascending, got {days}")
+        return steps
 
 
 class Sensor(Strict):

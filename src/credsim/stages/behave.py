@@ -5,6 +5,8 @@ P(citizen i does behaviour b on day t) =
 capped at 1. ``response`` multiplies in each active response (deterrence, chilling) as
 ``1 - size * 0.5 ** (days_since_trigger / half_life)``; it can only lower a rate.
 
+A behaviour's ``schedule`` (policy eras) then thins its events to the day's multiplier.
+
 Events are drawn by :mod:`credsim.sampling` on the streams ``behave:<behaviour>``: work
 in proportion to (near-)events, the same events whatever the block size or threads, and
 the same random numbers for the same behaviour in any scenario run with the same seed.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from credsim.plan import Plan
+from credsim.rng import day_key, uniforms
 from credsim.sampling import Sampler, Streams
 from credsim.state import State
 
@@ -41,5 +44,27 @@ def behave(plan: Plan, st: State, day: int, block: int, sampler: Sampler) -> tup
     listed_off = st.listed[0] if st.listed.shape[1] else np.zeros((1, 1), dtype=np.uint8)
     S = len(plan.sensors)
     z = np.zeros(max(S, 1), dtype=np.uint64)
-    return sampler.sample(day, block, listed_off, st.resp_day, plan.resp_size, plan.resp_half,
-                          z, np.zeros(max(S, 1)), np.ones((max(S, 1), len(plan.dims), plan.maxv)))
+    cit, beh = sampler.sample(day, block, listed_off, st.resp_day, plan.resp_size, plan.resp_half,
+                              z, np.zeros(max(S, 1)), np.ones((max(S, 1), len(plan.dims), plan.maxv)))
+    if plan.beh_schedule:
+        cit, beh = apply_schedules(plan, day, sampler.seed, cit, beh)
+    return cit, beh
+
+
+def apply_schedules(plan: Plan, day: int, seed: int, cit: np.ndarray, beh: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Thin the events of scheduled behaviours to today's multiplier (policy eras).
+
+    An event survives when ``uniform(schedule:<behaviour>, day, citizen) < multiplier``: a
+    pure function of (seed, stream, day, citizen), and a lower multiplier keeps a subset.
+    """
+    keep = np.ones(cit.shape[0], dtype=np.bool_)
+    for b in plan.beh_schedule:
+        m = plan.schedule_multiplier(b, day)
+        if m >= 1.0:
+            continue
+        sel = np.flatnonzero(beh == b)
+        if sel.shape[0]:
+            u = uniforms(day_key(seed, f"schedule:{plan.beh[b]}", day), cit[sel].astype(np.uint64))
+            keep[sel] = u < m
+    return (cit, beh) if keep.all() else (cit[keep], beh[keep])

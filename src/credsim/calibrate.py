@@ -1,0 +1,332 @@
+"""Calibration: fit chosen scenario parameters to published figures, and write the fitted scenario.
+
+A targets file (YAML, see ``scenario/targets/court-defaulters.yaml``) names
+
+- the **real population** the published figures refer to (1.4bn for China): every target
+  is scaled by ``N / real_population`` before it is compared with a simulated count;
+- the **simulation** to fit on (population N, days, seed): a small N is enough when the
+  targets are scaled, as long as the scaled counts are large enough for their binomial noise
+  (about ``1 / sqrt(count)``) to sit well inside the tolerance;
+- the **targets**: a daily metric summed over a range of days (a flow: cumulative entries,
+  blocked purchases in a year) or read on one day (a stock), with its source id;
+- the **parameters** to fit: a key path into the scenario and bounds.
+
+The fit minimises the squared log-ratios ``log(simulated / scaled target)`` with SciPy's
+``least_squares`` (trust region, finite differences) over log-parameters. Every evaluation
+runs the scenario with the same seed, so the objective is a deterministic function of the
+parameters (common random numbers) and finite differences are not swamped by noise.
+Runs are in memory (nothing is written) and nothing is ever evaluated from a file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pyarrow.compute as pc
+import typer
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from credsim.engine import simulate
+from credsim.scenario.load import Problem, ScenarioError, load_scenario
+from credsim.scenario.schema import Scenario
+
+PathItem = str | int
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TargetSpec(_Strict):
+    metric: str = Field(min_length=1, max_length=200)
+    kind: Literal["sum", "at"] = "sum"
+    from_day: Annotated[int, Field(ge=0)] = 0
+    to_day: Annotated[int, Field(ge=0)]
+    value: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    source: str = ""
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _order(self) -> TargetSpec:
+        if self.to_day < self.from_day:
+            raise ValueError(f"to_day ({self.to_day}) must not be before from_day ({self.from_day})")
+        return self
+
+
+class ParameterSpec(_Strict):
+    path: list[PathItem] = Field(min_length=1)
+    low: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    high: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ParameterSpec:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class SimulateSpec(_Strict):
+    population: Annotated[int, Field(ge=100, le=50_000_000)]
+    days: Annotated[int, Field(ge=1, le=36_500)]
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+class TargetsFile(_Strict):
+    scenario: str = ""
+    description: str = ""
+    real_population: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    tolerance: Annotated[float, Field(gt=0, le=1)] = 0.10
+    simulate: SimulateSpec
+    targets: dict[str, TargetSpec] = Field(min_length=1)
+    checks: dict[str, TargetSpec] = {}  # compared and reported, not fitted
+    parameters: dict[str, ParameterSpec] = {}
+
+
+def load_targets(path: str | Path) -> TargetsFile:
+    """Read a targets file; raise :class:`ScenarioError` naming the file and key path of each problem."""
+    p = Path(path)
+    file = str(p)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(file, [Problem("", f"a readable targets file ({exc.strerror})")]) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(file, [Problem("", f"valid YAML ({exc})")]) from None
+    try:
+        return TargetsFile.model_validate(data)
+    except ValidationError as exc:
+        probs = []
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "no such key (unknown keys are errors; check the spelling)"
+            probs.append(Problem(loc, msg))
+        raise ScenarioError(file, probs) from None
+
+
+def get_path(data: Any, path: list[PathItem]) -> Any:
+    cur = data
+    for k in path:
+        cur = cur[k]
+    return cur
+
+
+def set_path(data: Any, path: list[PathItem], value: Any) -> None:
+    get_path(data, path[:-1])[path[-1]] = value
+
+
+def scenario_data(scen: Scenario) -> dict[str, Any]:
+    return scen.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def check_paths(tf: TargetsFile, data: dict[str, Any], file: str) -> None:
+    probs = []
+    for name, spec in tf.parameters.items():
+        try:
+            value = get_path(data, spec.path)
+        except (KeyError, IndexError, TypeError):
+            probs.append(Problem(f"parameters.{name}.path", f"a key path into the scenario (got {spec.path})"))
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            probs.append(Problem(f"parameters.{name}.path", f"a path to a number (found {value!r})"))
+    if probs:
+        raise ScenarioError(file, probs)
+
+
+@dataclass
+class Evaluation:
+    params: dict[str, float]
+    simulated: dict[str, float]
+    scaled: dict[str, float]
+    seconds: float
+    checked: dict[str, float] = field(default_factory=dict)
+    check_scaled: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        return {k: self.simulated[k] / self.scaled[k] for k in self.scaled}
+
+    def within(self, tolerance: float) -> bool:
+        return all(abs(r - 1.0) <= tolerance for r in self.ratios.values())
+
+
+def scaled_targets(tf: TargetsFile, population: int | None = None, checks: bool = False) -> dict[str, float]:
+    n = population or tf.simulate.population
+    items = tf.checks if checks else tf.targets
+    return {k: t.value * n / tf.real_population for k, t in items.items()}
+
+
+def measure_targets(metrics_table: Any, specs: dict[str, TargetSpec]) -> dict[str, float]:
+    """Each target's simulated value from a run's long metrics table (dimension 'all')."""
+    t = metrics_table.filter(pc.equal(metrics_table["dimension"].cast("string"), "all"))
+    names = t["metric"].cast("string").to_numpy(zero_copy_only=False)
+    days = t["day"].to_numpy()
+    values = t["value"].to_numpy()
+    out = {}
+    for k, spec in specs.items():
+        sel = names == spec.metric
+        if not sel.any():
+            raise KeyError(f"target {k!r}: the run has no metric {spec.metric!r}")
+        d, v = days[sel], values[sel]
+        if spec.kind == "sum":
+            out[k] = float(v[(d >= spec.from_day) & (d <= spec.to_day)].sum())
+        else:
+            out[k] = float(v[d == spec.to_day].sum())
+    return out
+
+
+def evaluate(scen: Scenario, tf: TargetsFile, params: dict[str, float] | None = None, *,
+             population: int | None = None, days: int | None = None, seed: int | None = None,
+             threads: int | None = None) -> Evaluation:
+    """Run the scenario (with ``params`` applied) in memory and measure every target."""
+    data = scenario_data(scen)
+    for name, value in (params or {}).items():
+        set_path(data, tf.parameters[name].path, value)
+    n = population or tf.simulate.population
+    data["population"]["size"] = n
+    data["run"]["days"] = days or tf.simulate.days
+    data["run"]["seed"] = tf.simulate.seed if seed is None else seed
+    data["run"]["trace"] = 0
+    data["run"].pop("trace_ids", None)
+    s = load_scenario(data)
+    t0 = time.perf_counter()
+    res = simulate(s, threads=threads)
+    table = res.metrics.to_arrow()
+    return Evaluation(dict(params or {}), measure_targets(table, tf.targets), scaled_targets(tf, n),
+                      time.perf_counter() - t0, measure_targets(table, tf.checks), scaled_targets(tf, n, True))
+
+
+@dataclass
+class Fit:
+    scenario: Scenario
+    start: Evaluation
+    best: Evaluation
+    evaluations: int
+    history: list[Evaluation] = field(default_factory=list)
+
+
+def _round(v: float, integer: bool) -> float:
+    return float(round(v)) if integer else float(f"{v:.4g}")
+
+
+def fit(scen: Scenario, tf: TargetsFile, *, max_evals: int = 60, threads: int | None = None,
+        on_eval: Callable[[Evaluation], None] | None = None) -> Fit:
+    """Fit ``tf.parameters`` to ``tf.targets`` with SciPy least squares on log-ratios."""
+    from scipy.optimize import least_squares
+
+    data = scenario_data(scen)
+    check_paths(tf, data, tf.scenario or scen.name)
+    names = list(tf.parameters)
+    specs = [tf.parameters[k] for k in names]
+    # search in x = 1 + log(p / p0): a finite-difference step (SciPy: diff_step x max(1, |x|)) is
+    # then about the same relative change of every parameter
+    p0 = np.array([min(max(float(get_path(data, s.path)), s.low), s.high) for s in specs])
+    x0 = np.ones(len(specs))
+    lo = np.array([1 + math.log(s.low / v) for s, v in zip(specs, p0, strict=True)])
+    hi = np.array([1 + math.log(s.high / v) for s, v in zip(specs, p0, strict=True)])
+    history: list[Evaluation] = []
+    cache: dict[tuple[float, ...], np.ndarray] = {}
+
+    def params_of(x: np.ndarray) -> dict[str, float]:
+        return {k: _round(v0 * math.exp(v - 1), s.integer) for k, s, v0, v in zip(names, specs, p0, x, strict=True)}
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        p = params_of(x)
+        key = tuple(p.values())
+        if key not in cache:
+            ev = evaluate(scen, tf, p, threads=threads)
+            history.append(ev)
+            if on_eval is not None:
+                on_eval(ev)
+            cache[key] = np.array([math.log(max(ev.simulated[k], 0.5) / ev.scaled[k]) for k in tf.targets])
+        return cache[key]
+
+    if names and max_evals > 1:
+        least_squares(residuals, x0, bounds=(lo, hi), diff_step=0.05, x_scale=1.0,
+                      max_nfev=max(1, max_evals // (len(names) + 1)), xtol=1e-3, ftol=1e-4)
+    else:
+        residuals(x0)
+    best = min(history, key=lambda e: sum(math.log(max(v, 1e-9)) ** 2 for v in e.ratios.values()))
+    out = data
+    for k, v in best.params.items():
+        set_path(out, tf.parameters[k].path, v)
+    fitted = load_scenario(out)
+    return Fit(fitted, history[0], best, len(history), history)
+
+
+def render_yaml(f: Fit, tf: TargetsFile, targets_file: str) -> str:
+    """The fitted scenario as YAML, with a header saying what was fitted to what."""
+    lines = [f"# {f.scenario.name}: fitted by `credsim calibrate {f.scenario.name} {targets_file}`",
+             f"# simulation: {tf.simulate.population:,} citizens x {tf.simulate.days} days, seed {tf.simulate.seed};"
+             f" targets scaled by N / {tf.real_population:,.0f}", "# parameters:"]
+    for k, v in f.best.params.items():
+        lines.append(f"#   {k} = {v:.6g}  (start {f.start.params.get(k, float('nan')):.6g};"
+                     f" path {tf.parameters[k].path})")
+    lines.append("# targets (simulated / scaled target):")
+    for k, spec in tf.targets.items():
+        lines.append(f"#   {k}: {f.best.simulated[k]:,.0f} / {f.best.scaled[k]:,.1f} = {f.best.ratios[k]:.3f}"
+                     f"  [{spec.source}]")
+    for k, spec in tf.checks.items():
+        lines.append(f"#   (check, not fitted) {k}: {f.best.checked[k]:,.0f} / {f.best.check_scaled[k]:,.1f}"
+                     f" = {f.best.checked[k] / f.best.check_scaled[k]:.3f}  [{spec.source}]")
+    lines.append(f"# {f.evaluations} evaluations; all within {tf.tolerance:.0%}: {f.best.within(tf.tolerance)}")
+    body = yaml.safe_dump(scenario_data(f.scenario), sort_keys=False, allow_unicode=True)
+    return "\n".join(lines) + "\n" + body
+
+
+def calibrate_cmd(
+    scenario: Annotated[str, typer.Argument(help="built-in name or YAML file")],
+    targets: Annotated[Path, typer.Argument(help="targets YAML (see src/credsim/scenario/targets/)")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the fitted scenario here")] = None,
+    max_evals: Annotated[int, typer.Option(min=1, help="simulation runs at most (about)")] = 60,
+    population: Annotated[int | None, typer.Option("--population", "-n", help="override simulate.population")] = None,
+    threads: Annotated[int | None, typer.Option(help="worker threads (results do not depend on it)")] = None,
+    check: Annotated[bool, typer.Option("--check", help="only evaluate the scenario as it is against the targets")]
+    = False,
+) -> None:
+    """Fit scenario parameters to published targets (scaled to N) and write the fitted scenario."""
+    try:
+        scen = load_scenario(scenario)
+        tf = load_targets(targets)
+        if population is not None:
+            tf.simulate.population = population
+        if check:
+            ev = evaluate(scen, tf, threads=threads)
+            _print(ev, tf)
+            raise typer.Exit(0 if ev.within(tf.tolerance) else 1)
+        res = fit(scen, tf, max_evals=max_evals, threads=threads,
+                  on_eval=lambda e: typer.echo(f"  run {e.seconds:5.1f}s  worst |log ratio| "
+                                               f"{max(abs(math.log(max(r, 1e-9))) for r in e.ratios.values()):.3f}  "
+                                               f"{ {k: f'{v:.4g}' for k, v in e.params.items()} }", err=True))
+    except ScenarioError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    _print(res.best, tf)
+    text = render_yaml(res, tf, str(targets))
+    target = out or Path(f"{res.scenario.name}-calibrated.yaml")
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+    typer.echo(f"fitted scenario written to {target}")
+    if not res.best.within(tf.tolerance):
+        raise typer.Exit(1)
+
+
+def _print(ev: Evaluation, tf: TargetsFile) -> None:
+    for k, spec in tf.targets.items():
+        r = ev.ratios[k]
+        mark = "ok " if abs(r - 1) <= tf.tolerance else "OFF"
+        typer.echo(f"{mark} {k:32s} simulated {ev.simulated[k]:12,.0f}  target {ev.scaled[k]:12,.1f}"
+                   f"  ratio {r:.3f}  [{spec.source}]")
+    for k, spec in tf.checks.items():
+        typer.echo(f"chk {k:32s} simulated {ev.checked[k]:12,.0f}  figure {ev.check_scaled[k]:12,.1f}"
+                   f"  ratio {ev.checked[k] / ev.check_scaled[k]:.3f}  [{spec.source}] (not fitted)")
