@@ -90,6 +90,14 @@ class TargetsFile(_Strict):
     parameters: dict[str, ParameterSpec] = {}
 
 
+class TargetsError(ScenarioError):
+    """A targets file (or its parameter paths) that cannot be used, with every problem found."""
+
+    def __str__(self) -> str:
+        head = f"invalid targets file {self.file} ({len(self.problems)} problem(s))"
+        return "\n".join([head] + ["  " + p.render(self.file) for p in self.problems])
+
+
 def load_targets(path: str | Path) -> TargetsFile:
     """Read a targets file; raise :class:`ScenarioError` naming the file and key path of each problem."""
     p = Path(path)
@@ -97,9 +105,9 @@ def load_targets(path: str | Path) -> TargetsFile:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ScenarioError(file, [Problem("", f"a readable targets file ({exc.strerror})")]) from None
+        raise TargetsError(file, [Problem("", f"a readable targets file ({exc.strerror})")]) from None
     except yaml.YAMLError as exc:
-        raise ScenarioError(file, [Problem("", f"valid YAML ({exc})")]) from None
+        raise TargetsError(file, [Problem("", f"valid YAML ({exc})")]) from None
     try:
         return TargetsFile.model_validate(data)
     except ValidationError as exc:
@@ -110,7 +118,7 @@ def load_targets(path: str | Path) -> TargetsFile:
             if err["type"] == "extra_forbidden":
                 msg = "no such key (unknown keys are errors; check the spelling)"
             probs.append(Problem(loc, msg))
-        raise ScenarioError(file, probs) from None
+        raise TargetsError(file, probs) from None
 
 
 def get_path(data: Any, path: list[PathItem]) -> Any:
@@ -139,7 +147,7 @@ def check_paths(tf: TargetsFile, data: dict[str, Any], file: str) -> None:
         if not isinstance(value, int | float) or isinstance(value, bool):
             probs.append(Problem(f"parameters.{name}.path", f"a path to a number (found {value!r})"))
     if probs:
-        raise ScenarioError(file, probs)
+        raise TargetsError(file, probs)
 
 
 @dataclass
