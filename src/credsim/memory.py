@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from credsim.plan import compile_plan
+import numpy as np
+
+from credsim.plan import Plan, compile_plan
 from credsim.scenario.schema import Scenario
 from credsim.state import COUNTERS, bytes_per_citizen
 
 BASELINE_BYTES = 400 * 2**20
-EXPIRY_ITEM_BYTES = 7 * 8
-RECORD_BYTES = 7 * 8
+# an expiry item: citizen int32, code int32, amount float32 (or a sequence int64 for list counts);
+# 1.5x for the arrays being concatenated when a day is popped
+LIVE_ITEM_BYTES = int(1.5 * 16)
+# a true event filed in both views schedules its items once (marked "both"); missed detections
+# (shadow only) and false records (official only) add single-view items: 1.3 covers typical rates
+VIEW_FACTOR = 1.3
 
 
 class MemoryRefused(RuntimeError):
@@ -43,28 +49,56 @@ def available_bytes() -> int:
     return 8 * 2**30
 
 
+def _mean_multiplier(scen: Scenario, table: dict[str, dict[str, float]]) -> float:
+    """Population mean of a product of group multipliers (dimensions are drawn independently)."""
+    out = 1.0
+    for dim, vals in table.items():
+        shares = scen.population.groups[dim]
+        out *= sum(share * vals.get(v, 1.0) for v, share in shares.items())
+    return out
+
+
+def _live_item_days(scen: Scenario, plan: Plan) -> float:
+    """Expected live expiry items per citizen at the end of the run (the peak: they only grow
+    until the longest lifetime has passed). Each record filed in a view schedules one item per
+    points rule, model feature and list counter it feeds, alive for that item's lifetime."""
+    days = scen.run.days
+    total = 0.0
+
+    def item_days(rtype: int) -> float:
+        t = 0.0
+        if plan.rule_points[rtype] != 0:
+            t += min(days, int(plan.rule_expiry[rtype]))
+        for f in np.flatnonzero(plan.feat_types[rtype]):
+            t += min(days, int(plan.feat_expiry[f]))
+        for li in np.flatnonzero(plan.entry_types[rtype]):
+            t += min(days, int(plan.entry_window[li]))
+        return t
+
+    for i, (name, spec) in enumerate(scen.behaviours.items()):
+        if not plan.beh_in_scope[i]:
+            continue
+        trait = float(np.prod([np.exp(0.5 * (beta * scen.population.traits[t].sd) ** 2)
+                               for t, beta in spec.traits.items()])) if spec.traits else 1.0
+        rate = min(1.0, spec.rate * _mean_multiplier(scen, spec.by) * trait)
+        total += VIEW_FACTOR * rate * item_days(i)
+    for s, sen in scen.sensors.items():
+        if s not in scen.shared_sensors() or sen.false_rate == 0:
+            continue
+        rate = sen.false_rate * _mean_multiplier(scen, sen.surveillance) * sen.coverage
+        total += sum(rate * item_days(plan.beh.index(b)) for b in sen.observes)
+    return total
+
+
 def estimate_memory(scen: Scenario) -> Estimate:
     plan = compile_plan(scen)
     n, days = scen.population.size, scen.run.days
     m = scen.graph.contacts // 2
     edges = 2 * n * m
     graph = 8 * (n + 1) + 5 * edges
-    graph_build = 8 * n * m + 2 * 8 * n * len(scen.graph.homophily)
-    # records per citizen-day: every in-scope true event twice (official + shadow), false records
-    rate = 0.0
-    for b, spec in scen.behaviours.items():
-        mult = max([1.0] + [max(v.values()) for v in spec.by.values()])
-        i = plan.beh.index(b)
-        if plan.beh_in_scope[i]:
-            rate += 2 * spec.rate * mult
-    for s, sen in scen.sensors.items():
-        if s in scen.shared_sensors():
-            rate += sen.false_rate * len(sen.observes)
-    per_record_items = 2 * (1 + len(plan.features) + len(plan.lists))
-    expiry = int(plan.rule_expiry.max()) if len(plan.rule_expiry) else 365
-    window = max([expiry] + [int(w) for w in plan.entry_window])
-    live = rate * n * min(days, window)
-    records = int(live * (RECORD_BYTES / 2 + EXPIRY_ITEM_BYTES * per_record_items / 2))
+    # building: the stub targets (int32) and the unsorted rows live together for a moment
+    graph_build = 4 * n * m + 8 * n * len(scen.graph.homophily)
+    records = int(n * _live_item_days(scen, plan) * LIVE_ITEM_BYTES)
     slots = sum(len(v) for v in scen.population.groups.values()) + 1
     metrics = days * slots * 8 * (40 + 8 * len(plan.beh) + 6 * len(plan.lists) + 2 * len(plan.grades))
     output = n * (8 + len(plan.dims) * 4 + 4 * len(plan.traits) + 16 + 8 + 2 * len(plan.lists) + 4 * len(COUNTERS))

@@ -131,7 +131,8 @@ class State:
     assoc_pts: np.ndarray  # (2, N) float32: points from association records
     counters: np.ndarray  # (len(COUNTERS), N) int32
     records: Queue = field(default_factory=Queue)  # Records due to be filed, by file day
-    expiry: Queue = field(default_factory=Queue)  # (cit, code, amount, filing sequence); see dossier
+    expiry: Queue = field(default_factory=Queue)  # points and features: (cit, code, amount); see dossier
+    list_expiry: Queue = field(default_factory=Queue)  # list-window counts: (cit, code, filing sequence)
     entries: Queue = field(default_factory=Queue)  # (cit, mode, list) pending entries
     terms: Queue = field(default_factory=Queue)  # (cit, mode, list, entry day) fixed terms
     traced: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))

@@ -38,14 +38,20 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
     F = feat_types.shape[1]
     L = entry_types.shape[1]
     applied = np.zeros((R, 2), dtype=np.float32)
-    cap = R * 2 * (1 + F + L)
-    # expiry items, compact: citizen, code = idx << 3 | kind << 1 | view, amount, filing sequence
+    cap = R * 2 * (1 + F)
+    # expiry items, compact: citizen, code = idx << 4 | kind << 2 | view (2 = both views), and the
+    # amount (points, features) or the filing sequence (list counters, compared with cures)
     x_day = np.empty(cap, dtype=np.int64)
     x_cit = np.empty(cap, dtype=np.int32)
     x_code = np.empty(cap, dtype=np.int32)
     x_amt = np.empty(cap, dtype=np.float32)
-    x_seq = np.empty(cap, dtype=np.int64)
     nx = 0
+    ycap = R * 2 * max(L, 1)
+    y_day = np.empty(ycap, dtype=np.int64)
+    y_cit = np.empty(ycap, dtype=np.int32)
+    y_code = np.empty(ycap, dtype=np.int32)
+    y_seq = np.empty(ycap, dtype=np.int64)
+    ny = 0
     pcap = R * 2 * max(L, 1)
     p_day = np.empty(pcap, dtype=np.int64)
     p_cit = np.empty(pcap, dtype=np.int64)
@@ -64,9 +70,14 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
                 counters[c_true, i] += 1
             else:
                 counters[c_false, i] += 1
+        vx = (nx, nx)
+        vy = (ny, ny)
         for m in range(2):
             if (official[r] if m == 0 else shadow[r]) == 0:
                 continue
+            if m == 1:
+                vx = (vx[0], nx)
+                vy = (vy[0], ny)
             pts = rule_points[t]
             if pts != 0.0:
                 a = pts
@@ -88,16 +99,16 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
                         assoc_pts[m, i] += a
                     due = day + rule_expiry[t]
                     if due < horizon:
-                        x_day[nx] = due; x_cit[nx] = i; x_code[nx] = (t << 3) | (K_POINTS << 1) | m
-                        x_amt[nx] = a; x_seq[nx] = seq
+                        x_day[nx] = due; x_cit[nx] = i; x_code[nx] = (t << 4) | (K_POINTS << 2) | m
+                        x_amt[nx] = a
                         nx += 1
             for f in range(F):
                 if feat_types[t, f]:
                     feat_count[m, f, i] += 1
                     due = day + feat_expiry[f]
                     if due < horizon:
-                        x_day[nx] = due; x_cit[nx] = i; x_code[nx] = (f << 3) | (K_FEATURE << 1) | m
-                        x_amt[nx] = 1.0; x_seq[nx] = seq
+                        x_day[nx] = due; x_cit[nx] = i; x_code[nx] = (f << 4) | (K_FEATURE << 2) | m
+                        x_amt[nx] = 1.0
                         nx += 1
             for li in range(L):
                 if cure_types[t, li]:
@@ -111,37 +122,80 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
                     list_count[m, li, i] += 1
                     due = day + entry_window[li]
                     if due < horizon:
-                        x_day[nx] = due; x_cit[nx] = i; x_code[nx] = (li << 3) | (K_LIST << 1) | m
-                        x_amt[nx] = 1.0; x_seq[nx] = seq
-                        nx += 1
+                        y_day[ny] = due; y_cit[ny] = i; y_code[ny] = (li << 4) | (K_LIST << 2) | m
+                        y_seq[ny] = seq
+                        ny += 1
                     if (list_count[m, li, i] >= entry_count[li] and listed[m, li, i] == 0
                             and pending[m, li, i] < 0):
                         due = day + entry_grace[li]
                         pending[m, li, i] = due
                         p_day[np_] = due; p_cit[np_] = i; p_mode[np_] = m; p_list[np_] = li
                         np_ += 1
+        # a record in both views usually schedules the same items twice: keep one, marked "both"
+        if official[r] and shadow[r]:
+            nx = _merge_views(vx[0], vx[1], nx, x_day, x_code, x_amt)
+            ny = _merge_views_seq(vy[0], vy[1], ny, y_day, y_code)
     return (applied,
-            (x_day[:nx], x_cit[:nx], x_code[:nx], x_amt[:nx], x_seq[:nx]),
+            (x_day[:nx], x_cit[:nx], x_code[:nx], x_amt[:nx]),
+            (y_day[:ny], y_cit[:ny], y_code[:ny], y_seq[:ny]),
             (p_day[:np_], p_cit[:np_], p_mode[:np_], p_list[:np_]),
             (c_cit[:nc], c_mode[:nc], c_list[:nc]))
 
 
 @njit(cache=True)
-def _expire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, seq: np.ndarray, n_beh: int,
-            rtype_domain: np.ndarray, score: np.ndarray, neg_by_domain: np.ndarray, assoc_pts: np.ndarray,
-            feat_count: np.ndarray, list_count: np.ndarray, cured_seq: np.ndarray) -> None:
+def _merge_views(s0: int, s1: int, end: int, day: np.ndarray, code: np.ndarray, amt: np.ndarray) -> int:
+    k = s1 - s0
+    if k == 0 or end - s1 != k:
+        return end
+    for a in range(k):
+        if day[s0 + a] != day[s1 + a] or code[s0 + a] != code[s1 + a] - 1 or amt[s0 + a] != amt[s1 + a]:
+            return end
+    for a in range(k):
+        code[s0 + a] += 2
+    return s1
+
+
+@njit(cache=True)
+def _merge_views_seq(s0: int, s1: int, end: int, day: np.ndarray, code: np.ndarray) -> int:
+    k = s1 - s0
+    if k == 0 or end - s1 != k:
+        return end
+    for a in range(k):
+        if day[s0 + a] != day[s1 + a] or code[s0 + a] != code[s1 + a] - 1:
+            return end
+    for a in range(k):
+        code[s0 + a] += 2
+    return s1
+
+
+@njit(cache=True)
+def _expire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, n_beh: int, rtype_domain: np.ndarray,
+            score: np.ndarray, neg_by_domain: np.ndarray, assoc_pts: np.ndarray, feat_count: np.ndarray) -> None:
+    """Take back points and feature counts (view 2 means both views)."""
     for k in range(cit.shape[0]):
-        i, m, kind, j = cit[k], code[k] & 1, (code[k] >> 1) & 3, code[k] >> 3
-        if kind == K_POINTS:
-            score[m, i] -= amt[k]
-            if m == 0 and amt[k] < 0 and neg_by_domain.shape[0] > 0:
-                neg_by_domain[rtype_domain[j], i] -= -amt[k]
-            if j >= n_beh and assoc_pts.shape[1] > 0:
-                assoc_pts[m, i] -= amt[k]
-        elif kind == K_FEATURE:
-            feat_count[m, j, i] -= 1
-        elif seq[k] > cured_seq[m, j, i]:
-            list_count[m, j, i] -= 1
+        i, v, kind, j = cit[k], code[k] & 3, (code[k] >> 2) & 3, code[k] >> 4
+        for m in range(2):
+            if v != 2 and v != m:
+                continue
+            if kind == K_POINTS:
+                score[m, i] -= amt[k]
+                if m == 0 and amt[k] < 0 and neg_by_domain.shape[0] > 0:
+                    neg_by_domain[rtype_domain[j], i] -= -amt[k]
+                if j >= n_beh and assoc_pts.shape[1] > 0:
+                    assoc_pts[m, i] -= amt[k]
+            else:
+                feat_count[m, j, i] -= 1
+
+
+@njit(cache=True)
+def _expire_lists(cit: np.ndarray, code: np.ndarray, seq: np.ndarray, list_count: np.ndarray,
+                  cured_seq: np.ndarray) -> None:
+    """Drop list-window counts, unless a cure has cleared the record already."""
+    for k in range(cit.shape[0]):
+        i, v, j = cit[k], code[k] & 3, code[k] >> 4
+        for m in range(2):
+            if (v == 2 or v == m) and seq[k] > cured_seq[m, j, i]:
+                list_count[m, j, i] -= 1
 
 
 def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Records, np.ndarray, tuple[np.ndarray, ...]]:
@@ -150,7 +204,7 @@ def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Records
     if len(rec) == 0:
         z = np.zeros(0, dtype=np.int64)
         return rec, np.zeros((0, 2), dtype=np.float32), (z, z, z)
-    applied, exp, pend, cures = _file(
+    applied, exp, lexp, pend, cures = _file(
         rec.cit, rec.rtype, rec.official, rec.shadow, rec.true, day, plan.n_beh,
         plan.rule_points, plan.rule_expiry, plan.rtype_domain,
         plan.cap_period, plan.cap_loss, plan.cap_gain,
@@ -160,18 +214,28 @@ def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Records
         st.cured_seq, st.pending, st.listed, st.counters, C["records_true"], C["records_false"], horizon,
     )
     st.expiry.push_by_day(exp[0], *exp[1:])
+    st.list_expiry.push_by_day(lexp[0], *lexp[1:])
     st.entries.push_by_day(pend[0], *pend[1:])
     return rec, applied, cures
 
 
 def expire(plan: Plan, st: State, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Take back what expires today; return (citizen, view, points) of score changes."""
-    cit, code, amt, seq = st.expiry.pop(day, 4)
+    lc, lcode, lseq = st.list_expiry.pop(day, 3)
+    if lc.shape[0]:
+        _expire_lists(lc, lcode, lseq, st.list_count, st.cured_seq)
+    cit, code, amt = st.expiry.pop(day, 3)
     if cit.shape[0]:
-        _expire(cit, code, amt, seq, plan.n_beh, plan.rtype_domain, st.score, st.neg_by_domain,
-                st.assoc_pts, st.feat_count, st.list_count, st.cured_seq)
-    pts = ((code >> 1) & 3) == K_POINTS
-    return cit[pts].astype(np.int64), (code[pts] & 1).astype(np.int64), amt[pts].astype(np.float64)
+        _expire(cit, code, amt, plan.n_beh, plan.rtype_domain, st.score, st.neg_by_domain,
+                st.assoc_pts, st.feat_count)
+    pts = ((code >> 2) & 3) == K_POINTS
+    c, v, a = cit[pts].astype(np.int64), (code[pts] & 3).astype(np.int64), amt[pts].astype(np.float64)
+    both = v == 2
+    if both.any():  # one item for both views: report it once per view
+        c = np.concatenate([c[~both], c[both], c[both]])
+        a = np.concatenate([a[~both], a[both], a[both]])
+        v = np.concatenate([v[~both], np.zeros(int(both.sum()), np.int64), np.ones(int(both.sum()), np.int64)])
+    return c, v, a
 
 
 def reset_caps(plan: Plan, st: State, day: int) -> None:
