@@ -75,7 +75,7 @@ def _live_item_days(scen: Scenario, plan: Plan) -> float:
             t += min(days, int(plan.entry_window[li]))
         return t
 
-    for i, (name, spec) in enumerate(scen.behaviours.items()):
+    for i, spec in enumerate(scen.behaviours.values()):
         if not plan.beh_in_scope[i]:
             continue
         trait = float(np.prod([np.exp(0.5 * (beta * scen.population.traits[t].sd) ** 2)
