@@ -202,6 +202,7 @@ from credsim.experiments.cli import sensitivity_cmd, sweep_cmd  # noqa: E402  (i
 
 app.command("sweep")(sweep_cmd)
 app.command("sensitivity")(sensitivity_cmd)
+app.command("dashboard")(__import__("credsim.dashboard.cli", fromlist=["dashboard_cmd"]).dashboard_cmd)  # issue 8
 
 
 def main() -> None:

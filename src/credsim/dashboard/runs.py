@@ -1,0 +1,250 @@
+"""The runs behind the dashboard: paired runs started from the page, and run folders to browse.
+
+A run started from the page is an **audit directory**, the same layout ``credsim audit``
+writes (so ``credsim report``, ``credsim compare`` and ``credsim explain`` work on it)::
+
+    <runs root>/<scenario>-<stamp>/
+        scenario.yaml          the scenario as edited on the page
+        audit.json, report.html
+        runs/system-s<seed>/   the scenario, with the page's settings
+        runs/baseline-s<seed>/ its counterfactual: same citizens and seed, no system
+
+The two runs share their random numbers (same seed), so differences between them are the
+system's effect. The counterfactual does not depend on most policy knobs, so baseline runs
+are kept in ``<runs root>/.dashboard-cache/<scenario hash>`` and copied, not re-run, when the
+same one is needed again (the hash covers everything that determines the run).
+
+Every user-supplied run name goes through :mod:`credsim.security` before a file is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import traceback
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from credsim import security
+from credsim.api import run as run_api
+from credsim.audit.paired import assemble, counterfactual
+from credsim.memory import MemoryRefused
+from credsim.scenario.load import ScenarioError, dump_yaml, scenario_hash
+from credsim.scenario.schema import Scenario
+
+CACHE_DIR = ".dashboard-cache"
+MAX_LISTED = 500
+MAX_DEPTH = 4
+
+
+@dataclass
+class Job:
+    """One paired run started from the page, watched by the page's progress bar."""
+
+    id: str
+    scenario: Scenario
+    out: Path
+    name: str  # the audit directory's name under the runs root
+    total: int  # days to simulate in all (system + baseline)
+    done: int = 0
+    phase: str = "starting"
+    error: str | None = None
+    finished: bool = False
+    started: float = field(default_factory=time.perf_counter)
+    wall: float = 0.0
+    baseline_cached: bool = False
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 0.0
+
+
+def _json_default(o: Any) -> Any:
+    return o.item() if hasattr(o, "item") else str(o)
+
+
+class Runner:
+    """Starts paired runs in a background thread, one at a time, and browses the runs root."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._busy: Job | None = None
+        self._results: OrderedDict[tuple[str, float], dict[str, Any]] = OrderedDict()
+
+    # ---- running -------------------------------------------------------------------------------------------
+    def start(self, scen: Scenario, changes: list[str]) -> Job:
+        """Start ``scen`` and its counterfactual; raise RuntimeError while another run is going."""
+        with self._lock:
+            if self._busy is not None and not self._busy.finished:
+                raise RuntimeError("a run is already in progress; wait for it to finish")
+            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+            name = f"{scen.name}-s{scen.run.seed}-{stamp}"
+            k = 1
+            while (self.root / name).exists():
+                k += 1
+                name = f"{scen.name}-s{scen.run.seed}-{stamp}-{k}"
+            job = Job(uuid.uuid4().hex, scen, self.root / name, name, total=2 * scen.run.days)
+            self.jobs[job.id] = job
+            self._busy = job
+        threading.Thread(target=self._work, args=(job, changes), daemon=True, name=f"credsim-{name}").start()
+        return job
+
+    def _work(self, job: Job, changes: list[str]) -> None:
+        try:
+            self._pair(job, changes)
+        except (ScenarioError, MemoryRefused, FileExistsError, OSError, ValueError) as exc:
+            job.error = str(exc)
+        except Exception as exc:  # shown on the page as a message; the details go to the server log
+            traceback.print_exc()
+            job.error = f"the run failed: {type(exc).__name__}: {exc}"
+        finally:
+            job.wall = time.perf_counter() - job.started
+            job.finished = True
+
+    def _pair(self, job: Job, changes: list[str]) -> None:
+        scen, out = job.scenario, job.out
+        days, seed = scen.run.days, scen.run.seed
+        (out / "runs").mkdir(parents=True)
+        header = "".join(f"#   {c}\n" for c in changes) or "#   (none: the scenario's own settings)\n"
+        (out / "scenario.yaml").write_text(f"# {scen.name}, as edited in the credsim dashboard. Changes:\n{header}"
+                                           + dump_yaml(scen), encoding="utf-8")
+        sys_dir = out / "runs" / f"system-s{seed}"
+        base_dir = out / "runs" / f"baseline-s{seed}"
+
+        job.phase = f"{scen.name}: simulating {scen.population.size:,} citizens"
+        run_api(scen, out=sys_dir, on_day=lambda d, _t: setattr(job, "done", d + 1))
+        base = counterfactual(scen)
+        cached = self.root / CACHE_DIR / scenario_hash(base)
+        if (cached / "manifest.json").is_file():
+            job.baseline_cached = True
+            job.phase = "baseline (no system): reusing an identical earlier run"
+            shutil.copytree(cached, base_dir)
+        else:
+            job.phase = "baseline (no system): same citizens, same seed"
+            run_api(base, out=base_dir, on_day=lambda d, _t: setattr(job, "done", days + d + 1))
+            tmp = cached.with_name(cached.name + f".tmp-{uuid.uuid4().hex[:8]}")
+            shutil.copytree(base_dir, tmp)
+            try:
+                tmp.rename(cached)
+            except OSError:  # another copy got there first
+                shutil.rmtree(tmp, ignore_errors=True)
+        job.done = job.total
+        job.phase = "computing the audit figures"
+        result = assemble([(sys_dir, base_dir)], root=out)
+        result["meta"].update({"against": "baseline", "dashboard_changes": changes,
+                               "wall_s": round(time.perf_counter() - job.started, 2)})
+        (out / "audit.json").write_text(json.dumps(result, indent=1, default=_json_default))
+        job.phase = "writing the report"
+        try:
+            from credsim.report import write_report
+
+            write_report(result, out / "report.html")
+        except ImportError:  # plotly missing: the page shows the same figures anyway
+            pass
+        self._remember(out, result)
+        job.phase = "done"
+
+    # ---- browsing ------------------------------------------------------------------------------------------
+    def list_runs(self) -> list[dict[str, Any]]:
+        """Audit and run directories under the root, newest first (inside an audit, only the audit)."""
+        found: list[dict[str, Any]] = []
+        root = self.root
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            here = Path(dirpath)
+            depth = len(here.relative_to(root).parts)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not (here / d).is_symlink())
+            kind = "audit" if "audit.json" in filenames else "run" if "manifest.json" in filenames else None
+            if kind is not None and here != root:
+                dirnames[:] = []
+                found.append(self._info(here, kind))
+                if len(found) >= MAX_LISTED:
+                    break
+            if depth >= MAX_DEPTH:
+                dirnames[:] = []
+        found.sort(key=lambda r: -r["mtime"])
+        return found
+
+    def _info(self, d: Path, kind: str) -> dict[str, Any]:
+        name = d.relative_to(self.root).as_posix()
+        info: dict[str, Any] = {"name": name, "kind": kind, "mtime": d.stat().st_mtime, "label": name}
+        try:
+            if kind == "audit":
+                meta = json.loads((d / "audit.json").read_text())["meta"]
+                info["label"] = (f"{name}  (audit: {meta['scenario']}, {meta['population']:,} citizens x "
+                                 f"{meta['days']} days)")
+            else:
+                man = json.loads((d / "manifest.json").read_text())
+                info["label"] = (f"{name}  (run: {man.get('scenario_name')}, {man.get('population', 0):,} citizens x "
+                                 f"{man.get('days')} days, {man.get('status', '?')})")
+        except (OSError, ValueError, KeyError, TypeError):
+            info["label"] = f"{name}  (unreadable)"
+        return info
+
+    def resolve(self, name: object) -> Path:
+        """An audit or run directory under the root, by name; :class:`credsim.security.PathRefused` otherwise."""
+        d = security.resolve_run_dir(self.root, name, require_run=False)
+        audit = d / "audit.json"
+        if audit.is_file() and audit.resolve().parent == d:
+            return d
+        return security.resolve_run_dir(self.root, name)  # a run directory, or refused
+
+    def run_dirs(self, name: object) -> tuple[Path, Path | None]:
+        """(system run, baseline run or None) of a named audit or run directory."""
+        d = self.resolve(name)
+        if (d / "audit.json").is_file():
+            pairs = json.loads((d / "audit.json").read_text())["meta"]["pairs"]
+            a, b = pairs[0]
+            sys_dir = security.resolve_run_dir(self.root, f"{name}/{a}")
+            base = security.resolve_run_dir(self.root, f"{name}/{b}") if b else None
+            return sys_dir, base
+        return d, None
+
+    def result(self, name: object) -> dict[str, Any]:
+        """The assembled audit result of a named directory (cached while its files are unchanged)."""
+        from credsim.report import load_result
+
+        d = self.resolve(name)
+        marker = d / "audit.json" if (d / "audit.json").is_file() else d / "manifest.json"
+        key = (str(d), marker.stat().st_mtime)
+        if key in self._results:
+            self._results.move_to_end(key)
+            return self._results[key]
+        res = load_result(d)
+        self._results[key] = res
+        while len(self._results) > 16:
+            self._results.popitem(last=False)
+        return res
+
+    def baseline_result(self, name: object) -> dict[str, Any] | None:
+        """The counterfactual run of a named audit directory on its own (for side-by-side charts)."""
+        _sys, base = self.run_dirs(name)
+        if base is None:
+            return None
+        key = (str(base), (base / "manifest.json").stat().st_mtime)
+        if key not in self._results:
+            self._results[key] = assemble([(base, None)])
+        return self._results[key]
+
+    def report_html(self, name: object) -> str:
+        """The report page of a named directory (its report.html, or rendered now)."""
+        d = self.resolve(name)
+        page = d / "report.html"
+        if page.is_file() and page.resolve().parent == d:
+            return page.read_text(encoding="utf-8")
+        from credsim.report.html import report_html
+
+        return report_html(self.result(name))
+
+    def _remember(self, out: Path, result: dict[str, Any]) -> None:
+        key = (str(out.resolve()), (out / "audit.json").stat().st_mtime)
+        self._results[key] = result
