@@ -331,3 +331,16 @@ def test_existing_output_is_refused_before_simulating(small_ref: Path, monkeypat
     with pytest.raises(FileExistsError):
         credsim.run("city-points", overrides=SMALL, out=small_ref, checkpoint_every=5)
     assert store.read_manifest(small_ref)["status"] == "complete"
+
+
+def test_sql_refuses_an_incomplete_run(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from credsim.cli import app
+
+    out = tmp_path / "run"
+    with pytest.raises(RunStopped):
+        credsim.run("city-points", overrides=SMALL, out=out, max_days=3)
+    res = CliRunner().invoke(app, ["sql", str(out), "SELECT 1"])
+    assert res.exit_code == 2 and "not a complete run (status interrupted" in res.output
+    assert f"credsim resume {out}" in res.output

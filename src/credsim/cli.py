@@ -170,9 +170,13 @@ def validate(file: Annotated[str, typer.Argument(help="scenario YAML or built-in
 @app.command()
 def sql(run_dir: Path, query: str) -> None:
     """Run a SQL query over a run's DuckDB catalog (views: metrics, citizens, traces, daily)."""
-    from credsim.store import connect
+    from credsim.store import RunIncomplete, connect
 
-    con = connect(run_dir)
+    try:
+        con = connect(run_dir)
+    except RunIncomplete as exc:  # running, interrupted or failed run (resumable.py)
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     try:
         cur = con.execute(query)
         cols = [d[0] for d in cur.description or []]
