@@ -293,7 +293,8 @@ class Result:
         p, st = self.plan, self.state
         cols: dict[str, pa.Array] = {"citizen": pa.array(np.arange(st.n, dtype=np.int64))}
         for d, dim in enumerate(p.dims):
-            cols[dim] = pa.DictionaryArray.from_arrays(pa.array(st.groups[d].astype(np.int32)),
+            codes = st.groups[d].view(np.int8) if len(p.dim_values[d]) < 128 else st.groups[d].astype(np.int16)
+            cols[dim] = pa.DictionaryArray.from_arrays(pa.array(codes),
                                                        pa.array(p.dim_values[d]))
         for t, name in enumerate(p.traits):
             cols[f"trait_{name}"] = pa.array(st.traits[t])
@@ -304,8 +305,8 @@ class Result:
             cols["shadow_model_score"] = pa.array(st.mscore[1])
         if p.grades:
             gd = pa.array(p.grades)
-            cols["grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[0].astype(np.int32)), gd)
-            cols["shadow_grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[1].astype(np.int32)), gd)
+            cols["grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[0]), gd)
+            cols["shadow_grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[1]), gd)
         for li, name in enumerate(p.lists):
             cols[f"on_{name}"] = pa.array(st.listed[0, li].astype(np.bool_))
             cols[f"shadow_on_{name}"] = pa.array(st.listed[1, li].astype(np.bool_))

@@ -14,7 +14,7 @@ import numpy as np
 
 from credsim.plan import Plan, compile_plan
 from credsim.scenario.schema import Scenario
-from credsim.state import COUNTERS, bytes_per_citizen
+from credsim.state import bytes_per_citizen
 
 BASELINE_BYTES = 400 * 2**20
 # an expiry item: citizen int32, code int32, amount float32 (or a sequence int64 for list counts);
@@ -101,7 +101,8 @@ def estimate_memory(scen: Scenario) -> Estimate:
     records = int(n * _live_item_days(scen, plan) * LIVE_ITEM_BYTES)
     slots = sum(len(v) for v in scen.population.groups.values()) + 1
     metrics = days * slots * 8 * (40 + 8 * len(plan.beh) + 6 * len(plan.lists) + 2 * len(plan.grades))
-    output = n * (8 + len(plan.dims) * 4 + 4 * len(plan.traits) + 16 + 8 + 2 * len(plan.lists) + 4 * len(COUNTERS))
+    # numeric columns go to Arrow without copies; ids, list flags and bit-packing are copied
+    output = n * (8 + 2 * len(plan.lists) + 4)
     parts = {
         "state": bytes_per_citizen(plan) * n,
         "graph": graph,
