@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,17 @@ OVERRIDES = {
     "sanctions.low_grade_no_loans.attempts": ["finance.loan_application", "travel.hsr_attempt"],
     "run.trace": 50,
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Small runs: one worker thread (results do not depend on it; parallel overhead would dominate)."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -38,11 +39,22 @@ def _tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
     return out
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Small runs: one worker thread (results do not depend on it; parallel overhead would dominate)."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("report")
-    a = credsim.run("city-points", population=5000, days=200, seed=2, out=tmp / "a", overrides=OVERRIDES).dir
-    b = credsim.run("baseline", population=5000, days=200, seed=2, out=tmp / "b").dir
+    a = credsim.run("city-points", population=4000, days=150, seed=2, out=tmp / "a", overrides=OVERRIDES).dir
+    b = credsim.run("baseline", population=4000, days=150, seed=2, out=tmp / "b").dir
     return a, b
 
 

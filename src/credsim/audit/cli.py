@@ -39,6 +39,7 @@ def audit_cmd(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override KEY.PATH=VALUE")] = None,
     trace: Annotated[int | None, typer.Option(help="citizens traced per run (for explain)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out directory")] = False,
+    threads: Annotated[int | None, typer.Option(help="worker threads (results do not depend on it)")] = None,
 ) -> None:
     """Run a scenario and its paired counterfactual over replicates; write audit.json and report.html."""
     from credsim.audit.paired import audit
@@ -53,7 +54,7 @@ def audit_cmd(
     try:
         d = audit(scenario, against=None if against == "none" else against, replicates=replicates,
                   population=population, days=days, seed=seed, out=out_dir, overrides=_overrides(set_),
-                  trace=trace, overwrite=overwrite, on_run=progress)
+                  trace=trace, overwrite=overwrite, on_run=progress, threads=threads)
     except (ScenarioError, MemoryRefused, FileExistsError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

@@ -245,7 +245,7 @@ def find_cases(run_dir: str | Path, kind: str = "wrongful", limit: int = 10) -> 
     return traced, untraced
 
 
-def retrace(run_dir: str | Path, ids: list[int], out: str | Path | None = None) -> Path:
+def retrace(run_dir: str | Path, ids: list[int], out: str | Path | None = None, threads: int | None = None) -> Path:
     """Re-run ``run_dir``'s scenario and seed with ``ids`` traced; check it reproduces the run."""
     from credsim.api import run as run_api
     from credsim.scenario.load import load_scenario
@@ -255,7 +255,7 @@ def retrace(run_dir: str | Path, ids: list[int], out: str | Path | None = None) 
     data = man["scenario"]
     data["run"]["trace_ids"] = sorted(set(data["run"].get("trace_ids", [])) | set(ids))
     target = Path(out) if out is not None else run_dir / "retraced"
-    run_api(load_scenario(data), out=target, seed=man["seed"], overwrite=True)
+    run_api(load_scenario(data), out=target, seed=man["seed"], overwrite=True, threads=threads)
     a, b = connect(run_dir), connect(target)
     try:
         q = "SELECT sum(n_denied), sum(n_wrongful), sum(n_missed), sum(n_records_false) FROM citizens"

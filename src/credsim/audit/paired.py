@@ -64,7 +64,7 @@ def _resolve(scenario: str | Path | Scenario, overrides: dict[str, Any]) -> Scen
 def audit(scenario: str | Path | Scenario, *, against: str | Path | None = "baseline", replicates: int = 1,
           population: int | None = None, days: int | None = None, seed: int | None = None,
           out: str | Path | None = None, overrides: dict[str, Any] | None = None, trace: int | None = None,
-          overwrite: bool = False, report: bool = True,
+          overwrite: bool = False, report: bool = True, threads: int | None = None,
           on_run: Callable[[str, int, int], None] | None = None) -> Path:
     """Run the scenario and its counterfactual for ``replicates`` seeds; write audit.json (+ report.html)."""
     if replicates < 1:
@@ -96,13 +96,13 @@ def audit(scenario: str | Path | Scenario, *, against: str | Path | None = "base
         sys_dir = out_dir / "runs" / f"system-s{s}"
         if on_run:
             on_run(scen.name, s, k)
-        run_api(scen, out=sys_dir, seed=s, overwrite=True)
+        run_api(scen, out=sys_dir, seed=s, overwrite=True, threads=threads)
         base_dir = None
         if base is not None:
             base_dir = out_dir / "runs" / f"baseline-s{s}"
             if on_run:
                 on_run(base.name, s, k)
-            run_api(base, out=base_dir, seed=s, overwrite=True)
+            run_api(base, out=base_dir, seed=s, overwrite=True, threads=threads)
         pairs.append((sys_dir, base_dir))
     wall = time.perf_counter() - t0
     result = assemble(pairs, root=out_dir)

@@ -65,8 +65,10 @@ def num(res: dict[str, Any], name: str, digits: int = 0, pct: bool = False, ci: 
     iv = _iv(res, name)
     m = iv["mean"]
     shown = fmt(m, digits, pct) + ("%" if pct and m is not None else "")
-    if ci and iv.get("k", 0) > 1 and iv["lo"] is not None and iv["hi"] is not None and iv["lo"] != iv["hi"]:
-        shown += f" (95% CI {fmt(iv['lo'], digits, pct)}–{fmt(iv['hi'], digits, pct)}{'%' if pct else ''})"
+    if ci and iv.get("k", 0) > 1 and iv["lo"] is not None and iv["hi"] is not None:
+        lo, hi = fmt(iv["lo"], digits, pct), fmt(iv["hi"], digits, pct)
+        if lo != hi:
+            shown += f" (95% CI {lo}–{hi}{'%' if pct else ''})"
     return (name, m if m is not None else math.nan, shown)
 
 
