@@ -17,7 +17,7 @@ OUTPUTS = ("metrics.parquet", "citizens.parquet")
 @pytest.fixture(scope="module")
 def scen() -> credsim.Scenario:
     # every cross-shard path: contacts chilled, ties cut, association records, model feature on contacts
-    return credsim.load_scenario("city-points", {**RICH, "population.size": 12_000, "run.days": 45})
+    return credsim.load_scenario("city-points", {**RICH, "population.size": 10_000, "run.days": 30})
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_local_shards_match_single_process(scen: credsim.Scenario, single: Path,
         rows = stats["exchange_rows"]
         assert rows.get("assoc", 0) > 0 and rows.get("listed", 0) > 0 and rows.get("resp", 0) > 0, rows
     cit = credsim.Run(out).citizens()
-    assert cit.num_rows == 12_000
+    assert cit.num_rows == 10_000
 
 
 def test_ray_shards_match_single_process(ray_cluster: Any, scen: credsim.Scenario, single: Path,
@@ -63,8 +63,11 @@ def test_killed_worker_recovers_from_checkpoint(ray_cluster: Any, scen: credsim.
     killed: list[int] = []
 
     def kill_once(day: int, backend: Any) -> None:
-        if day == 22 and not killed:
-            ray_cluster.kill(backend.actors[1])
+        if day == 16 and not killed:
+            actor = backend.actors[1]
+            ray_cluster.kill(actor)
+            with pytest.raises(ray_cluster.exceptions.RayActorError):  # dead before the run goes on
+                ray_cluster.get(actor.pid.remote(), timeout=60)
             killed.append(day)
 
     out, stats = run_sharded(scen, tmp_path / "recovered", 2, ray=True, num_cpus=0.5, checkpoint_every=10,
@@ -77,7 +80,10 @@ def test_killed_worker_without_checkpoint_fails_clearly(ray_cluster: Any, scen: 
                                                         tmp_path: Path) -> None:
     def kill(day: int, backend: Any) -> None:
         if day == 3:
-            ray_cluster.kill(backend.actors[0])
+            actor = backend.actors[0]
+            ray_cluster.kill(actor)
+            with pytest.raises(ray_cluster.exceptions.RayActorError):
+                ray_cluster.get(actor.pid.remote(), timeout=60)
 
     with pytest.raises(ShardFailure, match="worker died on day 4.*no checkpoints"):
         run_sharded(scen, tmp_path / "lost", 2, ray=True, num_cpus=0.5, days=8, on_day=kill)

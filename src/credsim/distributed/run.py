@@ -165,8 +165,12 @@ def simulate_sharded(scen: Scenario, shards: int, *, ray: bool = False, address:
     try:
         day = 0
         restarts = 0
-        while day < total:
+        res: list[dict[str, Any]] = []
+        while not res:
             try:
+                if day >= total:  # a worker lost while handing back its results is recovered like any other
+                    res = backend.call("results", [()] * shards)
+                    continue
                 boxes = backend.call("begin_day", [(day,)] * shards)
                 for _ in range(n_cut_resp):
                     boxes = backend.call("next_round", [(_deliver(boxes, k),) for k in range(shards)])
@@ -195,7 +199,6 @@ def simulate_sharded(scen: Scenario, shards: int, *, ray: bool = False, address:
                 else:
                     backend.call("load_checkpoint", [(str(p),) for p in common[1]])
                     day = common[0]
-        res = backend.call("results", [()] * shards)
     finally:
         backend.close()
         if own_tmp and wdir is not None:
