@@ -11,6 +11,15 @@ Needs the ``dashboard`` extra (``pip install credsim[dashboard]``: Dash and plot
 
 from __future__ import annotations
 
-from credsim.dashboard.app import Dashboard, create_app
+from typing import Any
 
 __all__ = ["Dashboard", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import Dash only when the app is asked for (``credsim --help`` must work without the extra)."""
+    if name in __all__:
+        from credsim.dashboard import app
+
+        return getattr(app, name)
+    raise AttributeError(name)

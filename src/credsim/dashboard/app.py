@@ -89,7 +89,7 @@ table.figures th{background:#f2f2f2} .l{text-align:left!important} td.num{font-v
 .caption{font-size:.82em;color:#555} .nodata{color:#777;font-style:italic;padding:1em}
 .note{background:#fbfaf3;border-left:3px solid #e6ab02;padding:.4em .8em;font-size:.9em}
 .meta{color:#666} table.timeline{border-collapse:collapse;font-size:.85em;background:#fff}
-table.timeline td,table.timeline th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:right}
+table.timeline td,table.timeline th{padding:.2em .6em;border-bottom:1px solid #eee;text-align:left}
 tr.false td{color:#b3301e} tr.denied td{font-weight:700;background:#fff2ef} .bad{color:#b3301e}
 .bar{display:flex;gap:1em;align-items:flex-end;flex-wrap:wrap;margin:.8em 0}
 .bar .Select,.bar .dash-dropdown{min-width:420px}
@@ -189,7 +189,7 @@ class Dashboard:
                              clearable=False),
                 html.Div(id="scenario-desc", className="help"),
                 dcc.Upload(id="upload", children=html.Div("or drop / choose a scenario YAML file"),
-                           className="upload", max_size=security.MAX_UPLOAD_BYTES, multiple=False),
+                           className="upload", multiple=False),  # size checked on the server (message)
                 html.Div(id="upload-message", className="message", role="alert"),
                 html.H3("2. Population"),
                 html.Div([self._num("population", "citizens", DEFAULT_POPULATION, 1000),

@@ -194,13 +194,16 @@ def explain_view(ex: Any, show_all: bool = False, limit: int = 400) -> html.Div:
                                  line={"color": "#d95f02", "shape": "hv"}))
         fig.add_trace(go.Scatter(x=[v[0] for v in vals], y=[v[2] for v in vals], name="on true records only",
                                  line={"color": "#1b9e77", "dash": "dot", "shape": "hv"}))
-        for t in ex.timeline:
-            if t["what"] == "denied":
-                fig.add_vline(x=t["day"], line_color="#b3301e", line_dash="dash", opacity=0.6)
+        denied_days = sorted({t["day"] for t in ex.timeline if t["what"] == "denied"})
+        for day in denied_days:
+            fig.add_vline(x=day, line_color="#b3301e", line_dash="dash", opacity=0.6)
         fig.update_layout(height=300, template="plotly_white", xaxis_title="day", yaxis_title="score",
                           legend={"orientation": "h", "y": -0.3}, margin={"l": 50, "r": 10, "t": 20, "b": 40})
         parts.append(dcc.Graph(id="explain-score", figure=fig, config=GRAPH_CONFIG))
-        parts.append(html.P("Red dashed lines: days an attempt was denied.", className="caption"))
+        parts.append(html.P("Orange: the official score, from every record including false ones. Green dotted: "
+                            "the score on true records only."
+                            + (" Red dashed lines: days an attempt was denied." if denied_days else ""),
+                            className="caption"))
     rows = []
     hidden = 0
     for e in ex.timeline:

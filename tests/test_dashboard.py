@@ -1,0 +1,172 @@
+"""The dashboard without a browser: knobs as scenario edits, form errors, runs, run names, HTTP routes.
+
+The browser tests (tests/test_dashboard_browser.py) drive the same code through Chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import credsim
+from credsim import security
+from credsim.dashboard import knobs as kn
+from credsim.scenario.load import load_scenario, scenario_hash
+
+pytest.importorskip("dash")
+
+from credsim.dashboard.app import Dashboard  # noqa: E402
+
+
+def _ids(scen: credsim.Scenario) -> set[str]:
+    return {k.id for k in kn.knobs_for(scen)}
+
+
+def test_knobs_exist_only_where_the_scenario_has_the_thing() -> None:
+    city = _ids(load_scenario("city-points"))
+    assert {"points_per_infraction", "entry_count.court_defaulters", "false_rate.traffic_cameras",
+            "journalist.social_media", "sharing", "association.court_defaulters", "sanctions"} <= city
+    court = _ids(load_scenario("court-defaulters"))
+    # no points scoring, no cameras, nobody watching journalists: none of those knobs
+    assert not any(k.startswith(("points_", "false_rate.", "journalist.", "association.")) for k in court)
+    assert "entry_count.court_defaulters" in court
+    integrated = _ids(load_scenario("integrated"))
+    assert {"false_rate.face_cameras", "journalist.face_cameras", "journalist.keyword_filter",
+            "journalist.search_engine", "entry_count.key_persons", "association.key_persons"} <= integrated
+    commercial = _ids(load_scenario("commercial-score"))
+    assert "points_per_infraction" not in commercial  # a model score: no points to scale
+    assert "entry_count.featured_profiles" not in commercial  # a red list entered by grade, not records
+
+
+def test_knobs_write_their_key_paths() -> None:
+    base = load_scenario("city-points")
+    scen = kn.apply_knobs(base, {"points_per_infraction": 2, "entry_count.court_defaulters": 2,
+                                 "false_rate.traffic_cameras": 0.001, "journalist.social_media": 5,
+                                 "sharing": ["courts", "banks"], "association.court_defaulters": -15,
+                                 "sanctions": ["low_grade_no_loans"]})
+    rules = base.scoring.points.rules  # type: ignore[union-attr]
+    new = scen.scoring.points.rules  # type: ignore[union-attr]
+    for r, v in rules.items():
+        if isinstance(v, float | int) and v < 0 and r in base.behaviours:
+            assert new[r] == 2 * v
+        else:
+            assert new[r] == v  # rewards untouched
+    assert scen.lists["court_defaulters"].entry.count == 2
+    assert scen.sensors["traffic_cameras"].false_rate == 0.001
+    assert scen.sensors["social_media"].surveillance["occupation"]["journalist"] == 5
+    assert scen.sharing == ["banks", "courts"]  # in the scenario's sensor order
+    assert scen.lists["court_defaulters"].association_points == -15
+    assert new["association.court_defaulters"] == -15
+    assert list(scen.sanctions) == ["low_grade_no_loans"]
+    # knobs never compound and never touch the scenario they start from
+    again = kn.apply_knobs(base, {"points_per_infraction": 2})
+    assert again.scoring.points.rules["traffic.violation"] == -10  # type: ignore[union-attr]
+    assert scenario_hash(base) == scenario_hash(load_scenario("city-points"))
+    assert scenario_hash(kn.apply_knobs(base, {})) == scenario_hash(base)
+
+
+@pytest.mark.parametrize(("values", "path", "words"), [
+    ({"false_rate.traffic_cameras": -0.1}, "sensors.traffic_cameras.false_rate", "greater than or equal to 0"),
+    ({"false_rate.traffic_cameras": 1.5}, "sensors.traffic_cameras.false_rate", "less than or equal to 1"),
+    ({"points_per_infraction": -1}, "scoring.points.rules", "at least 0"),
+    ({"points_per_infraction": "lots"}, "scoring.points.rules", "a number"),
+    ({"entry_count.court_defaulters": 1.5}, "lists.court_defaulters.entry.count", "whole number"),
+    ({"entry_count.court_defaulters": 0}, "lists.court_defaulters.entry.count", "greater than or equal to 1"),
+    ({"journalist.social_media": None}, "sensors.social_media.surveillance.occupation.journalist", "a number"),
+])
+def test_bad_knob_values_are_scenario_errors_naming_the_key(values: dict, path: str, words: str) -> None:
+    with pytest.raises(credsim.ScenarioError) as err:
+        kn.apply_knobs(load_scenario("city-points"), values)
+    assert path in err.value.paths
+    assert words in str(err.value)
+
+
+def test_form_limits_and_unknown_scenarios(tmp_path: Path) -> None:
+    d = Dashboard(tmp_path)
+    with pytest.raises(credsim.ScenarioError) as err:
+        d.build("city-points", {}, 5_000_000, 90, 1)
+    assert "population.size" in err.value.paths and "credsim run" in str(err.value)
+    with pytest.raises(credsim.ScenarioError) as err:
+        d.build("city-points", {}, 1000, -3, 1)
+    assert "run.days" in err.value.paths
+    with pytest.raises(credsim.ScenarioError) as err:
+        d.build("no-such-scenario", {}, 1000, 30, 1)
+    assert "built-in scenarios" in str(err.value)
+    scen, changes = d.build("city-points", {"points_per_infraction": 3}, 1000, 30, 7)
+    assert (scen.population.size, scen.run.days, scen.run.seed) == (1000, 30, 7)
+    assert changes == ["Points lost per infraction (x the scenario's deductions): 1 -> 3"]
+
+
+def _wait(job, limit: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    t0 = time.perf_counter()
+    while not job.finished:
+        assert time.perf_counter() - t0 < limit, "run did not finish"
+        time.sleep(0.05)
+    assert job.error is None, job.error
+
+
+def test_paired_runs_write_an_audit_directory_and_reuse_the_baseline(tmp_path: Path) -> None:
+    d = Dashboard(tmp_path / "runs")
+    scen, changes = d.build("city-points", {"points_per_infraction": 2}, 2000, 20, 5)
+    job = d.runner.start(scen, changes)
+    with pytest.raises(RuntimeError, match="already in progress"):
+        d.runner.start(scen, changes)  # one run at a time
+    _wait(job)
+    out = job.out
+    assert {"audit.json", "report.html", "scenario.yaml", "runs"} <= {p.name for p in out.iterdir()}
+    # the downloaded/edited scenario is the one that ran
+    assert scenario_hash(load_scenario(out / "scenario.yaml")) == scenario_hash(scen)
+    meta = json.loads((out / "audit.json").read_text())["meta"]
+    assert meta["paired"] and meta["seeds"] == [5] and meta["dashboard_changes"] == changes
+    # a second policy shares the counterfactual: it is copied from the cache, not re-run, and is the same run
+    scen2, ch2 = d.build("city-points", {"sanctions": []}, 2000, 20, 5)
+    job2 = d.runner.start(scen2, ch2)
+    _wait(job2)
+    assert not job.baseline_cached and job2.baseline_cached
+    a = credsim.Run(out / "runs" / "baseline-s5").sql("SELECT sum(n_records_true), sum(hash(citizen)) FROM citizens")
+    b = credsim.Run(job2.out / "runs" / "baseline-s5").sql("SELECT sum(n_records_true), sum(hash(citizen)) "
+                                                           "FROM citizens")
+    assert a == b
+    assert d.runner.result(job2.name)["first"]["scalars"]["denied.total"] == 0  # no sanction, no denial
+    names = [r["name"] for r in d.runner.list_runs()]
+    assert set(names) == {job.name, job2.name}  # the cache is not listed; runs inside an audit are not either
+
+
+@pytest.mark.parametrize("name", ["../x", "/etc", "..", "a/../../b", ".dashboard-cache", "x\\..\\y", "%2e%2e/x",
+                                  "x\x00y", "", "a" * 300])
+def test_run_names_from_the_page_are_checked(tmp_path: Path, name: str) -> None:
+    d = Dashboard(tmp_path / "runs")
+    with pytest.raises(security.PathRefused):
+        d.runner.resolve(name)
+
+
+def test_report_route_refuses_traversal_and_serves_reports(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    d = Dashboard(root)
+    credsim.run("city-points", population=1000, days=10, seed=1, out=root / "one")
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / "manifest.json").write_text("{}")
+    (root / "escape").symlink_to(tmp_path / "secret")
+    client = d.app.server.test_client()
+    ok = client.get("/report/one")
+    assert ok.status_code == 200 and b"credsim audit" in ok.data
+    for bad in ("/report/..%2Fsecret", "/report/../secret", "/report/%2e%2e/secret", "/report/escape",
+                "/report/one%2F..%2F..%2Fsecret", "/report/.dashboard-cache"):
+        r = client.get(bad)
+        assert r.status_code in (403, 404), bad
+        assert b"Traceback" not in r.data
+
+
+def test_cli_refuses_remote_bind_and_bad_scenarios(tmp_path: Path) -> None:
+    from credsim.cli import app
+
+    r = CliRunner().invoke(app, ["dashboard", "--host", "0.0.0.0", "--runs-root", str(tmp_path)])
+    assert r.exit_code == 2 and "127.0.0.1" in r.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\npopulation: {size: -1}\n")
+    r = CliRunner().invoke(app, ["dashboard", str(bad), "--runs-root", str(tmp_path)])
+    assert r.exit_code == 2 and "population.size" in r.output

@@ -1,0 +1,271 @@
+"""The dashboard in a real browser: Debian's Chromium, headless, driven through Playwright.
+
+The server runs in a background thread on a free loopback port over a temporary runs
+root. Each test moves knobs the way a user would and checks that the headline numbers
+and the charts change the way the rules imply; bad input and path traversal must give an
+inline message, never a traceback. Screenshots go to ``test-artifacts/`` (gitignored).
+
+All runs use the scenarios' fixed seeds, so every number here is reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("dash")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+from werkzeug.serving import make_server  # noqa: E402
+
+from credsim.dashboard.app import Dashboard  # noqa: E402
+from credsim.scenario.load import load_scenario  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+RUN_TIMEOUT = 180_000  # ms; a paired run takes a few seconds on an idle machine
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium (scripts/setup-browser)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Dashboard]]:
+    d = Dashboard(tmp_path_factory.mktemp("dashboard") / "runs")
+    srv = make_server("127.0.0.1", 0, d.app.server, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_port}", d
+    finally:
+        srv.shutdown()
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: tuple[str, Dashboard]) -> Iterator[Any]:
+    base, _d = server
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    errors: list[str] = []
+    outside: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("request", lambda r: None if r.url.startswith((base, "data:", "blob:", "about:")) else outside.append(r.url))
+    yield pg
+    ctx.close()
+    assert not errors, errors  # no JavaScript error on the page
+    assert not outside, outside  # everything is served locally: no CDN, no network
+
+
+def knob(pg: Any, kid: str) -> Any:
+    return pg.locator(f'[data-knob="{kid}"] input')
+
+
+def figure(pg: Any, name: str, col: str = "system", table: str = "#headline-table") -> float:
+    v = pg.get_attribute(f'{table} td[data-figure="{name}"][data-col="{col}"]', "data-value")
+    assert v not in (None, ""), f"{name} ({col}) not shown"
+    return float(v)
+
+
+def run(pg: Any, before: str | None) -> str:
+    """Press Run and wait for a new run's numbers and charts; return its name."""
+    pg.click("#run")
+    pg.wait_for_function("old => { const t = document.querySelector('#headline-table');"
+                         " return t && t.dataset.run && t.dataset.run !== old; }", arg=before or "",
+                         timeout=RUN_TIMEOUT)
+    name = pg.get_attribute("#headline-table", "data-run")
+    pg.wait_for_selector(f'.charts[data-run="{name}"]', timeout=RUN_TIMEOUT)
+    assert "done in" in pg.inner_text("#progress-text")
+    assert pg.get_attribute("#progress", "aria-valuenow") == "100"
+    return str(name)
+
+
+def wait_text(pg: Any, selector: str, part: str = "") -> str:
+    """Wait until ``selector`` exists and its text contains ``part`` (any text when empty); return the text."""
+    pg.wait_for_function("([sel, part]) => { const e = document.querySelector(sel);"
+                         " return !!e && e.innerText.length > 0 && e.innerText.includes(part); }", arg=[selector, part])
+    return str(pg.inner_text(selector))
+
+
+def chart(pg: Any, gid: str) -> list[dict[str, Any]] | None:
+    """The traces a report chart drew (name, x, y), or None when it shows its no-data sentence instead."""
+    return pg.evaluate("id => { const e = document.getElementById(id); if (!e) return 'missing';"
+                       " const g = e.classList.contains('js-plotly-plot') ? e : e.querySelector('.js-plotly-plot');"
+                       " return g ? g.data.map(t => ({name: t.name, x: t.x, y: t.y})) : null; }", gid)
+
+
+def wait_chart(pg: Any, gid: str) -> None:
+    pg.wait_for_function("id => { const e = document.getElementById(id); if (!e) return false;"
+                         " if (e.tagName === 'P') return true;"
+                         " const g = e.classList.contains('js-plotly-plot') ? e : e.querySelector('.js-plotly-plot');"
+                         " return !!(g && g.data); }", arg=gid)
+
+
+def test_removing_the_court_list_sanction_stops_flight_denials(page: Any, server: tuple[str, Dashboard],
+                                                               tmp_path: Path) -> None:
+    base, d = server
+    pg = page
+    pg.goto(base + "/?scenario=city-points")
+    pg.wait_for_selector('[data-knob="sanctions"]')
+    pg.fill("#population", "20000")
+    pg.fill("#days", "90")
+    first = run(pg, None)
+    flights = figure(pg, "denied.travel.flight_attempt")
+    travel = flights + figure(pg, "denied.travel.hsr_attempt")
+    assert flights > 0  # listed court defaulters tried to fly and were stopped
+    assert figure(pg, "denied.total", "baseline") == 0  # the same citizens with no system: nobody is denied
+    wait_chart(pg, "chart-wrongful_missed-system")
+    wrongful = chart(pg, "chart-wrongful_missed-system")
+    assert wrongful and "travel.flight_attempt" in wrongful[0]["x"]
+
+    pg.locator('[data-knob="sanctions"] input[value="court_travel_ban"]').uncheck()
+    second = run(pg, first)
+    # the court list is the only thing that blocks travel in city-points: no flight or train is denied any more
+    assert figure(pg, "denied.travel.flight_attempt") == 0
+    assert figure(pg, "denied.travel.hsr_attempt") == 0
+    assert figure(pg, "denied.travel.flight_attempt", "previous") == flights  # the previous run, for comparison
+    assert figure(pg, "denied.total") == figure(pg, "denied.total", "previous") - travel
+    wait_chart(pg, "chart-wrongful_missed-system")
+    after = chart(pg, "chart-wrongful_missed-system")
+    assert after is None or "travel.flight_attempt" not in after[0]["x"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+
+    # the charts can sit next to the previous run instead of the baseline
+    pg.locator("#compare-with input[value=previous]").check()
+    pg.wait_for_selector(f'.charts[data-run="{second}"] #chart-grade_mix-right')
+
+    # take it away: the scenario as edited, and the report of the run
+    with pg.expect_download() as dl:
+        pg.click("#btn-yaml")
+    path = tmp_path / "edited.yaml"
+    dl.value.save_as(path)
+    edited = load_scenario(path)
+    assert "court_travel_ban" not in edited.sanctions and edited.population.size == 20000
+    with pg.expect_download() as dl:
+        pg.click("#btn-report")
+    dl.value.save_as(tmp_path / "report.html")
+    assert "credsim audit: city-points" in (tmp_path / "report.html").read_text()
+
+    # browse: both runs are listed, and the address opens them side by side
+    pg.click("text=Browse and compare runs")
+    pg.click("#refresh")
+    pg.wait_for_function("() => document.querySelector('#run-a') !== null")
+    listed = [r["name"] for r in d.runner.list_runs()]
+    assert first in listed and second in listed
+    pg.goto(f"{base}/?run={first}&vs={second}")
+    pg.wait_for_selector("#compare-table")
+    assert figure(pg, "denied.travel.flight_attempt", "a", "#compare-table") == flights
+    assert figure(pg, "denied.travel.flight_attempt", "b", "#compare-table") == 0
+    assert "share their random numbers" in pg.inner_text("#browse-out")
+    wait_chart(pg, "cmp-wrongful_missed-a")
+    pg.screenshot(path=str(ARTIFACTS / "dashboard-compare.png"))
+
+
+def test_camera_false_matches_raise_wrongful_sanctions(page: Any, server: tuple[str, Dashboard]) -> None:
+    base, _d = server
+    pg = page
+    pg.goto(base + "/?scenario=integrated")
+    rate = knob(pg, "false_rate.face_cameras")
+    rate.wait_for()
+    pg.fill("#population", "5000")
+    pg.fill("#days", "60")
+    low = run(pg, None)
+    w0, f0 = figure(pg, "wrongful.total"), figure(pg, "records.official_false")
+    c0 = figure(pg, "citizens.wrongfully_sanctioned")
+
+    rate.fill("0.005")  # from 0.00002: each covered citizen gets a false camera match about every 50 days
+    high = run(pg, low)
+    w1, f1 = figure(pg, "wrongful.total"), figure(pg, "records.official_false")
+    assert f1 > 10 * f0 + 1000  # false records scale with the rate
+    assert w1 > w0 and figure(pg, "citizens.wrongfully_sanctioned") > c0  # and they lead to wrongful denials
+    assert figure(pg, "wrongful.total", "baseline") == 0
+    wait_chart(pg, "chart-wrongful_missed-system")
+    traces = {t["name"]: t for t in chart(pg, "chart-wrongful_missed-system") or []}
+    assert sum(traces["wrongful"]["y"]) == w1  # the chart draws the headline number
+
+    # explain a traced citizen of this run
+    pg.click("text=Explain a citizen")
+    pg.wait_for_function("() => { const i = document.querySelector('#citizen'); return !!i && i.value !== ''; }")
+    pg.click("#explain")
+    pg.wait_for_selector("#explain-timeline tbody tr")
+    assert "Citizen" in pg.inner_text("#explain-out")
+    pg.screenshot(path=str(ARTIFACTS / "dashboard-explain.png"))
+    pg.fill("#citizen", "99999999")
+    pg.press("#citizen", "Enter")
+    pg.click("#explain")
+    wait_text(pg, "#explain-message", "does not exist")
+    assert high
+
+
+def test_bad_input_and_traversal_get_inline_messages(page: Any, server: tuple[str, Dashboard],
+                                                     tmp_path: Path) -> None:
+    base, d = server
+    pg = page
+    pg.goto(base + "/")
+    pg.wait_for_selector('[data-knob="false_rate.traffic_cameras"]')
+    knob(pg, "false_rate.traffic_cameras").fill("-0.1")
+    pg.click("#run")
+    msg = wait_text(pg, "#message")
+    assert "sensors.traffic_cameras.false_rate" in msg and "greater than or equal to 0" in msg
+    assert "Traceback" not in pg.content()
+    knob(pg, "false_rate.traffic_cameras").fill("0.00001")
+    knob(pg, "points_per_infraction").fill("-2")
+    pg.click("#run")
+    wait_text(pg, "#message", "scoring.points.rules")
+
+    # uploads: validated like files, and size-limited
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: mine\nextends: city-points\nsensors: {traffic_cameras: {false_rate: -1}}\n")
+    pg.set_input_files("#upload input[type=file]", str(bad))
+    wait_text(pg, "#upload-message", "false_rate")
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 120_000)
+    pg.set_input_files("#upload input[type=file]", str(big))
+    wait_text(pg, "#upload-message", "limited to")
+    good = tmp_path / "good.yaml"
+    good.write_text("name: my-city\nextends: city-points\nsensors: {traffic_cameras: {false_rate: 0.001}}\n")
+    pg.set_input_files("#upload input[type=file]", str(good))
+    wait_text(pg, "#scenario", "my-city")
+    pg.wait_for_function("() => document.querySelector('[data-knob=\"false_rate.traffic_cameras\"] input')"
+                         "?.value === '0.001'")
+    assert pg.inner_text("#upload-message") == ""
+
+    # an unknown scenario name in the address
+    pg.goto(base + "/?scenario=no-such-thing")
+    assert "no-such-thing" in wait_text(pg, "#url-message", "unknown scenario")
+
+    # path traversal through the address: refused before any file is touched, shown inline
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "manifest.json").write_text("{}")
+    (d.runner.root / "link").symlink_to(outside)
+    for name in ("../../etc", "%2e%2e%2f%2e%2e%2fetc", "..%2F..%2Fetc%2Fpasswd", "/etc", ".dashboard-cache",
+                 "link"):
+        pg.goto(f"{base}/?run={name}")
+        text = wait_text(pg, "#browse-message")
+        assert "refused" in text or "no run named" in text, (name, text)
+        assert "root:x:0:0" not in pg.content()
+    for path in ("/report/..%2F..%2Fetc%2Fpasswd", "/report/%2e%2e/%2e%2e/etc/passwd", "/report/link",
+                 "/report/..%5C..%5Cetc"):
+        r = pg.request.get(base + path)
+        # refused, or (when the client itself normalises %2e%2e away) the dashboard's own page: never the file
+        assert r.status in (403, 404) or (r.status == 200 and "credsim dashboard" in r.text()), path
+        assert "root:x:0:0" not in r.text() and "Traceback" not in r.text()
