@@ -49,13 +49,13 @@ def _with(section_path: list[str], value: Any) -> str:
 # (case id, file text, key path the message must name (None: wherever the expansion stopped), words it must contain)
 ATTACKS: list[tuple[str, str, str | None, str]] = [
     ("population 1e308", _yaml(population__size=1e308), "population.size", "1e+308"),
-    ("population NaN", _yaml(population__size=float("nan")), "population.size", "finite"),
+    ("population NaN", _yaml(population__size=float("nan")), "population.size", "valid integer"),
     ("population negative", _yaml(population__size=-5), "population.size", "greater than or equal to 1"),
     ("population fractional", _yaml(population__size=2.5), "population.size", "integer"),
     ("population 3e9", _yaml(population__size=3_000_000_000), "population.size", "less than or equal"),
     ("days huge", _yaml(run__days=10**12), "run.days", "less than or equal to 36500"),
     ("days zero", _yaml(run__days=0), "run.days", "greater than or equal to 1"),
-    ("days inf", _yaml(run__days=float("inf")), "run.days", "finite"),
+    ("days inf", _yaml(run__days=float("inf")), "run.days", "valid integer"),
     ("seed negative", _yaml(run__seed=-1), "run.seed", "greater than or equal to 0"),
     ("seed 2**64", _yaml(run__seed=2**64), "run.seed", "less than or equal"),
     ("trace negative", _yaml(run__trace=-1), "run.trace", "greater than or equal to 0"),

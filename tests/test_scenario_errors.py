@@ -65,6 +65,8 @@ CASES = [
     ("wrong kind name", {"behaviours__traffic.violation__kind": "crime"}, "behaviours.traffic.violation.kind",
      "'infraction'"),
     ("bad sharing name", {"sharing": ["cameras", "satellites"]}, "sharing[1]", "a sensor"),
+    ("boolean where a count is meant", {"population__size": True}, "population.size", "valid integer"),
+    ("text where a count is meant", {"run__days": "12"}, "run.days", "valid integer"),
 ]
 
 

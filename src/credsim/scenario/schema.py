@@ -31,7 +31,7 @@ ASSOCIATION_DOMAIN = "association"
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Multiplier = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
 Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e9, le=1e9)]
-Days = Annotated[int, Field(ge=1, le=36_500)]
+Days = Annotated[int, Field(strict=True, ge=1, le=36_500)]
 Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")]
 DottedName = Annotated[
     str, Field(min_length=3, max_length=120, pattern=r"^[a-z][a-z0-9_]*\.[a-z0-9_.\-]+$")
@@ -55,7 +55,7 @@ class Trait(Strict):
 
 
 class Population(Strict):
-    size: Annotated[int, Field(ge=1, le=2_000_000_000)]
+    size: Annotated[int, Field(strict=True, ge=1, le=2_000_000_000)]
     groups: dict[Name, dict[Name, Probability]]
     traits: dict[Name, Trait] = {}
 
@@ -74,7 +74,7 @@ class Population(Strict):
 
 
 class Graph(Strict):
-    contacts: Annotated[int, Field(ge=0, le=1000)] = 0
+    contacts: Annotated[int, Field(strict=True, ge=0, le=1000)] = 0
     homophily: dict[Name, Probability] = {}
 
     @field_validator("homophily")
@@ -88,7 +88,7 @@ class Graph(Strict):
 class Step(Strict):
     """From ``from_day`` on (until the next step), the behaviour's rate is multiplied by ``multiplier``."""
 
-    from_day: Annotated[int, Field(ge=0, le=36_500)]
+    from_day: Annotated[int, Field(strict=True, ge=0, le=36_500)]
     multiplier: Probability
 
 
@@ -126,7 +126,7 @@ class Sensor(Strict):
     coverage_by: GroupTable = {}
     detection: Probability = 1.0
     false_rate: Probability = 0.0
-    delay_days: Annotated[int, Field(ge=0, le=365)] = 0
+    delay_days: Annotated[int, Field(strict=True, ge=0, le=365)] = 0
     surveillance: GroupTable = {}
 
 
@@ -226,9 +226,9 @@ class Scoring(Strict):
 
 class ListEntry(Strict):
     records: list[DottedName] | None = None
-    count: Annotated[int, Field(ge=1, le=10_000)] = 1
+    count: Annotated[int, Field(strict=True, ge=1, le=10_000)] = 1
     window_days: Days = 365
-    grace_days: Annotated[int, Field(ge=0, le=3650)] = 0
+    grace_days: Annotated[int, Field(strict=True, ge=0, le=3650)] = 0
     grades: list[Name] | None = None
 
     @model_validator(mode="after")
@@ -283,9 +283,9 @@ class Response(Strict):
 
 class RunSpec(Strict):
     days: Days = 365
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
-    trace: Annotated[int, Field(ge=0, le=100_000)] = 100
-    trace_ids: list[Annotated[int, Field(ge=0)]] = []
+    seed: Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)] = 0
+    trace: Annotated[int, Field(strict=True, ge=0, le=100_000)] = 100
+    trace_ids: list[Annotated[int, Field(strict=True, ge=0)]] = []
 
 
 class Scenario(Strict):
