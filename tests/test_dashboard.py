@@ -170,3 +170,26 @@ def test_cli_refuses_remote_bind_and_bad_scenarios(tmp_path: Path) -> None:
     bad.write_text("name: x\npopulation: {size: -1}\n")
     r = CliRunner().invoke(app, ["dashboard", str(bad), "--runs-root", str(tmp_path)])
     assert r.exit_code == 2 and "population.size" in r.output
+
+
+def test_runs_are_read_without_their_own_catalog(tmp_path: Path) -> None:
+    """A stranger's results.duckdb could define views over any local file; the dashboard never uses it."""
+    import duckdb
+
+    root = tmp_path / "runs"
+    credsim.run("city-points", population=1000, days=10, seed=2, out=root / "r")
+    honest = Dashboard(root).runner.result("r")["first"]["scalars"]
+    secret = tmp_path / "secret.csv"
+    secret.write_text("citizen,n_denied\n1,999999\n")
+    (root / "r" / "results.duckdb").unlink()
+    con = duckdb.connect(str(root / "r" / "results.duckdb"))
+    con.execute(f"CREATE VIEW citizens AS SELECT * FROM read_csv('{secret}')")
+    con.execute(f"CREATE VIEW metrics AS SELECT * FROM read_csv('{secret}')")
+    con.close()
+    again = Dashboard(root).runner.result("r")["first"]["scalars"]
+    assert again == honest
+    # an audit.json whose pairs point outside the runs root is refused, not followed
+    (root / "a").mkdir()
+    (root / "a" / "audit.json").write_text(json.dumps({"meta": {"pairs": [["../../elsewhere", None]]}}))
+    with pytest.raises(security.PathRefused):
+        Dashboard(root).runner.run_dirs("a")

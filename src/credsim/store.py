@@ -17,6 +17,9 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -142,10 +145,34 @@ def require_complete(run_dir: str | Path) -> None:
         raise RunIncomplete(f"{run_dir} is not a complete run (status {status}{why}){hint}")
 
 
+# -- issue 8 (dashboard): inside ``served_from(root)``, runs are opened with credsim.security.safe_connect
+# (views built in memory over the run's own Parquet files), never through the run's own results.duckdb,
+# which a stranger could have written to read other files (SECURITY.md, "Rules for servers").
+_SERVED_ROOT: ContextVar[Path | None] = ContextVar("credsim_served_root", default=None)
+
+
+@contextmanager
+def served_from(root: str | Path) -> Iterator[None]:
+    """Within this block (this thread/context), :func:`connect` only opens runs under ``root``, locked down."""
+    token = _SERVED_ROOT.set(Path(root).resolve())
+    try:
+        yield
+    finally:
+        _SERVED_ROOT.reset(token)
+# -- end issue 8
+
+
 def connect(run_dir: str | Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection to a run's catalog, with its relative paths resolved (complete runs only)."""
     run_dir = Path(run_dir).resolve()
     require_complete(run_dir)
+    root = _SERVED_ROOT.get()
+    if root is not None:  # issue 8: a server's run, opened locked down (see served_from)
+        from credsim import security
+
+        if not run_dir.is_relative_to(root):
+            raise security.PathRefused(f"{run_dir} is outside the served runs folder {root}")
+        return security.safe_connect(root, run_dir.relative_to(root).as_posix())
     con = duckdb.connect(str(run_dir / "results.duckdb"), read_only=read_only)
     con.execute(f"SET file_search_path='{_q(run_dir)}'")
     return con

@@ -37,7 +37,7 @@ from credsim.dashboard.runs import Runner
 from credsim.memory import MemoryRefused
 from credsim.scenario.load import Problem, ScenarioError, builtin_names, dump_yaml, load_scenario
 from credsim.scenario.schema import Scenario
-from credsim.store import connect
+from credsim.store import served_from
 
 log = logging.getLogger("credsim.dashboard")
 
@@ -509,7 +509,10 @@ class Dashboard:
             return [], None
 
         def ok() -> tuple[Any, ...]:
-            run = self._system_run(name)
+            with served_from(self.runner.root):
+                return suggest(self._system_run(name))
+
+        def suggest(run: Path) -> tuple[Any, ...]:
             opts: list[dict[str, Any]] = []
             seen: set[int] = set()
             for kind, label in (("wrongful", "wrongfully denied"), ("denied", "denied"),
@@ -519,7 +522,7 @@ class Dashboard:
                     if c not in seen:
                         seen.add(c)
                         opts.append({"label": f"{c}: {label}", "value": c})
-            con = connect(run)
+            con = security.safe_connect(self.runner.root, run.relative_to(self.runner.root).as_posix())
             try:
                 rows = con.execute("SELECT citizen FROM citizens WHERE traced AND n_records_true + n_records_false "
                                    "> 0 ORDER BY n_records_false DESC, citizen LIMIT 8").fetchall()
@@ -540,7 +543,8 @@ class Dashboard:
             if not text.isdigit() or len(text) > 12:
                 return None, (f"a citizen id is a whole number of at least 0 (got {text[:40]!r}); "
                               "pick one from the suggestions")
-            ex = explain(self._system_run(name), int(text))
+            with served_from(self.runner.root):
+                ex = explain(self._system_run(name), int(text))
             return views.explain_view(ex), ""
         return self._guard(ok, lambda m: (None, m))
 

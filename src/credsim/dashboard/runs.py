@@ -14,7 +14,10 @@ system's effect. The counterfactual does not depend on most policy knobs, so bas
 are kept in ``<runs root>/.dashboard-cache/<scenario hash>`` and copied, not re-run, when the
 same one is needed again (the hash covers everything that determines the run).
 
-Every user-supplied run name goes through :mod:`credsim.security` before a file is read.
+Every user-supplied run name goes through :mod:`credsim.security` before a file is read, and
+runs are read inside :func:`credsim.store.served_from`, so their DuckDB views are built in
+memory over their own Parquet files (``security.safe_connect``), never from a stranger's
+``results.duckdb``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from credsim.audit.paired import assemble, counterfactual
 from credsim.memory import MemoryRefused
 from credsim.scenario.load import ScenarioError, dump_yaml, scenario_hash
 from credsim.scenario.schema import Scenario
+from credsim.store import served_from
 
 CACHE_DIR = ".dashboard-cache"
 MAX_LISTED = 500
@@ -140,7 +144,8 @@ class Runner:
                 shutil.rmtree(tmp, ignore_errors=True)
         job.done = job.total
         job.phase = "computing the audit figures"
-        result = assemble([(sys_dir, base_dir)], root=out)
+        with served_from(self.root):
+            result = assemble([(sys_dir, base_dir)], root=out)
         result["meta"].update({"against": "baseline", "dashboard_changes": changes,
                                "wall_s": round(time.perf_counter() - job.started, 2)})
         (out / "audit.json").write_text(json.dumps(result, indent=1, default=_json_default))
@@ -219,7 +224,8 @@ class Runner:
         if key in self._results:
             self._results.move_to_end(key)
             return self._results[key]
-        res = load_result(d)
+        with served_from(self.root):
+            res = load_result(d)
         self._results[key] = res
         while len(self._results) > 16:
             self._results.popitem(last=False)
@@ -232,7 +238,8 @@ class Runner:
             return None
         key = (str(base), (base / "manifest.json").stat().st_mtime)
         if key not in self._results:
-            self._results[key] = assemble([(base, None)])
+            with served_from(self.root):
+                self._results[key] = assemble([(base, None)])
         return self._results[key]
 
     def report_html(self, name: object) -> str:
