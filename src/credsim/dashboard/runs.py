@@ -46,6 +46,7 @@ from credsim.store import served_from
 CACHE_DIR = ".dashboard-cache"
 MAX_LISTED = 500
 MAX_DEPTH = 4
+MAX_JOBS = 50  # finished jobs remembered for the page's polling
 
 
 @dataclass
@@ -99,6 +100,8 @@ class Runner:
                 name = f"{scen.name}-s{scen.run.seed}-{stamp}-{k}"
             job = Job(uuid.uuid4().hex, scen, self.root / name, name, total=2 * scen.run.days)
             self.jobs[job.id] = job
+            for old in [j for j in self.jobs if self.jobs[j].finished][:-MAX_JOBS]:  # forget old finished runs
+                del self.jobs[old]
             self._busy = job
         threading.Thread(target=self._work, args=(job, changes), daemon=True, name=f"credsim-{name}").start()
         return job
@@ -221,15 +224,21 @@ class Runner:
         d = self.resolve(name)
         marker = d / "audit.json" if (d / "audit.json").is_file() else d / "manifest.json"
         key = (str(d), marker.stat().st_mtime)
-        if key in self._results:
-            self._results.move_to_end(key)
-            return self._results[key]
+        with self._lock:
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key]
         with served_from(self.root):
             res = load_result(d)
-        self._results[key] = res
-        while len(self._results) > 16:
-            self._results.popitem(last=False)
+        self._keep(key, res)
         return res
+
+    def _keep(self, key: tuple[str, float], res: dict[str, Any]) -> None:
+        """Cache a result (the request threads share this cache: guarded by the lock)."""
+        with self._lock:
+            self._results[key] = res
+            while len(self._results) > 16:
+                self._results.popitem(last=False)
 
     def baseline_result(self, name: object) -> dict[str, Any] | None:
         """The counterfactual run of a named audit directory on its own (for side-by-side charts)."""
@@ -237,10 +246,14 @@ class Runner:
         if base is None:
             return None
         key = (str(base), (base / "manifest.json").stat().st_mtime)
-        if key not in self._results:
-            with served_from(self.root):
-                self._results[key] = assemble([(base, None)])
-        return self._results[key]
+        with self._lock:
+            hit = self._results.get(key)
+        if hit is not None:
+            return hit
+        with served_from(self.root):
+            res = assemble([(base, None)])
+        self._keep(key, res)
+        return res
 
     def report_html(self, name: object) -> str:
         """The report page of a named directory (its report.html, or rendered now)."""
@@ -253,5 +266,4 @@ class Runner:
         return report_html(self.result(name))
 
     def _remember(self, out: Path, result: dict[str, Any]) -> None:
-        key = (str(out.resolve()), (out / "audit.json").stat().st_mtime)
-        self._results[key] = result
+        self._keep((str(out.resolve()), (out / "audit.json").stat().st_mtime), result)
