@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,21 @@ def single(scen: credsim.Scenario, tmp_path_factory: pytest.TempPathFactory) -> 
 def same_bytes(a: Path, b: Path) -> None:
     for f in OUTPUTS:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f"{f} differs between {a.name} and {b.name}"
+
+
+def kill(ray: Any, actor: Any) -> None:
+    """Kill a shard's worker and wait until it is really gone (``ray.kill`` is asynchronous)."""
+    ray.kill(actor)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.pid.remote(), timeout=10)
+        except ray.exceptions.RayActorError:
+            return
+        except ray.exceptions.GetTimeoutError:
+            continue
+        time.sleep(0.05)
+    raise AssertionError("the killed actor still answers after 60 s")
 
 
 def test_boundaries_are_chunk_aligned() -> None:
@@ -64,10 +80,7 @@ def test_killed_worker_recovers_from_checkpoint(ray_cluster: Any, scen: credsim.
 
     def kill_once(day: int, backend: Any) -> None:
         if day == 16 and not killed:
-            actor = backend.actors[1]
-            ray_cluster.kill(actor)
-            with pytest.raises(ray_cluster.exceptions.RayActorError):  # dead before the run goes on
-                ray_cluster.get(actor.pid.remote(), timeout=60)
+            kill(ray_cluster, backend.actors[1])
             killed.append(day)
 
     out, stats = run_sharded(scen, tmp_path / "recovered", 2, ray=True, num_cpus=0.5, checkpoint_every=10,
@@ -78,13 +91,10 @@ def test_killed_worker_recovers_from_checkpoint(ray_cluster: Any, scen: credsim.
 
 def test_killed_worker_without_checkpoint_fails_clearly(ray_cluster: Any, scen: credsim.Scenario,
                                                         tmp_path: Path) -> None:
-    def kill(day: int, backend: Any) -> None:
+    def kill_at_3(day: int, backend: Any) -> None:
         if day == 3:
-            actor = backend.actors[0]
-            ray_cluster.kill(actor)
-            with pytest.raises(ray_cluster.exceptions.RayActorError):
-                ray_cluster.get(actor.pid.remote(), timeout=60)
+            kill(ray_cluster, backend.actors[0])
 
     with pytest.raises(ShardFailure, match="worker died on day 4.*no checkpoints"):
-        run_sharded(scen, tmp_path / "lost", 2, ray=True, num_cpus=0.5, days=8, on_day=kill)
+        run_sharded(scen, tmp_path / "lost", 2, ray=True, num_cpus=0.5, days=8, on_day=kill_at_3)
     assert not (tmp_path / "lost").exists(), "nothing is half-written"
