@@ -116,9 +116,10 @@ def test_calibrated_court_defaulters_lands_within_ten_percent_of_each_target() -
     published figures scaled by N / 1.4bn.
 
     Noise: the smallest scaled target is 2.46M / 2,800 = 879 new listings in 2024, Poisson
-    sd ~3.4%; the flight-block counts are larger (1,342 to 6,236). The fit itself was made on
-    this seed, so this run reproduces the fit exactly; its parameters carry that ~3% sampling
-    error, well inside the 10% tolerance.
+    sd ~3.4%; the flight-block counts are larger (1,342 to 6,236). The parameters were fitted
+    at N = 200,000 with the same seed (sd ~5.3% on the smallest target), so 300,000 of these
+    citizens are new to the fit: the expected deviation is ~4% on the smallest target, and
+    the run (deterministic for this seed) lands within 5% everywhere, inside the 10% tolerance.
     """
     tf = load_targets(TARGETS)
     ev = evaluate(load_scenario("court-defaulters"), tf)
