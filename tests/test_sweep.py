@@ -146,3 +146,24 @@ def test_headline_disparity_is_a_rate_ratio(done: tuple[Path, dict[str, Any]]) -
     rates = [d / p for _g, d, p in rows]
     if min(rates) > 0:
         assert h["disparate_impact"] == pytest.approx(max(rates) / min(rates))
+
+
+def test_cli_sweep_and_clear_errors(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from credsim.cli import app
+
+    scen = tmp_path / "scen.yaml"
+    scen.write_text(yaml.safe_dump(scenario()))
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(yaml.safe_dump({"base": {"run.days": 10}, "baseline": False, "parameters": {
+        "default_rate": {"path": "behaviours[court.default].rate", "values": [0.002, 0.004]}}}))
+    res = CliRunner().invoke(app, ["sweep", str(scen), str(spec), "--out", str(tmp_path / "o"), "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    con = connect(tmp_path / "o")
+    assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 2  # type: ignore[index]
+    con.close()
+    spec.write_text("parameters:\n  x:\n    path: run.dayz\n    values: [1]\n")
+    res = CliRunner().invoke(app, ["sweep", str(scen), str(spec), "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 2 and "parameters.x.path" in res.output and "dayz" in res.output
