@@ -164,6 +164,8 @@ class Shard:
         self.loop: Loop = loop
         self._restrict()
         self._slim()
+        model = scen.scoring.model
+        self.needs_listed = model is not None and any(f.contacts_listed for f in model.features.values())
         self.cur: _Day | None = None
         self.sent = 0  # bytes sent to other shards (exchange volume)
         self.sent_kind: dict[str, int] = {}  # rows sent to other shards, by message kind
@@ -304,14 +306,17 @@ class Shard:
                 nb, _o = _neighbours(ecit[sel], g.indptr, g.indices, g.active)
                 cur.n_assoc += int(nb.shape[0])
                 self._route(box, "assoc", nb, np.full(nb.shape[0], int(li) * 2 + m, np.int64))
-        # today's list changes, for every shard's view of its citizens' contacts
-        if ecit.shape[0]:
+        # today's list changes, to the shards holding a contact (only a model feature reads them);
+        # a tie cut later is never read again, so a stale flag behind it does not matter
+        if ecit.shape[0] and self.needs_listed:
             rows = np.stack([ecit, emode, elist, edir]).astype(np.int64)
-            for d in range(len(self.cuts) - 1):
-                if d != self.index:
-                    box.setdefault(d, {}).setdefault("listed", []).append(rows)
-                    self.sent += int(rows.nbytes)
-                    self.sent_kind["listed"] = self.sent_kind.get("listed", 0) + int(rows.shape[1])
+            nb, origin = _neighbours(classify_mod.unique_sorted(ecit), g.indptr, g.indices, g.active)
+            dest = self.owner(nb)
+            for d in np.unique(dest[dest != self.index]).tolist():
+                sel = rows[:, np.isin(ecit, origin[dest == d])]
+                box.setdefault(int(d), {}).setdefault("listed", []).append(sel)
+                self.sent += int(sel.nbytes)
+                self.sent_kind["listed"] = self.sent_kind.get("listed", 0) + int(sel.shape[1])
         lp._t("respond", t)
         return box
 
