@@ -18,7 +18,7 @@ shard). Messages, all sparse, addressed to the owner of the citizen concerned:
 - ``cut``: ties ``(contact, listed citizen)`` cut by the listed citizen's shard;
 - ``resp``: contacts of a newly listed citizen whose response starts today;
 - ``assoc``: association records for contacts of a newly listed citizen (filed tomorrow);
-- ``listed``: today's list entries and exits, broadcast, so a shard knows its citizens'
+- ``listed``: today's list entries and exits, to the shards holding a contact, so a shard knows its citizens'
   contacts' list status (the model-score feature "share of contacts on a list").
 
 Layout note (a prototype's honest limit): a shard keeps global citizen indexing, so the
