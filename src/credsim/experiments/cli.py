@@ -26,7 +26,8 @@ def _progress(total: int):  # type: ignore[no-untyped-def]
 
     def done(task, wall: float) -> None:  # type: ignore[no-untyped-def]
         count["n"] += 1
-        console.print(f"[{count['n']}/{total}] {task.run_id} ({task.kind}) {wall:.1f} s")
+        of = f"/{total}" if total else ""
+        console.print(f"[{count['n']}{of}] {task.run_id} ({task.kind}) {wall:.1f} s")
 
     return done
 
