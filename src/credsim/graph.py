@@ -35,7 +35,9 @@ class Graph:
 
     @staticmethod
     def empty(n: int) -> Graph:
-        return Graph(np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8))
+        # every row is empty: a read-only zero-stride view costs no memory even at 100M citizens
+        indptr = np.broadcast_to(np.zeros(1, dtype=np.int64), (n + 1,))
+        return Graph(indptr, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8))
 
 
 @njit(parallel=True, cache=True)

@@ -95,9 +95,9 @@ def estimate_memory(scen: Scenario) -> Estimate:
     n, days = scen.population.size, scen.run.days
     m = scen.graph.contacts // 2
     edges = 2 * n * m
-    graph = 8 * (n + 1) + 5 * edges
+    graph = (8 * (n + 1) + 5 * edges) if m else 0
     # building: the stub targets (int32) and the unsorted rows live together for a moment
-    graph_build = 4 * n * m + 8 * n * len(scen.graph.homophily)
+    graph_build = (4 * n * m + 8 * n * len(scen.graph.homophily)) if m else 0
     records = int(n * _live_item_days(scen, plan) * LIVE_ITEM_BYTES)
     slots = sum(len(v) for v in scen.population.groups.values()) + 1
     metrics = days * slots * 8 * (40 + 8 * len(plan.beh) + 6 * len(plan.lists) + 2 * len(plan.grades))
