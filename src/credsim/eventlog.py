@@ -40,61 +40,81 @@ from credsim.state import State
 COLUMNS = ("day", "citizen", "kind", "item", "view", "value", "prev", "sanction", "cross", "gravity", "assoc")
 
 
+KINDS = ("list", "grade", "denial")
+VIEWS = ("official", "shadow", "both")
+
+
 class EventLog:
-    """Collects today's status changes (called once per day by the engine's loop)."""
+    """Collects today's status changes (called once per day by the engine's loop).
+
+    Rows are kept as small integer codes and 32-bit numbers (about 40 bytes a row: tens of
+    millions of rows at 10M citizens) and turned into dictionary-encoded strings on output."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.parts: list[dict[str, np.ndarray]] = []
+        # one string table for every item: grades, then lists, then behaviours
+        self.items = list(plan.grades) + list(plan.lists) + list(plan.beh)
+        self.sanctions = list(plan.sanctions) + [""]
 
-    def _add(self, day: int, cit: np.ndarray, kind: str, item: np.ndarray, view: np.ndarray,
+    def _add(self, day: int, cit: np.ndarray, kind: int, item: np.ndarray, view: np.ndarray,
              value: np.ndarray, prev: np.ndarray, sanction: np.ndarray | None = None,
              cross: np.ndarray | None = None, gravity: np.ndarray | None = None,
              assoc: np.ndarray | None = None) -> None:
         k = cit.shape[0]
         if k == 0:
             return
-        nan = np.full(k, np.nan)
         self.parts.append({
-            "day": np.full(k, day, np.int32), "citizen": cit.astype(np.int64),
-            "kind": np.full(k, kind, dtype=object), "item": item.astype(object), "view": view.astype(object),
-            "value": value.astype(np.float64), "prev": prev.astype(np.float64),
-            "sanction": np.full(k, "", dtype=object) if sanction is None else sanction.astype(object),
-            "cross": nan if cross is None else cross.astype(np.float64),
-            "gravity": nan if gravity is None else gravity.astype(np.float64),
+            "day": np.full(k, day, np.int32), "citizen": cit.astype(np.int32),
+            "kind": np.full(k, kind, np.int8), "item": item.astype(np.int16), "view": view.astype(np.int8),
+            "value": value.astype(np.float64), "prev": prev.astype(np.float32),
+            "sanction": (np.full(k, len(self.sanctions) - 1, np.int16) if sanction is None
+                         else sanction.astype(np.int16)),
+            "cross": np.full(k, np.nan) if cross is None else cross.astype(np.float64),
+            "gravity": np.full(k, np.nan, np.float32) if gravity is None else gravity.astype(np.float32),
             "assoc": np.zeros(k, np.int8) if assoc is None else assoc.astype(np.int8),
         })
 
     def add(self, day: int, st: State, grades: tuple[np.ndarray, ...], lists: tuple[np.ndarray, ...],
             out: dict[str, np.ndarray]) -> None:
         p = self.plan
-        views = np.array(["official", "shadow"], dtype=object)
+        G, L = len(p.grades), len(p.lists)
         gc, gm, gold, gnew = grades
         if gc.shape[0] and p.grades:
-            self._add(day, gc, "grade", np.array(p.grades, dtype=object)[gnew], views[gm], gnew, gold)
+            self._add(day, gc, 1, gnew, gm, gnew, gold)
         ec, em, el, ed, es = lists
         if ec.shape[0]:
-            self._add(day, ec, "list", np.array(p.lists, dtype=object)[el], views[em], ed, es)
+            self._add(day, ec, 0, G + el, em, ed, es)
         den = out["den"]
         sel = np.flatnonzero((den[:, 0] == 1) | (den[:, 1] == 1)) if den.shape[0] else np.zeros(0, np.int64)
         if sel.shape[0]:
             cit, d = out["cit"][sel], den[sel]
-            view = np.where((d[:, 0] == 1) & (d[:, 1] == 1), "both", np.where(d[:, 0] == 1, "official", "shadow"))
+            view = np.where((d[:, 0] == 1) & (d[:, 1] == 1), 2, np.where(d[:, 0] == 1, 0, 1))
             first = out["first"][sel]
-            names = np.array(list(p.sanctions) + [""], dtype=object)[np.where(first >= 0, first, len(p.sanctions))]
+            names = np.where(first >= 0, first, len(p.sanctions))
             sev = np.where(first >= 0, p.san_severity[np.maximum(first, 0)] if len(p.sanctions) else 0.0, np.nan)
             gravity = st.neg_by_domain[:, cit].sum(axis=0) if st.neg_by_domain.shape[0] else np.zeros(cit.shape[0])
-            self._add(day, cit, "denial", np.array(p.beh, dtype=object)[out["beh"][sel]], view, sev,
+            self._add(day, cit, 2, G + L + out["beh"][sel], view, sev,
                       np.full(cit.shape[0], np.nan), names, out["cross"][sel], gravity, out["assoc_only"][sel])
 
     def to_arrow(self) -> pa.Table:
-        types = {"day": pa.int32(), "citizen": pa.int64(), "value": pa.float64(), "prev": pa.float64(),
-                 "cross": pa.float64(), "gravity": pa.float64(), "assoc": pa.int8()}
-        cols: dict[str, pa.Array] = {}
-        for c in COLUMNS:
-            vals = np.concatenate([part[c] for part in self.parts]) if self.parts else np.zeros(0, dtype=object)
-            if c in types:
-                cols[c] = pa.array(vals.astype(types[c].to_pandas_dtype()) if self.parts else [], types[c])
-            else:
-                cols[c] = pa.array(vals, pa.string()).dictionary_encode()
-        return pa.table(cols)
+        def col(c: str, dtype: type) -> np.ndarray:
+            return np.concatenate([part[c] for part in self.parts]).astype(dtype) if self.parts \
+                else np.zeros(0, dtype=dtype)
+
+        def coded(c: str, table: list[str] | tuple[str, ...]) -> pa.Array:
+            return pa.DictionaryArray.from_arrays(pa.array(col(c, np.int32)), pa.array(list(table), pa.string()))
+
+        return pa.table({
+            "day": pa.array(col("day", np.int32)),
+            "citizen": pa.array(col("citizen", np.int64)),
+            "kind": coded("kind", KINDS),
+            "item": coded("item", self.items),
+            "view": coded("view", VIEWS),
+            "value": pa.array(col("value", np.float64)),
+            "prev": pa.array(col("prev", np.float64)),
+            "sanction": coded("sanction", self.sanctions),
+            "cross": pa.array(col("cross", np.float64)),
+            "gravity": pa.array(col("gravity", np.float64)),
+            "assoc": pa.array(col("assoc", np.int8)),
+        })
