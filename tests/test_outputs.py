@@ -135,3 +135,14 @@ def test_set_override_from_cli(tmp_path: Path) -> None:
 def test_run_without_traced_citizens(tmp_path: Path) -> None:
     run = credsim.run(population=500, days=3, out=tmp_path / "r", overrides={"run.trace": 0})
     assert run.traces().num_rows == 0
+
+
+def test_scenario_without_sensors_runs(tmp_path: Path) -> None:
+    """No sensor: nothing is ever recorded, so nobody is scored, listed or sanctioned."""
+    from .conftest import tiny
+
+    run = credsim.run(tiny(sensors=None), out=tmp_path / "r", days=10)
+    cit = run.citizens()
+    assert cit.column("n_events").to_numpy().sum() > 0
+    assert cit.column("n_records_true").to_numpy().sum() == 0
+    assert cit.column("n_denied").to_numpy().sum() == 0

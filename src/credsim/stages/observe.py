@@ -95,7 +95,7 @@ class Observer:
         # assemble records: official true, shadow true (merged when delays agree), false
         in_scope = p.beh_in_scope[beh]
         has_off = filer >= 0
-        off_delay = np.where(has_off, p.sen_delay[np.maximum(filer, 0)], -1)
+        off_delay = np.where(has_off, p.sen_delay[np.maximum(filer, 0)], -1) if S else np.full(filer.shape, -1)
         sh_delay = p.beh_shadow_delay[beh]
         merged = has_off & in_scope & (off_delay == sh_delay)
         only_off = has_off & ~merged
