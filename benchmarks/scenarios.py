@@ -16,6 +16,16 @@ from pathlib import Path
 from typing import Any
 
 
+def peak_rss() -> int:
+    """This process's peak resident set (VmHWM). Unlike ``ru_maxrss``, which Linux carries over
+    from the parent across fork and exec, it starts afresh in a new program."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def measure_one(name: str, n: int, days: int, write: bool = True) -> dict[str, Any]:
     import credsim
     from credsim.engine import simulate
@@ -32,7 +42,7 @@ def measure_one(name: str, n: int, days: int, write: bool = True) -> dict[str, A
         res = simulate(scen)
         timings = res.timings
     wall = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = peak_rss()
     return {"scenario": name, "n": n, "days": days, "wall_s": round(wall, 3),
             "rate": n * days / wall, "peak_rss_bytes": rss, "bytes_per_citizen": rss / n,
             "estimate_bytes": est, "timings_s": {k: round(v, 3) for k, v in timings.items()}}
