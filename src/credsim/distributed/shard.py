@@ -42,14 +42,14 @@ from numba import njit
 from credsim import checkpoint as ckpt
 from credsim.engine import DEFAULT_BLOCK, Loop, prepare
 from credsim.plan import TRIGGERS
-from credsim.rng import day_key, uniform
+from credsim.rng import day_key
 from credsim.sampling import CHUNK
 from credsim.scenario.schema import Scenario
 from credsim.stages import behave as behave_mod
 from credsim.stages import classify as classify_mod
 from credsim.stages import dossier, sanction, score
 from credsim.stages.measure import Metrics
-from credsim.stages.respond import _neighbours
+from credsim.stages.respond import _neighbours, cut_ties
 
 Outbox = dict[int, dict[str, list[np.ndarray]]]  # destination shard -> kind -> arrays
 
@@ -87,37 +87,6 @@ class RangeMetrics(Metrics):
             g = st.grade[mode, self.lo:self.hi]
             for gi, gname in enumerate(grades):
                 self.stock_cells[self.idx[pre + gname]] = self._bins(own[g == gi], None)
-
-
-@njit(cache=True)
-def _cut_logged(src: np.ndarray, key: np.uint64, prob: float, indptr: np.ndarray, indices: np.ndarray,
-                active: np.ndarray, lo: int, hi: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """:func:`credsim.stages.respond._cut` (same draws), also listing cut ties to foreign contacts."""
-    cut = 0
-    tot = 0
-    for j in src:
-        tot += indptr[j + 1] - indptr[j]
-    fi = np.empty(tot, dtype=np.int64)
-    fj = np.empty(tot, dtype=np.int64)
-    k = 0
-    for j in src:
-        for e in range(indptr[j], indptr[j + 1]):
-            if not active[e]:
-                continue
-            i = indices[e]
-            c = (np.uint64(i) << np.uint64(32)) | np.uint64(j)
-            if uniform(key, c) < prob:
-                active[e] = 0
-                cut += 1
-                if lo <= i < hi:
-                    for f in range(indptr[i], indptr[i + 1]):
-                        if indices[f] == j:
-                            active[f] = 0
-                else:  # the other direction lives in i's shard: tell it
-                    fi[k] = i
-                    fj[k] = j
-                    k += 1
-    return cut, fi[:k], fj[:k]
 
 
 @njit(cache=True)
@@ -280,7 +249,7 @@ class Shard:
                 src = ecit[sel]
                 if p.resp_cut[q]:
                     key = day_key(lp.seed, f"cut:{name}", day)
-                    n_cut, fi, fj = _cut_logged(src, key, p.resp_prob[q], g.indptr, g.indices, g.active,
+                    n_cut, fi, fj = cut_ties(src, key, p.resp_prob[q], g.indptr, g.indices, g.active,
                                                 self.lo, self.hi)
                     cur.ties_cut += int(n_cut)
                     self._route(box, "cut", fi, fj)

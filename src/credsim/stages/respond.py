@@ -41,9 +41,20 @@ def _neighbours(src: np.ndarray, indptr: np.ndarray, indices: np.ndarray, active
 
 
 @njit(cache=True)
-def _cut(src: np.ndarray, key: np.uint64, prob: float, indptr: np.ndarray, indices: np.ndarray,
-         active: np.ndarray) -> int:
+def cut_ties(src: np.ndarray, key: np.uint64, prob: float, indptr: np.ndarray, indices: np.ndarray,
+             active: np.ndarray, lo: int, hi: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Each active contact ``i`` of a newly listed ``j`` drops the tie with probability ``prob``.
+
+    Both directions are cleared when ``i`` is in ``[lo, hi)`` (the whole population in one
+    process); otherwise the ``i -> j`` direction belongs to another shard and the pair is
+    returned so that shard can clear it. Returns (ties cut, foreign i, foreign j)."""
     cut = 0
+    tot = 0
+    for j in src:
+        tot += indptr[j + 1] - indptr[j]
+    fi = np.empty(tot, dtype=np.int64)
+    fj = np.empty(tot, dtype=np.int64)
+    k = 0
     for j in src:
         for e in range(indptr[j], indptr[j + 1]):
             if not active[e]:
@@ -52,11 +63,16 @@ def _cut(src: np.ndarray, key: np.uint64, prob: float, indptr: np.ndarray, indic
             c = (np.uint64(i) << np.uint64(32)) | np.uint64(j)
             if uniform(key, c) < prob:
                 active[e] = 0
-                for f in range(indptr[i], indptr[i + 1]):
-                    if indices[f] == j:
-                        active[f] = 0
                 cut += 1
-    return cut
+                if lo <= i < hi:
+                    for f in range(indptr[i], indptr[i + 1]):
+                        if indices[f] == j:
+                            active[f] = 0
+                else:
+                    fi[k] = i
+                    fj[k] = j
+                    k += 1
+    return cut, fi[:k], fj[:k]
 
 
 def respond(plan: Plan, st: State, day: int, seed: int, denied: np.ndarray,
@@ -76,7 +92,7 @@ def respond(plan: Plan, st: State, day: int, seed: int, denied: np.ndarray,
             src = ecit[sel]
             if plan.resp_cut[q]:
                 key = day_key(seed, f"cut:{name}", day)
-                n_cut = _cut(src, key, plan.resp_prob[q], g.indptr, g.indices, g.active)
+                n_cut, _fi, _fj = cut_ties(src, key, plan.resp_prob[q], g.indptr, g.indices, g.active, 0, st.n)
                 out["ties_cut"] = int(out["ties_cut"]) + int(n_cut)  # type: ignore[call-overload]
                 continue
             who, _o = _neighbours(src, g.indptr, g.indices, g.active)
