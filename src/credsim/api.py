@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from credsim import resumable, store
 from credsim.engine import DEFAULT_BLOCK
 from credsim.memory import check_memory
-from credsim.scenario.load import load_scenario
+from credsim.scenario.load import load_scenario, run_overrides
 from credsim.scenario.schema import Scenario
 
 
@@ -82,17 +82,7 @@ def run(
     reached, or on Ctrl-C, :class:`credsim.resumable.RunStopped` is raised after a
     checkpoint is saved (see :mod:`credsim.resumable`).
     """
-    ov = dict(overrides or {})
-    if population is not None:
-        ov["population.size"] = population
-    if days is not None:
-        ov["run.days"] = days
-    if seed is not None:
-        ov["run.seed"] = seed
-    if isinstance(scenario, Scenario):
-        scen = load_scenario(scenario.model_dump(mode="json"), ov) if ov else scenario
-    else:
-        scen = load_scenario(scenario, ov)
+    scen = load_scenario(scenario, run_overrides(overrides, population=population, days=days, seed=seed))
     check_memory(scen, max_memory)
     target = Path(out) if out is not None else default_out(scen, scen.run.seed)
     extra = {"block_size": block_size, "threads": threads}

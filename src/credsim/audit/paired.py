@@ -33,7 +33,7 @@ from typing import Any
 from credsim.api import run as run_api
 from credsim.audit.metrics import run_figures
 from credsim.audit.stats import interval
-from credsim.scenario.load import load_scenario
+from credsim.scenario.load import load_scenario, run_overrides
 from credsim.scenario.schema import Scenario
 from credsim.store import connect
 
@@ -55,12 +55,6 @@ def counterfactual(scen: Scenario) -> Scenario:
     return load_scenario(data)
 
 
-def _resolve(scenario: str | Path | Scenario, overrides: dict[str, Any]) -> Scenario:
-    if isinstance(scenario, Scenario):
-        return load_scenario(scenario.model_dump(mode="json", by_alias=True), overrides) if overrides else scenario
-    return load_scenario(scenario, overrides)
-
-
 def audit(scenario: str | Path | Scenario, *, against: str | Path | None = "baseline", replicates: int = 1,
           population: int | None = None, days: int | None = None, seed: int | None = None,
           out: str | Path | None = None, overrides: dict[str, Any] | None = None, trace: int | None = None,
@@ -69,21 +63,15 @@ def audit(scenario: str | Path | Scenario, *, against: str | Path | None = "base
     """Run the scenario and its counterfactual for ``replicates`` seeds; write audit.json (+ report.html)."""
     if replicates < 1:
         raise ValueError("replicates must be at least 1")
-    ov = dict(overrides or {})
-    if population is not None:
-        ov["population.size"] = population
-    if days is not None:
-        ov["run.days"] = days
-    if trace is not None:
-        ov["run.trace"] = trace
-    scen = _resolve(scenario, ov)
+    ov = run_overrides(overrides, population=population, days=days, trace=trace)
+    scen = load_scenario(scenario, ov)
     base: Scenario | None = None
     if against is not None:
         if str(against) == "baseline":
             base = counterfactual(scen)
         else:
             base_ov = {k: v for k, v in ov.items() if k.split(".")[0] in ("population", "run")}
-            base = _resolve(against, base_ov)
+            base = load_scenario(against, base_ov)
     seed0 = scen.run.seed if seed is None else seed
     out_dir = Path(out) if out is not None else Path("runs") / f"audit-{scen.name}-s{seed0}-k{replicates}"
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:

@@ -19,7 +19,7 @@ from credsim.api import default_out
 from credsim.checkpoint import CheckpointError
 from credsim.distributed.run import ShardFailure, run_sharded
 from credsim.memory import MemoryRefused, check_memory
-from credsim.scenario.load import load_scenario
+from credsim.scenario.load import load_scenario, run_overrides
 from credsim.scenario.schema import Scenario
 
 console = Console(stderr=True)
@@ -29,15 +29,7 @@ def run_sharded_cmd(scen: Scenario, *, shards: int, ray: bool, ray_address: str 
                     days: int | None, seed: int | None, out: Path | None, threads: int | None, block_size: int,
                     max_memory: float | None, overwrite: bool, quiet: bool, checkpoint_every: int | None) -> Path:
     """Run ``scen`` on ``shards`` shards and write the run directory; exit 2 with a message on bad input."""
-    ov: dict[str, object] = {}
-    if population is not None:
-        ov["population.size"] = population
-    if days is not None:
-        ov["run.days"] = days
-    if seed is not None:
-        ov["run.seed"] = seed
-    if ov:
-        scen = load_scenario(scen.model_dump(mode="json"), ov)
+    scen = load_scenario(scen, run_overrides(population=population, days=days, seed=seed))
     target = out if out is not None else default_out(scen, scen.run.seed)
     t0 = time.perf_counter()
     try:

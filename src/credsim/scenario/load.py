@@ -303,11 +303,22 @@ def _line_for(lines: dict[str, int], path: str) -> int | None:
     return None
 
 
+def run_overrides(overrides: dict[str, Any] | None = None, *, population: int | None = None,
+                  days: int | None = None, seed: int | None = None, trace: int | None = None) -> dict[str, Any]:
+    """``overrides`` plus the common run keywords as dotted key paths (``None`` leaves a key alone)."""
+    ov = dict(overrides or {})
+    for key, value in (("population.size", population), ("run.days", days), ("run.seed", seed),
+                       ("run.trace", trace)):
+        if value is not None:
+            ov[key] = value
+    return ov
+
+
 def load_scenario(
-    source: str | Path | dict[str, Any] | None = None,
+    source: str | Path | dict[str, Any] | Scenario | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Scenario:
-    """Load and validate a scenario: a built-in name, a YAML path, or a dict.
+    """Load and validate a scenario: a built-in name, a YAML path, a dict, or a loaded Scenario.
 
     ``overrides`` maps dotted key paths (``population.size``, ``run.seed``) to values and
     is applied before validation, so an override is checked like the file itself.
@@ -315,8 +326,13 @@ def load_scenario(
     if source is None:
         source = "default"
     lines: dict[str, int] = {}
-    if isinstance(source, dict):
-        data: Any = copy.deepcopy(source)
+    if isinstance(source, Scenario):
+        if not overrides:
+            return source
+        data: Any = source.model_dump(mode="json", by_alias=True)
+        file = f"<scenario {source.name}>"
+    elif isinstance(source, dict):
+        data = copy.deepcopy(source)
         file = "<dict>"
     else:
         path = resolve_path(source)
