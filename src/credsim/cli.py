@@ -30,6 +30,14 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:.1f} days/s" if speed else "-- days/s", style="progress.data.speed")
 
 
+def day_progress(quiet: bool) -> Progress:
+    """The progress bar of a run: days done, days/s, elapsed time and ETA (on stderr)."""
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+               TextColumn("day {task.completed:.0f}/{task.total:.0f}"))
+    return Progress(*columns, RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=console, disable=quiet, transient=False)
+
+
 def _parse_set(items: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
@@ -82,10 +90,7 @@ def run(
     n = population or scen.population.size
     total = days or scen.run.days
     t0 = time.perf_counter()
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
-               TextColumn("day {task.completed:.0f}/{task.total:.0f}"))
-    with Progress(*columns, RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                  console=console, disable=quiet, transient=False) as prog:
+    with day_progress(quiet) as prog:
         task = prog.add_task(f"{scen.name} · {n:,} citizens", total=total)
         try:
             result = run_api(scen, out=out, population=population, days=days, seed=seed, threads=threads,

@@ -25,18 +25,14 @@ def resume_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Continue a run from its newest checkpoint; the results equal those of an uninterrupted run."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from credsim.cli import RateColumn, _summary, console
+    from credsim.cli import _summary, day_progress
     from credsim.store import read_manifest
 
     given = any(v is not None for v in (checkpoint_every, max_days, time_budget))
     limits = Limits(checkpoint_every, max_days, time_budget) if given else None
     t0 = time.perf_counter()
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(),
-               TextColumn("day {task.completed:.0f}/{task.total:.0f}"))
-    with Progress(*columns, RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                  console=console, disable=quiet, transient=False) as prog:
+    with day_progress(quiet) as prog:
         task = prog.add_task(f"resuming {run_dir.name}", total=None)
         try:
             resume(run_dir, threads=threads, limits=limits, max_memory=max_memory,
