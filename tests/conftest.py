@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import credsim
+
+# city-points made to produce wrongful sanctions often: false camera matches and a loan ban from grade B
+WRONGFUL_PRONE = {
+    "sensors.traffic_cameras.false_rate": 0.003,
+    "sanctions.low_grade_no_loans.when.grades": ["B", "C", "D"],
+    "sanctions.low_grade_no_loans.attempts": ["finance.loan_application", "travel.hsr_attempt"],
+}
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Small runs: one worker thread (results do not depend on it; parallel overhead would dominate).
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)
 
 
 def tiny(**changes: Any) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -16,28 +15,13 @@ from scipy import stats as sps
 import credsim
 from credsim.audit import audit, counterfactual
 from credsim.audit.stats import gini, interval, kaplan_meier, km_quantile
-from credsim.scenario.load import builtin_dir
 
-# The issue's must-show uses the `integrated` scenario; until it exists, city-points with
-# false camera matches and a loan ban from grade B makes wrongful sanctions common enough.
-HAS_INTEGRATED = (builtin_dir() / "integrated.yaml").exists()
-SCENARIO = "integrated" if HAS_INTEGRATED else "city-points"
-OVERRIDES = {} if HAS_INTEGRATED else {
-    "sensors.traffic_cameras.false_rate": 0.003,
-    "sanctions.low_grade_no_loans.when.grades": ["B", "C", "D"],
-    "sanctions.low_grade_no_loans.attempts": ["finance.loan_application", "travel.hsr_attempt"],
-}
+# the issue's must-show scenario
+SCENARIO = "integrated"
+OVERRIDES: dict[str, object] = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small runs: one worker thread (results do not depend on it; parallel overhead would dominate)."""
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

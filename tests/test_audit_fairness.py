@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,31 +11,20 @@ import credsim
 from credsim.audit import run_figures
 from credsim.audit.fairness import OUTCOMES, citizen_table_sql
 
+from .conftest import WRONGFUL_PRONE
+
 fairlearn_metrics = pytest.importorskip("fairlearn.metrics")
 MetricFrame, selection_rate = fairlearn_metrics.MetricFrame, fairlearn_metrics.selection_rate
 
-OVERRIDES = {
-    "sensors.traffic_cameras.false_rate": 0.003,
-    "sanctions.low_grade_no_loans.when.grades": ["B", "C", "D"],
-    "sanctions.low_grade_no_loans.attempts": ["finance.loan_application", "travel.hsr_attempt"],
-}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small runs: one worker thread (results do not depend on it; parallel overhead would dominate)."""
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fair") / "run"
-    return credsim.run("city-points", population=6000, days=200, seed=5, out=out, overrides=OVERRIDES).dir
+    return credsim.run("city-points", population=6000, days=200, seed=5, out=out, overrides=WRONGFUL_PRONE).dir
 
 
 def _mean(y_true: np.ndarray, y_pred: np.ndarray) -> float:

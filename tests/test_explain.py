@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,23 +11,12 @@ import credsim
 from credsim.audit.explain import explain, find_cases, retrace
 from credsim.cli import app
 
-OVERRIDES = {
-    "sensors.traffic_cameras.false_rate": 0.003,
-    "sanctions.low_grade_no_loans.when.grades": ["B", "C", "D"],
-    "sanctions.low_grade_no_loans.attempts": ["finance.loan_application", "travel.hsr_attempt"],
-    "run.trace": 50,
-}
+from .conftest import WRONGFUL_PRONE
+
+OVERRIDES = {**WRONGFUL_PRONE, "run.trace": 50}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small runs: one worker thread (results do not depend on it; parallel overhead would dominate)."""
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,17 +13,14 @@ from typer.testing import CliRunner
 import credsim
 from credsim.cli import app
 
+from .conftest import WRONGFUL_PRONE
+
 pytest.importorskip("plotly")
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-OVERRIDES = {
-    "sensors.traffic_cameras.false_rate": 0.003,
-    "sanctions.low_grade_no_loans.when.grades": ["B", "C", "D"],
-    "sanctions.low_grade_no_loans.attempts": ["finance.loan_application", "travel.hsr_attempt"],
-}
 
 
 def _tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
@@ -39,21 +35,13 @@ def _tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
     return out
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Small runs: one worker thread (results do not depend on it; parallel overhead would dominate)."""
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("report")
-    a = credsim.run("city-points", population=4000, days=150, seed=2, out=tmp / "a", overrides=OVERRIDES).dir
+    a = credsim.run("city-points", population=4000, days=150, seed=2, out=tmp / "a", overrides=WRONGFUL_PRONE).dir
     b = credsim.run("baseline", population=4000, days=150, seed=2, out=tmp / "b").dir
     return a, b
 
