@@ -76,18 +76,6 @@ class RangeMetrics(Metrics):
         own = np.arange(self.lo, self.hi, dtype=np.int64)
         self.stock_cells[self.idx[name]] = self._bins(own, values[self.lo:self.hi])
 
-    def init_range(self, st: Any, grades: list[str]) -> None:
-        """Starting stocks (population, score sums, grades) of the shard's citizens only."""
-        self.stock_cells[:] = 0
-        own = np.arange(self.lo, self.hi, dtype=np.int64)
-        self.stock_cells[self.idx["population"]] = self._bins(own, None)
-        for mode, name in ((0, "score_sum"), (1, "shadow_score_sum")):
-            self.stock_cells[self.idx[name]] = self._bins(own, st.score[mode, self.lo:self.hi].astype(np.float64))
-        for mode, pre in ((0, "grade."), (1, "shadow_grade.")):
-            g = st.grade[mode, self.lo:self.hi]
-            for gi, gname in enumerate(grades):
-                self.stock_cells[self.idx[pre + gname]] = self._bins(own[g == gi], None)
-
 
 @njit(cache=True)
 def _apply_cuts(ci: np.ndarray, cj: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
@@ -152,7 +140,7 @@ class Shard:
         m.__class__ = RangeMetrics
         assert isinstance(m, RangeMetrics)
         m.lo, m.hi = lo, hi
-        m.init_range(lp.st, lp.plan.grades)
+        m.init_stocks(lp.st, lp.plan.grades, lo, hi)
 
     def _slim(self) -> None:
         """Keep only this shard's part of the columns and graph rows resident.

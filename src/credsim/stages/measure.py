@@ -146,26 +146,29 @@ class Metrics:
         """Recompute a stock from a full per-citizen array (model-score days only)."""
         self.stock_cells[self.idx[name]] = self._bins(np.arange(values.shape[0]), values)
 
-    def init_stocks(self, st: State, grades: list[str]) -> None:
-        """Population, score sums and grade counts at the start (one pass over citizens)."""
-        everyone = np.arange(st.n, dtype=np.int64)
+    def init_stocks(self, st: State, grades: list[str], lo: int = 0, hi: int | None = None) -> None:
+        """Population, score sums and grade counts at the start (one pass over citizens ``[lo, hi)``;
+        a shard passes its own range). Every other stock starts at zero."""
+        hi = st.n if hi is None else hi
+        self.stock_cells[:] = 0
+        everyone = np.arange(lo, hi, dtype=np.int64)
         pop = self._bins(everyone, None)
         self.stock_cells[self.idx["population"]] = pop
         for mode, name in ((0, "score_sum"), (1, "shadow_score_sum")):
-            s = st.score[mode]
-            if st.n and s.min() == s.max():
+            s = st.score[mode, lo:hi]
+            if hi > lo and s.min() == s.max():
                 self.stock_cells[self.idx[name]] = (pop // SCALE) * fixed(float(s[0]))
             else:
                 self.stock_cells[self.idx[name]] = self._bins(everyone, s.astype(np.float64))
         for mode, pre in ((0, "grade."), (1, "shadow_grade.")):
-            g = st.grade[mode]
+            g = st.grade[mode, lo:hi]
             if not grades:
                 continue
-            if st.n and g.min() == g.max():
+            if hi > lo and g.min() == g.max():
                 self.stock_cells[self.idx[pre + grades[int(g[0])]]] = pop
                 continue
             for gi, gname in enumerate(grades):
-                self.stock_cells[self.idx[pre + gname]] = self._bins(np.flatnonzero(g == gi), None)
+                self.stock_cells[self.idx[pre + gname]] = self._bins(lo + np.flatnonzero(g == gi), None)
 
     def add_total(self, day: int, name: str, value: float) -> None:
         """A flow known only in total (the 'all' slot)."""
