@@ -91,8 +91,3 @@ def uniforms_range(key: np.uint64, start: int, stop: int) -> np.ndarray:
     for j in range(stop - start):
         out[j] = uniform(key, np.uint64(start + j))
     return out
-
-
-def pair_counter(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
-    """Counter for a draw that belongs to a pair of citizens (an edge)."""
-    return (np.asarray(a, dtype=np.uint64) << np.uint64(32)) | np.asarray(b, dtype=np.uint64)
