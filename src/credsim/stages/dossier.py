@@ -46,6 +46,7 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
     x_code = np.empty(cap, dtype=np.int32)
     x_amt = np.empty(cap, dtype=np.float32)
     nx = 0
+    no_amt = np.zeros(0, dtype=np.float32)
     ycap = R * 2 * max(L, 1)
     y_day = np.empty(ycap, dtype=np.int64)
     y_cit = np.empty(ycap, dtype=np.int32)
@@ -134,7 +135,7 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
         # a record in both views usually schedules the same items twice: keep one, marked "both"
         if official[r] and shadow[r]:
             nx = _merge_views(vx[0], vx[1], nx, x_day, x_code, x_amt)
-            ny = _merge_views_seq(vy[0], vy[1], ny, y_day, y_code)
+            ny = _merge_views(vy[0], vy[1], ny, y_day, y_code, no_amt)
     return (applied,
             (x_day[:nx], x_cit[:nx], x_code[:nx], x_amt[:nx]),
             (y_day[:ny], y_cit[:ny], y_code[:ny], y_seq[:ny]),
@@ -144,24 +145,16 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
 
 @njit(cache=True)
 def _merge_views(s0: int, s1: int, end: int, day: np.ndarray, code: np.ndarray, amt: np.ndarray) -> int:
-    k = s1 - s0
-    if k == 0 or end - s1 != k:
-        return end
-    for a in range(k):
-        if day[s0 + a] != day[s1 + a] or code[s0 + a] != code[s1 + a] - 1 or amt[s0 + a] != amt[s1 + a]:
-            return end
-    for a in range(k):
-        code[s0 + a] += 2
-    return s1
-
-
-@njit(cache=True)
-def _merge_views_seq(s0: int, s1: int, end: int, day: np.ndarray, code: np.ndarray) -> int:
+    """Items ``[s0, s1)`` (official) and ``[s1, end)`` (shadow) of one record: if they are the same
+    but for the view, keep the first run marked "both" and return the new end. ``amt`` may be
+    empty (list items carry no amount)."""
     k = s1 - s0
     if k == 0 or end - s1 != k:
         return end
     for a in range(k):
         if day[s0 + a] != day[s1 + a] or code[s0 + a] != code[s1 + a] - 1:
+            return end
+        if amt.shape[0] and amt[s0 + a] != amt[s1 + a]:
             return end
     for a in range(k):
         code[s0 + a] += 2
