@@ -11,12 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from credsim.names import KINDS, TRIGGERS
 from credsim.scenario.check import record_types
 from credsim.scenario.schema import ASSOCIATION_DOMAIN, Scenario
-
-KINDS = ("infraction", "good_deed", "speech", "attempt", "cure", "other")
-TRIGGERS = ("own_sanction", "own_listed", "contact_listed")
-OFFICIAL, SHADOW = 0, 1
 
 
 def _group_table(scen: Scenario, table: dict[str, dict[str, float]], dims: list[str], maxv: int) -> np.ndarray:

@@ -21,8 +21,6 @@ from credsim.graph import Graph
 from credsim.plan import Plan
 from credsim.population import Population
 
-OFFICIAL, SHADOW = 0, 1
-
 # per-citizen cumulative counters written to citizens.parquet
 COUNTERS = (
     "events",
