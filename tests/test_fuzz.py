@@ -150,7 +150,7 @@ def test_non_utf8_is_refused(tmp_path: Path) -> None:
 
 
 def test_set_override_values_are_guarded() -> None:
-    from credsim.cli import _parse_set
+    from credsim.cli.common import parse_set as _parse_set
 
     for bad in ("run.days=" + "[" * 10_000, "run.days=!!python/name:os.system", "run.days=[unclosed"):
         with pytest.raises(ScenarioError):

@@ -29,7 +29,6 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pyarrow.compute as pc
-import typer
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -289,52 +288,3 @@ def render_yaml(f: Fit, tf: TargetsFile, targets_file: str) -> str:
     lines.append(f"# {f.evaluations} evaluations; all within {tf.tolerance:.0%}: {f.best.within(tf.tolerance)}")
     body = yaml.safe_dump(scenario_data(f.scenario), sort_keys=False, allow_unicode=True)
     return "\n".join(lines) + "\n" + body
-
-
-def calibrate_cmd(
-    scenario: Annotated[str, typer.Argument(help="built-in name or YAML file")],
-    targets: Annotated[Path, typer.Argument(help="targets YAML (see src/credsim/scenario/targets/)")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the fitted scenario here")] = None,
-    max_evals: Annotated[int, typer.Option(min=1, help="simulation runs at most (about)")] = 60,
-    population: Annotated[int | None, typer.Option("--population", "-n", help="override simulate.population")] = None,
-    threads: Annotated[int | None, typer.Option(help="worker threads (results do not depend on it)")] = None,
-    check: Annotated[bool, typer.Option("--check", help="only evaluate the scenario as it is against the targets")]
-    = False,
-) -> None:
-    """Fit scenario parameters to published targets (scaled to N) and write the fitted scenario."""
-    try:
-        scen = load_scenario(scenario)
-        tf = load_targets(targets)
-        if population is not None:
-            tf.simulate.population = population
-        if check:
-            ev = evaluate(scen, tf, threads=threads)
-            _print(ev, tf)
-            raise typer.Exit(0 if ev.within(tf.tolerance) else 1)
-        res = fit(scen, tf, max_evals=max_evals, threads=threads,
-                  on_eval=lambda e: typer.echo(f"  run {e.seconds:5.1f}s  worst |log ratio| "
-                                               f"{max(abs(math.log(max(r, 1e-9))) for r in e.ratios.values()):.3f}  "
-                                               f"{ {k: f'{v:.4g}' for k, v in e.params.items()} }", err=True))
-    except ScenarioError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    _print(res.best, tf)
-    text = render_yaml(res, tf, str(targets))
-    target = out or Path(f"{res.scenario.name}-calibrated.yaml")
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
-    typer.echo(f"fitted scenario written to {target}")
-    if not res.best.within(tf.tolerance):
-        raise typer.Exit(1)
-
-
-def _print(ev: Evaluation, tf: TargetsFile) -> None:
-    for k, spec in tf.targets.items():
-        r = ev.ratios[k]
-        mark = "ok " if abs(r - 1) <= tf.tolerance else "OFF"
-        typer.echo(f"{mark} {k:32s} simulated {ev.simulated[k]:12,.0f}  target {ev.scaled[k]:12,.1f}"
-                   f"  ratio {r:.3f}  [{spec.source}]")
-    for k, spec in tf.checks.items():
-        typer.echo(f"chk {k:32s} simulated {ev.checked[k]:12,.0f}  figure {ev.check_scaled[k]:12,.1f}"
-                   f"  ratio {ev.checked[k] / ev.check_scaled[k]:.3f}  [{spec.source}] (not fitted)")

@@ -1,4 +1,4 @@
-"""``credsim dashboard [RUN_DIR | SCENARIO]`` (registered in :mod:`credsim.cli`)."""
+"""``credsim dashboard [RUN_DIR | SCENARIO]``: the local policy explorer (needs the dashboard extra)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 
 from credsim import security
+
+app = typer.Typer()
 
 
 def _split_target(target: str | None, runs_root: Path | None) -> tuple[Path, str | None, str | None]:
@@ -27,6 +29,7 @@ def _split_target(target: str | None, runs_root: Path | None) -> tuple[Path, str
     return (root or Path("runs")), target, None
 
 
+@app.command("dashboard")
 def dashboard_cmd(
     target: Annotated[str | None, typer.Argument(help="a run or audit directory to open, or a scenario "
                                                       "(built-in name or YAML file) to start from")] = None,

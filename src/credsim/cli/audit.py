@@ -1,4 +1,4 @@
-"""``credsim audit`` and ``credsim explain`` (registered in :mod:`credsim.cli`)."""
+"""``credsim audit`` and ``credsim explain``: paired runs against a counterfactual, and one citizen's story."""
 
 from __future__ import annotations
 
@@ -9,24 +9,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
+from credsim.cli.common import parse_set
+
+app = typer.Typer()
 out = Console()
 err = Console(stderr=True)
 
 
-def _overrides(items: list[str] | None) -> dict[str, Any]:
-    ov: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"--set expects KEY.PATH=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        ov[k.strip()] = yaml.safe_load(v)
-    return ov
-
-
+@app.command("audit")
 def audit_cmd(
     scenario: Annotated[str, typer.Argument(help="built-in name or YAML file")] = "default",
     against: Annotated[str, typer.Option(help="counterfactual: 'baseline' (the scenario with the system off), "
@@ -53,7 +46,7 @@ def audit_cmd(
 
     try:
         d = audit(scenario, against=None if against == "none" else against, replicates=replicates,
-                  population=population, days=days, seed=seed, out=out_dir, overrides=_overrides(set_),
+                  population=population, days=days, seed=seed, out=out_dir, overrides=parse_set(set_),
                   trace=trace, overwrite=overwrite, on_run=progress, threads=threads)
     except (ScenarioError, MemoryRefused, FileExistsError, ValueError) as exc:
         typer.echo(str(exc), err=True)
@@ -157,6 +150,7 @@ def render(ex: Any, show_all: bool = False, console: Console | None = None) -> N
             c.print("    removing only the false records would not be enough")
 
 
+@app.command("explain")
 def explain_cmd(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
     citizen: Annotated[int | None, typer.Argument(help="citizen id (a traced one)")] = None,
@@ -206,12 +200,3 @@ def explain_cmd(
     else:
         render(ex, show_all)
 
-
-def register(app: typer.Typer) -> None:
-    """Add the audit commands (audit, explain, report, compare) to the ``credsim`` app."""
-    from credsim.report.cli import compare_cmd, report_cmd
-
-    app.command("audit")(audit_cmd)
-    app.command("explain")(explain_cmd)
-    app.command("report")(report_cmd)
-    app.command("compare")(compare_cmd)

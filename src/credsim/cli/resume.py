@@ -9,11 +9,16 @@ from typing import Annotated
 import typer
 
 from credsim.checkpoint import CheckpointError
+from credsim.cli.common import day_progress, fail, summary
 from credsim.memory import MemoryRefused
 from credsim.resumable import Limits, RunStopped, resume
 from credsim.scenario.load import ScenarioError
+from credsim.store import read_manifest
+
+app = typer.Typer()
 
 
+@app.command("resume")
 def resume_cmd(
     run_dir: Annotated[Path, typer.Argument(help="the run directory of an interrupted run")],
     threads: Annotated[int | None, typer.Option(help="worker threads (results do not depend on it)")] = None,
@@ -25,14 +30,11 @@ def resume_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Continue a run from its newest checkpoint; the results equal those of an uninterrupted run."""
-
-    from credsim.cli import _summary, day_progress
-    from credsim.store import read_manifest
-
     given = any(v is not None for v in (checkpoint_every, max_days, time_budget))
     limits = Limits(checkpoint_every, max_days, time_budget) if given else None
     t0 = time.perf_counter()
     with day_progress(quiet) as prog:
+        # the number of days is known only once the manifest is read (on_start): the bar shows "?" until then
         task = prog.add_task(f"resuming {run_dir.name}", total=None)
         try:
             resume(run_dir, threads=threads, limits=limits, max_memory=max_memory,
@@ -40,12 +42,10 @@ def resume_cmd(
                    on_day=lambda d, _n: prog.update(task, completed=d + 1))
         except RunStopped as exc:
             prog.stop()
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(130 if exc.by_signal else 3) from None
+            fail(exc, 130 if exc.by_signal else 3)
         except (CheckpointError, ScenarioError, MemoryRefused) as exc:
             prog.stop()
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from None
+            fail(exc)
     wall = time.perf_counter() - t0
     man = read_manifest(run_dir)
-    _summary(run_dir, float(man.get("timings_s", {}).get("wall", wall)), quiet)
+    summary(run_dir, float(man.get("timings_s", {}).get("wall", wall)), quiet)

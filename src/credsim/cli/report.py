@@ -1,4 +1,4 @@
-"""``credsim report`` and ``credsim compare`` (registered in :mod:`credsim.cli`)."""
+"""``credsim report`` and ``credsim compare``: self-contained HTML pages of runs and audits."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+app = typer.Typer()
 out = Console()
 
 
+@app.command("report")
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="run directory or audit directory")],
     against: Annotated[Path | None, typer.Option(help="a counterfactual run directory with the same seed")] = None,
@@ -32,6 +34,7 @@ def report_cmd(
     out.print(f"report: [bold]{path}[/bold]")
 
 
+@app.command("compare")
 def compare_cmd(
     run_a: Annotated[Path, typer.Argument(help="first run or audit directory")],
     run_b: Annotated[Path, typer.Argument(help="second run or audit directory")],

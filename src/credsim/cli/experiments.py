@@ -1,4 +1,4 @@
-"""``credsim sweep`` and ``credsim sensitivity`` (registered by one line each in ``credsim.cli``)."""
+"""``credsim sweep`` and ``credsim sensitivity``: many runs over a design, one catalog."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.console import Console
 from credsim.experiments.spec import SensitivitySpec, SpecError, SweepSpec, load_spec
 from credsim.scenario.load import ScenarioError, load_scenario
 
+app = typer.Typer()
 console = Console(stderr=True)
 
 ScenarioArg = Annotated[str, typer.Argument(help="built-in name or scenario YAML")]
@@ -32,6 +33,7 @@ def _progress(total: int):  # type: ignore[no-untyped-def]
     return done
 
 
+@app.command("sweep")
 def sweep_cmd(scenario: ScenarioArg, spec_file: SpecArg, out: OutOpt = None, workers: WorkersOpt = 2,
               ray: RayOpt = False, ray_address: AddrOpt = None,
               threads: Annotated[int, typer.Option(min=1, help="threads per run")] = 1) -> None:
@@ -52,6 +54,7 @@ def sweep_cmd(scenario: ScenarioArg, spec_file: SpecArg, out: OutOpt = None, wor
     typer.echo(f"catalog: {res['catalog']}\nreport: {res['report']}")
 
 
+@app.command("sensitivity")
 def sensitivity_cmd(scenario: ScenarioArg, spec_file: SpecArg, out: OutOpt = None, workers: WorkersOpt = 2,
                     ray: RayOpt = False, ray_address: AddrOpt = None,
                     threads: Annotated[int, typer.Option(min=1, help="threads per run")] = 1) -> None:
