@@ -31,6 +31,7 @@ from typing import BinaryIO
 
 import duckdb
 
+from credsim import catalog
 from credsim.scenario.load import MAX_FILE_BYTES, load_scenario
 from credsim.scenario.schema import Scenario
 
@@ -113,32 +114,16 @@ def resolve_run_file(root: str | Path, name: object, filename: object) -> Path:
 
 
 def safe_connect(root: str | Path, name: object) -> duckdb.DuckDBPyConnection:
-    """A locked-down DuckDB connection with the views ``metrics``, ``citizens``, ``traces``, ``events``, ``daily``."""
-    from credsim.store import _daily_view, _q
-
+    """A locked-down DuckDB connection with the views ``metrics``, ``citizens``, ``traces``, ``events``, ``daily``
+    over the named run's own Parquet files (see :mod:`credsim.catalog`)."""
     files = {}
-    for view in ("metrics", "citizens", "traces", "events"):
+    for view, filename in catalog.VIEW_FILES.items():
         try:
-            files[view] = resolve_run_file(root, name, f"{view}.parquet")
+            files[view] = resolve_run_file(root, name, filename)
         except PathRefused:
             if view != "events":
                 raise
-    con = duckdb.connect(":memory:")
-    try:
-        con.execute("SET allowed_paths=[" + ", ".join(f"'{_q(f)}'" for f in files.values()) + "]")
-        con.execute("SET enable_external_access=false")
-        con.execute("SET autoinstall_known_extensions=false")
-        con.execute("SET autoload_known_extensions=false")
-        for view, f in files.items():
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{_q(f)}')")
-        names = [r[0] for r in con.execute("SELECT DISTINCT metric::VARCHAR FROM metrics ORDER BY 1").fetchall()]
-        con.execute("CREATE VIEW daily AS " + _daily_view(names).replace(
-            "read_parquet('metrics.parquet')", f"read_parquet('{_q(files['metrics'])}')"))
-        con.execute("SET lock_configuration=true")
-    except BaseException:
-        con.close()
-        raise
-    return con
+    return catalog.locked_views(files)
 
 
 def check_upload_size(size: int, limit: int = MAX_UPLOAD_BYTES) -> None:

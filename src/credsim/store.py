@@ -5,8 +5,10 @@ every file is complete, so an interrupted write leaves either the previous compl
 result or nothing -- never a half-written run.
 
 ``results.duckdb`` holds *views* over the Parquet files, with paths relative to the run
-directory: open it with :func:`connect` (which points DuckDB at the directory), or
-``cd`` into the directory first when using the DuckDB command line.
+directory, for the DuckDB command line (``cd`` into the directory first). credsim itself
+never opens it to read: :func:`connect` builds the same views in memory over the files the
+manifest lists, able to read those files only (:mod:`credsim.catalog`), so a run directory
+from someone else is safe to query.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,33 +26,18 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
+from credsim import catalog
 from credsim.engine import Result
+from credsim.safeio import MANIFEST_BYTES, read_json_object
 from credsim.scenario.load import scenario_hash
 from credsim.scenario.schema import Scenario
 
 FILES = ("manifest.json", "metrics.parquet", "citizens.parquet", "traces.parquet", "results.duckdb")
 
-VIEWS = {
-    "metrics": "SELECT * FROM read_parquet('metrics.parquet')",
-    "citizens": "SELECT * FROM read_parquet('citizens.parquet')",
-    "traces": "SELECT * FROM read_parquet('traces.parquet')",
-}
-
-
+# what the run's own results.duckdb defines, for the DuckDB command line (paths relative to the run)
+VIEWS = {view: f"SELECT * FROM read_parquet('{name}')" for view, name in catalog.VIEW_FILES.items()
+         if view != "events"}
 EVENTS_VIEW = {"events": "SELECT * FROM read_parquet('events.parquet')"}  # audit event log (eventlog.py)
-
-
-def _daily_view(metric_names: list[str]) -> str:
-    """One row per (day, dimension, group), a column per metric: handy for plots."""
-    values = ", ".join("'" + m.replace("'", "''") + "'" for m in metric_names)
-    return (
-        "PIVOT (SELECT day, dimension, \"group\", metric, value FROM read_parquet('metrics.parquet'))"
-        f" ON metric IN ({values}) USING first(value) GROUP BY day, dimension, \"group\" ORDER BY day"
-    )
-
-
-def _q(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def versions() -> dict[str, str]:
@@ -92,9 +76,9 @@ def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
             pq.write_table(result.events.to_arrow(), tmp / "events.parquet", compression="zstd")
         con = duckdb.connect(str(tmp / "results.duckdb"))
         try:
-            con.execute(f"SET file_search_path='{_q(tmp)}'")
+            con.execute(f"SET file_search_path='{catalog.quote(tmp)}'")
             for name, sql in {**VIEWS, **(EVENTS_VIEW if result.events is not None else {}),
-                              "daily": _daily_view(result.metrics.names)}.items():
+                              "daily": catalog.daily_view(result.metrics.names)}.items():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
         finally:
             con.close()
@@ -132,8 +116,9 @@ class RunIncomplete(RuntimeError):
     """The directory holds a run that is still running, was interrupted or failed (see resumable.py)."""
 
 
-def require_complete(run_dir: str | Path) -> None:
-    """Refuse a run directory whose manifest does not say ``complete`` (outputs may be missing or stale)."""
+def require_complete(run_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a complete run; refuse a directory whose manifest does not say ``complete``
+    (outputs may be missing or stale)."""
     try:
         man = read_manifest(run_dir)
     except (OSError, ValueError) as exc:
@@ -143,40 +128,49 @@ def require_complete(run_dir: str | Path) -> None:
         why = f": {man['reason']}" if man.get("reason") else ""
         hint = f"; {man['resume']}" if man.get("resume") else ""
         raise RunIncomplete(f"{run_dir} is not a complete run (status {status}{why}){hint}")
+    return man
 
 
-# -- issue 8 (dashboard): inside ``served_from(root)``, runs are opened with credsim.security.safe_connect
-# (views built in memory over the run's own Parquet files), never through the run's own results.duckdb,
-# which a stranger could have written to read other files (SECURITY.md, "Rules for servers").
-_SERVED_ROOT: ContextVar[Path | None] = ContextVar("credsim_served_root", default=None)
-
-
-@contextmanager
-def served_from(root: str | Path) -> Iterator[None]:
-    """Within this block (this thread/context), :func:`connect` only opens runs under ``root``, locked down."""
-    token = _SERVED_ROOT.set(Path(root).resolve())
-    try:
-        yield
-    finally:
-        _SERVED_ROOT.reset(token)
-# -- end issue 8
+def run_files(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Path]:
+    """The Parquet files behind the views, from the manifest's list: each a regular file inside ``run_dir``
+    (symlinks followed), so a query can read this run and nothing else."""
+    listed = manifest.get("files")
+    if not isinstance(listed, list):
+        raise RunIncomplete(f"{run_dir}/manifest.json: expected a list of files under 'files'")
+    files: dict[str, Path] = {}
+    for view, name in catalog.VIEW_FILES.items():
+        if name not in listed:
+            continue
+        try:
+            real = (run_dir / name).resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            raise RunIncomplete(f"{run_dir}: {name} is listed in manifest.json but cannot be read ({exc})") from None
+        if real.parent != run_dir or not real.is_file():
+            raise RunIncomplete(f"{run_dir}: {name} must be a regular file inside the run directory")
+        files[view] = real
+    return files
 
 
 def connect(run_dir: str | Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection to a run's catalog, with its relative paths resolved (complete runs only)."""
-    run_dir = Path(run_dir).resolve()
-    require_complete(run_dir)
-    root = _SERVED_ROOT.get()
-    if root is not None:  # issue 8: a server's run, opened locked down (see served_from)
-        from credsim import security
+    """A DuckDB connection to a complete run's views (metrics, citizens, traces, events, daily).
 
-        if not run_dir.is_relative_to(root):
-            raise security.PathRefused(f"{run_dir} is outside the served runs folder {root}")
-        return security.safe_connect(root, run_dir.relative_to(root).as_posix())
-    con = duckdb.connect(str(run_dir / "results.duckdb"), read_only=read_only)
-    con.execute(f"SET file_search_path='{_q(run_dir)}'")
+    Read-only (the default) builds the views in memory from the manifest's file list and can
+    read those files only (see :mod:`credsim.catalog`): safe for run directories from others.
+    ``read_only=False`` opens the run's own ``results.duckdb`` for writing, with DuckDB's full
+    power (files, extensions, network): for your own runs only.
+    """
+    run_dir = Path(run_dir).resolve()
+    man = require_complete(run_dir)
+    if read_only:
+        try:
+            return catalog.locked_views(run_files(run_dir, man))
+        except FileNotFoundError as exc:
+            raise RunIncomplete(f"{run_dir}: {exc}") from None
+    con = duckdb.connect(str(run_dir / "results.duckdb"))
+    con.execute(f"SET file_search_path='{catalog.quote(run_dir)}'")
     return con
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
-    return dict(json.loads((Path(run_dir) / "manifest.json").read_text()))
+    """``manifest.json`` of a run directory: a regular JSON file of bounded size (never a device or a pipe)."""
+    return read_json_object(Path(run_dir) / "manifest.json", MANIFEST_BYTES)

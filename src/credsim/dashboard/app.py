@@ -37,7 +37,6 @@ from credsim.dashboard.runs import Runner
 from credsim.memory import MemoryRefused
 from credsim.scenario.load import Problem, ScenarioError, builtin_names, dump_yaml, load_scenario
 from credsim.scenario.schema import Scenario
-from credsim.store import served_from
 
 log = logging.getLogger("credsim.dashboard")
 
@@ -509,8 +508,7 @@ class Dashboard:
             return [], None
 
         def ok() -> tuple[Any, ...]:
-            with served_from(self.runner.root):
-                return suggest(self._system_run(name))
+            return suggest(self._system_run(name))
 
         def suggest(run: Path) -> tuple[Any, ...]:
             opts: list[dict[str, Any]] = []
@@ -543,8 +541,7 @@ class Dashboard:
             if not text.isdigit() or len(text) > 12:
                 return None, (f"a citizen id is a whole number of at least 0 (got {text[:40]!r}); "
                               "pick one from the suggestions")
-            with served_from(self.runner.root):
-                ex = explain(self._system_run(name), int(text))
+            ex = explain(self._system_run(name), int(text))
             return views.explain_view(ex), ""
         return self._guard(ok, lambda m: (None, m))
 

@@ -15,9 +15,9 @@ are kept in ``<runs root>/.dashboard-cache/<scenario hash>`` and copied, not re-
 same one is needed again (the hash covers everything that determines the run).
 
 Every user-supplied run name goes through :mod:`credsim.security` before a file is read, and
-runs are read inside :func:`credsim.store.served_from`, so their DuckDB views are built in
-memory over their own Parquet files (``security.safe_connect``), never from a stranger's
-``results.duckdb``.
+runs are read through :func:`credsim.store.connect`, whose DuckDB views are built in memory
+over each run's own Parquet files (:mod:`credsim.catalog`), never from a stranger's
+``results.duckdb``; JSON files are read size- and type-checked (:mod:`credsim.safeio`).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from credsim import security
 from credsim.api import run as run_api
 from credsim.audit.paired import assemble, counterfactual
 from credsim.memory import MemoryRefused
+from credsim.safeio import AUDIT_JSON_BYTES, MANIFEST_BYTES, read_json_object, read_text
 from credsim.scenario.load import ScenarioError, dump_yaml, scenario_hash
 from credsim.scenario.schema import Scenario
-from credsim.store import served_from
 
 CACHE_DIR = ".dashboard-cache"
 MAX_LISTED = 500
@@ -147,8 +147,7 @@ class Runner:
                 shutil.rmtree(tmp, ignore_errors=True)
         job.done = job.total
         job.phase = "computing the audit figures"
-        with served_from(self.root):
-            result = assemble([(sys_dir, base_dir)], root=out)
+        result = assemble([(sys_dir, base_dir)], root=out)
         result["meta"].update({"against": "baseline", "dashboard_changes": changes,
                                "wall_s": round(time.perf_counter() - job.started, 2)})
         (out / "audit.json").write_text(json.dumps(result, indent=1, default=_json_default))
@@ -187,11 +186,11 @@ class Runner:
         info: dict[str, Any] = {"name": name, "kind": kind, "mtime": d.stat().st_mtime, "label": name}
         try:
             if kind == "audit":
-                meta = json.loads((d / "audit.json").read_text())["meta"]
+                meta = read_json_object(d / "audit.json", AUDIT_JSON_BYTES)["meta"]
                 info["label"] = (f"{name}  (audit: {meta['scenario']}, {meta['population']:,} citizens x "
                                  f"{meta['days']} days)")
             else:
-                man = json.loads((d / "manifest.json").read_text())
+                man = read_json_object(d / "manifest.json", MANIFEST_BYTES)
                 info["label"] = (f"{name}  (run: {man.get('scenario_name')}, {man.get('population', 0):,} citizens x "
                                  f"{man.get('days')} days, {man.get('status', '?')})")
         except (OSError, ValueError, KeyError, TypeError):
@@ -210,7 +209,7 @@ class Runner:
         """(system run, baseline run or None) of a named audit or run directory."""
         d = self.resolve(name)
         if (d / "audit.json").is_file():
-            pairs = json.loads((d / "audit.json").read_text())["meta"]["pairs"]
+            pairs = read_json_object(d / "audit.json", AUDIT_JSON_BYTES)["meta"]["pairs"]
             a, b = pairs[0]
             sys_dir = security.resolve_run_dir(self.root, f"{name}/{a}")
             base = security.resolve_run_dir(self.root, f"{name}/{b}") if b else None
@@ -228,8 +227,7 @@ class Runner:
             if key in self._results:
                 self._results.move_to_end(key)
                 return self._results[key]
-        with served_from(self.root):
-            res = load_result(d)
+        res = load_result(d)
         self._keep(key, res)
         return res
 
@@ -250,8 +248,7 @@ class Runner:
             hit = self._results.get(key)
         if hit is not None:
             return hit
-        with served_from(self.root):
-            res = assemble([(base, None)])
+        res = assemble([(base, None)])
         self._keep(key, res)
         return res
 
@@ -260,7 +257,7 @@ class Runner:
         d = self.resolve(name)
         page = d / "report.html"
         if page.is_file() and page.resolve().parent == d:
-            return page.read_text(encoding="utf-8")
+            return read_text(page, AUDIT_JSON_BYTES)
         from credsim.report.html import report_html
 
         return report_html(self.result(name))

@@ -8,9 +8,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
+
+from credsim.safeio import AUDIT_JSON_BYTES, read_json_object
 
 
 def write_report(result: dict[str, Any], path: str | Path) -> Path:
@@ -23,15 +24,25 @@ def write_report(result: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def _inside(audit_dir: Path, name: object) -> Path:
+    """A run named by an audit.json: it must lie inside the audit directory (a stranger's file cannot
+    point the report or the dashboard at other runs on this machine)."""
+    base = audit_dir.resolve()
+    target = (base / str(name)).resolve()
+    if not isinstance(name, str) or base not in target.parents:
+        raise FileNotFoundError(f"{audit_dir}/audit.json: run {str(name)[:80]!r} is not inside the audit directory")
+    return target
+
+
 def load_result(run_dir: str | Path, against: str | Path | None = None) -> dict[str, Any]:
     """An assembled result for an audit directory or a single run directory."""
     from credsim.audit.paired import assemble
 
     run_dir = Path(run_dir)
     if (run_dir / "audit.json").exists() and against is None:
-        res: dict[str, Any] = json.loads((run_dir / "audit.json").read_text())
+        res: dict[str, Any] = read_json_object(run_dir / "audit.json", AUDIT_JSON_BYTES)
         # re-assemble from the run directories, so the page always matches the files
-        pairs = [(run_dir / a, run_dir / b if b else None) for a, b in res["meta"]["pairs"]]
+        pairs = [(_inside(run_dir, a), _inside(run_dir, b) if b else None) for a, b in res["meta"]["pairs"]]
         fresh = assemble(pairs, root=run_dir)
         fresh["meta"].update({k: v for k, v in res["meta"].items() if k not in fresh["meta"]})
         return fresh
