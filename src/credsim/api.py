@@ -50,6 +50,14 @@ class Run:
             con.close()
 
 
+def check_run_args(*, block_size: int = DEFAULT_BLOCK, threads: int | None = None) -> None:
+    """Refuse settings that cannot work before anything starts (a zero block size divides by zero deep inside)."""
+    if not (isinstance(block_size, int) and 1 <= block_size <= 1 << 30):
+        raise ValueError(f"block_size must be a whole number of citizens from 1 to {1 << 30} (got {block_size!r})")
+    if threads is not None and not (isinstance(threads, int) and 1 <= threads <= 4096):
+        raise ValueError(f"threads must be a whole number from 1 to 4096, or None for all cores (got {threads!r})")
+
+
 def default_out(scen: Scenario, seed: int) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{scen.name}-s{seed}-{stamp}"
@@ -82,6 +90,7 @@ def run(
     reached, or on Ctrl-C, :class:`credsim.resumable.RunStopped` is raised after a
     checkpoint is saved (see :mod:`credsim.resumable`).
     """
+    check_run_args(block_size=block_size, threads=threads)
     scen = load_scenario(scenario, run_overrides(overrides, population=population, days=days, seed=seed))
     check_memory(scen, max_memory)
     target = Path(out) if out is not None else default_out(scen, scen.run.seed)
@@ -96,6 +105,7 @@ def resume(run_dir: str | Path, *, threads: int | None = None, checkpoint_every:
            max_days: int | None = None, time_budget: float | None = None, max_memory: float | None = None,
            on_day: Callable[[int, int], None] | None = None) -> Run:
     """Continue an interrupted, failed or killed run from its newest checkpoint (see :func:`run`)."""
+    check_run_args(threads=threads)
     limits = resumable.Limits(checkpoint_every, max_days, time_budget) if any(
         v is not None for v in (checkpoint_every, max_days, time_budget)) else None
     resumable.resume(run_dir, threads=threads, limits=limits, max_memory=max_memory, on_day=on_day)

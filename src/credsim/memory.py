@@ -8,6 +8,7 @@ interpreter baseline. It is deliberately on the high side.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,9 +118,12 @@ def estimate_memory(scen: Scenario) -> Estimate:
 
 def check_memory(scen: Scenario, max_memory_gb: float | None = None) -> Estimate:
     """Raise :class:`MemoryRefused` if the estimate exceeds the limit (or what is free)."""
+    if max_memory_gb is not None and not (isinstance(max_memory_gb, int | float) and math.isfinite(max_memory_gb)
+                                          and max_memory_gb > 0):
+        raise ValueError(f"max_memory must be a finite number of GiB above 0 (got {max_memory_gb!r})")
     est = estimate_memory(scen)
-    limit = int(max_memory_gb * 2**30) if max_memory_gb else available_bytes()
-    source = "--max-memory" if max_memory_gb else "available memory"
+    limit = int(max_memory_gb * 2**30) if max_memory_gb is not None else available_bytes()
+    source = "--max-memory" if max_memory_gb is not None else "available memory"
     if est.total > limit:
         raise MemoryRefused(
             f"refusing to start: this run needs about {est.total / 2**30:.1f} GiB "

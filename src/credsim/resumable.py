@@ -36,7 +36,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from credsim import checkpoint, engine, store
+from credsim import checkpoint, engine, outdir, store
 from credsim.memory import available_bytes, check_memory
 from credsim.scenario.load import load_scenario, scenario_hash
 from credsim.scenario.schema import Scenario
@@ -282,30 +282,30 @@ def _base_manifest(scen: Scenario, block: int, threads: int | None, limits: Limi
 def execute(scen: Scenario, out: Path, *, block: int = engine.DEFAULT_BLOCK, threads: int | None = None,
             overwrite: bool = False, limits: Limits | None = None, extra: dict[str, Any] | None = None,
             on_day: Callable[[int, int], None] | None = None) -> Path:
-    """Run ``scen`` into ``out`` (plain or durable, see the module docstring); return ``out``."""
+    """Run ``scen`` into ``out`` (plain or durable, see the module docstring); return ``out``.
+
+    The whole run holds ``out``'s claim (:func:`credsim.outdir.claim`): a second run to the
+    same directory stops at once, and ``overwrite`` replaces only an idle credsim run.
+    """
     limits = limits or Limits()
-    out = Path(out)
     t0 = time.perf_counter()
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
-    manifest = _base_manifest(scen, block, threads, limits)
-    if limits.durable:
-        if out.exists():
-            with run_lock(out):
-                pass
-            shutil.rmtree(out)
-        start_dir(out, manifest)
-    lock = run_lock(out) if limits.durable else _nothing()
-    with lock:
-        try:
-            loop, setup = engine.prepare(scen, block=block, threads=threads)
-        except BaseException as exc:
-            if limits.durable:
-                write_manifest(out, {**manifest, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
-            raise
-        sess = _Session(scen, out, loop, setup, 0.0, 0, manifest, limits, limits.durable, dict(extra or {}),
-                        on_day, t0, overwrite)
-        return sess.drive()
+    with outdir.claim(out, overwrite) as out:
+        manifest = _base_manifest(scen, block, threads, limits)
+        if limits.durable:
+            if os.path.lexists(out):
+                shutil.rmtree(out)  # an idle credsim run: check_replaceable said so under the claim
+            start_dir(out, manifest)
+        lock = run_lock(out) if limits.durable else _nothing()
+        with lock:
+            try:
+                loop, setup = engine.prepare(scen, block=block, threads=threads)
+            except BaseException as exc:
+                if limits.durable:
+                    write_manifest(out, {**manifest, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
+                raise
+            sess = _Session(scen, out, loop, setup, 0.0, 0, manifest, limits, limits.durable, dict(extra or {}),
+                            on_day, t0, overwrite)
+            return sess.drive()
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from credsim import catalog
+from credsim import catalog, outdir
 from credsim.engine import Result
 from credsim.safeio import MANIFEST_BYTES, read_json_object
 from credsim.scenario.load import scenario_hash
@@ -59,9 +59,8 @@ def _atomic_json(path: Path, data: dict[str, Any]) -> None:
 def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
               extra: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
     """Write all outputs of ``result`` into ``out`` atomically; return ``out``."""
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
+    out = outdir.check_out_path(out)
+    outdir.check_replaceable(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
@@ -99,6 +98,7 @@ def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
             "scenario": scen.model_dump(mode="json"),
         }
         _atomic_json(tmp / "manifest.json", manifest)
+        outdir.check_replaceable(out, overwrite)  # again: the run took a while, and something may be there now
         if out.exists():
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)

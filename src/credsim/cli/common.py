@@ -6,8 +6,9 @@ import it without importing each other.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -46,6 +47,21 @@ def day_progress(quiet: bool) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DayColumn(), RateColumn(),
                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                     console=console, disable=quiet, transient=False)
+
+
+def finite_positive(value: float | None) -> float | None:
+    """Typer callback: a number of GiB or seconds must be finite and above zero (``nan`` passes a range check)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"expected a finite number above 0, got {value}")
+    return value
+
+
+# options shared by run and resume (typer reads the annotations; the aliases keep both commands alike)
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="worker threads (results do not depend on it)")]
+MaxMemoryOpt = Annotated[float | None, typer.Option(callback=finite_positive,
+                                                    help="refuse runs estimated above this many GiB")]
+TimeBudgetOpt = Annotated[float | None, typer.Option(min=0.001, callback=finite_positive,
+                                                     help="stop after S seconds, checkpointed")]
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:

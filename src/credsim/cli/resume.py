@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from credsim.checkpoint import CheckpointError
-from credsim.cli.common import day_progress, fail, summary
+from credsim.cli.common import MaxMemoryOpt, ThreadsOpt, TimeBudgetOpt, day_progress, fail, summary
 from credsim.memory import MemoryRefused
 from credsim.resumable import Limits, RunStopped, resume
 from credsim.scenario.load import ScenarioError
@@ -21,12 +21,12 @@ app = typer.Typer()
 @app.command("resume")
 def resume_cmd(
     run_dir: Annotated[Path, typer.Argument(help="the run directory of an interrupted run")],
-    threads: Annotated[int | None, typer.Option(help="worker threads (results do not depend on it)")] = None,
+    threads: ThreadsOpt = None,
     checkpoint_every: Annotated[int | None, typer.Option(min=1, help="checkpoint every D days "
                                                          "(default: as the run was started)")] = None,
     max_days: Annotated[int | None, typer.Option(min=1, help="stop after D more days with a checkpoint")] = None,
-    time_budget: Annotated[float | None, typer.Option(min=0.001, help="stop after S seconds, checkpointed")] = None,
-    max_memory: Annotated[float | None, typer.Option(help="refuse runs estimated above this many GiB")] = None,
+    time_budget: TimeBudgetOpt = None,
+    max_memory: MaxMemoryOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Continue a run from its newest checkpoint; the results equal those of an uninterrupted run."""
@@ -43,7 +43,7 @@ def resume_cmd(
         except RunStopped as exc:
             prog.stop()
             fail(exc, 130 if exc.by_signal else 3)
-        except (CheckpointError, ScenarioError, MemoryRefused) as exc:
+        except (CheckpointError, ScenarioError, MemoryRefused, ValueError) as exc:  # ValueError: bad settings
             prog.stop()
             fail(exc)
     wall = time.perf_counter() - t0

@@ -10,7 +10,7 @@ import typer
 
 from credsim.api import run as run_api
 from credsim.checkpoint import CheckpointError
-from credsim.cli.common import day_progress, fail, parse_set, summary
+from credsim.cli.common import MaxMemoryOpt, ThreadsOpt, TimeBudgetOpt, day_progress, fail, parse_set, summary
 from credsim.cli.sharded import run_sharded_cmd
 from credsim.memory import MemoryRefused
 from credsim.resumable import RunStopped
@@ -26,15 +26,16 @@ def run(
     days: Annotated[int | None, typer.Option("--days", "-d")] = None,
     seed: Annotated[int | None, typer.Option("--seed", "-s")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory")] = None,
-    threads: Annotated[int | None, typer.Option(help="worker threads (results do not depend on it)")] = None,
-    block_size: Annotated[int, typer.Option(help="citizens per block (results do not depend on it)")] = 1 << 16,
+    threads: ThreadsOpt = None,
+    block_size: Annotated[int, typer.Option(min=1, max=1 << 30,
+                                          help="citizens per block (results do not depend on it)")] = 1 << 16,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override KEY.PATH=VALUE")] = None,
-    max_memory: Annotated[float | None, typer.Option(help="refuse runs estimated above this many GiB")] = None,
+    max_memory: MaxMemoryOpt = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out directory")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     checkpoint_every: Annotated[int | None, typer.Option(min=1, help="checkpoint every D days (resumable)")] = None,
     max_days: Annotated[int | None, typer.Option(min=1, help="stop after D days with a checkpoint")] = None,
-    time_budget: Annotated[float | None, typer.Option(min=0.001, help="stop after S seconds, checkpointed")] = None,
+    time_budget: TimeBudgetOpt = None,
     shards: Annotated[int | None, typer.Option(min=1, help="split citizens over K shards (same results)")] = None,
     ray: Annotated[bool, typer.Option("--ray", help="shards as Ray actors (RAY_ADDRESS or a local cluster)")] = False,
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster address HOST:PORT (implies --ray)")] = None,
@@ -63,10 +64,15 @@ def run(
                              on_day=lambda d, _t: prog.update(task, completed=d + 1),
                              checkpoint_every=checkpoint_every, max_days=max_days, time_budget=time_budget)
         except ScenarioError as exc:
+            prog.stop()
             fail(exc)
         except RunStopped as exc:  # resumable stop (checkpoint.py, resumable.py)
             prog.stop()
             fail(exc, 130 if exc.by_signal else 3)
-        except (MemoryRefused, FileExistsError, CheckpointError) as exc:
+        except (MemoryRefused, FileExistsError, CheckpointError, ValueError) as exc:  # ValueError: bad settings, --out
+            prog.stop()
             fail(exc)
+        except OSError as exc:  # the disk, not the user: say what could not be written
+            prog.stop()
+            fail(f"cannot write the run directory: {exc}")
     summary(result.dir, time.perf_counter() - t0, quiet)

@@ -16,7 +16,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from credsim.api import default_out
+from credsim import outdir
+from credsim.api import check_run_args, default_out
 from credsim.checkpoint import CheckpointError
 from credsim.distributed.run import ShardFailure, run_sharded
 from credsim.memory import MemoryRefused, check_memory
@@ -34,12 +35,12 @@ def run_sharded_cmd(scen: Scenario, *, shards: int, ray: bool, ray_address: str 
     target = out if out is not None else default_out(scen, scen.run.seed)
     t0 = time.perf_counter()
     try:
+        check_run_args(block_size=block_size, threads=threads)
         check_memory(scen, max_memory)
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{target} exists; choose another --out or pass --overwrite")
         work = target.parent / f".{target.name}.shards" if checkpoint_every else None
-        with console.status(f"{scen.name}: {scen.population.size:,} citizens on {shards} shard(s)",
-                            spinner="dots") if not quiet else nullcontext():
+        with outdir.claim(target, overwrite), console.status(
+                f"{scen.name}: {scen.population.size:,} citizens on {shards} shard(s)",
+                spinner="dots") if not quiet else nullcontext():
             run_dir, stats = run_sharded(scen, target, max(shards, 1), ray=ray, address=ray_address,
                                          block=block_size, threads=threads, overwrite=overwrite,
                                          checkpoint_every=checkpoint_every or 0, work_dir=work, wall_start=t0)

@@ -157,6 +157,10 @@ def _scalar(n: yaml.Node, file: str, path: str) -> Any:
         return loader.construct_object(n, deep=True)
     except yaml.YAMLError as exc:
         raise ScenarioError(file, [Problem(path, f"a valid value ({exc})", n.start_mark.line + 1)]) from None
+    except ValueError:  # Python refuses int() of more than 4300 digits: no scenario number needs that many
+        shown = n.value if len(n.value) <= 40 else f"{n.value[:20]}... ({len(n.value)} characters)"
+        raise ScenarioError(file, [Problem(path, f"a number of at most 4300 digits (got {shown})",
+                                           n.start_mark.line + 1)]) from None
     finally:
         loader.dispose()
 
