@@ -8,6 +8,7 @@ byte, those of one uninterrupted run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -275,6 +276,58 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path: Path, sm
     _same_outputs(small_ref, out)
 
 
+def _redigest(path: Path, name: str | None = None) -> None:
+    """Write the digest file a checkpoint would have if it had been saved as it is now (under ``name``)."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    checkpoint.digest_path(path).write_text(f"{digest}  {name or path.name}\n")
+
+
+def test_flipped_byte_in_newest_checkpoint_falls_back(tmp_path: Path, small_ref: Path) -> None:
+    """One byte changed in the middle (zip CRC errors surface only when an array is read): refused by the digest,
+    the previous checkpoint is used, and the result is identical."""
+    out = tmp_path / "run"
+    with pytest.raises(RunStopped):
+        credsim.run("city-points", overrides=SMALL, out=out, checkpoint_every=3, max_days=14)
+    newest = checkpoint.list_checkpoints(out)[0]
+    data = bytearray(newest.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    newest.path.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match="damaged"):
+        checkpoint.verify(newest.path)
+    credsim.api.resume(out)
+    man = store.read_manifest(out)
+    assert man["status"] == "complete" and len(man["warnings"]) == 1  # day 14 skipped, day 12 used
+    assert "day-000014.npz" in man["warnings"][0] and "SHA-256" in man["warnings"][0]
+    _same_outputs(small_ref, out)
+
+
+def test_checkpoint_renamed_to_another_day_is_refused(tmp_path: Path, small_ref: Path) -> None:
+    """The newest checkpoint (day 14) renamed to day 15 with a matching digest: the day inside is checked
+    against the name, so the run resumes from day 12 instead of running day 15 on day 14's state."""
+    out = tmp_path / "run"
+    with pytest.raises(RunStopped):
+        credsim.run("city-points", overrides=SMALL, out=out, checkpoint_every=3, max_days=14)
+    newest = checkpoint.list_checkpoints(out)[0]
+    moved = newest.path.with_name("day-000015.npz")
+    newest.path.rename(moved)
+    checkpoint.digest_path(newest.path).unlink()
+    _redigest(moved)
+    credsim.api.resume(out)
+    man = store.read_manifest(out)
+    assert man["status"] == "complete" and len(man["warnings"]) == 1  # day 14 skipped, day 12 used
+    assert "not the day its name says" in man["warnings"][0]
+    _same_outputs(small_ref, out)
+
+
+def test_checkpoint_without_digest_is_refused(tmp_path: Path) -> None:
+    scen = credsim.load_scenario("city-points", SMALL)
+    loop, _ = engine.prepare(scen)
+    path = checkpoint.save(tmp_path, loop, 0, {})
+    checkpoint.digest_path(path).unlink()
+    with pytest.raises(checkpoint.CheckpointError, match="no digest"):
+        checkpoint.restore(path, loop, max_bytes=2**34)
+
+
 def test_hostile_checkpoint_cannot_run_code(tmp_path: Path, small_ref: Path) -> None:
     """A pickled object inside a checkpoint is refused (allow_pickle=False); the run restarts from day 0."""
     out = tmp_path / "run"
@@ -292,6 +345,7 @@ def test_hostile_checkpoint_cannot_run_code(tmp_path: Path, small_ref: Path) -> 
     arrays["a0"] = np.array([Evil()], dtype=object)
     with open(ck.path, "wb") as fh:
         np.savez(fh, **arrays)  # type: ignore[arg-type]
+    _redigest(ck.path)  # an attacker can rewrite the digest too: the pickle guard must hold on its own
     credsim.api.resume(out)
     assert not marker.exists()
     man = store.read_manifest(out)

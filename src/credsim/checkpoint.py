@@ -21,14 +21,22 @@ loaded with ``allow_pickle=False`` and restored only *into* objects the code bui
 untrusted run directory cannot run code. Strings (trace items) are stored as dictionary
 codes. Files are written to a temporary name, fsynced, renamed and the folder fsynced;
 the previous checkpoint is kept until a newer one is in place.
+
+Integrity: beside each checkpoint, ``day-000042.npz.sha256`` holds the SHA-256 of the file
+as written (in ``sha256sum`` format, with the file's name). Before anything is restored,
+the file must match its digest and its name, and the day recorded inside must equal the
+day in its name -- a flipped byte, a truncated file or a checkpoint renamed to another day
+is refused, and :func:`credsim.resumable.resume` falls back to the previous intact one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import zipfile
+import zlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,29 +292,79 @@ def snapshot(loop: Any, day: int, meta: dict[str, Any]) -> dict[str, np.ndarray]
     return {**enc.arrays, "__skeleton__": np.frombuffer(blob, dtype=np.uint8)}
 
 
+def digest_path(path: Path) -> Path:
+    """Where the SHA-256 of checkpoint ``path`` is kept."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def save(run_dir: Path, loop: Any, day: int, meta: dict[str, Any]) -> Path:
-    """Write the checkpoint for ``day`` days done atomically; keep the newest :data:`KEEP`."""
+    """Write the checkpoint for ``day`` days done atomically, with its digest; keep the newest :data:`KEEP`."""
     d = checkpoint_dir(run_dir)
     d.mkdir(parents=True, exist_ok=True)
     arrays = snapshot(loop, day, meta)
     final = d / f"day-{day:06d}.npz"
     tmp = d / f".{final.name}.tmp-{os.getpid()}"
+    sums = digest_path(final)
+    tmp_sums = d / f".{sums.name}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)  # type: ignore[arg-type]
             fh.flush()
             os.fsync(fh.fileno())
+        # the digest of the bytes on disk (zip writing seeks back, so it is read again, not hashed on the way)
+        _write_durably(tmp_sums, f"{_sha256(tmp)}  {final.name}\n".encode())
+        os.replace(tmp_sums, sums)  # digest first: a digest without its file is harmless, the reverse is refused
         os.replace(tmp, final)
         _fsync_dir(d)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        tmp_sums.unlink(missing_ok=True)
         raise
     for old in list_checkpoints(run_dir)[KEEP:]:
         old.path.unlink(missing_ok=True)
+        digest_path(old.path).unlink(missing_ok=True)
     for junk in d.glob(".day-*.tmp-*"):
-        if junk != tmp:
+        if junk not in (tmp, tmp_sums):
             junk.unlink(missing_ok=True)
+    for orphan in d.glob("day-*.npz.sha256"):
+        if not orphan.with_suffix("").exists():
+            orphan.unlink(missing_ok=True)
     return final
+
+
+def verify(path: Path) -> None:
+    """Refuse a checkpoint whose bytes or name do not match the digest written beside it."""
+    sums = digest_path(path)
+    try:
+        text = sums.read_text(encoding="ascii")[:200] if sums.is_file() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: its digest {sums.name} cannot be read ({exc})") from None
+    if text is None:
+        raise CheckpointError(f"{path}: no digest {sums.name} beside it, so it cannot be trusted")
+    parts = text.split()
+    if len(parts) != 2 or parts[1] != path.name:
+        raise CheckpointError(f"{path}: its digest names {parts[1:2] or '?'}, not {path.name} (renamed?)")
+    try:
+        actual = _sha256(path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if actual != parts[0]:
+        raise CheckpointError(f"{path}: damaged (its SHA-256 does not match {sums.name})")
 
 
 def read_head(path: Path, max_bytes: int) -> tuple[Any, dict[str, Any]]:
@@ -331,18 +389,27 @@ def read_head(path: Path, max_bytes: int) -> tuple[Any, dict[str, Any]]:
 
 
 def restore(path: Path, loop: Any, max_bytes: int) -> dict[str, Any]:
-    """Overwrite ``loop`` (freshly built from the same scenario) with a checkpoint; return its head."""
+    """Overwrite ``loop`` (freshly built from the same scenario) with a checkpoint; return its head.
+
+    On :class:`CheckpointError` ``loop`` may be partly overwritten: build a fresh one before
+    trying another checkpoint.
+    """
+    path = Path(path)
+    verify(path)
     archive, head = read_head(path, max_bytes)
     try:
         day = head["day"]
         if not isinstance(day, int) or not 0 <= day <= loop.days:
             raise CheckpointError(f"{path}: day {day!r} is outside 0..{loop.days}")
+        named = _NAME.match(path.name)
+        if named is not None and int(named.group(1)) != day:
+            raise CheckpointError(f"{path}: holds the state after day {day}, not the day its name says (renamed?)")
         dec = _Decoder(archive, str(path), _skip_ids(loop))
         tree = head["tree"]
         if not isinstance(tree, dict) or tree.get("$obj") != type(loop).__name__:
             raise CheckpointError(f"{path}: does not hold a {type(loop).__name__}")
         dec.restore_into(loop, tree, "loop")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise CheckpointError(f"{path}: damaged checkpoint ({exc!r})") from None
     finally:
         archive.close()
