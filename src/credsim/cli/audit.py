@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from credsim.cli.common import parse_set
+from credsim.cli.common import fail, parse_set
+from credsim.report import audit_pairs
 
 app = typer.Typer()
 out = Console()
@@ -59,7 +60,11 @@ def audit_cmd(
               f"{time.perf_counter() - t0:.1f} s")
     for h in headlines(res):
         out.print(" - " + h.text)
-    out.print(f"report: [bold]{d / 'report.html'}[/bold]   figures: {d / 'audit.json'}   runs: {d / 'runs'}")
+    page = d / "report.html"
+    shown = f"[bold]{page}[/bold]" if page.is_file() else (
+        "not written (the HTML report needs plotly: pip install 'credsim[report]', then credsim report "
+        f"{d})")
+    out.print(f"report: {shown}   figures: {d / 'audit.json'}   runs: {d / 'runs'}")
 
 
 def _fmt_rec(r: dict[str, Any]) -> str:
@@ -166,8 +171,15 @@ def explain_cmd(
     from credsim.audit.explain import retrace as rerun_traced
 
     if not (run_dir / "manifest.json").exists():
-        typer.echo(f"{run_dir}: not a run directory (no manifest.json)", err=True)
-        raise typer.Exit(2)
+        if not (run_dir / "audit.json").exists():
+            fail(f"{run_dir}: not a run directory (no manifest.json) nor an audit directory (no audit.json); "
+                 "give a directory written by credsim run or credsim audit")
+        try:  # an audit directory: its citizens live in the system run of the first replicate
+            system, _counterfactual = audit_pairs(run_dir)[0]
+        except (FileNotFoundError, ValueError, IndexError) as exc:
+            fail(f"{run_dir}: an audit directory without a usable run ({exc})")
+        err.print(f"{run_dir} is an audit directory: explaining its system run {system}")
+        run_dir = system
     source = run_dir
     if citizen is None:
         if find is None:

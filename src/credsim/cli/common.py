@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
+from credsim.kernels import COMPILE_NOTICE, needs_compiling
 from credsim.scenario.load import parse_value
 
 console = Console(stderr=True)
@@ -62,6 +63,12 @@ MaxMemoryOpt = Annotated[float | None, typer.Option(callback=finite_positive,
                                                     help="refuse runs estimated above this many GiB")]
 TimeBudgetOpt = Annotated[float | None, typer.Option(min=0.001, callback=finite_positive,
                                                      help="stop after S seconds, checkpointed")]
+
+
+def compile_notice(quiet: bool) -> None:
+    """Say so when the run will first compile its kernels (a cold cache), so a 40 s pause does not look hung."""
+    if not quiet and needs_compiling():
+        console.print(f"[dim]{COMPILE_NOTICE}[/dim]")
 
 
 def parse_set(items: list[str] | None) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from credsim.cli.common import fail
+
 app = typer.Typer()
 out = Console()
 
@@ -25,10 +27,12 @@ def report_cmd(
 
     try:
         res = load_result(run_dir, against)
-    except FileNotFoundError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    path = write_report(res, out_file or run_dir / "report.html")
+    except (FileNotFoundError, ValueError) as exc:  # ValueError: unreadable audit.json or an incomplete run
+        fail(exc)
+    try:
+        path = write_report(res, out_file or run_dir / "report.html")
+    except ModuleNotFoundError as exc:
+        fail(f"the HTML report needs {exc.name}: pip install 'credsim[report]'")
     for h in headlines(res):
         out.print(" - " + h.text)
     out.print(f"report: [bold]{path}[/bold]")
@@ -48,9 +52,8 @@ def compare_cmd(
 
     try:
         ra, rb = load_result(run_a), load_result(run_b)
-    except FileNotFoundError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
+    except (FileNotFoundError, ValueError) as exc:
+        fail(exc)
     t = Table(title=f"A = {run_a.name}   B = {run_b.name}")
     for c in ("figure", "A", "B", "B - A"):
         t.add_column(c, justify="left" if c == "figure" else "right")
@@ -62,5 +65,8 @@ def compare_cmd(
         d = 3 if "share" in k or "per_capita" in k or "gini" in k else 0
         t.add_row(k, fmt(a, d), fmt(b, d), fmt(b - a, d) if a is not None and b is not None else "n/a")
     out.print(t)
-    path = write_compare(run_a, run_b, out_file)
+    try:
+        path = write_compare(run_a, run_b, out_file)
+    except ModuleNotFoundError as exc:
+        fail(f"the HTML comparison needs {exc.name}: pip install 'credsim[report]'")
     out.print(f"comparison: [bold]{path}[/bold]")

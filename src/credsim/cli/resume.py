@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from credsim.checkpoint import CheckpointError
-from credsim.cli.common import MaxMemoryOpt, ThreadsOpt, TimeBudgetOpt, day_progress, fail, summary
+from credsim.cli.common import MaxMemoryOpt, ThreadsOpt, TimeBudgetOpt, compile_notice, day_progress, fail, summary
 from credsim.memory import MemoryRefused
 from credsim.resumable import Limits, RunStopped, resume
 from credsim.scenario.load import ScenarioError
@@ -32,6 +32,7 @@ def resume_cmd(
     """Continue a run from its newest checkpoint; the results equal those of an uninterrupted run."""
     given = any(v is not None for v in (checkpoint_every, max_days, time_budget))
     limits = Limits(checkpoint_every, max_days, time_budget) if given else None
+    compile_notice(quiet)
     t0 = time.perf_counter()
     with day_progress(quiet) as prog:
         # the number of days is known only once the manifest is read (on_start): the bar shows "?" until then

@@ -10,7 +10,16 @@ import typer
 
 from credsim.api import run as run_api
 from credsim.checkpoint import CheckpointError
-from credsim.cli.common import MaxMemoryOpt, ThreadsOpt, TimeBudgetOpt, day_progress, fail, parse_set, summary
+from credsim.cli.common import (
+    MaxMemoryOpt,
+    ThreadsOpt,
+    TimeBudgetOpt,
+    compile_notice,
+    day_progress,
+    fail,
+    parse_set,
+    summary,
+)
 from credsim.cli.sharded import run_sharded_cmd
 from credsim.memory import MemoryRefused
 from credsim.resumable import RunStopped
@@ -46,6 +55,7 @@ def run(
     except ScenarioError as exc:
         fail(exc)
     if shards is not None or ray or ray_address:
+        compile_notice(quiet)
         t_sh = time.perf_counter()
         d = run_sharded_cmd(scen, shards=shards or 1, ray=ray or bool(ray_address), ray_address=ray_address,
                             population=population, days=days, seed=seed, out=out, threads=threads,
@@ -55,6 +65,7 @@ def run(
         return
     n = population or scen.population.size
     total = days or scen.run.days
+    compile_notice(quiet)
     t0 = time.perf_counter()
     with day_progress(quiet) as prog:
         task = prog.add_task(f"{scen.name} · {n:,} citizens", total=total)

@@ -34,6 +34,19 @@ def _inside(audit_dir: Path, name: object) -> Path:
     return target
 
 
+def audit_pairs(audit_dir: str | Path, res: dict[str, Any] | None = None) -> list[tuple[Path, Path | None]]:
+    """(system run, counterfactual run or None) of each replicate of an audit directory, inside it."""
+    audit_dir = Path(audit_dir)
+    if res is None:
+        res = read_json_object(audit_dir / "audit.json", AUDIT_JSON_BYTES)
+    try:
+        pairs = res["meta"]["pairs"]
+        return [(_inside(audit_dir, a), _inside(audit_dir, b) if b else None) for a, b in pairs]
+    except (KeyError, TypeError, ValueError):
+        raise FileNotFoundError(f"{audit_dir}/audit.json: expected meta.pairs, a list of [run, counterfactual] "
+                                "directory names") from None
+
+
 def load_result(run_dir: str | Path, against: str | Path | None = None) -> dict[str, Any]:
     """An assembled result for an audit directory or a single run directory."""
     from credsim.audit.paired import assemble
@@ -42,7 +55,7 @@ def load_result(run_dir: str | Path, against: str | Path | None = None) -> dict[
     if (run_dir / "audit.json").exists() and against is None:
         res: dict[str, Any] = read_json_object(run_dir / "audit.json", AUDIT_JSON_BYTES)
         # re-assemble from the run directories, so the page always matches the files
-        pairs = [(_inside(run_dir, a), _inside(run_dir, b) if b else None) for a, b in res["meta"]["pairs"]]
+        pairs = audit_pairs(run_dir, res)
         fresh = assemble(pairs, root=run_dir)
         fresh["meta"].update({k: v for k, v in res["meta"].items() if k not in fresh["meta"]})
         return fresh
@@ -61,4 +74,4 @@ def write_compare(a: str | Path, b: str | Path, path: str | Path) -> Path:
     return path
 
 
-__all__ = ["load_result", "write_compare", "write_report"]
+__all__ = ["audit_pairs", "load_result", "write_compare", "write_report"]
