@@ -2,8 +2,9 @@
 
 The estimate adds up the dense per-citizen columns, the contact graph (including the
 temporary pair array used to build it), the live records waiting to expire (from the
-declared rates, detection and expiry), the metrics table, the output tables and a fixed
-interpreter baseline. It is deliberately on the high side.
+declared rates, detection and expiry), the metrics table, the output tables, the traced
+sample's history (it grows every day until the run is written) and a fixed interpreter
+baseline. It is deliberately on the high side.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ LIVE_ITEM_BYTES = int(1.5 * 16)
 # a true event filed in both views schedules its items once (marked "both"); missed detections
 # (shadow only) and false records (official only) add single-view items: 1.3 covers typical rates
 VIEW_FACTOR = 1.3
+# a traced row (day, citizen, stage, item, value, view, true, source) while kept, concatenated and turned
+# into Arrow; measured: 20,000 traced x 30 days of city-points (1.3 M rows) added 390 MB at peak
+TRACE_ROW_BYTES = 320
+# every traced citizen has two score rows a day (official and shadow view); each event adds about three
+# (the event, its record in each view, or the sanction of an attempt)
+TRACE_ROWS_PER_DAY = 2.0
+TRACE_ROWS_PER_EVENT = 3.0
 
 
 class MemoryRefused(RuntimeError):
@@ -91,6 +99,24 @@ def _live_item_days(scen: Scenario, plan: Plan) -> float:
     return total
 
 
+def _events_per_day(scen: Scenario) -> float:
+    """Expected true events per citizen and day, over every behaviour (group and trait multipliers included)."""
+    total = 0.0
+    for spec in scen.behaviours.values():
+        trait = float(np.prod([np.exp(0.5 * (beta * scen.population.traits[t].sd) ** 2)
+                               for t, beta in spec.traits.items()])) if spec.traits else 1.0
+        total += min(1.0, spec.rate * _mean_multiplier(scen, spec.by) * trait)
+    return total
+
+
+def trace_bytes(scen: Scenario) -> int:
+    """Memory for the traced sample's full history (it grows every day and is only written at the end)."""
+    n = scen.population.size
+    traced = min(n, scen.run.trace + len(set(scen.run.trace_ids)))
+    rows = traced * scen.run.days * (TRACE_ROWS_PER_DAY + TRACE_ROWS_PER_EVENT * _events_per_day(scen))
+    return int(rows * TRACE_ROW_BYTES)
+
+
 def estimate_memory(scen: Scenario) -> Estimate:
     plan = compile_plan(scen)
     n, days = scen.population.size, scen.run.days
@@ -111,6 +137,7 @@ def estimate_memory(scen: Scenario) -> Estimate:
         "live records": records,
         "metrics": metrics,
         "output tables": output,
+        "traces": trace_bytes(scen),
         "interpreter": BASELINE_BYTES,
     }
     return Estimate(sum(parts.values()), parts)

@@ -108,19 +108,12 @@ def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
         line = mark.line + 1 if mark is not None else None
         raise ScenarioError(file, [Problem("", f"valid YAML ({exc})", line)]) from None
     lines: dict[str, int] = {}
-    count = 0
-    chars = 0
+    budget = _Budget(file)
 
     def walk(n: yaml.Node | None, path: str, depth: int) -> Any:
-        nonlocal count, chars
-        count += 1
-        if count > MAX_NODES:
-            raise ScenarioError(file, [Problem(path, f"at most {MAX_NODES} YAML nodes (aliases count each time)")])
+        budget.node(path)
         if isinstance(n, yaml.ScalarNode):
-            chars += len(n.value)
-            if chars > MAX_EXPANDED_CHARS:
-                raise ScenarioError(file, [Problem(path, f"at most {MAX_EXPANDED_CHARS} characters of values "
-                                                         "once aliases are expanded")])
+            budget.chars(len(n.value), path)
         if depth > MAX_DEPTH:
             raise ScenarioError(file, [Problem(path, f"nesting at most {MAX_DEPTH} deep")])
         if n is None:
@@ -129,8 +122,10 @@ def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
         if isinstance(n, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for k, v in n.value:
+                budget.key(k, path)
                 key = _scalar(k, file, path)
                 sub = f"{path}.{key}" if path else str(key)
+                budget.path(sub)
                 if key in out:
                     line = k.start_mark.line + 1
                     raise ScenarioError(file, [Problem(sub, "each key once (duplicate key)", line)])
@@ -142,6 +137,53 @@ def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
         return _scalar(n, file, path)
 
     return walk(node, "", 0), lines
+
+
+MAX_KEY_CHARS = 200
+MAX_PATH_CHARS = 16_000_000
+
+
+class _Budget:
+    """What one document may cost once aliases are expanded: nodes (keys included), characters of
+    values and keys, and characters of the key paths kept for error messages.
+
+    Why keys count: an alias can repeat a 100,000-character key 20,000 times from 140 KB of
+    YAML, and every repetition becomes a string and a key path in memory (2 GB). A key is
+    measured on its YAML node, before any Python string is built from it.
+    """
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.nodes = 0
+        self.value_chars = 0
+        self.path_chars = 0
+
+    def _refuse(self, path: str, expected: str, line: int | None = None) -> None:
+        raise ScenarioError(self.file, [Problem(path[:200], expected, line)])
+
+    def node(self, path: str) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            self._refuse(path, f"at most {MAX_NODES} YAML nodes (aliases count each time)")
+
+    def chars(self, n: int, path: str) -> None:
+        self.value_chars += n
+        if self.value_chars > MAX_EXPANDED_CHARS:
+            self._refuse(path, f"at most {MAX_EXPANDED_CHARS} characters of keys and values once aliases are expanded")
+
+    def key(self, k: yaml.Node, path: str) -> None:
+        self.node(path)
+        if isinstance(k, yaml.ScalarNode):
+            if len(k.value) > MAX_KEY_CHARS:
+                self._refuse(path, f"keys of at most {MAX_KEY_CHARS} characters (one has {len(k.value)})",
+                             k.start_mark.line + 1)
+            self.chars(len(k.value), path)
+
+    def path(self, sub: str) -> None:
+        self.path_chars += len(sub)
+        if self.path_chars > MAX_PATH_CHARS:
+            self._refuse(sub, "a smaller document: its key paths add up to more than "
+                              f"{MAX_PATH_CHARS} characters once aliases are expanded")
 
 
 def parse_value(text: str, where: str) -> Any:
