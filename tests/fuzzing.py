@@ -80,9 +80,20 @@ BILLION_LAUGHS = "\n".join(
     + [f"lol{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
 ) + "\n"
 QUADRATIC = "x: &x " + "y" * 5000 + "\nbig: [" + ", ".join(["*x"] * 2000) + "]\n"
+# a 100,000-character key repeated by an alias 20,000 times: 140 KB of YAML, 2 GB of key paths if unguarded
+KEY_BOMB = "? &k " + "k" * 100_000 + "\n: 1\nlist: [" + ", ".join(["{*k: 1}"] * 20_000) + "]\n"
+# a deep chain of long keys repeated by an alias: few characters, but every repetition keeps key paths of
+# up to 28 x 151 characters for error messages -- the key-path budget, not the other limits, must stop it
+PATH_BOMB = ("a: &a " + "".join("{" + f"k{i:02d}" + "p" * 147 + ": " for i in range(28)) + "1" + "}" * 28 + "\n"
+             + "b: [" + ", ".join(["*a"] * 1000) + "]\n")
 TEXT_SNIPPETS = [
     BILLION_LAUGHS,
     QUADRATIC,
+    KEY_BOMB,
+    PATH_BOMB,
+    "days: " + "9" * 5000 + "\n",
+    "wide: [" + "1, " * 150_000 + "1]\n",
+    "wide: {" + ", ".join(f"k{i}: {i}" for i in range(40_000)) + "}\n",
     "evil: !!python/object/apply:os.system ['touch /tmp/credsim-fuzz-pwned']\n",
     "evil: !!python/object:builtins.dict {}\n",
     "evil: !!python/name:os.system\n",

@@ -68,6 +68,8 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 # recursive composer (and its scanner, slow on deep flow collections) can go deep; only the
 # standard tags may be written explicitly; aliases may not expand the document past a size.
 MAX_EXPANDED_CHARS = 8_000_000
+MAX_KEY_CHARS = 200  # scenario names are at most 80 characters; no key needs more
+MAX_PATH_CHARS = 16_000_000  # key paths kept for error messages, all together
 ALLOWED_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
 
 
@@ -88,6 +90,8 @@ class _GuardedLoader(yaml.SafeLoader):
         tag = getattr(event, "tag", None)
         if tag is not None and tag not in ALLOWED_TAGS:
             raise _Refused(f"plain YAML values (the tag {tag[:60]!r} is not allowed)", event.start_mark)
+        if isinstance(parent, yaml.MappingNode) and index is None:  # a key: refuse a long one before it is used
+            _check_key_event(event)
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH + 1:
@@ -95,6 +99,13 @@ class _GuardedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+def _check_key_event(event: Any) -> None:
+    """Refuse a long mapping key as soon as the parser meets it (an alias can repeat it thousands of times)."""
+    value = getattr(event, "value", None)
+    if isinstance(event, yaml.ScalarEvent) and isinstance(value, str) and len(value) > MAX_KEY_CHARS:
+        raise _Refused(f"keys of at most {MAX_KEY_CHARS} characters (one has {len(value)})", event.start_mark)
 
 
 def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
@@ -137,10 +148,6 @@ def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
         return _scalar(n, file, path)
 
     return walk(node, "", 0), lines
-
-
-MAX_KEY_CHARS = 200
-MAX_PATH_CHARS = 16_000_000
 
 
 class _Budget:
