@@ -19,15 +19,26 @@ themselves; ``SECURITY.md`` says so and ``tests/test_security.py`` attacks them.
   and configuration change disabled.
 - :func:`check_bind` keeps servers on the loopback interface unless remote access is
   asked for explicitly.
+- :class:`RequestGuard` wraps a server's WSGI app: the Host header must be an IP address
+  or a name this machine answers to (a DNS-rebinding page cannot reach a local server),
+  a request with an ``Origin`` must come from the page's own origin (no cross-site
+  posts), and a server listening beyond loopback demands the token it printed at start
+  (``?token=`` once, then an HttpOnly, SameSite=Strict cookie).
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
+import platform
 import re
+import secrets
 import tempfile
+from collections.abc import Callable, Iterable
+from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 
@@ -167,3 +178,108 @@ def check_bind(host: str, allow_remote: bool = False) -> str:
         raise BindRefused(f"refusing to serve on {host!r}: credsim servers bind to {DEFAULT_HOST} unless "
                           "remote access is requested explicitly (--allow-remote)")
     return host
+
+
+TOKEN_COOKIE = "credsim_token"
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def new_token() -> str:
+    """A fresh access token for a server listening beyond loopback (printed once, at start)."""
+    return secrets.token_urlsafe(24)
+
+
+def _host_name(netloc: str) -> str:
+    """The host of a ``Host`` header or an origin's netloc, without port and brackets, lower case."""
+    host = netloc.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host[1:]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def machine_names(extra: Iterable[str] = ()) -> frozenset[str]:
+    """Names a browser may use for this machine: loopback names, its host name, and ``extra`` (``--allow-host``).
+
+    No DNS look-up (the package imports no network client): other names are given explicitly.
+    """
+    names = set(LOOPBACK_NAMES) | {n.strip().lower() for n in extra if n.strip()}
+    if platform.node():
+        names.add(platform.node().lower())
+    return frozenset(names)
+
+
+class RequestGuard:
+    """WSGI middleware in front of a credsim server (see the module docstring).
+
+    ``token=None`` (a loopback server) skips the token but keeps the Host and Origin checks:
+    DNS rebinding and cross-site posts target exactly the servers that trust loopback.
+    """
+
+    def __init__(self, app: Callable[..., Any], *, token: str | None, names: frozenset[str],
+                 loopback_only: bool) -> None:
+        self.app, self.token, self.names, self.loopback_only = app, token, names, loopback_only
+
+    def _host_ok(self, host: str) -> bool:
+        if not host:
+            return False
+        if _is_ip(host):
+            return ipaddress.ip_address(host).is_loopback or not self.loopback_only
+        return host in (LOOPBACK_NAMES if self.loopback_only else self.names)
+
+    def _token_of(self, environ: dict[str, Any]) -> tuple[str | None, bool]:
+        """(token presented, whether it came in the query string)."""
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if query.get("token"):
+            return query["token"][0], True
+        header = environ.get("HTTP_X_CREDSIM_TOKEN")
+        if header:
+            return str(header), False
+        cookie = SimpleCookie()
+        try:
+            cookie.load(environ.get("HTTP_COOKIE", ""))
+        except Exception:  # a malformed cookie header is no token
+            return None, False
+        morsel = cookie.get(TOKEN_COOKIE)
+        return (morsel.value if morsel else None), False
+
+    @staticmethod
+    def _refuse(start_response: Callable[..., Any], status: str, text: str) -> list[bytes]:
+        body = (text + "\n").encode()
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body))),
+                                ("Cache-Control", "no-store")])
+        return [body]
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        host_header = str(environ.get("HTTP_HOST", ""))
+        if not self._host_ok(_host_name(host_header)):
+            return self._refuse(start_response, "403 Forbidden", f"refused: Host {host_header[:80]!r} is not a name "
+                                "of this server (use its address, or start it with --allow-host NAME)")
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and origin != "null":
+            parts = urlsplit(str(origin))
+            if parts.netloc.lower() != host_header.lower():
+                return self._refuse(start_response, "403 Forbidden",
+                                    f"refused: a request from the page {str(origin)[:80]!r}, not from this server")
+        set_cookie = False
+        if self.token is not None:
+            given, in_query = self._token_of(environ)
+            if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
+                return self._refuse(start_response, "401 Unauthorized", "this credsim server needs its access "
+                                    "token: open the address it printed when it started (with ?token=...)")
+            set_cookie = in_query
+        if not set_cookie:
+            return self.app(environ, start_response)  # type: ignore[no-any-return]
+
+        def with_cookie(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            headers = [*headers, ("Set-Cookie", f"{TOKEN_COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/")]
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        return self.app(environ, with_cookie)  # type: ignore[no-any-return]

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from credsim import security
+from credsim.cli.common import fail, finite_positive
 
 app = typer.Typer()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _split_target(target: str | None, runs_root: Path | None) -> tuple[Path, str | None, str | None]:
@@ -38,8 +48,13 @@ def dashboard_cmd(
     runs_root: Annotated[Path | None, typer.Option(help="folder of run directories the page may show and "
                                                         "where its runs go (default: runs, or RUN_DIR's folder)")]
     = None,
-    allow_remote: Annotated[bool, typer.Option(help="allow a non-loopback --host (anyone who can reach it can "
-                                                    "start runs)")] = False,
+    allow_remote: Annotated[bool, typer.Option(help="allow a non-loopback --host; the page then needs the "
+                                                    "access token printed at start")] = False,
+    allow_host: Annotated[list[str] | None, typer.Option(help="a further host name browsers use for this server "
+                                                              "(checked against the Host header)")] = None,
+    max_memory: Annotated[float | None, typer.Option(callback=finite_positive,
+                                                     help="refuse runs from the page estimated above this many GiB "
+                                                          "(default: the memory available)")] = None,
 ) -> None:
     """Start the local dashboard: explore policies, compare runs, explain citizens (Ctrl-C stops it)."""
     try:
@@ -58,15 +73,19 @@ def dashboard_cmd(
         raise typer.Exit(2) from None
     root, scenario, open_run = _split_target(target, runs_root)
     try:
-        dash_obj = Dashboard(root, scenario=scenario, open_run=open_run)
+        dash_obj = Dashboard(root, scenario=scenario, open_run=open_run, max_memory=max_memory)
     except ScenarioError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-    server = make_server(bind, port, dash_obj.app.server, threaded=True)
+        fail(exc)
+    loopback = ipaddress.ip_address(bind).is_loopback if _is_ip(bind) else bind in security.LOOPBACK_NAMES
+    token = None if loopback else security.new_token()
+    guard = security.RequestGuard(dash_obj.app.server, token=token, names=security.machine_names(allow_host or []),
+                                  loopback_only=loopback)
+    server = make_server(bind, port, guard, threaded=True)
     url = f"http://{bind if ':' not in bind else f'[{bind}]'}:{server.server_port}/"
-    if open_run:
-        url += f"?run={open_run}"
-    typer.echo(f"credsim dashboard on {url}  (runs root: {dash_obj.runner.root}; Ctrl-C stops it)", err=True)
+    query = ([f"token={token}"] if token else []) + ([f"run={open_run}"] if open_run else [])
+    url += ("?" + "&".join(query)) if query else ""
+    note = "; anyone with this address (token included) can start runs" if token else ""
+    typer.echo(f"credsim dashboard on {url}  (runs root: {dash_obj.runner.root}; Ctrl-C stops it{note})", err=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import math
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -104,8 +105,9 @@ INDEX = """<!DOCTYPE html>
 class Dashboard:
     """The app and its state: the runs root, the run manager, scenarios uploaded or given on the command line."""
 
-    def __init__(self, runs_root: str | Path, scenario: str | None = None, open_run: str | None = None) -> None:
-        self.runner = Runner(runs_root)
+    def __init__(self, runs_root: str | Path, scenario: str | None = None, open_run: str | None = None,
+                 max_memory: float | None = None) -> None:
+        self.runner = Runner(runs_root, max_memory=max_memory)
         self.extra: dict[str, tuple[str, Scenario]] = {}  # option value -> (label, scenario)
         self.initial_scenario = "city-points" if "city-points" in builtin_names() else builtin_names()[0]
         if scenario is not None:
@@ -146,15 +148,17 @@ class Dashboard:
         for path, raw, lo, hi, label in ((("population", "size"), population, 1, MAX_POPULATION, "citizens"),
                                          (("run", "days"), days, 1, MAX_DAYS, "days"),
                                          (("run", "seed"), seed, 0, 2**63 - 1, "seed")):
+            text = str(raw)
+            shown = repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
             try:
                 v = float(raw)
             except (TypeError, ValueError):
-                problems.append(Problem(".".join(path), f"a whole number of {label} (got {str(raw)[:40]!r})"))
+                problems.append(Problem(".".join(path), f"a whole number of {label} (got {shown})"))
                 continue
-            if v != int(v) or not lo <= v <= hi:
+            if not math.isfinite(v) or v != int(v) or not lo <= v <= hi:
                 extra_note = " in the dashboard (use credsim run for more)" if path[0] == "population" else ""
                 problems.append(Problem(".".join(path), f"a whole number from {lo:,} to {hi:,}{extra_note} "
-                                                        f"(got {raw})"))
+                                                        f"(got {shown})"))
                 continue
             extra[path] = int(v)
         if problems:
@@ -198,6 +202,7 @@ class Dashboard:
                 html.Div(id="knobs"),
                 html.H3("4. Run"),
                 html.Button("Run", id="run", n_clicks=0),
+                html.Button("Cancel", id="cancel", className="secondary", n_clicks=0),
                 html.Div(html.Div(className="fill", id="progress-fill", style={"width": "0%"}), className="progress",
                          id="progress", role="progressbar", **PROGRESS_ARIA),
                 html.Div("", id="progress-text", className="progress-text"),
@@ -307,6 +312,8 @@ class Dashboard:
            State({"type": "knob", "id": ALL}, "id"), State("population", "value"), State("days", "value"),
            State("seed", "value"), State("job", "data"), State("current", "data"), State("previous", "data"),
            prevent_initial_call=True)(self.on_run)
+        cb(Output("message", "children", allow_duplicate=True), Input("cancel", "n_clicks"), State("job", "data"),
+           prevent_initial_call=True)(self.on_cancel)
         cb(Output("results-charts", "children"), Output("charts-bar", "style"), Input("compare-with", "value"),
            Input("current", "data"), State("previous", "data"), prevent_initial_call=True)(self.on_charts)
         cb(Output("dl-yaml", "data"), Output("download-message", "children", allow_duplicate=True),
@@ -367,6 +374,10 @@ class Dashboard:
 
     def _values(self, vals: list[Any], ids: list[dict[str, str]]) -> dict[str, Any]:
         return {i["id"]: v for i, v in zip(ids, vals, strict=True)}
+
+    def on_cancel(self, _clicks: Any, job_id: Any) -> str:
+        job = self.runner.cancel(job_id)
+        return "cancelling: the run stops after its current day" if job else "no run in progress to cancel"
 
     def on_run(self, _clicks: Any, _n: Any, key: Any, vals: list[Any], ids: list[dict[str, str]], population: Any,
                days: Any, seed: Any, job_id: Any, current: Any, previous: Any) -> tuple[Any, ...]:

@@ -30,6 +30,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +39,7 @@ from typing import Any
 from credsim import security
 from credsim.api import run as run_api
 from credsim.audit.paired import assemble, counterfactual
-from credsim.memory import MemoryRefused
+from credsim.memory import MemoryRefused, check_memory
 from credsim.safeio import AUDIT_JSON_BYTES, MANIFEST_BYTES, read_json_object, read_text
 from credsim.scenario.load import ScenarioError, dump_yaml, scenario_hash
 from credsim.scenario.schema import Scenario
@@ -65,6 +66,7 @@ class Job:
     started: float = field(default_factory=time.perf_counter)
     wall: float = 0.0
     baseline_cached: bool = False
+    cancelled: bool = False  # asked to stop: the run ends after its current day
 
     @property
     def fraction(self) -> float:
@@ -75,11 +77,21 @@ def _json_default(o: Any) -> Any:
     return o.item() if hasattr(o, "item") else str(o)
 
 
-class Runner:
-    """Starts paired runs in a background thread, one at a time, and browses the runs root."""
+class JobCancelled(Exception):
+    """Raised from a run's day callback once its job is cancelled (nothing of the job is kept)."""
 
-    def __init__(self, root: str | Path) -> None:
+
+class Runner:
+    """Starts paired runs in a background thread, one at a time, and browses the runs root.
+
+    A run's memory estimate (system and counterfactual) is checked *before* it starts, so a
+    request that cannot fit is refused at once, not after a thread has begun; a started run
+    can be cancelled (it stops after its current day and its directory is removed).
+    """
+
+    def __init__(self, root: str | Path, max_memory: float | None = None) -> None:
         self.root = Path(root).resolve()
+        self.max_memory = max_memory
         self.root.mkdir(parents=True, exist_ok=True)
         self.jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -88,7 +100,10 @@ class Runner:
 
     # ---- running -------------------------------------------------------------------------------------------
     def start(self, scen: Scenario, changes: list[str]) -> Job:
-        """Start ``scen`` and its counterfactual; raise RuntimeError while another run is going."""
+        """Start ``scen`` and its counterfactual; raise RuntimeError while another run is going,
+        :class:`MemoryRefused` if either would not fit."""
+        check_memory(scen, self.max_memory)
+        check_memory(counterfactual(scen), self.max_memory)
         with self._lock:
             if self._busy is not None and not self._busy.finished:
                 raise RuntimeError("a run is already in progress; wait for it to finish")
@@ -106,9 +121,29 @@ class Runner:
         threading.Thread(target=self._work, args=(job, changes), daemon=True, name=f"credsim-{name}").start()
         return job
 
+    def cancel(self, job_id: object) -> Job | None:
+        """Ask a running job to stop after its current day; the job, or None if there is no such running job."""
+        job = self.jobs.get(job_id) if isinstance(job_id, str) else None
+        if job is None or job.finished:
+            return None
+        job.cancelled = True
+        job.phase = "cancelling after the current day"
+        return job
+
+    def _progress(self, job: Job, offset: int) -> Callable[[int, int], None]:
+        def on_day(day: int, _total: int) -> None:
+            if job.cancelled:
+                raise JobCancelled
+            job.done = offset + day + 1
+
+        return on_day
+
     def _work(self, job: Job, changes: list[str]) -> None:
         try:
             self._pair(job, changes)
+        except JobCancelled:
+            shutil.rmtree(job.out, ignore_errors=True)  # a half-made audit directory is of no use
+            job.error = "cancelled: nothing was kept"
         except (ScenarioError, MemoryRefused, FileExistsError, OSError, ValueError) as exc:
             job.error = str(exc)
         except Exception as exc:  # shown on the page as a message; the details go to the server log
@@ -129,7 +164,7 @@ class Runner:
         base_dir = out / "runs" / f"baseline-s{seed}"
 
         job.phase = f"{scen.name}: simulating {scen.population.size:,} citizens"
-        run_api(scen, out=sys_dir, on_day=lambda d, _t: setattr(job, "done", d + 1))
+        run_api(scen, out=sys_dir, on_day=self._progress(job, 0))
         base = counterfactual(scen)
         cached = self.root / CACHE_DIR / scenario_hash(base)
         if (cached / "manifest.json").is_file():
@@ -138,7 +173,7 @@ class Runner:
             shutil.copytree(cached, base_dir)
         else:
             job.phase = "baseline (no system): same citizens, same seed"
-            run_api(base, out=base_dir, on_day=lambda d, _t: setattr(job, "done", days + d + 1))
+            run_api(base, out=base_dir, on_day=self._progress(job, days))
             tmp = cached.with_name(cached.name + f".tmp-{uuid.uuid4().hex[:8]}")
             shutil.copytree(base_dir, tmp)
             try:

@@ -1,0 +1,128 @@
+"""The dashboard as an attacker meets it: tokens, Host and Origin, job memory, cancelling, hostile run folders.
+
+The guard is exercised in front of the real Dash app (werkzeug's test client speaks WSGI
+to it, headers as a browser or a script would send them); the runner starts real runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import credsim
+from credsim import security
+from credsim.memory import MemoryRefused
+
+pytest.importorskip("dash")
+
+from werkzeug.test import Client  # noqa: E402
+
+from credsim.dashboard.app import Dashboard  # noqa: E402
+
+TOKEN = "t0k3n-for-tests"
+
+
+@pytest.fixture(scope="module")
+def dash_app(tmp_path_factory: pytest.TempPathFactory) -> Dashboard:
+    return Dashboard(tmp_path_factory.mktemp("runs"))
+
+
+def _client(d: Dashboard, *, token: str | None, loopback: bool, names: tuple[str, ...] = ()) -> Client:
+    guard = security.RequestGuard(d.app.server, token=token, names=security.machine_names(names),
+                                  loopback_only=loopback)
+    return Client(guard)
+
+
+def test_remote_server_needs_its_token(dash_app: Dashboard) -> None:
+    c = _client(dash_app, token=TOKEN, loopback=False)
+    host = {"Host": "192.0.2.7:8050"}
+    assert c.get("/", headers=host).status_code == 401
+    assert c.get("/?token=wrong", headers=host).status_code == 401
+    assert c.get("/_dash-layout", headers={**host, "X-Credsim-Token": "wrong"}).status_code == 401
+    first = c.get(f"/?token={TOKEN}", headers=host)
+    assert first.status_code == 200
+    cookie = first.headers["Set-Cookie"]
+    assert f"{security.TOKEN_COOKIE}={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert c.get("/_dash-layout", headers=host).status_code == 200  # the cookie now carries the token
+    bare = _client(dash_app, token=TOKEN, loopback=False)
+    assert bare.get("/_dash-layout", headers={**host, "X-Credsim-Token": TOKEN}).status_code == 200
+
+
+@pytest.mark.parametrize("loopback", [True, False])
+def test_dns_rebinding_host_is_refused(dash_app: Dashboard, loopback: bool) -> None:
+    """A page at evil.example whose name now resolves to this server sends Host: evil.example."""
+    c = _client(dash_app, token=None if loopback else TOKEN, loopback=loopback)
+    q = "" if loopback else f"?token={TOKEN}"
+    r = c.get("/" + q, headers={"Host": "evil.example:8050"})
+    assert r.status_code == 403 and b"not a name of this server" in r.data
+    assert c.get("/" + q, headers={"Host": "localhost:8050"}).status_code == 200
+    assert c.get("/" + q, headers={"Host": "127.0.0.1:8050"}).status_code == 200
+    assert c.get("/" + q, headers={"Host": ""}).status_code == 403
+
+
+def test_loopback_server_refuses_non_loopback_addresses_and_extra_names_are_allowed(dash_app: Dashboard) -> None:
+    c = _client(dash_app, token=None, loopback=True)
+    assert c.get("/", headers={"Host": "192.0.2.7:8050"}).status_code == 403
+    remote = _client(dash_app, token=TOKEN, loopback=False, names=("lab-server.example",))
+    assert remote.get(f"/?token={TOKEN}", headers={"Host": "lab-server.example:8050"}).status_code == 200
+    assert remote.get(f"/?token={TOKEN}", headers={"Host": "other.example:8050"}).status_code == 403
+
+
+def test_cross_site_posts_are_refused(dash_app: Dashboard) -> None:
+    c = _client(dash_app, token=None, loopback=True)
+    output = next(k for k, v in dash_app.app.callback_map.items()
+                  if [i["id"] for i in v["inputs"]] == ["cancel"])  # the cancel button's callback (a duplicate output)
+    body = {"output": output, "outputs": {"id": "message", "property": output.split(".", 1)[1]},
+            "inputs": [{"id": "cancel", "property": "n_clicks", "value": 1}],
+            "state": [{"id": "job", "property": "data", "value": None}], "changedPropIds": ["cancel.n_clicks"]}
+    evil = c.post("/_dash-update-component", json=body,
+                  headers={"Host": "127.0.0.1:8050", "Origin": "http://evil.example"})
+    assert evil.status_code == 403 and b"not from this server" in evil.data
+    same = c.post("/_dash-update-component", json=body,
+                  headers={"Host": "127.0.0.1:8050", "Origin": "http://127.0.0.1:8050"})
+    assert same.status_code == 200 and b"no run in progress" in same.data
+
+
+def test_a_job_that_cannot_fit_is_refused_before_it_starts(tmp_path: Path) -> None:
+    d = Dashboard(tmp_path / "runs", max_memory=0.5)
+    scen, changes = d.build("city-points", {}, 200_000, 365, 1)
+    with pytest.raises(MemoryRefused, match="refusing to start"):
+        d.runner.start(scen, changes)
+    assert d.runner.jobs == {} and list((tmp_path / "runs").iterdir()) == []
+
+
+def test_a_running_job_can_be_cancelled(tmp_path: Path) -> None:
+    d = Dashboard(tmp_path / "runs")
+    scen, changes = d.build("city-points", {}, 2000, 3000, 1)
+    job = d.runner.start(scen, changes)
+    deadline = time.monotonic() + 120
+    while job.done < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert d.runner.cancel(job.id) is job
+    while not job.finished and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.finished and job.error == "cancelled: nothing was kept"
+    assert job.done < job.total and not job.out.exists()
+    assert d.runner.cancel(job.id) is None  # finished: nothing to cancel
+    job2 = d.runner.start(*d.build("city-points", {}, 1000, 2, 1))  # the runner is free again
+    while not job2.finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job2.error is None
+
+
+def test_a_manifest_that_is_a_device_does_not_hang_the_listing(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    (root / "zero").mkdir(parents=True)
+    os.symlink("/dev/zero", root / "zero" / "manifest.json")
+    (root / "fifo").mkdir()
+    os.mkfifo(root / "fifo" / "manifest.json")
+    d = Dashboard(root)
+    t0 = time.perf_counter()
+    labels = {r["name"]: r["label"] for r in d.runner.list_runs()}
+    assert time.perf_counter() - t0 < 5
+    assert labels["zero"].endswith("(unreadable)") and labels["fifo"].endswith("(unreadable)")
+    with pytest.raises(ValueError, match="regular file"):
+        credsim.store.read_manifest(root / "zero")
