@@ -1,0 +1,108 @@
+"""Run the ``credsim`` command as a person types it: in a pseudo-terminal, so Rich draws its progress bars.
+
+Why not ``CliRunner`` or pipes: the crash in ``credsim resume`` without ``-q`` happened only
+when a progress bar was drawn, which Rich does only on a terminal. Every CLI test of the
+failures users met goes through :func:`typed`.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CREDSIM = Path(sys.executable).parent / "credsim"  # the console script, as installed
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@dataclass
+class Typed:
+    """What a person saw: the exit code and everything written to the terminal (stdout and stderr)."""
+
+    rc: int
+    raw: str  # as the terminal received it, colours included
+    seconds: float
+
+    @property
+    def out(self) -> str:
+        """What the person read: the text without colour and cursor escapes."""
+        return ANSI.sub("", self.raw)
+
+    @property
+    def progress_drawn(self) -> bool:
+        return "━" in self.out  # Rich's bar glyph: drawn only on a terminal
+
+    @property
+    def traceback(self) -> bool:
+        """A Python traceback or a bare exception line (``ValueError: ...``) reached the person."""
+        return "Traceback" in self.out or re.search(r"(?m)^\s*[A-Za-z_.]*(Error|Exception): ", self.out) is not None
+
+    @property
+    def clean_error(self) -> bool:
+        """An error a person can read: exit code 2 and no traceback."""
+        return self.rc == 2 and not self.traceback
+
+
+def env(**extra: str) -> dict[str, str]:
+    """The environment of a typed command: this checkout's code first, a wide terminal."""
+    return {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TERM": "xterm-256color", "COLUMNS": "120",
+            "LINES": "40", **extra}
+
+
+def start(*args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``credsim ARGS`` on a new pseudo-terminal; returns the process and the terminal's master side."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([str(CREDSIM), *args], stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
+                            env=env(**(extra_env or {})), start_new_session=True)
+    os.close(slave)
+    return proc, master
+
+
+def collect(proc: subprocess.Popen[bytes], master: int, timeout: float, t0: float | None = None) -> Typed:
+    """Read the terminal until the command ends (killing it after ``timeout`` s, which fails the caller)."""
+    t0 = time.monotonic() if t0 is None else t0
+    chunks: list[bytes] = []
+    try:
+        while True:
+            left = timeout - (time.monotonic() - t0)
+            if left <= 0:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise TimeoutError(f"{proc.args} still running after {timeout} s:\n"
+                                   + b"".join(chunks).decode(errors="replace")[-3000:])
+            ready, _, _ = select.select([master], [], [], min(left, 1.0))
+            if not ready:
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError as exc:
+                if exc.errno == errno.EIO:  # the command closed the terminal: it has ended
+                    break
+                raise
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    rc = proc.wait(timeout=60)
+    return Typed(rc, b"".join(chunks).decode(errors="replace").replace("\r\n", "\n"), time.monotonic() - t0)
+
+
+def typed(*args: str, cwd: Path, timeout: float = 600, extra_env: dict[str, str] | None = None) -> Typed:
+    """Run ``credsim ARGS`` in a pseudo-terminal and wait for it."""
+    t0 = time.monotonic()
+    proc, master = start(*args, cwd=cwd, extra_env=extra_env)
+    return collect(proc, master, timeout, t0)
