@@ -60,7 +60,7 @@ def test_explain_accepts_an_audit_directory_and_audit_says_when_no_report_was_wr
         "raise ModuleNotFoundError(\"No module named 'plotly'\", name='plotly')\n")
     no_plotly = {"PYTHONPATH": os.pathsep.join([str(Path(credsim.__file__).parents[1]), str(fake)])}
     sets = [a for k, v in WRONGFUL_PRONE.items() for a in ("--set", f"{k}={json.dumps(v)}")]
-    audit = typed("audit", "city-points", "-n", "3000", "-d", "60", "--seed", "2", "--trace", "3000",
+    audit = typed("audit", "city-points", "-n", "6000", "-d", "240", "--seed", "3", "--trace", "50",
                   "--out", str(tmp_path / "aud"), *sets, cwd=tmp_path, extra_env=no_plotly)
     assert audit.rc == 0 and not audit.traceback, audit.out
     assert "report: not written" in audit.out and not (tmp_path / "aud" / "report.html").exists()
