@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,7 +16,7 @@ from rich.text import Text
 from credsim.checkpoint import CheckpointError
 from credsim.memory import MemoryRefused
 from credsim.resumable import RunStopped
-from credsim.scenario.load import DEFAULT_SCENARIO, ScenarioError, builtin_names, load_scenario, parse_value
+from credsim.scenario.load import DEFAULT_SCENARIO, ScenarioError, builtin_names, load_scenario, parse_set
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="credsim: simulate social-credit systems on synthetic populations.")
@@ -38,16 +38,6 @@ def day_progress(quiet: bool) -> Progress:
                     console=console, disable=quiet, transient=False)
 
 
-def _parse_set(items: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"--set expects KEY.PATH=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = parse_value(v, f"--set {k.strip()}")  # guarded YAML (scenario/load.py)
-    return out
-
-
 @app.command()
 def run(
     scenario: Annotated[str, typer.Argument(help="built-in name or YAML file")] = "default",
@@ -57,7 +47,8 @@ def run(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory")] = None,
     threads: Annotated[int | None, typer.Option(help="worker threads (results do not depend on it)")] = None,
     block_size: Annotated[int, typer.Option(help="citizens per block (results do not depend on it)")] = 1 << 16,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override KEY.PATH=VALUE")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override KEY.PATH=VALUE, e.g. "
+                                                   "'behaviours[\"traffic.violation\"].rate=0.01'")] = None,
     max_memory: Annotated[float | None, typer.Option(help="refuse runs estimated above this many GiB")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out directory")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -73,7 +64,7 @@ def run(
     from credsim.api import run as run_api
 
     try:
-        scen = load_scenario(scenario, _parse_set(set_))
+        scen = load_scenario(scenario, parse_set(set_))
     except ScenarioError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

@@ -28,6 +28,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from credsim.engine import Result
+from credsim.scenario.keypath import dump
 from credsim.scenario.load import scenario_hash
 from credsim.scenario.schema import Scenario
 
@@ -112,7 +113,7 @@ def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
                           "write": round(time.perf_counter() - t0, 4), "wall": round(wall, 4)},
             "files": list(FILES) + (["events.parquet"] if result.events is not None else []),
             **(extra or {}),
-            "scenario": scen.model_dump(mode="json"),
+            "scenario": dump(scen),
         }
         _atomic_json(tmp / "manifest.json", manifest)
         if out.exists():

@@ -9,22 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 out = Console()
 err = Console(stderr=True)
-
-
-def _overrides(items: list[str] | None) -> dict[str, Any]:
-    ov: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"--set expects KEY.PATH=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        ov[k.strip()] = yaml.safe_load(v)
-    return ov
 
 
 def audit_cmd(
@@ -36,7 +25,8 @@ def audit_cmd(
     days: Annotated[int | None, typer.Option("--days", "-d")] = None,
     seed: Annotated[int | None, typer.Option("--seed", "-s", help="first seed")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="audit directory")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override KEY.PATH=VALUE")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override KEY.PATH=VALUE, e.g. "
+                                                   "'behaviours[\"traffic.violation\"].rate=0.01'")] = None,
     trace: Annotated[int | None, typer.Option(help="citizens traced per run (for explain)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out directory")] = False,
     threads: Annotated[int | None, typer.Option(help="worker threads (results do not depend on it)")] = None,
@@ -44,7 +34,7 @@ def audit_cmd(
     """Run a scenario and its paired counterfactual over replicates; write audit.json and report.html."""
     from credsim.audit.paired import audit
     from credsim.memory import MemoryRefused
-    from credsim.scenario.load import ScenarioError
+    from credsim.scenario.load import ScenarioError, parse_set
 
     t0 = time.perf_counter()
 
@@ -53,7 +43,7 @@ def audit_cmd(
 
     try:
         d = audit(scenario, against=None if against == "none" else against, replicates=replicates,
-                  population=population, days=days, seed=seed, out=out_dir, overrides=_overrides(set_),
+                  population=population, days=days, seed=seed, out=out_dir, overrides=parse_set(set_),
                   trace=trace, overwrite=overwrite, on_run=progress, threads=threads)
     except (ScenarioError, MemoryRefused, FileExistsError, ValueError) as exc:
         typer.echo(str(exc), err=True)
