@@ -128,3 +128,14 @@ def test_python_api_reaches_dotted_names() -> None:
     assert scen.behaviours["traffic.violation"].rate == 0.01
     assert scen.scoring.points is not None
     assert scen.scoring.points.rules["traffic.jaywalk"] == -7 and scen.scoring.points.rules["civic.volunteer"] == 6
+
+
+def test_unknown_keys_in_a_file_or_value_suggest_the_closest() -> None:
+    from tests.conftest import tiny
+
+    with pytest.raises(credsim.ScenarioError, match=r"at 'behaviors': no such key .*did you mean 'behaviours'\?"):
+        load_scenario(tiny(behaviors={}))
+    with pytest.raises(credsim.ScenarioError) as err:  # a whole mapping set by an override, checked inside
+        load_scenario("city-points", {'behaviours["traffic.violation"]': {"kind": "infraction", "rat": 0.1}})
+    assert "overrides argument 'behaviours[\"traffic.violation\"]': at 'behaviours.traffic.violation.rat': " \
+        "no such key (unknown keys are errors; did you mean 'rate'" in str(err.value)

@@ -208,6 +208,16 @@ def shape_of(ann: Any) -> Shape:
 ROOT = Shape("model", Scenario)
 
 
+def known_keys(keys: Sequence[Key]) -> list[str] | None:
+    """The keys the schema allows inside ``keys`` (a section's fields), or None where names are free."""
+    here = ROOT
+    for k in keys:
+        if here.kind == "model" and here.model is not None and (not isinstance(k, str) or k not in fields(here.model)):
+            return None
+        here = here.child(str(k))
+    return list(fields(here.model)) if here.kind == "model" and here.model is not None else None
+
+
 def _creatable(s: Shape) -> bool:
     """May a missing mapping be created on the way to a deeper key? Only when nothing in it is required.
 

@@ -315,7 +315,9 @@ def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> 
             path = _dotted(loc)
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "no such key (unknown keys are errors; check the spelling)"
+                known = keypath.known_keys(loc[:-1])
+                hint = keypath.suggest(str(loc[-1]), known) if known else "check the spelling"
+                msg = f"no such key (unknown keys are errors; {hint})"
             elif err["type"] == "missing":
                 msg = "this key is required"
             got = err.get("input")
