@@ -124,6 +124,14 @@ def test_run_set_reaches_a_dotted_behaviour(tmp_path: Path) -> None:
     assert_rate_took_effect(out)
 
 
+def test_python_api_overrides_reach_a_dotted_behaviour(tmp_path: Path) -> None:
+    run = credsim.run("city-points", population=3000, days=30, out=tmp_path / "api",
+                      overrides={'behaviours["traffic.violation"].rate': 0.01})
+    assert_rate_took_effect(run.dir)
+    scen = load_scenario("city-points", {("behaviours", "traffic.violation", "rate"): 0.01})  # the list form
+    assert scen.behaviours["traffic.violation"].rate == 0.01
+
+
 def test_bad_sets_are_clean_errors_naming_the_command_line(tmp_path: Path) -> None:
     code, text = typed(["run", "city-points", "-n", "3000", "-d", "3", "--set",
                         'behaviours["traffic.violation"].rate=-1', "--set", "behaviours.traffic.jaywalk.rate=0.1",

@@ -170,6 +170,7 @@ class Shape:
     or_value: bool = False  # a plain value is allowed too (a points rule: -5 or {points: -5, ...})
 
     def child(self, key: str) -> Shape:
+        """The shape one key further in (``key`` must be a field when this is a model)."""
         if self.kind == "model" and self.model is not None:
             field = fields(self.model)[key]
             return shape_of(field.annotation)
@@ -184,6 +185,7 @@ def fields(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def shape_of(ann: Any) -> Shape:
+    """The shape of a field's type: optional parts dropped, since an absent section may be created."""
     origin = get_origin(ann)
     if origin is Annotated:
         return shape_of(get_args(ann)[0])
