@@ -31,13 +31,12 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pyarrow.compute as pc
 import typer
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from credsim.engine import simulate
 from credsim.scenario import keypath
 from credsim.scenario.keypath import KeyPathError
-from credsim.scenario.load import Problem, ScenarioError, dump_yaml, load_scenario
+from credsim.scenario.load import Problem, ScenarioError, dump_yaml, load_scenario, read_yaml
 from credsim.scenario.overrides import Override
 from credsim.scenario.schema import Scenario
 
@@ -110,21 +109,23 @@ def load_targets(path: str | Path) -> TargetsFile:
     p = Path(path)
     file = str(p)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TargetsError(file, [Problem("", f"a readable targets file ({exc.strerror})")]) from None
-    except yaml.YAMLError as exc:
-        raise TargetsError(file, [Problem("", f"valid YAML ({exc})")]) from None
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetsError(file, [Problem("", f"a readable UTF-8 targets file ({exc})")]) from None
+    try:  # the scenario loader's guards (nesting, tags, size), and the line of each key
+        data, lines = read_yaml(text, file)
+    except ScenarioError as exc:
+        raise TargetsError(file, exc.problems) from None
     try:
         return TargetsFile.model_validate(data)
     except ValidationError as exc:
         probs = []
         for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"])
+            loc = ".".join(str(x) for x in err["loc"] if x not in ("str", "list[union[str,int]]"))
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "no such key (unknown keys are errors; check the spelling)"
-            probs.append(Problem(loc, msg))
+            probs.append(Problem(loc, msg, lines.get(loc)))
         raise TargetsError(file, probs) from None
 
 
