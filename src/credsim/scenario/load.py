@@ -358,11 +358,12 @@ def run_overrides(given: Overrides | None = None, *, population: int | None = No
     return out
 
 
-def _overrides(given: Overrides | None, file: str = API_ORIGIN) -> list[Override]:
+def _overrides(given: Overrides | None) -> list[Override]:
+    """Overrides as the API takes them, as a list; a malformed key path names the argument."""
     try:
         return normalize(given)
     except OverrideError as exc:
-        raise ScenarioError(file, [Problem(m.path, m.expected, origin=m.origin) for m in exc.problems]) from None
+        raise ScenarioError(API_ORIGIN, [Problem(m.path, m.expected, origin=m.origin) for m in exc.problems]) from None
 
 
 def load_scenario(
