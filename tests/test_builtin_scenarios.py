@@ -138,11 +138,10 @@ def test_court_defaulters_listed_citizens_are_barred(checks: list[dict[str, np.n
 
 
 def _model_scores(zero_rate: str | None) -> np.ndarray:
-    ov = {"population.size": 20_000, "run.days": 200, "run.trace": 0}
-    data = load_scenario("commercial-score", ov).model_dump(mode="json", by_alias=True, exclude_none=True)
+    ov: dict[str, Any] = {"population.size": 20_000, "run.days": 200, "run.trace": 0}
     if zero_rate is not None:
-        data["behaviours"][zero_rate]["rate"] = 0.0  # behaviour names hold dots: edit the dict
-    return simulate(load_scenario(data)).state.mscore[0].astype(np.float64)
+        ov[f'behaviours["{zero_rate}"].rate'] = 0.0
+    return simulate(load_scenario("commercial-score", ov)).state.mscore[0].astype(np.float64)
 
 
 def test_commercial_score_purchase_proxies_move_the_score() -> None:

@@ -13,8 +13,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from credsim.calibrate import check_paths, evaluate, fit, load_targets, render_yaml, scenario_data
+from credsim.calibrate import check_paths, evaluate, fit, load_targets, render_yaml
 from credsim.cli import app
+from credsim.scenario.keypath import dump
 from credsim.scenario.load import ScenarioError, load_scenario
 
 TARGETS = Path(__file__).resolve().parents[1] / "src" / "credsim" / "scenario" / "targets" / "court-defaulters.yaml"
@@ -23,7 +24,7 @@ FLIGHT_EARLY = ["behaviours", "travel.flight_attempt", "schedule", 0, "multiplie
 
 def test_shipped_targets_load_and_point_into_the_scenario() -> None:
     tf = load_targets(TARGETS)
-    check_paths(tf, scenario_data(load_scenario("court-defaulters")), str(TARGETS))
+    check_paths(tf, dump(load_scenario("court-defaulters")), str(TARGETS))
     assert tf.real_population == 1.4e9 and tf.tolerance == 0.10
     # the published figures of the issue, with their source ids
     values = {k: (t.value, t.source) for k, t in tf.targets.items()}
@@ -62,7 +63,7 @@ def test_parameter_path_must_lead_to_a_number(tmp_path: Path) -> None:
     tf = load_targets(TARGETS)
     tf.parameters["default_2024"].path = ["behaviours", "court.judgment_default", "kind"]
     with pytest.raises(ScenarioError) as exc:
-        check_paths(tf, scenario_data(load_scenario("court-defaulters")), "t.yaml")
+        check_paths(tf, dump(load_scenario("court-defaulters")), "t.yaml")
     assert exc.value.paths == ["parameters.default_2024.path"]
 
 

@@ -22,9 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("explain") / "run"
-    data = credsim.load_scenario("city-points", OVERRIDES).model_dump(mode="json", by_alias=True)
-    data["behaviours"]["court.judgment_default"]["rate"] = 0.00005  # more court-list travel bans
-    return credsim.run(data, population=6000, days=240, seed=3, out=out).dir
+    ov = {**OVERRIDES, 'behaviours["court.judgment_default"].rate': 0.00005}  # more court-list travel bans
+    return credsim.run("city-points", overrides=ov, population=6000, days=240, seed=3, out=out).dir
 
 
 @pytest.fixture(scope="module")

@@ -150,14 +150,15 @@ def test_non_utf8_is_refused(tmp_path: Path) -> None:
 
 
 def test_set_override_values_are_guarded() -> None:
-    from credsim.cli.common import parse_set as _parse_set
+    from credsim.scenario.load import parse_set
 
     for bad in ("run.days=" + "[" * 10_000, "run.days=!!python/name:os.system", "run.days=[unclosed"):
         with pytest.raises(ScenarioError):
-            _parse_set([bad])
+            parse_set([bad])
         TALLY.tried += 1
         TALLY.refused += 1
-    assert _parse_set(["run.days=12", "name=x"]) == {"run.days": 12, "name": "x"}
+    assert [(o.keys, o.value) for o in parse_set(["run.days=12", "name=x"])] == [(("run", "days"), 12),
+                                                                                 (("name",), "x")]
 
 
 class _HypothesisChooser:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 import credsim
-from credsim.experiments import SpecError, SweepSpec, connect, load_spec, pareto_front, parse_path, sweep
+from credsim.experiments import SpecError, SweepSpec, connect, load_spec, pareto_front, sweep
 from credsim.experiments.sweep import design_points, headline
+from credsim.scenario.keypath import parse as parse_path
 from tests.conftest import tiny
 
 
@@ -33,10 +34,11 @@ SPEC: dict[str, Any] = {
 
 
 def test_key_paths_allow_dots_in_names() -> None:
-    assert parse_path("behaviours[traffic.violation].rate") == ["behaviours", "traffic.violation", "rate"]
-    assert parse_path(["behaviours", "traffic.violation", "rate"]) == ["behaviours", "traffic.violation", "rate"]
-    assert parse_path("scoring.points.rules[court.default]") == ["scoring", "points", "rules", "court.default"]
-    assert parse_path("run.days") == ["run", "days"]
+    assert parse_path("behaviours[traffic.violation].rate") == ("behaviours", "traffic.violation", "rate")
+    assert parse_path(["behaviours", "traffic.violation", "rate"]) == ("behaviours", "traffic.violation", "rate")
+    assert parse_path("scoring.points.rules[court.default]") == ("scoring", "points", "rules", "court.default")
+    assert parse_path('scoring.points.rules["court.default"]') == ("scoring", "points", "rules", "court.default")
+    assert parse_path("run.days") == ("run", "days")
     with pytest.raises(ValueError):
         parse_path("run.")
 

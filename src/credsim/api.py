@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from credsim import resumable, store
 from credsim.engine import DEFAULT_BLOCK
 from credsim.memory import check_memory
-from credsim.scenario.load import load_scenario, run_overrides
+from credsim.scenario.load import Overrides, load_scenario, run_overrides
 from credsim.scenario.schema import Scenario
 
 
@@ -72,7 +72,7 @@ def run(
     seed: int | None = None,
     threads: int | None = None,
     block_size: int = DEFAULT_BLOCK,
-    overrides: dict[str, Any] | None = None,
+    overrides: Overrides | None = None,
     max_memory: float | None = None,
     overwrite: bool = False,
     on_day: Callable[[int, int], None] | None = None,
@@ -82,7 +82,9 @@ def run(
 ) -> Run:
     """Run a scenario (a built-in name, a YAML path, a dict or a loaded Scenario).
 
-    ``population``, ``days`` and ``seed`` override the scenario's own values; the
+    ``overrides`` maps key paths to values (``{'behaviours["traffic.violation"].rate': 0.01}``,
+    see :mod:`credsim.scenario.keypath`); a refused one is reported as the ``overrides
+    argument``. ``population``, ``days`` and ``seed`` override the scenario's own values; the
     resolved scenario, with them applied, is what the manifest records.
 
     ``checkpoint_every`` (days), ``max_days`` (days in this call) and ``time_budget``

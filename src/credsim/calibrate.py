@@ -9,7 +9,8 @@ A targets file (YAML, see ``scenario/targets/court-defaulters.yaml``) names
   (about ``1 / sqrt(count)``) to sit well inside the tolerance;
 - the **targets**: a daily metric summed over a range of days (a flow: cumulative entries,
   blocked purchases in a year) or read on one day (a stock), with its source id;
-- the **parameters** to fit: a key path into the scenario and bounds.
+- the **parameters** to fit: a key path into the scenario (:mod:`credsim.scenario.keypath`, e.g.
+  ``behaviours["court.judgment_default"].schedule[0].multiplier``) and bounds.
 
 The fit minimises the squared log-ratios ``log(simulated / scaled target)`` with SciPy's
 ``least_squares`` (trust region, finite differences) over log-parameters. Every evaluation
@@ -29,14 +30,14 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pyarrow.compute as pc
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from credsim.engine import simulate
-from credsim.scenario.load import Problem, ScenarioError, load_scenario
+from credsim.scenario import keypath
+from credsim.scenario.keypath import KeyPathError
+from credsim.scenario.load import Problem, ScenarioError, dump_yaml, load_scenario, read_yaml
+from credsim.scenario.overrides import Override
 from credsim.scenario.schema import Scenario
-
-PathItem = str | int
 
 
 class _Strict(BaseModel):
@@ -60,16 +61,21 @@ class TargetSpec(_Strict):
 
 
 class ParameterSpec(_Strict):
-    path: list[PathItem] = Field(min_length=1)
+    path: str | list[str | int]
     low: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     high: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     integer: bool = False
 
     @model_validator(mode="after")
     def _bounds(self) -> ParameterSpec:
+        keypath.parse(self.path)
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         return self
+
+    @property
+    def keys(self) -> keypath.Keys:
+        return keypath.parse(self.path)
 
 
 class SimulateSpec(_Strict):
@@ -102,46 +108,34 @@ def load_targets(path: str | Path) -> TargetsFile:
     p = Path(path)
     file = str(p)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TargetsError(file, [Problem("", f"a readable targets file ({exc.strerror})")]) from None
-    except yaml.YAMLError as exc:
-        raise TargetsError(file, [Problem("", f"valid YAML ({exc})")]) from None
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetsError(file, [Problem("", f"a readable UTF-8 targets file ({exc})")]) from None
+    try:  # the scenario loader's guards (nesting, tags, size), and the line of each key
+        data, lines = read_yaml(text, file)
+    except ScenarioError as exc:
+        raise TargetsError(file, exc.problems) from None
     try:
         return TargetsFile.model_validate(data)
     except ValidationError as exc:
         probs = []
         for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"])
+            loc = ".".join(str(x) for x in err["loc"] if x not in ("str", "list[union[str,int]]"))
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "no such key (unknown keys are errors; check the spelling)"
-            probs.append(Problem(loc, msg))
+            probs.append(Problem(loc, msg, lines.get(loc)))
         raise TargetsError(file, probs) from None
 
 
-def get_path(data: Any, path: list[PathItem]) -> Any:
-    cur = data
-    for k in path:
-        cur = cur[k]
-    return cur
-
-
-def set_path(data: Any, path: list[PathItem], value: Any) -> None:
-    get_path(data, path[:-1])[path[-1]] = value
-
-
-def scenario_data(scen: Scenario) -> dict[str, Any]:
-    return scen.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
 def check_paths(tf: TargetsFile, data: dict[str, Any], file: str) -> None:
+    """Every parameter must name a number the scenario sets (the fit starts from it)."""
     probs = []
     for name, spec in tf.parameters.items():
         try:
-            value = get_path(data, spec.path)
-        except (KeyError, IndexError, TypeError):
-            probs.append(Problem(f"parameters.{name}.path", f"a key path into the scenario (got {spec.path})"))
+            value = keypath.get_value(data, spec.keys)
+        except KeyPathError as exc:
+            probs.append(Problem(f"parameters.{name}.path", f"a key path to a value of the scenario: {exc}"))
             continue
         if not isinstance(value, int | float) or isinstance(value, bool):
             probs.append(Problem(f"parameters.{name}.path", f"a path to a number (found {value!r})"))
@@ -195,21 +189,24 @@ def evaluate(scen: Scenario, tf: TargetsFile, params: dict[str, float] | None = 
              population: int | None = None, days: int | None = None, seed: int | None = None,
              threads: int | None = None) -> Evaluation:
     """Run the scenario (with ``params`` applied) in memory and measure every target."""
-    data = scenario_data(scen)
-    for name, value in (params or {}).items():
-        set_path(data, tf.parameters[name].path, value)
+    data = keypath.dump(scen)
     n = population or tf.simulate.population
     data["population"]["size"] = n
     data["run"]["days"] = days or tf.simulate.days
     data["run"]["seed"] = tf.simulate.seed if seed is None else seed
     data["run"]["trace"] = 0
     data["run"].pop("trace_ids", None)
-    s = load_scenario(data)
+    s = load_scenario(data, parameter_overrides(tf, params or {}))
     t0 = time.perf_counter()
     res = simulate(s, threads=threads)
     table = res.metrics.to_arrow()
     return Evaluation(dict(params or {}), measure_targets(table, tf.targets), scaled_targets(tf, n),
                       time.perf_counter() - t0, measure_targets(table, tf.checks), scaled_targets(tf, n, True))
+
+
+def parameter_overrides(tf: TargetsFile, params: dict[str, float]) -> list[Override]:
+    """Fitted values as overrides, each named by its parameter (a refused value names it)."""
+    return [Override(tf.parameters[k].keys, v, f"calibration parameter {k!r} = {v!r}") for k, v in params.items()]
 
 
 @dataclass
@@ -230,13 +227,13 @@ def fit(scen: Scenario, tf: TargetsFile, *, max_evals: int = 60, threads: int | 
     """Fit ``tf.parameters`` to ``tf.targets`` with SciPy least squares on log-ratios."""
     from scipy.optimize import least_squares
 
-    data = scenario_data(scen)
+    data = keypath.dump(scen)
     check_paths(tf, data, tf.scenario or scen.name)
     names = list(tf.parameters)
     specs = [tf.parameters[k] for k in names]
     # search in x = 1 + log(p / p0): a finite-difference step (SciPy: diff_step x max(1, |x|)) is
     # then about the same relative change of every parameter
-    p0 = np.array([min(max(float(get_path(data, s.path)), s.low), s.high) for s in specs])
+    p0 = np.array([min(max(float(keypath.get_value(data, s.keys)), s.low), s.high) for s in specs])
     x0 = np.ones(len(specs))
     lo = np.array([1 + math.log(s.low / v) for s, v in zip(specs, p0, strict=True)])
     hi = np.array([1 + math.log(s.high / v) for s, v in zip(specs, p0, strict=True)])
@@ -263,10 +260,7 @@ def fit(scen: Scenario, tf: TargetsFile, *, max_evals: int = 60, threads: int | 
     else:
         residuals(x0)
     best = min(history, key=lambda e: sum(math.log(max(v, 1e-9)) ** 2 for v in e.ratios.values()))
-    out = data
-    for k, v in best.params.items():
-        set_path(out, tf.parameters[k].path, v)
-    fitted = load_scenario(out)
+    fitted = load_scenario(data, parameter_overrides(tf, best.params))
     return Fit(fitted, history[0], best, len(history), history)
 
 
@@ -277,7 +271,7 @@ def render_yaml(f: Fit, tf: TargetsFile, targets_file: str) -> str:
              f" targets scaled by N / {tf.real_population:,.0f}", "# parameters:"]
     for k, v in f.best.params.items():
         lines.append(f"#   {k} = {v:.6g}  (start {f.start.params.get(k, float('nan')):.6g};"
-                     f" path {tf.parameters[k].path})")
+                     f" path {keypath.show(tf.parameters[k].keys)})")
     lines.append("# targets (simulated / scaled target):")
     for k, spec in tf.targets.items():
         lines.append(f"#   {k}: {f.best.simulated[k]:,.0f} / {f.best.scaled[k]:,.1f} = {f.best.ratios[k]:.3f}"
@@ -286,5 +280,5 @@ def render_yaml(f: Fit, tf: TargetsFile, targets_file: str) -> str:
         lines.append(f"#   (check, not fitted) {k}: {f.best.checked[k]:,.0f} / {f.best.check_scaled[k]:,.1f}"
                      f" = {f.best.checked[k] / f.best.check_scaled[k]:.3f}  [{spec.source}]")
     lines.append(f"# {f.evaluations} evaluations; all within {tf.tolerance:.0%}: {f.best.within(tf.tolerance)}")
-    body = yaml.safe_dump(scenario_data(f.scenario), sort_keys=False, allow_unicode=True)
+    body = dump_yaml(f.scenario)
     return "\n".join(lines) + "\n" + body

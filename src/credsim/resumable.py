@@ -38,6 +38,7 @@ from typing import Any
 
 from credsim import checkpoint, engine, outdir, store
 from credsim.memory import available_bytes, check_memory
+from credsim.scenario.keypath import dump
 from credsim.scenario.load import load_scenario, scenario_hash
 from credsim.scenario.schema import Scenario
 
@@ -275,7 +276,7 @@ def _base_manifest(scen: Scenario, block: int, threads: int | None, limits: Limi
         "pid": os.getpid(),
         "sessions": 1,
         "versions": store.versions(),
-        "scenario": scen.model_dump(mode="json"),
+        "scenario": dump(scen),
     }
 
 

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from credsim import catalog, outdir
 from credsim.engine import Result
 from credsim.safeio import MANIFEST_BYTES, read_json_object
+from credsim.scenario.keypath import dump
 from credsim.scenario.load import scenario_hash
 from credsim.scenario.schema import Scenario
 
@@ -95,7 +96,7 @@ def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
                           "write": round(time.perf_counter() - t0, 4), "wall": round(wall, 4)},
             "files": list(FILES) + (["events.parquet"] if result.events is not None else []),
             **(extra or {}),
-            "scenario": scen.model_dump(mode="json"),
+            "scenario": dump(scen),
         }
         _atomic_json(tmp / "manifest.json", manifest)
         outdir.check_replaceable(out, overwrite)  # again: the run took a while, and something may be there now

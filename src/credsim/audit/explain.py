@@ -150,7 +150,7 @@ def _counterfactual(scen: dict[str, Any], day: int, attempt: str, sanction: str,
     out = Sanction(day, attempt, sanction, wrongful)
     spec = (scen.get("sanctions") or {}).get(sanction) or {}
     when = spec.get("when") or {}
-    lst = when.get("list") or when.get("list_")
+    lst = when.get("list")
     official = [r for r in records if r["view"] in ("both", "official")]
     if lst:
         entry_rule = ((scen.get("lists") or {}).get(lst) or {}).get("entry") or {}

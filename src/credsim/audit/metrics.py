@@ -188,7 +188,7 @@ def _sanctions(con: duckdb.DuckDBPyConnection, scen: dict[str, Any]) -> list[dic
     out = []
     for name, cnt, wrong, cross, cross_major, sev, g50, g10, g90, gmean, assoc in rows:
         when = (spec.get(name) or {}).get("when", {})
-        lst = when.get("list") or when.get("list_")
+        lst = when.get("list")
         out.append({"sanction": name, "denials": cnt, "wrongful": wrong, "cross_mean": cross,
                     "cross_majority_share": cross_major, "severity": sev, "gravity_median": g50,
                     "gravity_p10": g10, "gravity_p90": g90, "gravity_mean": gmean, "association_only": assoc,

@@ -33,7 +33,8 @@ from typing import Any
 from credsim.api import run as run_api
 from credsim.audit.metrics import run_figures
 from credsim.audit.stats import interval
-from credsim.scenario.load import load_scenario, run_overrides
+from credsim.scenario.keypath import dump
+from credsim.scenario.load import Overrides, load_scenario, run_overrides
 from credsim.scenario.schema import Scenario
 from credsim.store import connect
 
@@ -42,7 +43,7 @@ SYSTEM_SECTIONS = ("scoring", "lists", "sanctions", "responses")
 
 def counterfactual(scen: Scenario) -> Scenario:
     """``scen`` with the system switched off (see the module docstring)."""
-    data = scen.model_dump(mode="json", by_alias=True)
+    data = dump(scen)
     data["name"] = f"{scen.name}-baseline"
     data["description"] = f"{scen.name} with no scoring, lists, sanctions or responses (paired counterfactual)"
     data["sharing"] = []
@@ -57,7 +58,7 @@ def counterfactual(scen: Scenario) -> Scenario:
 
 def audit(scenario: str | Path | Scenario, *, against: str | Path | None = "baseline", replicates: int = 1,
           population: int | None = None, days: int | None = None, seed: int | None = None,
-          out: str | Path | None = None, overrides: dict[str, Any] | None = None, trace: int | None = None,
+          out: str | Path | None = None, overrides: Overrides | None = None, trace: int | None = None,
           overwrite: bool = False, report: bool = True, threads: int | None = None,
           on_run: Callable[[str, int, int], None] | None = None) -> Path:
     """Run the scenario and its counterfactual for ``replicates`` seeds; write audit.json (+ report.html)."""
@@ -70,7 +71,7 @@ def audit(scenario: str | Path | Scenario, *, against: str | Path | None = "base
         if str(against) == "baseline":
             base = counterfactual(scen)
         else:
-            base_ov = {k: v for k, v in ov.items() if k.split(".")[0] in ("population", "run")}
+            base_ov = [o for o in ov if o.keys[0] in ("population", "run")]
             base = load_scenario(against, base_ov)
     seed0 = scen.run.seed if seed is None else seed
     out_dir = Path(out) if out is not None else Path("runs") / f"audit-{scen.name}-s{seed0}-k{replicates}"

@@ -30,7 +30,8 @@ def audit_cmd(
     days: Annotated[int | None, typer.Option("--days", "-d")] = None,
     seed: Annotated[int | None, typer.Option("--seed", "-s", help="first seed")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="audit directory")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override KEY.PATH=VALUE")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override KEY.PATH=VALUE, e.g. "
+                                                   "'behaviours[\"traffic.violation\"].rate=0.01'")] = None,
     trace: Annotated[int | None, typer.Option(help="citizens traced per run (for explain)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out directory")] = False,
     threads: Annotated[int | None, typer.Option(help="worker threads (results do not depend on it)")] = None,

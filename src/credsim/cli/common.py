@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from credsim.kernels import COMPILE_NOTICE, needs_compiling
-from credsim.scenario.load import parse_value
+from credsim.scenario.load import parse_set as parse_set  # every command parses --set the same way
 
 console = Console(stderr=True)
 out_console = Console()
@@ -69,17 +69,6 @@ def compile_notice(quiet: bool) -> None:
     """Say so when the run will first compile its kernels (a cold cache), so a 40 s pause does not look hung."""
     if not quiet and needs_compiling():
         console.print(f"[dim]{COMPILE_NOTICE}[/dim]")
-
-
-def parse_set(items: list[str] | None) -> dict[str, Any]:
-    """``--set KEY.PATH=VALUE`` options as overrides; values go through the scenario loader's guarded YAML."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise typer.BadParameter(f"--set expects KEY.PATH=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = parse_value(v, f"--set {k.strip()}")
-    return out
 
 
 def summary(run_dir: Path, wall: float, quiet: bool) -> None:

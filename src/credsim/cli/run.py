@@ -38,7 +38,8 @@ def run(
     threads: ThreadsOpt = None,
     block_size: Annotated[int, typer.Option(min=1, max=1 << 30,
                                           help="citizens per block (results do not depend on it)")] = 1 << 16,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override KEY.PATH=VALUE")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override KEY.PATH=VALUE, e.g. "
+                                                   "'behaviours[\"traffic.violation\"].rate=0.01'")] = None,
     max_memory: MaxMemoryOpt = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out directory")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,

@@ -12,17 +12,19 @@ that already watch journalists more closely.
 compound) and validates the result with the scenario schema, so every bad value surfaces
 as a :class:`credsim.ScenarioError` naming the key path, exactly as in a file.
 
-Key paths are tuples, not dotted strings, because record-type names contain dots
-(``scoring.points.rules["traffic.violation"]``); :func:`dotted` renders them for people.
+Key paths are tuples, not dotted strings, because record-type names contain dots; they are
+read, written and shown for people (``scoring.points.rules["traffic.violation"]``) by
+:mod:`credsim.scenario.keypath`, the same as ``--set`` and sweep files, so a path the page
+shows can be pasted into either.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from credsim.scenario import keypath
 from credsim.scenario.load import Problem, ScenarioError, load_scenario
 from credsim.scenario.schema import Scenario
 
@@ -59,11 +61,8 @@ class Knob:
 
 
 def dotted(path: KeyPath) -> str:
-    return ".".join(path)
-
-
-def _data(scen: Scenario) -> dict[str, Any]:
-    return scen.model_dump(mode="json", by_alias=True, exclude_none=True)
+    """A key path as people type it (``--set``, sweep files): :func:`credsim.scenario.keypath.show`."""
+    return keypath.show(path)
 
 
 def _rule_points(rule: Any) -> float:
@@ -72,7 +71,7 @@ def _rule_points(rule: Any) -> float:
 
 def knobs_for(scen: Scenario) -> list[Knob]:
     """The knobs that exist in ``scen``, in the order the page shows them."""
-    d = _data(scen)
+    d = keypath.dump(scen)
     out: list[Knob] = []
     behaviours = d["behaviours"]
     points = (d.get("scoring") or {}).get("points")
@@ -126,20 +125,6 @@ def knobs_for(scen: Scenario) -> list[Knob]:
                         [("sanctions", n) for n in sanctions], options=list(sanctions),
                         help="an unticked sanction is removed from the scenario"))
     return out
-
-
-def _set(data: dict[str, Any], path: KeyPath, value: Any) -> None:
-    cur: Any = data
-    for k in path[:-1]:
-        nxt = cur.get(k) if isinstance(cur, dict) else None
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[k] = nxt
-        cur = nxt
-    if value is DELETE:
-        cur.pop(path[-1], None)
-    else:
-        cur[path[-1]] = value
 
 
 def _number(knob: Knob, raw: Any, problems: list[Problem]) -> float | None:
@@ -200,9 +185,12 @@ def apply_knobs(scen: Scenario, values: dict[str, Any], extra: dict[KeyPath, Any
     name = f"{scen.name} (dashboard)"
     if problems:
         raise ScenarioError(name, problems)
-    data = copy.deepcopy(_data(scen))
+    data = keypath.dump(scen)
     for path, v in [*changes, *(extra or {}).items()]:
-        _set(data, path, v)
+        if v is DELETE:
+            keypath.delete_value(data, path)
+        else:
+            keypath.set_value(data, path, v)
     try:
         return load_scenario(data)
     except ScenarioError as exc:

@@ -6,7 +6,7 @@
 - :mod:`credsim.experiments.charts`: offline HTML pages.
 """
 
-from credsim.experiments.spec import SensitivitySpec, SpecError, SweepSpec, load_spec, parse_path
+from credsim.experiments.spec import SensitivitySpec, SpecError, SweepSpec, load_spec
 from credsim.experiments.sweep import connect, pareto_front, sweep
 
-__all__ = ["SensitivitySpec", "SpecError", "SweepSpec", "connect", "load_spec", "pareto_front", "parse_path", "sweep"]
+__all__ = ["SensitivitySpec", "SpecError", "SweepSpec", "connect", "load_spec", "pareto_front", "sweep"]

@@ -1,15 +1,12 @@
-"""Sweep and sensitivity specifications: typed YAML, key paths that allow dots in names.
+"""Sweep and sensitivity specifications: typed YAML whose parameters name scenario key paths.
 
-A parameter names a place in the scenario by a **key path**. Behaviour and record names
-contain dots (``traffic.violation``), so a path is either
-
-- a list of keys: ``[behaviours, traffic.violation, rate]``, or
-- a string where ``[...]`` holds one key verbatim: ``behaviours[traffic.violation].rate``,
-  ``scoring.points.rules[court.judgment_default]`` (plain ``a.b.c`` splits on dots).
-
-Every path must lead to an existing value of the resolved scenario (a typo is an error
-naming the spec file, the parameter and the key that is missing); the varied scenario is
-validated by the scenario schema like any other. Nothing is evaluated.
+A parameter names a place in the scenario by a key path (:mod:`credsim.scenario.keypath`):
+``behaviours["traffic.violation"].rate``, ``scoring.points.rules[court.judgment_default]``
+or a list ``[behaviours, traffic.violation, rate]``. Every path is checked against the
+scenario before anything runs (a typo is an error naming the spec file, its line, the
+parameter and the closest real keys); each varied scenario is built from overrides that
+remember the spec file and line, so a value the schema refuses is reported there. The spec
+file is read with the scenario loader's guards. Nothing is evaluated.
 """
 
 from __future__ import annotations
@@ -17,12 +14,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-_SEGMENT = re.compile(r"\[([^\]]+)\]|([^.\[\]]+)")
+from credsim.scenario import keypath
+from credsim.scenario.keypath import KeyPathError, Keys
+from credsim.scenario.load import ScenarioError, read_yaml
+from credsim.scenario.overrides import Override
 
 
 @dataclass
@@ -37,51 +36,6 @@ class SpecError(Exception):
                          + [f"  {self.file}: {p}" for p in self.problems])
 
 
-def parse_path(path: str | list[str]) -> list[str]:
-    """``a.b[c.d].e`` or ``[a, b, c.d]`` -> ``['a', 'b', 'c.d', 'e']`` (ValueError if malformed)."""
-    if isinstance(path, list):
-        if not path or not all(isinstance(k, str) and k for k in path):
-            raise ValueError("a key path list holds non-empty strings")
-        return list(path)
-    keys: list[str] = []
-    pos = 0
-    s = path.strip()
-    while pos < len(s):
-        m = _SEGMENT.match(s, pos)
-        if m is None:
-            raise ValueError(f"cannot read key path {path!r} at character {pos}")
-        keys.append(m.group(1) if m.group(1) is not None else m.group(2))
-        pos = m.end()
-        if pos < len(s) and s[pos] == ".":
-            pos += 1
-            if pos == len(s):
-                raise ValueError(f"key path {path!r} ends with a dot")
-    if not keys:
-        raise ValueError("an empty key path")
-    return keys
-
-
-def show_path(keys: list[str]) -> str:
-    return "".join(f"[{k}]" if "." in k else (f".{k}" if i else k) for i, k in enumerate(keys))
-
-
-def get_path(data: Any, keys: list[str]) -> Any:
-    cur = data
-    for i, k in enumerate(keys):
-        if not isinstance(cur, dict) or k not in cur:
-            have = sorted(cur)[:12] if isinstance(cur, dict) else type(cur).__name__
-            raise KeyError(f"no key {k!r} at {show_path(keys[:i]) or '<top>'} (there: {have})")
-        cur = cur[k]
-    return cur
-
-
-def set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
-    cur: Any = data
-    for k in keys[:-1]:
-        cur = cur[k]
-    cur[keys[-1]] = value
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -89,7 +43,7 @@ class _Strict(BaseModel):
 class Parameter(_Strict):
     """One varied value: a list of ``values`` (grid), or a ``range`` (sampled designs, sensitivity)."""
 
-    path: str | list[str]
+    path: str | list[str | int]
     values: list[Any] | None = None
     range: tuple[float, float] | None = None
     levels: int | None = Field(None, ge=2, le=1000, description="grid points over a range")
@@ -98,8 +52,8 @@ class Parameter(_Strict):
 
     @field_validator("path")
     @classmethod
-    def _path(cls, v: str | list[str]) -> str | list[str]:
-        parse_path(v)
+    def _path(cls, v: str | list[str | int]) -> str | list[str | int]:
+        keypath.parse(v)
         return v
 
     @model_validator(mode="after")
@@ -117,14 +71,33 @@ class Parameter(_Strict):
         return self
 
     @property
-    def keys(self) -> list[str]:
-        return parse_path(self.path)
+    def keys(self) -> Keys:
+        return keypath.parse(self.path)
 
 
-class SweepSpec(_Strict):
-    name: str = "sweep"
+class _Located(_Strict):
+    """A spec that knows its file and the line of each key, so an override can say where it was written."""
+
     base: dict[str, Any] = Field(default_factory=dict, description="overrides applied first (key path -> value)")
     parameters: dict[str, Parameter]
+    _file: str = PrivateAttr(default="<dict>")
+    _lines: dict[str, int] = PrivateAttr(default_factory=dict)
+
+    def where(self, key: str) -> str:
+        """``file:line key`` (``file key`` when the line is unknown) for errors."""
+        line = self._lines.get(key)
+        return f"{self._file}:{line} {key}" if line else f"{self._file} {key}"
+
+    def base_overrides(self) -> list[Override]:
+        return [Override(keypath.parse(k), v, self.where(f"base.{k}")) for k, v in self.base.items()]
+
+    def override(self, name: str, value: Any) -> Override:
+        """Parameter ``name`` set to ``value``, named by the spec line that declares it."""
+        return Override(self.parameters[name].keys, value, f"{self.where(f'parameters.{name}')} = {value!r}")
+
+
+class SweepSpec(_Located):
+    name: str = "sweep"
     design: Literal["grid", "random", "lhs"] = "grid"
     samples: int = Field(16, ge=1, le=100_000)
     replicates: int = Field(1, ge=1, le=1000)
@@ -158,10 +131,8 @@ class SweepSpec(_Strict):
         return list(self.seeds) if self.seeds is not None else [self.seed + r for r in range(self.replicates)]
 
 
-class SensitivitySpec(_Strict):
+class SensitivitySpec(_Located):
     name: str = "sensitivity"
-    base: dict[str, Any] = Field(default_factory=dict)
-    parameters: dict[str, Parameter]
     method: Literal["sobol", "morris"] = "sobol"
     samples: int = Field(16, ge=2, le=100_000, description="Sobol: base samples N (runs = N(2D+2)); Morris: r")
     levels: int = Field(4, ge=2, le=20, description="Morris grid levels")
@@ -180,6 +151,9 @@ class SensitivitySpec(_Strict):
         return self
 
 
+SpecT = TypeVar("SpecT", bound=_Located)
+
+
 def _locate(err: dict[str, Any]) -> str:
     loc = ".".join(str(x) for x in err["loc"] if not (isinstance(x, str) and x[:1].isupper())) or "<top>"
     msg = err["msg"].removeprefix("Value error, ")
@@ -190,9 +164,10 @@ def _locate(err: dict[str, Any]) -> str:
     return f"at '{loc}': {msg}"
 
 
-def load_spec(source: str | Path | dict[str, Any], kind: type[BaseModel]) -> Any:
-    """Read a spec (YAML path or dict) with the safe loader and validate it; raise :class:`SpecError`."""
+def load_spec(source: str | Path | dict[str, Any], kind: type[SpecT]) -> SpecT:
+    """Read a spec (YAML path or dict) with the scenario loader's guards and validate it; raise :class:`SpecError`."""
     file = "<dict>" if isinstance(source, dict) else str(source)
+    lines: dict[str, int] = {}
     if isinstance(source, dict):
         data: Any = source
     else:
@@ -201,29 +176,37 @@ def load_spec(source: str | Path | dict[str, Any], kind: type[BaseModel]) -> Any
         except (OSError, UnicodeDecodeError) as exc:
             raise SpecError(file, [f"a readable UTF-8 YAML file ({exc})"]) from None
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SpecError(file, [f"valid YAML ({exc})"]) from None
+            data, lines = read_yaml(text, file)
+        except ScenarioError as exc:
+            raise SpecError(file, [p.render(file).removeprefix(file + ": ") for p in exc.problems]) from None
     if not isinstance(data, dict):
         raise SpecError(file, ["a mapping with 'parameters' (and design, replicates, ...)"])
     try:
-        return kind.model_validate(data)
+        spec = kind.model_validate(data)
     except ValidationError as exc:
         raise SpecError(file, [_locate(dict(e)) for e in exc.errors()]) from None
+    spec._file, spec._lines = file, lines
+    return spec
 
 
 def check_paths(spec: SweepSpec | SensitivitySpec, scen_data: dict[str, Any], file: str) -> None:
-    """Every base and parameter path must exist in the scenario (before anything runs)."""
+    """Every base and parameter path must lead to a place of the scenario (before anything runs)."""
     probs: list[str] = []
     for key in spec.base:
         try:
-            get_path(scen_data, parse_path(key))
-        except (KeyError, ValueError) as exc:
-            probs.append(f"at 'base.{key}': {exc.args[0]}")
+            keypath.check_settable(scen_data, key)
+        except KeyPathError as exc:
+            probs.append(f"{_line(spec, f'base.{key}')}at 'base.{key}': {exc}")
     for name, p in spec.parameters.items():
         try:
-            get_path(scen_data, p.keys)
-        except KeyError as exc:
-            probs.append(f"at 'parameters.{name}.path' ({show_path(p.keys)}): {exc.args[0]}")
+            keypath.check_settable(scen_data, p.keys)
+        except KeyPathError as exc:
+            probs.append(f"{_line(spec, f'parameters.{name}.path')}at 'parameters.{name}.path' "
+                         f"({keypath.show(p.keys)}): {exc}")
     if probs:
         raise SpecError(file, probs)
+
+
+def _line(spec: _Located, key: str) -> str:
+    line = spec._lines.get(key)
+    return f"line {line}: " if line else ""

@@ -35,8 +35,9 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from credsim.experiments.spec import SpecError, SweepSpec, check_paths, parse_path, set_path
-from credsim.scenario.load import load_scenario, scenario_hash
+from credsim.experiments.spec import SpecError, SweepSpec, check_paths
+from credsim.scenario.keypath import dump
+from credsim.scenario.load import ScenarioError, load_scenario, scenario_hash
 from credsim.scenario.schema import Scenario
 
 HEADLINES = ("attempts", "denied", "wrongful", "missed", "infractions", "speech", "listed_end", "population",
@@ -93,39 +94,25 @@ def design_points(spec: SweepSpec) -> list[dict[str, Any]]:
     return [{n: cols[j][i] for j, n in enumerate(names)} for i in range(spec.samples)]
 
 
-def scenario_data(scenario: str | Path | Scenario, base: dict[str, Any], file: str) -> dict[str, Any]:
-    scen = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-    data = scen.model_dump(mode="json")
-    for key, value in base.items():
-        try:
-            set_path(data, parse_path(key), value)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SpecError(file, [f"at 'base.{key}': {exc}"]) from None
-    return data
-
-
 def plan_tasks(scenario: str | Path | Scenario, spec: SweepSpec, out: Path, file: str,
                points: list[dict[str, Any]] | None = None, seeds: list[int] | None = None) -> list[Task]:
     """Validate every varied scenario up front; return the runs (baselines first, deduplicated)."""
-    data0 = scenario_data(scenario, {}, file)
-    check_paths(spec, data0, file)
-    data0 = scenario_data(scenario, spec.base, file)
+    scen0 = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    check_paths(spec, dump(scen0), file)
+    based = load_scenario(scen0, spec.base_overrides())  # a bad value: ScenarioError naming the spec line
     points = design_points(spec) if points is None else points
     seeds = spec.replicate_seeds() if seeds is None else seeds
     runs: list[Task] = []
     baselines: dict[str, Task] = {}
     problems: list[str] = []
     for i, values in enumerate(points):
-        data = json.loads(json.dumps(data0))
-        for name, v in values.items():
-            set_path(data, spec.parameters[name].keys, v)
         try:
-            scen = load_scenario(data)
-        except Exception as exc:  # noqa: BLE001 - a ScenarioError, reported with the point
+            scen = load_scenario(based, [spec.override(name, v) for name, v in values.items()])
+        except ScenarioError as exc:
             problems.append(f"design point {i} {values}: {exc}")
             continue
         for r, seed in enumerate(seeds):
-            sdata = scen.model_dump(mode="json")
+            sdata = dump(scen)
             sdata["run"]["seed"] = seed
             s = load_scenario(sdata)
             t = Task(f"p{i:04d}-s{seed}", "run", i, r, seed, dict(values), sdata, out / "runs" / f"p{i:04d}-s{seed}",

@@ -10,6 +10,8 @@ import copy
 import hashlib
 import json
 import re
+import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,7 +20,18 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from credsim.scenario import keypath
 from credsim.scenario.check import cross_check
+from credsim.scenario.keypath import KeyPathError
+from credsim.scenario.overrides import (
+    API_ORIGIN,
+    Override,
+    OverrideError,
+    apply_overrides,
+    blame,
+    normalize,
+    split_assignment,
+)
 from credsim.scenario.schema import Scenario
 
 DEFAULT_SCENARIO = "city-points"
@@ -32,9 +45,12 @@ class Problem:
     path: str
     expected: str
     line: int | None = None
+    # an override's origin (``--set '...'``, the API argument, a sweep file's line): named
+    # instead of the file, because that is where the user has to fix it
+    origin: str | None = None
 
     def render(self, file: str) -> str:
-        where = f"{file}:{self.line}" if self.line else file
+        where = self.origin or (f"{file}:{self.line}" if self.line else file)
         return f"{where}: at '{self.path or '<top>'}': {self.expected}"
 
 
@@ -47,6 +63,8 @@ class ScenarioError(Exception):
 
     def __str__(self) -> str:
         head = f"invalid scenario {self.file} ({len(self.problems)} problem(s))"
+        if self.problems and all(p.origin for p in self.problems):
+            head = f"invalid override ({len(self.problems)} problem(s))"
         return "\n".join([head] + ["  " + p.render(self.file) for p in self.problems])
 
     @property
@@ -198,6 +216,40 @@ def parse_value(text: str, where: str) -> Any:
     return _compose(text, where)[0]
 
 
+def read_yaml(text: str, file: str) -> tuple[Any, dict[str, int]]:
+    """YAML text read with the scenario file's guards, and the line of every key path (sweep and targets files)."""
+    return _compose(text, file)
+
+
+def parse_set(items: Sequence[str] | None, option: str = "--set") -> list[Override]:
+    """``KEY.PATH=VALUE`` items as typed on the command line (every command's ``--set``).
+
+    Each override remembers the item as typed, quoted for a shell, so an error names it;
+    every bad item is reported at once, as :class:`ScenarioError`.
+    """
+    out: list[Override] = []
+    problems: list[Problem] = []
+    for item in items or []:
+        shown = item if len(item) <= 100 else item[:80] + f"... ({len(item)} characters)"
+        origin = f"{option} {shlex.quote(shown)}"
+        try:
+            path, text = split_assignment(item)
+            keys = keypath.parse(path)
+        except KeyPathError as exc:
+            problems.append(Problem(exc.path, exc.expected, origin=origin))
+            continue
+        try:
+            value = parse_value(text, origin)
+        except ScenarioError as exc:
+            problems += [Problem(keypath.show(keys), f"a YAML value: {p.expected}", origin=origin)
+                         for p in exc.problems]
+            continue
+        out.append(Override(keys, value, origin))
+    if problems:
+        raise ScenarioError(option, problems)
+    return out
+
+
 def _scalar(n: yaml.Node, file: str, path: str) -> Any:
     if not isinstance(n, yaml.ScalarNode):
         raise ScenarioError(file, [Problem(path, "a plain key (not a list or mapping)", n.start_mark.line + 1)])
@@ -236,19 +288,6 @@ def resolve_path(name_or_path: str | Path) -> Path:
         str(name_or_path),
         [Problem("", f"a scenario file or one of the built-in names {builtin_names()}")],
     )
-
-
-def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.c`` in nested dicts, creating mappings on the way (for overrides)."""
-    keys = dotted.split(".")
-    cur: Any = data
-    for k in keys[:-1]:
-        if not isinstance(cur, dict):
-            raise KeyError(dotted)
-        cur = cur.setdefault(k, {})
-    if not isinstance(cur, dict):
-        raise KeyError(dotted)
-    cur[keys[-1]] = value
 
 
 def merge(base: Any, over: Any) -> Any:
@@ -329,7 +368,9 @@ def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> 
             path = _dotted(loc)
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "no such key (unknown keys are errors; check the spelling)"
+                known = keypath.known_keys(loc[:-1])
+                hint = keypath.suggest(str(loc[-1]), known) if known else "check the spelling"
+                msg = f"no such key (unknown keys are errors; {hint})"
             elif err["type"] == "missing":
                 msg = "this key is required"
             got = err.get("input")
@@ -356,33 +397,48 @@ def _line_for(lines: dict[str, int], path: str) -> int | None:
     return None
 
 
-def run_overrides(overrides: dict[str, Any] | None = None, *, population: int | None = None,
-                  days: int | None = None, seed: int | None = None, trace: int | None = None) -> dict[str, Any]:
-    """``overrides`` plus the common run keywords as dotted key paths (``None`` leaves a key alone)."""
-    ov = dict(overrides or {})
-    for key, value in (("population.size", population), ("run.days", days), ("run.seed", seed),
-                       ("run.trace", trace)):
+Overrides = Mapping[Any, Any] | Sequence[Override]
+
+
+def run_overrides(given: Overrides | None = None, *, population: int | None = None,
+                  days: int | None = None, seed: int | None = None, trace: int | None = None) -> list[Override]:
+    """``given`` overrides, then the common run keywords (``None`` leaves a key alone), each named in errors."""
+    out = _overrides(given)
+    for keys, value, name in ((("population", "size"), population, "population"), (("run", "days"), days, "days"),
+                              (("run", "seed"), seed, "seed"), (("run", "trace"), trace, "trace")):
         if value is not None:
-            ov[key] = value
-    return ov
+            out.append(Override(keys, value, f"the {name} argument ({value!r})"))
+    return out
+
+
+def _overrides(given: Overrides | None) -> list[Override]:
+    """Overrides as the API takes them, as a list; a malformed key path names the argument."""
+    try:
+        return normalize(given)
+    except OverrideError as exc:
+        raise ScenarioError(API_ORIGIN, [Problem(m.path, m.expected, origin=m.origin) for m in exc.problems]) from None
 
 
 def load_scenario(
     source: str | Path | dict[str, Any] | Scenario | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: Overrides | None = None,
 ) -> Scenario:
     """Load and validate a scenario: a built-in name, a YAML path, a dict, or a loaded Scenario.
 
-    ``overrides`` maps dotted key paths (``population.size``, ``run.seed``) to values and
-    is applied before validation, so an override is checked like the file itself.
+    ``overrides`` maps key paths (``population.size``, ``behaviours["traffic.violation"].rate``,
+    see :mod:`credsim.scenario.keypath`) to values, or is a list of
+    :class:`~credsim.scenario.overrides.Override`. They are applied before validation, so an
+    override is checked like the file itself, and a problem in what an override wrote is
+    reported against the override (the ``--set`` as typed, the API argument), not the file.
     """
+    ovs = _overrides(overrides)
     if source is None:
         source = "default"
     lines: dict[str, int] = {}
     if isinstance(source, Scenario):
-        if not overrides:
+        if not ovs:
             return source
-        data: Any = source.model_dump(mode="json", by_alias=True)
+        data: Any = keypath.dump(source)
         file = f"<scenario {source.name}>"
     elif isinstance(source, dict):
         data = copy.deepcopy(source)
@@ -392,22 +448,30 @@ def load_scenario(
         file = str(path)
         data, lines = _compose(_read(path), file)
         data = _resolve_extends(data, path)
-    if overrides:
-        if not isinstance(data, dict):
-            raise ScenarioError(file, [Problem("", "a mapping of sections")])
-        for k, v in overrides.items():
-            try:
-                set_path(data, k, v)
-            except KeyError:
-                raise ScenarioError(file, [Problem(k, "an override path through mappings")]) from None
-    return validate_data(data, file, lines)
+    if not ovs:
+        return validate_data(data, file, lines)
+    if not isinstance(data, dict):
+        raise ScenarioError(file, [Problem("", "a mapping of sections")])
+    try:
+        applied = apply_overrides(data, ovs)
+    except OverrideError as exc:
+        raise ScenarioError(file, [Problem(m.path, m.expected, origin=m.origin) for m in exc.problems]) from None
+    try:
+        return validate_data(data, file, lines)
+    except ScenarioError as exc:
+        for p in exc.problems:
+            p.origin = p.origin or blame(p.path, applied)
+            if p.origin:
+                p.line = None
+        raise
 
 
 def scenario_hash(scen: Scenario) -> str:
     """SHA-256 of the resolved scenario (canonical JSON), recorded in every manifest."""
-    blob = json.dumps(scen.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    blob = json.dumps(keypath.dump(scen), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def dump_yaml(scen: Scenario) -> str:
-    return yaml.safe_dump(scen.model_dump(mode="json", exclude_none=True), sort_keys=False)
+    """The scenario as a YAML file (the dashboard's download, fitted scenarios): :func:`keypath.dump`."""
+    return yaml.safe_dump(keypath.dump(scen), sort_keys=False, allow_unicode=True)
