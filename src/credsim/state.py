@@ -13,7 +13,8 @@ buckets keyed by day, so each day touches only what is due.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -74,10 +75,54 @@ class Records:
         return Records(*(getattr(self, f.name)[idx] for f in fields(Records)))
 
 
-@dataclass
-class Queue:
-    """Arrays to process on a given future day; ``pop(day)`` returns them in push order."""
+class ExpiryItems(NamedTuple):
+    """Points and feature counts to take back on a day; ``code`` packs item index, kind and view (see dossier)."""
 
+    cit: np.ndarray
+    code: np.ndarray
+    amount: np.ndarray
+
+
+class ListExpiryItems(NamedTuple):
+    """List-window counts to drop on a day, with the filing sequence (compared with cures)."""
+
+    cit: np.ndarray
+    code: np.ndarray
+    seq: np.ndarray
+
+
+class PendingEntries(NamedTuple):
+    """List entries falling due on a day (after their grace days)."""
+
+    cit: np.ndarray
+    mode: np.ndarray
+    lst: np.ndarray
+
+
+class Terms(NamedTuple):
+    """Fixed list terms ending on a day; ``since`` must still match the stay's entry day."""
+
+    cit: np.ndarray
+    mode: np.ndarray
+    lst: np.ndarray
+    since: np.ndarray
+
+
+R = TypeVar("R")
+
+
+def _width(row: type) -> int:
+    return len(fields(row)) if is_dataclass(row) else len(row._fields)  # type: ignore[attr-defined]
+
+
+@dataclass
+class Queue(Generic[R]):
+    """Rows to process on a given future day; ``pop(day)`` returns them as one ``row`` in push order.
+
+    Buckets hold plain tuples of arrays (what a checkpoint stores); the named row type is
+    applied when a day is popped."""
+
+    row: type[R]
     buckets: dict[int, list[tuple[np.ndarray, ...]]] = field(default_factory=lambda: defaultdict(list))
 
     def push(self, day: int, *arrays: np.ndarray) -> None:
@@ -98,11 +143,13 @@ class Queue:
             rows = order[seg]
             self.buckets[int(d[seg[0]])].append(tuple(a[rows] for a in arrays))
 
-    def pop(self, day: int, width: int) -> tuple[np.ndarray, ...]:
+    def pop(self, day: int) -> R:
+        width = _width(self.row)
         parts = self.buckets.pop(day, [])
+        ctor: Any = self.row
         if not parts:
-            return tuple(np.zeros(0, dtype=np.int64) for _ in range(width))
-        return tuple(np.concatenate([p[k] for p in parts]) for k in range(width))
+            return ctor(*(np.zeros(0, dtype=np.int64) for _ in range(width)))  # type: ignore[no-any-return]
+        return ctor(*(np.concatenate([p[k] for p in parts]) for k in range(width)))  # type: ignore[no-any-return]
 
     def size(self) -> int:
         return sum(p[0].shape[0] for b in self.buckets.values() for p in b)
@@ -128,12 +175,11 @@ class State:
     neg_by_domain: np.ndarray  # (domains, N) float32: official points lost, by domain
     assoc_pts: np.ndarray  # (2, N) float32: points from association records
     counters: np.ndarray  # (len(COUNTERS), N) int32
-    records: Queue = field(default_factory=Queue)  # Records due to be filed, by file day
-    expiry: Queue = field(default_factory=Queue)  # points and features: (cit, code, amount); see dossier
-    list_expiry: Queue = field(default_factory=Queue)  # list-window counts: (cit, code, filing sequence)
-    entries: Queue = field(default_factory=Queue)  # (cit, mode, list) pending entries
-    terms: Queue = field(default_factory=Queue)  # (cit, mode, list, entry day) fixed terms
-    traced: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    records: Queue[Records] = field(default_factory=lambda: Queue(Records))  # due to be filed, by file day
+    expiry: Queue[ExpiryItems] = field(default_factory=lambda: Queue(ExpiryItems))
+    list_expiry: Queue[ListExpiryItems] = field(default_factory=lambda: Queue(ListExpiryItems))
+    entries: Queue[PendingEntries] = field(default_factory=lambda: Queue(PendingEntries))
+    terms: Queue[Terms] = field(default_factory=lambda: Queue(Terms))
 
 
 def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
@@ -38,7 +39,7 @@ def run_sharded_cmd(scen: Scenario, *, shards: int, ray: bool, ray_address: str 
             raise FileExistsError(f"{target} exists; choose another --out or pass --overwrite")
         work = target.parent / f".{target.name}.shards" if checkpoint_every else None
         with console.status(f"{scen.name}: {scen.population.size:,} citizens on {shards} shard(s)",
-                            spinner="dots") if not quiet else _Null():
+                            spinner="dots") if not quiet else nullcontext():
             run_dir, stats = run_sharded(scen, target, max(shards, 1), ray=ray, address=ray_address,
                                          block=block_size, threads=threads, overwrite=overwrite,
                                          checkpoint_every=checkpoint_every or 0, work_dir=work, wall_start=t0)
@@ -52,10 +53,3 @@ def run_sharded_cmd(scen: Scenario, *, shards: int, ray: bool, ray_address: str 
                       f"({stats['exchange_bytes_per_day']:,.0f}/day), {stats['restarts']} restart(s)")
     return run_dir
 
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *a: object) -> None:
-        return None

@@ -28,26 +28,20 @@ import numpy as np
 
 from credsim import checkpoint as ckpt
 from credsim import store
-from credsim.distributed.shard import Outbox, Shard, boundaries
-from credsim.engine import DEFAULT_BLOCK, Result, Tracer
+from credsim.distributed.shard import Shard, boundaries
+from credsim.engine import DEFAULT_BLOCK, Result
 from credsim.eventlog import EventLog
+from credsim.exchange import deliver
 from credsim.graph import Graph
 from credsim.plan import compile_plan
 from credsim.scenario.schema import Scenario
 from credsim.stages.measure import Metrics
 from credsim.state import State
+from credsim.tracing import Tracer
 
 
 class ShardFailure(RuntimeError):
     """A shard was lost and the run could not recover; the message says which and when."""
-
-
-def _deliver(boxes: list[Outbox], k: int) -> dict[str, list[np.ndarray]]:
-    inbox: dict[str, list[np.ndarray]] = {}
-    for box in boxes:  # sources in shard order: a deterministic delivery order
-        for kind, arrays in box.get(k, {}).items():
-            inbox.setdefault(kind, []).extend(arrays)
-    return inbox
 
 
 class _Local:
@@ -173,8 +167,8 @@ def simulate_sharded(scen: Scenario, shards: int, *, ray: bool = False, address:
                     continue
                 boxes = backend.call("begin_day", [(day,)] * shards)
                 for _ in range(n_cut_resp):
-                    boxes = backend.call("next_round", [(_deliver(boxes, k),) for k in range(shards)])
-                backend.call("end_day", [(_deliver(boxes, k),) for k in range(shards)])
+                    boxes = backend.call("next_round", [(deliver(boxes, k),) for k in range(shards)])
+                backend.call("end_day", [(deliver(boxes, k),) for k in range(shards)])
                 if checkpoint_every and wdir is not None and ((day + 1) % checkpoint_every == 0):
                     backend.call("save_checkpoint", [(str(wdir / f"shard-{k}"), day + 1) for k in range(shards)])
                 if on_day is not None:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from credsim.day import Day, Filed, ListExits, ScoreChanges
+from credsim.exchange import Exchange
 from credsim.plan import Plan
-from credsim.state import C, Records, State
+from credsim.state import C, State
 
 K_POINTS, K_FEATURE, K_LIST = 0, 1, 2
 
@@ -191,12 +193,11 @@ def _expire_lists(cit: np.ndarray, code: np.ndarray, seq: np.ndarray, list_count
                 list_count[m, j, i] -= 1
 
 
-def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Records, np.ndarray, tuple[np.ndarray, ...]]:
-    """File the records due today; return them, the points applied, and the cures."""
-    rec = Records(*st.records.pop(day, 7))
+def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Filed, ListExits]:
+    """File the records due today; return them with the points applied, and the cure exits."""
+    rec = st.records.pop(day)
     if len(rec) == 0:
-        z = np.zeros(0, dtype=np.int64)
-        return rec, np.zeros((0, 2), dtype=np.float32), (z, z, z)
+        return Filed(rec), ListExits()
     applied, exp, lexp, pend, cures = _file(
         rec.cit, rec.rtype, rec.official, rec.shadow, rec.true, day, plan.n_beh,
         plan.rule_points, plan.rule_expiry, plan.rtype_domain,
@@ -209,15 +210,15 @@ def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Records
     st.expiry.push_by_day(exp[0], *exp[1:])
     st.list_expiry.push_by_day(lexp[0], *lexp[1:])
     st.entries.push_by_day(pend[0], *pend[1:])
-    return rec, applied, cures
+    return Filed(rec, applied), ListExits(*cures)
 
 
-def expire(plan: Plan, st: State, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Take back what expires today; return (citizen, view, points) of score changes."""
-    lc, lcode, lseq = st.list_expiry.pop(day, 3)
+def expire(plan: Plan, st: State, day: int) -> ScoreChanges:
+    """Take back what expires today; return the points taken off each score."""
+    lc, lcode, lseq = st.list_expiry.pop(day)
     if lc.shape[0]:
         _expire_lists(lc, lcode, lseq, st.list_count, st.cured_seq)
-    cit, code, amt = st.expiry.pop(day, 3)
+    cit, code, amt = st.expiry.pop(day)
     if cit.shape[0]:
         _expire(cit, code, amt, plan.n_beh, plan.rtype_domain, st.score, st.neg_by_domain,
                 st.assoc_pts, st.feat_count)
@@ -228,9 +229,29 @@ def expire(plan: Plan, st: State, day: int) -> tuple[np.ndarray, np.ndarray, np.
         c = np.concatenate([c[~both], c[both], c[both]])
         a = np.concatenate([a[~both], a[both], a[both]])
         v = np.concatenate([v[~both], np.zeros(int(both.sum()), np.int64), np.ones(int(both.sum()), np.int64)])
-    return c, v, a
+    return ScoreChanges(c, v, -a)
 
 
 def reset_caps(plan: Plan, st: State, day: int) -> None:
     if plan.cap_period and day % plan.cap_period == 0 and day > 0:
         st.cap_used[:] = 0
+
+
+class File:
+    """Stage 3: records due today enter the dossier, expired ones leave it (points, features, counts)."""
+
+    name: str = "file"
+    reads: tuple[str, ...] = ("state.records", "state.expiry", "state.list_expiry", "state.listed")
+    writes: tuple[str, ...] = ("day.filed", "day.list_exits", "day.score_changes", "state.score", "state.cap_used",
+                               "state.neg_by_domain", "state.assoc_pts", "state.feat_count", "state.list_count",
+                               "state.cured_seq", "state.pending", "state.counters", "state.records",
+                               "state.expiry", "state.list_expiry", "state.entries")
+
+    def __init__(self, plan: Plan, days: int) -> None:
+        self.plan = plan
+        self.days = days
+
+    def run(self, st: State, d: Day, x: Exchange) -> None:
+        reset_caps(self.plan, st, d.day)
+        d.filed, d.list_exits = file_records(self.plan, st, d.day, self.days)
+        d.score_changes = expire(self.plan, st, d.day)
