@@ -73,6 +73,14 @@ class ListExits:
 
 
 @dataclass
+class Retracted:
+    """Records retracted today (ids, see the dossier's ledger) and the reason of each."""
+
+    rid: np.ndarray = field(default_factory=_i64)
+    reason: np.ndarray = field(default_factory=_i64)
+
+
+@dataclass
 class GradeChanges:
     cit: np.ndarray = field(default_factory=_i64)
     mode: np.ndarray = field(default_factory=_i64)
@@ -123,6 +131,7 @@ class Day:
     filed: Filed = field(default_factory=Filed)
     list_exits: ListExits = field(default_factory=ListExits)
     score_changes: ScoreChanges = field(default_factory=ScoreChanges)
+    retracted: Retracted = field(default_factory=Retracted)
     model_day: bool = False
     grades: GradeChanges = field(default_factory=GradeChanges)
     lists: ListChanges = field(default_factory=ListChanges)

@@ -155,6 +155,66 @@ class Queue(Generic[R]):
         return sum(p[0].shape[0] for b in self.buckets.values() for p in b)
 
 
+class Retractions(NamedTuple):
+    """Records to retract on a day: record id, views (bit 0 official, bit 1 shadow), reason code."""
+
+    rid: np.ndarray
+    views: np.ndarray
+    reason: np.ndarray
+
+
+# ledger flags of a record: the views it was filed in, whether it was true, whether it was retracted
+F_OFFICIAL, F_SHADOW, F_TRUE, F_RETRACTED_OFFICIAL, F_RETRACTED_SHADOW = 1, 2, 4, 8, 16
+
+
+@dataclass
+class Ledger:
+    """Every filed record that can still matter, by file day: what retraction needs to undo it.
+
+    A record's id is ``day << 32 | row``: its file day and its position in that day's filing
+    (the same number orders records against cures, see ``cured_seq``). Ids are unique within a
+    loop; a shard numbers its own range's records. Per record the ledger keeps 15 bytes
+    (citizen int32, record type int16, flags uint8, points applied float32 x 2 views) and
+    drops a day once nothing filed that day can be live any more (its longest expiry, feature
+    or list window has passed).
+    """
+
+    buckets: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict)
+
+    def add(self, day: int, rec: Records, applied: np.ndarray) -> None:
+        if len(rec) == 0:
+            return
+        flags = (rec.official.astype(np.uint8) * F_OFFICIAL + rec.shadow.astype(np.uint8) * F_SHADOW
+                 + rec.true.astype(np.uint8) * F_TRUE).astype(np.uint8)
+        self.buckets[day] = (rec.cit.astype(np.int32), rec.rtype.astype(np.int16), flags,
+                             applied[:, 0].astype(np.float32), applied[:, 1].astype(np.float32))
+
+    def prune(self, before: int) -> None:
+        """Forget records filed before ``before`` (none of their effects is live any more)."""
+        for d in [d for d in self.buckets if d < before]:
+            del self.buckets[d]
+
+    def lookup(self, rid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(found, file day, row) of each id; an id of a forgotten or unknown record is not found."""
+        day = (rid >> 32).astype(np.int64)
+        row = (rid & 0xFFFFFFFF).astype(np.int64)
+        found = np.array([int(d) in self.buckets and int(r) < self.buckets[int(d)][0].shape[0]
+                          for d, r in zip(day.tolist(), row.tolist(), strict=True)], dtype=np.bool_)
+        return found, day, row
+
+    def column(self, k: int, day: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """Column ``k`` (0 cit, 1 rtype, 2 flags, 3-4 applied) of the records at (day, row), all found."""
+        return np.array([self.buckets[int(d)][k][int(r)] for d, r in zip(day.tolist(), row.tolist(), strict=True)],
+                        dtype=self.buckets[int(day[0])][k].dtype) if day.shape[0] else np.zeros(0)
+
+    def set_flags(self, day: np.ndarray, row: np.ndarray, bits: int) -> None:
+        for d, r in zip(day.tolist(), row.tolist(), strict=True):
+            self.buckets[int(d)][2][int(r)] |= np.uint8(bits)
+
+    def size(self) -> int:
+        return sum(b[0].shape[0] for b in self.buckets.values())
+
+
 @dataclass
 class State:
     n: int
@@ -180,6 +240,10 @@ class State:
     list_expiry: Queue[ListExpiryItems] = field(default_factory=lambda: Queue(ListExpiryItems))
     entries: Queue[PendingEntries] = field(default_factory=lambda: Queue(PendingEntries))
     terms: Queue[Terms] = field(default_factory=lambda: Queue(Terms))
+    ledger: Ledger = field(default_factory=Ledger)  # filed records by id, for retraction
+    retractions: Queue[Retractions] = field(default_factory=lambda: Queue(Retractions))
+    expiry_undo: Queue[ExpiryItems] = field(default_factory=lambda: Queue(ExpiryItems))  # cancel a take-back
+    list_undo: Queue[ListExpiryItems] = field(default_factory=lambda: Queue(ListExpiryItems))
 
 
 def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:
