@@ -33,7 +33,7 @@ def resume_cmd(
     limits = Limits(checkpoint_every, max_days, time_budget) if given else None
     t0 = time.perf_counter()
     with day_progress(quiet) as prog:
-        task = prog.add_task(f"resuming {run_dir.name}", total=None)
+        task = prog.add_task(f"resuming {run_dir.name}", total=0)  # known once the checkpoint is read
         try:
             resume(run_dir, threads=threads, limits=limits, max_memory=max_memory,
                    on_start=lambda d, n: prog.update(task, completed=d, total=n),

@@ -111,17 +111,18 @@ class Shard:
         self._day = None
 
     # -- checkpoints (credsim.checkpoint: the same format as single-process runs) -------------
-    def save_checkpoint(self, run_dir: str, day: int) -> str:
-        meta = {"shard": self.index, "cuts": self.cuts}
+    def save_checkpoint(self, run_dir: str, day: int, meta: dict[str, Any] | None = None) -> str:
+        meta = {**(meta or {}), "shard": self.index, "cuts": self.cuts}
         return str(ckpt.save(Path(run_dir), self.loop, day, meta))
 
-    def load_checkpoint(self, path: str) -> int:
+    def load_checkpoint(self, path: str) -> dict[str, Any]:
+        """Restore the loop from ``path``; return the checkpoint's meta (with its ``day``)."""
         head = ckpt.restore(Path(path), self.loop, max_bytes=1 << 40)
         meta = head.get("meta", {})
         if meta.get("shard") != self.index or meta.get("cuts") != self.cuts:
             raise ckpt.CheckpointError(f"{path}: belongs to shard {meta.get('shard')} of layout "
                                        f"{meta.get('cuts')}, not shard {self.index} of {self.cuts}")
-        return int(head["day"])
+        return {**meta, "day": int(head["day"])}
 
     # -- results ------------------------------------------------------------------------
     def columns(self) -> dict[str, np.ndarray]:
