@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from credsim.day import Day
 from credsim.plan import Plan
 from credsim.state import State
 
@@ -45,7 +46,7 @@ VIEWS = ("official", "shadow", "both")
 
 
 class EventLog:
-    """Collects today's status changes (called once per day by the engine's loop).
+    """Collects today's status changes (an observer of the day).
 
     Rows are kept as small integer codes and 32-bit numbers (about 40 bytes a row: tens of
     millions of rows at 10M citizens) and turned into dictionary-encoded strings on output."""
@@ -75,27 +76,27 @@ class EventLog:
             "assoc": np.zeros(k, np.int8) if assoc is None else assoc.astype(np.int8),
         })
 
-    def add(self, day: int, st: State, grades: tuple[np.ndarray, ...], lists: tuple[np.ndarray, ...],
-            out: dict[str, np.ndarray]) -> None:
-        p = self.plan
+    def observe(self, st: State, d: Day) -> None:
+        p, day = self.plan, d.day
         G, L = len(p.grades), len(p.lists)
-        gc, gm, gold, gnew = grades
-        if gc.shape[0] and p.grades:
-            self._add(day, gc, 1, gnew, gm, gnew, gold)
-        ec, em, el, ed, es = lists
-        if ec.shape[0]:
-            self._add(day, ec, 0, G + el, em, ed, es)
-        den = out["den"]
+        g = d.grades
+        if g.cit.shape[0] and p.grades:
+            self._add(day, g.cit, 1, g.new, g.mode, g.new, g.old)
+        lc = d.lists
+        if lc.cit.shape[0]:
+            self._add(day, lc.cit, 0, G + lc.lst, lc.mode, lc.direction, lc.since)
+        a = d.attempts
+        den = a.denied
         sel = np.flatnonzero((den[:, 0] == 1) | (den[:, 1] == 1)) if den.shape[0] else np.zeros(0, np.int64)
         if sel.shape[0]:
-            cit, d = out["cit"][sel], den[sel]
-            view = np.where((d[:, 0] == 1) & (d[:, 1] == 1), 2, np.where(d[:, 0] == 1, 0, 1))
-            first = out["first"][sel]
+            cit, dd = a.cit[sel], den[sel]
+            view = np.where((dd[:, 0] == 1) & (dd[:, 1] == 1), 2, np.where(dd[:, 0] == 1, 0, 1))
+            first = a.first[sel]
             names = np.where(first >= 0, first, len(p.sanctions))
             sev = np.where(first >= 0, p.san_severity[np.maximum(first, 0)] if len(p.sanctions) else 0.0, np.nan)
             gravity = st.neg_by_domain[:, cit].sum(axis=0) if st.neg_by_domain.shape[0] else np.zeros(cit.shape[0])
-            self._add(day, cit, 2, G + L + out["beh"][sel], view, sev,
-                      np.full(cit.shape[0], np.nan), names, out["cross"][sel], gravity, out["assoc_only"][sel])
+            self._add(day, cit, 2, G + L + a.beh[sel], view, sev,
+                      np.full(cit.shape[0], np.nan), names, a.cross[sel], gravity, a.assoc_only[sel])
 
     def to_arrow(self) -> pa.Table:
         def col(c: str, dtype: type) -> np.ndarray:

@@ -20,6 +20,7 @@ RESPONSE_EFFECTS: Final = ("reduce_rate", "cut_ties")
 LIST_KINDS: Final = ("black", "red")
 SCORE_SOURCES: Final = ("points", "model")
 VIEWS: Final = ("official", "shadow")
+RETRACTION_REASONS: Final = ("appeal", "correction")  # why a record left the dossier before its time
 
 ALL: Final = "all"  # the dimension and group of the whole-population rows of metrics.parquet
 

@@ -17,6 +17,10 @@ says so, and readers (:func:`credsim.store.connect`) refuse anything else.
 
 A lock (``checkpoint/lock``, ``flock``) stops two processes from driving one run; the
 kernel releases it when a process dies, so a killed run can be resumed at once.
+
+A session drives a :class:`Driver`: one loop in this process (:class:`LoopDriver`) or K shards
+(:class:`credsim.distributed.run.ShardedDriver`, recorded in the manifest as ``layout``), so
+checkpoints, limits, signals and resume work the same for both.
 """
 
 from __future__ import annotations
@@ -34,9 +38,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from credsim import checkpoint, engine, outdir, store
+from credsim.distributed.run import Layout, ShardedDriver
 from credsim.memory import available_bytes, check_memory
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import load_scenario, scenario_hash
@@ -145,14 +150,76 @@ class StopSignals:
             signal.signal(sig, old)
 
 
+class Driver(Protocol):
+    """What a session needs from whatever runs the days."""
+
+    days: int
+    setup: float  # seconds to build this session's population, graph and state
+
+    def step(self, day: int) -> None: ...
+
+    def save(self, out: Path, done: int, meta: dict[str, Any]) -> Path: ...
+
+    def restore_latest(self, out: Path) -> tuple[int, dict[str, Any]]: ...
+
+    def result(self) -> engine.Result: ...
+
+    def extra(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class LoopDriver:
+    """One :class:`~credsim.engine.Loop` in this process; checkpoints are ``RUN_DIR/checkpoint/day-N.npz``."""
+
+    def __init__(self, scen: Scenario, *, block: int, threads: int | None) -> None:
+        self.scen, self.block, self.threads = scen, block, threads
+        self.loop, self.setup = engine.prepare(scen, block=block, threads=threads)
+        self.days = self.loop.days
+        self.warnings: list[str] = []
+
+    def step(self, day: int) -> None:
+        self.loop.step(day)
+
+    def save(self, out: Path, done: int, meta: dict[str, Any]) -> Path:
+        return checkpoint.save(out, self.loop, done, meta)
+
+    def restore_latest(self, out: Path) -> tuple[int, dict[str, Any]]:
+        """The newest readable checkpoint (unreadable ones are skipped with a warning)."""
+        for ck in checkpoint.list_checkpoints(out):
+            try:
+                head = checkpoint.restore(ck.path, self.loop, max_bytes=available_bytes())
+                meta = head.get("meta", {})
+                return ck.day, meta if isinstance(meta, dict) else {}
+            except checkpoint.CheckpointError as exc:
+                self.warnings.append(f"skipped {ck.path.name}: {exc}")
+                self.loop, self.setup = engine.prepare(self.scen, block=self.block, threads=self.threads)
+        return 0, {}
+
+    def result(self) -> engine.Result:
+        return engine.finish(self.loop, self.setup)
+
+    def extra(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        return None
+
+
+def make_driver(scen: Scenario, layout: Layout | None, *, block: int, threads: int | None) -> Driver:
+    if layout is None:
+        return LoopDriver(scen, block=block, threads=threads)
+    return ShardedDriver(scen, layout, block=block, threads=threads)
+
+
 @dataclass
 class _Session:
     """One process driving a run from ``start`` (day 0 or a checkpoint) to the end or a stop."""
 
     scen: Scenario
     out: Path
-    loop: engine.Loop
-    setup: float  # setup seconds, all sessions
+    driver: Driver
+    setup_before: float  # setup seconds of earlier sessions
     wall_before: float  # wall seconds of earlier sessions
     start: int
     manifest: dict[str, Any]
@@ -166,19 +233,21 @@ class _Session:
     def meta(self) -> dict[str, Any]:
         m = self.manifest
         return {k: m.get(k) for k in ("scenario_hash", "seed", "population", "days", "block_size")} | {
-            "setup_s": self.setup, "wall_s": self.wall_before + time.perf_counter() - self.t0, "saved": now()}
+            "setup_s": self.setup_before + self.driver.setup,
+            "wall_s": self.wall_before + time.perf_counter() - self.t0, "saved": now()}
 
     def checkpoint(self, done: int) -> Path:
-        path = checkpoint.save(self.out, self.loop, done, self.meta())
+        path = self.driver.save(self.out, done, self.meta())
         self.manifest["checkpoint"] = {"day": done, "file": str(path.relative_to(self.out)), "saved": now()}
         return path
 
-    def hook(self, sig: StopSignals) -> Callable[[engine.Loop, int], None]:
+    def hook(self, sig: StopSignals) -> Callable[[int], None]:
         lim = self.limits
+        days = self.driver.days
 
-        def after_day(loop: engine.Loop, day: int) -> None:
+        def after_day(day: int) -> None:
             done = day + 1
-            if done >= loop.days:
+            if done >= days:
                 return
             reason = sig.reason
             if reason is None and lim.max_days is not None and done - self.start >= lim.max_days:
@@ -190,7 +259,7 @@ class _Session:
                 return
             if not self.durable:  # plain run: the run directory appears only now, to hold the checkpoint
                 if self.out.exists():
-                    raise RunStopped(self.out, done, loop.days, f"{reason}; {self.out} already exists, so no "
+                    raise RunStopped(self.out, done, days, f"{reason}; {self.out} already exists, so no "
                                      "checkpoint was written", resumable=False, by_signal=True)
                 start_dir(self.out, self.manifest)
             self.checkpoint(done)
@@ -200,14 +269,20 @@ class _Session:
             self.manifest.update(status="interrupted", reason=reason, stopped=now(),
                                  resume=f"credsim resume {self.out}")
             write_manifest(self.out, self.manifest)
-            raise RunStopped(self.out, done, loop.days, reason, resumable=True, by_signal=reason == sig.reason)
+            raise RunStopped(self.out, done, days, reason, resumable=True, by_signal=reason == sig.reason)
 
         return after_day
 
     def drive(self) -> Path:
+        drv = self.driver
         with StopSignals() as sig:
             try:
-                engine.run_days(self.loop, self.start, self.on_day, self.hook(sig))
+                after_day = self.hook(sig)
+                for day in range(self.start, drv.days):
+                    drv.step(day)
+                    if self.on_day is not None:
+                        self.on_day(day, drv.days)
+                    after_day(day)
             except RunStopped:
                 raise
             except BaseException as exc:
@@ -228,8 +303,9 @@ class _Session:
 
     def finish(self) -> Path:
         wall = self.wall_before + time.perf_counter() - self.t0
-        result = engine.finish(self.loop, self.setup)
-        extra = {**self.extra, "checkpoint_every": self.limits.checkpoint_every,
+        result = self.driver.result()
+        result.timings["setup"] = self.setup_before + self.driver.setup
+        extra = {**self.extra, **self.driver.extra(), "checkpoint_every": self.limits.checkpoint_every,
                  "sessions": self.manifest.get("sessions", 1)}
         if self.manifest.get("warnings"):
             extra["warnings"] = self.manifest["warnings"]
@@ -282,16 +358,19 @@ def _base_manifest(scen: Scenario, block: int, threads: int | None, limits: Limi
 
 def execute(scen: Scenario, out: Path, *, block: int = engine.DEFAULT_BLOCK, threads: int | None = None,
             overwrite: bool = False, limits: Limits | None = None, extra: dict[str, Any] | None = None,
-            on_day: Callable[[int, int], None] | None = None) -> Path:
+            on_day: Callable[[int, int], None] | None = None, layout: Layout | None = None) -> Path:
     """Run ``scen`` into ``out`` (plain or durable, see the module docstring); return ``out``.
 
     The whole run holds ``out``'s claim (:func:`credsim.outdir.claim`): a second run to the
     same directory stops at once, and ``overwrite`` replaces only an idle credsim run.
+    ``layout`` splits the citizens over shards (:mod:`credsim.distributed`); the manifest records it.
     """
     limits = limits or Limits()
     t0 = time.perf_counter()
     with outdir.claim(out, overwrite) as out:
         manifest = _base_manifest(scen, block, threads, limits)
+        if layout is not None:
+            manifest["layout"] = layout.to_json()
         if limits.durable:
             if os.path.lexists(out):
                 shutil.rmtree(out)  # an idle credsim run: check_replaceable said so under the claim
@@ -299,14 +378,17 @@ def execute(scen: Scenario, out: Path, *, block: int = engine.DEFAULT_BLOCK, thr
         lock = run_lock(out) if limits.durable else _nothing()
         with lock:
             try:
-                loop, setup = engine.prepare(scen, block=block, threads=threads)
+                drv = make_driver(scen, layout, block=block, threads=threads)
             except BaseException as exc:
                 if limits.durable:
                     write_manifest(out, {**manifest, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
                 raise
-            sess = _Session(scen, out, loop, setup, 0.0, 0, manifest, limits, limits.durable, dict(extra or {}),
-                            on_day, t0, overwrite)
-            return sess.drive()
+            try:
+                sess = _Session(scen, out, drv, 0.0, 0.0, 0, manifest, limits, limits.durable, dict(extra or {}),
+                                on_day, t0, overwrite)
+                return sess.drive()
+            finally:
+                drv.close()
 
 
 @contextmanager
@@ -342,33 +424,29 @@ def resume(run_dir: str | Path, *, threads: int | None = None, limits: Limits | 
     limits = limits or Limits(checkpoint_every=every if isinstance(every, int) and every > 0 else None)
     if limits.checkpoint_every is None and isinstance(every, int) and every > 0:
         limits = Limits(every, limits.max_days, limits.time_budget)
+    layout = Layout.from_json(man["layout"]) if man.get("layout") is not None else None
     with run_lock(out):
-        loop, setup = engine.prepare(scen, block=block, threads=threads)
-        start, warnings, head = 0, [], {}
-        for ck in checkpoint.list_checkpoints(out):
-            try:
-                head = checkpoint.restore(ck.path, loop, max_bytes=available_bytes())
-                start = ck.day
-                break
-            except checkpoint.CheckpointError as exc:
-                warnings.append(f"skipped {ck.path.name}: {exc}")
-                loop, setup = engine.prepare(scen, block=block, threads=threads)
-        meta = head.get("meta", {}) if isinstance(head, dict) else {}
-        for key in ("scenario_hash", "seed", "population", "days"):
-            if head and meta.get(key) != man.get(key):
-                raise checkpoint.CheckpointError(f"{out}: checkpoint {key} {meta.get(key)!r} does not match the "
-                                                 f"manifest's {man.get(key)!r}")
-        setup_total = float(meta.get("setup_s", 0.0)) + setup
-        wall_before = float(meta.get("wall_s", 0.0))
-        man.update(status="running", pid=os.getpid(), resumed=now(), sessions=int(man.get("sessions", 1)) + 1,
-                   resumed_from_day=start, checkpoint_every=limits.checkpoint_every)
-        for k in ("reason", "stopped", "resume"):
-            man.pop(k, None)
-        if warnings:
-            man["warnings"] = warnings
-        write_manifest(out, man)
-        if on_start is not None:
-            on_start(start, loop.days)
-        extra = {"block_size": block, "threads": threads}
-        sess = _Session(scen, out, loop, setup_total, wall_before, start, man, limits, True, extra, on_day, t0)
-        return sess.drive()
+        drv = make_driver(scen, layout, block=block, threads=threads)
+        try:
+            start, meta = drv.restore_latest(out)
+            for key in ("scenario_hash", "seed", "population", "days"):
+                if start and meta.get(key) != man.get(key):
+                    raise checkpoint.CheckpointError(f"{out}: checkpoint {key} {meta.get(key)!r} does not match the "
+                                                     f"manifest's {man.get(key)!r}")
+            warnings = list(getattr(drv, "warnings", []))
+            setup_before = float(meta.get("setup_s", 0.0))
+            wall_before = float(meta.get("wall_s", 0.0))
+            man.update(status="running", pid=os.getpid(), resumed=now(), sessions=int(man.get("sessions", 1)) + 1,
+                       resumed_from_day=start, checkpoint_every=limits.checkpoint_every)
+            for k in ("reason", "stopped", "resume"):
+                man.pop(k, None)
+            if warnings:
+                man["warnings"] = warnings
+            write_manifest(out, man)
+            if on_start is not None:
+                on_start(start, drv.days)
+            extra = {"block_size": block, "threads": threads}
+            sess = _Session(scen, out, drv, setup_before, wall_before, start, man, limits, True, extra, on_day, t0)
+            return sess.drive()
+        finally:
+            drv.close()

@@ -13,7 +13,8 @@ buckets keyed by day, so each day touches only what is due.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -74,10 +75,54 @@ class Records:
         return Records(*(getattr(self, f.name)[idx] for f in fields(Records)))
 
 
-@dataclass
-class Queue:
-    """Arrays to process on a given future day; ``pop(day)`` returns them in push order."""
+class ExpiryItems(NamedTuple):
+    """Points and feature counts to take back on a day; ``code`` packs item index, kind and view (see dossier)."""
 
+    cit: np.ndarray
+    code: np.ndarray
+    amount: np.ndarray
+
+
+class ListExpiryItems(NamedTuple):
+    """List-window counts to drop on a day, with the filing sequence (compared with cures)."""
+
+    cit: np.ndarray
+    code: np.ndarray
+    seq: np.ndarray
+
+
+class PendingEntries(NamedTuple):
+    """List entries falling due on a day (after their grace days)."""
+
+    cit: np.ndarray
+    mode: np.ndarray
+    lst: np.ndarray
+
+
+class Terms(NamedTuple):
+    """Fixed list terms ending on a day; ``since`` must still match the stay's entry day."""
+
+    cit: np.ndarray
+    mode: np.ndarray
+    lst: np.ndarray
+    since: np.ndarray
+
+
+R = TypeVar("R")
+
+
+def _width(row: type) -> int:
+    return len(fields(row)) if is_dataclass(row) else len(row._fields)  # type: ignore[attr-defined]
+
+
+@dataclass
+class Queue(Generic[R]):
+    """Rows to process on a given future day; ``pop(day)`` returns them as one ``row`` in push order.
+
+    Buckets hold plain tuples of arrays (what a checkpoint stores); the named row type is
+    applied when a day is popped."""
+
+    row: type[R]
     buckets: dict[int, list[tuple[np.ndarray, ...]]] = field(default_factory=lambda: defaultdict(list))
 
     def push(self, day: int, *arrays: np.ndarray) -> None:
@@ -98,14 +143,76 @@ class Queue:
             rows = order[seg]
             self.buckets[int(d[seg[0]])].append(tuple(a[rows] for a in arrays))
 
-    def pop(self, day: int, width: int) -> tuple[np.ndarray, ...]:
+    def pop(self, day: int) -> R:
+        width = _width(self.row)
         parts = self.buckets.pop(day, [])
+        ctor: Any = self.row
         if not parts:
-            return tuple(np.zeros(0, dtype=np.int64) for _ in range(width))
-        return tuple(np.concatenate([p[k] for p in parts]) for k in range(width))
+            return ctor(*(np.zeros(0, dtype=np.int64) for _ in range(width)))  # type: ignore[no-any-return]
+        return ctor(*(np.concatenate([p[k] for p in parts]) for k in range(width)))  # type: ignore[no-any-return]
 
     def size(self) -> int:
         return sum(p[0].shape[0] for b in self.buckets.values() for p in b)
+
+
+class Retractions(NamedTuple):
+    """Records to retract on a day: record id, views (bit 0 official, bit 1 shadow), reason code."""
+
+    rid: np.ndarray
+    views: np.ndarray
+    reason: np.ndarray
+
+
+# ledger flags of a record: the views it was filed in, whether it was true, whether it was retracted
+F_OFFICIAL, F_SHADOW, F_TRUE, F_RETRACTED_OFFICIAL, F_RETRACTED_SHADOW = 1, 2, 4, 8, 16
+
+
+@dataclass
+class Ledger:
+    """Every filed record that can still matter, by file day: what retraction needs to undo it.
+
+    A record's id is ``day << 32 | row``: its file day and its position in that day's filing
+    (the same number orders records against cures, see ``cured_seq``). Ids are unique within a
+    loop; a shard numbers its own range's records. Per record the ledger keeps 15 bytes
+    (citizen int32, record type int16, flags uint8, points applied float32 x 2 views) and
+    drops a day once nothing filed that day can be live any more (its longest expiry, feature
+    or list window has passed).
+    """
+
+    buckets: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict)
+
+    def add(self, day: int, rec: Records, applied: np.ndarray) -> None:
+        if len(rec) == 0:
+            return
+        flags = (rec.official.astype(np.uint8) * F_OFFICIAL + rec.shadow.astype(np.uint8) * F_SHADOW
+                 + rec.true.astype(np.uint8) * F_TRUE).astype(np.uint8)
+        self.buckets[day] = (rec.cit.astype(np.int32), rec.rtype.astype(np.int16), flags,
+                             applied[:, 0].astype(np.float32), applied[:, 1].astype(np.float32))
+
+    def prune(self, before: int) -> None:
+        """Forget records filed before ``before`` (none of their effects is live any more)."""
+        for d in [d for d in self.buckets if d < before]:
+            del self.buckets[d]
+
+    def lookup(self, rid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(found, file day, row) of each id; an id of a forgotten or unknown record is not found."""
+        day = (rid >> 32).astype(np.int64)
+        row = (rid & 0xFFFFFFFF).astype(np.int64)
+        found = np.array([int(d) in self.buckets and int(r) < self.buckets[int(d)][0].shape[0]
+                          for d, r in zip(day.tolist(), row.tolist(), strict=True)], dtype=np.bool_)
+        return found, day, row
+
+    def column(self, k: int, day: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """Column ``k`` (0 cit, 1 rtype, 2 flags, 3-4 applied) of the records at (day, row), all found."""
+        return np.array([self.buckets[int(d)][k][int(r)] for d, r in zip(day.tolist(), row.tolist(), strict=True)],
+                        dtype=self.buckets[int(day[0])][k].dtype) if day.shape[0] else np.zeros(0)
+
+    def set_flags(self, day: np.ndarray, row: np.ndarray, bits: int) -> None:
+        for d, r in zip(day.tolist(), row.tolist(), strict=True):
+            self.buckets[int(d)][2][int(r)] |= np.uint8(bits)
+
+    def size(self) -> int:
+        return sum(b[0].shape[0] for b in self.buckets.values())
 
 
 @dataclass
@@ -128,12 +235,15 @@ class State:
     neg_by_domain: np.ndarray  # (domains, N) float32: official points lost, by domain
     assoc_pts: np.ndarray  # (2, N) float32: points from association records
     counters: np.ndarray  # (len(COUNTERS), N) int32
-    records: Queue = field(default_factory=Queue)  # Records due to be filed, by file day
-    expiry: Queue = field(default_factory=Queue)  # points and features: (cit, code, amount); see dossier
-    list_expiry: Queue = field(default_factory=Queue)  # list-window counts: (cit, code, filing sequence)
-    entries: Queue = field(default_factory=Queue)  # (cit, mode, list) pending entries
-    terms: Queue = field(default_factory=Queue)  # (cit, mode, list, entry day) fixed terms
-    traced: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    records: Queue[Records] = field(default_factory=lambda: Queue(Records))  # due to be filed, by file day
+    expiry: Queue[ExpiryItems] = field(default_factory=lambda: Queue(ExpiryItems))
+    list_expiry: Queue[ListExpiryItems] = field(default_factory=lambda: Queue(ListExpiryItems))
+    entries: Queue[PendingEntries] = field(default_factory=lambda: Queue(PendingEntries))
+    terms: Queue[Terms] = field(default_factory=lambda: Queue(Terms))
+    ledger: Ledger = field(default_factory=Ledger)  # filed records by id, for retraction
+    retractions: Queue[Retractions] = field(default_factory=lambda: Queue(Retractions))
+    expiry_undo: Queue[ExpiryItems] = field(default_factory=lambda: Queue(ExpiryItems))  # cancel a take-back
+    list_undo: Queue[ListExpiryItems] = field(default_factory=lambda: Queue(ListExpiryItems))
 
 
 def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:

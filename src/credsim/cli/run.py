@@ -61,7 +61,7 @@ def run(
         d = run_sharded_cmd(scen, shards=shards or 1, ray=ray or bool(ray_address), ray_address=ray_address,
                             population=population, days=days, seed=seed, out=out, threads=threads,
                             block_size=block_size, max_memory=max_memory, overwrite=overwrite, quiet=quiet,
-                            checkpoint_every=checkpoint_every)
+                            checkpoint_every=checkpoint_every, max_days=max_days, time_budget=time_budget)
         summary(d, time.perf_counter() - t_sh, quiet)
         return
     n = population or scen.population.size

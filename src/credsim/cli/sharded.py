@@ -8,49 +8,51 @@ on the cluster at ``--ray-address`` (or ``RAY_ADDRESS``), else on a local one st
 
 from __future__ import annotations
 
-import shutil
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from credsim import outdir
 from credsim.api import check_run_args, default_out
 from credsim.checkpoint import CheckpointError
-from credsim.distributed.run import ShardFailure, run_sharded
+from credsim.distributed.run import Layout, ShardFailure
 from credsim.memory import MemoryRefused, check_memory
+from credsim.resumable import Limits, RunStopped, execute
 from credsim.scenario.load import load_scenario, run_overrides
 from credsim.scenario.schema import Scenario
+from credsim.store import read_manifest
 
 console = Console(stderr=True)
 
 
 def run_sharded_cmd(scen: Scenario, *, shards: int, ray: bool, ray_address: str | None, population: int | None,
                     days: int | None, seed: int | None, out: Path | None, threads: int | None, block_size: int,
-                    max_memory: float | None, overwrite: bool, quiet: bool, checkpoint_every: int | None) -> Path:
-    """Run ``scen`` on ``shards`` shards and write the run directory; exit 2 with a message on bad input."""
+                    max_memory: float | None, overwrite: bool, quiet: bool, checkpoint_every: int | None,
+                    max_days: int | None = None, time_budget: float | None = None) -> Path:
+    """Run ``scen`` on ``shards`` shards and write the run directory; exit 2 with a message on bad input.
+
+    Checkpoints, ``--max-days``, ``--time-budget``, Ctrl-C and ``credsim resume`` work as for a
+    single-process run (:mod:`credsim.resumable` drives both)."""
     scen = load_scenario(scen, run_overrides(population=population, days=days, seed=seed))
     target = out if out is not None else default_out(scen, scen.run.seed)
-    t0 = time.perf_counter()
     try:
         check_run_args(block_size=block_size, threads=threads)
         check_memory(scen, max_memory)
-        work = target.parent / f".{target.name}.shards" if checkpoint_every else None
-        with outdir.claim(target, overwrite), console.status(
-                f"{scen.name}: {scen.population.size:,} citizens on {shards} shard(s)",
-                spinner="dots") if not quiet else nullcontext():
-            run_dir, stats = run_sharded(scen, target, max(shards, 1), ray=ray, address=ray_address,
-                                         block=block_size, threads=threads, overwrite=overwrite,
-                                         checkpoint_every=checkpoint_every or 0, work_dir=work, wall_start=t0)
+        limits = Limits(checkpoint_every, max_days, time_budget)
+        layout = Layout(max(shards, 1), ray, ray_address)
+        with console.status(f"{scen.name}: {scen.population.size:,} citizens on {layout.shards} shard(s)",
+                            spinner="dots") if not quiet else nullcontext():
+            run_dir = execute(scen, target, block=block_size, threads=threads, overwrite=overwrite, limits=limits,
+                              extra={"block_size": block_size, "threads": threads}, layout=layout)
+    except RunStopped as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(130 if exc.by_signal else 3) from None
     except (ValueError, MemoryRefused, FileExistsError, CheckpointError, ShardFailure) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    if work is not None:
-        shutil.rmtree(work, ignore_errors=True)  # shard checkpoints are only needed while running
+    stats = read_manifest(run_dir)["sharded"]
     if not quiet:
-        console.print(f"{shards} shard(s) on {stats['backend']}: exchanged {stats['exchange_bytes']:,} bytes "
+        console.print(f"{layout.shards} shard(s) on {stats['backend']}: exchanged {stats['exchange_bytes']:,} bytes "
                       f"({stats['exchange_bytes_per_day']:,.0f}/day), {stats['restarts']} restart(s)")
     return run_dir
-

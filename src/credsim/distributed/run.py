@@ -7,7 +7,11 @@ At the end it adds up the shards' fixed-point metric tables (exact), concatenate
 citizen columns in id order and writes the run with :func:`credsim.store.write_run` --
 so ``metrics.parquet`` and ``citizens.parquet`` are byte-identical to a single-process run.
 
-Failure: with ``checkpoint_every`` set, every shard writes a checkpoint of its loop
+The driver (:class:`ShardedDriver`) has the interface of one loop, so :mod:`credsim.resumable`
+drives sharded runs like single-process ones: checkpoints, ``--max-days``, ``--time-budget``,
+Ctrl-C and ``credsim resume`` (the manifest records the :class:`Layout`).
+
+Failure: with checkpoints, every shard writes a checkpoint of its loop
 (:mod:`credsim.checkpoint`) every that many days. When a Ray worker dies, the driver
 restarts every shard from the last checkpoint they all hold and replays from there
 (replaying is deterministic); without checkpoints, or after ``max_restarts``, the run
@@ -20,7 +24,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,26 +32,20 @@ import numpy as np
 
 from credsim import checkpoint as ckpt
 from credsim import store
-from credsim.distributed.shard import Outbox, Shard, boundaries
-from credsim.engine import DEFAULT_BLOCK, Result, Tracer
+from credsim.distributed.shard import Shard, boundaries
+from credsim.engine import DEFAULT_BLOCK, Result
 from credsim.eventlog import EventLog
+from credsim.exchange import deliver
 from credsim.graph import Graph
 from credsim.plan import compile_plan
 from credsim.scenario.schema import Scenario
 from credsim.stages.measure import Metrics
 from credsim.state import State
+from credsim.tracing import Tracer
 
 
 class ShardFailure(RuntimeError):
     """A shard was lost and the run could not recover; the message says which and when."""
-
-
-def _deliver(boxes: list[Outbox], k: int) -> dict[str, list[np.ndarray]]:
-    inbox: dict[str, list[np.ndarray]] = {}
-    for box in boxes:  # sources in shard order: a deterministic delivery order
-        for kind, arrays in box.get(k, {}).items():
-            inbox.setdefault(kind, []).extend(arrays)
-    return inbox
 
 
 class _Local:
@@ -140,78 +138,158 @@ def _lost_worker(exc: BaseException) -> bool:
     return isinstance(exc, rex.RayActorError | rex.WorkerCrashedError | rex.ActorDiedError)
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How a run is split: what the manifest records so that ``credsim resume`` rebuilds the same shards."""
+
+    shards: int
+    ray: bool = False
+    address: str | None = None
+    num_cpus: float = 1.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: Any) -> Layout:
+        if not isinstance(data, dict) or not isinstance(data.get("shards"), int) or data["shards"] < 1:
+            raise ckpt.CheckpointError(f"manifest.json: layout {data!r} is not a shard layout")
+        return Layout(int(data["shards"]), bool(data.get("ray", False)), data.get("address") or None,
+                      float(data.get("num_cpus", 1.0)))
+
+
+class ShardedDriver:
+    """Steps K shards day by day (the same interface as one loop: see :mod:`credsim.resumable`).
+
+    Each day it calls every shard's ``begin_day``, delivers the messages of each round (one
+    per ``cut_ties`` response), then ``end_day``. Checkpoints are one file per shard under
+    ``DIR/shard-K``; when a Ray worker dies, every shard restarts from the newest day they
+    all saved and the lost days are replayed (deterministically).
+    """
+
+    def __init__(self, scen: Scenario, layout: Layout, *, population: int | None = None, days: int | None = None,
+                 seed: int | None = None, block: int = DEFAULT_BLOCK, threads: int | None = None,
+                 max_restarts: int = 3) -> None:
+        self.scen = scen
+        n = population if population is not None else scen.population.size
+        self.n = n
+        self.days = days if days is not None else scen.run.days
+        self.layout = layout
+        self.cuts = boundaries(n, layout.shards)
+        self.kw: dict[str, Any] = dict(population=population, days=days, seed=seed, block=block, threads=threads)
+        self.plan = compile_plan(scen)
+        self.rounds = int(np.asarray(self.plan.resp_cut).sum()) + 1 if len(self.plan.responses) else 1
+        self.max_restarts = max_restarts
+        self.saved_in: Path | None = None  # where shard checkpoints were last written (recovery reads them)
+        self.setup = 0.0  # the slowest shard's setup seconds, known with the results
+        self.stats: dict[str, Any] = {"shards": layout.shards, "boundaries": self.cuts, "restarts": 0,
+                                      "backend": "ray" if layout.ray else "local", "rounds_per_day": self.rounds}
+        self.backend: _Local | _Ray
+        if layout.ray:
+            self.backend = _Ray((scen, self.cuts, self.kw), layout.shards, layout.address, layout.num_cpus)
+        else:
+            self.backend = _Local(lambda i: Shard(scen, i, self.cuts, **self.kw), layout.shards)
+        self.t0 = time.perf_counter()
+
+    def _step(self, day: int) -> None:
+        k = self.layout.shards
+        boxes = self.backend.call("begin_day", [(day,)] * k)
+        for _ in range(self.rounds - 1):
+            boxes = self.backend.call("next_round", [(deliver(boxes, j),) for j in range(k)])
+        self.backend.call("end_day", [(deliver(boxes, j),) for j in range(k)])
+
+    def step(self, day: int) -> None:
+        """Run ``day`` on every shard, recovering from a lost worker by replaying from a checkpoint."""
+        self._recovering(day, lambda: self._step(day))
+        self.stats["wall_days_s"] = round(time.perf_counter() - self.t0, 4)
+
+    def _recovering(self, day: int, work: Callable[[], Any]) -> Any:
+        while True:
+            try:
+                return work()
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if not _lost_worker(exc):
+                    raise
+                where = f"a shard worker died on day {day} ({type(exc).__name__})"
+                if self.saved_in is None:
+                    raise ShardFailure(f"{where}; no checkpoints were kept (set checkpoint_every to recover), "
+                                       "so the run stops rather than continue with a lost shard") from exc
+                if self.stats["restarts"] >= self.max_restarts:
+                    raise ShardFailure(f"{where}; gave up after {self.stats['restarts']} restarts") from exc
+                self.stats["restarts"] += 1
+                self.backend.restart()
+                common = _common_checkpoint(self.saved_in, self.layout.shards)
+                start = 0 if common is None else common[0]
+                if common is not None:
+                    self.backend.call("load_checkpoint", [(str(p),) for p in common[1]])
+                for d in range(start, day):
+                    self._step(d)
+
+    def save(self, out: Path, done: int, meta: dict[str, Any]) -> Path:
+        """Every shard's checkpoint for ``done`` days under ``out/checkpoint/shard-K``; returns that folder."""
+        k = self.layout.shards
+        directory = ckpt.checkpoint_dir(out)
+        self.backend.call("save_checkpoint", [(str(directory / f"shard-{j}"), done, meta) for j in range(k)])
+        self.saved_in = directory
+        return directory
+
+    def restore_latest(self, out: Path) -> tuple[int, dict[str, Any]]:
+        """Load the newest day every shard saved under ``out/checkpoint``; (0, {}) when there is none."""
+        directory = ckpt.checkpoint_dir(out)
+        common = _common_checkpoint(directory, self.layout.shards)
+        if common is None:
+            return 0, {}
+        metas = self.backend.call("load_checkpoint", [(str(p),) for p in common[1]])
+        self.saved_in = directory
+        return common[0], dict(metas[0])
+
+    def result(self) -> Result:
+        res: list[dict[str, Any]] = self._recovering(self.days, lambda: self.backend.call("results",
+                                                                                           [()] * self.layout.shards))
+        sent = [int(r["sent"]) for r in res]
+        self.stats["exchange_bytes"] = sum(sent)
+        self.stats["exchange_bytes_per_day"] = sum(sent) / max(self.days, 1)
+        kinds: dict[str, int] = {}
+        for r in res:
+            for key, v in r["sent_kind"].items():
+                kinds[key] = kinds.get(key, 0) + int(v)
+        self.stats["exchange_rows"] = kinds
+        self.setup = max(float(r["setup"]) for r in res)
+        return _merge(self.scen, self.plan, res, self.n, self.days, self.kw)
+
+    def extra(self) -> dict[str, Any]:
+        return {"sharded": self.stats, "layout": self.layout.to_json()}
+
+    def close(self) -> None:
+        self.backend.close()
+
+
 def simulate_sharded(scen: Scenario, shards: int, *, ray: bool = False, address: str | None = None,
                      population: int | None = None, days: int | None = None, seed: int | None = None,
                      block: int = DEFAULT_BLOCK, threads: int | None = None, checkpoint_every: int = 0,
                      work_dir: Path | None = None, max_restarts: int = 3, num_cpus: float = 1.0,
                      on_day: Callable[[int, Any], None] | None = None) -> tuple[Result, dict[str, Any]]:
-    """Run ``scen`` on ``shards`` shards; return the merged result and exchange statistics."""
-    n = population if population is not None else scen.population.size
-    total = days if days is not None else scen.run.days
-    cuts = boundaries(n, shards)
-    kw = dict(population=population, days=days, seed=seed, block=block, threads=threads)
-    plan = compile_plan(scen)
-    n_cut_resp = int(np.asarray(plan.resp_cut).sum()) if len(plan.responses) else 0
+    """Run ``scen`` on ``shards`` shards in memory; return the merged result and exchange statistics.
+
+    ``checkpoint_every`` keeps shard checkpoints in ``work_dir`` (a temporary folder when not
+    given) only to recover from a lost worker; a durable, resumable sharded run is
+    :func:`credsim.resumable.execute` with a :class:`Layout`."""
     own_tmp = work_dir is None and checkpoint_every > 0
     wdir = Path(tempfile.mkdtemp(prefix="credsim-shards-")) if own_tmp else work_dir
-    backend: _Local | _Ray
-    if ray:
-        backend = _Ray((scen, cuts, kw), shards, address, num_cpus)
-    else:
-        backend = _Local(lambda i: Shard(scen, i, cuts, **kw), shards)  # type: ignore[arg-type]
-    stats: dict[str, Any] = {"shards": shards, "boundaries": cuts, "restarts": 0, "backend": "ray" if ray else "local",
-                             "rounds_per_day": n_cut_resp + 1}
-    t0 = time.perf_counter()
+    drv = ShardedDriver(scen, Layout(shards, ray, address, num_cpus), population=population, days=days, seed=seed,
+                        block=block, threads=threads, max_restarts=max_restarts)
     try:
-        day = 0
-        restarts = 0
-        res: list[dict[str, Any]] = []
-        while not res:
-            try:
-                if day >= total:  # a worker lost while handing back its results is recovered like any other
-                    res = backend.call("results", [()] * shards)
-                    continue
-                boxes = backend.call("begin_day", [(day,)] * shards)
-                for _ in range(n_cut_resp):
-                    boxes = backend.call("next_round", [(_deliver(boxes, k),) for k in range(shards)])
-                backend.call("end_day", [(_deliver(boxes, k),) for k in range(shards)])
-                if checkpoint_every and wdir is not None and ((day + 1) % checkpoint_every == 0):
-                    backend.call("save_checkpoint", [(str(wdir / f"shard-{k}"), day + 1) for k in range(shards)])
-                if on_day is not None:
-                    on_day(day, backend)
-                day += 1
-                stats["wall_days_s"] = round(time.perf_counter() - t0, 4)
-            except Exception as exc:  # noqa: BLE001 - classified below
-                if not _lost_worker(exc):
-                    raise
-                where = f"a shard worker died on day {day} ({type(exc).__name__})"
-                if not checkpoint_every or wdir is None:
-                    raise ShardFailure(f"{where}; no checkpoints were kept (set checkpoint_every to recover), "
-                                       "so the run stops rather than continue with a lost shard") from exc
-                if restarts >= max_restarts:
-                    raise ShardFailure(f"{where}; gave up after {restarts} restarts") from exc
-                restarts += 1
-                stats["restarts"] = restarts
-                backend.restart()
-                common = _common_checkpoint(wdir, shards)
-                if common is None:
-                    day = 0  # nothing saved yet: the fresh shards start from day 0
-                else:
-                    backend.call("load_checkpoint", [(str(p),) for p in common[1]])
-                    day = common[0]
+        for day in range(drv.days):
+            drv.step(day)
+            if checkpoint_every and wdir is not None and (day + 1) % checkpoint_every == 0:
+                drv.save(wdir, day + 1, {})
+            if on_day is not None:
+                on_day(day, drv.backend)
+        return drv.result(), drv.stats
     finally:
-        backend.close()
+        drv.close()
         if own_tmp and wdir is not None:
             shutil.rmtree(wdir, ignore_errors=True)
-    sent = [int(r["sent"]) for r in res]
-    stats["exchange_bytes"] = sum(sent)
-    stats["exchange_bytes_per_day"] = sum(sent) / max(total, 1)
-    kinds: dict[str, int] = {}
-    for r in res:
-        for k, v in r["sent_kind"].items():
-            kinds[k] = kinds.get(k, 0) + int(v)
-    stats["exchange_rows"] = kinds
-    return _merge(scen, plan, res, n, total, kw), stats
 
 
 def _common_checkpoint(wdir: Path, shards: int) -> tuple[int, list[Path]] | None:

@@ -15,11 +15,15 @@ the same random numbers for the same behaviour in any scenario run with the same
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
+from credsim.day import Day, Events
+from credsim.exchange import Exchange
+from credsim.names import KINDS
 from credsim.plan import Plan
 from credsim.rng import day_key, uniforms
 from credsim.sampling import Sampler, Streams
-from credsim.state import State
+from credsim.state import C, State
 
 
 def behaviour_streams(plan: Plan) -> Streams:
@@ -68,3 +72,34 @@ def apply_schedules(plan: Plan, day: int, seed: int, cit: np.ndarray, beh: np.nd
             u = uniforms(day_key(seed, f"schedule:{plan.beh[b]}", day), cit[sel].astype(np.uint64))
             keep[sel] = u < m
     return (cit, beh) if keep.all() else (cit[keep], beh[keep])
+
+
+@njit(cache=True)
+def _count_events(counters: np.ndarray, cit: np.ndarray, kinds: np.ndarray, c_all: int, c_inf: int,
+                  k_inf: int, c_speech: int, k_speech: int) -> None:
+    for j in range(cit.shape[0]):
+        i = cit[j]
+        counters[c_all, i] += 1
+        if kinds[j] == k_inf:
+            counters[c_inf, i] += 1
+        elif kinds[j] == k_speech:
+            counters[c_speech, i] += 1
+
+
+class Behave:
+    """Stage 1: today's true events, and each citizen's lifetime event counters."""
+
+    name: str = "behave"
+    reads: tuple[str, ...] = ("state.listed", "state.resp_day")
+    writes: tuple[str, ...] = ("day.events", "state.counters")
+
+    def __init__(self, plan: Plan, st: State, seed: int, block: int) -> None:
+        self.plan = plan
+        self.block = block
+        self.sampler = make_sampler(plan, st, seed)
+
+    def run(self, st: State, d: Day, x: Exchange) -> None:
+        cit, beh = behave(self.plan, st, d.day, self.block, self.sampler)
+        _count_events(st.counters, cit, self.plan.beh_kind[beh], C["events"], C["infractions"],
+                      KINDS.index("infraction"), C["speech"], KINDS.index("speech"))
+        d.events = Events(cit, beh)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from credsim.day import Day, GradeChanges, ListChanges, ListExits
+from credsim.exchange import Exchange
 from credsim.plan import Plan
 from credsim.state import C, State
 
@@ -34,11 +36,10 @@ def unique_sorted(a: np.ndarray) -> np.ndarray:
     return s[keep]
 
 
-def regrade(plan: Plan, st: State, cand: np.ndarray | None) -> tuple[np.ndarray, ...]:
-    """Recompute grades of ``cand`` (None = everyone); return (cit, mode, old, new) changes."""
-    z = np.zeros(0, dtype=np.int64)
+def regrade(plan: Plan, st: State, cand: np.ndarray | None) -> GradeChanges:
+    """Recompute grades of ``cand`` (None = everyone) and return the changes."""
     if not plan.grades:
-        return z, z, z, z
+        return GradeChanges()
     src = st.score if plan.grade_source == "points" else st.mscore
     out = []
     for m in range(2):
@@ -54,7 +55,7 @@ def regrade(plan: Plan, st: State, cand: np.ndarray | None) -> tuple[np.ndarray,
         old = st.grade[m, idx].astype(np.int64)
         st.grade[m, idx] = newv
         out.append((idx.astype(np.int64), np.full(idx.shape[0], m, np.int64), old, newv.astype(np.int64)))
-    return tuple(np.concatenate([o[k] for o in out]) for k in range(4))
+    return GradeChanges(*(np.concatenate([o[k] for o in out]) for k in range(4)))
 
 
 @njit(cache=True)
@@ -101,9 +102,8 @@ def _apply(cit: np.ndarray, mode: np.ndarray, lst: np.ndarray, action: np.ndarra
     return e_cit[:k], e_mode[:k], e_list[:k], e_dir[:k], e_since[:k]
 
 
-def update_lists(plan: Plan, st: State, day: int, cures: tuple[np.ndarray, ...],
-                 grade_changes: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-    """Apply today's list actions; return accepted (cit, mode, list, +1/-1, since) events."""
+def update_lists(plan: Plan, st: State, day: int, cures: ListExits, grade_changes: GradeChanges) -> ListChanges:
+    """Apply today's list actions; return the accepted entries and exits."""
     parts: list[tuple[np.ndarray, ...]] = []
 
     def add(c: np.ndarray, m: np.ndarray, li: np.ndarray, action: int, aux: np.ndarray | None = None) -> None:
@@ -111,10 +111,10 @@ def update_lists(plan: Plan, st: State, day: int, cures: tuple[np.ndarray, ...],
             parts.append((c, m, li, np.full(c.shape[0], action, np.int64),
                           aux if aux is not None else np.zeros(c.shape[0], np.int64)))
 
-    add(cures[0], cures[1], cures[2], A_CURE)
-    pc, pm, pl = st.entries.pop(day, 3)
+    add(cures.cit, cures.mode, cures.lst, A_CURE)
+    pc, pm, pl = st.entries.pop(day)
     add(pc, pm, pl, A_PENDING)
-    gc, gm, _old, gnew = grade_changes
+    gc, gm, gnew = grade_changes.cit, grade_changes.mode, grade_changes.new
     for li in np.flatnonzero(plan.list_by_grade):
         into = plan.entry_grades[li, gnew] if gnew.shape[0] else np.zeros(0, np.bool_)
         sel = np.flatnonzero(into)
@@ -122,18 +122,42 @@ def update_lists(plan: Plan, st: State, day: int, cures: tuple[np.ndarray, ...],
         if plan.exit_on_recovery[li]:
             sel = np.flatnonzero(~into)
             add(gc[sel], gm[sel], np.full(sel.shape[0], li, np.int64), A_GRADE_OUT)
-    tc, tm, tl, ts = st.terms.pop(day, 4)
+    tc, tm, tl, ts = st.terms.pop(day)
     add(tc, tm, tl, A_TERM, ts)
     if not parts:
-        z = np.zeros(0, dtype=np.int64)
-        return z, z, z, z, z
+        return ListChanges()
     cols = [np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(5)]
-    ev = _apply(cols[0], cols[1], cols[2], cols[3], cols[4], day, st.listed, st.listed_since, st.list_count, st.pending,
-                plan.entry_count, plan.exit_term, st.counters, C["times_listed"], C["days_listed"])
-    ent = ev[3] == 1
+    ev = ListChanges(*_apply(cols[0], cols[1], cols[2], cols[3], cols[4], day, st.listed, st.listed_since,
+                             st.list_count, st.pending, plan.entry_count, plan.exit_term, st.counters,
+                             C["times_listed"], C["days_listed"]))
+    ent = ev.direction == 1
     if ent.any():
-        term = plan.exit_term[ev[2][ent]]
+        term = plan.exit_term[ev.lst[ent]]
         has = term > 0
-        st.terms.push_by_day((day + term)[has], ev[0][ent][has], ev[1][ent][has], ev[2][ent][has],
+        st.terms.push_by_day((day + term)[has], ev.cit[ent][has], ev.mode[ent][has], ev.lst[ent][has],
                              np.full(int(has.sum()), day, np.int64))
     return ev
+
+
+class Classify:
+    """Stage 5: regrade whoever's score changed (everyone in range on a model day), then the list pass."""
+
+    name: str = "classify"
+    reads: tuple[str, ...] = ("day.filed", "day.score_changes", "day.model_day", "day.list_exits", "state.score",
+                              "state.mscore", "state.entries", "state.terms")
+    writes: tuple[str, ...] = ("day.grades", "day.lists", "state.grade", "state.listed", "state.listed_since",
+                               "state.pending", "state.terms", "state.counters")
+
+    def __init__(self, plan: Plan, lo: int, hi: int, n: int) -> None:
+        self.plan = plan
+        self.lo, self.hi, self.n = lo, hi, n
+
+    def run(self, st: State, d: Day, x: Exchange) -> None:
+        p = self.plan
+        if d.model_day and p.grade_source == "model":
+            whole = self.lo == 0 and self.hi == self.n
+            d.grades = regrade(p, st, None if whole else np.arange(self.lo, self.hi, dtype=np.int64))
+        else:
+            cand = unique_sorted(np.concatenate([d.filed.records.cit, d.score_changes.cit]).astype(np.int64))
+            d.grades = regrade(p, st, cand)
+        d.lists = update_lists(p, st, d.day, d.list_exits, d.grades)

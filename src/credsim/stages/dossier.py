@@ -8,6 +8,10 @@ Filing a record, in each view it belongs to (official, shadow):
 - a cure record (repayment, compliance) clears the list's count, cancels a pending entry
   and takes the citizen off the list.
 
+Every filed record is kept in the state's ledger under an id (``day << 32 | row``), so it can
+be retracted later (an appeal, a correction; see :mod:`credsim.stages.retraction`), which this
+stage applies after filing and expiry on the day it is due.
+
 The work is one sequential pass over today's records (few, compared with citizens).
 """
 
@@ -16,8 +20,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from credsim.day import Day, Filed, ListExits, Retracted, ScoreChanges
+from credsim.exchange import Exchange
 from credsim.plan import Plan
-from credsim.state import C, Records, State
+from credsim.stages.retraction import retract_due
+from credsim.state import C, State
 
 K_POINTS, K_FEATURE, K_LIST = 0, 1, 2
 
@@ -191,12 +198,37 @@ def _expire_lists(cit: np.ndarray, code: np.ndarray, seq: np.ndarray, list_count
                 list_count[m, j, i] -= 1
 
 
-def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Records, np.ndarray, tuple[np.ndarray, ...]]:
-    """File the records due today; return them, the points applied, and the cures."""
-    rec = Records(*st.records.pop(day, 7))
+@njit(cache=True)
+def _unexpire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, n_beh: int, rtype_domain: np.ndarray,
+              score: np.ndarray, neg_by_domain: np.ndarray, assoc_pts: np.ndarray, feat_count: np.ndarray) -> None:
+    """Cancel take-backs of retracted records (undo items name one view each): the inverse of ``_expire``."""
+    for k in range(cit.shape[0]):
+        i, m, kind, j = cit[k], code[k] & 3, (code[k] >> 2) & 3, code[k] >> 4
+        if kind == K_POINTS:
+            score[m, i] += amt[k]
+            if m == 0 and amt[k] < 0 and neg_by_domain.shape[0] > 0:
+                neg_by_domain[rtype_domain[j], i] += -amt[k]
+            if j >= n_beh and assoc_pts.shape[1] > 0:
+                assoc_pts[m, i] += amt[k]
+        else:
+            feat_count[m, j, i] += 1
+
+
+@njit(cache=True)
+def _unexpire_lists(cit: np.ndarray, code: np.ndarray, seq: np.ndarray, list_count: np.ndarray,
+                    cured_seq: np.ndarray) -> None:
+    """Cancel list-window drops of retracted records: the inverse of ``_expire_lists``."""
+    for k in range(cit.shape[0]):
+        i, m, j = cit[k], code[k] & 3, code[k] >> 4
+        if seq[k] > cured_seq[m, j, i]:
+            list_count[m, j, i] += 1
+
+
+def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Filed, ListExits]:
+    """File the records due today; return them with the points applied, and the cure exits."""
+    rec = st.records.pop(day)
     if len(rec) == 0:
-        z = np.zeros(0, dtype=np.int64)
-        return rec, np.zeros((0, 2), dtype=np.float32), (z, z, z)
+        return Filed(rec), ListExits()
     applied, exp, lexp, pend, cures = _file(
         rec.cit, rec.rtype, rec.official, rec.shadow, rec.true, day, plan.n_beh,
         plan.rule_points, plan.rule_expiry, plan.rtype_domain,
@@ -209,15 +241,16 @@ def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Records
     st.expiry.push_by_day(exp[0], *exp[1:])
     st.list_expiry.push_by_day(lexp[0], *lexp[1:])
     st.entries.push_by_day(pend[0], *pend[1:])
-    return rec, applied, cures
+    st.ledger.add(day, rec, applied)
+    return Filed(rec, applied), ListExits(*cures)
 
 
-def expire(plan: Plan, st: State, day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Take back what expires today; return (citizen, view, points) of score changes."""
-    lc, lcode, lseq = st.list_expiry.pop(day, 3)
+def expire(plan: Plan, st: State, day: int) -> ScoreChanges:
+    """Take back what expires today; return the points taken off each score."""
+    lc, lcode, lseq = st.list_expiry.pop(day)
     if lc.shape[0]:
         _expire_lists(lc, lcode, lseq, st.list_count, st.cured_seq)
-    cit, code, amt = st.expiry.pop(day, 3)
+    cit, code, amt = st.expiry.pop(day)
     if cit.shape[0]:
         _expire(cit, code, amt, plan.n_beh, plan.rtype_domain, st.score, st.neg_by_domain,
                 st.assoc_pts, st.feat_count)
@@ -228,9 +261,65 @@ def expire(plan: Plan, st: State, day: int) -> tuple[np.ndarray, np.ndarray, np.
         c = np.concatenate([c[~both], c[both], c[both]])
         a = np.concatenate([a[~both], a[both], a[both]])
         v = np.concatenate([v[~both], np.zeros(int(both.sum()), np.int64), np.ones(int(both.sum()), np.int64)])
-    return c, v, a
+    changes = ScoreChanges(c, v, -a)
+    undo = _undo_expiry(plan, st, day)
+    return changes if undo is None else _concat(changes, undo)
+
+
+def _undo_expiry(plan: Plan, st: State, day: int) -> ScoreChanges | None:
+    """Undo items of retracted records due today; None when there are none (the usual day)."""
+    lc, lcode, lseq = st.list_undo.pop(day)
+    if lc.shape[0]:
+        _unexpire_lists(lc, lcode, lseq, st.list_count, st.cured_seq)
+    cit, code, amt = st.expiry_undo.pop(day)
+    if cit.shape[0] == 0:
+        return None
+    _unexpire(cit, code, amt, plan.n_beh, plan.rtype_domain, st.score, st.neg_by_domain, st.assoc_pts, st.feat_count)
+    pts = ((code >> 2) & 3) == K_POINTS
+    return ScoreChanges(cit[pts].astype(np.int64), (code[pts] & 3).astype(np.int64), amt[pts].astype(np.float64))
+
+
+def _concat(a: ScoreChanges, b: ScoreChanges) -> ScoreChanges:
+    return ScoreChanges(np.concatenate([a.cit, b.cit]), np.concatenate([a.mode, b.mode]),
+                        np.concatenate([a.amount, b.amount]))
+
+
+def lifetime(plan: Plan) -> int:
+    """Days after filing until nothing of a record can be live (points, features, list windows)."""
+    spans = [plan.rule_expiry, plan.feat_expiry, plan.entry_window]
+    return int(max((int(s.max()) for s in spans if s.shape[0]), default=0))
 
 
 def reset_caps(plan: Plan, st: State, day: int) -> None:
     if plan.cap_period and day % plan.cap_period == 0 and day > 0:
         st.cap_used[:] = 0
+
+
+class File:
+    """Stage 3: records due today enter the dossier, expired ones leave it (points, features, counts)."""
+
+    name: str = "file"
+    reads: tuple[str, ...] = ("state.records", "state.expiry", "state.list_expiry", "state.retractions",
+                              "state.ledger", "state.listed", "state.listed_since")
+    writes: tuple[str, ...] = ("day.filed", "day.list_exits", "day.score_changes", "state.score", "state.cap_used",
+                               "state.neg_by_domain", "state.assoc_pts", "state.feat_count", "state.list_count",
+                               "state.cured_seq", "state.pending", "state.counters", "state.records",
+                               "state.expiry", "state.list_expiry", "state.entries", "state.ledger",
+                               "state.expiry_undo", "state.list_undo", "day.retracted")
+
+    def __init__(self, plan: Plan, days: int) -> None:
+        self.plan = plan
+        self.days = days
+        self.lifetime = lifetime(plan)
+
+    def run(self, st: State, d: Day, x: Exchange) -> None:
+        reset_caps(self.plan, st, d.day)
+        d.filed, d.list_exits = file_records(self.plan, st, d.day, self.days)
+        d.score_changes = expire(self.plan, st, d.day)
+        st.ledger.prune(d.day - self.lifetime + 1)
+        ret = retract_due(self.plan, st, d.day, self.days)
+        if ret.rid.shape[0]:
+            d.retracted = Retracted(ret.rid, ret.reason)
+            d.score_changes = _concat(d.score_changes, ret.scores)
+            d.list_exits = ListExits(*(np.concatenate([getattr(d.list_exits, k), getattr(ret.exits, k)])
+                                       for k in ("cit", "mode", "lst")))

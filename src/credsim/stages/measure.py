@@ -23,7 +23,10 @@ import pyarrow as pa
 import scipy.sparse as sp
 from numba import njit
 
-from credsim.plan import KINDS, Plan
+from credsim import names as nm
+from credsim.day import Day
+from credsim.names import KINDS
+from credsim.plan import Plan
 from credsim.state import State
 
 MAX_CELLS = 200_000
@@ -52,32 +55,34 @@ _NO_W = np.zeros(0, dtype=np.int64)
 
 
 class Metrics:
-    def __init__(self, plan: Plan, st: State, days: int) -> None:
+    """The daily table of a run (or of the citizens ``[lo, hi)`` of a shard), and the day's observer."""
+
+    def __init__(self, plan: Plan, st: State, days: int, lo: int = 0, hi: int | None = None) -> None:
         self.plan = plan
+        self.lo, self.hi = lo, st.n if hi is None else hi
         self.groups = st.groups
         sizes = [len(v) for v in plan.dim_values]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         self.n_slots = int(sum(sizes)) + 1
         self.slot_dim = [d for d, k in zip(plan.dims, sizes, strict=True) for _ in range(k)] + ["all"]
         self.slot_group = [v for vals in plan.dim_values for v in vals] + ["all"]
-        names: list[str] = ["population"]
-        names += [f"events.{b}" for b in plan.beh]
-        names += [f"observed.{s}" for s in plan.sensors] + [f"false_observed.{s}" for s in plan.sensors]
-        names += ["records.official_true", "records.official_false", "records.shadow", "points.lost"]
-        stocks = ["population", "score_sum", "shadow_score_sum"]
+        names: list[str] = [nm.POPULATION]
+        names += [nm.EVENTS(b) for b in plan.beh]
+        names += [nm.OBSERVED(s) for s in plan.sensors] + [nm.FALSE_OBSERVED(s) for s in plan.sensors]
+        names += [nm.RECORDS_OFFICIAL_TRUE, nm.RECORDS_OFFICIAL_FALSE, nm.RECORDS_SHADOW, nm.POINTS_LOST]
+        stocks = [nm.POPULATION, nm.SCORE_SUM, nm.SHADOW_SCORE_SUM]
         if plan.has_model:
-            stocks += ["model_score_sum", "shadow_model_score_sum"]
+            stocks += [nm.MODEL_SCORE_SUM, nm.SHADOW_MODEL_SCORE_SUM]
         for li in plan.lists:
-            names += [f"entries.{li}", f"exits.{li}", f"shadow_entries.{li}", f"shadow_exits.{li}"]
-            stocks += [f"listed.{li}", f"shadow_listed.{li}"]
-        stocks += [f"grade.{g}" for g in plan.grades] + [f"shadow_grade.{g}" for g in plan.grades]
+            names += [nm.ENTRIES(li), nm.EXITS(li), nm.SHADOW_ENTRIES(li), nm.SHADOW_EXITS(li)]
+            stocks += [nm.LISTED(li), nm.SHADOW_LISTED(li)]
+        stocks += [nm.GRADE(g) for g in plan.grades] + [nm.SHADOW_GRADE(g) for g in plan.grades]
         attempts = [b for b, k in zip(plan.beh, plan.beh_kind, strict=True) if KINDS[k] == "attempt"]
         for b in attempts:
-            names += [f"attempts.{b}", f"denied.{b}", f"rewarded.{b}", f"wrongful.{b}", f"missed.{b}",
-                      f"shadow_denied.{b}"]
-        names += ["denied.cross_context_sum", "denied.association_only", "association_records",
-                  "ties_cut"]
-        names += [f"response.{q}" for q in plan.responses]
+            names += [nm.ATTEMPTS(b), nm.DENIED(b), nm.REWARDED(b), nm.WRONGFUL(b), nm.MISSED(b),
+                      nm.SHADOW_DENIED(b)]
+        names += [nm.DENIED_CROSS_CONTEXT_SUM, nm.DENIED_ASSOCIATION_ONLY, nm.ASSOCIATION_RECORDS, nm.TIES_CUT]
+        names += [nm.RESPONSE(q) for q in plan.responses]
         self.names = list(dict.fromkeys(names + stocks))
         self.idx = {n: i for i, n in enumerate(self.names)}
         self.stock_idx = np.array([self.idx[s] for s in stocks], dtype=np.int64)
@@ -104,8 +109,7 @@ class Metrics:
                                    shape=(self.n_slots, self.n_cells))
         self.flow_cells = np.zeros((M, self.n_cells), dtype=np.int64)
         self._pending: list[tuple[int, np.ndarray, np.ndarray | None]] = []
-        self.stock_cells = np.zeros((M, self.n_cells), dtype=np.int64)
-        self.stock = self.stock_cells  # per-cell stocks; projected onto slots each day
+        self.stock_cells = np.zeros((M, self.n_cells), dtype=np.int64)  # projected onto slots each day
 
     def _bins(self, cit: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
         """Fixed-point sums per cell (or slot) of ``weights`` (None: counts)."""
@@ -143,32 +147,33 @@ class Metrics:
             self.stock_cells[self.idx[name]] += self._bins(cit, w)
 
     def set_stock_dense(self, name: str, values: np.ndarray) -> None:
-        """Recompute a stock from a full per-citizen array (model-score days only)."""
-        self.stock_cells[self.idx[name]] = self._bins(np.arange(values.shape[0]), values)
+        """Recompute a stock from a full per-citizen array, over this table's citizens (model-score days)."""
+        own = np.arange(self.lo, self.hi, dtype=np.int64)
+        self.stock_cells[self.idx[name]] = self._bins(own, values[self.lo:self.hi])
 
-    def init_stocks(self, st: State, grades: list[str], lo: int = 0, hi: int | None = None) -> None:
-        """Population, score sums and grade counts at the start (one pass over citizens ``[lo, hi)``;
-        a shard passes its own range). Every other stock starts at zero."""
-        hi = st.n if hi is None else hi
+    def init_stocks(self, st: State, grades: list[str]) -> None:
+        """Population, score sums and grade counts at the start (one pass over this table's
+        citizens). Every other stock starts at zero."""
+        lo, hi = self.lo, self.hi
         self.stock_cells[:] = 0
         everyone = np.arange(lo, hi, dtype=np.int64)
         pop = self._bins(everyone, None)
-        self.stock_cells[self.idx["population"]] = pop
-        for mode, name in ((0, "score_sum"), (1, "shadow_score_sum")):
+        self.stock_cells[self.idx[nm.POPULATION]] = pop
+        for mode, name in ((0, nm.SCORE_SUM), (1, nm.SHADOW_SCORE_SUM)):
             s = st.score[mode, lo:hi]
             if hi > lo and s.min() == s.max():
                 self.stock_cells[self.idx[name]] = (pop // SCALE) * fixed(float(s[0]))
             else:
                 self.stock_cells[self.idx[name]] = self._bins(everyone, s.astype(np.float64))
-        for mode, pre in ((0, "grade."), (1, "shadow_grade.")):
+        for mode, fam in ((0, nm.GRADE), (1, nm.SHADOW_GRADE)):
             g = st.grade[mode, lo:hi]
             if not grades:
                 continue
             if hi > lo and g.min() == g.max():
-                self.stock_cells[self.idx[pre + grades[int(g[0])]]] = pop
+                self.stock_cells[self.idx[fam(grades[int(g[0])])]] = pop
                 continue
             for gi, gname in enumerate(grades):
-                self.stock_cells[self.idx[pre + gname]] = self._bins(lo + np.flatnonzero(g == gi), None)
+                self.stock_cells[self.idx[fam(gname)]] = self._bins(lo + np.flatnonzero(g == gi), None)
 
     def add_total(self, day: int, name: str, value: float) -> None:
         """A flow known only in total (the 'all' slot)."""
@@ -184,6 +189,78 @@ class Metrics:
             self.table[day, live] += self._project(self.flow_cells[live])
             self.flow_cells[live] = 0
         self.table[day, self.stock_idx] = self._project(self.stock_cells[self.stock_idx])
+
+    def observe(self, st: State, d: Day) -> None:
+        """Count the day: flows from today's sparse hand-offs, stocks from their deltas, then close it."""
+        p, day = self.plan, d.day
+        cit, beh = d.events.cit, d.events.beh
+        order = np.argsort(beh, kind="stable")
+        cuts = np.searchsorted(beh[order], np.arange(p.n_beh + 1))
+        for b in range(p.n_beh):
+            self.count(day, nm.EVENTS(p.beh[b]), cit[order[cuts[b]:cuts[b + 1]]])
+        ob = d.observations
+        for s, name in enumerate(p.sensors):
+            self.count(day, nm.OBSERVED(name), cit[ob.seen[:, s] == 1] if ob.seen.shape[0] else cit[:0])
+            self.count(day, nm.FALSE_OBSERVED(name), ob.false_cit[ob.false_sensor == s])
+        self._records(d)
+        if d.model_day:
+            self.set_stock_dense(nm.MODEL_SCORE_SUM, st.mscore[0].astype(np.float64))
+            self.set_stock_dense(nm.SHADOW_MODEL_SCORE_SUM, st.mscore[1].astype(np.float64))
+        self._statuses(d)
+        self._attempts(d)
+        for q, who in d.responses.triggered.items():
+            self.count(day, nm.RESPONSE(q), who)
+        self.add_total(day, nm.ASSOCIATION_RECORDS, d.responses.assoc)
+        self.add_total(day, nm.TIES_CUT, d.responses.ties_cut)
+        self.close_day(day)
+
+    def _records(self, d: Day) -> None:
+        """Records filed, points lost, and the score sums following filing, expiry and retraction."""
+        rec, applied, day = d.filed.records, d.filed.applied, d.day
+        off = rec.official == 1
+        self.count(day, nm.RECORDS_OFFICIAL_TRUE, rec.cit[off & (rec.true == 1) & (rec.rtype < self.plan.n_beh)])
+        self.count(day, nm.RECORDS_OFFICIAL_FALSE, rec.cit[off & (rec.true == 0)])
+        self.count(day, nm.RECORDS_SHADOW, rec.cit[rec.shadow == 1])
+        lost = applied[:, 0] < 0
+        self.count(day, nm.POINTS_LOST, rec.cit[lost], -applied[lost, 0].astype(np.float64))
+        sc = d.score_changes
+        for mode, name in ((0, nm.SCORE_SUM), (1, nm.SHADOW_SCORE_SUM)):
+            self.add_stock(name, rec.cit, applied[:, mode].astype(np.float64))
+            sel = sc.mode == mode
+            self.add_stock(name, sc.cit[sel], sc.amount[sel])
+
+    def _statuses(self, d: Day) -> None:
+        """Grade counts and list sizes follow today's changes; entries and exits are flows."""
+        p, day, g = self.plan, d.day, d.grades
+        for mode, fam in ((0, nm.GRADE), (1, nm.SHADOW_GRADE)):
+            sel = g.mode == mode
+            for gi, gname in enumerate(p.grades):
+                self.add_stock(fam(gname), g.cit[sel & (g.old == gi)], -1.0)
+                self.add_stock(fam(gname), g.cit[sel & (g.new == gi)], 1.0)
+        lc = d.lists
+        for li, name in enumerate(p.lists):
+            for mode, (ent, ext, lst) in ((0, (nm.ENTRIES, nm.EXITS, nm.LISTED)),
+                                          (1, (nm.SHADOW_ENTRIES, nm.SHADOW_EXITS, nm.SHADOW_LISTED))):
+                sel = (lc.mode == mode) & (lc.lst == li)
+                self.count(day, ent(name), lc.cit[sel & (lc.direction == 1)])
+                self.count(day, ext(name), lc.cit[sel & (lc.direction == -1)])
+                self.add_stock(lst(name), lc.cit[sel], lc.direction[sel].astype(np.float64))
+
+    def _attempts(self, d: Day) -> None:
+        p, day, a = self.plan, d.day, d.attempts
+        ac, ab, den, rew = a.cit, a.beh, a.denied, a.rewarded
+        for b in np.unique(ab) if ab.shape[0] else []:
+            sel = ab == b
+            name = p.beh[b]
+            self.count(day, nm.ATTEMPTS(name), ac[sel])
+            self.count(day, nm.DENIED(name), ac[sel & (den[:, 0] == 1)])
+            self.count(day, nm.SHADOW_DENIED(name), ac[sel & (den[:, 1] == 1)])
+            self.count(day, nm.REWARDED(name), ac[sel & (rew[:, 0] == 1)])
+            self.count(day, nm.WRONGFUL(name), ac[sel & (den[:, 0] == 1) & (den[:, 1] == 0)])
+            self.count(day, nm.MISSED(name), ac[sel & (den[:, 0] == 0) & (den[:, 1] == 1)])
+        d0 = den[:, 0] == 1
+        self.count(day, nm.DENIED_CROSS_CONTEXT_SUM, ac[d0], np.nan_to_num(a.cross[d0]))
+        self.count(day, nm.DENIED_ASSOCIATION_ONLY, ac[a.assoc_only == 1])
 
     def to_arrow(self, days: int | None = None) -> pa.Table:
         d = self.days if days is None else days

@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from credsim.day import Day, Observations
+from credsim.exchange import Exchange
 from credsim.plan import Plan
 from credsim.rng import day_key, static_key, uniform
 from credsim.sampling import Sampler, Streams, covered, group_factor
@@ -49,10 +51,14 @@ def _detect(cit: np.ndarray, beh: np.ndarray, det_keys: np.ndarray, cov_keys: np
 
 
 class Observer:
-    """Holds the per-run keys and bounds of the observe stage."""
+    """Stage 2: sensors make records (queued until their delay has passed); holds the per-run keys."""
 
-    def __init__(self, plan: Plan, st: State, seed: int) -> None:
-        self.plan, self.seed = plan, seed
+    name: str = "observe"
+    reads: tuple[str, ...] = ("day.events",)
+    writes: tuple[str, ...] = ("day.observations", "state.records")
+
+    def __init__(self, plan: Plan, st: State, seed: int, block: int) -> None:
+        self.plan, self.seed, self.block = plan, seed, block
         S = len(plan.sensors)
         self.cov_keys = np.array([static_key(seed, f"coverage:{s}") for s in plan.sensors], dtype=np.uint64)
         pairs = [(s, b) for s in range(S) for b in range(plan.n_beh)
@@ -72,6 +78,10 @@ class Observer:
             cover_sensor=self.pair_s.copy(),
         )
         self.false_sampler = Sampler(streams, st.groups, st.traits, seed, "false:", st.n)
+
+    def run(self, st: State, d: Day, x: Exchange) -> None:
+        _rec, seen, fcit, fsen = self.observe(st, d.events.cit, d.events.beh, d.day, self.block)
+        d.observations = Observations(seen, fcit, fsen)
 
     def observe(self, st: State, cit: np.ndarray, beh: np.ndarray, day: int, block: int
                 ) -> tuple[Records, np.ndarray, np.ndarray, np.ndarray]:

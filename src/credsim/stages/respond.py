@@ -10,14 +10,25 @@
 A response's effect on rates is computed lazily in ``behave`` from the day it was last
 triggered, so fading with a half-life costs nothing here. Work is in proportion to
 listings and their contacts, never to the population.
+
+What reaches another citizen goes through the exchange (see :mod:`credsim.exchange`): in one
+process it comes straight back; across shards it is routed to the citizen's owner. The stage
+waits at a barrier after each ``cut_ties`` response (a later response must see the ties cut
+everywhere) and once at the end of the day (association records, responses and list status
+of contacts owned elsewhere).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from numba import njit
 
-from credsim.plan import TRIGGERS, Plan
+from credsim.day import Day, Responses
+from credsim.exchange import Exchange
+from credsim.names import TRIGGERS
+from credsim.plan import Plan
 from credsim.rng import day_key, uniform
 from credsim.state import State
 
@@ -75,48 +86,119 @@ def cut_ties(src: np.ndarray, key: np.uint64, prob: float, indptr: np.ndarray, i
     return cut, fi[:k], fj[:k]
 
 
-def respond(plan: Plan, st: State, day: int, seed: int, denied: np.ndarray,
-            list_events: tuple[np.ndarray, ...]) -> dict[str, object]:
-    """Trigger responses and association; return what happened for measure and traces."""
-    ecit, emode, elist, edir, _ = list_events
-    g = st.graph
-    out: dict[str, object] = {"triggered": {}, "ties_cut": 0, "assoc": 0}
-    for q, name in enumerate(plan.responses):
-        trig = TRIGGERS[plan.resp_trigger[q]]
-        sel = (emode == 0) & (edir == 1) & plan.resp_lists[q, elist] if ecit.shape[0] else np.zeros(0, np.bool_)
-        if trig == "own_sanction":
-            who = denied
-        elif trig == "own_listed":
-            who = ecit[sel]
-        else:
-            src = ecit[sel]
-            if plan.resp_cut[q]:
-                key = day_key(seed, f"cut:{name}", day)
-                n_cut, _fi, _fj = cut_ties(src, key, plan.resp_prob[q], g.indptr, g.indices, g.active, 0, st.n)
-                out["ties_cut"] = int(out["ties_cut"]) + int(n_cut)  # type: ignore[call-overload]
+@njit(cache=True)
+def apply_cuts(ci: np.ndarray, cj: np.ndarray, indptr: np.ndarray, indices: np.ndarray, active: np.ndarray) -> int:
+    """Clear ties ``i -> j`` cut by j's owner; return how many were cleared already (cut from both sides)."""
+    twice = 0
+    for k in range(ci.shape[0]):
+        i, j = ci[k], cj[k]
+        for f in range(indptr[i], indptr[i + 1]):
+            if indices[f] == j:
+                if active[f]:
+                    active[f] = 0
+                else:
+                    twice += 1
+    return twice
+
+
+class Respond:
+    """Stage 7: deterrence, chilling, cut ties, association records (see the module docstring)."""
+
+    name: str = "respond"
+    reads: tuple[str, ...] = ("day.lists", "day.attempts", "state.graph")
+    writes: tuple[str, ...] = ("day.responses", "state.resp_day", "state.graph", "state.records", "state.listed")
+
+    def __init__(self, plan: Plan, seed: int) -> None:
+        self.plan = plan
+        self.seed = seed
+        model = plan.scen.scoring.model
+        # only a model feature on contacts' list status reads other ranges' list flags
+        self.needs_listed = model is not None and any(f.contacts_listed for f in model.features.values())
+
+    def run(self, st: State, d: Day, x: Exchange) -> Iterator[None]:
+        p, g, day = self.plan, st.graph, d.day
+        ecit, emode, elist, edir = d.lists.cit, d.lists.mode, d.lists.lst, d.lists.direction
+        att = d.attempts
+        denied = att.cit[att.denied[:, 0] == 1]
+        out = Responses()
+        for q, name in enumerate(p.responses):
+            trig = TRIGGERS[p.resp_trigger[q]]
+            sel = (emode == 0) & (edir == 1) & p.resp_lists[q, elist] if ecit.shape[0] else np.zeros(0, np.bool_)
+            if trig == "own_sanction":
+                who = denied
+            elif trig == "own_listed":
+                who = ecit[sel]
+            else:
+                src = ecit[sel]
+                if p.resp_cut[q]:
+                    key = day_key(self.seed, f"cut:{name}", day)
+                    n_cut, fi, fj = cut_ties(src, key, p.resp_prob[q], g.indptr, g.indices, g.active, x.lo, x.hi)
+                    out.ties_cut += int(n_cut)
+                    x.send("cut", fi, fj)
+                    yield  # barrier: later responses must see every range's cuts
+                    out.ties_cut -= self._apply_round(st, x, day)
+                    continue
+                who, _o = _neighbours(src, g.indptr, g.indices, g.active)
+                mine = x.mine(who)
+                x.send("resp", who[~mine], np.full(int((~mine).sum()), q, np.int64))
+                who_own = who[mine]
+                if who_own.shape[0]:
+                    st.resp_day[q, who_own] = day
+                out.triggered[name] = who
                 continue
-            who, _o = _neighbours(src, g.indptr, g.indices, g.active)
-        if who.shape[0]:
-            st.resp_day[q, who] = day
-        out["triggered"][name] = who  # type: ignore[index]
-    # association records, filed tomorrow
-    n_assoc = 0
-    for li in np.flatnonzero(plan.assoc_points != 0):
-        rtype = plan.n_beh + int(li)
-        for m in range(2):
-            sel = (emode == m) & (edir == 1) & (elist == li)
-            if not sel.any():
-                continue
-            nb, _o = _neighbours(ecit[sel], g.indptr, g.indices, g.active)
+            if who.shape[0]:
+                st.resp_day[q, who] = day
+            out.triggered[name] = who
+        # association records for contacts of newly listed citizens, filed tomorrow by their owners
+        for li in np.flatnonzero(p.assoc_points != 0):
+            for m in range(2):
+                sel = (emode == m) & (edir == 1) & (elist == li)
+                if not sel.any():
+                    continue
+                nb, _o = _neighbours(ecit[sel], g.indptr, g.indices, g.active)
+                out.assoc += int(nb.shape[0])
+                x.send("assoc", nb, np.full(nb.shape[0], int(li) * 2 + m, np.int64))
+        # today's list changes, to the ranges holding a contact (only a model feature reads them);
+        # a tie cut later is never read again, so a stale flag behind it does not matter
+        if ecit.shape[0] and self.needs_listed and x.ranges > 1:
+            rows = np.stack([ecit, emode, elist, edir]).astype(np.int64)
+            nb, origin = _neighbours(np.unique(ecit), g.indptr, g.indices, g.active)
+            dest = x.owner(nb)
+            for k in np.unique(dest[dest != x.index]).tolist():
+                x.send_to(int(k), "listed", rows[:, np.isin(ecit, origin[dest == k])])
+        yield  # end of the day: what other ranges sent for this one
+        out.ties_cut -= self._apply_round(st, x, day)
+        self._file_association(st, x, day)
+        for rows in x.received("listed"):
+            c, m, li, dr = rows
+            st.listed[m, li, c] = (dr == 1).astype(np.uint8)
+        x.end_day()
+        d.responses = out
+
+    @staticmethod
+    def _apply_round(st: State, x: Exchange, day: int) -> int:
+        """Ties cut by other ranges, and responses they started here; returns cuts counted twice."""
+        g = st.graph
+        twice = 0
+        for rows in x.received("cut"):
+            twice += int(apply_cuts(rows[0], rows[1], g.indptr, g.indices, g.active))
+        for rows in x.received("resp"):
+            st.resp_day[rows[1], rows[0]] = day
+        return twice
+
+    def _file_association(self, st: State, x: Exchange, day: int) -> None:
+        """Queue association records for tomorrow, per list and view, in citizen order."""
+        got = x.received("assoc")
+        if not got:
+            return
+        allr = np.concatenate(got, axis=1)
+        for code in range(2 * len(self.plan.lists)):
+            nb = allr[0, allr[1] == code]
             if nb.shape[0] == 0:
                 continue
-            order = np.argsort(nb, kind="stable")
-            nb = nb[order]
+            nb = np.sort(nb, kind="stable")
             k = nb.shape[0]
+            li, m = divmod(code, 2)
             one, zero = np.ones(k, np.uint8), np.zeros(k, np.uint8)
-            st.records.push(day + 1, nb, np.full(k, rtype, np.int64), np.full(k, -1, np.int64),
-                            np.full(k, day, np.int64), one if m == 0 else zero,
-                            zero if m == 0 else one, one)
-            n_assoc += k
-    out["assoc"] = n_assoc
-    return out
+            st.records.push(day + 1, nb, np.full(k, self.plan.n_beh + li, np.int64), np.full(k, -1, np.int64),
+                            np.full(k, day, np.int64), one if m == 0 else zero, zero if m == 0 else one, one)

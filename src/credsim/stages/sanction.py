@@ -17,7 +17,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from credsim.plan import KINDS, Plan
+from credsim.day import Attempts, Day
+from credsim.exchange import Exchange
+from credsim.names import KINDS
+from credsim.plan import Plan
 from credsim.state import C, State
 
 
@@ -97,16 +100,15 @@ def _increment(counters: np.ndarray, row: int, cit: np.ndarray) -> None:
         counters[row, i] += 1
 
 
-def sanction(plan: Plan, st: State, cit: np.ndarray, beh: np.ndarray) -> dict[str, np.ndarray]:
+def sanction(plan: Plan, st: State, cit: np.ndarray, beh: np.ndarray) -> Attempts:
     """Check today's attempts; return per-attempt outcomes in both views."""
     att = plan.beh_kind[beh] == KINDS.index("attempt")
     a_cit, a_beh = cit[att], beh[att]
     if len(plan.sanctions) == 0 or a_cit.shape[0] == 0:
         A = a_cit.shape[0]
         _increment(st.counters, C["attempts"], a_cit)
-        return {"cit": a_cit, "beh": a_beh, "den": np.zeros((A, 2), np.uint8),
-                "rew": np.zeros((A, 2), np.uint8), "first": np.full(A, -1, np.int64),
-                "cross": np.full(A, np.nan), "assoc_only": np.zeros(A, np.uint8)}
+        return Attempts(a_cit, a_beh, np.zeros((A, 2), np.uint8), np.zeros((A, 2), np.uint8),
+                        np.full(A, -1, np.int64), np.full(A, np.nan), np.zeros(A, np.uint8))
     listed = st.listed if st.listed.shape[1] else np.zeros((2, 1, st.n), dtype=np.uint8)
     den, rew, first, cross, assoc_only = _check(
         a_cit, a_beh, plan.san_list, plan.san_grades, plan.san_attempts, plan.san_reward,
@@ -118,5 +120,19 @@ def sanction(plan: Plan, st: State, cit: np.ndarray, beh: np.ndarray) -> dict[st
         st.counters, C["attempts"], C["denied"], C["rewarded"], C["wrongful"], C["missed"],
         C["association_only"],
     )
-    return {"cit": a_cit, "beh": a_beh, "den": den, "rew": rew, "first": first,
-            "cross": cross, "assoc_only": assoc_only}
+    return Attempts(a_cit, a_beh, den, rew, first, cross, assoc_only)
+
+
+class Sanction:
+    """Stage 6: today's attempts against today's grades and lists, in both views."""
+
+    name: str = "sanction"
+    reads: tuple[str, ...] = ("day.events", "state.listed", "state.grade", "state.neg_by_domain", "state.score",
+                              "state.assoc_pts")
+    writes: tuple[str, ...] = ("day.attempts", "state.counters")
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    def run(self, st: State, d: Day, x: Exchange) -> None:
+        d.attempts = sanction(self.plan, st, d.events.cit, d.events.beh)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from credsim.day import Day
+from credsim.exchange import Exchange
 from credsim.plan import Plan
 from credsim.state import State
 
@@ -66,3 +68,17 @@ def recompute_model(plan: Plan, st: State, day: int) -> bool:
                 z += w * contacts_share(g.indptr, g.indices, g.active, st.listed[m, li])
         st.mscore[m] = np.clip(spec.center + spec.scale * z, lo, hi).astype(np.float32)
     return True
+
+
+class Score:
+    """Stage 4: points are already current (the dossier keeps them); model scores on their schedule."""
+
+    name: str = "score"
+    reads: tuple[str, ...] = ("state.feat_count", "state.listed", "state.graph")
+    writes: tuple[str, ...] = ("day.model_day", "state.mscore")
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    def run(self, st: State, d: Day, x: Exchange) -> None:
+        d.model_day = recompute_model(self.plan, st, d.day)
