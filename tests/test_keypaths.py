@@ -155,3 +155,17 @@ def test_any_typed_set_is_applied_or_a_clean_error(path: str, value: str) -> Non
         load_scenario(tiny(), parse_set([f"{path}={value}"]))
     except credsim.ScenarioError as exc:
         assert str(exc).startswith("invalid override")
+
+
+def test_dashboard_knobs_are_overrides_named_by_their_control() -> None:
+    from credsim.dashboard import knobs as kn
+
+    base = load_scenario("city-points")
+    with pytest.raises(credsim.ScenarioError) as err:
+        kn.apply_knobs(base, {"entry_count.court_defaulters": 0})
+    assert "dashboard knob 'Records needed to enter the court_defaulters list' = 0: " \
+        "at 'lists.court_defaulters.entry.count'" in str(err.value)
+    rules = {k.id: k for k in kn.knobs_for(base)}["points_per_infraction"]
+    assert 'scoring.points.rules["traffic.violation"]' in [kn.dotted(p) for p in rules.paths]
+    scen = kn.apply_knobs(base, {"sanctions": ["court_travel_ban"]}, {("population", "size"): 1000})
+    assert list(scen.sanctions) == ["court_travel_ban"] and scen.population.size == 1000
