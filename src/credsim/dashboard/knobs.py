@@ -26,11 +26,11 @@ from typing import Any, Literal
 
 from credsim.scenario import keypath
 from credsim.scenario.load import Problem, ScenarioError, load_scenario
+from credsim.scenario.overrides import DELETE, Override
 from credsim.scenario.schema import Scenario
 
 KeyPath = tuple[str, ...]
 Kind = Literal["number", "multiplier", "int", "sensors", "sanctions"]
-DELETE = object()  # a key to remove (a sanction switched off)
 
 
 @dataclass
@@ -139,9 +139,9 @@ def _number(knob: Knob, raw: Any, problems: list[Problem]) -> float | None:
     return v
 
 
-def edits(knobs: list[Knob], values: dict[str, Any]) -> tuple[list[tuple[KeyPath, Any]], list[Problem]]:
-    """The (key path, value) edits that ``values`` (knob id -> form value) make, and form problems."""
-    out: list[tuple[KeyPath, Any]] = []
+def edits(knobs: list[Knob], values: dict[str, Any]) -> tuple[list[Override], list[Problem]]:
+    """The overrides that ``values`` (knob id -> form value) make, each named by its knob, and form problems."""
+    out: list[Override] = []
     problems: list[Problem] = []
     for k in knobs:
         if k.id not in values:
@@ -155,7 +155,7 @@ def edits(knobs: list[Knob], values: dict[str, Any]) -> tuple[list[tuple[KeyPath
                 problems.append(Problem(k.key, f"a factor of at least 0 for '{k.label}' (got {v:g}); a negative "
                                                  "factor would turn deductions into rewards"))
                 continue
-            out += [(p, b * v) for p, b in zip(k.paths, k.base, strict=True)]
+            out += [Override(p, b * v, _origin(k, v)) for p, b in zip(k.paths, k.base, strict=True)]
         elif k.kind in ("number", "int"):
             v = _number(k, raw, problems)
             if v is None:
@@ -165,13 +165,14 @@ def edits(knobs: list[Knob], values: dict[str, Any]) -> tuple[list[tuple[KeyPath
                     problems.append(Problem(k.key, f"a whole number for '{k.label}' (got {v:g})"))
                     continue
                 v = int(v)
-            out += [(p, v) for p in k.paths]
+            out += [Override(p, v, _origin(k, v)) for p in k.paths]
         elif k.kind == "sensors":
             chosen = [s for s in k.options if s in set(raw or [])]
-            out.append((k.paths[0], chosen))
+            out.append(Override(k.paths[0], chosen, _origin(k, chosen)))
         elif k.kind == "sanctions":
             keep = set(raw or [])
-            out += [(p, DELETE) for p, name in zip(k.paths, k.options, strict=True) if name not in keep]
+            out += [Override(p, DELETE, _origin(k, f"({name} off)"))
+                    for p, name in zip(k.paths, k.options, strict=True) if name not in keep]
     return out, problems
 
 
@@ -185,17 +186,18 @@ def apply_knobs(scen: Scenario, values: dict[str, Any], extra: dict[KeyPath, Any
     name = f"{scen.name} (dashboard)"
     if problems:
         raise ScenarioError(name, problems)
-    data = keypath.dump(scen)
-    for path, v in [*changes, *(extra or {}).items()]:
-        if v is DELETE:
-            keypath.delete_value(data, path)
-        else:
-            keypath.set_value(data, path, v)
+    fields = [Override(path, v, f"dashboard field {keypath.show(path)} = {v!r}") for path, v in (extra or {}).items()]
     try:
-        return load_scenario(data)
+        return load_scenario(scen, [*changes, *fields])
     except ScenarioError as exc:
         exc.file = name
         raise
+
+
+def _origin(knob: Knob, value: Any) -> str:
+    """How an error names a knob's edit: the control as the page labels it, and the value chosen."""
+    shown = value if isinstance(value, str) else f"= {value!r}"
+    return f"dashboard knob '{knob.label}' {shown}"
 
 
 def changed(scen: Scenario, values: dict[str, Any]) -> list[str]:

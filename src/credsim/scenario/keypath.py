@@ -121,7 +121,7 @@ def _bracket(s: str, pos: int) -> tuple[Key, int]:
     raw = s[i:end].strip()
     if not raw or "[" in raw:
         raise KeyPathError("", f"one key inside '[...]' at character {pos} of {s!r}")
-    return (int(raw) if raw.isdigit() else raw), end + 1
+    return (int(raw) if raw.isascii() and raw.isdigit() else raw), end + 1
 
 
 def show(keys: Sequence[Key]) -> str:
@@ -266,7 +266,7 @@ def _missing(keys: Keys, i: int, have: Sequence[str], what: str) -> KeyPathError
 
 def _index(cur: list[Any], keys: Keys, i: int) -> int:
     k = keys[i]
-    if isinstance(k, str) and k.isdigit():
+    if isinstance(k, str) and k.isascii() and k.isdigit():
         k = int(k)
     if not isinstance(k, int) or not 0 <= k < len(cur):
         raise KeyPathError(show(keys[:i + 1]), f"an index of an existing item, 0 to {len(cur) - 1} (got {k!r})")

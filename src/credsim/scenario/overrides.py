@@ -23,6 +23,7 @@ from credsim.scenario import keypath
 from credsim.scenario.keypath import KeyPathError, Keys
 
 API_ORIGIN = "overrides argument"
+DELETE: Any = object()  # an override value that removes the key (a sanction switched off on the dashboard)
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,11 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[Override]) -> list
     problems: list[Misapplied] = []
     for o in overrides:
         try:
-            keys = keypath.set_value(data, o.keys, o.value)
+            if o.value is DELETE:
+                keypath.delete_value(data, o.keys)
+                keys = o.keys
+            else:
+                keys = keypath.set_value(data, o.keys, o.value)
         except KeyPathError as exc:
             problems.append(Misapplied(o.origin, exc.path, exc.expected))
             continue
