@@ -189,3 +189,14 @@ def test_first_run_says_it_is_compiling(tmp_path: Path) -> None:
     warm = typed("run", "city-points", "-n", "200", "-d", "2", "--out", str(tmp_path / "r2"), cwd=tmp_path,
                  extra_env={"NUMBA_CACHE_DIR": str(cache)})
     assert warm.rc == 0 and "compiling kernels" not in warm.out, warm.out
+
+
+def test_validate_suggests_the_key_meant(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("extends: city-points\nrun:\n  dayz: 10\nbehaviours:\n  traffic.violation:\n    kind: infraction\n"
+                    "    rat: 0.01\npopulaton:\n  size: 10\n")
+    res = typed("validate", str(path), cwd=tmp_path)
+    assert res.clean_error, res.out
+    for line, key, meant in ((3, "run.dayz", "days"), (7, "behaviours.traffic.violation.rat", "rate"),
+                             (8, "populaton", "population")):
+        assert f"typo.yaml:{line}: at '{key}': no such key" in res.out and f"did you mean '{meant}'?" in res.out

@@ -7,16 +7,18 @@ message names the file, the line (when known), the key path and what was expecte
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from credsim.scenario.check import cross_check
 from credsim.scenario.schema import Scenario
@@ -329,7 +331,7 @@ def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> 
             path = _dotted(loc)
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "no such key (unknown keys are errors; check the spelling)"
+                msg = "no such key (unknown keys are errors; check the spelling)" + _did_you_mean(loc)
             elif err["type"] == "missing":
                 msg = "this key is required"
             got = err.get("input")
@@ -342,6 +344,52 @@ def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> 
     if probs:
         raise ScenarioError(file, probs)
     return scen
+
+
+def _model_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the schema allows where ``loc`` ends (field names and aliases), following dicts and lists."""
+    types: list[Any] = [Scenario]
+    for item in loc:
+        nxt: list[Any] = []
+        for t in types:
+            for u in _unwrap(t):
+                if isinstance(u, type) and issubclass(u, BaseModel):
+                    for name, f in u.model_fields.items():
+                        if item in (name, f.alias):
+                            nxt.append(f.annotation)
+                elif get_origin(u) is dict and isinstance(item, str):
+                    nxt.append(get_args(u)[1])
+                elif get_origin(u) is list and isinstance(item, int):
+                    nxt.append(get_args(u)[0])
+        types = nxt
+    keys: list[str] = []
+    for t in types:
+        for u in _unwrap(t):
+            if isinstance(u, type) and issubclass(u, BaseModel):
+                keys += [f.alias or name for name, f in u.model_fields.items()]
+    return keys
+
+
+def _unwrap(t: Any) -> list[Any]:
+    """The concrete types inside Optional/Union/Annotated."""
+    origin = get_origin(t)
+    if origin is Annotated:
+        return _unwrap(get_args(t)[0])
+    if origin in (Union, UnionType):
+        return [u for a in get_args(t) for u in _unwrap(a)]
+    return [t]
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """`` -- did you mean 'rate'?`` for a misspelt key, from the keys allowed at that place."""
+    if not loc or not isinstance(loc[-1], str):
+        return ""
+    try:
+        allowed = _model_keys(loc[:-1])
+    except (TypeError, IndexError):  # an annotation this walk does not know: no suggestion
+        return ""
+    close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 _UNION_TAGS = {"float", "PointsRule", "list[str]", "constrained-str", "int", "str"}
