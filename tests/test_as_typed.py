@@ -200,3 +200,18 @@ def test_validate_suggests_the_key_meant(tmp_path: Path) -> None:
     for line, key, meant in ((3, "run.dayz", "days"), (7, "behaviours.traffic.violation.rat", "rate"),
                              (8, "populaton", "population")):
         assert f"typo.yaml:{line}: at '{key}': no such key" in res.out and f"did you mean '{meant}'?" in res.out
+
+
+def test_validate_lists_schema_and_cross_section_problems_together(tmp_path: Path) -> None:
+    """Four planted errors -- two unknown keys (schema) and two undeclared names (cross-section) -- in one run."""
+    path = tmp_path / "four.yaml"
+    path.write_text("extends: city-points\nrun:\n  dayz: 10\nsensors:\n  traffic_cameras:\n"
+                    "    observes: [traffic.violaton]\nsanctions:\n  court_travel_ban:\n    when: {list: no_such_list}\n"
+                    "populaton:\n  size: 10\n")
+    res = typed("validate", str(path), cwd=tmp_path)
+    assert res.clean_error and "(4 problem(s))" in res.out, res.out
+    for where in ("four.yaml:3: at 'run.dayz'", "four.yaml:10: at 'populaton'",
+                  "four.yaml:6: at 'sensors.traffic_cameras.observes[0]'",
+                  "four.yaml:9: at 'sanctions.court_travel_ban.when.list'"):
+        assert where in res.out
+    assert "did you mean 'traffic.violation'?" in res.out

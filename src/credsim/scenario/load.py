@@ -376,6 +376,8 @@ def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> 
                 shown = repr(got)
                 msg += f" (got {shown if len(shown) <= 80 else shown[:60] + f'... ({len(shown)} characters)'})"
             probs.append(Problem(path, msg, _line_for(lines, path)))
+        if len(errors) <= MAX_PROBLEMS:
+            probs += _cross_problems_despite(data, [tuple(e["loc"]) for e in errors], lines)
         if len(errors) > MAX_PROBLEMS:  # a person reads the first ones; 95,000 lines help nobody
             probs.append(Problem("", f"fewer problems: {len(errors) - MAX_PROBLEMS:,} more like these are not shown"))
         raise ScenarioError(file, probs) from None
@@ -383,6 +385,48 @@ def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> 
     if probs:
         raise ScenarioError(file, probs)
     return scen
+
+
+def _cross_problems_despite(data: dict[str, Any], locs: list[tuple[Any, ...]],
+                            lines: dict[str, int]) -> list[Problem]:
+    """Cross-section problems of the rest of a file that has schema errors, so one run of ``validate`` lists
+    them all: every entry with an error is removed and, if what is left validates, it is cross-checked;
+    problems inside a removed entry or naming a removed key are left out (they would be echoes)."""
+    trimmed = copy.deepcopy(data)
+    removed: list[str] = []
+    names: set[str] = set()
+    clean = sorted({tuple(x for x in loc if not (isinstance(x, str) and x in _UNION_TAGS)) for loc in locs},
+                   key=lambda loc: [(isinstance(x, int), x if isinstance(x, int) else 0, str(x)) for x in loc],
+                   reverse=True)  # later list items first, so earlier indices stay valid
+    for loc in clean:
+        if not loc:
+            return []
+        parent: Any = trimmed
+        for item in loc[:-1]:
+            try:
+                parent = parent[item]
+            except (KeyError, IndexError, TypeError):
+                parent = None
+                break
+        last = loc[-1]
+        if isinstance(parent, dict) and last in parent:
+            del parent[last]
+        elif isinstance(parent, list) and isinstance(last, int) and 0 <= last < len(parent):
+            parent.pop(last)
+        removed.append(_dotted(loc))
+        names |= {x for x in loc if isinstance(x, str)}
+    try:
+        scen = Scenario.model_validate(trimmed)
+    except ValidationError:
+        return []
+    out = []
+    for path, expected in cross_check(scen):
+        if any(path == r or path.startswith((r + ".", r + "[")) for r in removed):
+            continue
+        if any(f"(got {n!r})" in expected for n in names):
+            continue
+        out.append(Problem(path, expected, _line_for(lines, path)))
+    return out
 
 
 def _model_keys(loc: tuple[Any, ...]) -> list[str]:
