@@ -206,8 +206,8 @@ def test_validate_lists_schema_and_cross_section_problems_together(tmp_path: Pat
     """Four planted errors -- two unknown keys (schema) and two undeclared names (cross-section) -- in one run."""
     path = tmp_path / "four.yaml"
     path.write_text("extends: city-points\nrun:\n  dayz: 10\nsensors:\n  traffic_cameras:\n"
-                    "    observes: [traffic.violaton]\nsanctions:\n  court_travel_ban:\n    when: {list: no_such_list}\n"
-                    "populaton:\n  size: 10\n")
+                    "    observes: [traffic.violaton]\nsanctions:\n  court_travel_ban:\n"
+                    "    when: {list: no_such_list}\npopulaton:\n  size: 10\n")
     res = typed("validate", str(path), cwd=tmp_path)
     assert res.clean_error and "(4 problem(s))" in res.out, res.out
     for where in ("four.yaml:3: at 'run.dayz'", "four.yaml:10: at 'populaton'",

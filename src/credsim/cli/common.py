@@ -18,6 +18,7 @@ from rich.text import Text
 
 from credsim.kernels import COMPILE_NOTICE, needs_compiling
 from credsim.scenario.load import parse_value
+from credsim.store import connect, read_manifest
 
 console = Console(stderr=True)
 out_console = Console()
@@ -84,8 +85,6 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
 
 def summary(run_dir: Path, wall: float, quiet: bool) -> None:
     """The table printed at the end of ``run`` and ``resume`` (just the directory with ``-q``)."""
-    from credsim.store import connect, read_manifest
-
     man = read_manifest(run_dir)
     if quiet:
         out_console.print(str(run_dir))
