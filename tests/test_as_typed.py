@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -22,7 +23,7 @@ import pytest
 
 import credsim
 from tests.conftest import WRONGFUL_PRONE
-from tests.terminal import collect, start, typed
+from tests.terminal import collect, read_until, start, typed
 
 N, DAYS = "2000", "20"
 OUTPUTS = ("metrics.parquet", "citizens.parquet", "traces.parquet", "events.parquet")
@@ -49,6 +50,26 @@ def test_resume_without_quiet_completes_byte_identical(tmp_path: Path, small_run
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
     for name in OUTPUTS:
         assert (out / name).read_bytes() == (small_run / name).read_bytes(), name
+
+
+def test_ctrl_c_then_the_printed_resume_command_completes_byte_identical(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) during a plain run: it stops after the day, prints ``credsim resume DIR``; that command,
+    typed as printed (no -q), finishes the run with the results of one uninterrupted run."""
+    ref = tmp_path / "ref"
+    credsim.run("city-points", population=2000, days=120, seed=4, out=ref, threads=1)
+    out = tmp_path / "cut"
+    proc, master = start("run", "city-points", "-n", "2000", "-d", "120", "--seed", "4", "--out", str(out),
+                         cwd=tmp_path)
+    read_until(proc, master, r"day ([3-9]|\d\d)/120", timeout=300)
+    proc.send_signal(signal.SIGINT)
+    stopped = collect(proc, master, timeout=300)
+    assert stopped.rc == 130, stopped.out
+    printed = re.search(r"Resume with: (credsim resume \S+)", stopped.out.replace("\n", ""))
+    assert printed is not None and printed.group(1) == f"credsim resume {out}", stopped.out
+    resumed = typed(*printed.group(1).split()[1:], cwd=tmp_path)
+    assert resumed.rc == 0 and resumed.progress_drawn and not resumed.traceback, resumed.out
+    for name in OUTPUTS:
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
 
 
 def test_explain_accepts_an_audit_directory_and_audit_says_when_no_report_was_written(tmp_path: Path) -> None:
