@@ -19,10 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from credsim.safeio import FileRefused, read_text
-from credsim.scenario.load import MAX_FILE_BYTES, ScenarioError, parse_value
 
 _SEGMENT = re.compile(r"\[([^\]]+)\]|([^.\[\]]+)")
 
@@ -198,13 +196,14 @@ def load_spec(source: str | Path | dict[str, Any], kind: type[BaseModel]) -> Any
     if isinstance(source, dict):
         data: Any = source
     else:
-        try:  # the scenario loader's guards: a regular file of at most 1 MB, no alias bombs or tags
-            data = parse_value(read_text(Path(source), MAX_FILE_BYTES), file)
-        except FileRefused as exc:
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
             raise SpecError(file, [f"a readable UTF-8 YAML file ({exc})"]) from None
-        except ScenarioError as exc:
-            raise SpecError(file, [(f"line {p.line}: " if p.line else "") + f"at '{p.path or '<top>'}': {p.expected}"
-                                   for p in exc.problems]) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpecError(file, [f"valid YAML ({exc})"]) from None
     if not isinstance(data, dict):
         raise SpecError(file, ["a mapping with 'parameters' (and design, replicates, ...)"])
     try:
