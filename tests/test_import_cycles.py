@@ -14,7 +14,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 CHECKED = ("credsim.cli", "credsim.store", "credsim.security", "credsim.catalog", "credsim.safeio",
            "credsim.outdir", "credsim.kernels", "credsim.calibrate", "credsim.api", "credsim.resumable",
-           "credsim.checkpoint", "credsim.memory")
+           "credsim.checkpoint", "credsim.memory", "credsim.scenario")
 
 
 def _modules() -> dict[str, Path]:

@@ -7,34 +7,36 @@ message names the file, the line (when known), the key path and what was expecte
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Any
 
 import yaml
-from yaml.composer import Composer
+from pydantic import ValidationError
 from yaml.constructor import SafeConstructor
-from yaml.resolver import Resolver
-
-try:
-    from yaml.cyaml import CParser  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    CParser = None  # type: ignore[assignment,misc]
-from pydantic import BaseModel, ValidationError
 
 from credsim.scenario.check import cross_check
+from credsim.scenario.hints import cross_problems_despite, did_you_mean
+from credsim.scenario.hints import dotted as _dotted
 from credsim.scenario.schema import Scenario
+from credsim.scenario.yaml_guards import (  # noqa: F401  (limits re-exported: part of the loader's interface)
+    ALLOWED_TAGS,
+    MAX_DEPTH,
+    MAX_EXPANDED_CHARS,
+    MAX_KEY_CHARS,
+    MAX_NODES,
+    MAX_PATH_CHARS,
+    Budget,
+    GuardedLoader,
+    Refused,
+)
 
 DEFAULT_SCENARIO = "city-points"
 MAX_FILE_BYTES = 1_000_000
-MAX_DEPTH = 32
-MAX_NODES = 200_000
 
 
 @dataclass
@@ -64,96 +66,21 @@ class ScenarioError(Exception):
         return [p.path for p in self.problems]
 
 
-def _dotted(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts)
-
-
-# -- hostile-input guards (SECURITY.md): nesting is refused while parsing, before PyYAML's
-# recursive composer (and its scanner, slow on deep flow collections) can go deep; only the
-# standard tags may be written explicitly; aliases may not expand the document past a size.
-MAX_EXPANDED_CHARS = 8_000_000
 MAX_PROBLEMS = 500  # problems listed in one error message
-MAX_KEY_CHARS = 200  # scenario names are at most 80 characters; no key needs more
-MAX_PATH_CHARS = 16_000_000  # key paths kept for error messages, all together
-ALLOWED_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
-
-
-class _Refused(Exception):
-    def __init__(self, expected: str, mark: Any) -> None:
-        self.expected, self.line = expected, (mark.line + 1 if mark is not None else None)
-
-
-class _Guards:
-    """Checks made while composing, before PyYAML's recursive composer can go deep: nesting, tags, long
-    keys and the number of nodes written (a 1 MB file can hold 500,000; composing is the slow part)."""
-
-    _depth: int
-    _written: int
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()  # type: ignore[attr-defined]
-        tag = getattr(event, "tag", None)
-        if tag is not None and tag not in ALLOWED_TAGS:
-            raise _Refused(f"plain YAML values (the tag {tag[:60]!r} is not allowed)", event.start_mark)
-        if isinstance(parent, yaml.MappingNode) and index is None:  # a key: refuse a long one before it is used
-            _check_key_event(event)
-        self._written += 1
-        if self._written > MAX_NODES:
-            raise _Refused(f"at most {MAX_NODES} YAML nodes", event.start_mark)
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH + 1:
-                raise _Refused(f"nesting at most {MAX_DEPTH} deep", event.start_mark)
-            return Composer.compose_node(self, parent, index)  # type: ignore[arg-type]
-        finally:
-            self._depth -= 1
-
-
-if CParser is not None:
-    class _GuardedLoader(_Guards, Composer, CParser, SafeConstructor, Resolver):  # type: ignore[misc]
-        """libyaml scans and parses (five times faster than PyYAML's Python scanner on a 1 MB file, and
-        iterative, so deep flow nesting costs nothing); Python composes, so the guards above run."""
-
-        def __init__(self, stream: str) -> None:
-            CParser.__init__(self, stream)
-            Composer.__init__(self)
-            SafeConstructor.__init__(self)
-            Resolver.__init__(self)
-            self._depth = self._written = 0
-else:  # pragma: no cover - PyYAML without libyaml: the same guards over the pure-Python parser
-    class _GuardedLoader(_Guards, yaml.SafeLoader):  # type: ignore[no-redef]
-        """The safe loader, refusing deep nesting, non-standard tags and long keys as it composes."""
-
-        def __init__(self, stream: str) -> None:
-            yaml.SafeLoader.__init__(self, stream)
-            self._depth = self._written = 0
-
-
-def _check_key_event(event: Any) -> None:
-    """Refuse a long mapping key as soon as the parser meets it (an alias can repeat it thousands of times)."""
-    value = getattr(event, "value", None)
-    if isinstance(event, yaml.ScalarEvent) and isinstance(value, str) and len(value) > MAX_KEY_CHARS:
-        raise _Refused(f"keys of at most {MAX_KEY_CHARS} characters (one has {len(value)})", event.start_mark)
 
 
 def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
     """Parse YAML with the safe loader, keeping the line of every key path."""
     try:
-        node = yaml.compose(text, Loader=_GuardedLoader)  # type: ignore[arg-type]
-    except _Refused as exc:
-        raise ScenarioError(file, [Problem("", exc.expected, exc.line)]) from None
+        node = yaml.compose(text, Loader=GuardedLoader)  # type: ignore[arg-type]
+    except Refused as exc:
+        raise ScenarioError(file, [Problem(exc.path, exc.expected, exc.line)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise ScenarioError(file, [Problem("", f"valid YAML ({exc})", line)]) from None
     lines: dict[str, int] = {}
-    budget = _Budget(file)
+    budget = Budget()
     ctor = SafeConstructor()
 
     def walk(n: yaml.Node | None, path: str, depth: int) -> Any:
@@ -182,50 +109,10 @@ def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
             return [walk(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(n.value)]
         return _scalar(n, file, path, ctor)
 
-    return walk(node, "", 0), lines
-
-
-class _Budget:
-    """What one document may cost once aliases are expanded: nodes (keys included), characters of
-    values and keys, and characters of the key paths kept for error messages.
-
-    Why keys count: an alias can repeat a 100,000-character key 20,000 times from 140 KB of
-    YAML, and every repetition becomes a string and a key path in memory (2 GB). A key is
-    measured on its YAML node, before any Python string is built from it.
-    """
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.nodes = 0
-        self.value_chars = 0
-        self.path_chars = 0
-
-    def _refuse(self, path: str, expected: str, line: int | None = None) -> None:
-        raise ScenarioError(self.file, [Problem(path[:200], expected, line)])
-
-    def node(self, path: str) -> None:
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            self._refuse(path, f"at most {MAX_NODES} YAML nodes (aliases count each time)")
-
-    def chars(self, n: int, path: str) -> None:
-        self.value_chars += n
-        if self.value_chars > MAX_EXPANDED_CHARS:
-            self._refuse(path, f"at most {MAX_EXPANDED_CHARS} characters of keys and values once aliases are expanded")
-
-    def key(self, k: yaml.Node, path: str) -> None:
-        self.node(path)
-        if isinstance(k, yaml.ScalarNode):
-            if len(k.value) > MAX_KEY_CHARS:
-                self._refuse(path, f"keys of at most {MAX_KEY_CHARS} characters (one has {len(k.value)})",
-                             k.start_mark.line + 1)
-            self.chars(len(k.value), path)
-
-    def path(self, sub: str) -> None:
-        self.path_chars += len(sub)
-        if self.path_chars > MAX_PATH_CHARS:
-            self._refuse(sub, "a smaller document: its key paths add up to more than "
-                              f"{MAX_PATH_CHARS} characters once aliases are expanded")
+    try:
+        return walk(node, "", 0), lines
+    except Refused as exc:
+        raise ScenarioError(file, [Problem(exc.path, exc.expected, exc.line)]) from None
 
 
 def parse_value(text: str, where: str) -> Any:
@@ -368,7 +255,7 @@ def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> 
             path = _dotted(loc)
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "no such key (unknown keys are errors; check the spelling)" + _did_you_mean(loc)
+                msg = "no such key (unknown keys are errors; check the spelling)" + did_you_mean(loc)
             elif err["type"] == "missing":
                 msg = "this key is required"
             got = err.get("input")
@@ -377,7 +264,8 @@ def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> 
                 msg += f" (got {shown if len(shown) <= 80 else shown[:60] + f'... ({len(shown)} characters)'})"
             probs.append(Problem(path, msg, _line_for(lines, path)))
         if len(errors) <= MAX_PROBLEMS:
-            probs += _cross_problems_despite(data, [tuple(e["loc"]) for e in errors], lines)
+            locs = [tuple(x for x in e["loc"] if not (isinstance(x, str) and x in _UNION_TAGS)) for e in errors]
+            probs += [Problem(p, e, _line_for(lines, p)) for p, e in cross_problems_despite(data, locs)]
         if len(errors) > MAX_PROBLEMS:  # a person reads the first ones; 95,000 lines help nobody
             probs.append(Problem("", f"fewer problems: {len(errors) - MAX_PROBLEMS:,} more like these are not shown"))
         raise ScenarioError(file, probs) from None
@@ -385,94 +273,6 @@ def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> 
     if probs:
         raise ScenarioError(file, probs)
     return scen
-
-
-def _cross_problems_despite(data: dict[str, Any], locs: list[tuple[Any, ...]],
-                            lines: dict[str, int]) -> list[Problem]:
-    """Cross-section problems of the rest of a file that has schema errors, so one run of ``validate`` lists
-    them all: every entry with an error is removed and, if what is left validates, it is cross-checked;
-    problems inside a removed entry or naming a removed key are left out (they would be echoes)."""
-    trimmed = copy.deepcopy(data)
-    removed: list[str] = []
-    names: set[str] = set()
-    clean = sorted({tuple(x for x in loc if not (isinstance(x, str) and x in _UNION_TAGS)) for loc in locs},
-                   key=lambda loc: [(isinstance(x, int), x if isinstance(x, int) else 0, str(x)) for x in loc],
-                   reverse=True)  # later list items first, so earlier indices stay valid
-    for loc in clean:
-        if not loc:
-            return []
-        parent: Any = trimmed
-        for item in loc[:-1]:
-            try:
-                parent = parent[item]
-            except (KeyError, IndexError, TypeError):
-                parent = None
-                break
-        last = loc[-1]
-        if isinstance(parent, dict) and last in parent:
-            del parent[last]
-        elif isinstance(parent, list) and isinstance(last, int) and 0 <= last < len(parent):
-            parent.pop(last)
-        removed.append(_dotted(loc))
-        names |= {x for x in loc if isinstance(x, str)}
-    try:
-        scen = Scenario.model_validate(trimmed)
-    except ValidationError:
-        return []
-    out = []
-    for path, expected in cross_check(scen):
-        if any(path == r or path.startswith((r + ".", r + "[")) for r in removed):
-            continue
-        if any(f"(got {n!r})" in expected for n in names):
-            continue
-        out.append(Problem(path, expected, _line_for(lines, path)))
-    return out
-
-
-def _model_keys(loc: tuple[Any, ...]) -> list[str]:
-    """The keys the schema allows where ``loc`` ends (field names and aliases), following dicts and lists."""
-    types: list[Any] = [Scenario]
-    for item in loc:
-        nxt: list[Any] = []
-        for t in types:
-            for u in _unwrap(t):
-                if isinstance(u, type) and issubclass(u, BaseModel):
-                    for name, f in u.model_fields.items():
-                        if item in (name, f.alias):
-                            nxt.append(f.annotation)
-                elif get_origin(u) is dict and isinstance(item, str):
-                    nxt.append(get_args(u)[1])
-                elif get_origin(u) is list and isinstance(item, int):
-                    nxt.append(get_args(u)[0])
-        types = nxt
-    keys: list[str] = []
-    for t in types:
-        for u in _unwrap(t):
-            if isinstance(u, type) and issubclass(u, BaseModel):
-                keys += [f.alias or name for name, f in u.model_fields.items()]
-    return keys
-
-
-def _unwrap(t: Any) -> list[Any]:
-    """The concrete types inside Optional/Union/Annotated."""
-    origin = get_origin(t)
-    if origin is Annotated:
-        return _unwrap(get_args(t)[0])
-    if origin in (Union, UnionType):
-        return [u for a in get_args(t) for u in _unwrap(a)]
-    return [t]
-
-
-def _did_you_mean(loc: tuple[Any, ...]) -> str:
-    """`` -- did you mean 'rate'?`` for a misspelt key, from the keys allowed at that place."""
-    if not loc or not isinstance(loc[-1], str):
-        return ""
-    try:
-        allowed = _model_keys(loc[:-1])
-    except (TypeError, IndexError):  # an annotation this walk does not know: no suggestion
-        return ""
-    close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 _UNION_TAGS = {"float", "PointsRule", "list[str]", "constrained-str", "int", "str"}
