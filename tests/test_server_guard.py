@@ -159,3 +159,12 @@ def test_remote_dashboard_prints_its_token_and_demands_it(tmp_path: Path) -> Non
     finally:
         proc.send_signal(signal.SIGINT)
         collect(proc, master, timeout=60)
+
+
+@pytest.mark.parametrize("field", ["population", "days", "seed"])
+def test_a_5000_digit_number_in_the_form_is_a_short_message(dash_app: Dashboard, field: str) -> None:
+    values = {"population": 2000, "days": 20, "seed": 1, field: "9" * 5000}
+    with pytest.raises(credsim.ScenarioError) as info:
+        dash_app.build("city-points", {}, values["population"], values["days"], values["seed"])
+    text = str(info.value)
+    assert "(5000 characters)" in text and "9" * 100 not in text and len(text) < 400
