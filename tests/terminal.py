@@ -71,6 +71,26 @@ def start(*args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> tup
     return proc, master
 
 
+def read_until(proc: subprocess.Popen[bytes], master: int, pattern: str, timeout: float) -> str:
+    """Read the terminal until ``pattern`` (a regular expression) appears in what was shown; the text so far.
+    Fails if the command ends or the time runs out first."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:
+                break
+            text = ANSI.sub("", seen.decode(errors="replace"))
+            if re.search(pattern, text):
+                return text
+        elif proc.poll() is not None:
+            break
+    raise AssertionError(f"{pattern!r} never appeared:\n" + ANSI.sub("", seen.decode(errors="replace"))[-3000:])
+
+
 def collect(proc: subprocess.Popen[bytes], master: int, timeout: float, t0: float | None = None) -> Typed:
     """Read the terminal until the command ends (killing it after ``timeout`` s, which fails the caller)."""
     t0 = time.monotonic() if t0 is None else t0

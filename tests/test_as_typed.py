@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -22,7 +23,7 @@ import pytest
 
 import credsim
 from tests.conftest import WRONGFUL_PRONE
-from tests.terminal import collect, start, typed
+from tests.terminal import collect, read_until, start, typed
 
 N, DAYS = "2000", "20"
 OUTPUTS = ("metrics.parquet", "citizens.parquet", "traces.parquet", "events.parquet")
@@ -49,6 +50,26 @@ def test_resume_without_quiet_completes_byte_identical(tmp_path: Path, small_run
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
     for name in OUTPUTS:
         assert (out / name).read_bytes() == (small_run / name).read_bytes(), name
+
+
+def test_ctrl_c_then_the_printed_resume_command_completes_byte_identical(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) during a plain run: it stops after the day, prints ``credsim resume DIR``; that command,
+    typed as printed (no -q), finishes the run with the results of one uninterrupted run."""
+    ref = tmp_path / "ref"
+    credsim.run("city-points", population=2000, days=120, seed=4, out=ref, threads=1)
+    out = tmp_path / "cut"
+    proc, master = start("run", "city-points", "-n", "2000", "-d", "120", "--seed", "4", "--out", str(out),
+                         cwd=tmp_path)
+    read_until(proc, master, r"day ([3-9]|\d\d)/120", timeout=300)
+    proc.send_signal(signal.SIGINT)
+    stopped = collect(proc, master, timeout=300)
+    assert stopped.rc == 130, stopped.out
+    printed = re.search(r"Resume with: (credsim resume \S+)", stopped.out.replace("\n", ""))
+    assert printed is not None and printed.group(1) == f"credsim resume {out}", stopped.out
+    resumed = typed(*printed.group(1).split()[1:], cwd=tmp_path)
+    assert resumed.rc == 0 and resumed.progress_drawn and not resumed.traceback, resumed.out
+    for name in OUTPUTS:
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
 
 
 def test_explain_accepts_an_audit_directory_and_audit_says_when_no_report_was_written(tmp_path: Path) -> None:
@@ -189,3 +210,29 @@ def test_first_run_says_it_is_compiling(tmp_path: Path) -> None:
     warm = typed("run", "city-points", "-n", "200", "-d", "2", "--out", str(tmp_path / "r2"), cwd=tmp_path,
                  extra_env={"NUMBA_CACHE_DIR": str(cache)})
     assert warm.rc == 0 and "compiling kernels" not in warm.out, warm.out
+
+
+def test_validate_suggests_the_key_meant(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("extends: city-points\nrun:\n  dayz: 10\nbehaviours:\n  traffic.violation:\n    kind: infraction\n"
+                    "    rat: 0.01\npopulaton:\n  size: 10\n")
+    res = typed("validate", str(path), cwd=tmp_path)
+    assert res.clean_error, res.out
+    for line, key, meant in ((3, "run.dayz", "days"), (7, "behaviours.traffic.violation.rat", "rate"),
+                             (8, "populaton", "population")):
+        assert f"typo.yaml:{line}: at '{key}': no such key" in res.out and f"did you mean '{meant}'?" in res.out
+
+
+def test_validate_lists_schema_and_cross_section_problems_together(tmp_path: Path) -> None:
+    """Four planted errors -- two unknown keys (schema) and two undeclared names (cross-section) -- in one run."""
+    path = tmp_path / "four.yaml"
+    path.write_text("extends: city-points\nrun:\n  dayz: 10\nsensors:\n  traffic_cameras:\n"
+                    "    observes: [traffic.violaton]\nsanctions:\n  court_travel_ban:\n"
+                    "    when: {list: no_such_list}\npopulaton:\n  size: 10\n")
+    res = typed("validate", str(path), cwd=tmp_path)
+    assert res.clean_error and "(4 problem(s))" in res.out, res.out
+    for where in ("four.yaml:3: at 'run.dayz'", "four.yaml:10: at 'populaton'",
+                  "four.yaml:6: at 'sensors.traffic_cameras.observes[0]'",
+                  "four.yaml:9: at 'sanctions.court_travel_ban.when.list'"):
+        assert where in res.out
+    assert "did you mean 'traffic.violation'?" in res.out

@@ -23,6 +23,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 from werkzeug.serving import make_server  # noqa: E402
 
+from credsim import security  # noqa: E402
 from credsim.dashboard.app import Dashboard  # noqa: E402
 from credsim.scenario.load import load_scenario  # noqa: E402
 
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debi
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Dashboard]]:
     d = Dashboard(tmp_path_factory.mktemp("dashboard") / "runs")
-    srv = make_server("127.0.0.1", 0, d.app.server, threaded=True)
+    srv = make_server("127.0.0.1", 0, security.guard_for(d.app.server, "127.0.0.1"), threaded=True)  # as served
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     try:

@@ -108,3 +108,13 @@ def test_capped_fuzz_of_the_loader() -> None:
     print("\ncapped loader fuzz:", summary)
     assert summary["cases"] >= 150 and summary["other"] == 0
     assert summary["slowest_s"] < CASE_SECONDS
+
+
+def test_a_large_file_of_wrong_values_is_answered_within_the_time_cap(tmp_path: Path) -> None:
+    """95,000 wrong list items (380 KB, 190,000 nodes: near the node limit) give 95,000 schema errors: the answer
+    comes within 10 s and lists the first 500 problems, then says how many more there are."""
+    text = "extends: city-points\nsensors:\n  traffic_cameras:\n    observes: [" + ",".join(["[1]"] * 95_000) + "]\n"
+    err, seconds, _peak = _refused(tmp_path, text)
+    assert seconds < CASE_SECONDS, seconds
+    assert len(err.problems) == 501 and "94,500 more like these are not shown" in str(err)
+    assert err.problems[0].path == "sensors.traffic_cameras.observes[0]" and err.problems[0].line == 4

@@ -7,7 +7,11 @@ to it, headers as a browser or a script would send them); the runner starts real
 from __future__ import annotations
 
 import os
+import re
+import signal
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,7 @@ import pytest
 import credsim
 from credsim import security
 from credsim.memory import MemoryRefused
+from tests.terminal import collect, start
 
 pytest.importorskip("dash")
 
@@ -126,3 +131,40 @@ def test_a_manifest_that_is_a_device_does_not_hang_the_listing(tmp_path: Path) -
     assert labels["zero"].endswith("(unreadable)") and labels["fifo"].endswith("(unreadable)")
     with pytest.raises(ValueError, match="regular file"):
         credsim.store.read_manifest(root / "zero")
+
+
+def test_remote_dashboard_prints_its_token_and_demands_it(tmp_path: Path) -> None:
+    """``credsim dashboard --host 0.0.0.0 --allow-remote`` as typed: the address it prints carries the token; a
+    request without it is refused, with it served."""
+    proc, master = start("dashboard", "--host", "0.0.0.0", "--allow-remote", "--port", "0", "--runs-root",
+                         str(tmp_path / "runs"), cwd=tmp_path)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 120
+        match = None
+        while match is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                seen += os.read(master, 4096)
+            except OSError:
+                break
+            match = re.search(rb"http://0\.0\.0\.0:(\d+)/\?token=([A-Za-z0-9_-]+)", seen)
+        assert match is not None, seen.decode(errors="replace")
+        port, token = int(match.group(1)), match.group(2).decode()
+        base = f"http://127.0.0.1:{port}/"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base, timeout=30)  # noqa: S310 - a local test server
+        assert refused.value.code == 401
+        with urllib.request.urlopen(f"{base}?token={token}", timeout=30) as ok:  # noqa: S310
+            assert ok.status == 200 and "credsim_token=" in ok.headers.get("Set-Cookie", "")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        collect(proc, master, timeout=60)
+
+
+@pytest.mark.parametrize("field", ["population", "days", "seed"])
+def test_a_5000_digit_number_in_the_form_is_a_short_message(dash_app: Dashboard, field: str) -> None:
+    values = {"population": 2000, "days": 20, "seed": 1, field: "9" * 5000}
+    with pytest.raises(credsim.ScenarioError) as info:
+        dash_app.build("city-points", {}, values["population"], values["days"], values["seed"])
+    text = str(info.value)
+    assert "(5000 characters)" in text and "9" * 100 not in text and len(text) < 400

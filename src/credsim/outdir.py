@@ -11,7 +11,8 @@ another process is still writing. The rules:
   that can be created;
 - :func:`claim`: every run holds an exclusive lock on ``.NAME.lock`` next to its output
   directory (``flock``, released by the kernel when the process dies) from start to end,
-  so a second run to the same ``--out`` stops at once with a clear message;
+  so a second run to the same ``--out`` stops at once with a clear message; the file is
+  removed when the run ends (a killed run leaves it, unlocked and harmless);
 - :func:`check_replaceable`: an existing path is replaced only with ``overwrite``, only if
   it is a credsim run directory (a real folder, not a symlink, with a run's
   ``manifest.json``) and only if no process is driving it (its ``checkpoint/lock``).
@@ -117,25 +118,52 @@ def check_replaceable(out: Path, overwrite: bool) -> None:
         raise OutputBusy(f"--overwrite: {out} is being run by another process right now; stop it first")
 
 
+def _lock_file(lock: Path, path: Path) -> int:
+    """An open descriptor holding ``flock`` on ``lock``; :class:`OutputBusy` if another run holds it.
+
+    The lock file is removed when a claim ends, so after locking we check that the name still
+    leads to the file we locked (another run may have removed it meanwhile); if not, try again.
+    """
+    for _attempt in range(5):
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputRefused(f"--out {path}: cannot create the lock file {lock} ({exc.strerror or exc})") from None
+        if fcntl is None:
+            return fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise OutputBusy(f"{path} is being written by another credsim run right now; "
+                             "choose another --out or wait for it") from None
+        held = os.fstat(fd)
+        try:
+            now = os.stat(lock)
+        except FileNotFoundError:
+            now = None
+        if now is not None and (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
+            return fd
+        os.close(fd)  # we locked a file another run has just removed: take the new one
+    raise OutputBusy(f"{path}: could not take its lock (other runs keep starting on it)")
+
+
 @contextmanager
 def claim(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """Hold ``out`` for one run: check its name, lock ``.NAME.lock`` beside it, check it may be (re)placed."""
+    """Hold ``out`` for one run: check its name, lock ``.NAME.lock`` beside it, check it may be (re)placed.
+
+    The lock file exists only while a run holds it (removed, still locked, when the claim ends).
+    """
     path = check_out_path(out)
-    check_replaceable(path, overwrite)  # refuse early, before leaving a lock file behind
+    check_replaceable(path, overwrite)  # refuse early, before creating a lock file
     parent = _parent_ready(path)
     lock = parent / f".{path.name}.lock"
+    fd = _lock_file(lock, path)
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise OutputRefused(f"--out {path}: cannot create the lock file {lock} ({exc.strerror or exc})") from None
-    try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                raise OutputBusy(f"{path} is being written by another credsim run right now; "
-                                 "choose another --out or wait for it") from None
         check_replaceable(path, overwrite)  # again, now that no other credsim run can change it
         yield path
     finally:
-        os.close(fd)
+        try:
+            lock.unlink(missing_ok=True)  # while still locked: a waiting run then sees the name changed
+        finally:
+            os.close(fd)

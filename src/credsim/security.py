@@ -283,3 +283,13 @@ class RequestGuard:
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
         return self.app(environ, with_cookie)  # type: ignore[no-any-return]
+
+
+def guard_for(app: Callable[..., Any], bind: str, extra_names: Iterable[str] = ()) -> RequestGuard:
+    """The guard a server bound to ``bind`` needs: no token on loopback, a fresh one (``guard.token``) beyond it."""
+    try:
+        loopback = ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        loopback = bind in LOOPBACK_NAMES
+    return RequestGuard(app, token=None if loopback else new_token(), names=machine_names(extra_names),
+                        loopback_only=loopback)

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from credsim.kernels import COMPILE_NOTICE, needs_compiling
 from credsim.scenario.load import parse_set as parse_set  # every command parses --set the same way
+from credsim.store import connect, read_manifest
 
 console = Console(stderr=True)
 out_console = Console()
@@ -73,8 +74,6 @@ def compile_notice(quiet: bool) -> None:
 
 def summary(run_dir: Path, wall: float, quiet: bool) -> None:
     """The table printed at the end of ``run`` and ``resume`` (just the directory with ``-q``)."""
-    from credsim.store import connect, read_manifest
-
     man = read_manifest(run_dir)
     if quiet:
         out_console.print(str(run_dir))

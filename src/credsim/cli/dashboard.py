@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated
 
@@ -12,14 +11,6 @@ from credsim import security
 from credsim.cli.common import fail, finite_positive
 
 app = typer.Typer()
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def _split_target(target: str | None, runs_root: Path | None) -> tuple[Path, str | None, str | None]:
@@ -76,10 +67,8 @@ def dashboard_cmd(
         dash_obj = Dashboard(root, scenario=scenario, open_run=open_run, max_memory=max_memory)
     except ScenarioError as exc:
         fail(exc)
-    loopback = ipaddress.ip_address(bind).is_loopback if _is_ip(bind) else bind in security.LOOPBACK_NAMES
-    token = None if loopback else security.new_token()
-    guard = security.RequestGuard(dash_obj.app.server, token=token, names=security.machine_names(allow_host or []),
-                                  loopback_only=loopback)
+    guard = security.guard_for(dash_obj.app.server, bind, allow_host or [])
+    token = guard.token
     server = make_server(bind, port, guard, threaded=True)
     url = f"http://{bind if ':' not in bind else f'[{bind}]'}:{server.server_port}/"
     query = ([f"token={token}"] if token else []) + ([f"run={open_run}"] if open_run else [])

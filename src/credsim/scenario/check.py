@@ -6,6 +6,8 @@ consistent. Kept apart from the schema so that each check reads as one sentence.
 
 from __future__ import annotations
 
+import difflib
+
 from credsim.scenario.schema import ASSOCIATION_DOMAIN, Scenario
 
 
@@ -24,7 +26,9 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
         if name not in allowed:
             shown = sorted(allowed)
             more = "" if len(shown) <= 12 else f" ... ({len(shown)} in all)"
-            out.append((path, f"{what} declared in the scenario, one of {shown[:12]}{more} (got {name!r})"))
+            close = difflib.get_close_matches(name, [str(a) for a in allowed], n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            out.append((path, f"{what} declared in the scenario, one of {shown[:12]}{more} (got {name!r}){hint}"))
 
     def check_table(path: str, table: dict[str, dict[str, float]]) -> None:
         for dim, vals in table.items():

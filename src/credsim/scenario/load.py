@@ -19,9 +19,12 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from yaml.constructor import SafeConstructor
 
 from credsim.scenario import keypath
 from credsim.scenario.check import cross_check
+from credsim.scenario.hints import cross_problems_despite
+from credsim.scenario.hints import dotted as _dotted
 from credsim.scenario.keypath import KeyPathError
 from credsim.scenario.overrides import (
     API_ORIGIN,
@@ -33,11 +36,20 @@ from credsim.scenario.overrides import (
     split_assignment,
 )
 from credsim.scenario.schema import Scenario
+from credsim.scenario.yaml_guards import (  # noqa: F401  (limits re-exported: part of the loader's interface)
+    ALLOWED_TAGS,
+    MAX_DEPTH,
+    MAX_EXPANDED_CHARS,
+    MAX_KEY_CHARS,
+    MAX_NODES,
+    MAX_PATH_CHARS,
+    Budget,
+    GuardedLoader,
+    Refused,
+)
 
 DEFAULT_SCENARIO = "city-points"
 MAX_FILE_BYTES = 1_000_000
-MAX_DEPTH = 32
-MAX_NODES = 200_000
 
 
 @dataclass
@@ -72,72 +84,22 @@ class ScenarioError(Exception):
         return [p.path for p in self.problems]
 
 
-def _dotted(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts)
-
-
-# -- hostile-input guards (SECURITY.md): nesting is refused while parsing, before PyYAML's
-# recursive composer (and its scanner, slow on deep flow collections) can go deep; only the
-# standard tags may be written explicitly; aliases may not expand the document past a size.
-MAX_EXPANDED_CHARS = 8_000_000
-MAX_KEY_CHARS = 200  # scenario names are at most 80 characters; no key needs more
-MAX_PATH_CHARS = 16_000_000  # key paths kept for error messages, all together
-ALLOWED_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq")}
-
-
-class _Refused(Exception):
-    def __init__(self, expected: str, mark: Any) -> None:
-        self.expected, self.line = expected, (mark.line + 1 if mark is not None else None)
-
-
-class _GuardedLoader(yaml.SafeLoader):
-    """The safe loader, refusing deep nesting and non-standard tags as it composes."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        tag = getattr(event, "tag", None)
-        if tag is not None and tag not in ALLOWED_TAGS:
-            raise _Refused(f"plain YAML values (the tag {tag[:60]!r} is not allowed)", event.start_mark)
-        if isinstance(parent, yaml.MappingNode) and index is None:  # a key: refuse a long one before it is used
-            _check_key_event(event)
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH + 1:
-                raise _Refused(f"nesting at most {MAX_DEPTH} deep", event.start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def _check_key_event(event: Any) -> None:
-    """Refuse a long mapping key as soon as the parser meets it (an alias can repeat it thousands of times)."""
-    value = getattr(event, "value", None)
-    if isinstance(event, yaml.ScalarEvent) and isinstance(value, str) and len(value) > MAX_KEY_CHARS:
-        raise _Refused(f"keys of at most {MAX_KEY_CHARS} characters (one has {len(value)})", event.start_mark)
+MAX_PROBLEMS = 500  # problems listed in one error message
 
 
 def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
     """Parse YAML with the safe loader, keeping the line of every key path."""
     try:
-        node = yaml.compose(text, Loader=_GuardedLoader)
-    except _Refused as exc:
-        raise ScenarioError(file, [Problem("", exc.expected, exc.line)]) from None
+        node = yaml.compose(text, Loader=GuardedLoader)  # type: ignore[arg-type]
+    except Refused as exc:
+        raise ScenarioError(file, [Problem(exc.path, exc.expected, exc.line)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         raise ScenarioError(file, [Problem("", f"valid YAML ({exc})", line)]) from None
     lines: dict[str, int] = {}
-    budget = _Budget(file)
+    budget = Budget()
+    ctor = SafeConstructor()
 
     def walk(n: yaml.Node | None, path: str, depth: int) -> Any:
         budget.node(path)
@@ -152,7 +114,7 @@ def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
             out: dict[Any, Any] = {}
             for k, v in n.value:
                 budget.key(k, path)
-                key = _scalar(k, file, path)
+                key = _scalar(k, file, path, ctor)
                 sub = f"{path}.{key}" if path else str(key)
                 budget.path(sub)
                 if key in out:
@@ -163,52 +125,12 @@ def _compose(text: str, file: str) -> tuple[Any, dict[str, int]]:
             return out
         if isinstance(n, yaml.SequenceNode):
             return [walk(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(n.value)]
-        return _scalar(n, file, path)
+        return _scalar(n, file, path, ctor)
 
-    return walk(node, "", 0), lines
-
-
-class _Budget:
-    """What one document may cost once aliases are expanded: nodes (keys included), characters of
-    values and keys, and characters of the key paths kept for error messages.
-
-    Why keys count: an alias can repeat a 100,000-character key 20,000 times from 140 KB of
-    YAML, and every repetition becomes a string and a key path in memory (2 GB). A key is
-    measured on its YAML node, before any Python string is built from it.
-    """
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.nodes = 0
-        self.value_chars = 0
-        self.path_chars = 0
-
-    def _refuse(self, path: str, expected: str, line: int | None = None) -> None:
-        raise ScenarioError(self.file, [Problem(path[:200], expected, line)])
-
-    def node(self, path: str) -> None:
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            self._refuse(path, f"at most {MAX_NODES} YAML nodes (aliases count each time)")
-
-    def chars(self, n: int, path: str) -> None:
-        self.value_chars += n
-        if self.value_chars > MAX_EXPANDED_CHARS:
-            self._refuse(path, f"at most {MAX_EXPANDED_CHARS} characters of keys and values once aliases are expanded")
-
-    def key(self, k: yaml.Node, path: str) -> None:
-        self.node(path)
-        if isinstance(k, yaml.ScalarNode):
-            if len(k.value) > MAX_KEY_CHARS:
-                self._refuse(path, f"keys of at most {MAX_KEY_CHARS} characters (one has {len(k.value)})",
-                             k.start_mark.line + 1)
-            self.chars(len(k.value), path)
-
-    def path(self, sub: str) -> None:
-        self.path_chars += len(sub)
-        if self.path_chars > MAX_PATH_CHARS:
-            self._refuse(sub, "a smaller document: its key paths add up to more than "
-                              f"{MAX_PATH_CHARS} characters once aliases are expanded")
+    try:
+        return walk(node, "", 0), lines
+    except Refused as exc:
+        raise ScenarioError(file, [Problem(exc.path, exc.expected, exc.line)]) from None
 
 
 def parse_value(text: str, where: str) -> Any:
@@ -250,10 +172,13 @@ def parse_set(items: Sequence[str] | None, option: str = "--set") -> list[Overri
     return out
 
 
-def _scalar(n: yaml.Node, file: str, path: str) -> Any:
+def _scalar(n: yaml.Node, file: str, path: str, loader: SafeConstructor | None = None) -> Any:
+    """The Python value of a scalar node; ``loader`` is reused across a document (building one per value
+    took most of the time of a large file)."""
     if not isinstance(n, yaml.ScalarNode):
         raise ScenarioError(file, [Problem(path, "a plain key (not a list or mapping)", n.start_mark.line + 1)])
-    loader = yaml.SafeLoader("")
+    if loader is None:
+        loader = SafeConstructor()
     try:
         return loader.construct_object(n, deep=True)
     except yaml.YAMLError as exc:
@@ -263,7 +188,7 @@ def _scalar(n: yaml.Node, file: str, path: str) -> Any:
         raise ScenarioError(file, [Problem(path, f"a number of at most 4300 digits (got {shown})",
                                            n.start_mark.line + 1)]) from None
     finally:
-        loader.dispose()
+        loader.constructed_objects.clear()  # scalars need no memo, and a document's worth would pile up
 
 
 def builtin_dir() -> Path:
@@ -363,7 +288,8 @@ def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> 
         scen = Scenario.model_validate(data)
     except ValidationError as exc:
         probs = []
-        for err in exc.errors():
+        errors = exc.errors(include_url=False, include_context=False)
+        for err in errors[:MAX_PROBLEMS]:
             loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x in _UNION_TAGS))
             path = _dotted(loc)
             msg = err["msg"].removeprefix("Value error, ")
@@ -378,6 +304,11 @@ def validate_data(data: Any, file: str, lines: dict[str, int] | None = None) -> 
                 shown = repr(got)
                 msg += f" (got {shown if len(shown) <= 80 else shown[:60] + f'... ({len(shown)} characters)'})"
             probs.append(Problem(path, msg, _line_for(lines, path)))
+        if len(errors) <= MAX_PROBLEMS:
+            locs = [tuple(x for x in e["loc"] if not (isinstance(x, str) and x in _UNION_TAGS)) for e in errors]
+            probs += [Problem(p, e, _line_for(lines, p)) for p, e in cross_problems_despite(data, locs)]
+        if len(errors) > MAX_PROBLEMS:  # a person reads the first ones; 95,000 lines help nobody
+            probs.append(Problem("", f"fewer problems: {len(errors) - MAX_PROBLEMS:,} more like these are not shown"))
         raise ScenarioError(file, probs) from None
     probs = [Problem(p, e, _line_for(lines, p)) for p, e in cross_check(scen)]
     if probs:
