@@ -5,9 +5,9 @@ with ``git archive`` into a temporary folder; each model is then simulated by bo
 alternately (before, after, before, after, ...), each in its own single-threaded subprocess
 whose PYTHONPATH points at that version's ``src``. Each version's numba cache is filled by an
 untimed run first, and every subprocess runs a small warm-up (so compilation is never timed),
-then times ``simulate`` on the full size and reports the loop's seconds (the days, without population and graph setup) and the wall seconds. The
-machine may be shared: the load average before each measurement is reported with it, and
-the ratio uses the median of the repeats of each version.
+then times ``simulate`` on the full size and reports the loop's seconds (the days, without
+population and graph setup) and the wall seconds. The machine may be shared: the load average
+before each measurement is reported with it, and the ratio uses the median of the repeats.
 """
 
 from __future__ import annotations
