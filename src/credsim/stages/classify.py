@@ -146,7 +146,7 @@ class Classify:
     reads: tuple[str, ...] = ("day.filed", "day.score_changes", "day.model_day", "day.list_exits", "state.score",
                               "state.mscore", "state.entries", "state.terms")
     writes: tuple[str, ...] = ("day.grades", "day.lists", "state.grade", "state.listed", "state.listed_since",
-                               "state.pending", "state.terms", "state.counters")
+                               "state.pending", "state.entries", "state.terms", "state.counters")
 
     def __init__(self, plan: Plan, lo: int, hi: int, n: int) -> None:
         self.plan = plan

@@ -359,7 +359,7 @@ class File:
                                "state.neg_by_domain", "state.assoc_pts", "state.feat_count", "state.list_count",
                                "state.cured_seq", "state.pending", "state.counters", "state.records",
                                "state.expiry", "state.list_expiry", "state.entries", "state.ledger",
-                               "state.expiry_undo", "state.list_undo", "day.retracted")
+                               "state.expiry_undo", "state.list_undo", "state.retractions", "day.retracted")
 
     def __init__(self, plan: Plan, days: int) -> None:
         self.plan = plan
