@@ -9,7 +9,7 @@ import pytest
 
 from tests.golden import cases, changes, digest, load
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.fast, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.mark.parametrize("case", cases(), ids=lambda c: c.name)

@@ -6,6 +6,7 @@ the stage that writes it to the observers that read it. Every part is a small da
 parallel arrays, one row per event, record, change or attempt; views are coded 0 = official,
 1 = shadow (see :mod:`credsim.state`).
 
+The parts hold arrays, so they are compared column by column, never with ``==`` (``eq=False``).
 The stage and observer protocols live here too, so :mod:`credsim.engine` only iterates them.
 """
 
@@ -29,7 +30,7 @@ def _f64() -> np.ndarray:
     return np.zeros(0, dtype=np.float64)
 
 
-@dataclass
+@dataclass(eq=False)
 class Events:
     """True events of the day (what citizens did), sorted by citizen."""
 
@@ -37,7 +38,7 @@ class Events:
     beh: np.ndarray = field(default_factory=_i64)
 
 
-@dataclass
+@dataclass(eq=False)
 class Observations:
     """Who each sensor saw: ``seen[event, sensor]`` for true events, and the false records made."""
 
@@ -46,7 +47,7 @@ class Observations:
     false_sensor: np.ndarray = field(default_factory=_i64)
 
 
-@dataclass
+@dataclass(eq=False)
 class Filed:
     """Records that entered the dossier today and the points each applied, per view ``(R, 2)``."""
 
@@ -54,7 +55,7 @@ class Filed:
     applied: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.float32))
 
 
-@dataclass
+@dataclass(eq=False)
 class ScoreChanges:
     """Points taken off a score today other than by filing (expiry, retraction), per view."""
 
@@ -63,7 +64,7 @@ class ScoreChanges:
     amount: np.ndarray = field(default_factory=_f64)  # added to the score (negative takes points back)
 
 
-@dataclass
+@dataclass(eq=False)
 class ListExits:
     """Exits the dossier asks for (a cure filed, a record retracted): the list pass applies them."""
 
@@ -72,7 +73,7 @@ class ListExits:
     lst: np.ndarray = field(default_factory=_i64)
 
 
-@dataclass
+@dataclass(eq=False)
 class Retracted:
     """Records retracted today (ids, see the dossier's ledger) and the reason of each."""
 
@@ -80,7 +81,7 @@ class Retracted:
     reason: np.ndarray = field(default_factory=_i64)
 
 
-@dataclass
+@dataclass(eq=False)
 class GradeChanges:
     cit: np.ndarray = field(default_factory=_i64)
     mode: np.ndarray = field(default_factory=_i64)
@@ -88,7 +89,7 @@ class GradeChanges:
     new: np.ndarray = field(default_factory=_i64)
 
 
-@dataclass
+@dataclass(eq=False)
 class ListChanges:
     """Accepted list entries (+1) and exits (-1); ``since`` is the entry day of the stay."""
 
@@ -99,7 +100,7 @@ class ListChanges:
     since: np.ndarray = field(default_factory=_i64)
 
 
-@dataclass
+@dataclass(eq=False)
 class Attempts:
     """Today's attempts (flights, loans) and their outcome in both views (``(A, 2)`` flags)."""
 
@@ -112,7 +113,7 @@ class Attempts:
     assoc_only: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
 
 
-@dataclass
+@dataclass(eq=False)
 class Responses:
     """Citizens in whom each response started, ties cut, association records sent."""
 
@@ -121,7 +122,7 @@ class Responses:
     assoc: int = 0
 
 
-@dataclass
+@dataclass(eq=False)
 class Day:
     """Everything that happened on ``day``, filled in stage by stage (see ``describe_loop``)."""
 

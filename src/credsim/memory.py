@@ -16,7 +16,8 @@ import numpy as np
 
 from credsim.plan import Plan, compile_plan
 from credsim.scenario.schema import Scenario
-from credsim.state import bytes_per_citizen
+from credsim.stages.dossier import lifetime
+from credsim.state import LEDGER_RECORD_BYTES, bytes_per_citizen
 
 BASELINE_BYTES = 400 * 2**20
 # an expiry item: citizen int32, code int32, amount float32 (or a sequence int64 for list counts);
@@ -117,6 +118,18 @@ def trace_bytes(scen: Scenario) -> int:
     return int(rows * TRACE_ROW_BYTES)
 
 
+def _filed_per_citizen_day(scen: Scenario, plan: Plan) -> float:
+    """Expected records filed per citizen and day (true events in scope, plus false records)."""
+    total = 0.0
+    for i, spec in enumerate(scen.behaviours.values()):
+        if plan.beh_in_scope[i]:
+            total += min(1.0, spec.rate * _mean_multiplier(scen, spec.by))
+    for s, sen in scen.sensors.items():
+        if s in scen.shared_sensors():
+            total += sen.false_rate * _mean_multiplier(scen, sen.surveillance) * sen.coverage * len(sen.observes)
+    return total
+
+
 def estimate_memory(scen: Scenario) -> Estimate:
     plan = compile_plan(scen)
     n, days = scen.population.size, scen.run.days
@@ -126,6 +139,8 @@ def estimate_memory(scen: Scenario) -> Estimate:
     # building: the stub targets (int32) and the unsorted rows live together for a moment
     graph_build = (4 * n * m + 8 * n * len(scen.graph.homophily)) if m else 0
     records = int(n * _live_item_days(scen, plan) * LIVE_ITEM_BYTES)
+    # the dossier's ledger keeps each filed record until its longest lifetime has passed
+    ledger = int(n * _filed_per_citizen_day(scen, plan) * min(days, lifetime(plan)) * LEDGER_RECORD_BYTES)
     slots = sum(len(v) for v in scen.population.groups.values()) + 1
     metrics = days * slots * 8 * (40 + 8 * len(plan.beh) + 6 * len(plan.lists) + 2 * len(plan.grades))
     # numeric columns go to Arrow without copies; ids, list flags and bit-packing are copied
@@ -135,6 +150,7 @@ def estimate_memory(scen: Scenario) -> Estimate:
         "graph": graph,
         "graph build (temporary)": graph_build,
         "live records": records,
+        "record ledger": ledger,
         "metrics": metrics,
         "output tables": output,
         "traces": trace_bytes(scen),

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
 
-from credsim.rng import mix64, uniform
+from credsim.rng import day_key, mix64, uniform
 
 CHUNK = 1024
 DENSE = 0.25
@@ -114,14 +115,51 @@ def _insertion_sort(a: np.ndarray, lo: int, hi: int) -> None:
         a[k + 1] = x
 
 
+class RateTables(NamedTuple):
+    """The streams' rate model as the kernel takes it (see :class:`Streams`), with the chunk bounds."""
+
+    ubc: np.ndarray  # (chunks, S) largest static rate per RNG chunk; 0 = nothing to draw there
+    base: np.ndarray
+    group: np.ndarray
+    beta: np.ndarray
+    only_listed: np.ndarray
+    applies: np.ndarray
+    cover_sensor: np.ndarray
+
+
+class People(NamedTuple):
+    groups: np.ndarray  # (D, N)
+    traits: np.ndarray  # (T, N)
+
+
+class Today(NamedTuple):
+    """What changes from day to day: the day's stream keys, list status and responses."""
+
+    cand_keys: np.ndarray
+    thin_keys: np.ndarray
+    listed_off: np.ndarray
+    resp_day: np.ndarray
+    rsize: np.ndarray
+    rhalf: np.ndarray
+
+
+class Coverage(NamedTuple):
+    """Sensor coverage, for streams that need the citizen covered (false records)."""
+
+    keys: np.ndarray
+    cov: np.ndarray
+    cov_group: np.ndarray
+
+
 @njit(parallel=True, cache=True)
-def _sample(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, buf: np.ndarray,
-            n: int, block: int, day: int, cand_keys: np.ndarray, thin_keys: np.ndarray,
-            ubc: np.ndarray, base: np.ndarray, gm: np.ndarray, groups: np.ndarray,
-            beta: np.ndarray, traits: np.ndarray, only_listed: np.ndarray, listed_off: np.ndarray,
-            resp_day: np.ndarray, applies: np.ndarray, rsize: np.ndarray, rhalf: np.ndarray,
-            cover_sensor: np.ndarray, cov_keys: np.ndarray, cov: np.ndarray,
-            cov_group: np.ndarray) -> np.ndarray:
+def _sample(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, buf: np.ndarray, n: int, block: int,
+            day: int, rates: RateTables, people: People, today: Today, coverage: Coverage) -> np.ndarray:
+    ubc, base, gm, beta = rates.ubc, rates.base, rates.group, rates.beta
+    only_listed, applies, cover_sensor = rates.only_listed, rates.applies, rates.cover_sensor
+    groups, traits = people.groups, people.traits
+    cand_keys, thin_keys, listed_off = today.cand_keys, today.thin_keys, today.listed_off
+    resp_day, rsize, rhalf = today.resp_day, today.rsize, today.rhalf
+    cov_keys, cov, cov_group = coverage.keys, coverage.cov, coverage.cov_group
     S = base.shape[0]
     counts = np.zeros(blocks.shape[0], dtype=np.int64)
     for j in prange(blocks.shape[0]):
@@ -212,8 +250,6 @@ class Sampler:
                rsize: np.ndarray, rhalf: np.ndarray, cov_keys: np.ndarray, cov: np.ndarray,
                cov_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Today's events as (citizen, stream index), sorted by citizen then stream."""
-        from credsim.rng import day_key
-
         S = len(self.st)
         if S == 0 or self.n == 0:
             z = np.zeros(0, dtype=np.int64)
@@ -230,9 +266,11 @@ class Sampler:
         blocks = np.arange(nb, dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(self._caps)[:-1]]).astype(np.int64)
         buf = np.empty(int(self._caps.sum()), dtype=np.int64)
-        args = (self.n, block, day, cand, thin, self.ubc, self.st.base, self.st.group, self.groups,
-                self.st.beta, self.traits, self.st.only_listed, listed_off, resp_day, self.st.applies,
-                rsize, rhalf, self.st.cover_sensor, cov_keys, cov, cov_group)
+        st = self.st
+        args = (self.n, block, day,
+                RateTables(self.ubc, st.base, st.group, st.beta, st.only_listed, st.applies, st.cover_sensor),
+                People(self.groups, self.traits), Today(cand, thin, listed_off, resp_day, rsize, rhalf),
+                Coverage(cov_keys, cov, cov_group))
         counts = _sample(blocks, starts, self._caps, buf, *args)
         over = np.flatnonzero(counts > self._caps)
         parts = [buf[starts[b]:starts[b] + counts[b]] for b in range(nb)]

@@ -163,6 +163,8 @@ class Retractions(NamedTuple):
     reason: np.ndarray
 
 
+LEDGER_RECORD_BYTES = 15  # citizen int32, record type int16, flags uint8, points applied float32 x 2
+
 # ledger flags of a record: the views it was filed in, whether it was true, whether it was retracted
 F_OFFICIAL, F_SHADOW, F_TRUE, F_RETRACTED_OFFICIAL, F_RETRACTED_SHADOW = 1, 2, 4, 8, 16
 

@@ -9,6 +9,8 @@ and fixed-term exits.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -58,11 +60,28 @@ def regrade(plan: Plan, st: State, cand: np.ndarray | None) -> GradeChanges:
     return GradeChanges(*(np.concatenate([o[k] for o in out]) for k in range(4)))
 
 
+class ListColumns(NamedTuple):
+    """The state columns the list pass changes (indexed ``[view, list, citizen]``, counters by row)."""
+
+    listed: np.ndarray
+    listed_since: np.ndarray
+    list_count: np.ndarray
+    pending: np.ndarray
+    counters: np.ndarray
+
+
+class ListRules(NamedTuple):
+    entry_count: np.ndarray  # (L,) records needed to enter
+    c_times: int  # counter rows: times listed, days listed
+    c_days: int
+
+
 @njit(cache=True)
 def _apply(cit: np.ndarray, mode: np.ndarray, lst: np.ndarray, action: np.ndarray, aux: np.ndarray,
-           day: int, listed: np.ndarray, listed_since: np.ndarray, list_count: np.ndarray,
-           pending: np.ndarray, entry_count: np.ndarray, exit_term: np.ndarray,
-           counters: np.ndarray, c_times: int, c_days: int):
+           day: int, rules: ListRules, cols: ListColumns):  # type: ignore[no-untyped-def]
+    listed, listed_since, list_count = cols.listed, cols.listed_since, cols.list_count
+    pending, counters = cols.pending, cols.counters
+    entry_count, c_times, c_days = rules.entry_count, rules.c_times, rules.c_days
     n = cit.shape[0]
     e_cit = np.empty(n, dtype=np.int64)
     e_mode = np.empty(n, dtype=np.int64)
@@ -127,9 +146,9 @@ def update_lists(plan: Plan, st: State, day: int, cures: ListExits, grade_change
     if not parts:
         return ListChanges()
     cols = [np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(5)]
-    ev = ListChanges(*_apply(cols[0], cols[1], cols[2], cols[3], cols[4], day, st.listed, st.listed_since,
-                             st.list_count, st.pending, plan.entry_count, plan.exit_term, st.counters,
-                             C["times_listed"], C["days_listed"]))
+    ev = ListChanges(*_apply(cols[0], cols[1], cols[2], cols[3], cols[4], day,
+                             ListRules(plan.entry_count, C["times_listed"], C["days_listed"]),
+                             ListColumns(st.listed, st.listed_since, st.list_count, st.pending, st.counters)))
     ent = ev.direction == 1
     if ent.any():
         term = plan.exit_term[ev.lst[ent]]
@@ -146,7 +165,7 @@ class Classify:
     reads: tuple[str, ...] = ("day.filed", "day.score_changes", "day.model_day", "day.list_exits", "state.score",
                               "state.mscore", "state.entries", "state.terms")
     writes: tuple[str, ...] = ("day.grades", "day.lists", "state.grade", "state.listed", "state.listed_since",
-                               "state.pending", "state.terms", "state.counters")
+                               "state.pending", "state.entries", "state.terms", "state.counters")
 
     def __init__(self, plan: Plan, lo: int, hi: int, n: int) -> None:
         self.plan = plan

@@ -17,6 +17,8 @@ The work is one sequential pass over today's records (few, compared with citizen
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -29,18 +31,76 @@ from credsim.state import C, State
 K_POINTS, K_FEATURE, K_LIST = 0, 1, 2
 
 
+class FileRules(NamedTuple):
+    """The file stage's part of the scenario, as the kernel takes it: points rules and their cap,
+    model features, list entry and cure rules (index tables by record type and list)."""
+
+    n_beh: int
+    rule_points: np.ndarray  # (R,) points per record type
+    rule_expiry: np.ndarray  # (R,) days until the points are taken back
+    rtype_domain: np.ndarray  # (R,) domain of each record type
+    cap_period: int  # 0: no cap
+    cap_loss: float
+    cap_gain: float
+    feat_types: np.ndarray  # (R, F) record types counted by each model feature
+    feat_expiry: np.ndarray  # (F,)
+    entry_types: np.ndarray  # (R, L) record types counted by each list's entry rule
+    entry_count: np.ndarray  # (L,)
+    entry_window: np.ndarray  # (L,)
+    entry_grace: np.ndarray  # (L,)
+    cure_types: np.ndarray  # (R, L) record types that clear a list
+    c_true: int  # counter rows
+    c_false: int
+
+
+class DossierColumns(NamedTuple):
+    """The state columns filing changes (all indexed ``[view, ..., citizen]``)."""
+
+    score: np.ndarray
+    cap_used: np.ndarray
+    neg_by_domain: np.ndarray
+    assoc_pts: np.ndarray
+    feat_count: np.ndarray
+    list_count: np.ndarray
+    cured_seq: np.ndarray
+    pending: np.ndarray
+    listed: np.ndarray
+    counters: np.ndarray
+
+
+class RecordColumns(NamedTuple):
+    cit: np.ndarray
+    rtype: np.ndarray
+    official: np.ndarray
+    shadow: np.ndarray
+    true: np.ndarray
+
+
+def file_rules(plan: Plan) -> FileRules:
+    """Compile the file stage's rules from the plan (references to its arrays: free to rebuild)."""
+    return FileRules(plan.n_beh, plan.rule_points, plan.rule_expiry, plan.rtype_domain, plan.cap_period,
+                     plan.cap_loss, plan.cap_gain, plan.feat_types, plan.feat_expiry, plan.entry_types,
+                     plan.entry_count, plan.entry_window, plan.entry_grace, plan.cure_types,
+                     C["records_true"], C["records_false"])
+
+
+def dossier_columns(st: State) -> DossierColumns:
+    return DossierColumns(st.score, st.cap_used, st.neg_by_domain, st.assoc_pts, st.feat_count, st.list_count,
+                          st.cured_seq, st.pending, st.listed, st.counters)
+
+
 @njit(cache=True)
-def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.ndarray,
-          true: np.ndarray, day: int, n_beh: int,
-          rule_points: np.ndarray, rule_expiry: np.ndarray, rtype_domain: np.ndarray,
-          cap_period: int, cap_loss: float, cap_gain: float,
-          feat_types: np.ndarray, feat_expiry: np.ndarray,
-          entry_types: np.ndarray, entry_count: np.ndarray, entry_window: np.ndarray,
-          entry_grace: np.ndarray, cure_types: np.ndarray,
-          score: np.ndarray, cap_used: np.ndarray, neg_by_domain: np.ndarray, assoc_pts: np.ndarray,
-          feat_count: np.ndarray, list_count: np.ndarray, cured_seq: np.ndarray,
-          pending: np.ndarray, listed: np.ndarray, counters: np.ndarray,
-          c_true: int, c_false: int, horizon: int):
+def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: DossierColumns):  # type: ignore[no-untyped-def]
+    cit, rtype, official, shadow, true = rec.cit, rec.rtype, rec.official, rec.shadow, rec.true
+    n_beh, rule_points, rule_expiry = rules.n_beh, rules.rule_points, rules.rule_expiry
+    rtype_domain = rules.rtype_domain
+    cap_period, cap_loss, cap_gain = rules.cap_period, rules.cap_loss, rules.cap_gain
+    feat_types, feat_expiry = rules.feat_types, rules.feat_expiry
+    entry_types, entry_count, entry_window = rules.entry_types, rules.entry_count, rules.entry_window
+    entry_grace, cure_types, c_true, c_false = rules.entry_grace, rules.cure_types, rules.c_true, rules.c_false
+    score, cap_used, neg_by_domain, assoc_pts = cols.score, cols.cap_used, cols.neg_by_domain, cols.assoc_pts
+    feat_count, list_count, cured_seq = cols.feat_count, cols.list_count, cols.cured_seq
+    pending, listed, counters = cols.pending, cols.listed, cols.counters
     R = cit.shape[0]
     F = feat_types.shape[1]
     L = entry_types.shape[1]
@@ -230,14 +290,8 @@ def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Filed, 
     if len(rec) == 0:
         return Filed(rec), ListExits()
     applied, exp, lexp, pend, cures = _file(
-        rec.cit, rec.rtype, rec.official, rec.shadow, rec.true, day, plan.n_beh,
-        plan.rule_points, plan.rule_expiry, plan.rtype_domain,
-        plan.cap_period, plan.cap_loss, plan.cap_gain,
-        plan.feat_types, plan.feat_expiry,
-        plan.entry_types, plan.entry_count, plan.entry_window, plan.entry_grace, plan.cure_types,
-        st.score, st.cap_used, st.neg_by_domain, st.assoc_pts, st.feat_count, st.list_count,
-        st.cured_seq, st.pending, st.listed, st.counters, C["records_true"], C["records_false"], horizon,
-    )
+        RecordColumns(rec.cit, rec.rtype, rec.official, rec.shadow, rec.true), day, horizon, file_rules(plan),
+        dossier_columns(st))
     st.expiry.push_by_day(exp[0], *exp[1:])
     st.list_expiry.push_by_day(lexp[0], *lexp[1:])
     st.entries.push_by_day(pend[0], *pend[1:])
@@ -305,7 +359,7 @@ class File:
                                "state.neg_by_domain", "state.assoc_pts", "state.feat_count", "state.list_count",
                                "state.cured_seq", "state.pending", "state.counters", "state.records",
                                "state.expiry", "state.list_expiry", "state.entries", "state.ledger",
-                               "state.expiry_undo", "state.list_undo", "day.retracted")
+                               "state.expiry_undo", "state.list_undo", "state.retractions", "day.retracted")
 
     def __init__(self, plan: Plan, days: int) -> None:
         self.plan = plan

@@ -14,6 +14,8 @@ For each official denial the stage also records
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -32,14 +34,54 @@ def _grade(score: float, mins: np.ndarray) -> int:
     return g
 
 
+class SanctionRules(NamedTuple):
+    """The sanction stage's part of the scenario: which sanction covers which attempt, when it
+    applies (a list or grades), and what is needed to split a denial by domain and association."""
+
+    san_list: np.ndarray  # (K,) list index or -1 (a grade sanction)
+    san_grades: np.ndarray  # (K, G)
+    san_attempts: np.ndarray  # (K, B)
+    san_reward: np.ndarray  # (K,)
+    list_domain: np.ndarray  # (L,) at least one row
+    list_by_grade: np.ndarray  # (L,)
+    entry_grades: np.ndarray  # (L, G)
+    beh_domain: np.ndarray  # (B,)
+    grade_mins: np.ndarray  # (G-1,) descending
+    points_graded: bool  # grades come from the points score (association-only can be judged)
+    counter_rows: np.ndarray  # attempts, denied, rewarded, wrongful, missed, association_only
+
+
+class SanctionColumns(NamedTuple):
+    listed: np.ndarray
+    grade: np.ndarray
+    neg_by_domain: np.ndarray
+    score: np.ndarray
+    assoc_pts: np.ndarray
+    counters: np.ndarray
+
+
+def sanction_rules(plan: Plan) -> SanctionRules:
+    has_lists = len(plan.lists) > 0
+    return SanctionRules(
+        plan.san_list, plan.san_grades, plan.san_attempts, plan.san_reward,
+        plan.list_domain if has_lists else np.zeros(1, np.int64),
+        plan.list_by_grade if has_lists else np.zeros(1, np.bool_),
+        plan.entry_grades if has_lists else np.zeros((1, 1), np.bool_),
+        plan.beh_domain, plan.grade_mins, plan.grade_source == "points" and bool(plan.grades),
+        np.array([C[k] for k in ("attempts", "denied", "rewarded", "wrongful", "missed", "association_only")],
+                 dtype=np.int64))
+
+
 @njit(cache=True)
-def _check(cit: np.ndarray, beh: np.ndarray, san_list: np.ndarray, san_grades: np.ndarray,
-           san_attempts: np.ndarray, san_reward: np.ndarray, list_domain: np.ndarray,
-           list_by_grade: np.ndarray, entry_grades: np.ndarray, beh_domain: np.ndarray,
-           listed: np.ndarray, grade: np.ndarray, neg_by_domain: np.ndarray, score: np.ndarray,
-           assoc_pts: np.ndarray, mins: np.ndarray, points_graded: bool,
-           counters: np.ndarray, c_att: int, c_den: int, c_rew: int, c_wrong: int, c_miss: int,
-           c_assoc: int):
+def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: SanctionColumns):  # type: ignore[no-untyped-def]
+    san_list, san_grades, san_attempts = rules.san_list, rules.san_grades, rules.san_attempts
+    san_reward = rules.san_reward
+    list_domain, list_by_grade, entry_grades = rules.list_domain, rules.list_by_grade, rules.entry_grades
+    beh_domain, mins, points_graded = rules.beh_domain, rules.grade_mins, rules.points_graded
+    c_att, c_den, c_rew = rules.counter_rows[0], rules.counter_rows[1], rules.counter_rows[2]
+    c_wrong, c_miss, c_assoc = rules.counter_rows[3], rules.counter_rows[4], rules.counter_rows[5]
+    listed, grade, neg_by_domain, score = cols.listed, cols.grade, cols.neg_by_domain, cols.score
+    assoc_pts, counters = cols.assoc_pts, cols.counters
     A, K = cit.shape[0], san_list.shape[0]
     den = np.zeros((A, 2), dtype=np.uint8)
     rew = np.zeros((A, 2), dtype=np.uint8)
@@ -110,16 +152,8 @@ def sanction(plan: Plan, st: State, cit: np.ndarray, beh: np.ndarray) -> Attempt
         return Attempts(a_cit, a_beh, np.zeros((A, 2), np.uint8), np.zeros((A, 2), np.uint8),
                         np.full(A, -1, np.int64), np.full(A, np.nan), np.zeros(A, np.uint8))
     listed = st.listed if st.listed.shape[1] else np.zeros((2, 1, st.n), dtype=np.uint8)
-    den, rew, first, cross, assoc_only = _check(
-        a_cit, a_beh, plan.san_list, plan.san_grades, plan.san_attempts, plan.san_reward,
-        plan.list_domain if len(plan.lists) else np.zeros(1, np.int64),
-        plan.list_by_grade if len(plan.lists) else np.zeros(1, np.bool_),
-        plan.entry_grades if len(plan.lists) else np.zeros((1, 1), np.bool_),
-        plan.beh_domain, listed, st.grade, st.neg_by_domain, st.score,
-        st.assoc_pts, plan.grade_mins, plan.grade_source == "points" and bool(plan.grades),
-        st.counters, C["attempts"], C["denied"], C["rewarded"], C["wrongful"], C["missed"],
-        C["association_only"],
-    )
+    cols = SanctionColumns(listed, st.grade, st.neg_by_domain, st.score, st.assoc_pts, st.counters)
+    den, rew, first, cross, assoc_only = _check(a_cit, a_beh, sanction_rules(plan), cols)
     return Attempts(a_cit, a_beh, den, rew, first, cross, assoc_only)
 
 
