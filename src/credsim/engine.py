@@ -373,6 +373,7 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
     if plan.grades:
         src = st.score if plan.grade_source == "points" else st.mscore
         st.grade[:] = classify_mod.grade_of(src.ravel(), plan.grade_mins).reshape(2, n)
+        classify_mod.enter_start_grades(plan, st)  # lists entered by grade follow the starting grades
     metrics = Metrics(plan, st, days)
     metrics.init_stocks(st, plan.grades)
     tracer = Tracer(plan, n, trace_ids(plan, n, seed))

@@ -95,6 +95,7 @@ class Plan:
     san_attempts: np.ndarray  # (K, B) bool
     san_reward: np.ndarray  # (K,) bool
     san_severity: np.ndarray
+    san_own_domain: np.ndarray  # (K,) bool: only records of the attempt's domain count
     # responses
     responses: list[str]
     resp_cut: np.ndarray  # (Q,) bool
@@ -301,6 +302,7 @@ def compile_plan(scen: Scenario) -> Plan:
         san_attempts=san_attempts,
         san_reward=np.array([s.effect == "reward" for s in ks], dtype=np.bool_),
         san_severity=np.array([s.severity for s in ks], dtype=np.float64),
+        san_own_domain=np.array([s.own_domain for s in ks], dtype=np.bool_),
         responses=rn,
         resp_cut=np.array([r.effect == "cut_ties" for r in qs], dtype=np.bool_),
         resp_trigger=np.array([TRIGGERS.index(r.trigger) for r in qs], dtype=np.int64),

@@ -147,8 +147,9 @@ class Metrics:
         self.stock_cells[self.idx[name]] = self._bins(np.arange(values.shape[0]), values)
 
     def init_stocks(self, st: State, grades: list[str], lo: int = 0, hi: int | None = None) -> None:
-        """Population, score sums and grade counts at the start (one pass over citizens ``[lo, hi)``;
-        a shard passes its own range). Every other stock starts at zero."""
+        """Population, score sums, grade counts and list sizes at the start (one pass over citizens
+        ``[lo, hi)``; a shard passes its own range). Every other stock starts at zero. Lists can be
+        non-empty at the start when entered by grade (``classify.enter_start_grades``)."""
         hi = st.n if hi is None else hi
         self.stock_cells[:] = 0
         everyone = np.arange(lo, hi, dtype=np.int64)
@@ -169,6 +170,11 @@ class Metrics:
                 continue
             for gi, gname in enumerate(grades):
                 self.stock_cells[self.idx[pre + gname]] = self._bins(lo + np.flatnonzero(g == gi), None)
+        for li, lname in enumerate(self.plan.lists):
+            for mode, pre in ((0, "listed."), (1, "shadow_listed.")):
+                on = np.flatnonzero(st.listed[mode, li, lo:hi])
+                if on.shape[0]:
+                    self.stock_cells[self.idx[pre + lname]] = self._bins(lo + on, None)
 
     def add_total(self, day: int, name: str, value: float) -> None:
         """A flow known only in total (the 'all' slot)."""

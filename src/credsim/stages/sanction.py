@@ -4,6 +4,13 @@ Each attempt is checked twice, against the official state and against the shadow
 denied if any ``deny`` sanction covering the attempt applies (the citizen is on its list
 or holds one of its grades), else rewarded if any ``reward`` sanction applies.
 
+A sanction marked ``own_domain`` (the audit's cross-context counterfactual) uses only the
+attempt's own domain, in the official view: a record-entered list applies only to attempts
+of the list's domain; a points grade (or a list entered by grade) is the grade of the base
+score less the official points lost in that domain -- the same "points lost" the
+cross-context share below is made of. A model-score grade cannot be split by domain and is
+used as it is.
+
 For each official denial the stage also records
 - the **cross-context share**: how much of what triggered it came from another domain
   than the attempt's (a court list blocking a train ticket scores 1.0; for a grade, the
@@ -30,12 +37,26 @@ def _grade(score: float, mins: np.ndarray) -> int:
 
 
 @njit(cache=True)
+def _own_domain_hit(k: int, li: int, i: int, dom: int, san_grades: np.ndarray, list_domain: np.ndarray,
+                    list_by_grade: np.ndarray, entry_grades: np.ndarray, listed: np.ndarray, grade: np.ndarray,
+                    neg_by_domain: np.ndarray, mins: np.ndarray, points_graded: bool, points_base: float) -> bool:
+    """Whether sanction ``k`` applies to citizen ``i`` counting only records of domain ``dom`` (official)."""
+    if li >= 0 and not list_by_grade[li]:
+        return listed[0, li, i] == 1 and list_domain[li] == dom
+    if points_graded and neg_by_domain.shape[0] > 0:
+        g = _grade(points_base - neg_by_domain[dom, i], mins)
+    else:
+        g = grade[0, i]
+    return entry_grades[li, g] if li >= 0 else san_grades[k, g]
+
+
+@njit(cache=True)
 def _check(cit: np.ndarray, beh: np.ndarray, san_list: np.ndarray, san_grades: np.ndarray,
            san_attempts: np.ndarray, san_reward: np.ndarray, list_domain: np.ndarray,
            list_by_grade: np.ndarray, entry_grades: np.ndarray, beh_domain: np.ndarray,
            listed: np.ndarray, grade: np.ndarray, neg_by_domain: np.ndarray, score: np.ndarray,
            assoc_pts: np.ndarray, mins: np.ndarray, points_graded: bool,
-           counters: np.ndarray, c_att: int, c_den: int, c_rew: int, c_wrong: int, c_miss: int,
+           own_domain: np.ndarray, points_base: float, counters: np.ndarray, c_att: int, c_den: int, c_rew: int, c_wrong: int, c_miss: int,
            c_assoc: int):
     A, K = cit.shape[0], san_list.shape[0]
     den = np.zeros((A, 2), dtype=np.uint8)
@@ -50,7 +71,12 @@ def _check(cit: np.ndarray, beh: np.ndarray, san_list: np.ndarray, san_grades: n
                 if not san_attempts[k, b]:
                     continue
                 li = san_list[k]
-                hit = listed[m, li, i] == 1 if li >= 0 else san_grades[k, grade[m, i]]
+                if m == 0 and own_domain[k]:
+                    hit = _own_domain_hit(k, li, i, beh_domain[b], san_grades, list_domain, list_by_grade,
+                                          entry_grades, listed, grade, neg_by_domain, mins, points_graded,
+                                          points_base)
+                else:
+                    hit = listed[m, li, i] == 1 if li >= 0 else san_grades[k, grade[m, i]]
                 if not hit:
                     continue
                 if san_reward[k]:
@@ -115,7 +141,7 @@ def sanction(plan: Plan, st: State, cit: np.ndarray, beh: np.ndarray) -> dict[st
         plan.entry_grades if len(plan.lists) else np.zeros((1, 1), np.bool_),
         plan.beh_domain, listed, st.grade, st.neg_by_domain, st.score,
         st.assoc_pts, plan.grade_mins, plan.grade_source == "points" and bool(plan.grades),
-        st.counters, C["attempts"], C["denied"], C["rewarded"], C["wrongful"], C["missed"],
+        plan.san_own_domain, float(plan.points_base), st.counters, C["attempts"], C["denied"], C["rewarded"], C["wrongful"], C["missed"],
         C["association_only"],
     )
     return {"cit": a_cit, "beh": a_beh, "den": den, "rew": rew, "first": first,
