@@ -7,7 +7,8 @@ views), so every figure in a report can be recomputed by hand with ``credsim sql
 ``scalars``      flat name -> number; the figures that replicates turn into intervals
 ``series``       daily stocks (grade mix, list sizes) of the whole population
 ``groups``       per group of every dimension: population and counts (denied, wrongful, ...)
-``fairness``     disparate-impact rate ratios (see :mod:`credsim.audit.fairness`)
+``fairness``     disparate-impact rate ratios of this run alone (see :mod:`credsim.audit.fairness`;
+                 an audit's headline ratios are pooled over replicates)
 ``sanctions``    per sanction rule: denials, cross-context share, severity vs gravity
 ``recovery``     time to leave a list / to regain a lost grade (Kaplan-Meier, censored)
 ``transitions``  start -> end grade matrix, and official vs shadow final grade matrix
@@ -95,6 +96,10 @@ def _figures(con: duckdb.DuckDBPyConnection, run_dir: Path, man: dict[str, Any],
     s["records.official_false"] = _metric_total(con, "records.official_false")
     s["records.official_true"] = _metric_total(con, "records.official_true")
     s["records.per_capita"] = (s["records.official_false"] + s["records.official_true"]) / n
+    s["records.adverse"] = _one(con, "SELECT sum(n_records_adverse) FROM citizens")
+    s["records.adverse_per_capita"] = s["records.adverse"] / n
+    for li, bad in _grade_rule_violations(con, scen, lists).items():
+        s[f"check.grade_rule.{li}"] = bad
 
     # cross-context detriment and association harm
     s["cross_context.mean_share"] = (_metric_total(con, "denied.cross_context_sum") / s["denied.total"]
@@ -135,13 +140,36 @@ def _figures(con: duckdb.DuckDBPyConnection, run_dir: Path, man: dict[str, Any],
         "scalars": s,
         "series": _series(con, lists, grades, attempts),
         "groups": _groups(con, attempts),
-        "fairness": fairness.disparate_impact(con, has_events, reference, intersections),
+        "fairness": fairness.single_run(run_dir, reference, intersections),
         "sanctions": _sanctions(con, scen) if has_events else [],
         "recovery": _recovery(con, lists, grades, days) if has_events else {},
         "transitions": _transitions(con, grades) if has_events and grades else {},
     }
     for row in out["sanctions"]:
         s[f"sanction.{row['sanction']}.denials"] = row["denials"]
+    return out
+
+
+def _grade_rule_violations(con: duckdb.DuckDBPyConnection, scen: dict[str, Any], lists: list[str]) -> dict[str, float]:
+    """Citizens whose end-of-run membership of a list entered by grade breaks the grade rule.
+
+    The same invariant as :func:`credsim.stages.classify.grade_rule_violations`, from the
+    files: in an entry grade means listed (when no fixed term can have ended the stay), and
+    listed means in an entry grade when the list exits on grade recovery. Anything but 0 is
+    a bug that understates every figure about that list.
+    """
+    out: dict[str, float] = {}
+    for li in lists:
+        spec = (scen.get("lists") or {})[li]
+        grades = spec["entry"].get("grades")
+        if not grades or spec["exit"].get("term_days"):
+            continue
+        into = "grade IN (SELECT unnest(?))"
+        bad = f"({into} AND NOT \"on_{li}\")"
+        if spec["exit"].get("on_grade_recovery"):
+            bad += f" OR (\"on_{li}\" AND NOT {into})"
+        out[li] = _one(con, f"SELECT count(*) FROM citizens WHERE {bad}",
+                       [grades, grades] if spec["exit"].get("on_grade_recovery") else [grades])
     return out
 
 
@@ -208,8 +236,14 @@ def _recovery(con: duckdb.DuckDBPyConnection, lists: list[str], grades: list[str
             "SELECT day FROM events e WHERE kind = 'list' AND view = 'official' AND item = ? AND value > 0 "
             "AND NOT EXISTS (SELECT 1 FROM events x WHERE x.kind = 'list' AND x.view = 'official' AND x.item = e.item "
             "AND x.value < 0 AND x.citizen = e.citizen AND x.prev = e.day)", [li]).fetchall()
-        dur = np.array([r[0] for r in done] + [days - r[0] for r in entries], dtype=np.float64)
-        obs = np.array([1] * len(done) + [0] * len(entries), dtype=np.int8)
+        # stays that began before day 0 (a list entered by grade: the starting grade) have no entry row
+        start = con.execute(
+            f"SELECT count(*) FROM citizens c WHERE \"on_{li}\" AND NOT EXISTS (SELECT 1 FROM events x "
+            "WHERE x.kind = 'list' AND x.view = 'official' AND x.item = ? AND x.citizen = c.citizen)",
+            [li]).fetchone()
+        n_start = int(start[0]) if start else 0
+        dur = np.array([r[0] for r in done] + [days - r[0] for r in entries] + [days] * n_start, dtype=np.float64)
+        obs = np.array([1] * len(done) + [0] * (len(entries) + n_start), dtype=np.int8)
         out["lists"][li] = _km_summary(dur, obs)
     if grades:
         rows = con.execute("SELECT citizen, day, prev, value FROM events WHERE kind = 'grade' AND view = 'official' "

@@ -18,7 +18,8 @@ def report_cmd(
                                                   help="HTML file (default RUN_DIR/report.html)")] = None,
 ) -> None:
     """Write one self-contained HTML report (opens offline) for a run or an audit."""
-    from credsim.report import load_result, write_report
+    from credsim.audit.paired import load_result
+    from credsim.report import write_report
     from credsim.report.findings import headlines
 
     try:
@@ -40,7 +41,8 @@ def compare_cmd(
     """Put two runs side by side in one HTML page (and a table on the terminal)."""
     from rich.table import Table
 
-    from credsim.report import load_result, write_compare
+    from credsim.audit.paired import load_result
+    from credsim.report import write_compare
     from credsim.report.findings import fmt
 
     try:
@@ -59,5 +61,5 @@ def compare_cmd(
         d = 3 if "share" in k or "per_capita" in k or "gini" in k else 0
         t.add_row(k, fmt(a, d), fmt(b, d), fmt(b - a, d) if a is not None and b is not None else "n/a")
     out.print(t)
-    path = write_compare(run_a, run_b, out_file)
+    path = write_compare(ra, rb, run_a.name, run_b.name, out_file)
     out.print(f"comparison: [bold]{path}[/bold]")

@@ -58,6 +58,22 @@ class Population(Strict):
     size: Annotated[int, Field(strict=True, ge=1, le=2_000_000_000)]
     groups: dict[Name, dict[Name, Probability]]
     traits: dict[Name, Trait] = {}
+    reference: dict[Name, Name] = Field(
+        default={},
+        description="the reference group of a dimension for disparate-impact ratios (default: the largest "
+        "declared share, ties broken by declaration order)",
+    )
+
+    @model_validator(mode="after")
+    def _reference_exists(self) -> Population:
+        for dim, g in self.reference.items():
+            if dim not in self.groups:
+                raise ValueError(f"reference names dimension {dim!r}, which is not in groups "
+                                 f"(expected one of {', '.join(self.groups)})")
+            if g not in self.groups[dim]:
+                raise ValueError(f"reference.{dim} is {g!r}, which is not a group of {dim!r} "
+                                 f"(expected one of {', '.join(self.groups[dim])})")
+        return self
 
     @field_validator("groups")
     @classmethod

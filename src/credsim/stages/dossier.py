@@ -26,14 +26,14 @@ K_POINTS, K_FEATURE, K_LIST = 0, 1, 2
 def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.ndarray,
           true: np.ndarray, day: int, n_beh: int,
           rule_points: np.ndarray, rule_expiry: np.ndarray, rtype_domain: np.ndarray,
-          cap_period: int, cap_loss: float, cap_gain: float,
+          rtype_adverse: np.ndarray, cap_period: int, cap_loss: float, cap_gain: float,
           feat_types: np.ndarray, feat_expiry: np.ndarray,
           entry_types: np.ndarray, entry_count: np.ndarray, entry_window: np.ndarray,
           entry_grace: np.ndarray, cure_types: np.ndarray,
           score: np.ndarray, cap_used: np.ndarray, neg_by_domain: np.ndarray, assoc_pts: np.ndarray,
           feat_count: np.ndarray, list_count: np.ndarray, cured_seq: np.ndarray,
           pending: np.ndarray, listed: np.ndarray, counters: np.ndarray,
-          c_true: int, c_false: int, horizon: int):
+          c_true: int, c_false: int, c_adverse: int, horizon: int):
     R = cit.shape[0]
     F = feat_types.shape[1]
     L = entry_types.shape[1]
@@ -71,6 +71,8 @@ def _file(cit: np.ndarray, rtype: np.ndarray, official: np.ndarray, shadow: np.n
                 counters[c_true, i] += 1
             else:
                 counters[c_false, i] += 1
+            if rtype_adverse[t]:
+                counters[c_adverse, i] += 1
         vx = (nx, nx)
         vy = (ny, ny)
         for m in range(2):
@@ -199,12 +201,13 @@ def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Records
         return rec, np.zeros((0, 2), dtype=np.float32), (z, z, z)
     applied, exp, lexp, pend, cures = _file(
         rec.cit, rec.rtype, rec.official, rec.shadow, rec.true, day, plan.n_beh,
-        plan.rule_points, plan.rule_expiry, plan.rtype_domain,
+        plan.rule_points, plan.rule_expiry, plan.rtype_domain, plan.rtype_adverse,
         plan.cap_period, plan.cap_loss, plan.cap_gain,
         plan.feat_types, plan.feat_expiry,
         plan.entry_types, plan.entry_count, plan.entry_window, plan.entry_grace, plan.cure_types,
         st.score, st.cap_used, st.neg_by_domain, st.assoc_pts, st.feat_count, st.list_count,
-        st.cured_seq, st.pending, st.listed, st.counters, C["records_true"], C["records_false"], horizon,
+        st.cured_seq, st.pending, st.listed, st.counters, C["records_true"], C["records_false"],
+        C["records_adverse"], horizon,
     )
     st.expiry.push_by_day(exp[0], *exp[1:])
     st.list_expiry.push_by_day(lexp[0], *lexp[1:])

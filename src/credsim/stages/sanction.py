@@ -56,7 +56,8 @@ def _check(cit: np.ndarray, beh: np.ndarray, san_list: np.ndarray, san_grades: n
            list_by_grade: np.ndarray, entry_grades: np.ndarray, beh_domain: np.ndarray,
            listed: np.ndarray, grade: np.ndarray, neg_by_domain: np.ndarray, score: np.ndarray,
            assoc_pts: np.ndarray, mins: np.ndarray, points_graded: bool,
-           own_domain: np.ndarray, points_base: float, counters: np.ndarray, c_att: int, c_den: int, c_rew: int, c_wrong: int, c_miss: int,
+           own_domain: np.ndarray, points_base: float,
+           counters: np.ndarray, c_att: int, c_den: int, c_rew: int, c_wrong: int, c_miss: int,
            c_assoc: int):
     A, K = cit.shape[0], san_list.shape[0]
     den = np.zeros((A, 2), dtype=np.uint8)
@@ -141,7 +142,8 @@ def sanction(plan: Plan, st: State, cit: np.ndarray, beh: np.ndarray) -> dict[st
         plan.entry_grades if len(plan.lists) else np.zeros((1, 1), np.bool_),
         plan.beh_domain, listed, st.grade, st.neg_by_domain, st.score,
         st.assoc_pts, plan.grade_mins, plan.grade_source == "points" and bool(plan.grades),
-        plan.san_own_domain, float(plan.points_base), st.counters, C["attempts"], C["denied"], C["rewarded"], C["wrongful"], C["missed"],
+        plan.san_own_domain, float(plan.points_base),
+        st.counters, C["attempts"], C["denied"], C["rewarded"], C["wrongful"], C["missed"],
         C["association_only"],
     )
     return {"cit": a_cit, "beh": a_beh, "den": den, "rew": rew, "first": first,
