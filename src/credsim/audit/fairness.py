@@ -186,8 +186,9 @@ def _totals(counts: dict[int, int]) -> tuple[int, float]:
 
 def _boot(counts: dict[int, int], rng: np.random.Generator, b: int) -> np.ndarray:
     """Poisson-bootstrap rates: citizens with value y, reweighted, are Poisson(n_y) in total."""
-    ys = np.array(list(counts), dtype=np.float64)
-    ns = np.array(list(counts.values()), dtype=np.float64)
+    values = sorted(counts)  # a fixed order: the draws must not depend on the order replicates came in
+    ys = np.array(values, dtype=np.float64)
+    ns = np.array([counts[v] for v in values], dtype=np.float64)
     draws = rng.poisson(ns[None, :], size=(b, ns.shape[0])).astype(np.float64)
     pop = draws.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
