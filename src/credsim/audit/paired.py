@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +185,7 @@ def _warnings(k: int, sys_figs: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def assemble(pairs: list[Replicate] | list[tuple[Path, Path | None]], root: Path | None = None,
+def assemble(pairs: Sequence[Replicate | tuple[Path, Path | None]], root: Path | None = None,
              reference: dict[str, str] | None = None) -> dict[str, Any]:
     """Figures of every replicate, their intervals, harms, pooled disparate impact and paired effects."""
     reps = [_as_replicate(p) for p in pairs]
@@ -250,7 +250,7 @@ def load_result(run_dir: str | Path, against: str | Path | None = None) -> dict[
         # re-assemble from the run directories, so the page always matches the files
         meta = res["meta"]
         if meta.get("runs"):
-            reps: list[Replicate] | list[tuple[Path, Path | None]] = [
+            reps: list[Replicate | tuple[Path, Path | None]] = [
                 Replicate(int(r["seed"]), run_dir / r["system"], run_dir / r["baseline"] if r["baseline"] else None,
                           {h: (run_dir / d if d else None) for h, d in (r.get("counterfactuals") or {}).items()})
                 for r in meta["runs"]]
