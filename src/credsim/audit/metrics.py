@@ -275,11 +275,40 @@ def _recovery(con: duckdb.DuckDBPyConnection, lists: list[str], grades: list[str
 
 
 def _km_summary(dur: np.ndarray, obs: np.ndarray) -> dict[str, Any]:
+    """Kaplan-Meier summary; the durations are kept (``durations``, ``observed``) so replicates can be pooled."""
     times, surv = kaplan_meier(dur, obs)
     return {"n": int(dur.shape[0]), "recovered": int(obs.sum()) if dur.shape[0] else 0,
             "censored": int((obs == 0).sum()) if dur.shape[0] else 0,
             "median_days": km_quantile(times, surv, 0.5), "p90_days": km_quantile(times, surv, 0.9),
-            "curve_t": [float(t) for t in times], "curve_s": [float(v) for v in surv]}
+            "curve_t": [float(t) for t in times], "curve_s": [float(v) for v in surv],
+            "durations": [float(x) for x in dur], "observed": [int(x) for x in obs]}
+
+
+def pool_recovery(figs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One Kaplan-Meier curve per list (and for grades) over the stays of every replicate.
+
+    Replicates are independent populations, so their stays are pooled as one sample; the
+    per-replicate duration lists are then dropped from ``figs`` (they only served the pooling).
+    """
+    def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
+        dur = np.array([x for p in parts for x in p.get("durations", [])], dtype=np.float64)
+        obs = np.array([x for p in parts for x in p.get("observed", [])], dtype=np.int8)
+        out = _km_summary(dur, obs)
+        out.pop("durations")
+        out.pop("observed")
+        return out
+
+    recs = [f.get("recovery") or {} for f in figs]
+    result: dict[str, Any] = {"lists": {}, "grade": {}}
+    for li in (recs[0].get("lists") or {}) if recs else {}:
+        result["lists"][li] = pooled([r["lists"][li] for r in recs if li in r.get("lists", {})])
+    if recs and recs[0].get("grade"):
+        result["grade"] = pooled([r["grade"] for r in recs if r.get("grade")])
+    for r in recs:
+        for part in [*(r.get("lists") or {}).values(), r.get("grade") or {}]:
+            part.pop("durations", None)
+            part.pop("observed", None)
+    return result
 
 
 def _transitions(con: duckdb.DuckDBPyConnection, grades: list[str]) -> dict[str, Any]:

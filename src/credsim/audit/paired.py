@@ -37,7 +37,7 @@ from credsim.api import run as run_api
 from credsim.audit import fairness
 from credsim.audit.counterfactuals import BY_HARM, HARMS, SYSTEM_OFF, apply, counterfactual
 from credsim.audit.harms import HARMS_FILE, Replicate, harm_totals, write_harms
-from credsim.audit.metrics import run_figures
+from credsim.audit.metrics import pool_recovery, run_figures
 from credsim.audit.stats import interval
 from credsim.report import write_report
 from credsim.scenario.load import load_scenario, run_overrides
@@ -221,6 +221,10 @@ def assemble(pairs: Sequence[Replicate | tuple[Path, Path | None]], root: Path |
                              "rel": interval(rel).as_dict()})
     seeds = [int(f["run"]["seed"]) for f in sys_figs]
     fair = fairness.disparate_impact([r.system for r in reps], seeds, reference)
+    recovery = pool_recovery(sys_figs)
+    for b in base_figs:
+        if b is not None:
+            pool_recovery([b])  # drops the duration lists
 
     def rel_path(p: Path | None) -> str | None:
         if p is None:
@@ -239,7 +243,8 @@ def assemble(pairs: Sequence[Replicate | tuple[Path, Path | None]], root: Path |
     return _clean({"meta": meta, "first": first, "replicates": [
         {"seed": f["run"]["seed"], "system": f["scalars"], "baseline": b["scalars"] if b else None}
         for f, b in zip(sys_figs, base_figs, strict=True)],
-        "intervals": intervals, "effects": effects, "effects_by_group": by_group, "fairness": fair})
+        "intervals": intervals, "effects": effects, "effects_by_group": by_group, "fairness": fair,
+        "recovery": recovery})
 
 
 def load_result(run_dir: str | Path, against: str | Path | None = None) -> dict[str, Any]:

@@ -207,7 +207,7 @@ def chilling_by_group(res: dict[str, Any]) -> Chart:
 
 
 def recovery(res: dict[str, Any]) -> Chart:
-    rec = res["first"].get("recovery") or {}
+    rec = res.get("recovery") or res["first"].get("recovery") or {}  # pooled over replicates
     title = "Recovery: time to leave a list or regain a lost grade"
     curves = [(f"leave {li}", r) for li, r in (rec.get("lists") or {}).items() if r["n"]]
     if rec.get("grade", {}).get("n"):

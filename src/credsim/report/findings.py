@@ -218,19 +218,19 @@ def headlines(res: dict[str, Any]) -> list[Headline]:
         h.parts += [num(res, f"listed.{li}.end"), f" citizens were on {li} at the end (",
                     num(res, f"shadow_listed.{li}.end"), " under the true records only); ",
                     num(res, f"entries.{li}"), " entries during the run."]
-        rec = (f.get("recovery") or {}).get("lists", {}).get(li)
+        rec = (res.get("recovery") or f.get("recovery") or {}).get("lists", {}).get(li)
         if rec and rec["n"]:
             med = rec["median_days"]
-            first = " In the first replicate, of" if reps > 1 else " Of"
+            first = f" Over the {reps} replicates, of" if reps > 1 else " Of"
             h.parts += [f"{first} {rec['n']:,} stays, {rec['recovered']:,} ended within the run; ",
                         ("half lasted " + fmt(med) + " days or longer" if med is not None
                          else "more than half were still running at the end"), " (Kaplan–Meier)."]
         out.append(h)
-    rec = (f.get("recovery") or {}).get("grade")
+    rec = (res.get("recovery") or f.get("recovery") or {}).get("grade")
     if rec and rec.get("n"):
         h = Headline("grade_recovery")
         med = rec["median_days"]
-        h.parts += [("In the first replicate, " if reps > 1 else "") + f"{rec['n']:,} grade losses: "
+        h.parts += [(f"Over the {reps} replicates, " if reps > 1 else "") + f"{rec['n']:,} grade losses: "
                     f"{rec['recovered']:,} were regained within the run; ",
                     (f"the median time to regain was {fmt(med)} days" if med is not None
                      else "more than half were not regained by the end"), " (Kaplan–Meier)."]
