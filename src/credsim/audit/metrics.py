@@ -154,22 +154,26 @@ def _grade_rule_violations(con: duckdb.DuckDBPyConnection, scen: dict[str, Any],
     """Citizens whose end-of-run membership of a list entered by grade breaks the grade rule.
 
     The same invariant as :func:`credsim.stages.classify.grade_rule_violations`, from the
-    files: in an entry grade means listed (when no fixed term can have ended the stay), and
+    files: in an entry grade means listed (unless a fixed term can have ended the stay), and
     listed means in an entry grade when the list exits on grade recovery. Anything but 0 is
-    a bug that understates every figure about that list.
+    a bug that understates or overstates every figure about that list.
     """
     out: dict[str, float] = {}
     for li in lists:
         spec = (scen.get("lists") or {})[li]
         grades = spec["entry"].get("grades")
-        if not grades or spec["exit"].get("term_days"):
+        if not grades:
             continue
         into = "grade IN (SELECT unnest(?))"
-        bad = f"({into} AND NOT \"on_{li}\")"
+        parts, params = [], []
+        if not spec["exit"].get("term_days"):
+            parts.append(f"({into} AND NOT \"on_{li}\")")
+            params.append(grades)
         if spec["exit"].get("on_grade_recovery"):
-            bad += f" OR (\"on_{li}\" AND NOT {into})"
-        out[li] = _one(con, f"SELECT count(*) FROM citizens WHERE {bad}",
-                       [grades, grades] if spec["exit"].get("on_grade_recovery") else [grades])
+            parts.append(f"(\"on_{li}\" AND NOT {into})")
+            params.append(grades)
+        if parts:
+            out[li] = _one(con, f"SELECT count(*) FROM citizens WHERE {' OR '.join(parts)}", params)
     return out
 
 

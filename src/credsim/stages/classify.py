@@ -176,11 +176,10 @@ def enter_start_grades(plan: Plan, st: State) -> int:
 def grade_rule_violations(plan: Plan, st: State) -> dict[str, int]:
     """Per list entered by grade: citizens (official view) whose membership breaks the grade rule.
 
-    The rule holds whenever no grace or term applies (grade entries have no grace): a citizen
-    in an entry grade must be on the list; with ``on_grade_recovery`` exits and no fixed term,
-    a citizen on the list must also be in an entry grade. A list with a fixed term may have
-    let an entry-grade citizen go (the term ran out), so only the second half is checked
-    there -- and only without a term. Zero everywhere means the state follows the rules.
+    Grade entries have no grace, so two halves hold: (a) a citizen in an entry grade is on
+    the list -- unless the list has a fixed term, which may have ended the stay while the
+    grade stayed; (b) with ``on_grade_recovery`` exits, a citizen on the list is in an entry
+    grade. Zero everywhere means the state follows the rules.
     """
     out: dict[str, int] = {}
     if not plan.grades:
@@ -191,7 +190,7 @@ def grade_rule_violations(plan: Plan, st: State) -> dict[str, int]:
         bad = 0
         if plan.exit_term[li] == 0:
             bad += int(np.count_nonzero(into & ~on))
-            if plan.exit_on_recovery[li]:
-                bad += int(np.count_nonzero(on & ~into))
+        if plan.exit_on_recovery[li]:
+            bad += int(np.count_nonzero(on & ~into))
         out[plan.lists[li]] = bad
     return out
