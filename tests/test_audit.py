@@ -260,6 +260,14 @@ def test_every_harm_run_is_a_paired_counterfactual(audited: Path) -> None:
             assert man["seed"] == sys_man["seed"] == run["seed"]
             assert man["population"] == sys_man["population"]
             total = _sql(audited / run["system"], f"SELECT sum({harm}_denials) FROM harms")
+            side = run["counterfactuals"]["wrongful"] if harm == "missed" else run["system"]
+            con = duckdb.connect()
+            by_hand = con.execute("SELECT sum(s.n_denied - c.n_denied) FROM read_parquet(?) s JOIN read_parquet(?) c "
+                                  "USING (citizen)", [str(audited / side / "citizens.parquet"),
+                                                      str(audited / rel / "citizens.parquet")]).fetchone()[0]
+            con.close()
+            # missed runs the other way (what perfect observation would add), against the run without false records
+            assert total == (-by_hand if harm == "missed" else by_hand), harm
             assert total == res["replicates"][res["meta"]["seeds"].index(run["seed"])]["system"][
                 f"harm.{harm}.denials"]
 

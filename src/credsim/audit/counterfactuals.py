@@ -50,6 +50,10 @@ class Counterfactual:
     ``sign`` says which way the harm runs: +1 when the harm is what the scenario adds
     (system minus counterfactual: false records, punishment of lawful acts), -1 when it is
     what the scenario fails to do (counterfactual minus system: infractions that escape).
+    ``versus`` names another harm whose counterfactual run stands in for the system run:
+    perfect observation has no false records, so escapes are counted against the run
+    without false records too -- otherwise citizens sanctioned only by false records would
+    cancel escapes in the net figure.
     """
 
     key: str
@@ -58,6 +62,7 @@ class Counterfactual:
     against: str
     means: str
     transform: Callable[[Scenario, Data], None]
+    versus: str | None = None
 
 
 def _lawful(scen: Scenario) -> set[str]:
@@ -160,9 +165,10 @@ HARMS: tuple[Counterfactual, ...] = (
     Counterfactual("no_false_records", "wrongful", +1, "the same scenario with every false-record rate 0",
                    "caused by false records", _no_false_records),
     Counterfactual("perfect_observation", "missed", -1,
-                   "the same scenario observing every infraction (coverage = detection = 1, same delays) "
-                   "with no false records", "escaped because surveillance of infractions is imperfect",
-                   _perfect_observation),
+                   "the same scenario observing every infraction (coverage = detection = 1, same delays), "
+                   "compared with it as it is, both with every false-record rate 0",
+                   "escaped because surveillance of infractions is imperfect", _perfect_observation,
+                   versus="wrongful"),
     Counterfactual("lawful_free", "lawful", +1,
                    "the same scenario in which lawful behaviours carry no points lost and feed no list",
                    "punishment for lawful acts", _lawful_free),

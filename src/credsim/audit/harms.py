@@ -12,8 +12,9 @@ Columns, for each harm ``h`` (``wrongful``, ``missed``, ``lawful``, ``cross_cont
 ``association``):
 
 ``h_denials``     denials in the harm's direction: system minus counterfactual (a harm the
-                  system adds) or counterfactual minus system (``missed``: what escaped);
-                  negative for a citizen the change helped the other way
+                  system adds) or counterfactual minus system (``missed``: what escaped, with
+                  both sides free of false records: the no-false-records run stands in for
+                  the system); negative for a citizen the change helped the other way
 ``h_sanctioned``  1 if the citizen was denied at least once on one side and never on the
                   other, in the harm's direction (e.g. sanctioned only because of false records)
 ``h_reversed``    1 for the opposite case (e.g. sanctioned only *without* false records,
@@ -51,11 +52,12 @@ def _q(path: Path) -> str:
     return str(path.resolve()).replace("'", "''")
 
 
-def _harm_columns(cf: Counterfactual, alias: str | None) -> list[str]:
+def _harm_columns(cf: Counterfactual, alias: str | None, side: str = "s") -> list[str]:
+    """The harm's three columns: counterfactual ``alias`` against ``side`` (the system run, or ``versus``)."""
     h = cf.harm
     if alias is None:
         return [f"0::BIGINT AS {h}_denials", f"0 AS {h}_sanctioned", f"0 AS {h}_reversed"]
-    s_den, c_den = "s.n_denied", f"{alias}.n_denied"
+    s_den, c_den = f"{side}.n_denied", f"{alias}.n_denied"
     more, less = (s_den, c_den) if cf.sign > 0 else (c_den, s_den)
     return [f"({more} - {less})::BIGINT AS {h}_denials",
             f"(({more} > 0) AND ({less} = 0))::INT AS {h}_sanctioned",
@@ -68,12 +70,17 @@ def harms_sql(rep: Replicate, dims: list[str]) -> str:
     cols += ["s.n_denied AS denied", "(s.n_denied > 0)::INT AS sanctioned", "s.n_records_adverse AS adverse_records",
              "s.n_records_false AS false_records", "(s.n_rewarded > 0)::INT AS rewarded"]
     joins = []
+    aliases: dict[str, str] = {}
     for j, cf in enumerate(HARMS):
         d = rep.counterfactuals.get(cf.harm)
-        alias = f"c{j}" if d is not None else None
         if d is not None:
-            joins.append(f"JOIN read_parquet('{_q(d / 'citizens.parquet')}') {alias} USING (citizen)")
-        cols += _harm_columns(cf, alias)
+            aliases[cf.harm] = f"c{j}"
+            joins.append(f"JOIN read_parquet('{_q(d / 'citizens.parquet')}') c{j} USING (citizen)")
+    for cf in HARMS:
+        # a harm measured against another counterfactual (missed: against no false records) uses that run
+        # in place of the system run; when that one was not needed (nothing to remove), the system is it
+        side = aliases.get(cf.versus, "s") if cf.versus else "s"
+        cols += _harm_columns(cf, aliases.get(cf.harm), side)
     if rep.baseline is not None:
         joins.append(f"JOIN read_parquet('{_q(rep.baseline / 'citizens.parquet')}') b USING (citizen)")
         cols += ["(s.n_infractions - b.n_infractions)::BIGINT AS system_infractions",

@@ -127,8 +127,9 @@ METHODS = """
 <li><b>Harms are differences against named counterfactual runs.</b> Each counterfactual is the scenario with one
  thing changed, run with the same seed: every random draw is keyed by (seed, stream, day, citizen), so both runs share
  their citizens and random numbers, and they are compared citizen by citizen. <b>Wrongful</b>: against every
- false-record rate 0 (denials caused by false records). <b>Missed</b>: against observing every infraction (coverage =
- detection = 1, no false records): sanctions that escaped; lawful acts are not in it. <b>Lawful</b>: against lawful
+ false-record rate 0 (denials caused by false records). <b>Missed</b>: observing every infraction (coverage =
+ detection = 1, no false records) against the scenario as it is without false records: sanctions that escaped; lawful
+ acts are not in it. <b>Lawful</b>: against lawful
  behaviours carrying no points lost and feeding no list. <b>Cross-context</b>: against each sanction using only records
  of the attempt's own domain (a list only for attempts of its domain; a points grade from the base score less the
  points lost in that domain). <b>Association</b>: against no association penalties. "Denials (net)" is the sum of
