@@ -284,3 +284,19 @@ def test_two_replicate_audit_warns_and_shows_replicate_values(audited: Path) -> 
     assert any(w.startswith("2 replicates") for w in res["meta"]["warnings"])
     html = (audited / "report.html").read_text()
     assert "Warning: 2 replicates" in html and "replicates " in html
+
+
+def test_disparate_impact_counts_wrongful_from_the_counterfactual_and_adverse_records_apart(audited: Path) -> None:
+    """'Sanctioned only because of false records' per group sums to the harm figure over all replicates; adverse
+    records per group sum to the citizens' adverse-record counters (rewards are not in them)."""
+    res = json.loads((audited / "audit.json").read_text())
+    fair = res["fairness"]
+    systems = [audited / a for a, _ in res["meta"]["pairs"]]
+    for outcome, total in (
+            ("wrongfully_sanctioned", sum(r["system"]["harm.wrongful.citizens"] for r in res["replicates"])),
+            ("adverse_records", sum(_sql(d, "SELECT sum(n_records_adverse) FROM citizens") for d in systems))):
+        rows = [r for r in fair["single"] if r["dimension"] == "hukou" and r["outcome"] == outcome]
+        assert len(rows) == 1 and rows[0]["reference"] == "local"  # declared by the scenario
+        assert rows[0]["count"] + rows[0]["reference_count"] == total, outcome
+    records = sum(_sql(d, "SELECT sum(n_records_true + n_records_false) FROM citizens") for d in systems)
+    assert total < records  # good deeds (volunteering, blood donation) are records too, but not adverse ones

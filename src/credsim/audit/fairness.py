@@ -94,15 +94,20 @@ def reference_groups(scenario: dict[str, Any], declared: dict[str, str] | None =
     return out
 
 
-def citizen_table_sql(has_events: bool, has_harms: bool) -> str:
-    """The per-citizen audit table (groups and outcomes) as SQL over a run's catalog."""
+def citizen_table_sql(has_events: bool, has_harms: bool, has_adverse: bool = True) -> str:
+    """The per-citizen audit table (groups and outcomes) as SQL over a run's catalog.
+
+    ``has_adverse`` is False for runs written before adverse records were counted: the
+    outcome is then missing (NULL), not zero.
+    """
     travel = "coalesce(t.n, 0) > 0" if has_events else "NULL"
     join = ("LEFT JOIN (SELECT citizen, count(*) AS n FROM events WHERE kind = 'denial' "
             "AND view IN ('both', 'official') AND item LIKE 'travel.%' GROUP BY citizen) t USING (citizen)"
             if has_events else "")
     wrong = "h.wrongful_sanctioned" if has_harms else "(c.n_wrongful > 0)::INT"
     hjoin = "JOIN (SELECT citizen, wrongful_sanctioned FROM harms) h USING (citizen)" if has_harms else ""
-    return (f"SELECT c.*, {wrong} AS wrongfully_sanctioned, ({travel})::INT AS denied_travel "
+    adverse = "" if has_adverse else "NULL::BIGINT AS n_records_adverse, "
+    return (f"SELECT c.*, {adverse}{wrong} AS wrongfully_sanctioned, ({travel})::INT AS denied_travel "
             f"FROM citizens c {join} {hjoin}")
 
 
@@ -123,8 +128,9 @@ def histograms(run_dir: str | Path, pairs: list[tuple[str, str]] | None = None) 
     try:
         views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
         has_harms = "harms" in views and (run_dir / HARMS_FILE).exists()
+        cols = {r[0] for r in con.execute("DESCRIBE citizens").fetchall()}
         con.execute("CREATE OR REPLACE TEMP VIEW audit_citizens AS "
-                    + citizen_table_sql("events" in views, has_harms))
+                    + citizen_table_sql("events" in views, has_harms, "n_records_adverse" in cols))
         groupings = [[d] for d in dims] + [list(p) for p in (pairs if pairs is not None else combinations(dims, 2))]
         out: Histograms = {}
         for cols in groupings:

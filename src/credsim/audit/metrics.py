@@ -96,8 +96,10 @@ def _figures(con: duckdb.DuckDBPyConnection, run_dir: Path, man: dict[str, Any],
     s["records.official_false"] = _metric_total(con, "records.official_false")
     s["records.official_true"] = _metric_total(con, "records.official_true")
     s["records.per_capita"] = (s["records.official_false"] + s["records.official_true"]) / n
-    s["records.adverse"] = _one(con, "SELECT sum(n_records_adverse) FROM citizens")
-    s["records.adverse_per_capita"] = s["records.adverse"] / n
+    citizen_cols = {r[0] for r in con.execute("DESCRIBE citizens").fetchall()}
+    if "n_records_adverse" in citizen_cols:  # runs written before it was counted have no such column
+        s["records.adverse"] = _one(con, "SELECT sum(n_records_adverse) FROM citizens")
+        s["records.adverse_per_capita"] = s["records.adverse"] / n
     for li, bad in _grade_rule_violations(con, scen, lists).items():
         s[f"check.grade_rule.{li}"] = bad
 
