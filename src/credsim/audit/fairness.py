@@ -128,9 +128,9 @@ def histograms(run_dir: str | Path, pairs: list[tuple[str, str]] | None = None) 
     try:
         views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
         has_harms = "harms" in views and (run_dir / HARMS_FILE).exists()
-        cols = {r[0] for r in con.execute("DESCRIBE citizens").fetchall()}
+        citizen_cols = {r[0] for r in con.execute("DESCRIBE citizens").fetchall()}
         con.execute("CREATE OR REPLACE TEMP VIEW audit_citizens AS "
-                    + citizen_table_sql("events" in views, has_harms, "n_records_adverse" in cols))
+                    + citizen_table_sql("events" in views, has_harms, "n_records_adverse" in citizen_cols))
         groupings = [[d] for d in dims] + [list(p) for p in (pairs if pairs is not None else combinations(dims, 2))]
         out: Histograms = {}
         for cols in groupings:
