@@ -165,6 +165,9 @@ def _sql_block(res: dict[str, Any]) -> str:
          '(metric LIKE \'denied.%\' OR metric LIKE \'wrongful.%\') GROUP BY 1 ORDER BY 1"',
          f'credsim sql {d} "SELECT sanction, count(*), avg(\\"cross\\"), median(gravity) FROM events '
          'WHERE kind = \'denial\' AND view IN (\'both\', \'official\') GROUP BY 1"']
+    if res["meta"].get("harms"):
+        q.append(f'credsim sql {d} "SELECT sum(wrongful_denials), sum(wrongful_sanctioned), sum(missed_sanctioned), '
+                 'sum(lawful_sanctioned), sum(cross_context_sanctioned), sum(association_sanctioned) FROM harms"')
     return ("<p>Every number comes from the run directories' DuckDB catalogs (first replicate shown):</p><pre>"
             + html.escape("\n".join(q)) + "</pre>")
 
