@@ -53,7 +53,9 @@ def compare_cmd(
     t = Table(title=f"A = {run_a.name}   B = {run_b.name}")
     for c in ("figure", "A", "B", "B - A"):
         t.add_column(c, justify="left" if c == "figure" else "right")
-    keys = ["citizens.sanctioned", "denied.total", "wrongful.total", "missed.total", "wrongful.share_of_denied",
+    keys = ["citizens.sanctioned", "denied.total", "harm.wrongful.citizens", "harm.missed.citizens",
+            "harm.lawful.citizens", "harm.cross_context.citizens", "harm.association.citizens",
+            "wrongful.total", "missed.total", "wrongful.share_of_denied",
             "cross_context.mean_share", "association_only.citizens", "records.per_capita", "gini.score",
             "events.infraction.total", "events.speech.total"]
     for k in keys:
