@@ -16,9 +16,14 @@ import credsim
 from credsim.audit import audit, counterfactual
 from credsim.audit.stats import gini, interval, kaplan_meier, km_quantile
 
-# the issue's must-show scenario
+# the issue's must-show scenario, made to produce false-record harm at a small size: false camera
+# matches 100x more often, and the low-grade restrictions reaching grade B
 SCENARIO = "integrated"
-OVERRIDES: dict[str, object] = {}
+OVERRIDES: dict[str, object] = {
+    "sensors.face_cameras.false_rate": 0.002,
+    "sanctions.low_grade_restrictions.when.grades": ["B", "C", "D"],
+}
+SEED, K, N, DAYS = 11, 2, 5000, 150
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("audit") / "a"
-    return audit(SCENARIO, replicates=2, population=5000, days=150, seed=11, out=out, overrides=OVERRIDES)
+    return audit(SCENARIO, replicates=K, population=N, days=DAYS, seed=SEED, out=out, overrides=OVERRIDES)
 
 
 def _sql(run: Path, q: str) -> float:
@@ -77,7 +82,7 @@ def test_report_numbers_match_sql(audited: Path) -> None:
     # cross-context share: sum of per-denial shares over denials, per replicate
     cross = [_sql(d, "SELECT sum(value) FROM metrics WHERE dimension='all' AND metric='denied.cross_context_sum'")
              / _sql(d, SQL["denied.total"]) for d in systems]
-    assert shown["cross_context.mean_share"] == pytest.approx(np.mean(cross))
+    assert res["intervals"]["cross_context.mean_share"]["mean"] == pytest.approx(np.mean(cross))
 
     # Gini from the final scores, by the mean-absolute-difference definition
     def gini_lorenz(x: np.ndarray) -> float:  # 1 - 2 x (area under the Lorenz curve), trapezoids
@@ -208,3 +213,90 @@ def test_statistics_by_hand() -> None:
     assert km_quantile(t, s, 0.5) == 3
     iv = interval([1.0, 2.0, 3.0])
     assert iv.mean == 2.0 and iv.half_width == pytest.approx(sps.t.ppf(0.975, 2) * 1.0 / math.sqrt(3))
+
+
+def test_wrongful_equals_the_citizen_difference_with_a_separate_false_rates_0_run(
+        audited: Path, tmp_path: Path) -> None:
+    """The audit's wrongful figures are exactly the citizen-by-citizen difference against a run with every
+    false-record rate 0, made here independently of the audit (same scenario, overrides and seed)."""
+    res = json.loads((audited / "audit.json").read_text())
+    scen = credsim.load_scenario(SCENARIO, {**OVERRIDES, "population.size": N, "run.days": DAYS})
+    no_false = {f"sensors.{s}.false_rate": 0.0 for s in scen.sensors}
+    checked = 0
+    for rep, (sys_rel, _b) in zip(res["replicates"], res["meta"]["pairs"], strict=True):
+        sys_dir = audited / sys_rel
+        cf = credsim.run(SCENARIO, population=N, days=DAYS, seed=rep["seed"], out=tmp_path / f"cf{rep['seed']}",
+                         overrides={**OVERRIDES, **no_false})
+        con = duckdb.connect()
+        extra, only_sys, only_cf = con.execute(
+            "SELECT sum(s.n_denied - c.n_denied), count(*) FILTER (WHERE s.n_denied > 0 AND c.n_denied = 0), "
+            "count(*) FILTER (WHERE c.n_denied > 0 AND s.n_denied = 0) FROM read_parquet(?) s "
+            "JOIN read_parquet(?) c USING (citizen)",
+            [str(sys_dir / "citizens.parquet"), str(cf.dir / "citizens.parquet")]).fetchone()  # type: ignore[misc]
+        con.close()
+        assert rep["system"]["harm.wrongful.denials"] == extra
+        assert rep["system"]["harm.wrongful.citizens"] == only_sys
+        assert rep["system"]["harm.wrongful.reversed"] == only_cf
+        # the per-citizen table in the run's catalog gives the same figures
+        assert _sql(sys_dir, "SELECT sum(wrongful_denials) FROM harms") == extra
+        assert _sql(sys_dir, "SELECT sum(wrongful_sanctioned) FROM harms") == only_sys
+        checked += int(only_sys > 0)
+    assert checked == K, "false records should sanction someone in every replicate at these settings"
+    iv = res["intervals"]["harm.wrongful.citizens"]
+    assert iv["mean"] == pytest.approx(np.mean([r["system"]["harm.wrongful.citizens"] for r in res["replicates"]]))
+    html = (audited / "report.html").read_text()
+    assert _html_figures(html)["harm.wrongful.citizens"] == pytest.approx(iv["mean"])
+    assert "against the same scenario with every false-record rate 0" in html.lower()
+
+
+def test_every_harm_run_is_a_paired_counterfactual(audited: Path) -> None:
+    """Each harm's counterfactual ran with the system's seed and citizens; its harm columns are in the catalog."""
+    res = json.loads((audited / "audit.json").read_text())
+    for run in res["meta"]["runs"]:
+        sys_man = json.loads((audited / run["system"] / "manifest.json").read_text())
+        for harm, rel in run["counterfactuals"].items():
+            assert rel is not None, harm  # integrated has false records, infractions, speech points, joint lists
+            man = json.loads((audited / rel / "manifest.json").read_text())
+            assert man["seed"] == sys_man["seed"] == run["seed"]
+            assert man["population"] == sys_man["population"]
+            total = _sql(audited / run["system"], f"SELECT sum({harm}_denials) FROM harms")
+            side = run["counterfactuals"]["wrongful"] if harm == "missed" else run["system"]
+            con = duckdb.connect()
+            by_hand = con.execute("SELECT sum(s.n_denied - c.n_denied) FROM read_parquet(?) s JOIN read_parquet(?) c "
+                                  "USING (citizen)", [str(audited / side / "citizens.parquet"),
+                                                      str(audited / rel / "citizens.parquet")]).fetchone()[0]
+            con.close()
+            # missed runs the other way (what perfect observation would add), against the run without false records
+            assert total == (-by_hand if harm == "missed" else by_hand), harm
+            assert total == res["replicates"][res["meta"]["seeds"].index(run["seed"])]["system"][
+                f"harm.{harm}.denials"]
+
+
+def test_intervals_are_never_clipped_and_warn_for_two_replicates() -> None:
+    iv = interval([0.0, 0.0, 3.0])
+    assert iv.lo < 0 < iv.hi and iv.mean == 1.0  # a count's interval may reach below 0: shown as computed
+    assert interval([1.0, 5.0]).warning.startswith("2 replicates")
+    assert interval([1.0, 2.0, 3.0, 4.0, 5.0]).warning == ""
+
+
+def test_two_replicate_audit_warns_and_shows_replicate_values(audited: Path) -> None:
+    res = json.loads((audited / "audit.json").read_text())
+    assert any(w.startswith("2 replicates") for w in res["meta"]["warnings"])
+    html = (audited / "report.html").read_text()
+    assert "Warning: 2 replicates" in html and "replicates " in html
+
+
+def test_disparate_impact_counts_wrongful_from_the_counterfactual_and_adverse_records_apart(audited: Path) -> None:
+    """'Sanctioned only because of false records' per group sums to the harm figure over all replicates; adverse
+    records per group sum to the citizens' adverse-record counters (rewards are not in them)."""
+    res = json.loads((audited / "audit.json").read_text())
+    fair = res["fairness"]
+    systems = [audited / a for a, _ in res["meta"]["pairs"]]
+    for outcome, total in (
+            ("wrongfully_sanctioned", sum(r["system"]["harm.wrongful.citizens"] for r in res["replicates"])),
+            ("adverse_records", sum(_sql(d, "SELECT sum(n_records_adverse) FROM citizens") for d in systems))):
+        rows = [r for r in fair["single"] if r["dimension"] == "hukou" and r["outcome"] == outcome]
+        assert len(rows) == 1 and rows[0]["reference"] == "local"  # declared by the scenario
+        assert rows[0]["count"] + rows[0]["reference_count"] == total, outcome
+    records = sum(_sql(d, "SELECT sum(n_records_true + n_records_false) FROM citizens") for d in systems)
+    assert total < records  # good deeds (volunteering, blood donation) are records too, but not adverse ones

@@ -75,7 +75,8 @@ def test_report_renders_in_headless_chromium(runs: tuple[Path, Path]) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     a, b = runs
     path = a / "report-browser.html"
-    from credsim.report import load_result, write_report
+    from credsim.audit import load_result
+    from credsim.report import write_report
 
     res = load_result(a, b)
     write_report(res, path)

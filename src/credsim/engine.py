@@ -180,6 +180,7 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
     if plan.grades:
         src = st.score if plan.grade_source == "points" else st.mscore
         st.grade[:] = classify_mod.grade_of(src.ravel(), plan.grade_mins).reshape(2, n)
+        classify_mod.enter_start_grades(plan, st)  # lists entered by grade follow the starting grades
     exchange = Exchange(cuts if cuts is not None else [0, n], index)
     lo, hi = exchange.lo, exchange.hi
     metrics = Metrics(plan, st, days, lo, hi)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from credsim.names import KINDS, TRIGGERS
+from credsim.names import KINDS, LIST_KINDS, TRIGGERS
 from credsim.scenario.check import record_types
 from credsim.scenario.schema import ASSOCIATION_DOMAIN, Scenario
 
@@ -45,6 +45,7 @@ class Plan:
     # record types (behaviours then association.<list>)
     rtypes: list[str]
     rtype_domain: np.ndarray
+    rtype_adverse: np.ndarray  # (R,) bool: counts against the citizen (points lost, negative feature, blacklist)
     # sensors
     sensors: list[str]
     sen_cov: np.ndarray
@@ -95,6 +96,7 @@ class Plan:
     san_attempts: np.ndarray  # (K, B) bool
     san_reward: np.ndarray  # (K,) bool
     san_severity: np.ndarray
+    san_own_domain: np.ndarray  # (K,) bool: only records of the attempt's domain count
     # responses
     responses: list[str]
     resp_cut: np.ndarray  # (Q,) bool
@@ -239,6 +241,10 @@ def compile_plan(scen: Scenario) -> Plan:
             for ln in resp.lists:
                 resp_lists[q, lists.index(ln)] = True
 
+    black = np.array([x.kind == LIST_KINDS[0] for x in ls], dtype=np.bool_)  # blacklists count against
+    rtype_adverse = ((rule_points < 0) | (feat_types & (feat_weight < 0)[None, :]).any(axis=1)
+                     | (entry_types & black[None, :]).any(axis=1))
+
     return Plan(
         scen=scen,
         dims=dims,
@@ -257,6 +263,7 @@ def compile_plan(scen: Scenario) -> Plan:
         ),
         rtypes=rtypes,
         rtype_domain=rtype_domain,
+        rtype_adverse=rtype_adverse,
         sensors=sensors,
         sen_cov=np.array([s.coverage for s in ss], dtype=np.float64),
         sen_cov_group=np.stack([gt(s.coverage_by) for s in ss]) if S else np.ones((0, len(dims), maxv)),
@@ -301,6 +308,7 @@ def compile_plan(scen: Scenario) -> Plan:
         san_attempts=san_attempts,
         san_reward=np.array([s.effect == "reward" for s in ks], dtype=np.bool_),
         san_severity=np.array([s.severity for s in ks], dtype=np.float64),
+        san_own_domain=np.array([s.own_domain for s in ks], dtype=np.bool_),
         responses=rn,
         resp_cut=np.array([r.effect == "cut_ties" for r in qs], dtype=np.bool_),
         resp_trigger=np.array([TRIGGERS.index(r.trigger) for r in qs], dtype=np.int64),

@@ -29,6 +29,7 @@ COUNTERS = (
     "speech",
     "records_true",
     "records_false",
+    "records_adverse",  # official records that count against the citizen (plan.rtype_adverse), true or false
     "attempts",
     "denied",
     "rewarded",

@@ -1,113 +1,280 @@
-"""Disparate impact: rate ratios between each group and a reference group.
+"""Disparate impact: rate ratios of each group against a declared reference group, pooled over replicates.
 
 Outcomes, per citizen over the whole run (:data:`OUTCOMES`):
 
-- ``surveillance``: official records held about the citizen (records per capita);
-- ``sanctioned``: share of citizens denied at least one attempt (official view);
-- ``wrongfully_sanctioned``: share denied at least once where the shadow view would not have;
-- ``denied_travel``: share denied at least one ``travel.*`` attempt.
+- ``adverse_records``: official records that count against the citizen (points lost, a
+  negative model feature, a blacklist entry), per citizen -- rewards are not in it;
+- ``sanctioned``: share of citizens denied at least one attempt;
+- ``wrongfully_sanctioned``: share sanctioned only because of false records (against the
+  same run with every false-record rate 0, :mod:`credsim.audit.harms`); without that
+  counterfactual, the in-run shadow view's disagreement;
+- ``denied_travel``: share denied at least one ``travel.*`` attempt;
+- ``rewarded``: share rewarded at least once (a favourable outcome, kept apart).
 
-The reference group of a dimension is its largest group unless given. A ratio beyond the
-**four-fifths rule** is flagged: below 0.8 or above 1/0.8 = 1.25 (these outcomes are harms,
-so a ratio above 1.25 means the group is burdened; the classic rule states 0.8 for
-favourable outcomes). Each ratio carries Katz's 95% log interval (Poisson form for
-per-capita counts); a flag is ``significant`` when that interval excludes 1.
+**Reference group.** Each dimension's reference is declared (``population.reference`` in
+the scenario, or ``--reference dim=group``); otherwise it is the group with the largest
+*declared* share, ties broken by declaration order. It never depends on the draw, so it is
+the same in every replicate. An intersection's reference is the pair of references.
 
-Intersectional groups (e.g. ``region x hukou`` -> ``rural x migrant``) are pairs of
-dimensions; their reference is the largest cell.
+**Pooled ratio.** Counts and populations are summed over replicates, and the ratio is the
+ratio of the pooled rates (never a mean of per-replicate ratios).
+
+**Interval.** A Poisson bootstrap over citizens (each citizen weighted by an independent
+Poisson(1) draw, :data:`BOOTSTRAP` times): it keeps each citizen's own count together, so
+over-dispersed counts (a few citizens with many records) widen the interval as they should,
+which Katz's or a Poisson interval do not. The 95% interval is the 2.5th and 97.5th
+percentiles of the bootstrap ratios -- a log-scale interval, never symmetric on the linear
+scale. The draws are seeded by the sorted replicate seeds and the row, so an interval does
+not depend on the order of replicates.
+
+**Too few events.** A ratio whose group or reference has fewer than :data:`MIN_EVENTS`
+events (citizens with the outcome, or records) is marked ``too_few`` and never flagged or
+headlined. A ratio beyond the **four-fifths rule** (below 0.8 or above 1.25) is flagged;
+``significant`` when its interval excludes 1.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
-import duckdb
+import numpy as np
 
-from credsim.audit.stats import Z95
+from credsim.audit.harms import HARMS_FILE
+from credsim.store import connect, read_manifest
 
 FOUR_FIFTHS = 0.8
+MIN_EVENTS = 20
+MIN_POPULATION = 30
+BOOTSTRAP = 2000
+SEP = " × "
 
-# name -> (SQL expression over the citizen audit table, per-capita count (True) or share (False), label)
-OUTCOMES: dict[str, tuple[str, bool, str]] = {
-    "surveillance": ("records", True, "official records per citizen"),
-    "sanctioned": ("sanctioned", False, "share denied at least once"),
-    "wrongfully_sanctioned": ("wrongfully_sanctioned", False, "share wrongfully denied at least once"),
-    "denied_travel": ("denied_travel", False, "share denied travel at least once"),
+
+@dataclass(frozen=True)
+class Outcome:
+    """A per-citizen outcome: its SQL over the audit table, whether it is a count, and its words."""
+
+    sql: str
+    per_capita: bool
+    label: str
+    favourable: bool = False
+
+
+OUTCOMES: dict[str, Outcome] = {
+    "adverse_records": Outcome("n_records_adverse", True, "adverse official records per citizen"),
+    "sanctioned": Outcome("(n_denied > 0)::INT", False, "share denied at least once"),
+    "wrongfully_sanctioned": Outcome("wrongfully_sanctioned", False,
+                                     "share sanctioned only because of false records"),
+    "denied_travel": Outcome("denied_travel", False, "share denied travel at least once"),
+    "rewarded": Outcome("(n_rewarded > 0)::INT", False, "share rewarded at least once", favourable=True),
 }
 
 
-def citizen_table_sql(has_events: bool) -> str:
-    """The per-citizen audit table (groups and outcomes) as SQL over a run's catalog."""
-    travel = ("coalesce(t.n, 0) > 0" if has_events else "NULL")
-    join = ("LEFT JOIN (SELECT citizen, count(*) AS n FROM events WHERE kind = 'denial' "
-            "AND view IN ('both', 'official') AND item LIKE 'travel.%' GROUP BY citizen) t USING (citizen)"
-            if has_events else "")
-    return ("SELECT c.*, (n_records_true + n_records_false) AS records, (n_denied > 0)::INT AS sanctioned, "
-            f"(n_wrongful > 0)::INT AS wrongfully_sanctioned, ({travel})::INT AS denied_travel "
-            f"FROM citizens c {join}")
+def reference_groups(scenario: dict[str, Any], declared: dict[str, str] | None = None) -> dict[str, str]:
+    """The reference group of every dimension: ``declared`` (CLI), then the scenario's, then the largest share.
 
-
-def _dims(con: duckdb.DuckDBPyConnection) -> list[str]:
-    skip = {"grade", "shadow_grade"}
-    return [r[0] for r in con.execute("DESCRIBE citizens").fetchall()
-            if r[1] == "VARCHAR" and r[0] not in skip]
-
-
-def _ratio(a: float, n1: float, c: float, n2: float, per_capita: bool) -> tuple[float, float, float]:
-    if n1 <= 0 or n2 <= 0 or c <= 0:
-        return math.nan, math.nan, math.nan
-    r = (a / n1) / (c / n2)
-    if a <= 0:
-        return r, math.nan, math.nan
-    var = 1 / a + 1 / c if per_capita else max(1 / a - 1 / n1 + 1 / c - 1 / n2, 0.0)
-    se = math.sqrt(var)
-    return r, r * math.exp(-Z95 * se), r * math.exp(Z95 * se)
-
-
-def _rows(con: duckdb.DuckDBPyConnection, cols: list[str], ref: str | None, min_pop: int) -> list[dict[str, Any]]:
-    key = " || ' × ' || ".join(f"CAST({c} AS VARCHAR)" for c in cols)
-    sums = ", ".join(f"sum({expr})" for expr, _pc, _l in OUTCOMES.values())
-    res = con.execute(f"SELECT {key} AS g, count(*) AS pop, {sums} FROM audit_citizens GROUP BY g "
-                      "ORDER BY pop DESC, g").fetchall()
-    if not res:
-        return []
-    by = {r[0]: r for r in res}
-    ref_row = by.get(ref) if ref is not None else None
-    if ref_row is None:
-        ref_row = res[0]
-    out = []
-    dim = " × ".join(cols)
-    for r in res:
-        if r[1] < min_pop:
-            continue
-        for j, (name, (_expr, per_capita, label)) in enumerate(OUTCOMES.items()):
-            a, c = r[2 + j], ref_row[2 + j]
-            if a is None or c is None:
-                continue
-            ratio, lo, hi = _ratio(float(a), r[1], float(c), ref_row[1], per_capita)
-            flag = bool(math.isfinite(ratio) and (ratio < FOUR_FIFTHS or ratio > 1 / FOUR_FIFTHS))
-            sig = bool(flag and math.isfinite(lo) and (lo > 1 or hi < 1))
-            out.append({"dimension": dim, "group": r[0], "outcome": name, "label": label,
-                        "population": int(r[1]), "count": float(a), "rate": float(a) / r[1],
-                        "reference": ref_row[0], "reference_rate": float(c) / ref_row[1],
-                        "ratio": ratio, "lo": lo, "hi": hi, "flag": flag, "significant": sig})
+    ``scenario`` is the resolved scenario as JSON (a run manifest's ``scenario``). Raises
+    ValueError naming the dimension when a declared group does not exist.
+    """
+    groups: dict[str, dict[str, float]] = scenario["population"]["groups"]
+    given = {**(scenario["population"].get("reference") or {}), **(declared or {})}
+    out: dict[str, str] = {}
+    for dim, g in given.items():
+        if dim not in groups:
+            raise ValueError(f"reference: no dimension {dim!r} (expected one of {', '.join(groups)})")
+        if g not in groups[dim]:
+            raise ValueError(f"reference.{dim}: no group {g!r} (expected one of {', '.join(groups[dim])})")
+    for dim, shares in groups.items():
+        # max() keeps the first of equal shares: declaration order breaks ties
+        out[dim] = given.get(dim) or max(shares, key=lambda v: shares[v])
     return out
 
 
-def disparate_impact(con: duckdb.DuckDBPyConnection, has_events: bool, reference: dict[str, str] | None = None,
-                     intersections: list[tuple[str, str]] | None = None, min_pop: int = 30) -> dict[str, Any]:
-    """Rate ratios per dimension and per intersection of two dimensions (see the module docstring)."""
-    con.execute(f"CREATE OR REPLACE TEMP VIEW audit_citizens AS {citizen_table_sql(has_events)}")
-    dims = _dims(con)
-    reference = reference or {}
+def citizen_table_sql(has_events: bool, has_harms: bool, has_adverse: bool = True) -> str:
+    """The per-citizen audit table (groups and outcomes) as SQL over a run's catalog.
+
+    ``has_adverse`` is False for runs written before adverse records were counted: the
+    outcome is then missing (NULL), not zero.
+    """
+    travel = "coalesce(t.n, 0) > 0" if has_events else "NULL"
+    join = ("LEFT JOIN (SELECT citizen, count(*) AS n FROM events WHERE kind = 'denial' "
+            "AND view IN ('both', 'official') AND item LIKE 'travel.%' GROUP BY citizen) t USING (citizen)"
+            if has_events else "")
+    wrong = "h.wrongful_sanctioned" if has_harms else "(c.n_wrongful > 0)::INT"
+    hjoin = "JOIN (SELECT citizen, wrongful_sanctioned FROM harms) h USING (citizen)" if has_harms else ""
+    adverse = "" if has_adverse else "NULL::BIGINT AS n_records_adverse, "
+    return (f"SELECT c.*, {adverse}{wrong} AS wrongfully_sanctioned, ({travel})::INT AS denied_travel "
+            f"FROM citizens c {join} {hjoin}")
+
+
+# (dimension label, group, outcome) -> {value: citizens}
+Histograms = dict[tuple[str, str, str], dict[int, int]]
+
+
+def histograms(run_dir: str | Path, pairs: list[tuple[str, str]] | None = None) -> Histograms:
+    """Per group (of each dimension and each pair of dimensions) and outcome: how many citizens had each value.
+
+    A histogram of per-citizen values is all the pooled ratio and its bootstrap need, and
+    it adds across replicates.
+    """
+    run_dir = Path(run_dir)
+    man = read_manifest(run_dir)
+    dims = list(man["scenario"]["population"]["groups"])
+    con = connect(run_dir)
+    try:
+        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+        has_harms = "harms" in views and (run_dir / HARMS_FILE).exists()
+        citizen_cols = {r[0] for r in con.execute("DESCRIBE citizens").fetchall()}
+        con.execute("CREATE OR REPLACE TEMP VIEW audit_citizens AS "
+                    + citizen_table_sql("events" in views, has_harms, "n_records_adverse" in citizen_cols))
+        groupings = [[d] for d in dims] + [list(p) for p in (pairs if pairs is not None else combinations(dims, 2))]
+        out: Histograms = {}
+        for cols in groupings:
+            key = f" || '{SEP}' || ".join(f'CAST("{c}" AS VARCHAR)' for c in cols)
+            label = SEP.join(cols)
+            for name, o in OUTCOMES.items():
+                for g, y, n in con.execute(f"SELECT {key}, {o.sql}, count(*) FROM audit_citizens "
+                                           "GROUP BY ALL").fetchall():
+                    if y is None:
+                        continue
+                    out.setdefault((label, g, name), {})[int(y)] = int(n)
+        return out
+    finally:
+        con.close()
+
+
+def merge(hists: list[Histograms]) -> Histograms:
+    """Citizens of several replicates in one histogram per (dimension, group, outcome)."""
+    out: Histograms = {}
+    for h in hists:
+        for k, counts in h.items():
+            dst = out.setdefault(k, {})
+            for y, n in counts.items():
+                dst[y] = dst.get(y, 0) + n
+    return out
+
+
+@dataclass
+class Ratio:
+    """One group's pooled rate against its reference, with its bootstrap interval."""
+
+    dimension: str
+    group: str
+    outcome: str
+    label: str
+    population: int
+    count: float
+    rate: float
+    reference: str
+    reference_population: int
+    reference_count: float
+    reference_rate: float
+    ratio: float
+    lo: float
+    hi: float
+    too_few: bool
+    flag: bool
+    significant: bool
+    favourable: bool
+    replicates: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def _totals(counts: dict[int, int]) -> tuple[int, float]:
+    return sum(counts.values()), float(sum(y * n for y, n in counts.items()))
+
+
+def _boot(counts: dict[int, int], rng: np.random.Generator, b: int) -> np.ndarray:
+    """Poisson-bootstrap rates: citizens with value y, reweighted, are Poisson(n_y) in total."""
+    values = sorted(counts)  # a fixed order: the draws must not depend on the order replicates came in
+    ys = np.array(values, dtype=np.float64)
+    ns = np.array([counts[v] for v in values], dtype=np.float64)
+    draws = rng.poisson(ns[None, :], size=(b, ns.shape[0])).astype(np.float64)
+    pop = draws.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray((draws @ ys) / pop)
+
+
+def ratio_interval(group: dict[int, int], ref: dict[int, int], seed: int, b: int = BOOTSTRAP,
+                   level: float = 0.95) -> tuple[float, float, float]:
+    """Pooled rate ratio of ``group`` to ``ref`` (value -> citizens) and its percentile bootstrap interval."""
+    n1, s1 = _totals(group)
+    n2, s2 = _totals(ref)
+    if n1 == 0 or n2 == 0 or s2 == 0:
+        return math.nan, math.nan, math.nan
+    r = (s1 / n1) / (s2 / n2)
+    rng = np.random.default_rng(seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = _boot(group, rng, b) / _boot(ref, rng, b)
+    boot = boot[np.isfinite(boot)]
+    if boot.shape[0] < b // 2:
+        return r, math.nan, math.nan
+    a = (1 - level) / 2
+    lo, hi = np.quantile(boot, [a, 1 - a])
+    return r, float(lo), float(hi)
+
+
+def _seed(seeds: list[int], key: tuple[str, str, str]) -> int:
+    text = ",".join(map(str, sorted(seeds))) + "|" + "|".join(key)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+def pooled(hists: list[Histograms], seeds: list[int], reference: dict[str, str],
+           min_events: int = MIN_EVENTS, min_population: int = MIN_POPULATION) -> dict[str, Any]:
+    """Pooled ratios of every group against its reference (see the module docstring)."""
+    allh = merge(hists)
     single: list[dict[str, Any]] = []
-    for d in dims:
-        single += _rows(con, [d], reference.get(d), min_pop)
-    pairs = intersections if intersections is not None else list(combinations(dims, 2))
     inter: list[dict[str, Any]] = []
-    for a, b in pairs:
-        inter += _rows(con, [a, b], None, min_pop)
-    return {"outcomes": {k: v[2] for k, v in OUTCOMES.items()}, "dimensions": dims,
-            "single": single, "intersectional": inter, "min_population": min_pop}
+    for (dim, g, name), counts in sorted(allh.items()):
+        cols = dim.split(SEP)
+        ref_g = SEP.join(reference[c] for c in cols)
+        if g == ref_g:
+            continue
+        ref = allh.get((dim, ref_g, name))
+        n1, s1 = _totals(counts)
+        if ref is None or n1 < min_population:
+            continue
+        n2, s2 = _totals(ref)
+        o = OUTCOMES[name]
+        r, lo, hi = ratio_interval(counts, ref, _seed(seeds, (dim, g, name)))
+        too_few = min(s1, s2) < min_events
+        flag = bool(not too_few and math.isfinite(r) and (r < FOUR_FIFTHS or r > 1 / FOUR_FIFTHS))
+        sig = bool(flag and math.isfinite(lo) and (lo > 1 or hi < 1))
+        per_rep = []
+        for h in hists:
+            a, c = h.get((dim, g, name)), h.get((dim, ref_g, name))
+            if a is None or c is None:
+                per_rep.append(math.nan)
+                continue
+            (na, sa), (nc, sc) = _totals(a), _totals(c)
+            per_rep.append((sa / na) / (sc / nc) if na and nc and sc else math.nan)
+        row = Ratio(dim, g, name, o.label, n1, s1, s1 / n1, ref_g, n2, s2, s2 / n2 if n2 else math.nan, r, lo, hi,
+                    too_few, flag, sig, o.favourable, per_rep)
+        (single if len(cols) == 1 else inter).append(row.as_dict())
+    return {"outcomes": {k: v.label for k, v in OUTCOMES.items()}, "reference": reference,
+            "dimensions": list(reference), "single": single, "intersectional": inter,
+            "min_events": min_events, "min_population": min_population, "bootstrap": BOOTSTRAP,
+            "replicates": len(hists),
+            "method": (f"ratio of rates pooled over {len(hists)} replicate(s); 95% interval: 2.5th-97.5th "
+                       f"percentiles of {BOOTSTRAP} Poisson bootstraps over citizens")}
+
+
+def disparate_impact(run_dirs: list[Path], seeds: list[int], declared: dict[str, str] | None = None,
+                     pairs: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Pooled disparate-impact ratios over the system runs of an audit (one per replicate)."""
+    scen = read_manifest(run_dirs[0])["scenario"]
+    ref = reference_groups(scen, declared)
+    return pooled([histograms(d, pairs) for d in run_dirs], seeds, ref)
+
+
+def single_run(run_dir: Path, declared: dict[str, str] | None = None,
+               pairs: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Ratios of one run alone (a run directory's report), with the same reference groups."""
+    man = read_manifest(run_dir)
+    return pooled([histograms(run_dir, pairs)], [int(man["seed"])], reference_groups(man["scenario"], declared))

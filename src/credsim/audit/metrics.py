@@ -7,7 +7,8 @@ views), so every figure in a report can be recomputed by hand with ``credsim sql
 ``scalars``      flat name -> number; the figures that replicates turn into intervals
 ``series``       daily stocks (grade mix, list sizes) of the whole population
 ``groups``       per group of every dimension: population and counts (denied, wrongful, ...)
-``fairness``     disparate-impact rate ratios (see :mod:`credsim.audit.fairness`)
+``fairness``     disparate-impact rate ratios of this run alone (see :mod:`credsim.audit.fairness`;
+                 an audit's headline ratios are pooled over replicates)
 ``sanctions``    per sanction rule: denials, cross-context share, severity vs gravity
 ``recovery``     time to leave a list / to regain a lost grade (Kaplan-Meier, censored)
 ``transitions``  start -> end grade matrix, and official vs shadow final grade matrix
@@ -95,6 +96,12 @@ def _figures(con: duckdb.DuckDBPyConnection, run_dir: Path, man: dict[str, Any],
     s["records.official_false"] = _metric_total(con, "records.official_false")
     s["records.official_true"] = _metric_total(con, "records.official_true")
     s["records.per_capita"] = (s["records.official_false"] + s["records.official_true"]) / n
+    citizen_cols = {r[0] for r in con.execute("DESCRIBE citizens").fetchall()}
+    if "n_records_adverse" in citizen_cols:  # runs written before it was counted have no such column
+        s["records.adverse"] = _one(con, "SELECT sum(n_records_adverse) FROM citizens")
+        s["records.adverse_per_capita"] = s["records.adverse"] / n
+    for li, bad in _grade_rule_violations(con, scen, lists).items():
+        s[f"check.grade_rule.{li}"] = bad
 
     # cross-context detriment and association harm
     s["cross_context.mean_share"] = (_metric_total(con, "denied.cross_context_sum") / s["denied.total"]
@@ -135,13 +142,40 @@ def _figures(con: duckdb.DuckDBPyConnection, run_dir: Path, man: dict[str, Any],
         "scalars": s,
         "series": _series(con, lists, grades, attempts),
         "groups": _groups(con, attempts),
-        "fairness": fairness.disparate_impact(con, has_events, reference, intersections),
+        "fairness": fairness.single_run(run_dir, reference, intersections),
         "sanctions": _sanctions(con, scen) if has_events else [],
         "recovery": _recovery(con, lists, grades, days) if has_events else {},
         "transitions": _transitions(con, grades) if has_events and grades else {},
     }
     for row in out["sanctions"]:
         s[f"sanction.{row['sanction']}.denials"] = row["denials"]
+    return out
+
+
+def _grade_rule_violations(con: duckdb.DuckDBPyConnection, scen: dict[str, Any], lists: list[str]) -> dict[str, float]:
+    """Citizens whose end-of-run membership of a list entered by grade breaks the grade rule.
+
+    The same invariant as :func:`credsim.stages.classify.grade_rule_violations`, from the
+    files: in an entry grade means listed (unless a fixed term can have ended the stay), and
+    listed means in an entry grade when the list exits on grade recovery. Anything but 0 is
+    a bug that understates or overstates every figure about that list.
+    """
+    out: dict[str, float] = {}
+    for li in lists:
+        spec = (scen.get("lists") or {})[li]
+        grades = spec["entry"].get("grades")
+        if not grades:
+            continue
+        into = "grade IN (SELECT unnest(?))"
+        parts, params = [], []
+        if not spec["exit"].get("term_days"):
+            parts.append(f"({into} AND NOT \"on_{li}\")")
+            params.append(grades)
+        if spec["exit"].get("on_grade_recovery"):
+            parts.append(f"(\"on_{li}\" AND NOT {into})")
+            params.append(grades)
+        if parts:
+            out[li] = _one(con, f"SELECT count(*) FROM citizens WHERE {' OR '.join(parts)}", params)
     return out
 
 
@@ -208,8 +242,14 @@ def _recovery(con: duckdb.DuckDBPyConnection, lists: list[str], grades: list[str
             "SELECT day FROM events e WHERE kind = 'list' AND view = 'official' AND item = ? AND value > 0 "
             "AND NOT EXISTS (SELECT 1 FROM events x WHERE x.kind = 'list' AND x.view = 'official' AND x.item = e.item "
             "AND x.value < 0 AND x.citizen = e.citizen AND x.prev = e.day)", [li]).fetchall()
-        dur = np.array([r[0] for r in done] + [days - r[0] for r in entries], dtype=np.float64)
-        obs = np.array([1] * len(done) + [0] * len(entries), dtype=np.int8)
+        # stays that began before day 0 (a list entered by grade: the starting grade) have no entry row
+        start = con.execute(
+            f"SELECT count(*) FROM citizens c WHERE \"on_{li}\" AND NOT EXISTS (SELECT 1 FROM events x "
+            "WHERE x.kind = 'list' AND x.view = 'official' AND x.item = ? AND x.citizen = c.citizen)",
+            [li]).fetchone()
+        n_start = int(start[0]) if start else 0
+        dur = np.array([r[0] for r in done] + [days - r[0] for r in entries] + [days] * n_start, dtype=np.float64)
+        obs = np.array([1] * len(done) + [0] * (len(entries) + n_start), dtype=np.int8)
         out["lists"][li] = _km_summary(dur, obs)
     if grades:
         rows = con.execute("SELECT citizen, day, prev, value FROM events WHERE kind = 'grade' AND view = 'official' "
@@ -241,11 +281,40 @@ def _recovery(con: duckdb.DuckDBPyConnection, lists: list[str], grades: list[str
 
 
 def _km_summary(dur: np.ndarray, obs: np.ndarray) -> dict[str, Any]:
+    """Kaplan-Meier summary; the durations are kept (``durations``, ``observed``) so replicates can be pooled."""
     times, surv = kaplan_meier(dur, obs)
     return {"n": int(dur.shape[0]), "recovered": int(obs.sum()) if dur.shape[0] else 0,
             "censored": int((obs == 0).sum()) if dur.shape[0] else 0,
             "median_days": km_quantile(times, surv, 0.5), "p90_days": km_quantile(times, surv, 0.9),
-            "curve_t": [float(t) for t in times], "curve_s": [float(v) for v in surv]}
+            "curve_t": [float(t) for t in times], "curve_s": [float(v) for v in surv],
+            "durations": [float(x) for x in dur], "observed": [int(x) for x in obs]}
+
+
+def pool_recovery(figs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One Kaplan-Meier curve per list (and for grades) over the stays of every replicate.
+
+    Replicates are independent populations, so their stays are pooled as one sample; the
+    per-replicate duration lists are then dropped from ``figs`` (they only served the pooling).
+    """
+    def pooled(parts: list[dict[str, Any]]) -> dict[str, Any]:
+        dur = np.array([x for p in parts for x in p.get("durations", [])], dtype=np.float64)
+        obs = np.array([x for p in parts for x in p.get("observed", [])], dtype=np.int8)
+        out = _km_summary(dur, obs)
+        out.pop("durations")
+        out.pop("observed")
+        return out
+
+    recs = [f.get("recovery") or {} for f in figs]
+    result: dict[str, Any] = {"lists": {}, "grade": {}}
+    for li in (recs[0].get("lists") or {}) if recs else {}:
+        result["lists"][li] = pooled([r["lists"][li] for r in recs if li in r.get("lists", {})])
+    if recs and recs[0].get("grade"):
+        result["grade"] = pooled([r["grade"] for r in recs if r.get("grade")])
+    for r in recs:
+        for part in [*(r.get("lists") or {}).values(), r.get("grade") or {}]:
+            part.pop("durations", None)
+            part.pop("observed", None)
+    return result
 
 
 def _transitions(con: duckdb.DuckDBPyConnection, grades: list[str]) -> dict[str, Any]:

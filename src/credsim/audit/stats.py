@@ -1,8 +1,10 @@
 """Small statistics the audit needs, written out so that each figure can be checked by hand.
 
 - :func:`interval`: mean and a Student-t confidence interval across replicates (each
-  replicate is an independent seed, so the replicate values are i.i.d.);
-- :func:`rate_ratio`: a ratio of two rates with Katz's log interval;
+  replicate is an independent seed, so the replicate values are i.i.d.). The interval is
+  never clipped: a count whose interval reaches below 0 says so (the t interval is a
+  statement about the mean's uncertainty, and cutting it would hide how little k replicates
+  pin it down); with k = 2 it carries a warning (t(1) = 12.7);
 - :func:`gini`: the Gini coefficient of non-negative values;
 - :func:`kaplan_meier`: survival curve of durations with right-censoring (citizens still
   on a list at the end of the run have not recovered *yet*; dropping them would bias the
@@ -16,8 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
-
-Z95 = 1.959963984540054
 
 
 @dataclass
@@ -34,12 +34,22 @@ class Interval:
     def half_width(self) -> float:
         return (self.hi - self.lo) / 2
 
-    def as_dict(self) -> dict[str, float]:
-        return {"mean": self.mean, "lo": self.lo, "hi": self.hi, "k": self.k, "sd": self.sd}
+    @property
+    def warning(self) -> str:
+        """Plain words when k is too small for the interval to mean much ('' otherwise)."""
+        if self.k == 1:
+            return "one replicate: no interval"
+        if self.k == 2:
+            return "2 replicates: the 95% t interval uses t(1) = 12.7 and is very wide; use k >= 5"
+        return ""
+
+    def as_dict(self) -> dict[str, float | str]:
+        return {"mean": self.mean, "lo": self.lo, "hi": self.hi, "k": self.k, "sd": self.sd,
+                "warning": self.warning}
 
 
-def interval(values: list[float] | np.ndarray, level: float = 0.95, floor: float | None = None) -> Interval:
-    """Mean and t interval; ``floor`` bounds the interval below (0 for counts that cannot be negative)."""
+def interval(values: list[float] | np.ndarray, level: float = 0.95) -> Interval:
+    """Mean and t interval, never clipped (a count's interval may reach below 0: it is shown as it is)."""
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]
     k = int(x.shape[0])
@@ -50,19 +60,7 @@ def interval(values: list[float] | np.ndarray, level: float = 0.95, floor: float
         return Interval(m, m, m, 1, math.nan)
     sd = float(x.std(ddof=1))
     h = float(sps.t.ppf(0.5 + level / 2, k - 1)) * sd / math.sqrt(k)
-    lo = m - h if floor is None else max(floor, m - h)
-    return Interval(m, lo, m + h, k, sd)
-
-
-def rate_ratio(a: float, n1: float, c: float, n2: float) -> tuple[float, float, float]:
-    """Ratio of rates a/n1 to c/n2 with Katz's 95% log interval (nan when undefined)."""
-    if n1 <= 0 or n2 <= 0 or c <= 0:
-        return math.nan, math.nan, math.nan
-    r = (a / n1) / (c / n2)
-    if a <= 0:
-        return r, math.nan, math.nan
-    se = math.sqrt(max(1 / a - 1 / n1 + 1 / c - 1 / n2, 0.0))
-    return r, r * math.exp(-Z95 * se), r * math.exp(Z95 * se)
+    return Interval(m, m - h, m + h, k, sd)
 
 
 def gini(values: np.ndarray) -> float:

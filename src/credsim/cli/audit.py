@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from credsim.audit.paired import audit_pairs
 from credsim.cli.common import fail, parse_set
-from credsim.report import audit_pairs
 
 app = typer.Typer()
 out = Console()
@@ -35,8 +35,11 @@ def audit_cmd(
     trace: Annotated[int | None, typer.Option(help="citizens traced per run (for explain)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out directory")] = False,
     threads: Annotated[int | None, typer.Option(help="worker threads (results do not depend on it)")] = None,
+    reference: Annotated[list[str] | None, typer.Option(
+        help="disparate-impact reference group DIM=GROUP (repeatable; default: the scenario's "
+             "population.reference, else the largest declared share)")] = None,
 ) -> None:
-    """Run a scenario and its paired counterfactual over replicates; write audit.json and report.html."""
+    """Run a scenario and its counterfactuals over replicates; write audit.json and report.html."""
     from credsim.audit.paired import audit
     from credsim.memory import MemoryRefused
     from credsim.scenario.load import ScenarioError
@@ -46,10 +49,17 @@ def audit_cmd(
     def progress(name: str, s: int, k: int) -> None:
         err.print(f"[dim]{time.perf_counter() - t0:7.1f}s[/dim]  replicate {k + 1}/{replicates}: {name}, seed {s}")
 
+    refs: dict[str, str] = {}
+    for item in reference or []:
+        dim, sep, grp = item.partition("=")
+        if not sep or not dim.strip() or not grp.strip():
+            typer.echo(f"--reference expects DIM=GROUP (e.g. income=q3), got {item!r}", err=True)
+            raise typer.Exit(2)
+        refs[dim.strip()] = grp.strip()
     try:
         d = audit(scenario, against=None if against == "none" else against, replicates=replicates,
                   population=population, days=days, seed=seed, out=out_dir, overrides=parse_set(set_),
-                  trace=trace, overwrite=overwrite, on_run=progress, threads=threads)
+                  trace=trace, overwrite=overwrite, on_run=progress, threads=threads, reference=refs or None)
     except (ScenarioError, MemoryRefused, FileExistsError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

@@ -22,7 +22,8 @@ def report_cmd(
                                                   help="HTML file (default RUN_DIR/report.html)")] = None,
 ) -> None:
     """Write one self-contained HTML report (opens offline) for a run or an audit."""
-    from credsim.report import load_result, write_report
+    from credsim.audit.paired import load_result
+    from credsim.report import write_report
     from credsim.report.findings import headlines
 
     try:
@@ -47,7 +48,8 @@ def compare_cmd(
     """Put two runs side by side in one HTML page (and a table on the terminal)."""
     from rich.table import Table
 
-    from credsim.report import load_result, write_compare
+    from credsim.audit.paired import load_result
+    from credsim.report import write_compare
     from credsim.report.findings import fmt
 
     try:
@@ -57,7 +59,9 @@ def compare_cmd(
     t = Table(title=f"A = {run_a.name}   B = {run_b.name}")
     for c in ("figure", "A", "B", "B - A"):
         t.add_column(c, justify="left" if c == "figure" else "right")
-    keys = ["citizens.sanctioned", "denied.total", "wrongful.total", "missed.total", "wrongful.share_of_denied",
+    keys = ["citizens.sanctioned", "denied.total", "harm.wrongful.citizens", "harm.missed.citizens",
+            "harm.lawful.citizens", "harm.cross_context.citizens", "harm.association.citizens",
+            "wrongful.total", "missed.total", "wrongful.share_of_denied",
             "cross_context.mean_share", "association_only.citizens", "records.per_capita", "gini.score",
             "events.infraction.total", "events.speech.total"]
     for k in keys:
@@ -66,7 +70,7 @@ def compare_cmd(
         t.add_row(k, fmt(a, d), fmt(b, d), fmt(b - a, d) if a is not None and b is not None else "n/a")
     out.print(t)
     try:
-        path = write_compare(run_a, run_b, out_file)
+        path = write_compare(ra, rb, run_a.name, run_b.name, out_file)
     except ModuleNotFoundError as exc:
         fail(f"the HTML comparison needs {exc.name}: pip install 'credsim[report]'")
     out.print(f"comparison: [bold]{path}[/bold]")

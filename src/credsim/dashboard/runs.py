@@ -38,7 +38,7 @@ from typing import Any
 
 from credsim import security
 from credsim.api import run as run_api
-from credsim.audit.paired import assemble, counterfactual
+from credsim.audit.paired import assemble, counterfactual, load_result
 from credsim.memory import MemoryRefused, check_memory
 from credsim.safeio import AUDIT_JSON_BYTES, MANIFEST_BYTES, read_json_object, read_text
 from credsim.scenario.load import ScenarioError, dump_yaml, scenario_hash
@@ -253,8 +253,6 @@ class Runner:
 
     def result(self, name: object) -> dict[str, Any]:
         """The assembled audit result of a named directory (cached while its files are unchanged)."""
-        from credsim.report import load_result
-
         d = self.resolve(name)
         marker = d / "audit.json" if (d / "audit.json").is_file() else d / "manifest.json"
         key = (str(d), marker.stat().st_mtime)

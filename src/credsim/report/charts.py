@@ -79,7 +79,7 @@ def denied_by_group(res: dict[str, Any]) -> Chart:
 
 def wrongful_missed(res: dict[str, Any]) -> Chart:
     f = res["first"]
-    title = "Wrongful and missed sanctions, by activity"
+    title = "Official and shadow view disagreements, by activity"
     att = [a for a in f["attempts"] if (res["intervals"].get(f"denied.{a}", {}).get("mean") or 0)
            or (res["intervals"].get(f"missed.{a}", {}).get("mean") or 0)]
     if not att:
@@ -92,7 +92,9 @@ def wrongful_missed(res: dict[str, Any]) -> Chart:
         fig.add_trace(go.Bar(x=att, y=[iv["mean"] for iv in ivs], name=label, marker_color=color,
                              error_y={"type": "data", "array": err, "visible": any(err)}))
     _layout(fig, barmode="group", yaxis_title="denials over the run")
-    return title, fig, ("Wrongful: denied officially, allowed on true records. Missed: the reverse. "
+    return title, fig, ("In-run shadow view (every true event of an observed behaviour recorded, nothing false). "
+                        "Wrongful here: denied officially, allowed in the shadow view; missed: the reverse. These "
+                        "compare with perfect surveillance; the harms table compares with counterfactual runs. "
                         "Error bars: 95% interval across replicates.")
 
 
@@ -127,9 +129,9 @@ def cross_context(res: dict[str, Any]) -> Chart:
 
 
 def disparate_impact(res: dict[str, Any]) -> Chart:
-    fair = res["first"].get("fairness") or {}
+    fair = res.get("fairness") or res["first"].get("fairness") or {}
     rows = [r for r in fair.get("single", []) if r["group"] != r["reference"] and r["ratio"] and
-            math.isfinite(r["ratio"]) and r["ratio"] > 0]
+            math.isfinite(r["ratio"]) and r["ratio"] > 0 and not r.get("too_few")]
     title = "Disparate impact: rate ratios with the four-fifths band"
     if not rows:
         return title, None, "No group rate could be compared."
@@ -155,9 +157,11 @@ def disparate_impact(res: dict[str, Any]) -> Chart:
     _layout(fig, height=max(380, 22 * n + 120), xaxis_title="rate ratio to the reference group (log scale)")
     fig.update_xaxes(type="log")
     fig.update_yaxes(autorange="reversed", tickfont={"size": 11})
-    return title, fig, ("Each dot: a group's rate divided by its dimension's reference group (the largest group), "
-                        "with a 95% interval. Dashed lines: the four-fifths rule (0.8 and 1/0.8 = 1.25); dots outside "
-                        "the grey band are flagged.")
+    refs = ", ".join(f"{d}={g}" for d, g in (fair.get("reference") or {}).items())
+    return title, fig, ("Each dot: a group's rate, pooled over replicates, divided by its dimension's declared "
+                        f"reference group ({refs}), with a 95% interval ({fair.get('method', '')}). Ratios on fewer "
+                        f"than {fair.get('min_events')} events are left out. Dashed lines: the four-fifths rule "
+                        "(0.8 and 1/0.8 = 1.25); dots outside the grey band are flagged.")
 
 
 def deterrence_chilling(res: dict[str, Any]) -> Chart:
@@ -203,7 +207,7 @@ def chilling_by_group(res: dict[str, Any]) -> Chart:
 
 
 def recovery(res: dict[str, Any]) -> Chart:
-    rec = res["first"].get("recovery") or {}
+    rec = res.get("recovery") or res["first"].get("recovery") or {}  # pooled over replicates
     title = "Recovery: time to leave a list or regain a lost grade"
     curves = [(f"leave {li}", r) for li, r in (rec.get("lists") or {}).items() if r["n"]]
     if rec.get("grade", {}).get("n"):

@@ -40,10 +40,11 @@ class Headline:
         return {p[0]: p[1] for p in self.parts if not isinstance(p, str)}
 
 
-VERBS = {"surveillance": "citizens had official records made about them at",
+VERBS = {"adverse_records": "citizens had adverse official records made about them at",
          "sanctioned": "citizens were denied at least once at",
-         "wrongfully_sanctioned": "citizens were wrongfully denied at",
-         "denied_travel": "citizens were denied travel at"}
+         "wrongfully_sanctioned": "citizens were sanctioned only because of false records at",
+         "denied_travel": "citizens were denied travel at",
+         "rewarded": "citizens were rewarded at"}
 
 
 def fmt(v: float | None, digits: int = 0, pct: bool = False) -> str:
@@ -60,15 +61,30 @@ def _iv(res: dict[str, Any], name: str) -> dict[str, Any]:
     return res["intervals"].get(name) or {"mean": None, "lo": None, "hi": None, "k": 0}
 
 
+def _replicate_values(res: dict[str, Any], name: str) -> list[float | None]:
+    return [(r.get("system") or {}).get(name) for r in res.get("replicates") or []]
+
+
 def num(res: dict[str, Any], name: str, digits: int = 0, pct: bool = False, ci: bool = True) -> tuple[str, float, str]:
-    """A figure from the intervals: (name, mean, shown text with its 95% interval when replicated)."""
+    """A figure: (name, mean over replicates, shown text).
+
+    With several replicates the text carries the 95% t interval as computed (an interval of a
+    count may reach below 0: it is never clipped), and with fewer than 5 the replicate values.
+    """
     iv = _iv(res, name)
     m = iv["mean"]
+    if digits == 0 and not pct and m is not None and abs(m - round(m)) > 1e-9 and abs(m) < 100:
+        digits = 1  # a mean of counts such as 0.5 must not print as 0
     shown = fmt(m, digits, pct) + ("%" if pct and m is not None else "")
-    if ci and iv.get("k", 0) > 1 and iv["lo"] is not None and iv["hi"] is not None:
+    k = iv.get("k", 0)
+    if ci and k > 1 and iv["lo"] is not None and iv["hi"] is not None:
         lo, hi = fmt(iv["lo"], digits, pct), fmt(iv["hi"], digits, pct)
         if lo != hi:
-            shown += f" (95% CI {lo}–{hi}{'%' if pct else ''})"
+            shown += f" (95% CI {lo} to {hi}{'%' if pct else ''}"
+            if k < 5:
+                vals = ", ".join(fmt(v, digits, pct) for v in _replicate_values(res, name))
+                shown += f"; replicates {vals}"
+            shown += ")"
     return (name, m if m is not None else math.nan, shown)
 
 
@@ -91,6 +107,35 @@ def _effect_parts(res: dict[str, Any], metric: str) -> list[str | tuple[str, flo
             (f"effect.{metric}.diff", diff["mean"], d_shown)]
 
 
+def _harm(res: dict[str, Any], harm: str) -> dict[str, Any] | None:
+    """The harm's counterfactual (plain words) when the audit measured it, else None."""
+    meta = (res["meta"].get("harms") or {}).get(harm)
+    return meta if meta and f"harm.{harm}.denials" in res["intervals"] else None
+
+
+def _harm_ran(res: dict[str, Any], harm: str) -> bool:
+    return bool(_iv(res, f"harm.{harm}.run")["mean"])
+
+
+def _harm_headline(res: dict[str, Any], harm: str, lead: str, what: str, reversed_words: str) -> Headline | None:
+    """'Against <counterfactual>: <lead> N denials (M citizens) <what>', from the citizen-by-citizen difference."""
+    meta = _harm(res, harm)
+    if meta is None:
+        return None
+    h = Headline(f"harm.{harm}")
+    h.parts.append(f"Against {meta['against']} (same seeds, compared citizen by citizen): ")
+    if not _harm_ran(res, harm):
+        h.parts.append(f"that is the scenario itself, so {meta['means']} is 0.")
+        return h
+    h.parts += [lead, num(res, f"harm.{harm}.denials"), " denials (net) and ", num(res, f"harm.{harm}.citizens"),
+                f" citizens {what}"]
+    rev = _iv(res, f"harm.{harm}.reversed")["mean"]
+    if rev:
+        h.parts += ["; ", num(res, f"harm.{harm}.reversed"), f" citizens {reversed_words}"]
+    h.parts.append(".")
+    return h
+
+
 def headlines(res: dict[str, Any]) -> list[Headline]:
     f = res["first"]
     meta = res["meta"]
@@ -100,45 +145,62 @@ def headlines(res: dict[str, Any]) -> list[Headline]:
     reps = meta["replicates"]
     per = " (means over replicates)" if reps > 1 else ""
 
+    for w in meta.get("warnings") or []:
+        out.append(Headline("warning", ["Warning: " + w]))
+
     h = Headline("sanctioned")
     h.parts += [num(res, "citizens.sanctioned"), " citizens (",
                 ("citizens.sanctioned.share", _iv(res, "citizens.sanctioned")["mean"] / n,
                  fmt(_iv(res, "citizens.sanctioned")["mean"] / n, 2, pct=True) + "%"),
                 f" of {n:,}) were denied at least one activity in {meta['days']} days; ",
                 num(res, "denied.total"), f" attempts were denied in all{per}."]
-    att = sorted(f["attempts"], key=lambda a: -(s.get(f"denied.{a}") or 0))
-    if att and (s.get(f"denied.{att[0]}") or 0) > 0:
+    att = sorted(f["attempts"], key=lambda a: -(_iv(res, f"denied.{a}")["mean"] or 0))
+    if att and (_iv(res, f"denied.{att[0]}")["mean"] or 0) > 0:
         h.parts += [" Most were ", att[0], " (", num(res, f"denied.{att[0]}", ci=False), ")."]
     out.append(h)
 
-    h = Headline("wrongful")
+    for harm, lead, what, rev in (
+            ("wrongful", "false records caused ", "sanctioned only because of them",
+             "were sanctioned only without them (their behaviour or contacts changed)"),
+            ("missed", "imperfect surveillance of infractions let ", "escape every sanction that full observation "
+             "would have imposed", "were sanctioned only under imperfect surveillance"),
+            ("lawful", "punishing lawful acts caused ", "sanctioned only because of them",
+             "were sanctioned only when lawful acts went unpunished"),
+            ("cross_context", "records from other domains than the activity's caused ",
+             "sanctioned only because of them (cross-context detriment, EU AI Act Art. 5(1)(c)(i))",
+             "were sanctioned only under own-domain rules"),
+            ("association", "association penalties caused ", "sanctioned only because of their contacts",
+             "were sanctioned only without association penalties")):
+        hh = _harm_headline(res, harm, lead, what, rev)
+        if hh is not None:
+            out.append(hh)
+
+    h = Headline("shadow")
     if _iv(res, "denied.total")["mean"]:
-        h.parts += [num(res, "wrongful.total"), " denials (", num(res, "wrongful.share_of_denied", 1, pct=True,
-                                                                   ci=False),
-                    " of all denials) were wrongful: the official dossier, with its false records, denied them, "
-                    "but the true-records-only view would not have; ", num(res, "citizens.wrongfully_sanctioned"),
-                    " citizens were affected. "]
+        h.parts += ["The in-run shadow view (every true event of an observed behaviour recorded, nothing false) "
+                    "disagrees with the official one on ", num(res, "wrongful.total"),
+                    " denials it would not have made and ", num(res, "missed.total"),
+                    " it would have made; that view is perfect surveillance of lawful and unlawful acts alike, so "
+                    "these are not the harm of false records or under-enforcement (see above)."]
     else:
-        h.parts += ["No attempt was denied, so none wrongfully. "]
-    h.parts += [num(res, "missed.total"), " sanctions that the true records called for were missed."]
+        h.parts += ["No attempt was denied. The in-run shadow view would have made ", num(res, "missed.total"),
+                    " denials."]
     out.append(h)
 
-    if (s.get("denied.total") or 0) > 0:
+    if _harm(res, "cross_context") is None and (s.get("denied.total") or 0) > 0:
         h = Headline("cross_context")
         h.parts += ["On average ", num(res, "cross_context.mean_share", 0, pct=True),
                     " of what triggered a denial came from a different domain than the activity denied "
-                    "(cross-context detriment, EU AI Act Art. 5(1)(c)(i))."]
-        rules = [r for r in f.get("sanctions") or [] if r["denials"]]
-        if rules:
-            h.parts.append(" By rule: " + "; ".join(
-                f"{r['sanction']} {fmt(r['cross_mean'], 0, pct=True)}% (severity {fmt(r['severity'])}, median "
-                f"{fmt(r['gravity_median'])} points lost behind it)" for r in rules) + ".")
+                    "(a list sanction counts 1 whenever the list's domain differs: run the audit to measure the "
+                    "harm against own-domain sanctions)."]
         out.append(h)
 
-    h = Headline("association")
-    h.parts += [num(res, "association_only.citizens"), " citizens were denied only because of their contacts' "
-                "records (", num(res, "association_only.denials"), " denials)."]
-    out.append(h)
+    if _harm(res, "association") is None:
+        h = Headline("association")
+        h.parts += [num(res, "association_only.citizens"), " citizens were denied only because of their contacts' "
+                    "records (", num(res, "association_only.denials"), " denials; in-run check of the grade without "
+                    "association points)."]
+        out.append(h)
 
     if res.get("effects"):
         h = Headline("deterrence")
@@ -149,43 +211,26 @@ def headlines(res: dict[str, Any]) -> list[Headline]:
         h.parts += [" (chilling)."]
         out.append(h)
 
-    fair = f.get("fairness") or {}
-    flagged = [r for r in fair.get("single", []) if r["flag"] and r["group"] != r["reference"]]
-    flagged.sort(key=lambda r: (not r["significant"], -abs(math.log(r["ratio"])) if r["ratio"] else 0))
-    h = Headline("disparate_impact")
-    if flagged:
-        top = flagged[:3]
-        h.parts.append(f"{sum(r['significant'] for r in flagged)} group rate ratios are beyond the four-fifths rule "
-                       "with 95% confidence. ")
-        for i, r in enumerate(top):
-            key = f"di.{r['dimension']}.{r['group']}.{r['outcome']}"
-            h.parts += [f"{r['dimension']}={r['group']} {VERBS.get(r['outcome'], r['label'] + ' at')} ",
-                        (key, r["ratio"], f"{r['ratio']:.2f}×"),
-                        f" the rate of {r['dimension']}={r['reference']} (95% CI {fmt(r['lo'], 2)}–{fmt(r['hi'], 2)})"
-                        + ("" if r["significant"] else ", not significant")
-                        + ("; " if i < len(top) - 1 else ".")]
-    else:
-        h.parts.append("No group's rate ratio is beyond the four-fifths rule (0.8 to 1.25).")
-    out.append(h)
+    out.append(_di_headline(res))
 
     for li in f.get("lists") or []:
         h = Headline(f"list.{li}")
         h.parts += [num(res, f"listed.{li}.end"), f" citizens were on {li} at the end (",
                     num(res, f"shadow_listed.{li}.end"), " under the true records only); ",
-                    num(res, f"entries.{li}"), " entries in all."]
-        rec = (f.get("recovery") or {}).get("lists", {}).get(li)
+                    num(res, f"entries.{li}"), " entries during the run."]
+        rec = (res.get("recovery") or f.get("recovery") or {}).get("lists", {}).get(li)
         if rec and rec["n"]:
             med = rec["median_days"]
-            first = " In the first replicate, of" if reps > 1 else " Of"
+            first = f" Over the {reps} replicates, of" if reps > 1 else " Of"
             h.parts += [f"{first} {rec['n']:,} stays, {rec['recovered']:,} ended within the run; ",
                         ("half lasted " + fmt(med) + " days or longer" if med is not None
                          else "more than half were still running at the end"), " (Kaplan–Meier)."]
         out.append(h)
-    rec = (f.get("recovery") or {}).get("grade")
+    rec = (res.get("recovery") or f.get("recovery") or {}).get("grade")
     if rec and rec.get("n"):
         h = Headline("grade_recovery")
         med = rec["median_days"]
-        h.parts += [("In the first replicate, " if reps > 1 else "") + f"{rec['n']:,} grade losses: "
+        h.parts += [(f"Over the {reps} replicates, " if reps > 1 else "") + f"{rec['n']:,} grade losses: "
                     f"{rec['recovered']:,} were regained within the run; ",
                     (f"the median time to regain was {fmt(med)} days" if med is not None
                      else "more than half were not regained by the end"), " (Kaplan–Meier)."]
@@ -195,3 +240,34 @@ def headlines(res: dict[str, Any]) -> list[Headline]:
                 num(res, "gini.shadow_score", 4), " for scores from true records only."]
     out.append(h)
     return out
+
+
+def _di_headline(res: dict[str, Any]) -> Headline:
+    """The largest pooled ratios beyond the four-fifths rule (never one with too few events)."""
+    fair = res.get("fairness") or res["first"].get("fairness") or {}
+    rows = fair.get("single", [])
+    flagged = [r for r in rows if r["flag"] and not r["too_few"] and not r.get("favourable")]
+    flagged.sort(key=lambda r: (not r["significant"], -abs(math.log(r["ratio"]))))
+    too_few = sum(1 for r in rows if r["too_few"])
+    h = Headline("disparate_impact")
+    if flagged:
+        k = fair.get("replicates", 1)
+        h.parts.append(f"{sum(r['significant'] for r in flagged)} group rate ratios are beyond the four-fifths rule "
+                       f"with 95% confidence ({fair.get('method', '')}). ")
+        for i, r in enumerate(flagged[:3]):
+            key = f"di.{r['dimension']}.{r['group']}.{r['outcome']}"
+            reps = ""
+            if 1 < k < 5:
+                reps = "; replicates " + ", ".join(fmt(v, 2) for v in r.get("replicates") or [])
+            h.parts += [f"{r['dimension']}={r['group']} {VERBS.get(r['outcome'], r['label'] + ' at')} ",
+                        (key, r["ratio"], f"{r['ratio']:.2f}×"),
+                        f" the rate of {r['dimension']}={r['reference']} (95% CI {fmt(r['lo'], 2)} to "
+                        f"{fmt(r['hi'], 2)}{reps}; {fmt(r['count'])} against {fmt(r['reference_count'])} events)"
+                        + ("" if r["significant"] else ", not significant")
+                        + ("; " if i < min(len(flagged), 3) - 1 else ".")]
+    else:
+        h.parts.append("No group's rate ratio with enough events is beyond the four-fifths rule (0.8 to 1.25).")
+    if too_few:
+        h.parts.append(f" {too_few} ratios rest on fewer than {fair.get('min_events')} events in the group or its "
+                       "reference: shown as too few events, never headlined.")
+    return h

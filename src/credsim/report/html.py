@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from credsim.report import charts
-from credsim.report.findings import Headline, fmt, headlines
+from credsim.report.findings import Headline, fmt, headlines, num
 
 CSS = """
 body{font-family:-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -58,14 +58,39 @@ def _chart_sections(res: dict[str, Any], prefix: str = "chart") -> str:
     return "\n".join(parts)
 
 
+def _harms_table(res: dict[str, Any]) -> str:
+    """Each harm against its counterfactual: net denials, citizens harmed, citizens the other way."""
+    harms = res["meta"].get("harms") or {}
+    if not harms:
+        return ""
+    out = ["<h2>Harms against counterfactual runs (same seeds, citizen by citizen)</h2>",
+           "<table><tr><th class='l'>harm</th><th class='l'>against</th><th>denials (net)</th>"
+           "<th>citizens harmed</th><th>citizens the other way</th></tr>"]
+    for h, m in harms.items():
+        cells = []
+        for part in ("denials", "citizens", "reversed"):
+            name, value, shown = num(res, f"harm.{h}.{part}")
+            cells.append(f'<td><span class="num" data-figure="{html.escape(name)}" data-value="{value!r}">'
+                         f"{html.escape(shown)}</span></td>")
+        out.append(f"<tr><td class='l'>{html.escape(m['means'])}</td><td class='l'>{html.escape(m['against'])}</td>"
+                   + "".join(cells) + "</tr>")
+    out.append("</table><p class='caption'>Per-citizen columns: view <code>harms</code> in each system run "
+               "(<code>credsim sql RUN \"SELECT sum(wrongful_denials), sum(wrongful_sanctioned) FROM harms\"</code>)."
+               " A counterfactual identical to the scenario is not run: its harm is exactly 0.</p>")
+    return "\n".join(out)
+
+
 def _di_table(res: dict[str, Any], limit: int = 25) -> str:
-    fair = res["first"].get("fairness") or {}
+    fair = res.get("fairness") or res["first"].get("fairness") or {}
     rows = [r for r in fair.get("single", []) if r["flag"] and r["group"] != r["reference"]]
     rows.sort(key=lambda r: not r["significant"])  # significant first, then in dimension order
     inter = [r for r in fair.get("intersectional", []) if r["flag"] and r["significant"]
              and r["group"] != r["reference"]]
     inter.sort(key=lambda r: -abs(math.log(r["ratio"])))
-    out = [f"<p>Flagged ratios (beyond 0.8–1.25); groups under {fair.get('min_population', 30)} citizens are "
+    out = [f"<p>Flagged ratios (beyond 0.8–1.25; pooled over replicates; reference groups "
+           f"{html.escape(', '.join(f'{d}={g}' for d, g in (fair.get('reference') or {}).items()))}); ratios on "
+           f"fewer than {fair.get('min_events')} events are never flagged; groups under "
+           f"{fair.get('min_population', 30)} citizens are "
            "left out. Shaded rows: the 95% interval excludes 1. With this many comparisons, some flags on small "
            "groups are chance: about 1 in 20 comparisons without a real difference shows a 95% interval "
            "excluding 1.</p>"]
@@ -78,7 +103,7 @@ def _di_table(res: dict[str, Any], limit: int = 25) -> str:
         out.append("<table><tr><th class='l'>group</th><th class='l'>outcome</th><th>citizens</th><th>rate</th>"
                    "<th class='l'>reference</th><th>ref. rate</th><th>ratio</th><th>95% CI</th></tr>")
         for r in rs[:limit]:
-            pc = r["outcome"] == "surveillance"
+            pc = r["outcome"] == "adverse_records"
 
             def rate(v: float, pc: bool = pc) -> str:
                 return fmt(v, 2) if pc else fmt(v, 3, pct=True) + "%"
@@ -99,19 +124,33 @@ def _findings(hs: list[Headline]) -> str:
 METHODS = """
 <h2>Definitions and how to check the numbers</h2>
 <ul>
-<li><b>Official vs true records.</b> Every record carries a truth flag the simulated authority cannot see. A
- shadow state built from true events only runs beside the official one. A denial is <b>wrongful</b> when the official
- state denies and the shadow state would not; <b>missed</b> is the reverse.</li>
+<li><b>Harms are differences against named counterfactual runs.</b> Each counterfactual is the scenario with one
+ thing changed, run with the same seed: every random draw is keyed by (seed, stream, day, citizen), so both runs share
+ their citizens and random numbers, and they are compared citizen by citizen. <b>Wrongful</b>: against every
+ false-record rate 0 (denials caused by false records). <b>Missed</b>: observing every infraction (coverage =
+ detection = 1, no false records) against the scenario as it is without false records: sanctions that escaped; lawful
+ acts are not in it. <b>Lawful</b>: against lawful
+ behaviours carrying no points lost and feeding no list. <b>Cross-context</b>: against each sanction using only records
+ of the attempt's own domain (a list only for attempts of its domain; a points grade from the base score less the
+ points lost in that domain). <b>Association</b>: against no association penalties. "Denials (net)" is the sum of
+ per-citizen differences; "citizens harmed" were sanctioned on one side only; "the other way" counts the reverse.</li>
+<li><b>Shadow view.</b> Every record carries a truth flag the simulated authority cannot see; an in-run shadow state
+ built from every true event of an observed behaviour (nothing false) runs beside the official one. Its disagreements
+ compare with perfect surveillance of lawful and unlawful acts alike, not with the absence of false records.</li>
 <li><b>Cross-context share</b> of a denial: for a list sanction, 1 when the list's domain differs from the activity's
  domain, else 0; for a grade sanction, the share of points lost in other domains than the activity's.</li>
 <li><b>Gravity</b> behind a denial: official points lost held in the dossier when it fired; <b>severity</b> is the
  sanction's declared weight.</li>
-<li><b>Disparate impact.</b> Rates per group over the whole run; ratio to the largest group of the dimension; Katz 95%
- log interval. The four-fifths rule flags ratios below 0.8 or above 1.25 (these outcomes are harms).</li>
-<li><b>Paired effects.</b> The counterfactual is the same scenario, seed and citizens with scoring, lists, sanctions and
- responses switched off. Because every random draw is keyed by (seed, stream, day, citizen), both runs share their
- random numbers, and the difference is the system's effect. Intervals are Student-t intervals across replicate
- seeds.</li>
+<li><b>Disparate impact.</b> Rates per group over the whole run, pooled over replicates (ratio of pooled rates),
+ against each dimension's declared reference group (scenario <code>population.reference</code> or
+ <code>--reference</code>; else the largest declared share), the same in every replicate. Adverse records (points lost,
+ a negative model feature, a blacklist entry) are counted apart from rewards. 95% intervals: percentiles of a Poisson
+ bootstrap over citizens (log scale; over-dispersed counts widen them). Ratios on fewer than 20 events are shown as
+ too few and never flagged. The four-fifths rule flags ratios below 0.8 or above 1.25.</li>
+<li><b>Intervals.</b> Student-t intervals across replicate seeds, never clipped: a count's interval may reach below 0.
+ With 2 replicates t(1) = 12.7; with fewer than 5 the replicate values are shown.</li>
+<li><b>Paired effects.</b> Deterrence and chilling are against the scenario with scoring, lists, sanctions and
+ responses switched off.</li>
 <li><b>Recovery.</b> Kaplan–Meier estimates; stays still running at the end are censored.</li>
 </ul>
 """
@@ -126,6 +165,9 @@ def _sql_block(res: dict[str, Any]) -> str:
          '(metric LIKE \'denied.%\' OR metric LIKE \'wrongful.%\') GROUP BY 1 ORDER BY 1"',
          f'credsim sql {d} "SELECT sanction, count(*), avg(\\"cross\\"), median(gravity) FROM events '
          'WHERE kind = \'denial\' AND view IN (\'both\', \'official\') GROUP BY 1"']
+    if res["meta"].get("harms"):
+        q.append(f'credsim sql {d} "SELECT sum(wrongful_denials), sum(wrongful_sanctioned), sum(missed_sanctioned), '
+                 'sum(lawful_sanctioned), sum(cross_context_sanctioned), sum(association_sanctioned) FROM harms"')
     return ("<p>Every number comes from the run directories' DuckDB catalogs (first replicate shown):</p><pre>"
             + html.escape("\n".join(q)) + "</pre>")
 
@@ -142,8 +184,8 @@ def report_html(res: dict[str, Any]) -> str:
             f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}.</p>")
     note = ("<p class=\"note\">All citizens are synthetic. Rates, error profiles and responses are the scenario's "
             "assumptions; the figures show what such a system does under them, not what any real system did.</p>")
-    body = (head + note + "<h2>Findings</h2>" + _findings(headlines(res)) + _chart_sections(res) + METHODS
-            + _sql_block(res))
+    body = (head + note + "<h2>Findings</h2>" + _findings(headlines(res)) + _harms_table(res)
+            + _chart_sections(res) + METHODS + _sql_block(res))
     return page(title, body)
 
 

@@ -58,6 +58,22 @@ class Population(Strict):
     size: Annotated[int, Field(strict=True, ge=1, le=2_000_000_000)]
     groups: dict[Name, dict[Name, Probability]]
     traits: dict[Name, Trait] = {}
+    reference: dict[Name, Name] = Field(
+        default={},
+        description="the reference group of a dimension for disparate-impact ratios (default: the largest "
+        "declared share, ties broken by declaration order)",
+    )
+
+    @model_validator(mode="after")
+    def _reference_exists(self) -> Population:
+        for dim, g in self.reference.items():
+            if dim not in self.groups:
+                raise ValueError(f"reference names dimension {dim!r}, which is not in groups "
+                                 f"(expected one of {', '.join(self.groups)})")
+            if g not in self.groups[dim]:
+                raise ValueError(f"reference.{dim} is {g!r}, which is not a group of {dim!r} "
+                                 f"(expected one of {', '.join(self.groups[dim])})")
+        return self
 
     @field_validator("groups")
     @classmethod
@@ -108,6 +124,16 @@ class Behaviour(Strict):
         default=None, description="only citizens on this (official) list can do it, e.g. a cure"
     )
     schedule: list[Step] = []
+    lawful: bool | None = Field(
+        default=None,
+        description="whether doing it breaks a law; unset means every kind but 'infraction' is lawful. "
+        "The audit measures punishment for lawful acts and, for unlawful ones only, enforcement missed",
+    )
+
+    @property
+    def is_lawful(self) -> bool:
+        """Declared lawfulness, else by kind: only infractions break a law."""
+        return self.kind != "infraction" if self.lawful is None else self.lawful
 
     @field_validator("schedule")
     @classmethod
@@ -268,6 +294,12 @@ class Sanction(Strict):
     attempts: list[DottedName] = Field(min_length=1)
     effect: Literal["deny", "reward"] = "deny"
     severity: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 1.0
+    own_domain: bool = Field(
+        default=False,
+        description="use only records of each attempt's own domain: a list applies only to attempts of "
+        "the list's domain; a points grade is taken from the base score less the points lost in that domain "
+        "(the audit's cross-context counterfactual sets it on every sanction)",
+    )
 
 
 class Response(Strict):

@@ -5,6 +5,11 @@ recompute day). List actions are applied in one ordered pass, each checked again
 state at that moment, in both views:
 cure exits, entries falling due after their grace days, grade-based entries and exits,
 and fixed-term exits.
+
+Grades are set before day 0 from the starting scores, and a list entered by grade is
+entered then too (:func:`enter_start_grades`): "re-grade on change" alone would leave a
+citizen who *starts* in an entry grade off the list until their grade next changes.
+:func:`grade_rule_violations` is the invariant that catches it.
 """
 
 from __future__ import annotations
@@ -180,3 +185,55 @@ class Classify:
             cand = unique_sorted(np.concatenate([d.filed.records.cit, d.score_changes.cit]).astype(np.int64))
             d.grades = regrade(p, st, cand)
         d.lists = update_lists(p, st, d.day, d.list_exits, d.grades)
+
+
+def enter_start_grades(plan: Plan, st: State) -> int:
+    """Put every citizen whose starting grade enters a grade list on it, in both views, on day 0.
+
+    Called once before day 0, after the starting grades are set. The stay begins on day 0
+    (``listed_since``, ``times_listed`` and a fixed term count from then), exactly as if the
+    citizen had moved into the grade that day. Returns the number of (citizen, view, list)
+    entries made. No metric flow or event row is written: this is the starting state, and
+    the ``listed.*`` stocks start from it (:meth:`~credsim.stages.measure.Metrics.init_stocks`).
+    """
+    made = 0
+    if not plan.grades:
+        return made
+    for li in np.flatnonzero(plan.list_by_grade):
+        for m in range(2):
+            cit = np.flatnonzero(plan.entry_grades[li, st.grade[m]] & (st.listed[m, li] == 0)).astype(np.int64)
+            if cit.shape[0] == 0:
+                continue
+            st.listed[m, li, cit] = 1
+            st.listed_since[m, li, cit] = 0
+            if m == 0:
+                st.counters[C["times_listed"], cit] += 1
+            if plan.exit_term[li] > 0:
+                k = cit.shape[0]
+                st.terms.push_by_day(np.full(k, int(plan.exit_term[li]), np.int64), cit, np.full(k, m, np.int64),
+                                     np.full(k, li, np.int64), np.zeros(k, np.int64))
+            made += int(cit.shape[0])
+    return made
+
+
+def grade_rule_violations(plan: Plan, st: State) -> dict[str, int]:
+    """Per list entered by grade: citizens (official view) whose membership breaks the grade rule.
+
+    Grade entries have no grace, so two halves hold: (a) a citizen in an entry grade is on
+    the list -- unless the list has a fixed term, which may have ended the stay while the
+    grade stayed; (b) with ``on_grade_recovery`` exits, a citizen on the list is in an entry
+    grade. Zero everywhere means the state follows the rules.
+    """
+    out: dict[str, int] = {}
+    if not plan.grades:
+        return out
+    for li in np.flatnonzero(plan.list_by_grade):
+        into = plan.entry_grades[li, st.grade[0]]
+        on = st.listed[0, li] == 1
+        bad = 0
+        if plan.exit_term[li] == 0:
+            bad += int(np.count_nonzero(into & ~on))
+        if plan.exit_on_recovery[li]:
+            bad += int(np.count_nonzero(on & ~into))
+        out[plan.lists[li]] = bad
+    return out

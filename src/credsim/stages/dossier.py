@@ -39,6 +39,7 @@ class FileRules(NamedTuple):
     rule_points: np.ndarray  # (R,) points per record type
     rule_expiry: np.ndarray  # (R,) days until the points are taken back
     rtype_domain: np.ndarray  # (R,) domain of each record type
+    rtype_adverse: np.ndarray  # (R,) counts against the citizen (plan.rtype_adverse)
     cap_period: int  # 0: no cap
     cap_loss: float
     cap_gain: float
@@ -51,6 +52,7 @@ class FileRules(NamedTuple):
     cure_types: np.ndarray  # (R, L) record types that clear a list
     c_true: int  # counter rows
     c_false: int
+    c_adverse: int
 
 
 class DossierColumns(NamedTuple):
@@ -78,10 +80,10 @@ class RecordColumns(NamedTuple):
 
 def file_rules(plan: Plan) -> FileRules:
     """Compile the file stage's rules from the plan (references to its arrays: free to rebuild)."""
-    return FileRules(plan.n_beh, plan.rule_points, plan.rule_expiry, plan.rtype_domain, plan.cap_period,
-                     plan.cap_loss, plan.cap_gain, plan.feat_types, plan.feat_expiry, plan.entry_types,
-                     plan.entry_count, plan.entry_window, plan.entry_grace, plan.cure_types,
-                     C["records_true"], C["records_false"])
+    return FileRules(plan.n_beh, plan.rule_points, plan.rule_expiry, plan.rtype_domain, plan.rtype_adverse,
+                     plan.cap_period, plan.cap_loss, plan.cap_gain, plan.feat_types, plan.feat_expiry,
+                     plan.entry_types, plan.entry_count, plan.entry_window, plan.entry_grace, plan.cure_types,
+                     C["records_true"], C["records_false"], C["records_adverse"])
 
 
 def dossier_columns(st: State) -> DossierColumns:
@@ -93,7 +95,7 @@ def dossier_columns(st: State) -> DossierColumns:
 def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: DossierColumns):  # type: ignore[no-untyped-def]
     cit, rtype, official, shadow, true = rec.cit, rec.rtype, rec.official, rec.shadow, rec.true
     n_beh, rule_points, rule_expiry = rules.n_beh, rules.rule_points, rules.rule_expiry
-    rtype_domain = rules.rtype_domain
+    rtype_domain, rtype_adverse, c_adverse = rules.rtype_domain, rules.rtype_adverse, rules.c_adverse
     cap_period, cap_loss, cap_gain = rules.cap_period, rules.cap_loss, rules.cap_gain
     feat_types, feat_expiry = rules.feat_types, rules.feat_expiry
     entry_types, entry_count, entry_window = rules.entry_types, rules.entry_count, rules.entry_window
@@ -138,6 +140,8 @@ def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: Do
                 counters[c_true, i] += 1
             else:
                 counters[c_false, i] += 1
+            if rtype_adverse[t]:
+                counters[c_adverse, i] += 1
         vx = (nx, nx)
         vy = (ny, ny)
         for m in range(2):

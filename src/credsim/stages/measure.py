@@ -152,8 +152,9 @@ class Metrics:
         self.stock_cells[self.idx[name]] = self._bins(own, values[self.lo:self.hi])
 
     def init_stocks(self, st: State, grades: list[str]) -> None:
-        """Population, score sums and grade counts at the start (one pass over this table's
-        citizens). Every other stock starts at zero."""
+        """Population, score sums, grade counts and list sizes at the start (one pass over this
+        table's citizens). Every other stock starts at zero. Lists can be non-empty at the start
+        when entered by grade (``classify.enter_start_grades``)."""
         lo, hi = self.lo, self.hi
         self.stock_cells[:] = 0
         everyone = np.arange(lo, hi, dtype=np.int64)
@@ -174,6 +175,11 @@ class Metrics:
                 continue
             for gi, gname in enumerate(grades):
                 self.stock_cells[self.idx[fam(gname)]] = self._bins(lo + np.flatnonzero(g == gi), None)
+        for li, lname in enumerate(self.plan.lists):
+            for mode, lfam in ((0, nm.LISTED), (1, nm.SHADOW_LISTED)):
+                on = np.flatnonzero(st.listed[mode, li, lo:hi])
+                if on.shape[0]:
+                    self.stock_cells[self.idx[lfam(lname)]] = self._bins(lo + on, None)
 
     def add_total(self, day: int, name: str, value: float) -> None:
         """A flow known only in total (the 'all' slot)."""

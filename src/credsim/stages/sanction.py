@@ -4,6 +4,13 @@ Each attempt is checked twice, against the official state and against the shadow
 denied if any ``deny`` sanction covering the attempt applies (the citizen is on its list
 or holds one of its grades), else rewarded if any ``reward`` sanction applies.
 
+A sanction marked ``own_domain`` (the audit's cross-context counterfactual) uses only the
+attempt's own domain, in the official view: a record-entered list applies only to attempts
+of the list's domain; a points grade (or a list entered by grade) is the grade of the base
+score less the official points lost in that domain -- the same "points lost" the
+cross-context share below is made of. A model-score grade cannot be split by domain and is
+used as it is.
+
 For each official denial the stage also records
 - the **cross-context share**: how much of what triggered it came from another domain
   than the attempt's (a court list blocking a train ticket scores 1.0; for a grade, the
@@ -48,6 +55,8 @@ class SanctionRules(NamedTuple):
     beh_domain: np.ndarray  # (B,)
     grade_mins: np.ndarray  # (G-1,) descending
     points_graded: bool  # grades come from the points score (association-only can be judged)
+    own_domain: np.ndarray  # (K,) only records of the attempt's domain count (cross-context counterfactual)
+    points_base: float  # the points score everyone starts from
     counter_rows: np.ndarray  # attempts, denied, rewarded, wrongful, missed, association_only
 
 
@@ -68,8 +77,23 @@ def sanction_rules(plan: Plan) -> SanctionRules:
         plan.list_by_grade if has_lists else np.zeros(1, np.bool_),
         plan.entry_grades if has_lists else np.zeros((1, 1), np.bool_),
         plan.beh_domain, plan.grade_mins, plan.grade_source == "points" and bool(plan.grades),
+        plan.san_own_domain, float(plan.points_base),
         np.array([C[k] for k in ("attempts", "denied", "rewarded", "wrongful", "missed", "association_only")],
                  dtype=np.int64))
+
+
+@njit(cache=True)
+def _own_domain_hit(k: int, li: int, i: int, dom: int, san_grades: np.ndarray, list_domain: np.ndarray,
+                    list_by_grade: np.ndarray, entry_grades: np.ndarray, listed: np.ndarray, grade: np.ndarray,
+                    neg_by_domain: np.ndarray, mins: np.ndarray, points_graded: bool, points_base: float) -> bool:
+    """Whether sanction ``k`` applies to citizen ``i`` counting only records of domain ``dom`` (official)."""
+    if li >= 0 and not list_by_grade[li]:
+        return listed[0, li, i] == 1 and list_domain[li] == dom
+    if points_graded and neg_by_domain.shape[0] > 0:
+        g = _grade(points_base - neg_by_domain[dom, i], mins)
+    else:
+        g = grade[0, i]
+    return entry_grades[li, g] if li >= 0 else san_grades[k, g]
 
 
 @njit(cache=True)
@@ -78,6 +102,7 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
     san_reward = rules.san_reward
     list_domain, list_by_grade, entry_grades = rules.list_domain, rules.list_by_grade, rules.entry_grades
     beh_domain, mins, points_graded = rules.beh_domain, rules.grade_mins, rules.points_graded
+    own_domain, points_base = rules.own_domain, rules.points_base
     c_att, c_den, c_rew = rules.counter_rows[0], rules.counter_rows[1], rules.counter_rows[2]
     c_wrong, c_miss, c_assoc = rules.counter_rows[3], rules.counter_rows[4], rules.counter_rows[5]
     listed, grade, neg_by_domain, score = cols.listed, cols.grade, cols.neg_by_domain, cols.score
@@ -95,7 +120,12 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
                 if not san_attempts[k, b]:
                     continue
                 li = san_list[k]
-                hit = listed[m, li, i] == 1 if li >= 0 else san_grades[k, grade[m, i]]
+                if m == 0 and own_domain[k]:
+                    hit = _own_domain_hit(k, li, i, beh_domain[b], san_grades, list_domain, list_by_grade,
+                                          entry_grades, listed, grade, neg_by_domain, mins, points_graded,
+                                          points_base)
+                else:
+                    hit = listed[m, li, i] == 1 if li >= 0 else san_grades[k, grade[m, i]]
                 if not hit:
                     continue
                 if san_reward[k]:
