@@ -214,6 +214,11 @@ app.command("sensitivity")(sensitivity_cmd)
 app.command("dashboard")(__import__("credsim.dashboard.cli", fromlist=["dashboard_cmd"]).dashboard_cmd)  # issue 8
 
 
+from credsim.schema_cmd import register as _register_schema  # noqa: E402  (the scenario language: schema_cmd.py)
+
+_register_schema(app)
+
+
 def main() -> None:
     app()
 
