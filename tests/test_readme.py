@@ -145,13 +145,27 @@ class Command:
 
     @property
     def shell(self) -> str:
-        return shlex.join(self.argv)
+        """What runs: a credsim command as rewritten by the rules, anything else as written."""
+        return shlex.join(self.argv) if self.argv[0] == "credsim" else self.written
+
+
+HEREDOC = re.compile(r"<<-?\s*['\"]?(\w+)['\"]?")
 
 
 def bash_blocks(text: str) -> Iterator[tuple[int, str]]:
-    """(line number, line) of every line inside a ```bash block, continuation lines joined."""
-    inside, pending, start = False, "", 0
+    """(line number, command) of every command inside a ```bash block.
+
+    Continuation lines are joined; a here-document (``cat > f <<'EOF'`` ... ``EOF``) is one
+    command with its body.
+    """
+    inside, pending, start, until = False, "", 0, ""
     for no, line in enumerate(text.splitlines(), 1):
+        if until:
+            pending += "\n" + line
+            if line.strip() == until:
+                yield start, pending
+                pending, until = "", ""
+            continue
         if line.strip().startswith("```"):
             inside = line.strip() == "```bash"
             continue
@@ -162,12 +176,22 @@ def bash_blocks(text: str) -> Iterator[tuple[int, str]]:
         if line.rstrip().endswith("\\"):
             pending += line.rstrip()[:-1] + " "
             continue
+        heredoc = HEREDOC.search(line)
+        if heredoc and not line.lstrip().startswith("#"):
+            pending, until = pending + line, heredoc.group(1)
+            continue
         yield start, pending + line
         pending = ""
 
 
 def to_argv(line: str) -> list[str]:
-    """The words of a command line: comments dropped, ``[optional args]`` left out, sizes capped."""
+    """The words of a command line: comments dropped, ``[optional args]`` left out, sizes capped.
+
+    Only ``credsim`` commands are rewritten; any other command runs as written (its words are
+    returned for matching skips and fixtures only).
+    """
+    if "\n" in line:  # a here-document: runs as written
+        return line.split("\n", 1)[0].split()
     line = re.sub(r"\s\[[^\]]*\]", "", line)
     words = shlex.split(line, comments=True)
     if words and words[0] == ".venv/bin/credsim":
