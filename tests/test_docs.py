@@ -53,7 +53,7 @@ def test_reference_lists_every_key_path() -> None:
             path = f"{sec.path}.{field}" if sec.path else field
             assert f"| `{path}` |" in ref, path
     assert "| `behaviours.<name>.rate` | number in [0, 1] | **required** |" in ref
-    assert "| `scoring.points.cap.max_loss` | number in [0, 1,000,000,000] | none |" in ref
+    assert "| `scoring.points.cap.max_loss` | number in [0, 1e9] | none |" in ref
 
 
 def test_generated_docs_are_current() -> None:

@@ -148,6 +148,10 @@ def json_schema_text() -> str:
 
 
 def _num(x: float) -> str:
+    """Limits as people read them: 36,500 days; 1e9 rather than 1,000,000,000 (a guard, not a quantity)."""
+    if abs(x) >= 1e6:
+        mantissa, exp = f"{x:.1e}".split("e")
+        return f"{mantissa.removesuffix('.0')}e{int(exp)}"
     return f"{int(x):,}" if float(x).is_integer() and abs(x) >= 1e4 else f"{x:g}"
 
 
