@@ -1,8 +1,8 @@
-"""Run the ``credsim`` command as a person types it: in a pseudo-terminal, so Rich draws its progress bars.
+"""Run commands as a person types them: in a pseudo-terminal, so Rich draws its progress bars.
 
 Why not ``CliRunner`` or pipes: the crash in ``credsim resume`` without ``-q`` happened only
-when a progress bar was drawn, which Rich does only on a terminal. Every CLI test of the
-failures users met goes through :func:`typed`.
+when a progress bar was drawn, which Rich does only on a terminal. :func:`typed` runs
+``credsim ARGS``; :func:`run_in_terminal` runs a whole shell line (the README's commands).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CREDSIM = Path(sys.executable).parent / "credsim"  # the console script, as installed
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\x1b[()][A-Za-z0-9]")
+BAR = re.compile(r"━|╸|╺|day \d+/\d+")  # what Rich draws for a bar, or the "day d/D" column
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Typed:
 
     @property
     def progress_drawn(self) -> bool:
-        return "━" in self.out  # Rich's bar glyph: drawn only on a terminal
+        return bool(BAR.search(self.out))  # drawn only on a terminal
 
     @property
     def traceback(self) -> bool:
@@ -61,14 +62,20 @@ def env(**extra: str) -> dict[str, str]:
             "LINES": "40", **extra}
 
 
-def start(*args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
-    """Start ``credsim ARGS`` on a new pseudo-terminal; returns the process and the terminal's master side."""
+def spawn(argv: list[str], cwd: Path, full_env: dict[str, str],
+          columns: int = 120) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``argv`` on a new pseudo-terminal of ``columns`` columns; the process and the terminal's master side."""
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen([str(CREDSIM), *args], stdin=slave, stdout=slave, stderr=slave, cwd=cwd,
-                            env=env(**(extra_env or {})), start_new_session=True)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=full_env,
+                            start_new_session=True, close_fds=True)
     os.close(slave)
     return proc, master
+
+
+def start(*args: str, cwd: Path, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``credsim ARGS`` on a new pseudo-terminal; returns the process and the terminal's master side."""
+    return spawn([str(CREDSIM), *args], cwd, env(**(extra_env or {})))
 
 
 def read_until(proc: subprocess.Popen[bytes], master: int, pattern: str, timeout: float) -> str:
@@ -126,3 +133,41 @@ def typed(*args: str, cwd: Path, timeout: float = 600, extra_env: dict[str, str]
     t0 = time.monotonic()
     proc, master = start(*args, cwd=cwd, extra_env=extra_env)
     return collect(proc, master, timeout, t0)
+
+
+@dataclass(frozen=True)
+class TermResult:
+    """A finished shell line: exit code (-9 when killed at the timeout), what was drawn, and plain text."""
+
+    command: str
+    returncode: int
+    raw: str
+    seconds: float
+
+    @property
+    def text(self) -> str:
+        return ANSI.sub("", self.raw).replace("\r", "")
+
+    @property
+    def drew_bar(self) -> bool:
+        return bool(BAR.search(self.text))
+
+    def describe(self, limit: int = 6000) -> str:
+        out = self.text
+        if len(out) > limit:
+            out = out[: limit // 2] + "\n[...]\n" + out[-limit // 2:]
+        return f"$ {self.command}\n(exit {self.returncode} after {self.seconds:.1f} s)\n{out}"
+
+
+def run_in_terminal(command: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
+                    columns: int = 120) -> TermResult:
+    """Run a shell line with bash in a pseudo-terminal; kill its process group at the timeout."""
+    full_env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": "40", **(env or {})}
+    full_env.pop("NO_COLOR", None)
+    t0 = time.monotonic()
+    proc, master = spawn(["bash", "-c", command], cwd, full_env, columns)
+    try:
+        got = collect(proc, master, timeout, t0)
+    except TimeoutError as exc:
+        return TermResult(command, -9, f"{exc}\n[killed after the {timeout:.0f} s timeout]", time.monotonic() - t0)
+    return TermResult(command, got.rc, got.raw, got.seconds)

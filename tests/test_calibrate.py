@@ -133,3 +133,22 @@ def test_calibrated_court_defaulters_lands_within_ten_percent_of_each_target() -
     worst = {k: round(r, 3) for k, r in ev.ratios.items() if abs(r - 1) > tf.tolerance}
     assert not worst, f"outside {tf.tolerance:.0%}: {worst}"
     assert math.isclose(ev.scaled["listed_cumulative_end_2015"], 3080200 * 500_000 / 1.4e9)
+
+
+def test_integer_parameters_are_fitted_as_integers(tmp_path: Path) -> None:
+    """A day count (strict integer in the schema) is tried and written as an int, never 3027.0."""
+    p = tmp_path / "int.yaml"
+    p.write_text(yaml.safe_dump({
+        "scenario": "court-defaulters", "real_population": 1.0e6,
+        "simulate": {"population": 2000, "days": 60, "seed": 3},
+        "targets": {"flights": {"metric": "events.travel.flight_attempt", "to_day": 59, "value": 1.0e4,
+                                "source": "synthetic"}},
+        "parameters": {"term": {"path": ["lists", "court_defaulters", "exit", "term_days"], "low": 30,
+                                "high": 3650, "integer": True}},
+    }, sort_keys=False))
+    tf = load_targets(p)
+    res = fit(load_scenario("court-defaulters"), tf, max_evals=2)
+    assert all(isinstance(ev.params["term"], int) for ev in res.history)
+    out = tmp_path / "fitted.yaml"
+    out.write_text(render_yaml(res, tf, str(p)))
+    assert load_scenario(out).lists["court_defaulters"].exit.term_days == res.best.params["term"]

@@ -219,7 +219,7 @@ class Fit:
 
 
 def _round(v: float, integer: bool) -> float:
-    return float(round(v)) if integer else float(f"{v:.4g}")
+    return round(v) if integer else float(f"{v:.4g}")  # an int: the schema refuses 3027.0 for a day count
 
 
 def fit(scen: Scenario, tf: TargetsFile, *, max_evals: int = 60, threads: int | None = None,

@@ -95,6 +95,9 @@ SINGLE_METRICS: Final[dict[str, str]] = {
     TIES_CUT: "contact ties cut because a contact was listed",
 }
 
+# The single metrics that are levels at the end of the day (the others count what happened that day).
+SINGLE_STOCKS: Final = frozenset({POPULATION, SCORE_SUM, SHADOW_SCORE_SUM, MODEL_SCORE_SUM, SHADOW_MODEL_SCORE_SUM})
+
 FAMILIES: Final = (EVENTS, OBSERVED, FALSE_OBSERVED, ENTRIES, EXITS, SHADOW_ENTRIES, SHADOW_EXITS, LISTED,
                    SHADOW_LISTED, GRADE, SHADOW_GRADE, ATTEMPTS, DENIED, SHADOW_DENIED, REWARDED, WRONGFUL, MISSED,
                    RESPONSE)

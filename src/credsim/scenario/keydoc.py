@@ -1,0 +1,245 @@
+"""What every key of a scenario file means, in words, with its units and an example.
+
+The schema (:mod:`credsim.scenario.schema`) says what a value may be; this table says what it
+*does*. The scenario-language reference, the JSON Schema's descriptions and ``credsim schema``
+are generated from both. The table is kept apart from the schema so that the schema stays a
+readable list of types; a test checks that every field of every schema model has an entry
+here and that no entry names a field that no longer exists, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+
+class KeyDoc(NamedTuple):
+    """The words for one key: what it does, its unit (if it has one) and an example value (YAML)."""
+
+    meaning: str
+    units: str = ""
+    example: str = ""
+
+
+# Keys the loader reads before the schema sees the document (scenario/load.py).
+EXTENDS: Final = KeyDoc(
+    "build on another scenario: a built-in name or a file in the same folder. This file's keys are merged "
+    "over it (mappings key by key, everything else replaced); a key set to `null` deletes the inherited one. "
+    "At most 4 levels.", "", "city-points")
+
+# Section introductions, by model name (the reference's headings).
+MODELS: Final[dict[str, str]] = {
+    "Scenario": "The top level of a scenario file.",
+    "Population": "Who lives in the simulated society: how many citizens, their groups and latent traits.",
+    "Trait": "A latent trait of every citizen (standard normal unless given otherwise), shifted by group.",
+    "Graph": "The social contact graph, used by association penalties, contact responses and contact features.",
+    "Behaviour": "Something a citizen may do on any day, at a daily probability.",
+    "Step": "One policy era of a behaviour's schedule.",
+    "Sensor": "A platform or agency that sees some behaviours, misses some events and invents some records.",
+    "Scoring": "How the authority turns a dossier into scores and grades.",
+    "Points": "A points score (city style): a base, plus or minus points per record while the record lives.",
+    "PointsRule": "Points for one record type, with its own expiry.",
+    "Cap": "A cap on the points a citizen can lose or gain within a period.",
+    "ModelScore": "A weighted model score (commercial style), recomputed on a schedule from dossier features.",
+    "Feature": "One input of the model score; exactly one of `records`, `group`, `trait`, `contacts_listed`.",
+    "Dimension": "A weighted group of features of the model score (e.g. 'credit history').",
+    "Grades": "Grades from score bands.",
+    "Band": "One grade band: the grade held by scores at or above `min`.",
+    "ListSpec": "A blacklist (or red list) with its rules for entry and exit.",
+    "ListEntry": "When a citizen enters the list: by records counted in a window, or by holding grades.",
+    "ListExit": "How a citizen leaves the list.",
+    "Sanction": "What a list or grade does to a citizen's attempts (deny them or reward them).",
+    "SanctionWhen": "Who a sanction applies to: exactly one of `list` or `grades`.",
+    "Response": "How citizens change their behaviour or ties after a sanction or listing.",
+    "RunSpec": "Defaults of a run (the command line's `-d`, `--seed` override them) and the traced sample.",
+}
+
+FIELDS: Final[dict[str, KeyDoc]] = {
+    # Scenario
+    "Scenario.name": KeyDoc("the scenario's name, shown in reports and stored in the manifest", "", "my-city"),
+    "Scenario.description": KeyDoc("what the scenario models, in words; its first line is shown by "
+                                   "`credsim scenarios`", "", "A points system after Rongcheng 2018."),
+    "Scenario.sources": KeyDoc("where the scenario's numbers come from (fact ids of docs/sources.md, or "
+                               "references); free text, one item per source", "", '["R1, R3-R6: Rongcheng"]'),
+    "Scenario.domains": KeyDoc("the contexts of life records and sanctions belong to; a behaviour's domain is "
+                               "the part of its name before the first dot. Cross-context sanctions are measured "
+                               "across these", "", "[finance, court, traffic, travel]"),
+    "Scenario.population": KeyDoc("the simulated citizens", "", "{size: 10000, groups: {region: {city: 1.0}}}"),
+    "Scenario.graph": KeyDoc("the contact graph (none by default)", "", "{contacts: 8}"),
+    "Scenario.behaviours": KeyDoc("what citizens may do, by name `<domain>.<what>`", "",
+                                  "{traffic.jaywalk: {kind: infraction, rate: 0.002}}"),
+    "Scenario.sensors": KeyDoc("what is observed, by sensor name", "", "{cameras: {observes: [traffic.jaywalk]}}"),
+    "Scenario.sharing": KeyDoc("the sensors whose records reach the authority's dossier; the others collect "
+                               "data nobody acts on. Absent or `null`: every sensor shares", "", "[cameras, banks]"),
+    "Scenario.scoring": KeyDoc("scores and grades (none by default: records then only feed lists)", "",
+                               "{points: {base: 1000}}"),
+    "Scenario.lists": KeyDoc("blacklists and red lists, by name", "", "{defaulters: {domain: court, ...}}"),
+    "Scenario.sanctions": KeyDoc("what lists and grades do to attempts, by name", "",
+                                 "{flight_ban: {when: {list: defaulters}, attempts: [travel.flight]}}"),
+    "Scenario.responses": KeyDoc("behavioural responses (deterrence, chilling, cutting ties), by name", "",
+                                 "{deterred: {effect: reduce_rate, trigger: own_sanction, kinds: [infraction]}}"),
+    "Scenario.run": KeyDoc("run length, seed and traced sample", "", "{days: 365, seed: 1}"),
+    # Population
+    "Population.size": KeyDoc("number of citizens (the command line's `-n` overrides it)", "citizens", "100000"),
+    "Population.groups": KeyDoc("group dimensions (e.g. region, hukou, occupation), each a mapping of value to "
+                                "population share; the shares of a dimension sum to 1. Every citizen holds one "
+                                "value per dimension, drawn independently", "share (0-1)",
+                                "{hukou: {local: 0.73, migrant: 0.27}}"),
+    "Population.traits": KeyDoc("latent traits by name; they scale behaviour rates through a behaviour's "
+                                "`traits` and can feed a model score", "", "{conscientiousness: {}}"),
+    # Trait
+    "Trait.mean": KeyDoc("mean of the trait before group shifts", "trait units", "0.0"),
+    "Trait.sd": KeyDoc("standard deviation of the trait", "trait units", "1.0"),
+    "Trait.shift": KeyDoc("shift of the mean for members of a group, per dimension and value", "trait sd",
+                          "{income: {q1: 0.8, q5: -0.8}}"),
+    # Graph
+    "Graph.contacts": KeyDoc("mean number of contacts per citizen; 0 builds no graph", "contacts", "8"),
+    "Graph.homophily": KeyDoc("share of contacts drawn from the citizen's own value of a group dimension "
+                              "(the rest at random); the shares sum to at most 1", "share (0-1)",
+                              "{region: 0.5, occupation: 0.2}"),
+    # Behaviour
+    "Behaviour.kind": KeyDoc("what the behaviour is: `infraction` (breaks a rule), `good_deed`, "
+                             "`speech` (lawful expression), `attempt` (an activity a sanction can "
+                             "deny or reward, e.g. buying a flight ticket), `cure` (takes a citizen off a list, "
+                             "e.g. paying a debt) or `other`", "", "infraction"),
+    "Behaviour.rate": KeyDoc("baseline probability that a citizen does it on a given day, before group "
+                             "multipliers, traits, responses and schedule", "per citizen per day", "0.002"),
+    "Behaviour.by": KeyDoc("rate multipliers per group dimension and value (values not named: 1)", "multiplier",
+                           "{region: {tier1_city: 1.3, rural: 0.7}}"),
+    "Behaviour.traits": KeyDoc("log-rate coefficients on traits: the rate is multiplied by "
+                               "exp(sum of coefficient x trait)", "per trait unit", "{conscientiousness: -0.3}"),
+    "Behaviour.only_listed": KeyDoc("only citizens on this (official) list can do it, e.g. a cure such as "
+                                    "complying with a court order", "", "court_defaulters"),
+    "Behaviour.schedule": KeyDoc("policy eras: from each `from_day` on, the rate is multiplied by the step's "
+                                 "`multiplier` (at most 1, so `rate` is the peak)", "",
+                                 "[{from_day: 730, multiplier: 0.8}]"),
+    # Step
+    "Step.from_day": KeyDoc("first day of the era (day 0 is the first simulated day); strictly ascending",
+                            "day", "730"),
+    "Step.multiplier": KeyDoc("factor on the behaviour's rate from that day on", "factor (0-1)", "0.8"),
+    # Sensor
+    "Sensor.observes": KeyDoc("the behaviours this sensor can see", "", "[traffic.violation, traffic.jaywalk]"),
+    "Sensor.coverage": KeyDoc("probability that a citizen is covered at all (a fixed draw per citizen: a "
+                              "camera network watches the same people every day)", "probability", "0.6"),
+    "Sensor.coverage_by": KeyDoc("coverage multipliers per group dimension and value", "multiplier",
+                                 "{region: {tier1_city: 1.5, rural: 0.3}}"),
+    "Sensor.detection": KeyDoc("probability that a covered citizen's event is recorded", "probability", "0.5"),
+    "Sensor.false_rate": KeyDoc("false records (misattributed camera matches, benign posts flagged) per covered "
+                                "citizen, day and observed behaviour; they enter the official dossier only",
+                                "per citizen per day", "0.000002"),
+    "Sensor.delay_days": KeyDoc("days between an event and its record entering the dossier", "days", "7"),
+    "Sensor.surveillance": KeyDoc("multipliers on detection and on false records per group (watched groups)",
+                                  "multiplier", "{occupation: {journalist: 3.0, lawyer: 2.0}}"),
+    # Scoring
+    "Scoring.points": KeyDoc("a points score", "", "{base: 1000, rules: {traffic.jaywalk: -5}}"),
+    "Scoring.model": KeyDoc("a model score", "", "{features: {...}, dimensions: {...}}"),
+    "Scoring.grades": KeyDoc("grades from bands of one of the scores", "",
+                             "{score: points, bands: [{name: A, min: 960}, {name: B}]}"),
+    # Points
+    "Points.base": KeyDoc("every citizen's starting score", "points", "1000"),
+    "Points.rules": KeyDoc("points per record type (a behaviour, or `association.<list>`): negative deducts, "
+                           "positive adds; either a number or `{points, expiry_days}`", "points per record",
+                           "{traffic.jaywalk: -5, civic.volunteer: 5}"),
+    "Points.expiry_days": KeyDoc("how long a record's points count (then they are given back)", "days", "365"),
+    "Points.cap": KeyDoc("a cap on points lost or gained per period (none by default)", "",
+                         "{period_days: 30, max_loss: 100, max_gain: 30}"),
+    # PointsRule
+    "PointsRule.points": KeyDoc("points of one record of this type", "points", "-50"),
+    "PointsRule.expiry_days": KeyDoc("expiry of this record type (default: the points score's `expiry_days`)",
+                                     "days", "730"),
+    # Cap
+    "Cap.period_days": KeyDoc("length of a cap period (periods start on day 0)", "days", "30"),
+    "Cap.max_loss": KeyDoc("most points a citizen can lose in one period (default: no cap)", "points", "100"),
+    "Cap.max_gain": KeyDoc("most points a citizen can gain in one period (default: no cap)", "points", "30"),
+    # ModelScore
+    "ModelScore.range": KeyDoc("lowest and highest score; the score is clipped to it", "score points",
+                               "[350, 950]"),
+    "ModelScore.center": KeyDoc("the score of a citizen whose features are all 0", "score points", "650"),
+    "ModelScore.scale": KeyDoc("score points per unit of the weighted feature sum", "score points", "100"),
+    "ModelScore.every_days": KeyDoc("the score is recomputed on days that are multiples of this", "days", "30"),
+    "ModelScore.features": KeyDoc("the score's inputs, by name", "",
+                                  "{arrears: {records: [finance.card_arrears]}}"),
+    "ModelScore.dimensions": KeyDoc("weighted groups of features: score = clip(center + scale x sum over "
+                                    "dimensions of weight x sum over features of coefficient x feature)", "",
+                                    "{history: {weight: 0.35, features: {arrears: -0.5}}}"),
+    # Feature
+    "Feature.records": KeyDoc("the feature is the number of the citizen's live records of these types",
+                              "records", "[finance.card_arrears]"),
+    "Feature.group": KeyDoc("the feature is a value looked up by the citizen's group (values not named: 0)",
+                            "feature units", "{income: {q1: -1.0, q5: 1.0}}"),
+    "Feature.trait": KeyDoc("the feature is the citizen's value of this trait", "trait units",
+                            "financial_fragility"),
+    "Feature.contacts_listed": KeyDoc("the feature is the share of the citizen's contacts on this list",
+                                      "share (0-1)", "court_defaulters"),
+    "Feature.expiry_days": KeyDoc("how long a record counts for a `records` feature", "days", "365"),
+    # Dimension
+    "Dimension.weight": KeyDoc("the dimension's weight in the score", "share (0-1)", "0.35"),
+    "Dimension.features": KeyDoc("coefficient of each feature within the dimension", "per feature unit",
+                                 "{arrears: -0.5, on_time: 0.2}"),
+    # Grades
+    "Grades.score": KeyDoc("which score the bands apply to: `points` or `model`", "", "points"),
+    "Grades.bands": KeyDoc("grade bands from the highest down; every band but the last has a `min`, with "
+                           "strictly descending mins, and the last (lowest) band has none", "",
+                           "[{name: AAA, min: 1050}, {name: A, min: 960}, {name: D}]"),
+    # Band
+    "Band.name": KeyDoc("the grade's name", "", "AAA"),
+    "Band.min": KeyDoc("the lowest score holding this grade (absent for the lowest band)", "score points", "1050"),
+    # ListSpec
+    "ListSpec.kind": KeyDoc("`black` (a list of the discredited) or `red` (a list of the trustworthy)", "",
+                            "black"),
+    "ListSpec.domain": KeyDoc("the context the list belongs to; a sanction by this list on an attempt of "
+                              "another domain is cross-context", "", "court"),
+    "ListSpec.entry": KeyDoc("the entry rule", "", "{records: [court.judgment_default], count: 1}"),
+    "ListSpec.exit": KeyDoc("the exit rules (a list entered by records needs a cure or a term)", "",
+                            "{cure: [court.comply], term_days: 730}"),
+    "ListSpec.association_points": KeyDoc("points filed against every contact of a newly listed citizen, as a "
+                                          "record of type `association.<list>` (guilt by association; 0: none)",
+                                          "points", "-10"),
+    # ListEntry
+    "ListEntry.records": KeyDoc("record types that count towards entry", "", "[court.judgment_default]"),
+    "ListEntry.count": KeyDoc("records needed within the window to enter", "records", "3"),
+    "ListEntry.window_days": KeyDoc("how long a record counts towards entry", "days", "365"),
+    "ListEntry.grace_days": KeyDoc("days between reaching the count and being listed (a cure in between "
+                                   "cancels the entry)", "days", "30"),
+    "ListEntry.grades": KeyDoc("instead of records: holding one of these grades puts a citizen on the list",
+                               "", "[C, D]"),
+    # ListExit
+    "ListExit.cure": KeyDoc("record types that take a citizen off the list and clear the count (e.g. "
+                            "compliance with a judgment)", "", "[court.comply]"),
+    "ListExit.term_days": KeyDoc("days after entry when the listing ends by itself (default: no term)", "days",
+                                 "730"),
+    "ListExit.on_grade_recovery": KeyDoc("for lists entered by grade: leave the list when the grade is no "
+                                         "longer one of the entry grades", "", "true"),
+    # Sanction
+    "Sanction.when": KeyDoc("who the sanction applies to", "", "{list: court_defaulters}"),
+    "Sanction.attempts": KeyDoc("the attempts (behaviours of kind `attempt`) it acts on", "",
+                                "[travel.flight_attempt, travel.hsr_attempt]"),
+    "Sanction.effect": KeyDoc("`deny` the attempt, or `reward` it (a discount, a fast track); a denial wins "
+                              "over a reward", "", "deny"),
+    "Sanction.severity": KeyDoc("how heavy the sanction is, on the scenario's own scale; the audit weighs it "
+                                "against the points behind a denial (proportionality)", "severity units", "2"),
+    # SanctionWhen
+    "SanctionWhen.list": KeyDoc("citizens on this list", "", "court_defaulters"),
+    "SanctionWhen.grades": KeyDoc("citizens holding one of these grades", "", "[C, D]"),
+    # Response
+    "Response.effect": KeyDoc("`reduce_rate` (deterrence, chilling: lower the rate of some behaviours) or "
+                              "`cut_ties` (drop contacts who were listed)", "", "reduce_rate"),
+    "Response.trigger": KeyDoc("what starts it: `own_sanction` (the citizen was denied), `own_listed` (the "
+                               "citizen was listed) or `contact_listed` (a contact was listed)", "",
+                               "own_sanction"),
+    "Response.kinds": KeyDoc("for `reduce_rate`: the behaviour kinds whose rates fall", "", "[infraction]"),
+    "Response.behaviours": KeyDoc("for `reduce_rate`: individual behaviours whose rates fall", "",
+                                  "[speech.post_critical]"),
+    "Response.size": KeyDoc("for `reduce_rate`: the fraction of the rate removed right after the trigger; it "
+                            "fades as 1 - size x 0.5^(days since trigger / half life)", "fraction (0-1)", "0.3"),
+    "Response.half_life_days": KeyDoc("days for the effect to halve", "days", "90"),
+    "Response.probability": KeyDoc("for `cut_ties`: probability that a contact drops the tie to a newly "
+                                   "listed citizen", "probability", "0.2"),
+    "Response.lists": KeyDoc("the lists whose listings trigger it (empty: every list)", "", "[court_defaulters]"),
+    # RunSpec
+    "RunSpec.days": KeyDoc("days to simulate (the command line's `-d` overrides it)", "days", "365"),
+    "RunSpec.seed": KeyDoc("random seed (the command line's `--seed` overrides it); the same seed gives the "
+                           "same citizens and draws in any scenario", "", "2018"),
+    "RunSpec.trace": KeyDoc("size of the evenly spread sample of citizens whose full history is written to "
+                            "traces.parquet (`credsim explain` tells their story)", "citizens", "100"),
+    "RunSpec.trace_ids": KeyDoc("citizen ids traced in addition to the sample", "", "[4711]"),
+}
