@@ -87,6 +87,9 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Population.traits": KeyDoc("latent traits by name; they scale behaviour rates through a behaviour's "
                                 "`traits` and can feed a model score", "", "{conscientiousness: {}}"),
     # Trait
+    "Population.reference": KeyDoc("the reference group of each dimension for disparate-impact ratios (default: "
+                                   "the largest declared share, ties broken by declaration order; the same in "
+                                   "every replicate)", "", "{income: q3, occupation: employee}"),
     "Trait.mean": KeyDoc("mean of the trait before group shifts", "trait units", "0.0"),
     "Trait.sd": KeyDoc("standard deviation of the trait", "trait units", "1.0"),
     "Trait.shift": KeyDoc("shift of the mean for members of a group, per dimension and value", "trait sd",
@@ -113,6 +116,9 @@ FIELDS: Final[dict[str, KeyDoc]] = {
                                  "`multiplier` (at most 1, so `rate` is the peak)", "",
                                  "[{from_day: 730, multiplier: 0.8}]"),
     # Step
+    "Behaviour.lawful": KeyDoc("whether doing it is lawful; unset means every kind but `infraction` is lawful. The "
+                               "audit measures punishment for lawful acts, and missed enforcement for unlawful "
+                               "ones only", "", "true"),
     "Step.from_day": KeyDoc("first day of the era (day 0 is the first simulated day); strictly ascending",
                             "day", "730"),
     "Step.multiplier": KeyDoc("factor on the behaviour's rate from that day on", "factor (0-1)", "0.8"),
@@ -218,6 +224,10 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Sanction.severity": KeyDoc("how heavy the sanction is, on the scenario's own scale; the audit weighs it "
                                 "against the points behind a denial (proportionality)", "severity units", "2"),
     # SanctionWhen
+    "Sanction.own_domain": KeyDoc("use only records of each attempt's own domain: a list applies only to attempts "
+                                  "of the list's domain; a points grade is taken from the base score less the "
+                                  "points lost in that domain (the audit's cross-context counterfactual sets it on "
+                                  "every sanction)", "", "false"),
     "SanctionWhen.list": KeyDoc("citizens on this list", "", "court_defaulters"),
     "SanctionWhen.grades": KeyDoc("citizens holding one of these grades", "", "[C, D]"),
     # Response
