@@ -9,6 +9,7 @@ denial, not on an average, except where a test says which identity it checks exa
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pytest
 import credsim
 from credsim import names as nm
 from credsim.scenario.load import ScenarioError, load_scenario
+from tests.terminal import typed
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -226,3 +228,24 @@ def test_opt_in_enrolment_records_only_those_who_consented(tmp_path: Path) -> No
         assert a["not_given"] > 0 and o["not_given"] == 0, sensor
         # the same citizens, draws and coverage for those who consented: the very same records
         assert a["given"] == o["given"] > 0, sensor
+
+
+# --- as a person types it: the what-if audit and a censor misplaced in sharing ----------------
+
+def test_the_opt_in_what_if_audits_as_typed(tmp_path: Path) -> None:
+    aud = tmp_path / "aud"
+    res = typed("audit", "commercial-score", "--against", "commercial-score-opt-in", "-n", "3000", "-d", "40",
+                "-k", "2", "--out", str(aud), cwd=tmp_path)
+    assert res.rc == 0 and not res.traceback, res.out
+    fig = json.loads((aud / "audit.json").read_text())
+    assert fig["meta"]["baseline_scenario"] == "commercial-score-opt-in"
+    for rep in fig["replicates"]:  # automatic enrolment records more than enrolment by consent
+        assert rep["system"][nm.OBSERVED("payments")] > rep["baseline"][nm.OBSERVED("payments")] > 0
+    assert fig["intervals"][nm.OBSERVED("payments")]["k"] == 2
+
+
+def test_a_censor_in_sharing_is_a_clean_error_as_typed(tmp_path: Path) -> None:
+    res = typed("run", "integrated", "-n", "500", "-d", "5", "--set", "sharing[0]=regional_censor",
+                "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert res.clean_error, res.out
+    assert "sharing[0]" in res.out and "suppress" in res.out
