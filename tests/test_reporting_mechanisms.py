@@ -41,6 +41,7 @@ BOOST: dict[str, Any] = {
     'behaviours["speech.post_critical"].rate': 0.02,
     'behaviours["family.elder_visit_missed"].rate': 0.02,
     'behaviours["commerce.luxury_spending"].rate': 0.02,
+    "sensors.anticorruption_watch.false_rate": 0.002,
     'behaviours["court.judgment_default"].rate': 0.01,
     'behaviours["finance.property_purchase"].rate': 0.01,
     'behaviours["finance.insurance_application"].rate': 0.02,
@@ -180,10 +181,9 @@ def test_the_anticorruption_sensor_watches_officials_only(run_dir: Path) -> None
     seen = _metric_by_group(run_dir, nm.OBSERVED("anticorruption_watch"), "occupation")
     false = _metric_by_group(run_dir, nm.FALSE_OBSERVED("anticorruption_watch"), "occupation")
     bought = _metric_by_group(run_dir, nm.EVENTS("commerce.luxury_spending"), "occupation")
-    assert seen["civil_servant"] > 0
+    assert seen["civil_servant"] > 0 and false["civil_servant"] > 0 and bought["civil_servant"] > seen["civil_servant"]
     others = [g for g in seen if g != "civil_servant"]
-    assert all(seen[g] == 0 and false[g] == 0 for g in others)
-    assert sum(bought[g] for g in others) > 10 * bought["civil_servant"]
+    assert all(seen[g] == 0 and false[g] == 0 and bought[g] == 0 for g in others)
     _entries_follow_records(run_dir, "corruption_probe", {"commerce.luxury_spending"}, 2, 180)
 
 
