@@ -93,10 +93,10 @@ def checks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, np.ndarra
     seen: list[dict[str, np.ndarray]] = []
     real = sanction_mod.sanction
 
-    def wrapped(plan: Any, st: Any, cit: np.ndarray, beh: np.ndarray) -> dict[str, np.ndarray]:
+    def wrapped(plan: Any, st: Any, cit: np.ndarray, beh: np.ndarray) -> Any:
         out = real(plan, st, cit, beh)
-        a = out["cit"]
-        seen.append({"cit": a, "beh": out["beh"], "den": out["den"][:, 0].copy(), "rew": out["rew"][:, 0].copy(),
+        a = out.cit
+        seen.append({"cit": a, "beh": out.beh, "den": out.denied[:, 0].copy(), "rew": out.rewarded[:, 0].copy(),
                      "grade": st.grade[0, a].copy(),
                      "listed": st.listed[0][:, a].copy() if st.listed.shape[1] else np.zeros((0, a.shape[0]))})
         return out
