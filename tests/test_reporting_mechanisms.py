@@ -249,3 +249,25 @@ def test_a_censor_in_sharing_is_a_clean_error_as_typed(tmp_path: Path) -> None:
                 "--out", str(tmp_path / "r"), cwd=tmp_path)
     assert res.clean_error, res.out
     assert "sharing[0]" in res.out and "suppress" in res.out
+
+
+def test_the_audit_reports_fines_by_group_with_intervals(tmp_path: Path) -> None:
+    from credsim.audit.paired import audit
+
+    ov = {k: v for k, v in BOOST.items() if k != "run.trace"}
+    aud = audit("integrated", replicates=2, population=2000, days=30, trace=0, out=tmp_path / "aud",
+                overrides=ov, report=False, threads=1)
+    res = json.loads((aud / "audit.json").read_text())
+    rows = {(r["dimension"], r["group"]): r for r in res["observed_by_group"]
+            if r["metric"] == nm.OBSERVED("elder_care_complaints")}
+    assert rows[("parents_over_60", "no")]["count"]["mean"] == 0
+    yes = rows[("parents_over_60", "yes")]
+    assert yes["count"]["k"] == 2 and yes["count"]["lo"] <= yes["count"]["mean"] <= yes["count"]["hi"]
+    # the interval's mean is the mean of what each replicate's metrics table says
+    per_run = [_metric_by_group(aud / pair[0], nm.OBSERVED("elder_care_complaints"), "parents_over_60")["yes"]
+               for pair in res["meta"]["pairs"]]
+    assert yes["count"]["mean"] == pytest.approx(sum(per_run) / 2) and min(per_run) > 0
+    population = [_metric_by_group(aud / pair[0], nm.POPULATION, "parents_over_60")["yes"] / 30
+                  for pair in res["meta"]["pairs"]]  # the population stock, summed over 30 days
+    assert yes["per_1000"]["mean"] == pytest.approx(
+        sum(1000 * f / p for f, p in zip(per_run, population, strict=True)) / 2)

@@ -15,7 +15,8 @@ Any other scenario name or file can be given instead.
 
 The audit directory::
 
-    audit.json            every figure, per replicate and as intervals
+    audit.json            every figure, per replicate and as intervals (``observed_by_group``:
+                          records per sensor and group, e.g. fines under a rule, with intervals)
     report.html           the self-contained report
     runs/system-s<seed>/  run directories (SQL: credsim sql DIR "...")
     runs/baseline-s<seed>/
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from credsim import names as nm
 from credsim.api import run as run_api
 from credsim.audit.metrics import run_figures
 from credsim.audit.stats import interval
@@ -145,6 +147,44 @@ def _group_events(run_dir: Path, kinds: dict[str, list[str]]) -> dict[tuple[str,
         con.close()
 
 
+def _group_observed(run_dir: Path) -> dict[tuple[str, str, str], float]:
+    """Lifetime true events each sensor recorded, per group: a fine under a rule with its own
+    sensor, a post a censor hid. Read per replicate so that group figures get intervals too."""
+    con = connect(run_dir)
+    try:
+        rows = con.execute("SELECT metric, dimension, \"group\", sum(value) FROM metrics "
+                           "WHERE metric LIKE ? GROUP BY ALL", [nm.OBSERVED.like()]).fetchall()
+        return {(str(m), str(d), str(g)): float(v) for m, d, g, v in rows}
+    finally:
+        con.close()
+
+
+def _observed_by_group(pairs: list[tuple[Path, Path | None]]) -> list[dict[str, Any]]:
+    """Per sensor and group: records across replicates as a 95% t interval, also per 1,000 citizens."""
+    per = [_group_observed(p) for p, _ in pairs]
+    pops = [_group_population(p) for p, _ in pairs]
+    out = []
+    for key in sorted(per[0]):
+        metric, dim, grp = key
+        vals = [r.get(key, 0.0) for r in per]
+        rate = [1000.0 * v / pp[(dim, grp)] if pp.get((dim, grp)) else math.nan
+                for v, pp in zip(vals, pops, strict=True)]
+        out.append({"metric": metric, "dimension": dim, "group": grp, "count": interval(vals, floor=0.0).as_dict(),
+                    "per_1000": interval(rate, floor=0.0).as_dict()})
+    return out
+
+
+def _group_population(run_dir: Path) -> dict[tuple[str, str], float]:
+    """Citizens per (dimension, group) on day 0: the denominator of per-1,000 figures."""
+    con = connect(run_dir)
+    try:
+        rows = con.execute("SELECT dimension, \"group\", value FROM metrics WHERE metric = ? AND day = 0",
+                           [nm.POPULATION]).fetchall()
+        return {(str(d), str(g)): float(v) for d, g, v in rows}
+    finally:
+        con.close()
+
+
 def assemble(pairs: list[tuple[Path, Path | None]], root: Path | None = None,
              reference: dict[str, str] | None = None) -> dict[str, Any]:
     """Figures of every replicate, their intervals, and paired effects against the counterfactual."""
@@ -200,4 +240,5 @@ def assemble(pairs: list[tuple[Path, Path | None]], root: Path | None = None,
         {"seed": f["run"]["seed"], "system": f["scalars"], "baseline": b["scalars"] if b else None}
         for f, b in zip(sys_figs, base_figs, strict=True)],
         "intervals": intervals, "effects": effects, "effects_by_group": by_group,
+        "observed_by_group": _observed_by_group(pairs),
         "fairness_intervals": di_int})
