@@ -166,7 +166,9 @@ def test_commercial_score_distribution_is_as_stated_in_the_header() -> None:
 
 def _integrated(false_rate: float) -> Any:
     ov = {"population.size": 20_000, "run.trace": 0,
-          "sensors.face_cameras.false_rate": false_rate, "sensors.keyword_filter.false_rate": 0.0}
+          "sensors.face_cameras.false_rate": false_rate, "sensors.keyword_filter.false_rate": 0.0,
+          "sensors.anticorruption_watch.false_rate": 0.0, "sensors.streaming_monitor.false_rate": 0.0,
+          "sensors.campus_forum.false_rate": 0.0}
     return simulate(load_scenario("integrated", ov))
 
 

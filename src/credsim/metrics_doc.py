@@ -31,6 +31,8 @@ MEMBER: Final[dict[str, str]] = {
     names.WRONGFUL.prefix: "attempt",
     names.MISSED.prefix: "attempt",
     names.RESPONSE.prefix: "response",
+    names.REACH.prefix: "behaviour",
+    names.REACH_LOST.prefix: "behaviour",
 }
 
 KIND_WORDS: Final = {"flow": "flow (per day)", "stock": "stock (end of day)"}

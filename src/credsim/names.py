@@ -64,6 +64,10 @@ REWARDED = Family("rewarded", "flow", "attempts rewarded (e.g. a discount) in th
 WRONGFUL = Family("wrongful", "flow", "attempts denied officially but allowed in the shadow view")
 MISSED = Family("missed", "flow", "attempts allowed officially but denied in the shadow view")
 RESPONSE = Family("response", "flow", "citizens in whom the response was triggered")
+REACH = Family("reach", "flow", "contacts the posts of a speech behaviour reached (the poster's active ties, "
+               "less those a censor hid them from); written only when a sensor suppresses posts")
+REACH_LOST = Family("reach_lost", "flow", "contacts the posts of a speech behaviour did not reach because a "
+                    "censor hid them (reach suppressed, no record made)")
 
 POPULATION: Final = "population"
 RECORDS_OFFICIAL_TRUE: Final = "records.official_true"
@@ -100,7 +104,7 @@ SINGLE_STOCKS: Final = frozenset({POPULATION, SCORE_SUM, SHADOW_SCORE_SUM, MODEL
 
 FAMILIES: Final = (EVENTS, OBSERVED, FALSE_OBSERVED, ENTRIES, EXITS, SHADOW_ENTRIES, SHADOW_EXITS, LISTED,
                    SHADOW_LISTED, GRADE, SHADOW_GRADE, ATTEMPTS, DENIED, SHADOW_DENIED, REWARDED, WRONGFUL, MISSED,
-                   RESPONSE)
+                   RESPONSE, REACH, REACH_LOST)
 METRIC_FAMILIES: Final[dict[str, str]] = {f.prefix: f.meaning for f in FAMILIES}
 
 

@@ -108,6 +108,8 @@ class Plan:
     resp_lists: np.ndarray  # (Q, L) bool (all True when unrestricted)
     # rate schedules (policy eras): behaviour index -> (from_day ascending, multiplier)
     beh_schedule: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # censors: (S,) share of a caught post's contacts it is hidden from (0: an ordinary sensor)
+    sen_suppress: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def schedule_multiplier(self, b: int, day: int) -> float:
         """The schedule's multiplier of behaviour ``b`` on ``day`` (1 before the first step)."""
@@ -320,4 +322,5 @@ def compile_plan(scen: Scenario) -> Plan:
         beh_schedule={i: (np.array([st.from_day for st in b.schedule], dtype=np.int64),
                           np.array([st.multiplier for st in b.schedule], dtype=np.float64))
                       for i, b in enumerate(bs) if b.schedule},
+        sen_suppress=np.array([s.suppress or 0.0 for s in ss], dtype=np.float64),
     )

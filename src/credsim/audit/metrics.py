@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from credsim import names as nm
 from credsim.audit import fairness
 from credsim.audit.stats import gini, kaplan_meier, km_quantile
 from credsim.store import connect, read_manifest
@@ -102,6 +103,17 @@ def _figures(con: duckdb.DuckDBPyConnection, run_dir: Path, man: dict[str, Any],
         s["records.adverse_per_capita"] = s["records.adverse"] / n
     for li, bad in _grade_rule_violations(con, scen, lists).items():
         s[f"check.grade_rule.{li}"] = bad
+
+    # per sensor: true events it recorded (e.g. fines under a rule with its own sensor) and false
+    # records; per speech behaviour, where a censor suppresses posts, the contacts reached and lost
+    for sn in scen.get("sensors") or {}:
+        s[nm.OBSERVED(sn)] = _metric_total(con, nm.OBSERVED(sn))
+        s[nm.FALSE_OBSERVED(sn)] = _metric_total(con, nm.FALSE_OBSERVED(sn))
+    censored = {b for v in (scen.get("sensors") or {}).values() if (v or {}).get("suppress") is not None
+                for b in v.get("observes") or []}
+    for b in sorted(censored):
+        s[nm.REACH(b)] = _metric_total(con, nm.REACH(b))
+        s[nm.REACH_LOST(b)] = _metric_total(con, nm.REACH_LOST(b))
 
     # cross-context detriment and association harm
     s["cross_context.mean_share"] = (_metric_total(con, "denied.cross_context_sum") / s["denied.total"]
@@ -197,7 +209,8 @@ def _groups(con: duckdb.DuckDBPyConnection, attempts: list[str]) -> list[dict[st
     flows = [f"{k}.{a}" for k in ("denied", "wrongful", "missed", "attempts") for a in attempts]
     rows = con.execute(
         "SELECT dimension, \"group\", metric, sum(value) FROM metrics WHERE dimension <> 'all' AND "
-        "(metric IN (SELECT unnest(?)) OR (metric = 'population' AND day = 0) OR metric LIKE 'events.%') "
+        "(metric IN (SELECT unnest(?)) OR (metric = 'population' AND day = 0) OR metric LIKE 'events.%' "
+        "OR metric LIKE 'observed.%' OR metric LIKE 'reach%') "
         "GROUP BY ALL", [flows]).fetchall()
     table: dict[tuple[str, str], dict[str, Any]] = {}
     for dim, grp, metric, value in rows:

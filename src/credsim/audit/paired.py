@@ -15,7 +15,8 @@ Each harm is a citizen-by-citizen difference (:mod:`credsim.audit.harms`).
 
 The audit directory::
 
-    audit.json                      every figure, per replicate and as intervals
+    audit.json                      every figure, per replicate and as intervals (``observed_by_group``:
+                                    records per sensor and group, with intervals)
     report.html                     the self-contained report
     runs/system-s<seed>/            run directories (SQL: credsim sql DIR "..."); harms.parquet
     runs/baseline-s<seed>/          the system switched off
@@ -33,6 +34,7 @@ from typing import Any
 
 import duckdb
 
+from credsim import names as nm
 from credsim.api import run as run_api
 from credsim.audit import fairness
 from credsim.audit.counterfactuals import BY_HARM, HARMS, SYSTEM_OFF, apply, counterfactual
@@ -146,6 +148,44 @@ def _group_events(run_dir: Path, kinds: dict[str, list[str]]) -> dict[tuple[str,
         con.close()
 
 
+def _group_observed(run_dir: Path) -> dict[tuple[str, str, str], float]:
+    """Lifetime true events each sensor recorded, per group: a fine under a rule with its own
+    sensor, a post a censor hid. Read per replicate so that group figures get intervals too."""
+    con = connect(run_dir)
+    try:
+        rows = con.execute("SELECT metric, dimension, \"group\", sum(value) FROM metrics "
+                           "WHERE metric LIKE ? GROUP BY ALL", [nm.OBSERVED.like()]).fetchall()
+        return {(str(m), str(d), str(g)): float(v) for m, d, g, v in rows}
+    finally:
+        con.close()
+
+
+def _observed_by_group(systems: list[Path]) -> list[dict[str, Any]]:
+    """Per sensor and group: records across replicates as a 95% t interval, also per 1,000 citizens."""
+    per = [_group_observed(p) for p in systems]
+    pops = [_group_population(p) for p in systems]
+    out = []
+    for key in sorted(per[0]):
+        metric, dim, grp = key
+        vals = [r.get(key, 0.0) for r in per]
+        rate = [1000.0 * v / pp[(dim, grp)] if pp.get((dim, grp)) else math.nan
+                for v, pp in zip(vals, pops, strict=True)]
+        out.append({"metric": metric, "dimension": dim, "group": grp, "count": interval(vals).as_dict(),
+                    "per_1000": interval(rate).as_dict()})
+    return out
+
+
+def _group_population(run_dir: Path) -> dict[tuple[str, str], float]:
+    """Citizens per (dimension, group) on day 0: the denominator of per-1,000 figures."""
+    con = connect(run_dir)
+    try:
+        rows = con.execute("SELECT dimension, \"group\", value FROM metrics WHERE metric = ? AND day = 0",
+                           [nm.POPULATION]).fetchall()
+        return {(str(d), str(g)): float(v) for d, g, v in rows}
+    finally:
+        con.close()
+
+
 def _as_replicate(p: Replicate | tuple[Path, Path | None]) -> Replicate:
     if isinstance(p, Replicate):
         return p
@@ -246,7 +286,7 @@ def assemble(pairs: Sequence[Replicate | tuple[Path, Path | None]], root: Path |
         {"seed": f["run"]["seed"], "system": f["scalars"], "baseline": b["scalars"] if b else None}
         for f, b in zip(sys_figs, base_figs, strict=True)],
         "intervals": intervals, "effects": effects, "effects_by_group": by_group, "fairness": fair,
-        "recovery": recovery})
+        "recovery": recovery, "observed_by_group": _observed_by_group([r.system for r in reps])})
 
 
 def _inside(audit_dir: Path, name: object) -> Path:

@@ -61,9 +61,17 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
             one_of(f"sensors.{sn}.observes[{i}]", b, list(s.behaviours), "a behaviour")
         check_table(f"sensors.{sn}.coverage_by", sen.coverage_by)
         check_table(f"sensors.{sn}.surveillance", sen.surveillance)
+        if sen.suppress is not None:
+            for i, b in enumerate(sen.observes):
+                if b in s.behaviours and s.behaviours[b].kind != "speech":
+                    out.append((f"sensors.{sn}.observes[{i}]", "a behaviour of kind 'speech' for a sensor with "
+                                f"suppress set (a censor hides posts; {b!r} is {s.behaviours[b].kind!r})"))
     if s.sharing is not None:
         for i, sn in enumerate(s.sharing):
             one_of(f"sharing[{i}]", sn, list(s.sensors), "a sensor")
+            if sn in s.sensors and s.sensors[sn].suppress is not None:
+                out.append((f"sharing[{i}]", f"a sensor that files records ({sn!r} has suppress set: a censor "
+                            "hides posts and files nothing, so it cannot share)"))
 
     rtypes = record_types(s)
     sc = s.scoring

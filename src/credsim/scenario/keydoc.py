@@ -136,6 +136,10 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Sensor.surveillance": KeyDoc("multipliers on detection and on false records per group (watched groups)",
                                   "multiplier", "{occupation: {journalist: 3.0, lawyer: 2.0}}"),
     # Scoring
+    "Sensor.suppress": KeyDoc("make this sensor a censor: a post it catches is hidden from this share of the "
+                              "poster's contacts (1 = from all) and no record is filed; it may observe only "
+                              "`speech` behaviours and must not be in `sharing`. Unset: an ordinary sensor",
+                              "share of contacts", "0.8"),
     "Scoring.points": KeyDoc("a points score", "", "{base: 1000, rules: {traffic.jaywalk: -5}}"),
     "Scoring.model": KeyDoc("a model score", "", "{features: {...}, dimensions: {...}}"),
     "Scoring.grades": KeyDoc("grades from bands of one of the scores", "",

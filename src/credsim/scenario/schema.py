@@ -145,7 +145,13 @@ class Behaviour(Strict):
 
 
 class Sensor(Strict):
-    """Turns true events into records, misses some, and invents some (false records)."""
+    """Turns true events into records, misses some, and invents some (false records).
+
+    A sensor with ``suppress`` set is a censor, not a recorder: the reporting describes posts
+    whose reach is cut by region with no sanction on the person, so such a sensor files no
+    record in any dossier (it cannot be in ``sharing``) and instead hides each post it catches
+    from a share of the poster's contacts, which the run measures as reach.
+    """
 
     observes: list[DottedName] = Field(min_length=1)
     coverage: Probability = 1.0
@@ -154,6 +160,13 @@ class Sensor(Strict):
     false_rate: Probability = 0.0
     delay_days: Annotated[int, Field(strict=True, ge=0, le=365)] = 0
     surveillance: GroupTable = {}
+    suppress: Probability | None = Field(
+        default=None,
+        description="make this sensor a censor: a post it catches is hidden from this share of the "
+        "poster's contacts (1 = from all) and no record is filed; the sensor may observe only "
+        "behaviours of kind 'speech' and must not be listed in 'sharing'. Unset: an ordinary "
+        "sensor that files records",
+    )
 
 
 class PointsRule(Strict):
@@ -337,5 +350,7 @@ class Scenario(Strict):
     run: RunSpec = RunSpec()
 
     def shared_sensors(self) -> list[str]:
-        """Sensors whose records reach the authority's dossier (all when unspecified)."""
-        return list(self.sensors) if self.sharing is None else list(self.sharing)
+        """Sensors whose records reach the authority's dossier (all but censors when unspecified)."""
+        if self.sharing is None:
+            return [n for n, s in self.sensors.items() if s.suppress is None]
+        return list(self.sharing)

@@ -54,6 +54,17 @@ def _bincount_fx(keys: np.ndarray, w: np.ndarray, size: int, unit: int) -> np.nd
 _NO_W = np.zeros(0, dtype=np.int64)
 
 
+@njit(cache=True)
+def _active_degree(indptr: np.ndarray, active: np.ndarray, cit: np.ndarray) -> np.ndarray:
+    """Active ties of each citizen in ``cit`` (ties cut by a response no longer carry posts)."""
+    out = np.zeros(cit.shape[0], dtype=np.int64)
+    for j in range(cit.shape[0]):
+        i = cit[j]
+        for e in range(indptr[i], indptr[i + 1]):
+            out[j] += active[e]
+    return out
+
+
 class Metrics:
     """The daily table of a run (or of the citizens ``[lo, hi)`` of a shard), and the day's observer."""
 
@@ -83,6 +94,10 @@ class Metrics:
                       nm.SHADOW_DENIED(b)]
         names += [nm.DENIED_CROSS_CONTEXT_SUM, nm.DENIED_ASSOCIATION_ONLY, nm.ASSOCIATION_RECORDS, nm.TIES_CUT]
         names += [nm.RESPONSE(q) for q in plan.responses]
+        # reach is measured for the posts a censor watches (only speech: the scenario check says so)
+        censors = np.array([plan.scen.sensors[s].suppress is not None for s in plan.sensors], dtype=np.bool_)
+        self.censored = [b for b in range(plan.n_beh) if (plan.sen_obs[censors, b]).any()] if censors.any() else []
+        names += [f(plan.beh[b]) for b in self.censored for f in (nm.REACH, nm.REACH_LOST)]
         self.names = list(dict.fromkeys(names + stocks))
         self.idx = {n: i for i, n in enumerate(self.names)}
         self.stock_idx = np.array([self.idx[s] for s in stocks], dtype=np.int64)
@@ -208,6 +223,8 @@ class Metrics:
         for s, name in enumerate(p.sensors):
             self.count(day, nm.OBSERVED(name), cit[ob.seen[:, s] == 1] if ob.seen.shape[0] else cit[:0])
             self.count(day, nm.FALSE_OBSERVED(name), ob.false_cit[ob.false_sensor == s])
+        if self.censored:
+            self._reach(st, d, order, cuts)
         self._records(d)
         if d.model_day:
             self.set_stock_dense(nm.MODEL_SCORE_SUM, st.mscore[0].astype(np.float64))
@@ -219,6 +236,26 @@ class Metrics:
         self.add_total(day, nm.ASSOCIATION_RECORDS, d.responses.assoc)
         self.add_total(day, nm.TIES_CUT, d.responses.ties_cut)
         self.close_day(day)
+
+    def _reach(self, st: State, d: Day, order: np.ndarray, cuts: np.ndarray) -> None:
+        """Contacts each post reached and lost: active ties of the poster, split by the censors that caught it.
+
+        A post caught by censors with shares h_1..h_k is hidden from ``1 - prod(1 - h_j)`` of the
+        poster's contacts; it makes no record (censors are never shared), only this loss of reach.
+        """
+        p, cit, seen = self.plan, d.events.cit, d.observations.seen
+        g = st.graph
+        for b in self.censored:
+            sel = order[cuts[b]:cuts[b + 1]]
+            if sel.shape[0] == 0:
+                continue
+            deg = _active_degree(g.indptr, g.active, cit[sel]).astype(np.float64)
+            kept = np.ones(sel.shape[0])
+            if seen.shape[0]:
+                for s in np.flatnonzero(p.sen_suppress > 0):
+                    kept *= 1.0 - p.sen_suppress[s] * (seen[sel, s] == 1)
+            self.count(d.day, nm.REACH(p.beh[b]), cit[sel], deg * kept)
+            self.count(d.day, nm.REACH_LOST(p.beh[b]), cit[sel], deg * (1.0 - kept))
 
     def _records(self, d: Day) -> None:
         """Records filed, points lost, and the score sums following filing, expiry and retraction."""
