@@ -2,12 +2,13 @@
 
 ``--before REV`` (a git revision, default the commit before the engine redesign) is exported
 with ``git archive`` into a temporary folder; each model is then simulated by both versions,
-alternately (before, after, before, after, ...), each in its own single-threaded subprocess
+alternately (before, after, after, before, ...), each in its own single-threaded subprocess
 whose PYTHONPATH points at that version's ``src``. Each version's numba cache is filled by an
 untimed run first, and every subprocess runs a small warm-up (so compilation is never timed),
-then times ``simulate`` on the full size and reports the loop's seconds (the days, without
-population and graph setup) and the wall seconds. The machine may be shared: the load average
-before each measurement is reported with it, and the ratio uses the median of the repeats.
+then times ``simulate`` on the full size. The ratio compares the process CPU seconds of
+``simulate`` (one thread: its compute, far less disturbed than wall time when other processes
+share the cores), median of the repeats; the loop and wall seconds and the load average before
+each measurement are reported beside it.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from credsim.engine import simulate
 source, n, days = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 simulate(credsim.load_scenario(source, {"population.size": 20000, "run.days": 30}))  # compile every kernel
 scen = credsim.load_scenario(source, {"population.size": n, "run.days": days})
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 res = simulate(scen)
-wall = time.perf_counter() - t0
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 loop = sum(v for k, v in res.timings.items() if k != "setup")
-print(json.dumps({"wall_s": wall, "loop_s": loop, "file": credsim.__file__}))
+print(json.dumps({"wall_s": wall, "cpu_s": cpu, "loop_s": loop, "timings": res.timings, "file": credsim.__file__}))
 """
 
 
@@ -84,16 +85,17 @@ def main(argv: list[str] | None = None) -> int:
             for name, src in versions.items():  # fill each version's numba cache before timing anything
                 measure(src, MODELS[model], 20000, 30, caches[name])
             runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
-            for _ in range(args.repeats):
-                for name, src in versions.items():
+            for rep in range(args.repeats):
+                order = list(versions.items())
+                for name, src in order if rep % 2 == 0 else order[::-1]:  # ABBA: drift in load cancels
                     row = measure(src, MODELS[model], args.n, args.days, caches[name])
                     runs[name].append(row)
-                    print(f"{model:<10} {name:<6} loop {row['loop_s']:8.2f} s  wall {row['wall_s']:8.2f} s  "
-                          f"(load {row['load_before']:.2f})", flush=True)
-            med = {k: statistics.median(r["loop_s"] for r in v) for k, v in runs.items()}
+                    print(f"{model:<10} {name:<6} cpu {row['cpu_s']:8.2f} s  loop {row['loop_s']:8.2f} s  "
+                          f"wall {row['wall_s']:8.2f} s  (load {row['load_before']:.2f})", flush=True)
+            med = {k: statistics.median(r["cpu_s"] for r in v) for k, v in runs.items()}
             ratio = med["after"] / med["before"]
-            report["models"][model] = {"runs": runs, "median_loop_s": med, "after_over_before": ratio}
-            print(f"{model:<10} after/before loop time: {ratio:.3f}", flush=True)
+            report["models"][model] = {"runs": runs, "median_cpu_s": med, "after_over_before": ratio}
+            print(f"{model:<10} after/before CPU time: {ratio:.3f}", flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     return 0

@@ -10,12 +10,13 @@ A's days before ``d`` are kept as they were (the record counted then).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import credsim
-from credsim import engine
+from credsim import checkpoint, engine
 from credsim import names as nm
 from credsim.day import Day
 from credsim.stages import retraction
@@ -137,3 +138,37 @@ def test_metrics_follow_retractions_in_a_full_run() -> None:
     assert last[m.idx[nm.LISTED("defaulters")]] == st.listed[0, 0].sum()
     for g, name in enumerate(loop.plan.grades):
         assert last[m.idx[nm.GRADE(name)]] == (st.grade[0] == g).sum()
+
+
+def test_the_ledger_and_a_queued_retraction_survive_a_checkpoint(tmp_path: Path) -> None:
+    """Stop on day 20 with a retraction queued for day 25, restore into a fresh loop, finish: the same
+    state as without the stop (the ledger and the undo queues are part of the checkpoint)."""
+    scen = credsim.load_scenario(tiny(lists__defaulters__entry__window_days=20))
+
+    def start() -> engine.Loop:
+        loop, _ = engine.prepare(scen, population=3000, days=40)
+        return loop
+
+    def request(loop: engine.Loop) -> None:
+        rows = loop.st.ledger.buckets[12][0].shape[0]
+        retraction.request(loop.st, 25, (np.int64(12) << 32) + np.arange(rows, dtype=np.int64), "appeal", 3)
+
+    whole = start()
+    for day in range(40):
+        if day == 15:
+            request(whole)
+        whole.step(day)
+    first = start()
+    for day in range(20):
+        if day == 15:
+            request(first)
+        first.step(day)
+    checkpoint.save(tmp_path, first, 20, {})
+    resumed = start()
+    checkpoint.restore(checkpoint.list_checkpoints(tmp_path)[0].path, resumed, max_bytes=1 << 30)
+    for day in range(20, 40):
+        resumed.step(day)
+    for k in ("score", "list_count", "listed", "pending", "counters"):
+        assert np.array_equal(getattr(whole.st, k), getattr(resumed.st, k)), k
+    assert np.array_equal(whole.metrics.table, resumed.metrics.table)
+    assert whole.st.ledger.size() == resumed.st.ledger.size() > 0

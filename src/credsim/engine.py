@@ -110,10 +110,11 @@ class Loop:
         for _ in self.day_rounds(day):
             self.exchange.loopback()
 
-    @property
-    def rounds_per_day(self) -> int:
-        """Barriers in a day: one per ``cut_ties`` response, and the end of the day."""
-        return int(np.asarray(self.plan.resp_cut).sum()) + 1
+
+
+def rounds_per_day(plan: Plan) -> int:
+    """Barriers in a day (see ``Respond``): one per ``cut_ties`` response, and the end of the day."""
+    return int(np.asarray(plan.resp_cut).sum()) + 1
 
 
 @dataclass

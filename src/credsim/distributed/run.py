@@ -33,7 +33,7 @@ import numpy as np
 from credsim import checkpoint as ckpt
 from credsim import store
 from credsim.distributed.shard import Shard, boundaries
-from credsim.engine import DEFAULT_BLOCK, Result
+from credsim.engine import DEFAULT_BLOCK, Result, rounds_per_day
 from credsim.eventlog import EventLog
 from credsim.exchange import deliver
 from credsim.graph import Graph
@@ -178,7 +178,7 @@ class ShardedDriver:
         self.cuts = boundaries(n, layout.shards)
         self.kw: dict[str, Any] = dict(population=population, days=days, seed=seed, block=block, threads=threads)
         self.plan = compile_plan(scen)
-        self.rounds = int(np.asarray(self.plan.resp_cut).sum()) + 1 if len(self.plan.responses) else 1
+        self.rounds = rounds_per_day(self.plan)
         self.max_restarts = max_restarts
         self.saved_in: Path | None = None  # where shard checkpoints were last written (recovery reads them)
         self.setup = 0.0  # the slowest shard's setup seconds, known with the results
