@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 
 VIEW_FILES = {"metrics": "metrics.parquet", "citizens": "citizens.parquet", "traces": "traces.parquet",
-              "events": "events.parquet"}
+              "events": "events.parquet", "harms": "harms.parquet"}  # harms: added by an audit (audit/harms.py)
 REQUIRED_VIEWS = ("metrics", "citizens", "traces")
 
 

@@ -37,7 +37,7 @@ FILES = ("manifest.json", "metrics.parquet", "citizens.parquet", "traces.parquet
 
 # what the run's own results.duckdb defines, for the DuckDB command line (paths relative to the run)
 VIEWS = {view: f"SELECT * FROM read_parquet('{name}')" for view, name in catalog.VIEW_FILES.items()
-         if view != "events"}
+         if view not in ("events", "harms")}
 EVENTS_VIEW = {"events": "SELECT * FROM read_parquet('events.parquet')"}  # audit event log (eventlog.py)
 
 
@@ -130,6 +130,16 @@ def require_complete(run_dir: str | Path) -> dict[str, Any]:
         hint = f"; {man['resume']}" if man.get("resume") else ""
         raise RunIncomplete(f"{run_dir} is not a complete run (status {status}{why}){hint}")
     return man
+
+
+def add_file(run_dir: Path, name: str) -> None:
+    """List a file written into a finished run later (an audit's ``harms.parquet``) in its manifest,
+    so the read-only views (:func:`connect`) include it."""
+    man = read_manifest(run_dir)
+    files = man.get("files")
+    if isinstance(files, list) and name not in files:
+        man["files"] = [*files, name]
+        _atomic_json(run_dir / "manifest.json", man)
 
 
 def run_files(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Path]:

@@ -33,7 +33,7 @@ from pathlib import Path
 import duckdb
 
 from credsim.audit.counterfactuals import HARMS, Counterfactual
-from credsim.store import read_manifest
+from credsim.store import add_file, read_manifest
 
 HARMS_FILE = "harms.parquet"
 
@@ -107,6 +107,7 @@ def write_harms(rep: Replicate) -> dict[str, float]:
         cat.execute(f"CREATE OR REPLACE VIEW harms AS SELECT * FROM read_parquet('{HARMS_FILE}')")
     finally:
         cat.close()
+    add_file(rep.system, HARMS_FILE)
     for cf in HARMS:
         totals[f"harm.{cf.harm}.run"] = 0.0 if rep.counterfactuals.get(cf.harm) is None else 1.0
     return totals
