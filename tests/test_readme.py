@@ -71,10 +71,10 @@ SKIPPED = {
 EXTRA_ONLY = {"dashboard": "dashboard", "sensitivity": "sensitivity", "--ray": "ray", "--shards": "ray"}
 # Commands whose output must show a progress bar (a run, day by day).
 DRAWS_BAR = ("run", "resume")
-# Commands that fail today for a reason being fixed elsewhere: expected to fail (strictly, so
-# that the entry must go once the fix lands).
 # Exit codes that are a result, not a failure, at the harness's small sizes (see the module docstring).
 ACCEPTED_EXIT = {"calibrate": (0, 1)}
+# Commands that fail today for a reason being fixed elsewhere: expected to fail (strictly, so
+# that the entry must go once the fix lands).
 KNOWN_FAILING: dict[str, str] = {
     "resume": "credsim resume without -q crashes drawing a progress bar with no total",
 }
