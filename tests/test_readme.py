@@ -24,6 +24,10 @@ What is changed from the text, and why (the same rules for every command):
 - ``credsim dashboard`` gets a free ``--port`` (the default 8050 may be taken on a shared
   machine); it is started, asked for its page once on 127.0.0.1 and stopped.
 - Commands listed in ``SKIPPED`` are reported as skipped with their reason, never silently.
+
+The core-only environment is a fresh venv made with ``pip install -c constraints.txt .`` (so it
+needs PyPI or a pip cache), or the venv named by ``$CREDSIM_CORE_VENV``; there, commands that
+need an extra (``EXTRA_ONLY``) are skipped with the extra's name.
 """
 
 from __future__ import annotations
@@ -71,10 +75,10 @@ SKIPPED = {
 EXTRA_ONLY = {"dashboard": "dashboard", "sensitivity": "sensitivity", "--ray": "ray", "--shards": "ray"}
 # Commands whose output must show a progress bar (a run, day by day).
 DRAWS_BAR = ("run", "resume")
-# Commands that fail today for a reason being fixed elsewhere: expected to fail (strictly, so
-# that the entry must go once the fix lands).
 # Exit codes that are a result, not a failure, at the harness's small sizes (see the module docstring).
 ACCEPTED_EXIT = {"calibrate": (0, 1)}
+# Commands that fail today for a reason being fixed elsewhere: expected to fail (strictly, so
+# that the entry must go once the fix lands).
 KNOWN_FAILING: dict[str, str] = {
     "resume": "credsim resume without -q crashes drawing a progress bar with no total",
 }
