@@ -220,7 +220,7 @@ def test_validate_suggests_the_key_meant(tmp_path: Path) -> None:
     assert res.clean_error, res.out
     for line, key, meant in ((3, "run.dayz", "days"), (7, "behaviours.traffic.violation.rat", "rate"),
                              (8, "populaton", "population")):
-        assert f"typo.yaml:{line}: at '{key}': no such key" in res.out and f"did you mean '{meant}'?" in res.out
+        assert f"typo.yaml:{line}: at '{key}': no such key" in res.out and f"did you mean '{meant}'" in res.out
 
 
 def test_validate_lists_schema_and_cross_section_problems_together(tmp_path: Path) -> None:
