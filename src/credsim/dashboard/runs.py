@@ -190,7 +190,7 @@ class Runner:
         try:
             from credsim.report import write_report
 
-            write_report(result, out / "report.html")
+            write_report(result, out / "report.html", shared_script=False)  # served and downloaded alone
         except ImportError:  # plotly missing: the page shows the same figures anyway
             pass
         self._remember(out, result)
