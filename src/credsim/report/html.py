@@ -61,7 +61,6 @@ details summary{cursor:pointer;color:#0b5394}
 
 # Plotly's own toolbar, without the cloud/share and selection buttons a reader never needs.
 CONFIG: dict[str, Any] = {"displaylogo": False, "responsive": True, "showSendToCloud": False,
-                          "showEditInChartStudio": False, "showLink": False,
                           "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
 
 DOWNLOADS_JS = """
