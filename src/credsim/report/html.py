@@ -80,7 +80,12 @@ document.addEventListener('click', function (ev) {
 """
 
 
-def page(title: str, body: str, script_src: str | None = None) -> str:
+def page(title: str, body: str) -> str:
+    """The page frame with plotly.js inline (sweep pages and pages that travel alone)."""
+    return framed(title, body, None)
+
+
+def framed(title: str, body: str, script_src: str | None) -> str:
     """The page frame: plotly.js from ``script_src`` beside the HTML, or inline when None."""
     script = (f'<script src="{html.escape(script_src)}"></script>' if script_src
               else f'<script type="text/javascript">{get_plotlyjs()}</script>')
@@ -369,7 +374,7 @@ def report_html(res: dict[str, Any], script_src: str | None = None) -> str:
             + "<h2>The findings, chart by chart</h2>" + _chart_sections(res)
             + "<h2>Detail: every finding with its interval</h2>" + _findings(headlines(res)) + _harms_table(res)
             + METHODS + _sql_block(res))
-    return page(title, body, script_src)
+    return framed(title, body, script_src)
 
 
 def write_plotly_beside(path: Path) -> str:
@@ -474,4 +479,4 @@ def compare_html(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str,
             blocks.append(figure_block(c2, f"cmp-{fn.__name__}-{side}", f"{name}-{fn.__name__}"))
     body = (head + "<h2>Key figures</h2>" + table + "<h2>The story of each</h2>" + stories
             + "<h2>Side by side, on the same axes</h2>" + "".join(blocks) + METHODS)
-    return page(title, body, script_src)
+    return framed(title, body, script_src)
