@@ -103,7 +103,7 @@ def test_report_is_small_offline_and_plain(runs: tuple[Path, Path, Path]) -> Non
     assert html.count("Plotly.newPlot") >= 6
     assert "sendDataToCloud" not in html and '"displaylogo": false' in html
     # each drawn chart: a text alternative, its data table and three downloads
-    assert html.count('role="img" aria-label="Chart:') == html.count("Plotly.newPlot")
+    assert len(re.findall(r'<p class="sr" id="([^"]+)-alt">Chart: ', html)) == html.count("Plotly.newPlot")
     assert html.count("Table: the numbers in this chart") == html.count("Plotly.newPlot")
     for kind in ("png", "svg", "csv"):
         assert html.count(f'data-download="{kind}"') == html.count("Plotly.newPlot")

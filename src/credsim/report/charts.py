@@ -20,6 +20,7 @@ from credsim.report.labels import Labels, from_result
 
 FOUR_FIFTHS = (0.8, 1.25)
 PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#666666"]  # Okabe-Ito
+AXIS_ONLY = "axis-only"  # meta of a trace that only lays out categories (no data: left out of tables)
 LOG_TICKS = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]
 
 
@@ -449,10 +450,17 @@ def share_axes(figs: list[go.Figure]) -> None:
             bar = bar or b
         layout_axis = [f.layout[f"{axis}axis"] for f in figs]
         if cats:
+            reverse = axis == "y" and layout_axis[0].autorange == "reversed"
+            span = [len(cats) - 0.5, -0.5] if reverse else [-0.5, len(cats) - 0.5]
             for f in figs:
-                f.update_layout({f"{axis}axis": {"categoryorder": "array", "categoryarray": cats}})
-                if axis == "y" and layout_axis[0].autorange == "reversed":
-                    f.update_layout({"yaxis": {"autorange": "reversed"}})
+                # an invisible trace holding every category: plotly places only categories a trace uses
+                other = "x" if axis == "y" else "y"
+                f.add_trace(go.Scatter(**{axis: cats, other: [None] * len(cats)}, mode="markers",
+                                       showlegend=False, hoverinfo="skip", meta=AXIS_ONLY))
+                f.update_layout({f"{axis}axis": {"categoryorder": "array", "categoryarray": cats, "range": span,
+                                                 "autorange": False}})
+                if axis == "y":
+                    f.update_layout(height=max(f.layout.height or 380, 24 * len(cats) + 140))
             continue
         if not nums:
             continue

@@ -116,6 +116,8 @@ def figure_rows(fig: go.Figure) -> tuple[list[str], list[list[str]]]:
         return ["panel", "from", "to", "citizens"], rows
     rows = []
     for t in fig.data:
+        if t.meta == charts.AXIS_ONLY:
+            continue
         xs, ys = list(t.x if t.x is not None else []), list(t.y if t.y is not None else [])
         errs = t.error_y if t.type in ("bar", "scatter") and t.error_y is not None else None
         if t.orientation == "h" or (t.type == "scatter" and ys and isinstance(ys[0], str)):
@@ -164,7 +166,9 @@ def figure_block(chart: charts.Chart, div_id: str, filename: str) -> str:
     w.writerows(rows)
     cfg = dict(CONFIG, toImageButtonOptions={"filename": filename})
     plot = chart.fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=cfg)
-    out.append(f'<div class="chart" role="img" aria-label="{html.escape(alt)}">{plot}</div>')
+    # the alternative is a described-by text, not role="img": the chart holds buttons (its toolbar)
+    out.append(f'<p class="sr" id="{div_id}-alt">{html.escape(alt)}</p>'
+               f'<div class="chart" aria-describedby="{div_id}-alt">{plot}</div>')
     out.append(f'<p class="caption">{html.escape(chart.caption)}</p>')
     out.append('<div class="tools">' + "".join(
         f'<button type="button" data-download="{k}" data-chart="{div_id}" data-name="{html.escape(filename)}">'
