@@ -116,7 +116,7 @@ def test_every_builtin_report_reads_plainly(reports: dict[str, tuple[Path, dict[
 
 
 def test_compare_shares_axes_in_the_browser(reports: dict[str, tuple[Path, dict[str, Any]]], browser: Any) -> None:
-    (pa, ra), (pb, rb) = reports["city-points"], reports["integrated"]
+    (pa, ra), (_pb, rb) = reports["city-points"], reports["integrated"]
     out = pa.parent.parent / "compare.html"
     write_compare(ra, rb, "city-points", "integrated", out)
     for width in WIDTHS:
