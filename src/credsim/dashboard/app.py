@@ -36,6 +36,7 @@ from credsim.dashboard import settings as st
 from credsim.dashboard import views
 from credsim.dashboard.runs import Runner
 from credsim.memory import MemoryRefused
+from credsim.report.labels import words
 from credsim.scenario.load import Problem, ScenarioError, builtin_names, dump_yaml, load_scenario
 from credsim.scenario.schema import Scenario
 
@@ -281,7 +282,7 @@ class Dashboard:
             kid = {"type": "knob", "id": k.id}
             value = given.get(k.id, k.value)
             if k.kind in ("sensors", "sanctions"):
-                ctrl: Any = dcc.Checklist(id=kid, options=[{"label": o, "value": o} for o in k.options],
+                ctrl: Any = dcc.Checklist(id=kid, options=[{"label": words(o), "value": o} for o in k.options],
                                           value=list(value))
             else:
                 ctrl = dcc.Input(id=kid, type="number", value=value, step=k.step or "any", debounce=False)
