@@ -120,8 +120,8 @@ def denied_by_group(res: dict[str, Any]) -> Chart:
     _layout(fig, height=20 * len(rows) + 160, barmode="overlay", xaxis_title="denials per 1,000 citizens")
     fig.update_yaxes(autorange="reversed", tickfont={"size": 11})
     top = rows[0]
-    return Chart(f"{y[0]} were denied most often: {1000 * top['denied.total'] / top['population']:,.1f} denials "
-                 "per 1,000 citizens", fig,
+    return Chart(f"Citizens in the group {y[0]} were denied most often: "
+                 f"{1000 * top['denied.total'] / top['population']:,.1f} denials per 1,000 citizens", fig,
                  "Denials per 1,000 citizens of each group over the run, sorted from most to least."
                  + _first_only(res))
 
@@ -259,8 +259,9 @@ def disparate_impact(res: dict[str, Any]) -> Chart:
                      categoryarray=ys + ref_y)
     top = rows[0]
     reps = fair.get("replicates", 1)
-    return Chart(f"{lab.group(top['dimension'], top['group'])}: {outcomes.get(top['outcome'], top['outcome'])} "
-                 f"at {top['ratio']:.1f}× the reference group's rate", fig,
+    return Chart(f"The largest gap: {outcomes.get(top['outcome'], top['outcome'])} in the group "
+                 f"{lab.group(top['dimension'], top['group'])} at {top['ratio']:.1f}× its reference group's rate",
+                 fig,
                  "Each dot: a group's rate, pooled over " + (f"{reps} replicates" if reps > 1 else "the run")
                  + ", divided by its dimension's reference group (diamonds), with a 95% interval "
                  f"({fair.get('method', '')}). Filled: the interval excludes 1. Ratios on fewer than "
@@ -334,8 +335,8 @@ def chilling_by_group(res: dict[str, Any]) -> Chart:
     fig.update_yaxes(autorange="reversed", tickfont={"size": 11})
     top = rows[0]
     rel = 100 * (top["rel"]["mean"] or 0)
-    return Chart(f"{lab.group(top['dimension'], top['group'])}: lawful speech {'fell' if rel < 0 else 'rose'} by "
-                 f"{abs(rel):.2f}%, the most of any group", fig,
+    return Chart(f"Lawful speech {'fell' if rel < 0 else 'rose'} most in the group "
+                 f"{lab.group(top['dimension'], top['group'])}: by {abs(rel):.2f}%", fig,
                  "Paired relative change in lawful speech events per group, sorted. "
                  + ("Whiskers: 95% interval across replicates." if _k(res) > 1 else "One replicate: no interval."))
 

@@ -327,7 +327,9 @@ def story(res: dict[str, Any]) -> list[Headline]:
                 f"{meta['days']} days"]
     if ic.wrongly_exact is not None:
         h.parts += [f"; {_per_thousand(ic.wrongly_exact)} of them only because of false records ("]
-        h.parts += [num(res, "harm.wrongful.citizens", ci=False), f" of {meta['population']:,} citizens)."]
+        k = meta.get("replicates", 1)
+        h.parts += [num(res, "harm.wrongful.citizens", ci=False), f" of {meta['population']:,} citizens"
+                    + (f", mean over {k} replicates" if k > 1 else "") + ")."]
     else:
         h.parts.append(" (the harm of false records was not measured: no counterfactual run without them).")
     out.append(h)
