@@ -16,7 +16,7 @@ from dash import dcc, html
 
 from credsim.report import charts
 from credsim.report.findings import fmt, headlines
-from credsim.report.labels import from_result
+from credsim.report.labels import Labels, from_result
 
 GRAPH_CONFIG: Any = {"displaylogo": False, "responsive": True,
                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
@@ -207,8 +207,9 @@ def _rec(r: dict[str, Any]) -> str:
 def explain_view(ex: Any, show_all: bool = False, limit: int = 400) -> html.Div:
     """One traced citizen: who, the score path, the timeline, and why each denial happened."""
     s = ex.summary
-    who = ", ".join(f"{k} {v}" for k, v in ex.groups.items())
-    lists_on = [k[3:] for k, v in s.items() if k.startswith("on_") and v]
+    lab = Labels()
+    who = ", ".join(lab.group(k, str(v)) for k, v in ex.groups.items())
+    lists_on = [lab.name(k[3:]) for k, v in s.items() if k.startswith("on_") and v]
     grade = f" (grade {s['grade']})" if s.get("grade") else ""
     sgrade = f" (grade {s['shadow_grade']})" if s.get("shadow_grade") else ""
     parts: list[Any] = [
@@ -261,7 +262,7 @@ def explain_view(ex: Any, show_all: bool = False, limit: int = 400) -> html.Div:
             detail = e["detail"] + (" — wrongful: the true records would allow it" if e.get("wrongful") else "")
         else:
             label, detail = what, f"{e['view']} view"
-        rows.append(html.Tr([html.Td(str(e["day"])), html.Td(label), html.Td(item, className="l"),
+        rows.append(html.Tr([html.Td(str(e["day"])), html.Td(label), html.Td(lab.name(item), className="l"),
                              html.Td(detail, className="l")], className=cls))
     shown = rows[:limit]
     parts.append(html.H3("Timeline"))
