@@ -158,7 +158,7 @@ def test_compare_header_warning_and_shared_axes(runs: tuple[Path, Path, Path], t
     assert "What differs between A and B" in head and "Size: A has 4,000 citizens, B has 2,000." in head
     assert "Warning: different sizes." in head
     assert "data-figure='denied.total'" in html
-    table = html.split("Key figures")[1].split("</table>")[0]
+    table = html.split("<th class='l'>figure</th>")[1].split("</table>")[0]
     assert not re.search(r">[^<]*[A-Za-z][._=][A-Za-z][^<]*<", table), "internal names in the table"
     figs = _figures(html)
     pairs = 0
@@ -172,6 +172,8 @@ def test_compare_header_warning_and_shared_axes(runs: tuple[Path, Path, Path], t
             assert la.get("range") == lb.get("range"), (name, axis)
             assert la.get("categoryarray") == lb.get("categoryarray"), (name, axis)
     assert pairs >= 3
+    diff = figs["cmp-difference"]  # the difference drawn directly, before the side-by-side panels
+    assert "B − A" in str(diff["xaxis"]["title"]) and html.index('"cmp-difference"') < html.index('"cmp-denied_by')
 
     r = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "same.html")])
     assert r.exit_code == 0, r.output

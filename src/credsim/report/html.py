@@ -427,6 +427,32 @@ COMPARE_CHARTS = (charts.denied_by_group, charts.wrongful_missed, charts.dispara
                   charts.grade_mix)
 
 
+def difference_chart(a: dict[str, Any], b: dict[str, Any]) -> charts.Chart:
+    """B minus A per 1,000 citizens of each run, for the key figures: the difference drawn directly."""
+    lab = from_result(a)
+    pa, pb = a["meta"]["population"] or 1, b["meta"]["population"] or 1
+    rows = []
+    for k in COMPARE_FIGURES:
+        if k == "gini.score" or k not in a["intervals"] or k not in b["intervals"]:
+            continue
+        va, vb = a["intervals"][k]["mean"], b["intervals"][k]["mean"]
+        if va is None or vb is None or not (va or vb):
+            continue
+        rows.append((lab.metric(k), 1000 * vb / pb - 1000 * va / pa))
+    if not rows:
+        return charts.Chart("B against A", None, "No key figure differs from zero in either run.")
+    rows.sort(key=lambda r: r[1])
+    fig = go.Figure(go.Bar(y=[r[0] for r in rows], x=[r[1] for r in rows], orientation="h", name="B − A",
+                           marker_color=[charts.PALETTE[5] if r[1] > 0 else charts.PALETTE[0] for r in rows]))
+    fig.add_vline(x=0, line_color="#444444")
+    charts._layout(fig, height=26 * len(rows) + 140, xaxis_title="B − A, per 1,000 citizens")
+    big = max(rows, key=lambda r: abs(r[1]))
+    word = "more" if big[1] > 0 else "fewer"
+    return charts.Chart(f"The largest difference: {abs(big[1]):,.1f} {word} per 1,000 citizens in B ({big[0]})",
+                        fig, "Each bar: the figure per 1,000 citizens of run B minus the same in run A (means over "
+                        "replicates). Right of zero: more in B; left: fewer.")
+
+
 def compare_html(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str,
                  script_src: str | None = None) -> str:
     """Two runs: what differs between them, key figures per 1,000 citizens, then each chart on shared axes."""
@@ -466,6 +492,7 @@ def compare_html(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str,
         rows.append(f"<tr data-figure='{html.escape(k)}'><td class='l'>{html.escape(lab.metric(k))}</td>"
                     f"<td>{fmt(va, digits)}</td><td>{fmt(vb, digits)}</td>"
                     f"<td>{fmt(ra, d)}</td><td>{fmt(rb, d)}</td><td>{fmt(diff, d)}</td></tr>")
+    diff_chart = figure_block(difference_chart(a, b), "cmp-difference", f"{name_a}-vs-{name_b}-difference")
     table = ("<div class='tablewrap'><table><tr><th class='l'>figure</th><th>A</th><th>B</th><th>A per 1,000</th>"
              "<th>B per 1,000</th><th>B − A per 1,000</th></tr>" + "".join(rows) + "</table></div>"
              "<p class='caption'>Means over replicates; per 1,000 citizens of each run (score inequality as is).</p>")
@@ -481,6 +508,6 @@ def compare_html(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str,
             c2 = charts.Chart(f"{side.upper()} ({name}): {c.title}", c.fig,
                               c.caption + (" Same axes as the other side." if len(figs) == 2 else ""))
             blocks.append(figure_block(c2, f"cmp-{fn.__name__}-{side}", f"{name}-{fn.__name__}"))
-    body = (head + "<h2>Key figures</h2>" + table + "<h2>The story of each</h2>" + stories
+    body = (head + "<h2>Key figures</h2>" + diff_chart + table + "<h2>The story of each</h2>" + stories
             + "<h2>Side by side, on the same axes</h2>" + "".join(blocks) + METHODS)
     return framed(title, body, script_src)
