@@ -83,7 +83,7 @@ table.figures{border-collapse:collapse;background:#fff;font-size:.92em;margin:.5
 table.figures th,table.figures td{padding:.3em .7em;border-bottom:1px solid #eee;text-align:right}
 table.figures th{background:#f2f2f2} .l{text-align:left!important} td.num{font-variant-numeric:tabular-nums;
  font-weight:600}
-.findings li{margin:.35em 0} .findings b{color:#b3301e}
+.findings li{margin:.35em 0} .findings b{color:#1a1a1a}
 .pair{display:flex;gap:1em} .pair .cell{flex:1;min-width:0;background:#fff;border:1px solid #eee}
 .colhead{background:none!important;border:0!important} .colhead h3{margin:.6em 0 0;color:#555}
 .wide{background:#fff;border:1px solid #eee}
