@@ -85,9 +85,19 @@ def figure(pg: Any, name: str, col: str = "system", table: str = "#headline-tabl
     return float(v)
 
 
-def run(pg: Any, before: str | None) -> str:
-    """Press Run and wait for a new run's numbers and charts; return its name."""
-    pg.click("#run")
+def axis_ranges(pg: Any, gid: str) -> list[float] | None:
+    """The drawn x and y ranges of a chart (None when it shows its no-data sentence)."""
+    r = pg.evaluate("id => { const e = document.getElementById(id); if (!e) return null;"
+                    " const g = e.classList.contains('js-plotly-plot') ? e : e.querySelector('.js-plotly-plot');"
+                    " return g && g._fullLayout ? [...g._fullLayout.xaxis.range, ...g._fullLayout.yaxis.range]"
+                    " : null; }", gid)
+    return None if r is None else [float(v) for v in r]
+
+
+def run(pg: Any, before: str | None, click: bool = True) -> str:
+    """Press Run (unless already pressed) and wait for a new run's numbers and charts; return its name."""
+    if click:
+        pg.click("#run")
     pg.wait_for_function("old => { const t = document.querySelector('#headline-table');"
                          " return t && t.dataset.run && t.dataset.run !== old; }", arg=before or "",
                          timeout=RUN_TIMEOUT)
@@ -127,17 +137,33 @@ def test_removing_the_court_list_sanction_stops_flight_denials(page: Any, server
     pg.wait_for_selector('[data-knob="sanctions"]')
     pg.fill("#population", "20000")
     pg.fill("#days", "90")
-    first = run(pg, None)
+    pg.click("#run")
+    # progress counts the days of the run under way: "day d of 90", never of 180
+    progress = wait_text(pg, "#progress-text", " of 90 ")
+    assert "of 180" not in progress
+    first = run(pg, None, click=False)
+    done = pg.inner_text("#progress-text")
+    seconds = float(done.split("done in ")[1].split(" s")[0])
+    print(f"dashboard 20,000 x 90 paired run: {seconds:.1f} s wall (page says: {done})")
     flights = figure(pg, "denied.travel.flight_attempt")
     travel = flights + figure(pg, "denied.travel.hsr_attempt")
     assert flights > 0  # listed court defaulters tried to fly and were stopped
     assert figure(pg, "denied.total", "baseline") == 0  # the same citizens with no system: nobody is denied
     wait_chart(pg, "chart-wrongful_missed-system")
     wrongful = chart(pg, "chart-wrongful_missed-system")
-    assert wrongful and "travel.flight_attempt" in wrongful[0]["x"]
+    assert wrongful and "flight" in wrongful[0]["x"]  # plain words, not travel.flight_attempt
+    assert "travel.flight_attempt" not in pg.inner_text("#results")
+
+    # the settings are in the address: a reload brings back the same form
+    assert "population=20000" in pg.url and "days=90" in pg.url and "knob.sanctions=" in pg.url
 
     pg.locator('[data-knob="sanctions"] input[value="court_travel_ban"]').uncheck()
+    # results computed under other settings are marked as such until Run
+    assert "settings changed" in wait_text(pg, "#stale-note", "changed").lower()
+    assert "stale" in (pg.get_attribute("#results", "class") or "")
     second = run(pg, first)
+    assert pg.inner_text("#stale-note") == ""
+    assert "court_travel_ban" not in pg.url.split("knob.sanctions=")[1].split("&")[0]
     # the court list is the only thing that blocks travel in city-points: no flight or train is denied any more
     assert figure(pg, "denied.travel.flight_attempt") == 0
     assert figure(pg, "denied.travel.hsr_attempt") == 0
@@ -145,13 +171,18 @@ def test_removing_the_court_list_sanction_stops_flight_denials(page: Any, server
     assert figure(pg, "denied.total") == figure(pg, "denied.total", "previous") - travel
     wait_chart(pg, "chart-wrongful_missed-system")
     after = chart(pg, "chart-wrongful_missed-system")
-    assert after is None or "travel.flight_attempt" not in after[0]["x"]
+    assert after is None or "flight" not in after[0]["x"]
     ARTIFACTS.mkdir(exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / "dashboard.png"))
 
-    # the charts can sit next to the previous run instead of the baseline
+    # the charts can sit next to the previous run instead of the baseline: on the same axes
     pg.locator("#compare-with input[value=previous]").check()
     pg.wait_for_selector(f'.charts[data-run="{second}"] #chart-grade_mix-right')
+    wait_chart(pg, "chart-denied_by_group-right")
+    for key in ("denied_by_group", "list_sizes", "wrongful_missed"):
+        left, right = axis_ranges(pg, f"chart-{key}-system"), axis_ranges(pg, f"chart-{key}-right")
+        if left is not None and right is not None:
+            assert left == pytest.approx(right), key
 
     # take it away: the scenario as edited, and the report of the run
     with pg.expect_download() as dl:
@@ -163,7 +194,15 @@ def test_removing_the_court_list_sanction_stops_flight_denials(page: Any, server
     with pg.expect_download() as dl:
         pg.click("#btn-report")
     dl.value.save_as(tmp_path / "report.html")
-    assert "credsim audit: city-points" in (tmp_path / "report.html").read_text()
+    assert "What the city points system did" in (tmp_path / "report.html").read_text()
+
+    # reload: the address reproduces the last run's settings
+    pg.reload()
+    pg.wait_for_selector('[data-knob="sanctions"]')
+    pg.wait_for_function("() => document.querySelector('#population')?.value === '20000'")
+    assert not pg.locator('[data-knob="sanctions"] input[value="court_travel_ban"]').is_checked()
+    assert pg.locator('[data-knob="sanctions"] input[value="low_grade_no_loans"]').is_checked()
+    assert pg.input_value("#days") == "90"
 
     # browse: both runs are listed, and the address opens them side by side
     pg.click("text=Browse and compare runs")
@@ -200,7 +239,7 @@ def test_camera_false_matches_raise_wrongful_sanctions(page: Any, server: tuple[
     assert figure(pg, "wrongful.total", "baseline") == 0
     wait_chart(pg, "chart-wrongful_missed-system")
     traces = {t["name"]: t for t in chart(pg, "chart-wrongful_missed-system") or []}
-    assert sum(traces["wrongful"]["y"]) == w1  # the chart draws the headline number
+    assert sum(traces["denied, the shadow view would allow"]["y"]) == w1  # the chart draws the headline number
 
     # explain a traced citizen of this run
     pg.click("text=Explain a citizen")
@@ -222,15 +261,27 @@ def test_bad_input_and_traversal_get_inline_messages(page: Any, server: tuple[st
     pg = page
     pg.goto(base + "/")
     pg.wait_for_selector('[data-knob="false_rate.traffic_cameras"]')
+    # a bad value is marked at its control, with a message there, and Run is disabled until it is fixed
     knob(pg, "false_rate.traffic_cameras").fill("-0.1")
-    pg.click("#run")
-    msg = wait_text(pg, "#message")
-    assert "sensors.traffic_cameras.false_rate" in msg and "greater than or equal to 0" in msg
+    box = '[data-knob="false_rate.traffic_cameras"]'
+    pg.wait_for_selector(f"{box}.invalid")
+    assert "greater than or equal to 0" in wait_text(pg, f"{box} .field-msg")
+    assert pg.is_disabled("#run")
+    assert "not valid" in pg.inner_text("#invalid-note")
+    border = pg.eval_on_selector(f"{box} input", "e => getComputedStyle(e).borderTopColor")
+    assert border == "rgb(179, 48, 30)"  # the red mark
     assert "Traceback" not in pg.content()
     knob(pg, "false_rate.traffic_cameras").fill("0.00001")
+    pg.wait_for_selector(f"{box}:not(.invalid)")
+    pg.wait_for_function("() => !document.querySelector('#run').disabled")
     knob(pg, "points_per_infraction").fill("-2")
-    pg.click("#run")
-    wait_text(pg, "#message", "scoring.points.rules")
+    wait_text(pg, '[data-knob="points_per_infraction"] .field-msg', "at least 0")
+    assert pg.is_disabled("#run")
+    pg.fill("#days", "0")
+    wait_text(pg, "#days-msg", "from 1")
+    knob(pg, "points_per_infraction").fill("1")
+    pg.fill("#days", "30")
+    pg.wait_for_function("() => !document.querySelector('#run').disabled")
 
     # uploads: validated like files, and size-limited
     bad = tmp_path / "bad.yaml"
@@ -270,3 +321,33 @@ def test_bad_input_and_traversal_get_inline_messages(page: Any, server: tuple[st
         # refused, or (when the client itself normalises %2e%2e away) the dashboard's own page: never the file
         assert r.status in (403, 404) or (r.status == 200 and "credsim dashboard" in r.text()), path
         assert "root:x:0:0" not in r.text() and "Traceback" not in r.text()
+
+
+def test_run_stays_in_view_and_the_phone_layout_fits(browser: Any, server: tuple[str, Dashboard]) -> None:
+    base, _d = server
+    for width, height in ((1400, 1000), (390, 844)):
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        pg = ctx.new_page()
+        outside: list[str] = []
+
+        def note(r: Any, seen: list[str] = outside) -> None:
+            if not r.url.startswith((base, "data:", "blob:", "about:")):
+                seen.append(r.url)
+        pg.on("request", note)
+        try:
+            pg.goto(base + "/?scenario=integrated")
+            pg.wait_for_selector('[data-knob="false_rate.face_cameras"]')
+            if width == 1400:
+                # scroll the knob panel to its end: Run is still on screen
+                pg.evaluate("() => { const s = document.querySelector('.side'); s.scrollTop = s.scrollHeight; }")
+                pg.wait_for_timeout(200)
+                box = pg.locator("#run").bounding_box()
+                assert box is not None and 0 <= box["y"] <= height - box["height"], box
+            else:
+                overflow = pg.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                assert overflow <= 0, overflow
+                ARTIFACTS.mkdir(exist_ok=True)
+                pg.screenshot(path=str(ARTIFACTS / "dashboard-390.png"))
+        finally:
+            ctx.close()
+        assert not outside, outside

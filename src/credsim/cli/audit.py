@@ -14,6 +14,7 @@ from rich.table import Table
 
 from credsim.audit.paired import audit_pairs
 from credsim.cli.common import fail, parse_set
+from credsim.report.labels import Labels
 
 app = typer.Typer()
 out = Console()
@@ -87,9 +88,10 @@ def render(ex: Any, show_all: bool = False, console: Console | None = None) -> N
     """Print an :class:`~credsim.audit.explain.Explanation` for a person to read."""
     c = console or out
     s = ex.summary
-    who = ", ".join(f"{k}={v}" for k, v in ex.groups.items())
+    lab = Labels()  # plain words for groups, lists and behaviours (the same as the report's)
+    who = ", ".join(lab.group(k, str(v)) for k, v in ex.groups.items())
     c.print(f"[bold]Citizen {ex.citizen}[/bold]  ({who})")
-    lists_on = [k[3:] for k, v in s.items() if k.startswith("on_") and v]
+    lists_on = [lab.name(k[3:]) for k, v in s.items() if k.startswith("on_") and v]
     grade = f" (grade {s['grade']})" if s.get("grade") else ""
     sgrade = f" (grade {s['shadow_grade']})" if s.get("shadow_grade") else ""
     c.print(f"End of run: official score {s['score']:.0f}{grade}; true-records-only (shadow) score "
@@ -117,25 +119,25 @@ def render(ex: Any, show_all: bool = False, console: Console | None = None) -> N
             if not show_all and k in ("speech", "attempt"):
                 hidden[f"{k} events"] = hidden.get(f"{k} events", 0) + 1
                 continue
-            t.add_row(str(e["day"]), "event", item, f"true {k}")
+            t.add_row(str(e["day"]), "event", lab.name(item), f"true {k}")
         elif what == "record":
             if e["view"] == "shadow":
                 if not show_all:
                     hidden["events the authority never saw"] = hidden.get("events the authority never saw", 0) + 1
                     continue
-                t.add_row(str(e["day"]), "unseen", item, "in the shadow view only (no official record)")
+                t.add_row(str(e["day"]), "unseen", lab.name(item), "in the shadow view only (no official record)")
                 continue
             style = "bold red" if not e["true"] else ""
             label = "FALSE record" if not e["true"] else "record"
-            t.add_row(str(e["day"]), f"[{style}]{label}[/{style}]" if style else label, item,
+            t.add_row(str(e["day"]), f"[{style}]{label}[/{style}]" if style else label, lab.name(item),
                       f"{e['points']:+.0f} pts, from {e['source'] or '?'}")
         elif what == "grade":
             t.add_row(str(e["day"]), "grade", item, f"{e['view']} view")
         elif what in ("listed", "delisted"):
-            t.add_row(str(e["day"]), what, item, f"{e['view']} view")
+            t.add_row(str(e["day"]), what, lab.name(item), f"{e['view']} view")
         elif what == "denied":
             wrong = " -- [bold red]WRONGFUL[/bold red] (true records would allow it)" if e.get("wrongful") else ""
-            t.add_row(str(e["day"]), "[bold]DENIED[/bold]", item, f"{e['detail']}{wrong}")
+            t.add_row(str(e["day"]), "[bold]DENIED[/bold]", lab.name(item), f"{e['detail']}{wrong}")
         elif what == "rewarded":
             t.add_row(str(e["day"]), "rewarded", item, e["detail"])
     c.print(t)

@@ -51,11 +51,13 @@ def compare_cmd(
     from credsim.audit.paired import load_result
     from credsim.report import write_compare
     from credsim.report.findings import fmt
+    from credsim.report.labels import from_result
 
     try:
         ra, rb = load_result(run_a), load_result(run_b)
     except (FileNotFoundError, ValueError) as exc:
         fail(exc)
+    lab = from_result(ra)
     t = Table(title=f"A = {run_a.name}   B = {run_b.name}")
     for c in ("figure", "A", "B", "B - A"):
         t.add_column(c, justify="left" if c == "figure" else "right")
@@ -67,7 +69,7 @@ def compare_cmd(
     for k in keys:
         a, b = (ra["intervals"].get(k) or {}).get("mean"), (rb["intervals"].get(k) or {}).get("mean")
         d = 3 if "share" in k or "per_capita" in k or "gini" in k else 0
-        t.add_row(k, fmt(a, d), fmt(b, d), fmt(b - a, d) if a is not None and b is not None else "n/a")
+        t.add_row(lab.metric(k), fmt(a, d), fmt(b, d), fmt(b - a, d) if a is not None and b is not None else "n/a")
     out.print(t)
     try:
         path = write_compare(ra, rb, run_a.name, run_b.name, out_file)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import math
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -33,9 +32,11 @@ from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
 from credsim import security
 from credsim.audit.explain import NotTraced, explain, find_cases
 from credsim.dashboard import knobs as kn
+from credsim.dashboard import settings as st
 from credsim.dashboard import views
 from credsim.dashboard.runs import Runner
 from credsim.memory import MemoryRefused
+from credsim.report.labels import words
 from credsim.scenario.load import Problem, ScenarioError, builtin_names, dump_yaml, load_scenario
 from credsim.scenario.schema import Scenario
 
@@ -43,8 +44,9 @@ log = logging.getLogger("credsim.dashboard")
 
 DEFAULT_POPULATION = 20_000
 DEFAULT_DAYS = 90
-MAX_POPULATION = 1_000_000  # larger runs belong on the command line (credsim run / audit)
-MAX_DAYS = 3650
+MAX_POPULATION = st.MAX_POPULATION
+MAX_DAYS = st.MAX_DAYS
+LIVE: dict[str, Any] = {"aria-live": "polite"}
 PROGRESS_ARIA: dict[str, Any] = {"aria-valuenow": "0", "aria-valuemin": "0", "aria-valuemax": "100"}
 USER_ERRORS = (ScenarioError, security.PathRefused, security.UploadRefused, NotTraced, MemoryRefused,
                FileNotFoundError, RuntimeError, ValueError)
@@ -81,7 +83,7 @@ table.figures{border-collapse:collapse;background:#fff;font-size:.92em;margin:.5
 table.figures th,table.figures td{padding:.3em .7em;border-bottom:1px solid #eee;text-align:right}
 table.figures th{background:#f2f2f2} .l{text-align:left!important} td.num{font-variant-numeric:tabular-nums;
  font-weight:600}
-.findings li{margin:.35em 0} .findings b{color:#b3301e}
+.findings li{margin:.35em 0} .findings b{color:#1a1a1a}
 .pair{display:flex;gap:1em} .pair .cell{flex:1;min-width:0;background:#fff;border:1px solid #eee}
 .colhead{background:none!important;border:0!important} .colhead h3{margin:.6em 0 0;color:#555}
 .wide{background:#fff;border:1px solid #eee}
@@ -93,6 +95,16 @@ table.timeline td,table.timeline th{padding:.2em .6em;border-bottom:1px solid #e
 tr.false td{color:#b3301e} tr.denied td{font-weight:700;background:#fff2ef} .bad{color:#b3301e}
 .bar{display:flex;gap:1em;align-items:flex-end;flex-wrap:wrap;margin:.8em 0}
 .bar .Select,.bar .dash-dropdown{min-width:420px}
+.runbox{position:sticky;top:-1em;z-index:5;background:#fff;margin:-1em -1em .5em;padding:.8em 1em .5em;
+ border-bottom:1px solid #ddd}
+.runbox button#run{font-weight:700;padding:.55em 1.6em} button:disabled{background:#9aa7b5;cursor:not-allowed}
+.knob.invalid input{border:2px solid #b3301e;background:#fff2ef;outline:none}
+.field-msg{font-size:.8em;color:#8a1c0c} .field-msg:empty{display:none}
+.stale{opacity:.45;filter:grayscale(60%)} .stale-note{background:#fff4e5;border-left:3px solid #b35900;
+ padding:.4em .6em;font-size:.9em;margin:.4em 0} .stale-note:empty{display:none}
+@media (max-width:760px){.explore{flex-direction:column}.side{position:static;max-height:none;flex:none;width:100%}
+ .pair{flex-direction:column} .bar .Select,.bar .dash-dropdown{min-width:0;width:100%} .page{padding:0 .5em 1em}
+ table.figures{display:block;overflow-x:auto;max-width:100%} .runbox{top:0}}
 .upload{border:1px dashed #aaa;border-radius:4px;padding:.4em;text-align:center;font-size:.85em;color:#555;
  cursor:pointer;margin:.4em 0}
 """
@@ -145,22 +157,13 @@ class Dashboard:
         base = self.base_scenario(key)
         problems: list[Problem] = []
         extra: dict[kn.KeyPath, Any] = {}
-        for path, raw, lo, hi, label in ((("population", "size"), population, 1, MAX_POPULATION, "citizens"),
-                                         (("run", "days"), days, 1, MAX_DAYS, "days"),
-                                         (("run", "seed"), seed, 0, 2**63 - 1, "seed")):
-            text = str(raw)
-            shown = repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
-            try:
-                v = float(raw)
-            except (TypeError, ValueError):
-                problems.append(Problem(".".join(path), f"a whole number of {label} (got {shown})"))
-                continue
-            if not math.isfinite(v) or v != int(v) or not lo <= v <= hi:
-                extra_note = " in the dashboard (use credsim run for more)" if path[0] == "population" else ""
-                problems.append(Problem(".".join(path), f"a whole number from {lo:,} to {hi:,}{extra_note} "
-                                                        f"(got {shown})"))
-                continue
-            extra[path] = int(v)
+        for path, raw, field in ((("population", "size"), population, "population"),
+                                 (("run", "days"), days, "days"), (("run", "seed"), seed, "seed")):
+            why = st.number_problem(field, raw)
+            if why is not None:
+                problems.append(Problem(".".join(path), why))
+            else:
+                extra[path] = int(float(str(raw)))
         if problems:
             raise ScenarioError(f"{base.name} (dashboard)", problems)
         scen = kn.apply_knobs(base, values, extra)
@@ -187,6 +190,15 @@ class Dashboard:
             html.Div(id="url-message", className="message", role="alert")])
         explore = html.Div([
             html.Div([
+                html.Div([
+                    html.Button("Run", id="run", n_clicks=0),
+                    html.Button("Cancel", id="cancel", className="secondary", n_clicks=0),
+                    html.Div(html.Div(className="fill", id="progress-fill", style={"width": "0%"}),
+                             className="progress", id="progress", role="progressbar", **PROGRESS_ARIA),
+                    html.Div("", id="progress-text", className="progress-text", **LIVE),
+                    html.Div(id="message", className="message", role="alert"),
+                    html.Div(id="invalid-note", className="field-msg", role="status"),
+                ], className="runbox"),
                 html.H3("1. Scenario"),
                 dcc.Dropdown(id="scenario", options=self.scenario_options(), value=self.initial_scenario,
                              clearable=False),
@@ -200,23 +212,18 @@ class Dashboard:
                           self._num("seed", "seed", 0, 1)], className="row3"),
                 html.H3("3. Policy knobs"),
                 html.Div(id="knobs"),
-                html.H3("4. Run"),
-                html.Button("Run", id="run", n_clicks=0),
-                html.Button("Cancel", id="cancel", className="secondary", n_clicks=0),
-                html.Div(html.Div(className="fill", id="progress-fill", style={"width": "0%"}), className="progress",
-                         id="progress", role="progressbar", **PROGRESS_ARIA),
-                html.Div("", id="progress-text", className="progress-text"),
-                html.Div(id="message", className="message", role="alert"),
-                html.H3("5. Take it away"),
+                html.H3("4. Take it away"),
                 html.Button("Download scenario (YAML)", id="btn-yaml", className="secondary", n_clicks=0),
                 html.Button("Download report (HTML)", id="btn-report", className="secondary", n_clicks=0),
                 html.Div(id="download-message", className="message", role="alert"),
                 dcc.Download(id="dl-yaml"), dcc.Download(id="dl-report"),
             ], className="side"),
             html.Div([
+                html.Div(id="stale-note", className="stale-note", role="status"),
                 html.Div(html.Div(html.P("Choose a scenario, move a knob and press Run: a paired run of the policy "
-                                         "and of the same citizens without it takes a few seconds at 20,000 "
-                                         "citizens."), className="info"), id="results"),
+                                         "and of the same citizens without it (20,000 citizens × 90 days takes "
+                                         "about 10 to 20 seconds on a quiet laptop)."), className="info"),
+                         id="results"),
                 html.Div([html.H2("Charts"), dcc.RadioItems(
                     id="compare-with", value="baseline", inline=True,
                     options=[{"label": "next to the same citizens under no system (paired baseline)",
@@ -250,7 +257,7 @@ class Dashboard:
         ])
         return html.Div([
             dcc.Location(id="url", refresh=False), header,
-            dcc.Store(id="job"), dcc.Store(id="current"), dcc.Store(id="previous"),
+            dcc.Store(id="job"), dcc.Store(id="current"), dcc.Store(id="previous"), dcc.Store(id="ran-with"),
             dcc.Interval(id="poll", interval=400, disabled=True),
             html.Div(dcc.Tabs(id="tabs", value="explore", children=[
                 dcc.Tab(explore, label="Explore a policy", value="explore"),
@@ -262,21 +269,28 @@ class Dashboard:
     @staticmethod
     def _num(id_: str, label: str, value: Any, step: float) -> html.Div:
         return html.Div([html.Label(label, htmlFor=id_), dcc.Input(id=id_, type="number", value=value, step=step,
-                                                                   debounce=False)], className="knob")
+                                                                   debounce=False),
+                         html.Div(id=f"{id_}-msg", className="field-msg", role="alert")],
+                        className="knob", id=f"{id_}-box")
 
     @staticmethod
-    def knob_controls(scen: Scenario) -> list[Any]:
+    def knob_controls(scen: Scenario, given: dict[str, Any] | None = None) -> list[Any]:
+        """The knob controls, at the scenario's values or at ``given`` ones (from the address)."""
+        given = given or {}
         out: list[Any] = []
         for k in kn.knobs_for(scen):
             kid = {"type": "knob", "id": k.id}
+            value = given.get(k.id, k.value)
             if k.kind in ("sensors", "sanctions"):
-                ctrl: Any = dcc.Checklist(id=kid, options=[{"label": o, "value": o} for o in k.options],
-                                          value=list(k.value))
+                ctrl: Any = dcc.Checklist(id=kid, options=[{"label": words(o), "value": o} for o in k.options],
+                                          value=list(value))
             else:
-                ctrl = dcc.Input(id=kid, type="number", value=k.value, step=k.step or "any", debounce=False)
+                ctrl = dcc.Input(id=kid, type="number", value=value, step=k.step or "any", debounce=False)
             attr: dict[str, Any] = {"data-knob": k.id}
-            out.append(html.Div([html.Label(k.label), ctrl, html.Div(k.help, className="help"),
-                                 html.Div(k.where, className="path")], className="knob", **attr))
+            out.append(html.Div([html.Label(k.label), ctrl,
+                                 html.Div(id={"type": "knob-msg", "id": k.id}, className="field-msg", role="alert"),
+                                 html.Div(k.help, className="help"), html.Div(k.where, className="path")],
+                                className="knob", id={"type": "knob-box", "id": k.id}, **attr))
         return out or [html.P("This scenario has no policy knobs.", className="nodata")]
 
     # ---- HTTP routes ---------------------------------------------------------------------------------------
@@ -300,13 +314,23 @@ class Dashboard:
         cb = app.callback
 
         cb(Output("knobs", "children"), Output("scenario-desc", "children"), Output("days", "value"),
-           Output("seed", "value"), Input("scenario", "value"))(self.on_scenario)
+           Output("seed", "value"), Output("population", "value"), Input("scenario", "value"),
+           State("url", "search"))(self.on_scenario)
+        cb(Output({"type": "knob-msg", "id": ALL}, "children"), Output({"type": "knob-box", "id": ALL}, "className"),
+           Output("population-msg", "children"), Output("days-msg", "children"), Output("seed-msg", "children"),
+           Output("population-box", "className"), Output("days-box", "className"), Output("seed-box", "className"),
+           Output("run", "disabled"), Output("invalid-note", "children"), Output("stale-note", "children"),
+           Output("results", "className"), Output("results-charts", "className"),
+           Input("scenario", "value"), Input({"type": "knob", "id": ALL}, "value"), Input("population", "value"),
+           Input("days", "value"), Input("seed", "value"), Input("current", "data"), Input("ran-with", "data"),
+           State({"type": "knob", "id": ALL}, "id"))(self.on_validate)
         cb(Output("scenario", "options"), Output("scenario", "value", allow_duplicate=True),
            Output("upload-message", "children"),
            Input("upload", "contents"), State("upload", "filename"), prevent_initial_call=True)(self.on_upload)
         cb(Output("job", "data"), Output("poll", "disabled"), Output("progress-fill", "style"),
            Output("progress", "aria-valuenow"), Output("progress-text", "children"), Output("message", "children"),
            Output("results", "children"), Output("current", "data"), Output("previous", "data"),
+           Output("url", "search"), Output("ran-with", "data"),
            Input("run", "n_clicks"), Input("poll", "n_intervals"),
            State("scenario", "value"), State({"type": "knob", "id": ALL}, "value"),
            State({"type": "knob", "id": ALL}, "id"), State("population", "value"), State("days", "value"),
@@ -350,12 +374,40 @@ class Dashboard:
         except Exception as exc:
             return fail(self._oops(exc))
 
-    def on_scenario(self, key: Any) -> tuple[Any, ...]:
+    def on_scenario(self, key: Any, search: Any) -> tuple[Any, ...]:
+        """The knobs of the chosen scenario, at the values the address gives when it names this scenario."""
         def ok() -> tuple[Any, ...]:
             scen = self.base_scenario(key)
             desc = scen.description.strip().splitlines()[0] if scen.description.strip() else ""
-            return (self.knob_controls(scen), desc, min(scen.run.days, DEFAULT_DAYS), scen.run.seed)
-        return self._guard(ok, lambda m: ([html.Div(m, className="message")], "", no_update, no_update))
+            q = parse_qs((search or "").lstrip("?"))
+            given = st.from_search(search, scen) if q.get("scenario", [None])[0] == key else {}
+            return (self.knob_controls(scen, given), desc, given.get("days", min(scen.run.days, DEFAULT_DAYS)),
+                    given.get("seed", scen.run.seed), given.get("population", no_update))
+        return self._guard(ok, lambda m: ([html.Div(m, className="message")], "", no_update, no_update, no_update))
+
+    def on_validate(self, key: Any, vals: list[Any], population: Any, days: Any, seed: Any, current: Any,
+                    ran_with: Any, ids: list[dict[str, str]]) -> tuple[Any, ...]:
+        """Mark each invalid control where it is, disable Run, and mark results run with other settings."""
+        values = self._values(vals, ids)
+        try:
+            knob_msgs = st.knob_problems(self.base_scenario(key), values)
+        except USER_ERRORS as exc:
+            knob_msgs = {i["id"]: str(exc) for i in ids}
+        nums = {f: st.number_problem(f, v) for f, v in (("population", population), ("days", days),
+                                                         ("seed", seed))}
+        bad = len(knob_msgs) + sum(1 for v in nums.values() if v)
+        settings = st.Settings(str(key), values, population, days, seed).key()
+        stale = isinstance(current, str) and isinstance(ran_with, str) and ran_with != settings
+        return ([knob_msgs.get(i["id"], "") for i in ids],
+                ["knob invalid" if i["id"] in knob_msgs else "knob" for i in ids],
+                nums["population"] or "", nums["days"] or "", nums["seed"] or "",
+                *["knob invalid" if nums[f] else "knob" for f in ("population", "days", "seed")],
+                bad > 0,
+                (f"{bad} setting{'s are' if bad > 1 else ' is'} not valid (marked in red): fix "
+                 f"{'them' if bad > 1 else 'it'} to run." if bad else ""),
+                ("The settings changed since these results were computed: they show the previous settings. "
+                 "Press Run to update." if stale else ""),
+                "stale" if stale else "", "stale" if stale else "")
 
     def on_upload(self, contents: Any, filename: Any) -> tuple[Any, ...]:
         def ok() -> tuple[Any, ...]:
@@ -383,31 +435,35 @@ class Dashboard:
                days: Any, seed: Any, job_id: Any, current: Any, previous: Any) -> tuple[Any, ...]:
         keep = no_update
         if ctx.triggered_id == "run":
+            values = self._values(vals, ids)
             try:
-                scen, changes = self.build(key, self._values(vals, ids), population, days, seed)
+                scen, changes = self.build(key, values, population, days, seed)
                 job = self.runner.start(scen, changes)
             except USER_ERRORS as exc:
-                return (keep, keep, keep, keep, "", str(exc), keep, keep, keep)
+                return (keep, keep, keep, keep, "", str(exc), keep, keep, keep, keep, keep)
             except Exception as exc:
-                return (keep, keep, keep, keep, "", self._oops(exc), keep, keep, keep)
-            return (job.id, False, {"width": "0%"}, "0", f"starting {scen.name} ...", "", keep, keep, keep)
+                return (keep, keep, keep, keep, "", self._oops(exc), keep, keep, keep, keep, keep)
+            settings = st.Settings(str(key), values, population, days, seed)
+            return (job.id, False, {"width": "0%"}, "0", f"starting {scen.name} ...", "", keep, keep, keep,
+                    st.to_search(settings), settings.key())
         found = self.runner.jobs.get(job_id) if isinstance(job_id, str) else None
         if found is None:
-            return (keep, True, keep, keep, "", keep, keep, keep, keep)
+            return (keep, True, keep, keep, "", keep, keep, keep, keep, keep, keep)
         job = found
         pct = f"{100 * job.fraction:.0f}"
         if not job.finished:
-            text = f"{job.phase}: day {min(job.done, job.total)} of {job.total} ({pct}%)"
-            return (keep, False, {"width": f"{pct}%"}, pct, text, keep, keep, keep, keep)
+            text = f"{job.phase}: day {job.stage_day} of {job.days} ({pct}% of both runs)"
+            return (keep, False, {"width": f"{pct}%"}, pct, text, keep, keep, keep, keep, keep, keep)
         if job.error:
-            return (None, True, {"width": "0%"}, "0", "the run did not finish", job.error, keep, keep, keep)
+            return (None, True, {"width": "0%"}, "0", "the run did not finish", job.error, keep, keep, keep, keep,
+                    keep)
         try:
             page = self.results_page(job.name, current)
         except Exception as exc:
-            return (None, True, {"width": "100%"}, "100", "", self._oops(exc), keep, keep, keep)
+            return (None, True, {"width": "100%"}, "100", "", self._oops(exc), keep, keep, keep, keep, keep)
         cached = " (baseline reused)" if job.baseline_cached else ""
         text = f"done in {job.wall:.1f} s{cached}: {job.name}"
-        return (None, True, {"width": "100%"}, "100", text, "", page, job.name, current)
+        return (None, True, {"width": "100%"}, "100", text, "", page, job.name, current, keep, keep)
 
     def results_page(self, name: str, previous: Any) -> list[Any]:
         res = self.runner.result(name)

@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from credsim.report.labels import words
 from credsim.scenario import keypath
 from credsim.scenario.load import Problem, ScenarioError, load_scenario
 from credsim.scenario.overrides import DELETE, Override
@@ -87,22 +88,22 @@ def knobs_for(scen: Scenario) -> list[Knob]:
     for name, spec in (d.get("lists") or {}).items():
         entry = spec.get("entry") or {}
         if spec.get("kind", "black") == "black" and entry.get("records"):
-            out.append(Knob(f"entry_count.{name}", f"Records needed to enter the {name} list", "int",
+            out.append(Knob(f"entry_count.{name}", f"Records needed to enter the list {words(name)}", "int",
                             int(entry.get("count", 1)), [("lists", name, "entry", "count")], step=1,
                             help=f"within {entry.get('window_days', 365)} days; counted records: "
-                                 + ", ".join(entry["records"])))
+                                 + ", ".join(words(r) for r in entry["records"])))
     sensors = d.get("sensors") or {}
     for name, s in sensors.items():
         if "camera" in name or float(s.get("false_rate") or 0) > 0:
             what = "false-match rate" if "camera" in name else "false-positive rate"
-            out.append(Knob(f"false_rate.{name}", f"{name}: {what}", "number", float(s.get("false_rate") or 0),
+            out.append(Knob(f"false_rate.{name}", f"{words(name)}: {what}", "number", float(s.get("false_rate") or 0),
                             [("sensors", name, "false_rate")], step=None,
                             help="false records per covered citizen, day and observed behaviour "
-                                 f"({', '.join(s['observes'])})"))
+                                 f"({', '.join(words(b) for b in s['observes'])})"))
     for name, s in sensors.items():
         j = ((s.get("surveillance") or {}).get("occupation") or {}).get("journalist")
         if j is not None:
-            out.append(Knob(f"journalist.{name}", f"{name}: surveillance multiplier for journalists", "number",
+            out.append(Knob(f"journalist.{name}", f"{words(name)}: surveillance multiplier for journalists", "number",
                             float(j), [("sensors", name, "surveillance", "occupation", "journalist")], step=0.5,
                             help="how much more likely this sensor is to catch (and falsely flag) a journalist"))
     if sensors:
@@ -115,8 +116,8 @@ def knobs_for(scen: Scenario) -> list[Knob]:
         for name, spec in (d.get("lists") or {}).items():
             rkey = f"association.{name}"
             v = _rule_points(rules[rkey]) if rkey in rules else float(spec.get("association_points") or 0)
-            out.append(Knob(f"association.{name}", f"Association penalty: points each contact of a new {name} "
-                            "member loses", "number", v,
+            out.append(Knob(f"association.{name}", f"Association penalty: points each contact of a new member of "
+                            f"{words(name)} loses", "number", v,
                             [("lists", name, "association_points"), ("scoring", "points", "rules", rkey)], step=5,
                             help="0 switches guilt by association off; negative values take points"))
     sanctions = d.get("sanctions") or {}

@@ -59,6 +59,7 @@ class Job:
     out: Path
     name: str  # the audit directory's name under the runs root
     total: int  # days to simulate in all (system + baseline)
+    days: int = 0  # days of one run (the page says "day d of days" for the run under way)
     done: int = 0
     phase: str = "starting"
     error: str | None = None
@@ -67,6 +68,13 @@ class Job:
     wall: float = 0.0
     baseline_cached: bool = False
     cancelled: bool = False  # asked to stop: the run ends after its current day
+
+    @property
+    def stage_day(self) -> int:
+        """The day reached by the run under way (the policy run first, then the baseline)."""
+        if not self.days:
+            return min(self.done, self.total)
+        return min(self.done, self.days) if self.done <= self.days else min(self.done - self.days, self.days)
 
     @property
     def fraction(self) -> float:
@@ -113,7 +121,7 @@ class Runner:
             while (self.root / name).exists():
                 k += 1
                 name = f"{scen.name}-s{scen.run.seed}-{stamp}-{k}"
-            job = Job(uuid.uuid4().hex, scen, self.root / name, name, total=2 * scen.run.days)
+            job = Job(uuid.uuid4().hex, scen, self.root / name, name, total=2 * scen.run.days, days=scen.run.days)
             self.jobs[job.id] = job
             for old in [j for j in self.jobs if self.jobs[j].finished][:-MAX_JOBS]:  # forget old finished runs
                 del self.jobs[old]
@@ -190,7 +198,7 @@ class Runner:
         try:
             from credsim.report import write_report
 
-            write_report(result, out / "report.html")
+            write_report(result, out / "report.html", shared_script=False)  # served and downloaded alone
         except ImportError:  # plotly missing: the page shows the same figures anyway
             pass
         self._remember(out, result)

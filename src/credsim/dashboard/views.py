@@ -16,10 +16,14 @@ from dash import dcc, html
 
 from credsim.report import charts
 from credsim.report.findings import fmt, headlines
+from credsim.report.labels import Labels, from_result
 
 GRAPH_CONFIG: Any = {"displaylogo": False, "responsive": True,
                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
 PAIRED_ONLY = (charts.deterrence_chilling, charts.chilling_by_group)  # already differences from the baseline
+# single-panel charts that can share axes side by side (the others are grids or curves of their own)
+SHARED = (charts.wrongful_missed, charts.denied_by_group, charts.list_sizes, charts.grade_mix,
+          charts.disparate_impact)
 COMPARE_CHARTS = (charts.wrongful_missed, charts.denied_by_group, charts.list_sizes, charts.grade_mix,
                   charts.disparate_impact)
 
@@ -28,6 +32,7 @@ def figure_rows(res: dict[str, Any]) -> list[tuple[str, str, int]]:
     """(figure name, label, digits) of the headline table, for the figures this run has."""
     f = res["first"]
     s = f["scalars"]
+    lab = from_result(res)
     rows: list[tuple[str, str, int]] = [
         ("citizens.sanctioned", "Citizens denied something at least once", 0),
         ("denied.total", "Attempts denied (all activities)", 0),
@@ -37,15 +42,33 @@ def figure_rows(res: dict[str, Any]) -> list[tuple[str, str, int]]:
     ]
     for a in f["attempts"]:
         if f"denied.{a}" in s:
-            rows.append((f"denied.{a}", f"Denied: {a}", 0))
+            rows.append((f"denied.{a}", f"Denied: {lab.name(a)}", 0))
     rows.append(("records.official_false", "False records filed", 0))
     for li in f["lists"]:
-        rows.append((f"listed.{li}.end", f"On the {li} list at the end", 0))
+        rows.append((f"listed.{li}.end", f"On the list {lab.name(li)} at the end", 0))
     rows += [("association_only.citizens", "Citizens denied only because of their contacts", 0),
              ("events.infraction.total", "Infractions committed", 0),
              ("events.speech.total", "Lawful critical posts and searches", 0),
              ("gini.score", "Score inequality (Gini)", 3)]
     return [r for r in rows if r[0] in s]
+
+
+def pooled_baseline(res: dict[str, Any]) -> dict[str, Any] | None:
+    """The paired baseline's figures as means over the same replicates as the result's own figures.
+
+    A mean over seeds must sit beside a mean over the same seeds' baselines, never beside the first
+    seed's baseline alone (that once showed the system raising infractions while the audit said they fell).
+    """
+    reps = [r.get("baseline") for r in res.get("replicates") or []]
+    if not reps or any(b is None for b in reps):
+        return None
+    names = set().union(*(b.keys() for b in reps if b))
+    intervals = {}
+    for n in names:
+        vals = [b.get(n) for b in reps if b]
+        ok = [float(v) for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
+        intervals[n] = {"mean": sum(ok) / len(ok) if len(ok) == len(vals) else None, "k": len(ok)}
+    return {"intervals": intervals, "first": {"scalars": reps[0]}, "meta": res["meta"]}
 
 
 def _value(res: dict[str, Any] | None, name: str) -> float | None:
@@ -66,8 +89,11 @@ def _cell(res: dict[str, Any] | None, name: str, col: str, digits: int, na: str 
 def headline_table(res: dict[str, Any], base: dict[str, Any] | None, prev: dict[str, Any] | None,
                    prev_label: str = "previous run", run: str = "", table_id: str = "headline-table") -> html.Table:
     """Key figures: this policy, the paired baseline (no system), and the previous run for comparison."""
-    head = [html.Th("figure (over the whole run)", className="l"), html.Th("your policy"),
-            html.Th("no system (same citizens, same seed)")]
+    base = pooled_baseline(res) or base  # like with like: pooled over the same seeds as the policy's column
+    k = res["meta"].get("replicates", 1)
+    over = f" (means over {k} seeds)" if k > 1 else ""
+    head = [html.Th("figure (over the whole run)", className="l"), html.Th("your policy" + over),
+            html.Th("no system (same citizens, same seeds)" + over)]
     if prev is not None:
         head.append(html.Th(prev_label))
     body = []
@@ -101,10 +127,10 @@ def _graph(fig: go.Figure, gid: str) -> dcc.Graph:
     return dcc.Graph(id=gid, figure=fig, config=GRAPH_CONFIG, className="graph")
 
 
-def _cell_chart(fn: Any, res: dict[str, Any] | None, gid: str, missing: str) -> html.Div:
-    if res is None:
+def _cell_chart(chart: charts.Chart | None, gid: str, missing: str) -> html.Div:
+    if chart is None:
         return html.Div(html.P(missing, className="nodata"), className="cell")
-    _title, fig, caption = fn(res)
+    _title, fig, caption = chart
     if fig is None:
         return html.Div(html.P(caption, className="nodata"), className="cell", id=gid)
     return html.Div(_graph(fig, gid), className="cell")
@@ -128,10 +154,13 @@ def chart_grid(res: dict[str, Any], base: dict[str, Any] | None, prefix: str = "
                                  else html.P(caption, className="nodata", id=f"{prefix}-{key}-system"),
                                  className="wide"))
         else:
+            other = fn(base) if base is not None else None
+            if fig is not None and other is not None and other.fig is not None and fn in SHARED:
+                charts.share_axes([fig, other.fig])  # side by side: one scale, or the smaller run looks larger
             rows.append(html.Div([
                 html.Div(_graph(fig, f"{prefix}-{key}-system") if fig is not None else
                          html.P(caption, className="nodata", id=f"{prefix}-{key}-system"), className="cell"),
-                _cell_chart(fn, base, f"{prefix}-{key}-right", "no paired baseline for this run"),
+                _cell_chart(other, f"{prefix}-{key}-right", "no paired baseline for this run"),
             ], className="pair"))
         rows.append(html.P(caption, className="caption"))
     attrs: dict[str, Any] = {"data-run": run}
@@ -160,11 +189,13 @@ def compare_view(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str)
                        html.Div([html.Div(html.H3(f"A: {name_a}"), className="cell colhead"),
                                  html.Div(html.H3(f"B: {name_b}"), className="cell colhead")], className="pair")]
     for fn in COMPARE_CHARTS:
-        title, _fig, caption = fn(a)
-        rows.append(html.H2(title))
-        rows.append(html.Div([_cell_chart(fn, a, f"cmp-{fn.__name__}-a", ""),
-                              _cell_chart(fn, b, f"cmp-{fn.__name__}-b", "")], className="pair"))
-        rows.append(html.P(caption, className="caption"))
+        ca, cb = fn(a), fn(b)
+        if ca.fig is not None and cb.fig is not None:
+            charts.share_axes([ca.fig, cb.fig])
+        rows.append(html.H2(ca.title))
+        rows.append(html.Div([_cell_chart(ca, f"cmp-{fn.__name__}-a", ""),
+                              _cell_chart(cb, f"cmp-{fn.__name__}-b", "")], className="pair"))
+        rows.append(html.P(ca.caption + " Both sides share their axes.", className="caption"))
     return html.Div(rows)
 
 
@@ -176,8 +207,9 @@ def _rec(r: dict[str, Any]) -> str:
 def explain_view(ex: Any, show_all: bool = False, limit: int = 400) -> html.Div:
     """One traced citizen: who, the score path, the timeline, and why each denial happened."""
     s = ex.summary
-    who = ", ".join(f"{k} {v}" for k, v in ex.groups.items())
-    lists_on = [k[3:] for k, v in s.items() if k.startswith("on_") and v]
+    lab = Labels()
+    who = ", ".join(lab.group(k, str(v)) for k, v in ex.groups.items())
+    lists_on = [lab.name(k[3:]) for k, v in s.items() if k.startswith("on_") and v]
     grade = f" (grade {s['grade']})" if s.get("grade") else ""
     sgrade = f" (grade {s['shadow_grade']})" if s.get("shadow_grade") else ""
     parts: list[Any] = [
@@ -230,7 +262,7 @@ def explain_view(ex: Any, show_all: bool = False, limit: int = 400) -> html.Div:
             detail = e["detail"] + (" — wrongful: the true records would allow it" if e.get("wrongful") else "")
         else:
             label, detail = what, f"{e['view']} view"
-        rows.append(html.Tr([html.Td(str(e["day"])), html.Td(label), html.Td(item, className="l"),
+        rows.append(html.Tr([html.Td(str(e["day"])), html.Td(label), html.Td(lab.name(item), className="l"),
                              html.Td(detail, className="l")], className=cls))
     shown = rows[:limit]
     parts.append(html.H3("Timeline"))

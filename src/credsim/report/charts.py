@@ -1,256 +1,481 @@
 """The report's charts, as plotly figures built from an assembled audit result.
 
-Each function returns ``(title, figure or None, caption)``; a chart without data returns
-no figure and the page says why instead of drawing an empty frame.
+Each function returns a :class:`Chart`: the takeaway as the title (what a reader should
+remember), the figure or None, and a caption saying how the figure was made. A chart
+without data returns no figure and the page says why instead of drawing an empty frame.
+Every name on an axis or in a legend goes through :mod:`credsim.report.labels`, so readers
+see words, never identifiers.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
+
+from credsim.report.labels import Labels, from_result
 
 FOUR_FIFTHS = (0.8, 1.25)
-Chart = tuple[str, go.Figure | None, str]
-PALETTE = ["#1b9e77", "#66a61e", "#7570b3", "#e6ab02", "#d95f02", "#e7298a", "#a6761d", "#666666"]
+PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442", "#666666"]  # Okabe-Ito
+AXIS_ONLY = "axis-only"  # meta of a trace that only lays out categories (no data: left out of tables)
+LOG_TICKS = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]
+
+
+class Chart(NamedTuple):
+    """A chart of the report: takeaway title, figure (None when there is nothing to draw), caption."""
+
+    title: str
+    fig: go.Figure | None
+    caption: str
+
+
+def grade_colours(n: int) -> list[str]:
+    """An ordered, colour-blind-safe palette for grades, best (first) to worst (last): viridis."""
+    if n <= 1:
+        return ["#21918c"] * n
+    return list(sample_colorscale("Viridis", [i / (n - 1) for i in range(n)]))
 
 
 def _layout(fig: go.Figure, height: int = 380, **kw: Any) -> go.Figure:
     fig.update_layout(height=height, margin={"l": 60, "r": 20, "t": 30, "b": 50}, template="plotly_white",
-                      legend={"orientation": "h", "y": -0.2}, font={"size": 13}, **kw)
+                      legend={"orientation": "h", "y": -0.2}, font={"size": 13}, separators=".,", **kw)
     return fig
+
+
+def _k(res: dict[str, Any]) -> int:
+    return int(res["meta"].get("replicates") or 1)
+
+
+def _first_only(res: dict[str, Any]) -> str:
+    k = _k(res)
+    return f" First of {k} replicates only (the others are in the tables)." if k > 1 else ""
 
 
 def grade_mix(res: dict[str, Any]) -> Chart:
     f = res["first"]
+    lab = from_result(res)
     ser, grades, n = f["series"], f["grades"], res["meta"]["population"]
-    title = "Grade mix over time"
     if not grades:
-        return title, None, "This scenario has no grades."
+        return Chart("Grade mix over time", None, "This scenario has no grades.")
     fig = go.Figure()
+    colours = grade_colours(len(grades))
+    top, top_share = "", -1.0
     for i, g in enumerate(grades):
         if not any(ser[f"grade.{g}"]) and not any(ser[f"shadow_grade.{g}"]):
             continue
-        c = PALETTE[i % len(PALETTE)]
-        fig.add_trace(go.Scatter(x=ser["day"], y=[100 * v / n if v else None for v in ser[f"grade.{g}"]], name=g,
-                                 mode="lines", line={"color": c}))
+        c = colours[i]
+        end = 100 * (ser[f"grade.{g}"][-1] or 0) / n
+        if end > top_share:
+            top, top_share = lab.name(g), end
+        fig.add_trace(go.Scatter(x=ser["day"], y=[100 * v / n if v else None for v in ser[f"grade.{g}"]],
+                                 name=lab.name(g), mode="lines", line={"color": c}, legendgroup=g))
         fig.add_trace(go.Scatter(x=ser["day"], y=[100 * v / n if v else None for v in ser[f"shadow_grade.{g}"]],
-                                 name=f"{g} (true records)", mode="lines", line={"color": c, "dash": "dot"},
-                                 showlegend=False))
+                                 name=f"{lab.name(g)} (true records only)", mode="lines", legendgroup=g,
+                                 line={"color": c, "dash": "dot"}, showlegend=False))
     _layout(fig, yaxis_title="% of citizens (log scale)", xaxis_title="day")
     fig.update_yaxes(type="log")
-    return title, fig, ("Share of citizens in each grade (grades nobody held are left out), first replicate. Solid: "
-                        "official; dotted: on true records only. Log scale, so small grades stay visible.")
+    return Chart(f"Most citizens ended in grade {top} ({top_share:.1f}%)", fig,
+                 "Share of citizens in each grade (grades nobody held are left out); colours run from the best "
+                 "grade (purple) to the worst (yellow). Solid: official; dotted: on true records only. Log scale, "
+                 "so small grades stay visible." + _first_only(res))
 
 
 def list_sizes(res: dict[str, Any]) -> Chart:
     f = res["first"]
+    lab = from_result(res)
     ser = f["series"]
-    title = "List sizes over time"
     if not f["lists"]:
-        return title, None, "This scenario has no lists."
+        return Chart("List sizes over time", None, "This scenario has no lists.")
     fig = go.Figure()
+    ends = []
     for i, li in enumerate(f["lists"]):
         c = PALETTE[i % len(PALETTE)]
-        fig.add_trace(go.Scatter(x=ser["day"], y=ser[f"listed.{li}"], name=f"{li} (official)", line={"color": c}))
-        fig.add_trace(go.Scatter(x=ser["day"], y=ser[f"shadow_listed.{li}"], name=f"{li} (true records only)",
-                                 line={"color": c, "dash": "dot"}))
+        fig.add_trace(go.Scatter(x=ser["day"], y=ser[f"listed.{li}"], name=f"{lab.name(li)} (official)",
+                                 line={"color": c}))
+        fig.add_trace(go.Scatter(x=ser["day"], y=ser[f"shadow_listed.{li}"],
+                                 name=f"{lab.name(li)} (true records only)", line={"color": c, "dash": "dot"}))
+        ends.append((ser[f"listed.{li}"][-1] or 0, lab.name(li)))
     _layout(fig, yaxis_title="citizens listed", xaxis_title="day")
-    return title, fig, "Solid: the official list. Dotted: who would be listed on true records only."
+    size, name = max(ends)
+    return Chart(f"The largest list at the end: {name}, with {size:,.0f} citizens", fig,
+                 "Solid: the official list. Dotted: who would be listed on true records only." + _first_only(res))
 
 
 def denied_by_group(res: dict[str, Any]) -> Chart:
     f = res["first"]
-    title = "Denied attempts by group"
+    lab = from_result(res)
     rows = [g for g in f["groups"] if g.get("population")]
     if not rows or not any(g.get("denied.total") for g in rows):
-        return title, None, "No attempt was denied."
-    y = [f"{g['dimension']}: {g['group']}" for g in rows]
+        return Chart("Denied attempts by group", None, "No attempt was denied.")
+    rows.sort(key=lambda g: -g["denied.total"] / g["population"])
+    y = [lab.group(g["dimension"], g["group"]) for g in rows]
     fig = go.Figure()
     fig.add_trace(go.Bar(y=y, x=[1000 * g["denied.total"] / g["population"] for g in rows], name="denied",
-                         marker_color="#d95f02", orientation="h"))
-    fig.add_trace(go.Bar(y=y, x=[1000 * g["wrongful.total"] / g["population"] for g in rows], name="of which wrongful",
-                         marker_color="#7570b3", orientation="h"))
-    _layout(fig, height=20 * len(rows) + 140, barmode="overlay", xaxis_title="denials per 1,000 citizens")
+                         marker_color=PALETTE[5], orientation="h"))
+    fig.add_trace(go.Bar(y=y, x=[1000 * g["wrongful.total"] / g["population"] for g in rows],
+                         name="of which the shadow view would not deny", marker_color=PALETTE[0], orientation="h"))
+    _layout(fig, height=20 * len(rows) + 160, barmode="overlay", xaxis_title="denials per 1,000 citizens")
     fig.update_yaxes(autorange="reversed", tickfont={"size": 11})
-    return title, fig, "Denials per 1,000 citizens of each group over the run (first replicate)."
+    top = rows[0]
+    return Chart(f"Citizens in the group {y[0]} were denied most often: "
+                 f"{1000 * top['denied.total'] / top['population']:,.1f} denials per 1,000 citizens", fig,
+                 "Denials per 1,000 citizens of each group over the run, sorted from most to least."
+                 + _first_only(res))
+
+
+def _err(iv: dict[str, Any]) -> tuple[float, float]:
+    """(above, below) the mean of a 95% interval; (0, 0) without one."""
+    if iv.get("k", 1) < 2 or iv.get("hi") is None or iv.get("lo") is None or iv.get("mean") is None:
+        return 0.0, 0.0
+    return iv["hi"] - iv["mean"], iv["mean"] - iv["lo"]
 
 
 def wrongful_missed(res: dict[str, Any]) -> Chart:
     f = res["first"]
-    title = "Official and shadow view disagreements, by activity"
+    lab = from_result(res)
     att = [a for a in f["attempts"] if (res["intervals"].get(f"denied.{a}", {}).get("mean") or 0)
            or (res["intervals"].get(f"missed.{a}", {}).get("mean") or 0)]
     if not att:
-        return title, None, "No attempt was denied in either view."
+        return Chart("Official and shadow view disagreements, by activity", None,
+                     "No attempt was denied in either view.")
+    att.sort(key=lambda a: -(res["intervals"][f"denied.{a}"]["mean"] or 0))
     fig = go.Figure()
-    for key, label, color in (("denied", "denied (official)", "#d95f02"), ("wrongful", "wrongful", "#7570b3"),
-                              ("missed", "missed", "#1b9e77")):
+    k = _k(res)
+    for key, label, color in (("denied", "denied (official)", PALETTE[5]),
+                              ("wrongful", "denied, the shadow view would allow", PALETTE[0]),
+                              ("missed", "allowed, the shadow view would deny", PALETTE[2])):
         ivs = [res["intervals"][f"{key}.{a}"] for a in att]
-        err = [((iv["hi"] or 0) - (iv["mean"] or 0)) if iv["k"] > 1 and iv["hi"] is not None else 0 for iv in ivs]
-        fig.add_trace(go.Bar(x=att, y=[iv["mean"] for iv in ivs], name=label, marker_color=color,
-                             error_y={"type": "data", "array": err, "visible": any(err)}))
+        errs = [_err(iv) for iv in ivs]
+        fig.add_trace(go.Bar(x=[lab.name(a) for a in att], y=[iv["mean"] for iv in ivs], name=label,
+                             marker_color=color,
+                             error_y={"type": "data", "symmetric": False, "array": [e[0] for e in errs],
+                                      "arrayminus": [e[1] for e in errs], "visible": k > 1}))
+        if 1 < k < 5:  # few replicates: show each one, not just an interval
+            reps = res.get("replicates") or []
+            for r in reps:
+                fig.add_trace(go.Scatter(x=[lab.name(a) for a in att],
+                                         y=[(r.get("system") or {}).get(f"{key}.{a}") for a in att],
+                                         mode="markers", marker={"color": "#222222", "size": 5, "symbol": "circle"},
+                                         name="one replicate", showlegend=False, hoverinfo="y"))
     _layout(fig, barmode="group", yaxis_title="denials over the run")
-    return title, fig, ("In-run shadow view (every true event of an observed behaviour recorded, nothing false). "
-                        "Wrongful here: denied officially, allowed in the shadow view; missed: the reverse. These "
-                        "compare with perfect surveillance; the harms table compares with counterfactual runs. "
-                        "Error bars: 95% interval across replicates.")
+    bars = (f"Bars: means over {k} replicates; whiskers: 95% interval across replicates"
+            + ("; dots: each replicate." if k < 5 else ".")) if k > 1 else "One replicate: no interval."
+    a0 = att[0]
+    return Chart(f"Most denials were of {lab.name(a0)}: {res['intervals'][f'denied.{a0}']['mean']:,.0f} over the run",
+                 fig, "In-run shadow view (every true event of an observed behaviour recorded, nothing false). "
+                 "These compare with perfect surveillance; the harms table compares with counterfactual runs. "
+                 + bars)
 
 
 def cross_context(res: dict[str, Any]) -> Chart:
+    lab = from_result(res)
     rules = [r for r in res["first"].get("sanctions") or [] if r["denials"]]
-    title = "Cross-context share and proportionality, by sanction rule"
     if not rules:
-        return title, None, "No denial to analyse."
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("share of trigger from another domain",
-                                                        "severity vs gravity (points lost behind it)"))
-    names = [r["sanction"] for r in rules]
-    fig.add_trace(go.Bar(x=names, y=[100 * (r["cross_mean"] or 0) for r in rules], marker_color="#e7298a",
+        return Chart("Cross-context share and proportionality, by sanction rule", None, "No denial to analyse.")
+    rules.sort(key=lambda r: -(r["cross_mean"] or 0))
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.28,
+                        subplot_titles=("share of trigger from another domain",
+                                        "severity against points lost behind it"))
+    names = [lab.name(r["sanction"]) for r in rules]
+    fig.add_trace(go.Bar(x=names, y=[100 * (r["cross_mean"] or 0) for r in rules], marker_color=PALETTE[3],
                          name="cross-context %", showlegend=False), row=1, col=1)
     fig.add_trace(go.Scatter(
-        x=[r["gravity_median"] for r in rules], y=[r["severity"] for r in rules], mode="markers+text", text=names,
-        textposition="top center", marker={"size": [8 + 22 * math.sqrt(r["denials"] / max(x["denials"] for x in rules))
-                                                    for r in rules], "color": "#7570b3"},
+        x=[r["gravity_median"] for r in rules], y=[r["severity"] for r in rules], mode="markers", text=names,
+        name="sanction rule", hovertemplate="%{text}: median %{x} points, severity %{y}<extra></extra>",
+        marker={"size": [8 + 22 * math.sqrt(r["denials"] / max(x["denials"] for x in rules)) for r in rules],
+                "color": PALETTE[0]},
         error_x={"type": "data", "symmetric": False,
                  "array": [(r["gravity_p90"] or 0) - (r["gravity_median"] or 0) for r in rules],
                  "arrayminus": [(r["gravity_median"] or 0) - (r["gravity_p10"] or 0) for r in rules]},
-        showlegend=False), row=1, col=2)
+        showlegend=False), row=2, col=1)
     fig.update_yaxes(title_text="% of trigger", range=[0, 105], row=1, col=1)
-    fig.update_yaxes(title_text="severity", row=1, col=2)
-    fig.update_xaxes(title_text="median points lost (10th-90th percentile)", row=1, col=2)
-    _layout(fig)
-    return title, fig, ("Left: for each denial, the share of the list or points behind it that came from a domain "
-                        "other "
-                        "than the activity's, averaged by rule. Right: each rule's severity against the points the "
-                        "dossier held against the citizen when it fired (marker size: number of denials).")
+    fig.update_yaxes(title_text="severity", row=2, col=1)
+    fig.update_xaxes(title_text="median points lost (10th-90th percentile)", row=2, col=1)
+    _layout(fig, height=640)
+    top = rules[0]
+    return Chart(f"{names[0]}: {100 * (top['cross_mean'] or 0):.0f}% of what triggered its denials came from "
+                 "another domain", fig,
+                 "Top: for each denial, the share of the list or points behind it that came from a domain other "
+                 "than the activity's, averaged by rule. Bottom: each rule's severity against the points the "
+                 "dossier held against the citizen when it fired (marker size: number of denials)."
+                 + _first_only(res))
+
+
+def _di_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    fair = res.get("fairness") or res["first"].get("fairness") or {}
+    return [r for r in fair.get("single", []) if r["group"] != r["reference"] and r["ratio"]
+            and math.isfinite(r["ratio"]) and r["ratio"] > 0 and not r.get("too_few")]
+
+
+def di_label(lab: Labels, r: dict[str, Any], outcomes: dict[str, str]) -> str:
+    """One row of the disparate-impact chart: the group and the outcome compared."""
+    return f"{lab.group(r['dimension'], r['group'])} · {outcomes.get(r['outcome'], r['outcome'])}"
 
 
 def disparate_impact(res: dict[str, Any]) -> Chart:
+    """One row per group and outcome, sorted by ratio, with each dimension's reference group at 1."""
+    lab = from_result(res)
     fair = res.get("fairness") or res["first"].get("fairness") or {}
-    rows = [r for r in fair.get("single", []) if r["group"] != r["reference"] and r["ratio"] and
-            math.isfinite(r["ratio"]) and r["ratio"] > 0 and not r.get("too_few")]
+    rows = _di_rows(res)
     title = "Disparate impact: rate ratios with the four-fifths band"
     if not rows:
-        return title, None, "No group rate could be compared."
+        return Chart(title, None, "No group rate could be compared.")
+    outcomes = dict(fair.get("outcomes") or {})
+    rows.sort(key=lambda r: -r["ratio"])
     fig = go.Figure()
-    outcomes = list(fair["outcomes"])
-    for i, o in enumerate(outcomes):
-        sel = [r for r in rows if r["outcome"] == o]
+    ys = [di_label(lab, r, outcomes) for r in rows]
+    sig = [bool(r.get("significant")) for r in rows]
+    for flag, name, colour in ((True, "95% interval excludes 1", PALETTE[5]),
+                               (False, "interval includes 1", "#777777")):
+        sel = [i for i, s in enumerate(sig) if s is flag]
         if not sel:
             continue
         fig.add_trace(go.Scatter(
-            y=[f"{r['dimension']}: {r['group']}" for r in sel], x=[r["ratio"] for r in sel], mode="markers",
-            name=fair["outcomes"][o], marker={"color": PALETTE[i % len(PALETTE)], "size": 8},
-            error_x={"type": "data", "symmetric": False,
-                     "array": [(r["hi"] - r["ratio"]) if r["hi"] is not None and math.isfinite(r["hi"]) else 0
-                               for r in sel],
-                     "arrayminus": [(r["ratio"] - r["lo"]) if r["lo"] is not None and math.isfinite(r["lo"]) else 0
-                                    for r in sel], "thickness": 1}))
+            y=[ys[i] for i in sel], x=[rows[i]["ratio"] for i in sel], mode="markers", name=name,
+            marker={"color": colour, "size": 9, "symbol": "circle" if flag else "circle-open"},
+            error_x={"type": "data", "symmetric": False, "thickness": 1.2,
+                     "array": [(rows[i]["hi"] - rows[i]["ratio"]) if rows[i]["hi"] is not None
+                               and math.isfinite(rows[i]["hi"]) else 0 for i in sel],
+                     "arrayminus": [(rows[i]["ratio"] - rows[i]["lo"]) if rows[i]["lo"] is not None
+                                    and math.isfinite(rows[i]["lo"]) else 0 for i in sel]}))
+    refs = fair.get("reference") or {}
+    ref_y = [f"reference: {lab.group(d, g)}" for d, g in refs.items()]
+    if ref_y:
+        fig.add_trace(go.Scatter(y=ref_y, x=[1.0] * len(ref_y), mode="markers", name="reference group (ratio 1)",
+                                 marker={"color": "#000000", "size": 9, "symbol": "diamond"}))
     fig.add_vrect(x0=FOUR_FIFTHS[0], x1=FOUR_FIFTHS[1], fillcolor="#cccccc", opacity=0.3, line_width=0)
     for x in FOUR_FIFTHS:
         fig.add_vline(x=x, line_dash="dash", line_color="#444444")
     fig.add_vline(x=1, line_color="#888888", line_width=1)
-    n = len({f"{r['dimension']}: {r['group']}" for r in rows})
-    _layout(fig, height=max(380, 22 * n + 120), xaxis_title="rate ratio to the reference group (log scale)")
-    fig.update_xaxes(type="log")
-    fig.update_yaxes(autorange="reversed", tickfont={"size": 11})
-    refs = ", ".join(f"{d}={g}" for d, g in (fair.get("reference") or {}).items())
-    return title, fig, ("Each dot: a group's rate, pooled over replicates, divided by its dimension's declared "
-                        f"reference group ({refs}), with a 95% interval ({fair.get('method', '')}). Ratios on fewer "
-                        f"than {fair.get('min_events')} events are left out. Dashed lines: the four-fifths rule "
-                        "(0.8 and 1/0.8 = 1.25); dots outside the grey band are flagged.")
+    _layout(fig, height=max(380, 24 * (len(ys) + len(ref_y)) + 140),
+            xaxis_title="rate ratio to the reference group (log scale)")
+    lo = min([r["lo"] for r in rows if r["lo"] and math.isfinite(r["lo"])] + [r["ratio"] for r in rows] + [0.5])
+    hi = max([r["hi"] for r in rows if r["hi"] and math.isfinite(r["hi"])] + [r["ratio"] for r in rows] + [2.0])
+    set_log_range(fig, lo, hi)
+    fig.update_yaxes(autorange="reversed", tickfont={"size": 11}, categoryorder="array",
+                     categoryarray=ys + ref_y)
+    top = rows[0]
+    reps = fair.get("replicates", 1)
+    return Chart(f"The largest gap: {outcomes.get(top['outcome'], top['outcome'])} in the group "
+                 f"{lab.group(top['dimension'], top['group'])} at {top['ratio']:.1f}× its reference group's rate",
+                 fig,
+                 "Each dot: a group's rate, pooled over " + (f"{reps} replicates" if reps > 1 else "the run")
+                 + ", divided by its dimension's reference group (diamonds), with a 95% interval "
+                 f"({fair.get('method', '')}). Filled: the interval excludes 1. Ratios on fewer than "
+                 f"{fair.get('min_events')} events are left out (see the table). Dashed lines: the four-fifths rule "
+                 "(0.8 and 1/0.8 = 1.25); dots outside the grey band are flagged.")
+
+
+def set_log_range(fig: go.Figure, lo: float, hi: float) -> None:
+    """A log ratio axis from ``lo`` to ``hi`` with ticks labelled as the ratios they are (0.2, not 2)."""
+    lo, hi = max(lo, 1e-3), max(hi, lo * 1.01)
+    ticks = [t for t in LOG_TICKS if lo / 1.5 <= t <= hi * 1.5]
+    fig.update_xaxes(type="log", range=[math.log10(lo / 1.2), math.log10(hi * 1.2)], tickvals=ticks,
+                     ticktext=[f"{t:g}" for t in ticks])
+
+
+def _effect_label(lab: Labels, metric: str) -> str:
+    body = metric.removeprefix("events.")
+    if body.endswith(".total"):
+        return "all " + lab.name(body.removesuffix(".total")) + (" acts" if body.startswith("speech") else "s")
+    return lab.name(body)
 
 
 def deterrence_chilling(res: dict[str, Any]) -> Chart:
+    lab = from_result(res)
     eff = res.get("effects") or {}
     title = "Deterrence and chilling against the paired run without the system"
     kinds = res["first"]["kinds"]
     names = [f"events.{b}" for k in ("infraction", "speech") for b in kinds.get(k, []) if f"events.{b}" in eff]
     if not names:
-        return title, None, "No paired counterfactual: run credsim audit (or report --against) to measure it."
+        return Chart(title, None, "No paired counterfactual: run credsim audit (or report --against) to measure it.")
     names += [m for m in ("events.infraction.total", "events.speech.total") if m in eff]
+    speech = {f"events.{b}" for b in kinds.get("speech", [])} | {"events.speech.total"}
     fig = go.Figure()
-    y = [100 * (eff[m]["rel"]["mean"] or 0) for m in names]
-    err_hi = [100 * ((eff[m]["rel"]["hi"] or 0) - (eff[m]["rel"]["mean"] or 0)) if eff[m]["rel"]["k"] > 1 else 0
-              for m in names]
-    err_lo = [100 * ((eff[m]["rel"]["mean"] or 0) - (eff[m]["rel"]["lo"] or 0)) if eff[m]["rel"]["k"] > 1 else 0
-              for m in names]
-    colors = ["#1b9e77" if ".speech" in m or m.endswith("speech.total") or
-              any(m == f"events.{b}" for b in kinds.get("speech", [])) else "#d95f02" for m in names]
-    fig.add_trace(go.Bar(x=[m.removeprefix("events.") for m in names], y=y, marker_color=colors,
-                         error_y={"type": "data", "symmetric": False, "array": err_hi, "arrayminus": err_lo,
-                                  "visible": any(err_hi)}, showlegend=False))
+    for is_speech, name, colour in ((False, "infractions (deterrence)", PALETTE[5]),
+                                    (True, "lawful speech (chilling)", PALETTE[2])):
+        sel = [m for m in names if (m in speech) is is_speech]
+        if not sel:
+            continue
+        errs = [_err(eff[m]["rel"]) for m in sel]
+        fig.add_trace(go.Bar(x=[_effect_label(lab, m) for m in sel],
+                             y=[100 * (eff[m]["rel"]["mean"] or 0) for m in sel], marker_color=colour, name=name,
+                             error_y={"type": "data", "symmetric": False, "array": [100 * e[0] for e in errs],
+                                      "arrayminus": [100 * e[1] for e in errs], "visible": _k(res) > 1}))
     fig.add_hline(y=0, line_color="#444444")
     _layout(fig, yaxis_title="% change vs no system")
-    return title, fig, ("Paired difference in events over the run, system minus counterfactual, as a share of the "
-                        "counterfactual; error bars: 95% interval across replicates. Orange: infractions "
-                        "(deterrence); green: lawful speech (chilling).")
+    tot = eff.get("events.speech.total") or eff.get("events.infraction.total")
+    what = "Lawful speech" if "events.speech.total" in eff else "Infractions"
+    rel = 100 * ((tot or {}).get("rel", {}).get("mean") or 0)
+    word = "fell" if rel < 0 else "rose"
+    return Chart(f"{what} {word} by {abs(rel):.2f}% against the same citizens without the system", fig,
+                 "Paired difference in events over the run, system minus counterfactual, as a share of the "
+                 "counterfactual (negative: fewer with the system). "
+                 + ("Whiskers: 95% interval across replicates." if _k(res) > 1 else "One replicate: no interval."))
 
 
 def chilling_by_group(res: dict[str, Any]) -> Chart:
+    lab = from_result(res)
     rows = [r for r in res.get("effects_by_group") or [] if r["kind"] == "speech" and r["dimension"] != "all"]
     title = "Chilling of lawful speech, by group"
     if not rows or not any(abs(r["diff"]["mean"] or 0) > 0 for r in rows):
-        return title, None, "No paired change in lawful speech."
+        return Chart(title, None, "No paired change in lawful speech.")
+    rows = sorted(rows, key=lambda r: r["rel"]["mean"] or 0)
     fig = go.Figure()
-    y = [100 * (r["rel"]["mean"] or 0) for r in rows]
-    err = [100 * ((r["rel"]["hi"] or 0) - (r["rel"]["mean"] or 0)) if r["rel"]["k"] > 1 else 0 for r in rows]
-    fig.add_trace(go.Bar(y=[f"{r['dimension']}: {r['group']}" for r in rows], x=y, marker_color="#1b9e77",
-                         orientation="h", error_x={"type": "data", "array": err, "visible": any(err)},
+    errs = [_err(r["rel"]) for r in rows]
+    fig.add_trace(go.Bar(y=[lab.group(r["dimension"], r["group"]) for r in rows],
+                         x=[100 * (r["rel"]["mean"] or 0) for r in rows], marker_color=PALETTE[2], orientation="h",
+                         error_x={"type": "data", "symmetric": False, "array": [100 * e[0] for e in errs],
+                                  "arrayminus": [100 * e[1] for e in errs], "visible": _k(res) > 1},
                          showlegend=False))
     _layout(fig, height=20 * len(rows) + 140, xaxis_title="% change in speech vs no system")
     fig.update_yaxes(autorange="reversed", tickfont={"size": 11})
-    return title, fig, "Paired relative change in lawful speech events per group (95% intervals across replicates)."
+    top = rows[0]
+    rel = 100 * (top["rel"]["mean"] or 0)
+    return Chart(f"Lawful speech {'fell' if rel < 0 else 'rose'} most in the group "
+                 f"{lab.group(top['dimension'], top['group'])}: by {abs(rel):.2f}%", fig,
+                 "Paired relative change in lawful speech events per group, sorted. "
+                 + ("Whiskers: 95% interval across replicates." if _k(res) > 1 else "One replicate: no interval."))
 
 
 def recovery(res: dict[str, Any]) -> Chart:
+    lab = from_result(res)
     rec = res.get("recovery") or res["first"].get("recovery") or {}  # pooled over replicates
     title = "Recovery: time to leave a list or regain a lost grade"
-    curves = [(f"leave {li}", r) for li, r in (rec.get("lists") or {}).items() if r["n"]]
+    curves = [(f"leave {lab.name(li)}", r) for li, r in (rec.get("lists") or {}).items() if r["n"]]
     if rec.get("grade", {}).get("n"):
         curves.append(("regain a lost grade", rec["grade"]))
     if not curves:
-        return title, None, "Nobody was listed or lost a grade."
+        return Chart(title, None, "Nobody was listed or lost a grade.")
     fig = go.Figure()
     for i, (name, r) in enumerate(curves):
         t = [0.0] + r["curve_t"]
         s = [100.0] + [100 * v for v in r["curve_s"]]
-        fig.add_trace(go.Scatter(x=t, y=s, mode="lines", line_shape="hv", name=f"{name} (n={r['n']:,})",
-                                 line={"color": PALETTE[i % len(PALETTE)]}))
+        flat = len(r["curve_t"]) == 0
+        fig.add_trace(go.Scatter(x=t + ([res["meta"]["days"]] if flat else []), y=s + ([100.0] if flat else []),
+                                 mode="lines", line_shape="hv", name=f"{name} (n={r['n']:,})",
+                                 line={"color": PALETTE[i % len(PALETTE)], "width": 2.5}))
     _layout(fig, yaxis_title="% not yet recovered", xaxis_title="days since entry / grade loss")
     fig.update_yaxes(range=[0, 101])
-    return title, fig, ("Kaplan–Meier curves; citizens still listed (or below their former grade) at the end count as "
-                        "not recovered yet (censored), not as recovered.")
+    meds = [(r["median_days"], name) for name, r in curves]
+    med, name = meds[0]
+    head = (f"Half of stays ({name}) lasted {med:,.0f} days or longer" if med is not None
+            else f"More than half were still waiting to {name} at the end of the run")
+    return Chart(head, fig, "Kaplan–Meier curves pooled over replicates; citizens still listed (or below their "
+                 "former grade) at the end count as not recovered yet (censored), not as recovered.")
 
 
 def transitions(res: dict[str, Any]) -> Chart:
+    lab = from_result(res)
     tr = res["first"].get("transitions") or {}
     title = "Grade transitions"
     if not tr:
-        return title, None, "This scenario has no grades."
-    from plotly.subplots import make_subplots
-
+        return Chart(title, None, "This scenario has no grades.")
     held = [i for i in range(len(tr["grades"])) if any(tr[k][i][j] or tr[k][j][i] for k in ("start_end",
             "official_vs_shadow") for j in range(len(tr["grades"])))]
-    g = [tr["grades"][i] for i in held]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("start of run → end of run (official)",
-                                                        "official → true-records-only grade at the end"))
-    for col, key in ((1, "start_end"), (2, "official_vs_shadow")):
+    g = [lab.name(tr["grades"][i]) for i in held]
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.22,
+                        subplot_titles=("start of run → end of run (official)",
+                                        "official → true-records-only grade at the end"))
+    off = 0
+    for row, key in ((1, "start_end"), (2, "official_vs_shadow")):
         z = [[tr[key][i][j] for j in held] for i in held]
-        fig.add_trace(go.Heatmap(z=[[math.log10(1 + v) for v in row] for row in z], x=g, y=g, text=z,
-                                 texttemplate="%{text}", colorscale="Blues", showscale=False,
-                                 hovertemplate="%{y} → %{x}: %{text}<extra></extra>"), row=1, col=col)
-        fig.update_yaxes(autorange="reversed", row=1, col=col)
+        if key == "official_vs_shadow":
+            off = sum(z[i][j] for i in range(len(held)) for j in range(len(held)) if i != j)
+        fig.add_trace(go.Heatmap(z=[[math.log10(1 + v) for v in r] for r in z], x=g, y=g,
+                                 text=[[f"{v:,}" for v in r] for r in z], texttemplate="%{text}", colorscale="Blues",
+                                 showscale=False, hovertemplate="%{y} → %{x}: %{text}<extra></extra>"),
+                      row=row, col=1)
+        fig.update_yaxes(autorange="reversed", row=row, col=1)
     fig.update_yaxes(title_text="from", row=1, col=1)
     fig.update_xaxes(title_text="to", row=1, col=1)
-    fig.update_xaxes(title_text="true-records-only grade", row=1, col=2)
-    fig.update_yaxes(title_text="official grade", row=1, col=2)
-    _layout(fig, height=420)
-    return title, fig, "Citizen counts (colour on a log scale). Off-diagonal cells on the right are misgraded citizens."
+    fig.update_xaxes(title_text="true-records-only grade", row=2, col=1)
+    fig.update_yaxes(title_text="official grade", row=2, col=1)
+    _layout(fig, height=640)
+    return Chart(f"{off:,} citizens ended in another grade than their true records alone would give", fig,
+                 "Citizen counts (colour on a log scale). Off-diagonal cells at the bottom are misgraded citizens."
+                 + _first_only(res))
 
 
-ALL = (grade_mix, list_sizes, denied_by_group, wrongful_missed, cross_context, disparate_impact,
-       deterrence_chilling, chilling_by_group, recovery, transitions)
+ALL = (denied_by_group, disparate_impact, wrongful_missed, deterrence_chilling, chilling_by_group, cross_context,
+       grade_mix, list_sizes, recovery, transitions)
+
+
+def _numbers(vals: Any) -> list[float]:
+    out = []
+    for v in vals if vals is not None else []:
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out.append(float(v))
+    return out
+
+
+def _extent(fig: go.Figure, axis: str) -> tuple[list[float], list[str], bool]:
+    """Numbers and categories drawn on ``axis`` ('x' or 'y') with their error bars; whether a bar starts at 0."""
+    nums: list[float] = []
+    cats: list[str] = []
+    bar = False
+    for t in fig.data:
+        vals = list(getattr(t, axis) or [])
+        if any(isinstance(v, str) for v in vals):
+            cats += [v for v in vals if isinstance(v, str) and v not in cats]
+            continue
+        base = _numbers(vals)
+        nums += base
+        err = getattr(t, f"error_{axis}", None)
+        if err is not None and err.visible is not False and err.array is not None:
+            hi = _numbers(err.array)
+            lo = _numbers(err.arrayminus) if err.arrayminus is not None else hi
+            nums += [b + e for b, e in zip(base, hi, strict=False)] + [b - e for b, e in zip(base, lo, strict=False)]
+        if t.type == "bar":
+            bar = True
+    return nums, cats, bar
+
+
+def share_axes(figs: list[go.Figure]) -> None:
+    """Give side-by-side figures the same axis ranges (and category order), so bars and dots compare by eye.
+
+    A figure that scales its own axes makes the run with one denial look like the run with thousands.
+    Only single-panel figures are shared; log axes (ratios) share a log range with ratio ticks.
+    """
+    for axis in ("x", "y"):
+        nums: list[float] = []
+        cats: list[str] = []
+        bar = False
+        for f in figs:
+            n, c, b = _extent(f, axis)
+            nums += n
+            cats += [v for v in c if v not in cats]
+            bar = bar or b
+        layout_axis = [f.layout[f"{axis}axis"] for f in figs]
+        if cats:
+            reverse = axis == "y" and layout_axis[0].autorange == "reversed"
+            span = [len(cats) - 0.5, -0.5] if reverse else [-0.5, len(cats) - 0.5]
+            for f in figs:
+                # an invisible trace holding every category: plotly places only categories a trace uses
+                other = "x" if axis == "y" else "y"
+                f.add_trace(go.Scatter(**{axis: cats, other: [None] * len(cats)}, mode="markers",
+                                       showlegend=False, hoverinfo="skip", meta=AXIS_ONLY))
+                f.update_layout({f"{axis}axis": {"categoryorder": "array", "categoryarray": cats, "range": span,
+                                                 "autorange": False}})
+                if axis == "y":
+                    f.update_layout(height=max(f.layout.height or 380, 24 * len(cats) + 140))
+            continue
+        if not nums:
+            continue
+        if any(a.type == "log" for a in layout_axis):
+            pos = [v for v in nums if v > 0]
+            if pos:
+                for f in figs:
+                    if axis == "x":
+                        set_log_range(f, min(pos), max(pos))
+                    else:
+                        f.update_yaxes(type="log", range=[math.log10(min(pos) / 1.2), math.log10(max(pos) * 1.2)])
+            continue
+        lo, hi = min(nums + ([0.0] if bar else [])), max(nums + ([0.0] if bar else []))
+        pad = 0.05 * (hi - lo or 1.0)
+        rng = [lo - pad if lo < 0 or not bar else 0.0, hi + pad]
+        for f in figs:
+            f.update_layout({f"{axis}axis": {"range": rng, "autorange": False}})

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from credsim.report.labels import from_result
+
 
 @dataclass
 class Headline:
@@ -92,19 +94,32 @@ def _eff(res: dict[str, Any], metric: str) -> dict[str, Any] | None:
     return (res.get("effects") or {}).get(metric)
 
 
+def change_words(mean: float, lo: float | None = None, hi: float | None = None, k: int = 1) -> str:
+    """A relative change in words with one sign convention: 'fell by 0.63% (95% CI: fell by 0.49% to 0.76%)'.
+
+    The interval is said in the direction of the estimate; an interval that crosses zero says so
+    instead of printing a negative bound next to the word 'fell'.
+    """
+    word = "fell" if mean < 0 else "rose"
+    out = f"{word} by {abs(100 * mean):.2f}%"
+    if k > 1 and lo is not None and hi is not None:
+        if lo < 0 < hi:
+            out += f" (95% CI from a fall of {abs(100 * lo):.2f}% to a rise of {100 * hi:.2f}%: no clear change)"
+        else:
+            a, b = sorted((abs(100 * lo), abs(100 * hi)))
+            out += f" (95% CI: {word} by {a:.2f}% to {b:.2f}%)"
+    return out
+
+
 def _effect_parts(res: dict[str, Any], metric: str) -> list[str | tuple[str, float, str]]:
     e = _eff(res, metric)
     if e is None:
         return []
     rel, diff = e["rel"], e["diff"]
-    k = rel.get("k", 1)
-    direction = "fell" if (rel["mean"] or 0) < 0 else "rose"
-    shown = f"{abs(100 * (rel['mean'] or 0)):.2f}%"
-    if k > 1 and rel["lo"] is not None:
-        shown += f" (95% CI {100 * rel['lo']:+.2f}% to {100 * rel['hi']:+.2f}%)"
-    d_shown = f"{diff['mean']:+,.0f} events"
-    return [f"{direction} by ", (f"effect.{metric}.rel", rel["mean"], shown), ", ",
-            (f"effect.{metric}.diff", diff["mean"], d_shown)]
+    shown = change_words(rel["mean"] or 0, rel["lo"], rel["hi"], rel.get("k", 1))
+    d = diff["mean"] or 0
+    d_shown = f"{abs(d):,.0f} {'fewer' if d < 0 else 'more'} events"
+    return [(f"effect.{metric}.rel", rel["mean"], shown), ", ", (f"effect.{metric}.diff", diff["mean"], d_shown)]
 
 
 def _harm(res: dict[str, Any], harm: str) -> dict[str, Any] | None:
@@ -156,7 +171,7 @@ def headlines(res: dict[str, Any]) -> list[Headline]:
                 num(res, "denied.total"), f" attempts were denied in all{per}."]
     att = sorted(f["attempts"], key=lambda a: -(_iv(res, f"denied.{a}")["mean"] or 0))
     if att and (_iv(res, f"denied.{att[0]}")["mean"] or 0) > 0:
-        h.parts += [" Most were ", att[0], " (", num(res, f"denied.{att[0]}", ci=False), ")."]
+        h.parts += [" Most were ", from_result(res).name(att[0]), " (", num(res, f"denied.{att[0]}", ci=False), ")."]
     out.append(h)
 
     for harm, lead, what, rev in (
@@ -213,9 +228,10 @@ def headlines(res: dict[str, Any]) -> list[Headline]:
 
     out.append(_di_headline(res))
 
+    lab = from_result(res)
     for li in f.get("lists") or []:
         h = Headline(f"list.{li}")
-        h.parts += [num(res, f"listed.{li}.end"), f" citizens were on {li} at the end (",
+        h.parts += [num(res, f"listed.{li}.end"), f" citizens were on the list {lab.name(li)} at the end (",
                     num(res, f"shadow_listed.{li}.end"), " under the true records only); ",
                     num(res, f"entries.{li}"), " entries during the run."]
         rec = (res.get("recovery") or f.get("recovery") or {}).get("lists", {}).get(li)
@@ -250,6 +266,7 @@ def _di_headline(res: dict[str, Any]) -> Headline:
     flagged.sort(key=lambda r: (not r["significant"], -abs(math.log(r["ratio"]))))
     too_few = sum(1 for r in rows if r["too_few"])
     h = Headline("disparate_impact")
+    lab = from_result(res)
     if flagged:
         k = fair.get("replicates", 1)
         h.parts.append(f"{sum(r['significant'] for r in flagged)} group rate ratios are beyond the four-fifths rule "
@@ -259,9 +276,11 @@ def _di_headline(res: dict[str, Any]) -> Headline:
             reps = ""
             if 1 < k < 5:
                 reps = "; replicates " + ", ".join(fmt(v, 2) for v in r.get("replicates") or [])
-            h.parts += [f"{r['dimension']}={r['group']} {VERBS.get(r['outcome'], r['label'] + ' at')} ",
+            verb = VERBS.get(r["outcome"], "citizens had " + r["label"] + " at").removeprefix("citizens ")
+            h.parts += [f"Citizens in the group {lab.group(r['dimension'], r['group'])} {verb} ",
                         (key, r["ratio"], f"{r['ratio']:.2f}×"),
-                        f" the rate of {r['dimension']}={r['reference']} (95% CI {fmt(r['lo'], 2)} to "
+                        f" the rate of the group {lab.group(r['dimension'], r['reference'])} "
+                        f"(95% CI {fmt(r['lo'], 2)} to "
                         f"{fmt(r['hi'], 2)}{reps}; {fmt(r['count'])} against {fmt(r['reference_count'])} events)"
                         + ("" if r["significant"] else ", not significant")
                         + ("; " if i < min(len(flagged), 3) - 1 else ".")]
@@ -271,3 +290,78 @@ def _di_headline(res: dict[str, Any]) -> Headline:
         h.parts.append(f" {too_few} ratios rest on fewer than {fair.get('min_events')} events in the group or its "
                        "reference: shown as too few events, never headlined.")
     return h
+
+
+@dataclass(frozen=True)
+class IconCounts:
+    """Citizens per 1,000 for the icon array: denied at least once, and of them harmed by false records."""
+
+    denied: int
+    wrongly: int | None  # None when no counterfactual without false records was run
+    denied_exact: float
+    wrongly_exact: float | None
+
+
+def icon_counts(res: dict[str, Any]) -> IconCounts:
+    """Per 1,000 citizens, from the audit's citizen counts (the harm against no false records, not the shadow view)."""
+    n = res["meta"]["population"] or 1
+    denied = (_iv(res, "citizens.sanctioned")["mean"] or 0) * 1000 / n
+    wrong = None
+    if _harm(res, "wrongful") is not None:
+        wrong = (_iv(res, "harm.wrongful.citizens")["mean"] or 0) * 1000 / n if _harm_ran(res, "wrongful") else 0.0
+    return IconCounts(round(denied), None if wrong is None else min(round(wrong), round(denied)), denied, wrong)
+
+
+def _per_thousand(v: float) -> str:
+    return "fewer than 1" if 0 < v < 0.5 else f"{v:,.0f}"
+
+
+def story(res: dict[str, Any]) -> list[Headline]:
+    """The three numbers a reader should leave with, each in one sentence, most important first."""
+    lab = from_result(res)
+    meta = res["meta"]
+    out: list[Headline] = []
+    ic = icon_counts(res)
+    h = Headline("story.denied")
+    h.parts += [f"Of every 1,000 citizens, {_per_thousand(ic.denied_exact)} were denied something in "
+                f"{meta['days']} days"]
+    if ic.wrongly_exact is not None:
+        h.parts += [f"; {_per_thousand(ic.wrongly_exact)} of them only because of false records ("]
+        k = meta.get("replicates", 1)
+        h.parts += [num(res, "harm.wrongful.citizens", ci=False), f" of {meta['population']:,} citizens"
+                    + (f", mean over {k} replicates" if k > 1 else "") + ")."]
+    else:
+        h.parts.append(" (the harm of false records was not measured: no counterfactual run without them).")
+    out.append(h)
+
+    fair = res.get("fairness") or res["first"].get("fairness") or {}
+    rows = [r for r in fair.get("single", []) if r["flag"] and r["significant"] and not r["too_few"]
+            and not r.get("favourable") and r["group"] != r["reference"]]
+    rows.sort(key=lambda r: -abs(math.log(r["ratio"])))
+    h = Headline("story.disparity")
+    if rows:
+        r = rows[0]
+        verb = VERBS.get(r["outcome"], "citizens had " + r["label"] + " at").removeprefix("citizens ")
+        h.parts += [f"Citizens in the group {lab.group(r['dimension'], r['group'])} {verb} ",
+                    (f"di.{r['dimension']}.{r['group']}.{r['outcome']}", r["ratio"], f"{r['ratio']:.1f} times"),
+                    f" the rate of the group {lab.group(r['dimension'], r['reference'])} (95% CI {fmt(r['lo'], 1)} to "
+                    f"{fmt(r['hi'], 1)}; {fmt(r['count'])} events)."]
+    else:
+        h.parts.append("No group was treated differently beyond the four-fifths rule with 95% confidence.")
+    out.append(h)
+
+    h = Headline("story.effect")
+    e = _eff(res, "events.speech.total")
+    if e is not None:
+        h.parts += ["Against the same citizens without the system, lawful speech "]
+        h.parts += _effect_parts(res, "events.speech.total") + ["."]
+    elif _eff(res, "events.infraction.total") is not None:
+        h.parts += ["Against the same citizens without the system, infractions "]
+        h.parts += _effect_parts(res, "events.infraction.total") + ["."]
+    elif _harm(res, "cross_context") is not None and _harm_ran(res, "cross_context"):
+        h.parts += [num(res, "harm.cross_context.citizens", ci=False),
+                    " citizens were denied only because records from other parts of life were used."]
+    else:
+        h.parts += [num(res, "denied.total", ci=False), " attempts were denied in all."]
+    out.append(h)
+    return out
