@@ -155,7 +155,8 @@ def test_a_deep_set_is_a_clean_error(tmp_path: Path, command: str) -> None:
     code, text = typed([command, "city-points", "-n", "500", "-d", "2", "--set", "run.trace=" + "[" * 5000
                         + "]" * 5000, "--out", str(tmp_path / "o")], tmp_path)
     assert code == 2, text
-    assert ("nesting at most" in text or "maximum nesting depth" in text) and "--set" in text and "Traceback" not in text and "Recursion" not in text
+    assert "nesting at most" in text or "maximum nesting depth" in text, text
+    assert "--set" in text and "Traceback" not in text and "Recursion" not in text
 
 
 def test_audit_set_reaches_a_dotted_behaviour(tmp_path: Path) -> None:
