@@ -55,7 +55,7 @@ from tests.terminal import TermResult, run_in_terminal
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "tutorial.md")
 
-SMALL = {"-n": 3000, "--population": 3000, "-d": 40, "--days": 40, "-k": 3, "--replicates": 3,
+SMALL = {"-n": 5000, "--population": 5000, "-d": 40, "--days": 40, "-k": 3, "--replicates": 3,
          "--checkpoint-every": 10}
 # caps added when absent; an audit keeps its scenario's days, so that its year has wrongful cases to explain
 SIZED = {"run": ("-n", "-d"), "audit": ("-n",)}
@@ -116,7 +116,7 @@ FIXTURES: list[tuple[str, str]] = [
     ("sweep.yaml", f"cat > sweep.yaml <<'EOF'\n{SMALL_SWEEP}EOF"),
     ("sens.yaml", f"cat > sens.yaml <<'EOF'\n{SMALL_SENSITIVITY}EOF"),
     # report --against: the no-system run of runs/demo (same size and seed as the README's demo run)
-    ("runs/demo-base", "credsim run baseline -n 3000 -d 40 --seed 3 --out runs/demo-base -q"),
+    ("runs/demo-base", "credsim run baseline -n 5000 -d 40 --seed 3 --out runs/demo-base -q"),
     ("runs/a", "cp -r runs/demo runs/a"),
     ("runs/b", "cp -r runs/demo-base runs/b"),
 ]
@@ -362,9 +362,9 @@ def test_documents_have_commands() -> None:
 
 def test_size_rules() -> None:
     assert to_argv(".venv/bin/credsim run city-points -n 20000 -d 180 --out runs/x  # why") == \
-        ["credsim", "run", "city-points", "-n", "3000", "-d", "40", "--out", "runs/x"]
-    assert to_argv("credsim audit x -k 5") == ["credsim", "audit", "x", "-k", "3", "-n", "3000"]
-    assert to_argv("credsim run x") == ["credsim", "run", "x", "-n", "3000", "-d", "40"]
+        ["credsim", "run", "city-points", "-n", "5000", "-d", "40", "--out", "runs/x"]
+    assert to_argv("credsim audit x -k 5") == ["credsim", "audit", "x", "-k", "3", "-n", "5000"]
+    assert to_argv("credsim run x") == ["credsim", "run", "x", "-n", "5000", "-d", "40"]
     assert to_argv("credsim run c --shards 4 --ray [--ray-address HOST:PORT] [--checkpoint-every 10]") == \
         ["credsim", "run", "c", "--shards", "4", "--ray"]
 
