@@ -22,7 +22,9 @@ from pathlib import Path
 import duckdb
 
 VIEW_FILES = {"metrics": "metrics.parquet", "citizens": "citizens.parquet", "traces": "traces.parquet",
-              "events": "events.parquet"}
+              "events": "events.parquet",
+              # objections and stays by exit route: only runs of scenarios with a redress section
+              "cases": "cases.parquet", "stays": "stays.parquet"}
 REQUIRED_VIEWS = ("metrics", "citizens", "traces")
 
 

@@ -31,6 +31,15 @@ MEMBER: Final[dict[str, str]] = {
     names.WRONGFUL.prefix: "attempt",
     names.MISSED.prefix: "attempt",
     names.RESPONSE.prefix: "response",
+    names.NOTICES.prefix: "list",
+    names.APPEALS_FILED.prefix: "body",
+    names.APPEALS_DECIDED.prefix: "body",
+    names.APPEALS_UPHELD.prefix: "body",
+    names.APPEALS_UPHELD_FALSE.prefix: "body",
+    names.APPEALS_OVERDUE.prefix: "body",
+    names.APPEAL_BACKLOG.prefix: "body",
+    names.APPEAL_COST.prefix: "body",
+    names.EXITS_BY.prefix: "list>.<route",
 }
 
 KIND_WORDS: Final = {"flow": "flow (per day)", "stock": "stock (end of day)"}

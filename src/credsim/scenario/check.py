@@ -129,6 +129,20 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
         if resp.effect == "cut_ties" and resp.trigger != "contact_listed":
             out.append((f"{p}.trigger", "cut_ties works on trigger 'contact_listed'"))
 
+    if s.redress is not None:
+        heard: dict[str, str] = {}
+        for bn, body in s.redress.appeals.items():
+            p = f"redress.appeals.{bn}"
+            for i, ln in enumerate(body.lists):
+                one_of(f"{p}.lists[{i}]", ln, list(s.lists), "a list")
+                if ln in s.lists and s.lists[ln].entry.records is None:
+                    out.append((f"{p}.lists[{i}]", f"a list entered by records ({ln!r} is entered by grades: "
+                                "an objection retracts a record, and a grade list has none to retract)"))
+                if ln in heard:
+                    out.append((f"{p}.lists[{i}]", f"a list no other body hears ({ln!r} is heard by {heard[ln]!r})"))
+                heard.setdefault(ln, bn)
+            check_table(f"{p}.success_by", body.success_by)
+
     tr = s.run
     for i, cid in enumerate(tr.trace_ids):
         if cid >= s.population.size:

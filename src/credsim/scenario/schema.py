@@ -313,6 +313,72 @@ class Response(Strict):
     lists: list[Name] = []
 
 
+class Notice(Strict):
+    """When a citizen learns of a listing (or of a record that counts towards one): only then can he object."""
+
+    at: Literal["listing", "filing", "denial"] = Field(
+        default="listing",
+        description="what serves notice: 'listing' (served after the official list entry, as the SPC "
+        "rules do), 'filing' (prior notice: served when a record counting towards the list is filed, so "
+        "an objection can stop the entry during its grace days) or 'denial' (never served: the citizen "
+        "learns only when an attempt is refused)")
+    delay_days: Annotated[int, Field(strict=True, ge=0, le=3650)] = Field(
+        default=0, description="days from the listing (or filing) until the notice reaches the citizen")
+    probability: Probability = Field(
+        default=1.0, description="share of listings (or records) whose notice is served at all; the others "
+        "are learnt of only at a refused attempt")
+    learn_on_denial: bool = Field(
+        default=True, description="a refused attempt tells the citizen he is listed (the journalist who "
+        "learnt of his listing when a flight booking was refused)")
+
+
+class AppealBody(Strict):
+    """A court or agency that hears objections to listings: a queue with a daily capacity."""
+
+    lists: list[Name] = Field(min_length=1, description="the lists whose listings this body hears")
+    capacity_per_day: Annotated[int, Field(strict=True, ge=0, le=1_000_000)] = Field(
+        description="cases decided per day at most (except overdue cases under an enforced deadline)")
+    order: Literal["fifo", "lifo"] = Field(
+        default="fifo", description="served order of waiting cases: first filed first (fifo) or last filed "
+        "first (lifo)")
+    file_probability: Probability = Field(
+        description="daily probability that a notified citizen with a contestable record files an objection "
+        "(while the filing deadline runs)")
+    file_within_days: Days | None = Field(
+        default=None, description="days after the notice within which an objection can be filed; unset: any "
+        "time while the record counts")
+    decide_within_days: Days | None = Field(
+        default=None, description="the declared deadline for a decision, in days after filing (D4: 15)")
+    deadline_enforced: bool = Field(
+        default=False, description="decide every case on the day its deadline is reached, beyond the "
+        "capacity if need be; otherwise the deadline is only measured (cases overdue)")
+    success_false: Probability = Field(
+        description="probability an objection is upheld when the contested record is false")
+    success_true: Probability = Field(
+        default=0.0, description="probability an objection is upheld when the contested record is true")
+    success_by: GroupTable = Field(
+        default={}, description="multipliers of the success probability by group (e.g. access to a "
+        "lawyer); the product is capped at 1")
+    correction_days: Annotated[int, Field(strict=True, ge=1, le=365)] = Field(
+        default=1, description="days from an upheld decision until the record is retracted (D4: within 3 "
+        "working days); at least 1, since the dossier of the decision day is already filed")
+    cost: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = Field(
+        default=0.0, description="what filing costs the citizen (money units, counted as appeal_cost)")
+
+    @model_validator(mode="after")
+    def _enforced_needs_deadline(self) -> AppealBody:
+        if self.deadline_enforced and self.decide_within_days is None:
+            raise ValueError("deadline_enforced needs decide_within_days (the deadline to enforce)")
+        return self
+
+
+class Redress(Strict):
+    """Due process: notice of listings and objections heard by appeal bodies."""
+
+    notice: Notice = Notice()
+    appeals: dict[Name, AppealBody] = Field(default={}, description="appeal bodies, by name")
+
+
 class RunSpec(Strict):
     days: Days = 365
     seed: Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)] = 0
@@ -334,6 +400,8 @@ class Scenario(Strict):
     lists: dict[Name, ListSpec] = {}
     sanctions: dict[Name, Sanction] = {}
     responses: dict[Name, Response] = {}
+    redress: Redress | None = Field(
+        default=None, description="notice and appeals (none by default: citizens cannot object)")
     run: RunSpec = RunSpec()
 
     def shared_sensors(self) -> list[str]:
