@@ -270,3 +270,29 @@ def test_stopped_and_resumed_run_with_appeals_is_byte_identical(tmp_path: Path) 
     resumed = credsim.api.resume(tmp_path / "cut")
     for f in ("cases.parquet", "stays.parquet", "metrics.parquet", "citizens.parquet", "events.parquet"):
         assert (ref.dir / f).read_bytes() == (resumed.dir / f).read_bytes(), f
+
+
+def test_credit_repair_ends_stays_only_after_the_waiting_days_at_the_declared_rate() -> None:
+    """Repair exits come only from stays at least ``after_days`` long (ended the day after the draw), and
+    their number matches the eligible listed-days times the daily probability (binomial bound)."""
+    after, prob = 10, 0.05
+    p = play(scenario(redress__repair={"lists": ["defaulters"], "after_days": after, "daily_probability": prob},
+                      **{"behaviours__court.comply__rate": 0.0}))
+    repair = nm.EXIT_ROUTES.index("repair")
+    exits, eligible = 0, 0
+    for d in p.days:
+        assert d.redress is not None
+        r = d.redress
+        lc = d.lists
+        off = (lc.mode == 0) & (lc.direction == -1)
+        since = dict(zip(lc.cit[off].tolist(), lc.since[off].tolist(), strict=True))
+        for cit in r.exit_cit[r.exit_route == repair].tolist():
+            assert d.day - since[cit] >= after + 1, f"citizen {cit} restored after {d.day - since[cit]} days"
+            exits += 1
+    # eligible citizen-days: official stays at least `after` days long on days 0..DAYS-2, from the stays table
+    stays = p.stage.tables(p.loop.st)[1].to_pydict()
+    for s, e in zip(stays["since"], stays["exit"], strict=True):
+        end = DAYS - 1 if e < 0 else e - 1  # the draw happens the day before the exit
+        eligible += max(0, min(end, DAYS - 2) - (s + after) + 1)
+    assert exits > 20
+    _bound(exits, eligible, prob)

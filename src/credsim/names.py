@@ -22,9 +22,9 @@ SCORE_SOURCES: Final = ("points", "model")
 VIEWS: Final = ("official", "shadow")
 RETRACTION_REASONS: Final = ("appeal", "correction")  # why a record left the dossier before its time
 # How a stay on a list ended (the redress stage attributes each official exit to one route):
-# a cure record filed (compliance, payment), a retraction (an objection upheld), the fixed term
-# run out, the grade recovered, or something else (a retraction of another reason).
-EXIT_ROUTES: Final = ("compliance", "appeal", "term", "grade", "other")
+# a cure record filed (compliance, payment), a retraction (an objection upheld), credit repair,
+# the fixed term run out, the grade recovered, or something else (a retraction of another reason).
+EXIT_ROUTES: Final = ("compliance", "appeal", "repair", "term", "grade", "other")
 NOTICE_AT: Final = ("listing", "filing", "denial")
 APPEAL_ORDERS: Final = ("fifo", "lifo")
 
@@ -78,8 +78,8 @@ APPEALS_UPHELD_FALSE = Family("appeals_upheld_false", "flow", "objections upheld
 APPEALS_OVERDUE = Family("appeals_overdue", "flow", "objections decided after the body's declared deadline")
 APPEAL_BACKLOG = Family("appeal_backlog", "stock", "objections waiting for a decision at the end of the day")
 APPEAL_COST = Family("appeal_cost", "flow", "money citizens paid to file objections")
-EXITS_BY = Family("exits_by", "flow", "official list exits by route: <list>.<route> (compliance, appeal, term, "
-                  "grade, other)")
+EXITS_BY = Family("exits_by", "flow", "official list exits by route: <list>.<route> (compliance, appeal, repair, "
+                  "term, grade, other)")
 
 
 def exit_route(lst: str, route: str) -> str:

@@ -142,6 +142,9 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
                     out.append((f"{p}.lists[{i}]", f"a list no other body hears ({ln!r} is heard by {heard[ln]!r})"))
                 heard.setdefault(ln, bn)
             check_table(f"{p}.success_by", body.success_by)
+        if s.redress.repair is not None:
+            for i, ln in enumerate(s.redress.repair.lists):
+                one_of(f"redress.repair.lists[{i}]", ln, list(s.lists), "a list")
 
     tr = s.run
     for i, cid in enumerate(tr.trace_ids):

@@ -52,6 +52,7 @@ MODELS: Final[dict[str, str]] = {
     "Response": "How citizens change their behaviour or ties after a sanction or listing.",
     "Redress": "Due process: when citizens learn of a listing, and the bodies that hear their objections "
                "(the redress stage, between sanction and respond).",
+    "Repair": "Credit repair: after some days on a list, a citizen may apply and be restored (the stay ends).",
     "Notice": "When a citizen learns of a listing; only a notified citizen can object.",
     "AppealBody": "A court or agency hearing objections to listings: a queue with a daily capacity, a served "
                   "order, deadlines and success probabilities; an upheld objection retracts the record.",
@@ -256,6 +257,15 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Redress.notice": KeyDoc("when citizens learn of listings", "", "{at: listing, delay_days: 7}"),
     "Redress.appeals": KeyDoc("appeal bodies, by name; each list is heard by at most one body", "",
                               "{court_objection: {lists: [court_defaulters], capacity_per_day: 20, ...}}"),
+    "Redress.repair": KeyDoc("credit repair: restoration from a list after some days on it (none by default)", "",
+                             "{lists: [court_defaulters], after_days: 90, daily_probability: 0.002}"),
+    # Repair
+    "Repair.lists": KeyDoc("the lists a citizen can be restored from", "", "[court_defaulters]"),
+    "Repair.after_days": KeyDoc("days on the list before an application can succeed (D12: 3 months minimum "
+                                "for administrative penalties)", "days", "90"),
+    "Repair.daily_probability": KeyDoc("daily probability that an eligible listed citizen applies and is "
+                                       "restored; the stay ends the next day (exit route `repair`)",
+                                       "probability per day", "0.002"),
     # Notice
     "Notice.at": KeyDoc("what serves notice: `listing` (after the official entry, D2), `filing` (prior notice, "
                         "when a record counting towards the list is filed: an objection can then stop the entry "

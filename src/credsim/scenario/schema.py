@@ -372,11 +372,23 @@ class AppealBody(Strict):
         return self
 
 
+class Repair(Strict):
+    """Credit repair: after some days on a list a citizen may apply and be restored (D5, D12)."""
+
+    lists: list[Name] = Field(min_length=1, description="the lists a citizen can be restored from")
+    after_days: Days = Field(description="days on the list before an application can succeed (D12: at least 3 "
+                             "months for administrative penalties)")
+    daily_probability: Probability = Field(
+        description="daily probability that an eligible listed citizen applies and is restored (the stay ends "
+        "the next day)")
+
+
 class Redress(Strict):
-    """Due process: notice of listings and objections heard by appeal bodies."""
+    """Due process: notice of listings, objections heard by appeal bodies, and credit repair."""
 
     notice: Notice = Notice()
     appeals: dict[Name, AppealBody] = Field(default={}, description="appeal bodies, by name")
+    repair: Repair | None = Field(default=None, description="credit repair (none by default)")
 
 
 class RunSpec(Strict):

@@ -10,8 +10,8 @@ A day, in order:
    the dossier's retraction; this stage only remembers which (citizen, list) they were for, to
    name the route of the exits they caused.
 2. **Exit routes**: every official exit of today is given one route, first match wins:
-   ``appeal`` (a retraction of an upheld objection applied today), ``compliance`` (a cure record
-   of the list filed today), ``grade`` (a list entered by grade), ``term`` (the list has a term),
+   ``appeal`` (a retraction of an upheld objection applied today), ``repair`` (credit repair
+   granted yesterday), ``compliance`` (a cure record of the list filed today), ``grade`` (a list entered by grade), ``term`` (the list has a term),
    else ``other``. The stay (entry day, exit day, route) is logged for the audit's time to exit.
    An exit ends the notice: the next listing needs a new one.
 3. **Records and notices**: each official record counting towards a heard list becomes the
@@ -32,6 +32,8 @@ A day, in order:
    dossier to retract the record ``correction_days`` later: from that day its points, list
    counts and the sanctions they caused are gone; the days already listed and the denials
    already suffered stay in the outputs (they are harm, not history to rewrite).
+6. **Credit repair**: a citizen listed for at least ``after_days`` is restored with the daily
+   probability (stream ``redress:repair:<list>``); the stay ends the next day (route ``repair``).
 
 No same-day cycle: decisions read today's lists and take effect at the earliest tomorrow
 (the file stage applies retractions before classify), so a list cannot depend on a decision
@@ -69,6 +71,13 @@ class NoticesDue(NamedTuple):
     lst: np.ndarray
 
 
+class RepairsDue(NamedTuple):
+    """Official stays ended by credit repair on a day (to name the route of their exits)."""
+
+    cit: np.ndarray
+    lst: np.ndarray
+
+
 class CorrectionsDue(NamedTuple):
     """Retractions of upheld objections falling due on a day (to name the route of their exits)."""
 
@@ -101,6 +110,9 @@ class RedressRules:
     p_group: np.ndarray  # (Bd, dims, maxv) multipliers
     correction: np.ndarray  # (Bd,) days
     cost: np.ndarray  # (Bd,)
+    repair_lists: np.ndarray  # (L,) bool
+    repair_after: int
+    repair_p: float
 
 
 def redress_rules(plan: Plan, spec: RedressSpec) -> RedressRules:
@@ -113,6 +125,8 @@ def redress_rules(plan: Plan, spec: RedressSpec) -> RedressRules:
     ab = [spec.appeals[n] for n in bodies]
     maxv = max(len(v) for v in plan.dim_values)
     n = spec.notice
+    rep = spec.repair
+    repair_lists = np.array([rep is not None and ln in rep.lists for ln in plan.lists], np.bool_)
     return RedressRules(
         NOTICE_AT.index(n.at), n.delay_days, n.probability, n.learn_on_denial, heard_by, bodies,
         np.array([a.capacity_per_day for a in ab], np.int64), np.array([APPEAL_ORDERS.index(a.order) for a in ab],
@@ -123,7 +137,8 @@ def redress_rules(plan: Plan, spec: RedressSpec) -> RedressRules:
         np.array([a.success_false for a in ab]), np.array([a.success_true for a in ab]),
         np.stack([_group_table(plan.scen, a.success_by, plan.dims, maxv) for a in ab]) if ab
         else np.ones((0, len(plan.dims), maxv)),
-        np.array([a.correction_days for a in ab], np.int64), np.array([a.cost for a in ab]))
+        np.array([a.correction_days for a in ab], np.int64), np.array([a.cost for a in ab]),
+        repair_lists, rep.after_days if rep is not None else 0, rep.daily_probability if rep is not None else 0.0)
 
 
 CASE_COLUMNS = ("cit", "lst", "body", "rid", "false", "notice", "filed", "decided", "upheld")
@@ -155,6 +170,7 @@ class RedressBook:
     waiting: list[np.ndarray] = field(default_factory=list)
     notices: Queue[NoticesDue] = field(default_factory=lambda: Queue(NoticesDue))
     corrections: Queue[CorrectionsDue] = field(default_factory=lambda: Queue(CorrectionsDue))
+    repairs: Queue[RepairsDue] = field(default_factory=lambda: Queue(RepairsDue))
 
     def case(self, name: str) -> np.ndarray:
         return self.cases[CASE_COLUMNS.index(name)]
@@ -178,9 +194,10 @@ class Redress:
     """Stage 7: notice, objections and their decisions, and the route of every official exit."""
 
     name: str = "redress"
-    reads: tuple[str, ...] = ("day.filed", "day.lists", "day.attempts", "state.listed", "state.pending",
+    reads: tuple[str, ...] = ("day.filed", "day.lists", "day.attempts", "state.listed", "state.listed_since",
+                              "state.pending",
                               "state.groups", "state.ledger")
-    writes: tuple[str, ...] = ("day.redress", "state.retractions")
+    writes: tuple[str, ...] = ("day.redress", "state.retractions", "state.terms")
 
     def __init__(self, plan: Plan, st: State, seed: int, lo: int, hi: int) -> None:
         spec = plan.scen.redress
@@ -211,6 +228,11 @@ class Redress:
                 key = set(zip(rec.cit[rows[rr]].tolist(), ll.tolist(), strict=True))
                 cured = np.array([(c, li) in key for c, li in zip(cit.tolist(), lst.tolist(), strict=True)], np.bool_)
                 route[cured] = ROUTE["compliance"]
+        fixed = book.repairs.pop(d.day)
+        if fixed.cit.shape[0] and cit.shape[0]:
+            done = set(zip(fixed.cit.tolist(), fixed.lst.tolist(), strict=True))
+            route[np.array([(c, li) in done for c, li in zip(cit.tolist(), lst.tolist(), strict=True)],
+                           np.bool_)] = ROUTE["repair"]
         if due.cit.shape[0] and cit.shape[0]:
             won = set(zip(due.cit.tolist(), due.lst.tolist(), strict=True))
             route[np.array([(c, li) in won for c, li in zip(cit.tolist(), lst.tolist(), strict=True)],
@@ -333,12 +355,32 @@ class Redress:
             out.append(now)
         r.decided = np.concatenate(out) if out else np.zeros(0, np.int64)
 
+    # -- 6: credit repair -----------------------------------------------------------------------
+    def _repair(self, st: State, d: Day) -> None:
+        """Eligible stays end tomorrow with the daily probability: a term item with the stay's entry day,
+        which the classify stage applies (and ignores if the stay has ended meanwhile). Both views draw
+        the same number for a citizen, so the rule acts alike on the official and the shadow list."""
+        rules, day = self.rules, d.day
+        for li in np.flatnonzero(rules.repair_lists).tolist():
+            for m in (0, 1):
+                since = st.listed_since[m, li]
+                cand = np.flatnonzero((st.listed[m, li] == 1) & (day - since >= rules.repair_after))
+                if cand.shape[0] == 0:
+                    continue
+                go = cand[_draw(self.seed, f"redress:repair:{self.plan.lists[li]}", day, cand) < rules.repair_p]
+                k = go.shape[0]
+                st.terms.push(day + 1, go.astype(np.int64), np.full(k, m, np.int64), np.full(k, li, np.int64),
+                              since[go].astype(np.int64))
+                if m == 0:
+                    self.book.repairs.push(day + 1, go.astype(np.int64), np.full(k, li, np.int64))
+
     def run(self, st: State, d: Day, x: Exchange) -> None:
         r = RedressDay()
         self._exits(st, d, r)
         self._notices(st, d, r)
         self._file(st, d, r)
         self._decide(st, d, r)
+        self._repair(st, d)
         book = self.book
         r.decided_cit = book.case("cit")[r.decided]
         r.decided_body = book.case("body")[r.decided]
