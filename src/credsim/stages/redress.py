@@ -12,7 +12,8 @@ A day, in order:
 2. **Exit routes**: every official exit of today is given one route, first match wins:
    ``appeal`` (a retraction of an upheld objection applied today), ``repair`` (credit repair
    granted yesterday), ``compliance`` (a cure record of the list filed today), ``grade`` (a list
-   entered by grade), ``term`` (the list has a term), else ``other``. The stay (entry day, exit day, route) is logged for the audit's time to exit.
+   entered by grade), ``term`` (the list has a term), else ``other``.
+   The stay (entry day, exit day, route) is logged for the audit's time to exit.
    An exit ends the notice: the next listing needs a new one.
 3. **Records and notices**: each official record counting towards a heard list becomes the
    citizen's *contestable record* of that list (the latest one). Notice is served (with the
