@@ -296,3 +296,16 @@ def test_credit_repair_ends_stays_only_after_the_waiting_days_at_the_declared_ra
         eligible += max(0, min(end, DAYS - 2) - (s + after) + 1)
     assert exits > 20
     _bound(exits, eligible, prob)
+
+
+def test_fractional_capacity_decides_one_case_every_1_over_c_days() -> None:
+    """7 cases a day per 100,000 citizens at 5,000 citizens is 0.35 a day: a decision on the days when
+    floor((d+1)c) steps up (days 2, 5, 8, 11, 14, 17, 19, ...), provided a case is waiting."""
+    p = play(scenario(redress__appeals__court__capacity_per_day=7.0, redress__appeals__court__per_100k=True))
+    c = 7.0 * N / 1e5
+    for d, before in zip(p.days, [np.zeros(0, np.int64), *p.waiting[:-1]], strict=True):
+        assert d.redress is not None
+        quota = math.floor((d.day + 1) * c) - math.floor(d.day * c)
+        waiting = before.shape[0] + d.redress.filed_cit.shape[0]
+        assert d.redress.decided.shape[0] == min(quota, waiting), f"day {d.day}"
+    assert sum(d.redress.decided.shape[0] for d in p.days if d.redress is not None) == math.floor(DAYS * c)

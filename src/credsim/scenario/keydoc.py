@@ -281,7 +281,11 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "AppealBody.lists": KeyDoc("the lists (entered by records) whose listings this body hears", "",
                                "[court_defaulters]"),
     "AppealBody.capacity_per_day": KeyDoc("cases decided per day at most; overdue cases under an enforced "
-                                          "deadline are decided beyond it", "cases per day", "20"),
+                                          "deadline are decided beyond it. A fraction decides one case every "
+                                          "1/capacity days: day d decides floor((d+1)c) - floor(dc)",
+                                          "cases per day", "0.5"),
+    "AppealBody.per_100k": KeyDoc("read capacity_per_day per 100,000 citizens of the run (a run with -n keeps "
+                                  "the same load on the body)", "", "true"),
     "AppealBody.order": KeyDoc("served order of waiting cases: `fifo` (filed first, decided first) or `lifo`",
                                "", "fifo"),
     "AppealBody.file_probability": KeyDoc("daily probability that a notified citizen whose contestable record "

@@ -336,8 +336,12 @@ class AppealBody(Strict):
     """A court or agency that hears objections to listings: a queue with a daily capacity."""
 
     lists: list[Name] = Field(min_length=1, description="the lists whose listings this body hears")
-    capacity_per_day: Annotated[int, Field(strict=True, ge=0, le=1_000_000)] = Field(
-        description="cases decided per day at most (except overdue cases under an enforced deadline)")
+    capacity_per_day: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = Field(
+        description="cases decided per day at most (except overdue cases under an enforced deadline); a "
+        "fraction decides one case every 1/capacity days (day d decides floor((d+1)c) - floor(dc))")
+    per_100k: bool = Field(
+        default=False, description="capacity_per_day is per 100,000 citizens of the run, so a run at another "
+        "population size keeps the same load per case")
     order: Literal["fifo", "lifo"] = Field(
         default="fifo", description="served order of waiting cases: first filed first (fifo) or last filed "
         "first (lifo)")

@@ -47,6 +47,7 @@ than given a different answer: a shard cannot know the other shards' queues.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -100,7 +101,7 @@ class RedressRules:
     learn_on_denial: bool
     heard_by: np.ndarray  # (L,) body index or -1
     bodies: list[str]
-    capacity: np.ndarray  # (Bd,)
+    capacity: np.ndarray  # (Bd,) cases per day, possibly fractional
     order: np.ndarray  # (Bd,) index in APPEAL_ORDERS
     file_p: np.ndarray  # (Bd,)
     file_within: np.ndarray  # (Bd,) days, -1 = no deadline
@@ -116,8 +117,8 @@ class RedressRules:
     repair_p: float
 
 
-def redress_rules(plan: Plan, spec: RedressSpec) -> RedressRules:
-    """Compile the redress section against the plan's lists and groups."""
+def redress_rules(plan: Plan, spec: RedressSpec, n_citizens: int) -> RedressRules:
+    """Compile the redress section against the plan's lists and groups (capacities for ``n_citizens``)."""
     bodies = list(spec.appeals)
     heard_by = np.full(len(plan.lists), -1, np.int64)
     for b, name in enumerate(bodies):
@@ -130,8 +131,8 @@ def redress_rules(plan: Plan, spec: RedressSpec) -> RedressRules:
     repair_lists = np.array([rep is not None and ln in rep.lists for ln in plan.lists], np.bool_)
     return RedressRules(
         NOTICE_AT.index(n.at), n.delay_days, n.probability, n.learn_on_denial, heard_by, bodies,
-        np.array([a.capacity_per_day for a in ab], np.int64), np.array([APPEAL_ORDERS.index(a.order) for a in ab],
-                                                                       np.int64),
+        np.array([a.capacity_per_day * (n_citizens / 1e5 if a.per_100k else 1.0) for a in ab], np.float64),
+        np.array([APPEAL_ORDERS.index(a.order) for a in ab], np.int64),
         np.array([a.file_probability for a in ab]), np.array([a.file_within_days or -1 for a in ab], np.int64),
         np.array([a.decide_within_days or -1 for a in ab], np.int64),
         np.array([a.deadline_enforced for a in ab], np.bool_),
@@ -209,7 +210,7 @@ class Redress:
                              "appeal bodies cannot be split into shards; run it in one process")
         self.plan = plan
         self.seed = seed
-        self.rules = redress_rules(plan, spec)
+        self.rules = redress_rules(plan, spec, st.n)
         self.book = new_book(len(plan.lists), st.n, len(self.rules.bodies))
 
     # -- 1, 2: exits by route -------------------------------------------------------------------
@@ -330,7 +331,8 @@ class Redress:
             q = book.waiting[b]
             if q.shape[0] == 0:
                 continue
-            cap = int(rules.capacity[b])
+            c = float(rules.capacity[b])
+            cap = math.floor((day + 1) * c) - math.floor(day * c)  # fractional capacities spread evenly
             take = np.zeros(q.shape[0], np.bool_)
             if rules.order[b] == APPEAL_ORDERS.index("fifo"):
                 take[:cap] = True
