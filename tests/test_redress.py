@@ -194,7 +194,7 @@ def test_success_rates_within_binomial_bounds() -> None:
     done = c["decided"] >= 0
     for false, base in ((1, SUCCESS["false"]), (0, SUCCESS["true"])):
         for mig, mult in ((False, 1.0), (True, MIGRANT)):
-            sel = done & (c["false"] == false) & (migrant == mig)
+            sel = done & (c["false_record"] == false) & (migrant == mig)
             _bound(int((c["upheld"][sel] == 1).sum()), int(sel.sum()), base * mult)
 
 

@@ -143,7 +143,7 @@ def redress_rules(plan: Plan, spec: RedressSpec, n_citizens: int) -> RedressRule
         repair_lists, rep.after_days if rep is not None else 0, rep.daily_probability if rep is not None else 0.0)
 
 
-CASE_COLUMNS = ("cit", "lst", "body", "rid", "false", "notice", "filed", "decided", "upheld")
+CASE_COLUMNS = ("cit", "lst", "body", "rid", "false_record", "notice", "filed", "decided", "upheld")
 STAY_COLUMNS = ("cit", "lst", "since", "exit", "route")
 
 
@@ -342,7 +342,7 @@ class Redress:
                 take |= day - book.case("filed")[q] >= rules.decide_within[b]
             now, book.waiting[b] = q[take], q[~take]
             cit = book.case("cit")[now]
-            false = book.case("false")[now] == 1
+            false = book.case("false_record")[now] == 1
             prob = np.where(false, rules.p_false[b], rules.p_true[b])
             for dim in range(rules.p_group.shape[1]):
                 prob = prob * rules.p_group[b, dim, st.groups[dim][cit].astype(np.int64)]
@@ -388,7 +388,7 @@ class Redress:
         r.decided_cit = book.case("cit")[r.decided]
         r.decided_body = book.case("body")[r.decided]
         r.decided_upheld = book.case("upheld")[r.decided]
-        r.decided_false = book.case("false")[r.decided]
+        r.decided_false = book.case("false_record")[r.decided]
         lim = self.rules.decide_within[r.decided_body] if r.decided.shape[0] else np.zeros(0, np.int64)
         r.decided_overdue = ((lim >= 0) & (d.day - book.case("filed")[r.decided] > lim)).astype(np.int64)
         d.redress = r

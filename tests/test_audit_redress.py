@@ -1,0 +1,66 @@
+"""Audit figures for redress read back what the run wrote: success shares equal the case counts,
+cause-specific exit curves count exactly the exits of their route, wrongful days are the paired
+citizen-by-citizen difference, and what-if changes are the per-seed differences."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+import credsim
+from credsim import names as nm
+from credsim.audit import redress as ar
+from tests.test_redress import scenario
+
+pytestmark = [pytest.mark.usefixtures("one_thread")]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return credsim.run(scenario(), out=tmp_path_factory.mktemp("r") / "run", population=4000, threads=1).dir
+
+
+def test_success_shares_are_the_case_counts(run_dir: Path) -> None:
+    f = ar.figures(run_dir)
+    con = credsim.connect(run_dir)
+    for label, false in (("false_record", 1), ("true_record", 0)):
+        k, n = con.execute("SELECT count(*) FILTER (WHERE upheld = 1), count(*) FROM cases "
+                           "WHERE decided >= 0 AND false_record = ?", [false]).fetchone() or (0, 0)
+        got = f["appeal_success"]["court"][label]["all"]
+        assert (got["upheld"], got["decided"]) == (k, n) and n > 0
+        assert got["lo"] <= got["rate"] <= got["hi"]
+        by = f["appeal_success"]["court"][label]["hukou"]
+        assert sum(v["decided"] for v in by.values()) == n
+
+
+def test_exit_curves_count_the_exits_of_their_route(run_dir: Path) -> None:
+    f = ar.figures(run_dir)
+    con = credsim.connect(run_dir)
+    for route, fig in f["exit_time"]["defaulters"].items():
+        total = con.execute("SELECT sum(value) FROM metrics WHERE metric = ? AND dimension = 'all'",
+                            [nm.exit_route("defaulters", route)]).fetchone()
+        assert total is not None and fig["all"]["events"] == total[0]
+    assert not math.isnan(f["exit_time"]["defaulters"]["compliance"]["all"]["median_days"])
+    assert f["wrongful_days_before_correction"]["n"] > 0 and f["backlog"]["court"]["max"] > 0
+
+
+def test_wrongful_days_are_paired_differences(tmp_path: Path) -> None:
+    res = ar.what_if(scenario(), tmp_path, replicates=2, population=2000, days=40, threads=1)
+    assert res["seeds"] == [7, 8]
+    for s_i, s in enumerate(res["seeds"]):
+        run, nf = tmp_path / "runs" / f"as_is-run-s{s}", tmp_path / "runs" / f"as_is-no_false-s{s}"
+        a, b = ar.days_listed(run), ar.days_listed(nf)
+        want = sum(a.get(c, 0.0) - b.get(c, 0.0) for c in set(a) | set(b))
+        assert res["figures"]["as_is"]["wrongful_days"]["per_seed"][s_i] == want
+    for key in ("prior_notice", "enforced_deadline", "double_capacity"):
+        row = res["figures"][key]["wrongful_days"]
+        base = res["figures"]["as_is"]["wrongful_days"]["per_seed"]
+        assert row["change_vs_as_is"]["per_seed"] == [x - y for x, y in zip(row["per_seed"], base, strict=True)]
+    assert (tmp_path / ar.WHAT_IF_FILE).exists()
+
+
+def test_what_if_needs_a_redress_section() -> None:
+    with pytest.raises(ValueError, match="no redress section"):
+        ar.variant(credsim.load_scenario("city-points"), "prior_notice")
