@@ -4,15 +4,19 @@ citizen-by-citizen difference, and what-if changes are the per-seed differences.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 import credsim
 from credsim import names as nm
 from credsim.audit import redress as ar
-from tests.test_redress import scenario
+from tests.conftest import tiny
+from tests.terminal import typed
+from tests.test_redress import RED, scenario
 
 pytestmark = [pytest.mark.usefixtures("one_thread")]
 
@@ -64,3 +68,21 @@ def test_wrongful_days_are_paired_differences(tmp_path: Path) -> None:
 def test_what_if_needs_a_redress_section() -> None:
     with pytest.raises(ValueError, match="no redress section"):
         ar.variant(credsim.load_scenario("city-points"), "prior_notice")
+
+
+def test_redress_command_as_typed_what_if_then_a_run(tmp_path: Path) -> None:
+    """``credsim redress FILE -k 2`` prints progress per run and the what-if table; ``credsim redress RUN``
+    prints the run's figures; a scenario without redress is a clear error."""
+    f = tmp_path / "scen.yaml"
+    f.write_text(yaml.safe_dump(tiny(redress=copy.deepcopy(RED), sensors__courts__false_rate=0.002)))
+    res = typed("redress", str(f), "-k", "2", "-n", "2000", "-d", "40", "--out", str(tmp_path / "w"),
+                "--threads", "1", cwd=tmp_path)
+    assert res.rc == 0 and not res.traceback, res.out
+    text = " ".join(res.out.split())
+    assert "double_capacity run, seed 8" in text and "what-if of redress rules" in text
+    assert "prior notice" in text and "enforced deadline" in text and "Warning: 2 seed(s)" in text
+    shown = typed("redress", str(tmp_path / "w" / "runs" / "as_is-run-s7"), cwd=tmp_path)
+    assert shown.rc == 0 and "Appeal success" in shown.out and "Time to exit by route" in shown.out, shown.out
+    bad = typed("redress", "city-points", "-k", "1", "-n", "500", "-d", "5", "--out", str(tmp_path / "x"),
+                cwd=tmp_path)
+    assert bad.clean_error and "no redress section" in bad.out, bad.out

@@ -72,7 +72,8 @@ class Share:
         p, n = self.rate, self.n
         mid = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        return mid - half, mid + half
+        # the Wilson bounds lie in [0, 1] exactly; only floating-point rounding can step outside
+        return max(0.0, mid - half), min(1.0, mid + half)
 
     def as_dict(self) -> dict[str, float | str]:
         lo, hi = self.wilson()
