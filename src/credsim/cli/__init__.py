@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from credsim.cli import (audit, calibrate, dashboard, experiments, redress, report, resume, run, scenarios, schema,
-                         sql)
+from credsim.cli import audit, calibrate, dashboard, experiments, redress, report, resume, run, scenarios, schema, sql
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="credsim: simulate social-credit systems on synthetic populations.")
