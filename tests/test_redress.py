@@ -309,3 +309,14 @@ def test_fractional_capacity_decides_one_case_every_1_over_c_days() -> None:
         waiting = before.shape[0] + d.redress.filed_cit.shape[0]
         assert d.redress.decided.shape[0] == min(quota, waiting), f"day {d.day}"
     assert sum(d.redress.decided.shape[0] for d in p.days if d.redress is not None) == math.floor(DAYS * c)
+
+
+def test_filing_probability_by_record_truth() -> None:
+    """Only wrongly listed citizens object (probability 1 for a false record, 0 for a true one): every case
+    contests a false record and is filed on the first day both are there: the notice and the false record
+    (a citizen notified of a true record's listing objects the day a false one is filed on top)."""
+    p = play(scenario(redress__appeals__court__file_probability=0.0,
+                      redress__appeals__court__file_probability_false=1.0))
+    c = cases(p)
+    assert c["cit"].shape[0] > 20
+    assert np.all(c["false_record"] == 1) and np.all(c["filed"] == np.maximum(c["notice"], c["rid"] >> 32))

@@ -292,6 +292,9 @@ FIELDS: Final[dict[str, KeyDoc]] = {
                                           "still counts (and who is listed or has an entry pending) files an "
                                           "objection, while the filing deadline runs", "probability per day",
                                           "0.05"),
+    "AppealBody.file_probability_false": KeyDoc("the daily filing probability when the contested record is false "
+                                                "(a wrongly listed citizen knows it and objects more readily); unset: "
+                                                "file_probability", "probability per day", "0.05"),
     "AppealBody.file_within_days": KeyDoc("days after the notice within which an objection can be filed (unset: "
                                           "any time while the record counts)", "days", "10"),
     "AppealBody.decide_within_days": KeyDoc("declared deadline for a decision, days after filing (D4: 15); "

@@ -348,6 +348,9 @@ class AppealBody(Strict):
     file_probability: Probability = Field(
         description="daily probability that a notified citizen with a contestable record files an objection "
         "(while the filing deadline runs)")
+    file_probability_false: Probability | None = Field(
+        default=None, description="the daily filing probability when the contested record is false (a citizen "
+        "knows whether he defaulted); unset: file_probability")
     file_within_days: Days | None = Field(
         default=None, description="days after the notice within which an objection can be filed; unset: any "
         "time while the record counts")

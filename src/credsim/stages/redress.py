@@ -103,7 +103,7 @@ class RedressRules:
     bodies: list[str]
     capacity: np.ndarray  # (Bd,) cases per day, possibly fractional
     order: np.ndarray  # (Bd,) index in APPEAL_ORDERS
-    file_p: np.ndarray  # (Bd,)
+    file_p: np.ndarray  # (Bd, 2) by whether the contested record is true (0) or false (1)
     file_within: np.ndarray  # (Bd,) days, -1 = no deadline
     decide_within: np.ndarray  # (Bd,) days, -1 = none declared
     enforced: np.ndarray  # (Bd,) bool
@@ -133,7 +133,9 @@ def redress_rules(plan: Plan, spec: RedressSpec, n_citizens: int) -> RedressRule
         NOTICE_AT.index(n.at), n.delay_days, n.probability, n.learn_on_denial, heard_by, bodies,
         np.array([a.capacity_per_day * (n_citizens / 1e5 if a.per_100k else 1.0) for a in ab], np.float64),
         np.array([APPEAL_ORDERS.index(a.order) for a in ab], np.int64),
-        np.array([a.file_probability for a in ab]), np.array([a.file_within_days or -1 for a in ab], np.int64),
+        np.array([[a.file_probability, a.file_probability if a.file_probability_false is None
+                   else a.file_probability_false] for a in ab]).reshape(len(ab), 2),
+        np.array([a.file_within_days or -1 for a in ab], np.int64),
         np.array([a.decide_within_days or -1 for a in ab], np.int64),
         np.array([a.deadline_enforced for a in ab], np.bool_),
         np.array([a.success_false for a in ab]), np.array([a.success_true for a in ab]),
@@ -307,7 +309,8 @@ class Redress:
                     cand = cand[day - nd[cand] <= rules.file_within[b]]
                 if cand.shape[0] == 0:
                     continue
-                go = cand[_draw(self.seed, f"redress:file:{body}:{p.lists[li]}", day, cand) < rules.file_p[b]]
+                fp = rules.file_p[b, book.last_false[li, cand].astype(np.int64)]
+                go = cand[_draw(self.seed, f"redress:file:{body}:{p.lists[li]}", day, cand) < fp]
                 if go.shape[0] == 0:
                     continue
                 first = book.cases[0].shape[0]
