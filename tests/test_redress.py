@@ -21,6 +21,7 @@ import credsim
 from credsim import engine
 from credsim import names as nm
 from credsim.day import Day
+from credsim.memory import REDRESS_BYTES_PER_LIST, estimate_memory
 from credsim.resumable import RunStopped
 from credsim.stages.redress import CASE_COLUMNS, Redress
 from credsim.state import F_RETRACTED_OFFICIAL
@@ -320,3 +321,10 @@ def test_filing_probability_by_record_truth() -> None:
     c = cases(p)
     assert c["cit"].shape[0] > 20
     assert np.all(c["false_record"] == 1) and np.all(c["filed"] == np.maximum(c["notice"], c["rid"] >> 32))
+
+
+def test_memory_estimate_counts_the_redress_book() -> None:
+    from_file = scenario(population__size=10_000)
+    est = estimate_memory(from_file)
+    assert est.parts["redress book"] == 10_000 * 1 * REDRESS_BYTES_PER_LIST
+    assert "redress book" not in estimate_memory(credsim.load_scenario(tiny())).parts
