@@ -24,7 +24,7 @@ from credsim.day import Day
 from credsim.memory import REDRESS_BYTES_PER_LIST, estimate_memory
 from credsim.resumable import RunStopped
 from credsim.stages.redress import CASE_COLUMNS, Redress
-from credsim.state import C, F_RETRACTED_OFFICIAL
+from credsim.state import F_RETRACTED_OFFICIAL, C
 from tests.conftest import tiny
 
 pytestmark = [pytest.mark.fast, pytest.mark.usefixtures("one_thread")]
