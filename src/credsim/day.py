@@ -123,6 +123,17 @@ class Responses:
 
 
 @dataclass(eq=False)
+class Investigated:
+    """Citizens investigated today (stage investigate): by which investigation, whether something was
+    found (a record follows) and whether the citizen really had it."""
+
+    cit: np.ndarray = field(default_factory=_i64)
+    inv: np.ndarray = field(default_factory=_i64)
+    found: np.ndarray = field(default_factory=_i64)
+    has: np.ndarray = field(default_factory=_i64)
+
+
+@dataclass(eq=False)
 class RedressDay:
     """Today's notices, objections filed and decided, and official exits by route (stage redress).
 
@@ -157,6 +168,7 @@ class Day:
     score_changes: ScoreChanges = field(default_factory=ScoreChanges)
     retracted: Retracted = field(default_factory=Retracted)
     model_day: bool = False
+    investigated: Investigated = field(default_factory=Investigated)
     grades: GradeChanges = field(default_factory=GradeChanges)
     lists: ListChanges = field(default_factory=ListChanges)
     attempts: Attempts = field(default_factory=Attempts)

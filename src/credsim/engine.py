@@ -2,11 +2,11 @@
 
 One simulated day (``describe_loop()`` prints it with what each stage reads and writes)::
 
-    behave -> observe -> file -> score -> classify -> sanction -> [redress] -> respond  | measure, trace, event log
-    events    records    dossier  model    grades,     attempts    notices,     ties,    (observers of the Day)
-                                  scores   lists                   objections   assoc.
+    behave -> observe -> file -> score -> [investigate] -> classify -> sanction -> [redress] -> respond | measure,
+    events    records    dossier  model    top-k checks     grades,     attempts    notices,     ties,    trace,
+                                  scores   (records later)  lists                   objections   assoc.   event log
 
-(``redress`` only for scenarios with a ``redress`` section.)
+(``investigate`` and ``redress`` only for scenarios that declare investigations or a ``redress`` section.)
 
 Each stage is an object from :mod:`credsim.stages` with ``name``, ``reads``, ``writes`` and
 ``run(state, day, exchange)``; it reads and updates the columns of :class:`~credsim.state.State`
@@ -41,6 +41,7 @@ from credsim.stages import score
 from credsim.stages.behave import Behave
 from credsim.stages.classify import Classify
 from credsim.stages.dossier import File
+from credsim.stages.investigate import Investigate
 from credsim.stages.measure import Metrics
 from credsim.stages.observe import Observer
 from credsim.stages.redress import Redress
@@ -49,17 +50,19 @@ from credsim.stages.sanction import Sanction
 from credsim.state import COUNTERS, State, initial_state
 from credsim.tracing import Tracer, trace_ids
 
-STAGE_TYPES: tuple[type[Stage], ...] = (Behave, Observer, File, score.Score, Classify, Sanction, Redress, Respond)
+STAGE_TYPES: tuple[type[Stage], ...] = (Behave, Observer, File, score.Score, Investigate, Classify, Sanction, Redress,
+                                        Respond)
 STAGES = tuple(s.name for s in STAGE_TYPES) + ("measure",)  # timing keys; "measure" times the observers
 DEFAULT_BLOCK = 1 << 16
 
 
 def build_stages(plan: Plan, st: State, seed: int, days: int, block: int, lo: int, hi: int) -> list[Stage]:
-    """The stages of a day, in order, for the citizens ``[lo, hi)``; ``redress`` only when the scenario
-    declares it, so scenarios without one run exactly the stages they always did."""
+    """The stages of a day, in order, for the citizens ``[lo, hi)``; ``investigate`` and ``redress`` only
+    when the scenario declares them, so scenarios without them run exactly the stages they always did."""
     due_process: list[Stage] = [Redress(plan, st, seed, lo, hi)] if plan.scen.redress is not None else []
+    enforcement: list[Stage] = [Investigate(plan, st, seed, lo, hi)] if plan.scen.investigations else []
     return [Behave(plan, st, seed, block), Observer(plan, st, seed, block), File(plan, days), score.Score(plan),
-            Classify(plan, lo, hi, st.n), Sanction(plan), *due_process, Respond(plan, seed)]
+            *enforcement, Classify(plan, lo, hi, st.n), Sanction(plan), *due_process, Respond(plan, seed)]
 
 
 def describe_loop() -> str:

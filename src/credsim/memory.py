@@ -162,6 +162,8 @@ def estimate_memory(scen: Scenario) -> Estimate:
     }
     if scen.redress is not None:  # the redress stage's book, per list and citizen (stages/redress.py)
         parts["redress book"] = n * len(plan.lists) * REDRESS_BYTES_PER_LIST
+    if scen.investigations:  # the day each citizen was last investigated, int32 (stages/investigate.py)
+        parts["investigation book"] = n * len(scen.investigations) * 4
     return Estimate(sum(parts.values()), parts)
 
 

@@ -40,6 +40,9 @@ MEMBER: Final[dict[str, str]] = {
     names.APPEAL_BACKLOG.prefix: "body",
     names.APPEAL_COST.prefix: "body",
     names.EXITS_BY.prefix: "list>.<route",
+    names.INVESTIGATED.prefix: "investigation",
+    names.INVESTIGATION_FOUND.prefix: "investigation",
+    names.INVESTIGATION_FALSE.prefix: "investigation",
 }
 
 KIND_WORDS: Final = {"flow": "flow (per day)", "stock": "stock (end of day)"}

@@ -78,6 +78,11 @@ APPEALS_UPHELD_FALSE = Family("appeals_upheld_false", "flow", "objections upheld
 APPEALS_OVERDUE = Family("appeals_overdue", "flow", "objections decided after the body's declared deadline")
 APPEAL_BACKLOG = Family("appeal_backlog", "stock", "objections waiting for a decision at the end of the day")
 APPEAL_COST = Family("appeal_cost", "flow", "money citizens paid to file objections")
+INVESTIGATED = Family("investigated", "flow", "citizens investigated (the day's k riskiest, or a random check)")
+INVESTIGATION_FOUND = Family("investigation_found", "flow", "investigations that found what they look for (true "
+                             "findings)")
+INVESTIGATION_FALSE = Family("investigation_false", "flow", "investigations that 'found' it in a citizen without it "
+                             "(false records)")
 EXITS_BY = Family("exits_by", "flow", "official list exits by route: <list>.<route> (compliance, appeal, repair, "
                   "term, grade, other)")
 
@@ -124,7 +129,8 @@ SINGLE_STOCKS: Final = frozenset({POPULATION, SCORE_SUM, SHADOW_SCORE_SUM, MODEL
 FAMILIES: Final = (EVENTS, OBSERVED, FALSE_OBSERVED, ENTRIES, EXITS, SHADOW_ENTRIES, SHADOW_EXITS, LISTED,
                    SHADOW_LISTED, GRADE, SHADOW_GRADE, ATTEMPTS, DENIED, SHADOW_DENIED, REWARDED, WRONGFUL, MISSED,
                    RESPONSE, NOTICES, APPEALS_FILED, APPEALS_DECIDED, APPEALS_UPHELD, APPEALS_UPHELD_FALSE,
-                   APPEALS_OVERDUE, APPEAL_BACKLOG, APPEAL_COST, EXITS_BY)
+                   APPEALS_OVERDUE, APPEAL_BACKLOG, APPEAL_COST, EXITS_BY, INVESTIGATED, INVESTIGATION_FOUND,
+                   INVESTIGATION_FALSE)
 METRIC_FAMILIES: Final[dict[str, str]] = {f.prefix: f.meaning for f in FAMILIES}
 
 

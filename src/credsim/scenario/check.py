@@ -146,6 +146,15 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
             for i, ln in enumerate(s.redress.repair.lists):
                 one_of(f"redress.repair.lists[{i}]", ln, list(s.lists), "a list")
 
+    for iname, inv in s.investigations.items():
+        p = f"investigations.{iname}"
+        one_of(f"{p}.records", inv.records, list(s.behaviours), "a behaviour")
+        one_of(f"{p}.truth.trait", inv.truth.trait, list(traits), "a trait")
+        check_table(f"{p}.false_finding_by", inv.false_finding_by)
+        if inv.rank_by != "random" and getattr(s.scoring, inv.rank_by) is None:
+            out.append((f"{p}.rank_by", f"a score that is defined: scoring.{inv.rank_by} is missing "
+                        "(or rank_by: random)"))
+
     tr = s.run
     for i, cid in enumerate(tr.trace_ids):
         if cid >= s.population.size:

@@ -52,6 +52,11 @@ MODELS: Final[dict[str, str]] = {
     "Response": "How citizens change their behaviour or ties after a sanction or listing.",
     "Redress": "Due process: when citizens learn of a listing, and the bodies that hear their objections "
                "(the redress stage, between sanction and respond).",
+    "Investigation": "Capacity-limited enforcement: each day the k citizens ranked riskiest (by a score, or at "
+                     "random for the random checks a model is compared with) are investigated; what is found "
+                     "(or falsely found) is filed as a record.",
+    "Truth": "The latent truth an investigation looks for: a trait above a threshold (shift the trait by group "
+             "for group base rates).",
     "Repair": "Credit repair: after some days on a list, a citizen may apply and be restored (the stay ends).",
     "Notice": "When a citizen learns of a listing; only a notified citizen can object.",
     "AppealBody": "A court or agency hearing objections to listings: a queue with a daily capacity, a served "
@@ -253,6 +258,31 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Response.lists": KeyDoc("the lists whose listings trigger it (empty: every list)", "", "[court_defaulters]"),
     "Scenario.redress": KeyDoc("notice and appeals (none by default: citizens cannot object)", "",
                                "{notice: {at: listing}, appeals: {court_objection: {...}}}"),
+    "Scenario.investigations": KeyDoc("capacity-limited investigations, by name (the `investigate` stage, after "
+                                      "score)", "", "{fraud_unit: {records: welfare.claim_error, ...}}"),
+    # Investigation
+    "Investigation.records": KeyDoc("the record type (a behaviour, usually of rate 0) filed when something is "
+                                    "found", "", "welfare.claim_error"),
+    "Investigation.capacity_per_day": KeyDoc("citizens investigated per day; a fraction investigates one every "
+                                             "1/capacity days (day d: floor((d+1)c) - floor(dc))", "citizens per day",
+                                             "3"),
+    "Investigation.per_100k": KeyDoc("read capacity_per_day per 100,000 citizens of the run", "", "true"),
+    "Investigation.rank_by": KeyDoc("the risk ranking: `model` (official model score), `points` (official points "
+                                    "score) or `random` (random checks); ties by citizen id", "", "model"),
+    "Investigation.riskiest": KeyDoc("which end of the score is investigated first: `high` or `low`", "", "high"),
+    "Investigation.truth": KeyDoc("who really has what is looked for", "", "{trait: claim_error, above: 0.5}"),
+    "Investigation.found": KeyDoc("probability it is found when it is there", "probability", "0.9"),
+    "Investigation.false_finding": KeyDoc("probability it is 'found' when it is not (a false record)", "probability",
+                                          "0.02"),
+    "Investigation.false_finding_by": KeyDoc("multipliers of false_finding by group (investigators' bias); the "
+                                             "product is capped at 1", "multiplier", "{origin: {foreign: 1.5}}"),
+    "Investigation.repeat_after_days": KeyDoc("days before the same citizen can be investigated again", "days",
+                                              "365"),
+    "Investigation.delay_days": KeyDoc("days from the investigation until its record is filed (at least 1)", "days",
+                                       "7"),
+    # Truth
+    "Truth.trait": KeyDoc("the latent trait that carries the truth", "", "claim_error"),
+    "Truth.above": KeyDoc("a citizen has it when the trait is above this value", "trait units", "0.5"),
     # Redress
     "Redress.notice": KeyDoc("when citizens learn of listings", "", "{at: listing, delay_days: 7}"),
     "Redress.appeals": KeyDoc("appeal bodies, by name; each list is heard by at most one body", "",

@@ -313,6 +313,37 @@ class Response(Strict):
     lists: list[Name] = []
 
 
+class Truth(Strict):
+    """Who really has what an investigation looks for: a latent trait above a threshold."""
+
+    trait: Name = Field(description="the latent trait that carries the truth (shift it by group for group base rates)")
+    above: Finite = Field(description="a citizen has it when the trait is above this value")
+
+
+class Investigation(Strict):
+    """Capacity-limited enforcement: each day the k citizens ranked riskiest are investigated."""
+
+    records: DottedName = Field(description="the record type (a behaviour) filed when the investigation finds "
+                                "something, true or false")
+    capacity_per_day: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = Field(
+        description="citizens investigated per day (a fraction: one every 1/capacity days)")
+    per_100k: bool = Field(default=False, description="capacity_per_day is per 100,000 citizens of the run")
+    rank_by: Literal["model", "points", "random"] = Field(
+        default="model", description="the risk ranking: the official model score, the official points score, "
+        "or a random draw (the random checks a model is compared with)")
+    riskiest: Literal["high", "low"] = Field(
+        default="high", description="which end of the score is investigated first")
+    truth: Truth
+    found: Probability = Field(default=1.0, description="probability the investigation finds it when it is there")
+    false_finding: Probability = Field(
+        default=0.0, description="probability the investigation 'finds' it when it is not there (a false record)")
+    false_finding_by: GroupTable = Field(
+        default={}, description="multipliers of false_finding by group (investigators' own bias); capped at 1")
+    repeat_after_days: Days = Field(default=365, description="a citizen is not investigated again for this long")
+    delay_days: Annotated[int, Field(strict=True, ge=1, le=365)] = Field(
+        default=1, description="days from the investigation until its record is filed")
+
+
 class Notice(Strict):
     """When a citizen learns of a listing (or of a record that counts towards one): only then can he object."""
 
@@ -421,6 +452,8 @@ class Scenario(Strict):
     responses: dict[Name, Response] = {}
     redress: Redress | None = Field(
         default=None, description="notice and appeals (none by default: citizens cannot object)")
+    investigations: dict[Name, Investigation] = Field(
+        default={}, description="capacity-limited investigations of the riskiest citizens, by name")
     run: RunSpec = RunSpec()
 
     def shared_sensors(self) -> list[str]:

@@ -92,6 +92,9 @@ class Metrics:
                 names += [nm.APPEALS_FILED(b), nm.APPEALS_DECIDED(b), nm.APPEALS_UPHELD(b),
                           nm.APPEALS_UPHELD_FALSE(b), nm.APPEALS_OVERDUE(b), nm.APPEAL_COST(b)]
             stocks += [nm.APPEAL_BACKLOG(b) for b in self.bodies]
+        self.investigations = list(plan.scen.investigations)
+        for q in self.investigations:
+            names += [nm.INVESTIGATED(q), nm.INVESTIGATION_FOUND(q), nm.INVESTIGATION_FALSE(q)]
         self.names = list(dict.fromkeys(names + stocks))
         self.idx = {n: i for i, n in enumerate(self.names)}
         self.stock_idx = np.array([self.idx[s] for s in stocks], dtype=np.int64)
@@ -229,6 +232,12 @@ class Metrics:
         self.add_total(day, nm.TIES_CUT, d.responses.ties_cut)
         if d.redress is not None:
             self._redress(d)
+        iv = d.investigated
+        for k, q in enumerate(self.investigations):
+            mine = iv.inv == k
+            self.count(day, nm.INVESTIGATED(q), iv.cit[mine])
+            self.count(day, nm.INVESTIGATION_FOUND(q), iv.cit[mine & (iv.found == 1) & (iv.has == 1)])
+            self.count(day, nm.INVESTIGATION_FALSE(q), iv.cit[mine & (iv.found == 1) & (iv.has == 0)])
         self.close_day(day)
 
     def _records(self, d: Day) -> None:
