@@ -16,7 +16,7 @@ from credsim import names as nm
 from credsim.audit import redress as ar
 from tests.conftest import tiny
 from tests.terminal import typed
-from tests.test_redress import RED, scenario
+from tests.test_redress import DAYS, RED, scenario
 
 pytestmark = [pytest.mark.usefixtures("one_thread")]
 
@@ -48,6 +48,11 @@ def test_exit_curves_count_the_exits_of_their_route(run_dir: Path) -> None:
         assert total is not None and fig["all"]["events"] == total[0]
     assert not math.isnan(f["exit_time"]["defaulters"]["compliance"]["all"]["median_days"])
     assert f["wrongful_days_before_correction"]["n"] > 0 and f["backlog"]["court"]["max"] > 0
+    corr = RED["appeals"]["court"]["correction_days"]
+    n, total = con.execute("SELECT count(*), sum(decided + ? - (rid >> 32)) FROM cases WHERE upheld = 1 AND "
+                           "false_record = 1 AND decided + ? < ?", [corr, corr, DAYS]).fetchone() or (0, 0)
+    ff = f["time_to_redress"]["false_record_from_filing"]
+    assert ff["n"] == n > 0 and ff["sum"] == total
 
 
 def test_wrongful_days_are_paired_differences(tmp_path: Path) -> None:

@@ -48,6 +48,9 @@ def show_figures(fig: dict[str, Any], console: Console) -> None:
     console.print(f"Upheld objections that ended a stay: {tr['from_listing']['n']}; days from listing to correction: "
                   f"mean {_num(tr['from_listing']['mean'])}, median {_num(tr['from_listing']['median'])}; from notice: "
                   f"mean {_num(tr['from_notice']['mean'])}.")
+    ff = tr["false_record_from_filing"]
+    console.print(f"False records corrected: {ff['n']}; days from filing to correction: mean {_num(ff['mean'])}, "
+                  f"median {_num(ff['median'])}.")
     console.print(f"Wrongful days before correction (listed on a false record until an upheld objection): "
                   f"{_num(w['sum'], 0)} days over {w['n']} citizens.")
     for body, b in fig["backlog"].items():
@@ -108,15 +111,16 @@ def redress_cmd(
         fail(exc)
     t = Table(title=f"{res['scenario']}: what-if of redress rules, {len(res['seeds'])} seed(s) "
                     "(mean [95% t interval]; change = paired by seed)", title_justify="left")
-    for col in ("variant", "wrongful days", "change", "days to redress", "change", "corrected stays"):
+    for col in ("variant", "wrongful days", "change", "days to correction", "change", "false records corrected"):
         t.add_column(col, justify="left" if col == "variant" else "right")
     for key, row in res["figures"].items():
-        w, r, n = row["wrongful_days"], row["redress_days"], row["redress_n"]
+        w, r, n = row["wrongful_days"], row["days_to_correction"], row["corrected_false"]
         t.add_row(key.replace("_", " "), _iv(w), _iv(w["change_vs_as_is"]) if "change_vs_as_is" in w else "",
                   _iv(r), _iv(r["change_vs_as_is"]) if "change_vs_as_is" in r else "", _iv(n))
     out.print(t)
     out.print("wrongful days: days listed minus days listed in the same variant without false records, citizen by "
-              "citizen, summed; days to redress: mean days from listing to the correction of upheld objections.")
+              "citizen, summed; days to correction: mean days from the filing of a false record to its correction "
+              "(upheld objections corrected within the run).")
     if len(res["seeds"]) < 5:
         out.print(f"Warning: {len(res['seeds'])} seed(s); intervals need k >= 5 to mean much.")
     out.print(f"figures: {where / ar.WHAT_IF_FILE}   runs: {where / 'runs'}   ({time.perf_counter() - t0:.1f} s)")
