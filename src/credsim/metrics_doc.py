@@ -41,6 +41,7 @@ MEMBER: Final[dict[str, str]] = {
     names.APPEAL_COST.prefix: "body",
     names.EXITS_BY.prefix: "list>.<route",
     names.INVESTIGATED.prefix: "investigation",
+    names.INVESTIGATED_TRUE.prefix: "investigation",
     names.INVESTIGATION_FOUND.prefix: "investigation",
     names.INVESTIGATION_FALSE.prefix: "investigation",
 }

@@ -79,6 +79,8 @@ APPEALS_OVERDUE = Family("appeals_overdue", "flow", "objections decided after th
 APPEAL_BACKLOG = Family("appeal_backlog", "stock", "objections waiting for a decision at the end of the day")
 APPEAL_COST = Family("appeal_cost", "flow", "money citizens paid to file objections")
 INVESTIGATED = Family("investigated", "flow", "citizens investigated (the day's k riskiest, or a random check)")
+INVESTIGATED_TRUE = Family("investigated_true", "flow", "citizens investigated who truly have what is looked for "
+                           "(found or not)")
 INVESTIGATION_FOUND = Family("investigation_found", "flow", "investigations that found what they look for (true "
                              "findings)")
 INVESTIGATION_FALSE = Family("investigation_false", "flow", "investigations that 'found' it in a citizen without it "
@@ -129,8 +131,8 @@ SINGLE_STOCKS: Final = frozenset({POPULATION, SCORE_SUM, SHADOW_SCORE_SUM, MODEL
 FAMILIES: Final = (EVENTS, OBSERVED, FALSE_OBSERVED, ENTRIES, EXITS, SHADOW_ENTRIES, SHADOW_EXITS, LISTED,
                    SHADOW_LISTED, GRADE, SHADOW_GRADE, ATTEMPTS, DENIED, SHADOW_DENIED, REWARDED, WRONGFUL, MISSED,
                    RESPONSE, NOTICES, APPEALS_FILED, APPEALS_DECIDED, APPEALS_UPHELD, APPEALS_UPHELD_FALSE,
-                   APPEALS_OVERDUE, APPEAL_BACKLOG, APPEAL_COST, EXITS_BY, INVESTIGATED, INVESTIGATION_FOUND,
-                   INVESTIGATION_FALSE)
+                   APPEALS_OVERDUE, APPEAL_BACKLOG, APPEAL_COST, EXITS_BY, INVESTIGATED, INVESTIGATED_TRUE,
+                   INVESTIGATION_FOUND, INVESTIGATION_FALSE)
 METRIC_FAMILIES: Final[dict[str, str]] = {f.prefix: f.meaning for f in FAMILIES}
 
 

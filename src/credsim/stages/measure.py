@@ -94,7 +94,7 @@ class Metrics:
             stocks += [nm.APPEAL_BACKLOG(b) for b in self.bodies]
         self.investigations = list(plan.scen.investigations)
         for q in self.investigations:
-            names += [nm.INVESTIGATED(q), nm.INVESTIGATION_FOUND(q), nm.INVESTIGATION_FALSE(q)]
+            names += [nm.INVESTIGATED(q), nm.INVESTIGATED_TRUE(q), nm.INVESTIGATION_FOUND(q), nm.INVESTIGATION_FALSE(q)]
         self.names = list(dict.fromkeys(names + stocks))
         self.idx = {n: i for i, n in enumerate(self.names)}
         self.stock_idx = np.array([self.idx[s] for s in stocks], dtype=np.int64)
@@ -236,6 +236,7 @@ class Metrics:
         for k, q in enumerate(self.investigations):
             mine = iv.inv == k
             self.count(day, nm.INVESTIGATED(q), iv.cit[mine])
+            self.count(day, nm.INVESTIGATED_TRUE(q), iv.cit[mine & (iv.has == 1)])
             self.count(day, nm.INVESTIGATION_FOUND(q), iv.cit[mine & (iv.found == 1) & (iv.has == 1)])
             self.count(day, nm.INVESTIGATION_FALSE(q), iv.cit[mine & (iv.found == 1) & (iv.has == 0)])
         self.close_day(day)
