@@ -47,7 +47,7 @@ import numpy as np
 from credsim.api import run as run_api
 from credsim.audit.counterfactuals import BY_HARM, apply
 from credsim.audit.stats import interval, kaplan_meier, km_quantile
-from credsim.names import APPEAL_BACKLOG, EXIT_ROUTES
+from credsim.names import APPEAL_BACKLOG, EXIT_ROUTES, INVESTIGATED, INVESTIGATED_TRUE
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import load_scenario
 from credsim.scenario.schema import Scenario
@@ -99,7 +99,7 @@ def figures(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     man = read_manifest(run_dir)
     if "cases.parquet" not in man.get("files", []):
-        return {}
+        return {}  # investigations alone: see investigation_figures
     scen, days = man["scenario"], int(man["days"])
     dims = list(scen["population"]["groups"])
     con = connect(run_dir)
@@ -190,6 +190,60 @@ def _cases(st: list[tuple[Any, ...]], cs: list[tuple[Any, ...]], dims: list[str]
     return {"time_to_redress": {"from_listing": summary(to_redress), "from_notice": summary(from_notice),
                                 "false_record_from_filing": summary(from_filing)},
             "wrongful_days_before_correction": summary(wrongful), "appeal_success": success}
+
+
+# -- investigations ---------------------------------------------------------------------------------
+
+
+def investigation_figures(run_dir: str | Path) -> dict[str, Any]:
+    """Per investigation: precision (truly has it / investigated), share of picks by group, and per group
+    the flag rate of those without it (investigated without it / members without it), each with a
+    Wilson 95% interval, and its ratio to the scenario's reference group (``population.reference``,
+    else the largest share). Empty when the scenario declares no investigations.
+
+    The flag rate counts investigations, not citizens (a citizen can be investigated again after
+    ``repeat_after_days``): over a run shorter than that they are the same."""
+    run_dir = Path(run_dir)
+    man = read_manifest(run_dir)
+    scen = man["scenario"]
+    invs = scen.get("investigations") or {}
+    if not invs:
+        return {}
+    groups: dict[str, dict[str, float]] = scen["population"]["groups"]
+    ref_decl = scen["population"].get("reference") or {}
+    refs = {d: ref_decl.get(d, max(vals, key=lambda g: vals[g])) for d, vals in groups.items()}
+    con = connect(run_dir)
+    out: dict[str, Any] = {}
+    try:
+        def total(metric: str, dim: str = "all", group: str = "all") -> int:
+            row = con.execute('SELECT coalesce(sum(value), 0) FROM metrics WHERE metric = ? AND dimension = ? '
+                              'AND "group" = ?', [metric, dim, group]).fetchone()
+            return int(round(row[0])) if row else 0
+
+        for name, spec in invs.items():
+            trait, above = spec["truth"]["trait"], float(spec["truth"]["above"])
+            n, t = total(INVESTIGATED(name)), total(INVESTIGATED_TRUE(name))
+            fig: dict[str, Any] = {"rank_by": spec.get("rank_by", "model"), "investigated": n,
+                                   "precision": Share(t, n).as_dict(), "groups": {}}
+            for dim, vals in groups.items():
+                rows = con.execute(f'SELECT "{dim}"::VARCHAR, count(*) FILTER (WHERE "trait_{trait}" <= ?) '
+                                   f'FROM citizens GROUP BY 1', [above]).fetchall()
+                without = {g: int(k) for g, k in rows}
+                per: dict[str, Any] = {}
+                for g in vals:
+                    gn, gt = total(INVESTIGATED(name), dim, g), total(INVESTIGATED_TRUE(name), dim, g)
+                    per[g] = {"share_of_picks": Share(gn, n).as_dict(),
+                              "precision": Share(gt, gn).as_dict(),
+                              "flag_rate_without": Share(gn - gt, without.get(g, 0)).as_dict()}
+                ref = per[refs[dim]]["flag_rate_without"]["rate"]
+                for g in vals:
+                    rate = per[g]["flag_rate_without"]["rate"]
+                    per[g]["flag_ratio_to_reference"] = rate / ref if ref else math.nan
+                fig["groups"][dim] = {"reference": refs[dim], "by": per}
+            out[name] = fig
+    finally:
+        con.close()
+    return out
 
 
 # -- what-if -----------------------------------------------------------------------------------------

@@ -70,6 +70,36 @@ def show_figures(fig: dict[str, Any], console: Console) -> None:
     console.print(s)
 
 
+def _share(v: dict[str, Any], scale: float = 1.0, digits: int = 1) -> str:
+    if not v["decided"]:
+        return "n/a"
+    return f"{scale * v['rate']:.{digits}f} [{scale * v['lo']:.{digits}f}, {scale * v['hi']:.{digits}f}]"
+
+
+def show_investigations(inv: dict[str, Any], console: Console) -> None:
+    """Precision of each investigation, picks by group and flag rates of those without an error."""
+    for name, f in inv.items():
+        console.print(f"[bold]{name}[/bold] ({f['rank_by']}): {f['investigated']} investigated, precision "
+                      f"{_share(f['precision'], 100)} % (truly had it; Wilson 95%)")
+    t = Table(title="By group: share of picks, and flag rate of those WITHOUT it (%, Wilson 95%; ratio to the "
+                    "reference group)", title_justify="left")
+    t.add_column("group")
+    for name in inv:
+        t.add_column(f"{name} picks %", justify="right")
+        t.add_column(f"{name} flagged w/o %", justify="right")
+        t.add_column("ratio", justify="right")
+    first = next(iter(inv.values()))
+    for dim, gd in first["groups"].items():
+        for g in gd["by"]:
+            cells = [f"{dim}={g}" + (" (ref)" if g == gd["reference"] else "")]
+            for f in inv.values():
+                c = f["groups"][dim]["by"][g]
+                cells += [_share(c["share_of_picks"], 100), _share(c["flag_rate_without"], 100, 2),
+                          _num(c["flag_ratio_to_reference"], 2)]
+            t.add_row(*cells)
+    console.print(t)
+
+
 @app.command("redress")
 def redress_cmd(
     target: Annotated[str, typer.Argument(help="a run directory (its figures), or a scenario (built-in name or "
@@ -88,13 +118,17 @@ def redress_cmd(
     if path.is_dir() and (path / "manifest.json").exists():
         try:
             fig = ar.figures(path)
+            inv = ar.investigation_figures(path)
         except RunIncomplete as exc:
             fail(exc)
         except duckdb.Error as exc:  # a run written by another version of the redress tables
             fail(f"{path}: cannot read its redress tables (cases.parquet, stays.parquet): {exc}")
-        if not fig:
-            fail(f"{path}: the run's scenario has no redress section (no cases.parquet)")
-        show_figures(fig, out)
+        if not fig and not inv:
+            fail(f"{path}: the run's scenario has no redress section and no investigations")
+        if fig:
+            show_figures(fig, out)
+        if inv:
+            show_investigations(inv, out)
         return
     if replicates < 1:
         fail("--replicates must be at least 1")
