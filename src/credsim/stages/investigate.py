@@ -1,6 +1,6 @@
 """Stage 5, investigate: capacity-limited enforcement of the riskiest citizens (after score).
 
-Why a stage of its own: welfare-fraud systems (facts E1-E9, N1, N9) do not observe events as they
+Why a stage of its own: welfare-fraud systems (facts E1-E9, NL1, NL9) do not observe events as they
 happen; an agency with a fixed number of investigators checks, each day, the citizens a risk
 model ranks highest, and what it finds -- or wrongly "finds" -- enters the dossier. The number
 investigated is set by capacity, not by behaviour, and whom it reaches is set by the model.
