@@ -15,9 +15,11 @@ import yaml
 import credsim
 from credsim import engine
 from credsim import names as nm
+from credsim.audit.redress import investigation_figures
 from credsim.day import Day
 from credsim.stages.investigate import Investigate
 from tests.conftest import tiny
+from tests.terminal import typed
 
 pytestmark = [pytest.mark.fast, pytest.mark.usefixtures("one_thread")]
 
@@ -166,3 +168,23 @@ def test_a_run_with_investigations_counts_them(tmp_path: Path) -> None:
     got = con.execute("SELECT sum(value) FROM metrics WHERE metric = ? AND dimension = 'all'",
                       [nm.INVESTIGATED("fraud_unit")]).fetchone()
     assert got is not None and got[0] == K * DAYS
+
+
+def test_welfare_risk_figures_read_back_the_counts_and_show_as_typed(tmp_path: Path) -> None:
+    """The investigation figures of a small welfare-risk run: precision and flag rates are the metric
+    counts over the citizens without an error (from the truth trait); `credsim redress RUN` prints them."""
+    run = credsim.run("welfare-risk", out=tmp_path / "w", population=20_000, days=120, threads=1)
+    fig = investigation_figures(run.dir)
+    con = credsim.connect(run.dir)
+    for name in ("model_checks", "random_checks"):
+        f = fig[name]
+        n = con.execute("SELECT sum(value) FROM metrics WHERE metric = ? AND dimension = 'all'",
+                        [nm.INVESTIGATED(name)]).fetchone()
+        assert n is not None and f["investigated"] == n[0] == f["precision"]["decided"] > 0
+        women = f["groups"]["gender"]["by"]["women"]["flag_rate_without"]
+        without = con.execute("SELECT count(*) FROM citizens WHERE gender = 'women' AND trait_claim_error <= 0.536"
+                              ).fetchone()
+        assert without is not None and women["decided"] == without[0]
+        assert f["groups"]["gender"]["by"]["men"]["flag_ratio_to_reference"] == 1.0
+    shown = typed("redress", str(run.dir), cwd=tmp_path)
+    assert shown.rc == 0 and "model_checks (model)" in shown.out and "flag rate of those WITHOUT it" in shown.out
