@@ -15,6 +15,7 @@ from rich.table import Table
 from credsim.audit import redress as ar
 from credsim.cli.common import fail
 from credsim.memory import MemoryRefused
+from credsim.resumable import RunStopped
 from credsim.scenario.load import ScenarioError
 from credsim.store import RunIncomplete
 
@@ -143,6 +144,10 @@ def redress_cmd(
                          threads=threads, on_run=progress)
     except (ScenarioError, MemoryRefused, ValueError) as exc:
         fail(exc)
+    except RunStopped as exc:  # Ctrl-C or a signal during one of the paired runs
+        fail(f"what-if stopped, its figures are not written: {exc}", 130 if exc.by_signal else 3)
+    except OSError as exc:  # the disk, not the user
+        fail(f"cannot write the what-if directory: {exc}")
     t = Table(title=f"{res['scenario']}: what-if of redress rules, {len(res['seeds'])} seed(s) "
                     "(mean [95% t interval]; change = paired by seed)", title_justify="left")
     for col in ("variant", "wrongful days", "change", "days to correction", "change", "false records corrected"):
