@@ -61,7 +61,7 @@ from credsim.names import APPEAL_ORDERS, EXIT_ROUTES, NOTICE_AT
 from credsim.plan import Plan, _group_table
 from credsim.scenario.schema import Redress as RedressSpec
 from credsim.stages import retraction
-from credsim.state import F_TRUE, Queue, State
+from credsim.state import Queue, State
 
 ROUTE = {r: i for i, r in enumerate(EXIT_ROUTES)}
 
@@ -415,11 +415,3 @@ class Redress:
         route = stays[4].astype(np.int32)
         cols["route"] = pa.DictionaryArray.from_arrays(pa.array(route, mask=route < 0), pa.array(list(EXIT_ROUTES)))
         return pa.table(cases), pa.table(cols)
-
-def is_true(st: State, rid: np.ndarray) -> np.ndarray:
-    """Whether each record (still in the ledger) was a true event: for tests and the audit."""
-    found, fday, row = st.ledger.lookup(rid)
-    out = np.zeros(rid.shape[0], np.bool_)
-    if found.any():
-        out[found] = (st.ledger.column(2, fday[found], row[found]) & F_TRUE) != 0
-    return out
