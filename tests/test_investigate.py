@@ -17,6 +17,7 @@ from credsim import engine
 from credsim import names as nm
 from credsim.audit.redress import investigation_figures
 from credsim.day import Day
+from credsim.resumable import RunStopped
 from credsim.stages.investigate import Investigate
 from tests.conftest import tiny
 from tests.terminal import typed
@@ -188,3 +189,14 @@ def test_welfare_risk_figures_read_back_the_counts_and_show_as_typed(tmp_path: P
         assert f["groups"]["gender"]["by"]["men"]["flag_ratio_to_reference"] == 1.0
     shown = typed("redress", str(run.dir), cwd=tmp_path)
     assert shown.rc == 0 and "model_checks (model)" in shown.out and "flag rate of those WITHOUT it" in shown.out
+
+
+def test_stopped_and_resumed_welfare_risk_is_byte_identical(tmp_path: Path) -> None:
+    """The investigation and redress books are checkpointed: stopped on day 50 and resumed, the files equal
+    one run straight through."""
+    ref = credsim.run("welfare-risk", out=tmp_path / "ref", population=5000, days=90, threads=1)
+    with pytest.raises(RunStopped):
+        credsim.run("welfare-risk", out=tmp_path / "cut", population=5000, days=90, threads=1, max_days=50)
+    resumed = credsim.api.resume(tmp_path / "cut")
+    for f in ("metrics.parquet", "citizens.parquet", "events.parquet", "cases.parquet", "stays.parquet"):
+        assert (ref.dir / f).read_bytes() == (resumed.dir / f).read_bytes(), f
