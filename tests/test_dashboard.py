@@ -31,8 +31,10 @@ def test_knobs_exist_only_where_the_scenario_has_the_thing() -> None:
     assert {"points_per_infraction", "entry_count.court_defaulters", "false_rate.traffic_cameras",
             "journalist.social_media", "sharing", "association.court_defaulters", "sanctions"} <= city
     court = _ids(load_scenario("court-defaulters"))
-    # no points scoring, no cameras, nobody watching journalists: none of those knobs
-    assert not any(k.startswith(("points_", "false_rate.", "journalist.", "association.")) for k in court)
+    # no points scoring, no cameras, nobody watching journalists: none of those knobs; the false
+    # records of listings (D9) are the one false rate
+    assert not any(k.startswith(("points_", "journalist.", "association.")) for k in court)
+    assert {k for k in court if k.startswith("false_rate.")} == {"false_rate.enforcement_errors"}
     assert "entry_count.court_defaulters" in court
     integrated = _ids(load_scenario("integrated"))
     assert {"false_rate.face_cameras", "journalist.face_cameras", "journalist.keyword_filter",

@@ -43,7 +43,7 @@ def idx(loop: Loop, name: str) -> int:
 def test_describe_loop_lists_every_stage_in_order_with_reads_and_writes() -> None:
     text = engine.describe_loop()
     names = [s.name for s in engine.STAGE_TYPES]
-    assert names == ["behave", "observe", "file", "score", "classify", "sanction", "respond"]
+    assert names == ["behave", "observe", "file", "score", "investigate", "classify", "sanction", "redress", "respond"]
     pos = [text.index(f"{i}. {n}") for i, n in enumerate(names, 1)]
     assert pos == sorted(pos) and "observers" in text
     for s in engine.STAGE_TYPES:
@@ -210,9 +210,25 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def test_every_stage_changes_only_what_it_declares() -> None:
+REDRESS = {"notice": {"at": "listing"}, "appeals": {"court": {
+    "lists": ["defaulters"], "capacity_per_day": 5, "file_probability": 0.5, "success_false": 0.9,
+    "success_true": 0.5}}}
+
+
+INVESTIGATE = {
+    "population__traits__claim_error": {}, "behaviours__finance.claim_error": {"kind": "infraction", "rate": 0.0},
+    "scoring__model": {"every_days": 1, "features": {"m": {"group": {"hukou": {"migrant": 1.0}}}},
+                       "dimensions": {"risk": {"weight": 1.0, "features": {"m": 1.0}}}},
+    "investigations": {"unit": {"records": "finance.claim_error", "capacity_per_day": 20,
+                                "truth": {"trait": "claim_error", "above": 0.0}, "false_finding": 0.2}}}
+
+
+@pytest.mark.parametrize("extra", [{}, {"redress": REDRESS}, {"redress": REDRESS, **INVESTIGATE}],
+                         ids=["plain", "with-redress", "with-redress-and-investigations"])
+def test_every_stage_changes_only_what_it_declares(extra: dict[str, Any]) -> None:
+    redress = extra.get("redress")
     loop, _ = build(n=2000, days=25, responses=RESPONSES, lists__defaulters__association_points=-10,
-                    graph__contacts=6, **{"behaviours__court.default__rate": 0.02})
+                    graph__contacts=6, **extra, **{"behaviours__court.default__rate": 0.02})
     seen: dict[str, set[str]] = {s.name: set() for s in loop.stages}
     for day in range(25):
         d = Day(day)
@@ -228,4 +244,8 @@ def test_every_stage_changes_only_what_it_declares() -> None:
         for obs in loop.observers:
             obs.observe(loop.st, d)
     assert "state.graph" in seen["respond"] and "state.listed" in seen["classify"], "the run exercised lists and ties"
+    if redress is not None:
+        assert {"day.redress", "state.retractions"} <= seen["redress"], "objections were upheld"
+    if "investigations" in extra:
+        assert {"day.investigated", "state.records"} <= seen["investigate"]
     assert {"day.events", "state.counters"} <= seen["behave"]

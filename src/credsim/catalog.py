@@ -22,7 +22,10 @@ from pathlib import Path
 import duckdb
 
 VIEW_FILES = {"metrics": "metrics.parquet", "citizens": "citizens.parquet", "traces": "traces.parquet",
-              "events": "events.parquet", "harms": "harms.parquet"}  # harms: added by an audit (audit/harms.py)
+              "events": "events.parquet",
+              "harms": "harms.parquet",  # added by an audit (audit/harms.py)
+              # objections and stays by exit route: only runs of scenarios with a redress section
+              "cases": "cases.parquet", "stays": "stays.parquet"}
 REQUIRED_VIEWS = ("metrics", "citizens", "traces")
 
 

@@ -123,6 +123,40 @@ class Responses:
 
 
 @dataclass(eq=False)
+class Investigated:
+    """Citizens investigated today (stage investigate): by which investigation, whether something was
+    found (a record follows) and whether the citizen really had it."""
+
+    cit: np.ndarray = field(default_factory=_i64)
+    inv: np.ndarray = field(default_factory=_i64)
+    found: np.ndarray = field(default_factory=_i64)
+    has: np.ndarray = field(default_factory=_i64)
+
+
+@dataclass(eq=False)
+class RedressDay:
+    """Today's notices, objections filed and decided, and official exits by route (stage redress).
+
+    ``decided`` are case ids (rows of the redress stage's case table); the ``decided_*`` columns
+    are read from it for the observers. ``exit_route`` indexes :data:`credsim.names.EXIT_ROUTES`.
+    """
+
+    notice_cit: np.ndarray = field(default_factory=_i64)
+    notice_lst: np.ndarray = field(default_factory=_i64)
+    filed_cit: np.ndarray = field(default_factory=_i64)
+    filed_body: np.ndarray = field(default_factory=_i64)
+    decided: np.ndarray = field(default_factory=_i64)
+    decided_cit: np.ndarray = field(default_factory=_i64)
+    decided_body: np.ndarray = field(default_factory=_i64)
+    decided_upheld: np.ndarray = field(default_factory=_i64)
+    decided_false: np.ndarray = field(default_factory=_i64)
+    decided_overdue: np.ndarray = field(default_factory=_i64)
+    exit_cit: np.ndarray = field(default_factory=_i64)
+    exit_lst: np.ndarray = field(default_factory=_i64)
+    exit_route: np.ndarray = field(default_factory=_i64)
+
+
+@dataclass(eq=False)
 class Day:
     """Everything that happened on ``day``, filled in stage by stage (see ``describe_loop``)."""
 
@@ -134,10 +168,12 @@ class Day:
     score_changes: ScoreChanges = field(default_factory=ScoreChanges)
     retracted: Retracted = field(default_factory=Retracted)
     model_day: bool = False
+    investigated: Investigated = field(default_factory=Investigated)
     grades: GradeChanges = field(default_factory=GradeChanges)
     lists: ListChanges = field(default_factory=ListChanges)
     attempts: Attempts = field(default_factory=Attempts)
     responses: Responses = field(default_factory=Responses)
+    redress: RedressDay | None = None  # only when the scenario has a redress section
 
 
 class Stage(Protocol):

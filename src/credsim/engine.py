@@ -2,9 +2,11 @@
 
 One simulated day (``describe_loop()`` prints it with what each stage reads and writes)::
 
-    behave -> observe -> file -> score -> classify -> sanction -> respond  | measure, trace, event log
-    events    records    dossier  model    grades,     attempts    ties,    (observers of the Day)
-                                  scores   lists                   assoc.
+    behave -> observe -> file -> score -> [investigate] -> classify -> sanction -> [redress] -> respond | measure,
+    events    records    dossier  model    top-k checks     grades,     attempts    notices,     ties,    trace,
+                                  scores   (records later)  lists                   objections   assoc.   event log
+
+(``investigate`` and ``redress`` only for scenarios that declare investigations or a ``redress`` section.)
 
 Each stage is an object from :mod:`credsim.stages` with ``name``, ``reads``, ``writes`` and
 ``run(state, day, exchange)``; it reads and updates the columns of :class:`~credsim.state.State`
@@ -39,22 +41,28 @@ from credsim.stages import score
 from credsim.stages.behave import Behave
 from credsim.stages.classify import Classify
 from credsim.stages.dossier import File
+from credsim.stages.investigate import Investigate
 from credsim.stages.measure import Metrics
 from credsim.stages.observe import Observer
+from credsim.stages.redress import Redress
 from credsim.stages.respond import Respond
 from credsim.stages.sanction import Sanction
 from credsim.state import COUNTERS, State, initial_state
 from credsim.tracing import Tracer, trace_ids
 
-STAGE_TYPES: tuple[type[Stage], ...] = (Behave, Observer, File, score.Score, Classify, Sanction, Respond)
+STAGE_TYPES: tuple[type[Stage], ...] = (Behave, Observer, File, score.Score, Investigate, Classify, Sanction, Redress,
+                                        Respond)
 STAGES = tuple(s.name for s in STAGE_TYPES) + ("measure",)  # timing keys; "measure" times the observers
 DEFAULT_BLOCK = 1 << 16
 
 
 def build_stages(plan: Plan, st: State, seed: int, days: int, block: int, lo: int, hi: int) -> list[Stage]:
-    """The stages of a day, in order, for the citizens ``[lo, hi)``."""
+    """The stages of a day, in order, for the citizens ``[lo, hi)``; ``investigate`` and ``redress`` only
+    when the scenario declares them, so scenarios without them run exactly the stages they always did."""
+    due_process: list[Stage] = [Redress(plan, st, seed, lo, hi)] if plan.scen.redress is not None else []
+    enforcement: list[Stage] = [Investigate(plan, st, seed, lo, hi)] if plan.scen.investigations else []
     return [Behave(plan, st, seed, block), Observer(plan, st, seed, block), File(plan, days), score.Score(plan),
-            Classify(plan, lo, hi, st.n), Sanction(plan), Respond(plan, seed)]
+            *enforcement, Classify(plan, lo, hi, st.n), Sanction(plan), *due_process, Respond(plan, seed)]
 
 
 def describe_loop() -> str:
@@ -130,6 +138,7 @@ class Result:
     seed: int
     n: int
     events: EventLog | None = None  # audit event log (events.parquet)
+    redress: tuple[pa.Table, pa.Table] | None = None  # cases and stays (cases.parquet, stays.parquet)
 
     def citizens_table(self) -> pa.Table:
         p, st = self.plan, self.state
@@ -223,8 +232,9 @@ def run_days(loop: Loop, start: int = 0, on_day: Callable[[int, int], None] | No
 
 def finish(loop: Loop, setup: float) -> Result:
     timings = {"setup": setup, **loop.timings}
+    tables = [s.tables(loop.st) for s in loop.stages if isinstance(s, Redress)]
     return Result(loop.plan, loop.st, loop.metrics, loop.tracer, timings, loop.days, loop.seed, loop.st.n,
-                  events=loop.events)
+                  events=loop.events, redress=tables[0] if tables else None)
 
 
 def simulate(scen: Scenario, *, population: int | None = None, days: int | None = None,

@@ -48,6 +48,10 @@ class Estimate:
         return ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in self.parts.items())
 
 
+# contestable record int64, false flag uint8, notice day int32, contested record int64, open case uint8
+REDRESS_BYTES_PER_LIST = 8 + 1 + 4 + 8 + 1
+
+
 def available_bytes() -> int:
     try:
         with open("/proc/meminfo") as fh:
@@ -156,6 +160,10 @@ def estimate_memory(scen: Scenario) -> Estimate:
         "traces": trace_bytes(scen),
         "interpreter": BASELINE_BYTES,
     }
+    if scen.redress is not None:  # the redress stage's book, per list and citizen (stages/redress.py)
+        parts["redress book"] = n * len(plan.lists) * REDRESS_BYTES_PER_LIST
+    if scen.investigations:  # the day each citizen was last investigated, int32 (stages/investigate.py)
+        parts["investigation book"] = n * len(scen.investigations) * 4
     return Estimate(sum(parts.values()), parts)
 
 

@@ -33,6 +33,19 @@ MEMBER: Final[dict[str, str]] = {
     names.RESPONSE.prefix: "response",
     names.REACH.prefix: "behaviour",
     names.REACH_LOST.prefix: "behaviour",
+    names.NOTICES.prefix: "list",
+    names.APPEALS_FILED.prefix: "body",
+    names.APPEALS_DECIDED.prefix: "body",
+    names.APPEALS_UPHELD.prefix: "body",
+    names.APPEALS_UPHELD_FALSE.prefix: "body",
+    names.APPEALS_OVERDUE.prefix: "body",
+    names.APPEAL_BACKLOG.prefix: "body",
+    names.APPEAL_COST.prefix: "body",
+    names.EXITS_BY.prefix: "list>.<route",
+    names.INVESTIGATED.prefix: "investigation",
+    names.INVESTIGATED_TRUE.prefix: "investigation",
+    names.INVESTIGATION_FOUND.prefix: "investigation",
+    names.INVESTIGATION_FALSE.prefix: "investigation",
 }
 
 KIND_WORDS: Final = {"flow": "flow (per day)", "stock": "stock (end of day)"}

@@ -21,6 +21,12 @@ LIST_KINDS: Final = ("black", "red")
 SCORE_SOURCES: Final = ("points", "model")
 VIEWS: Final = ("official", "shadow")
 RETRACTION_REASONS: Final = ("appeal", "correction")  # why a record left the dossier before its time
+# How a stay on a list ended (the redress stage attributes each official exit to one route):
+# a cure record filed (compliance, payment), a retraction (an objection upheld), credit repair,
+# the fixed term run out, the grade recovered, or something else (a retraction of another reason).
+EXIT_ROUTES: Final = ("compliance", "appeal", "repair", "term", "grade", "other")
+NOTICE_AT: Final = ("listing", "filing", "denial")
+APPEAL_ORDERS: Final = ("fifo", "lifo")
 
 ALL: Final = "all"  # the dimension and group of the whole-population rows of metrics.parquet
 
@@ -68,6 +74,30 @@ REACH = Family("reach", "flow", "contacts the posts of a speech behaviour reache
                "less those a censor hid them from); written only when a sensor suppresses posts")
 REACH_LOST = Family("reach_lost", "flow", "contacts the posts of a speech behaviour did not reach because a "
                     "censor hid them (reach suppressed, no record made)")
+NOTICES = Family("notices", "flow", "citizens served notice of a listing (or of a record counting towards it), by list")
+APPEALS_FILED = Family("appeals_filed", "flow", "objections filed with the appeal body")
+APPEALS_DECIDED = Family("appeals_decided", "flow", "objections the appeal body decided")
+APPEALS_UPHELD = Family("appeals_upheld", "flow", "objections upheld (the contested record is retracted)")
+APPEALS_UPHELD_FALSE = Family("appeals_upheld_false", "flow", "objections upheld whose contested record was false")
+APPEALS_OVERDUE = Family("appeals_overdue", "flow", "objections decided after the body's declared deadline")
+APPEAL_BACKLOG = Family("appeal_backlog", "stock", "objections waiting for a decision at the end of the day")
+APPEAL_COST = Family("appeal_cost", "flow", "money citizens paid to file objections")
+INVESTIGATED = Family("investigated", "flow", "citizens investigated (the day's k riskiest, or a random check)")
+INVESTIGATED_TRUE = Family("investigated_true", "flow", "citizens investigated who truly have what is looked for "
+                           "(found or not)")
+INVESTIGATION_FOUND = Family("investigation_found", "flow", "investigations that found what they look for (true "
+                             "findings)")
+INVESTIGATION_FALSE = Family("investigation_false", "flow", "investigations that 'found' it in a citizen without it "
+                             "(false records)")
+EXITS_BY = Family("exits_by", "flow", "official list exits by route: <list>.<route> (compliance, appeal, repair, "
+                  "term, grade, other)")
+
+
+def exit_route(lst: str, route: str) -> str:
+    """The metric of official exits from ``lst`` by ``route`` (one of :data:`EXIT_ROUTES`)."""
+    if route not in EXIT_ROUTES:
+        raise ValueError(f"exit route {route!r} is not one of {', '.join(EXIT_ROUTES)}")
+    return EXITS_BY(f"{lst}.{route}")
 
 POPULATION: Final = "population"
 RECORDS_OFFICIAL_TRUE: Final = "records.official_true"
@@ -104,7 +134,9 @@ SINGLE_STOCKS: Final = frozenset({POPULATION, SCORE_SUM, SHADOW_SCORE_SUM, MODEL
 
 FAMILIES: Final = (EVENTS, OBSERVED, FALSE_OBSERVED, ENTRIES, EXITS, SHADOW_ENTRIES, SHADOW_EXITS, LISTED,
                    SHADOW_LISTED, GRADE, SHADOW_GRADE, ATTEMPTS, DENIED, SHADOW_DENIED, REWARDED, WRONGFUL, MISSED,
-                   RESPONSE, REACH, REACH_LOST)
+                   RESPONSE, REACH, REACH_LOST, NOTICES, APPEALS_FILED, APPEALS_DECIDED, APPEALS_UPHELD,
+                   APPEALS_UPHELD_FALSE, APPEALS_OVERDUE, APPEAL_BACKLOG, APPEAL_COST, EXITS_BY, INVESTIGATED,
+                   INVESTIGATED_TRUE, INVESTIGATION_FOUND, INVESTIGATION_FALSE)
 METRIC_FAMILIES: Final[dict[str, str]] = {f.prefix: f.meaning for f in FAMILIES}
 
 

@@ -52,7 +52,7 @@ MAX_NAME_CHARS = 255
 MAX_DEPTH = 8
 _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._\-]{0,127}")
 RUN_FILES = frozenset({"manifest.json", "metrics.parquet", "citizens.parquet", "traces.parquet", "events.parquet",
-                       "harms.parquet",
+                       "harms.parquet", "cases.parquet", "stays.parquet",
                        "results.duckdb", "report.html", "audit.json"})
 
 
@@ -133,7 +133,7 @@ def safe_connect(root: str | Path, name: object) -> duckdb.DuckDBPyConnection:
         try:
             files[view] = resolve_run_file(root, name, filename)
         except PathRefused:
-            if view in catalog.REQUIRED_VIEWS:
+            if view in catalog.REQUIRED_VIEWS:  # the others (events, redress tables) only some runs have
                 raise
     return catalog.locked_views(files)
 

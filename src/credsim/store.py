@@ -37,8 +37,10 @@ FILES = ("manifest.json", "metrics.parquet", "citizens.parquet", "traces.parquet
 
 # what the run's own results.duckdb defines, for the DuckDB command line (paths relative to the run)
 VIEWS = {view: f"SELECT * FROM read_parquet('{name}')" for view, name in catalog.VIEW_FILES.items()
-         if view not in ("events", "harms")}
+         if view not in ("events", "harms", "cases", "stays")}
 EVENTS_VIEW = {"events": "SELECT * FROM read_parquet('events.parquet')"}  # audit event log (eventlog.py)
+REDRESS_FILES = ("cases.parquet", "stays.parquet")  # only runs of scenarios with a redress section
+REDRESS_VIEWS = {f.removesuffix(".parquet"): f"SELECT * FROM read_parquet('{f}')" for f in REDRESS_FILES}
 
 
 def versions() -> dict[str, str]:
@@ -74,10 +76,14 @@ def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
         pq.write_table(result.tracer.to_arrow(), tmp / "traces.parquet", compression="zstd")
         if result.events is not None:  # audit event log (eventlog.py)
             pq.write_table(result.events.to_arrow(), tmp / "events.parquet", compression="zstd")
+        if result.redress is not None:  # objections and stays by exit route (stages/redress.py)
+            pq.write_table(result.redress[0], tmp / "cases.parquet", compression="zstd")
+            pq.write_table(result.redress[1], tmp / "stays.parquet", compression="zstd")
         con = duckdb.connect(str(tmp / "results.duckdb"))
         try:
             con.execute(f"SET file_search_path='{catalog.quote(tmp)}'")
             for name, sql in {**VIEWS, **(EVENTS_VIEW if result.events is not None else {}),
+                              **(REDRESS_VIEWS if result.redress is not None else {}),
                               "daily": catalog.daily_view(result.metrics.names)}.items():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
         finally:
@@ -94,7 +100,8 @@ def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
                          "argv": sys.argv},
             "timings_s": {**{k: round(v, 4) for k, v in result.timings.items()},
                           "write": round(time.perf_counter() - t0, 4), "wall": round(wall, 4)},
-            "files": list(FILES) + (["events.parquet"] if result.events is not None else []),
+            "files": list(FILES) + (["events.parquet"] if result.events is not None else [])
+            + (list(REDRESS_FILES) if result.redress is not None else []),
             **(extra or {}),
             "scenario": dump(scen),
         }

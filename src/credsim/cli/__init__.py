@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import typer
 
-from credsim.cli import audit, calibrate, dashboard, experiments, report, resume, run, scenarios, schema, sql
+from credsim.cli import audit, calibrate, dashboard, experiments, redress, report, resume, run, scenarios, schema, sql
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="credsim: simulate social-credit systems on synthetic populations.")
-for _group in (run, resume, scenarios, schema, sql, calibrate, audit, report, experiments, dashboard):
+for _group in (run, resume, scenarios, schema, sql, calibrate, audit, redress, report, experiments, dashboard):
     app.add_typer(_group.app)
 
 

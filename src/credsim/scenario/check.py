@@ -137,6 +137,32 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
         if resp.effect == "cut_ties" and resp.trigger != "contact_listed":
             out.append((f"{p}.trigger", "cut_ties works on trigger 'contact_listed'"))
 
+    if s.redress is not None:
+        heard: dict[str, str] = {}
+        for bn, body in s.redress.appeals.items():
+            p = f"redress.appeals.{bn}"
+            for i, ln in enumerate(body.lists):
+                one_of(f"{p}.lists[{i}]", ln, list(s.lists), "a list")
+                if ln in s.lists and s.lists[ln].entry.records is None:
+                    out.append((f"{p}.lists[{i}]", f"a list entered by records ({ln!r} is entered by grades: "
+                                "an objection retracts a record, and a grade list has none to retract)"))
+                if ln in heard:
+                    out.append((f"{p}.lists[{i}]", f"a list no other body hears ({ln!r} is heard by {heard[ln]!r})"))
+                heard.setdefault(ln, bn)
+            check_table(f"{p}.success_by", body.success_by)
+        if s.redress.repair is not None:
+            for i, ln in enumerate(s.redress.repair.lists):
+                one_of(f"redress.repair.lists[{i}]", ln, list(s.lists), "a list")
+
+    for iname, inv in s.investigations.items():
+        p = f"investigations.{iname}"
+        one_of(f"{p}.records", inv.records, list(s.behaviours), "a behaviour")
+        one_of(f"{p}.truth.trait", inv.truth.trait, list(traits), "a trait")
+        check_table(f"{p}.false_finding_by", inv.false_finding_by)
+        if inv.rank_by != "random" and getattr(s.scoring, inv.rank_by) is None:
+            out.append((f"{p}.rank_by", f"a score that is defined: scoring.{inv.rank_by} is missing "
+                        "(or rank_by: random)"))
+
     tr = s.run
     for i, cid in enumerate(tr.trace_ids):
         if cid >= s.population.size:

@@ -50,6 +50,17 @@ MODELS: Final[dict[str, str]] = {
     "Sanction": "What a list or grade does to a citizen's attempts (deny them or reward them).",
     "SanctionWhen": "Who a sanction applies to: exactly one of `list` or `grades`.",
     "Response": "How citizens change their behaviour or ties after a sanction or listing.",
+    "Redress": "Due process: when citizens learn of a listing, and the bodies that hear their objections "
+               "(the redress stage, between sanction and respond).",
+    "Investigation": "Capacity-limited enforcement: each day the k citizens ranked riskiest (by a score, or at "
+                     "random for the random checks a model is compared with) are investigated; what is found "
+                     "(or falsely found) is filed as a record.",
+    "Truth": "The latent truth an investigation looks for: a trait above a threshold (shift the trait by group "
+             "for group base rates).",
+    "Repair": "Credit repair: after some days on a list, a citizen may apply and be restored (the stay ends).",
+    "Notice": "When a citizen learns of a listing; only a notified citizen can object.",
+    "AppealBody": "A court or agency hearing objections to listings: a queue with a daily capacity, a served "
+                  "order, deadlines and success probabilities; an upheld objection retracts the record.",
     "RunSpec": "Defaults of a run (the command line's `-d`, `--seed` override them) and the traced sample.",
 }
 
@@ -249,6 +260,90 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Response.probability": KeyDoc("for `cut_ties`: probability that a contact drops the tie to a newly "
                                    "listed citizen", "probability", "0.2"),
     "Response.lists": KeyDoc("the lists whose listings trigger it (empty: every list)", "", "[court_defaulters]"),
+    "Scenario.redress": KeyDoc("notice and appeals (none by default: citizens cannot object)", "",
+                               "{notice: {at: listing}, appeals: {court_objection: {...}}}"),
+    "Scenario.investigations": KeyDoc("capacity-limited investigations, by name (the `investigate` stage, after "
+                                      "score)", "", "{fraud_unit: {records: welfare.claim_error, ...}}"),
+    # Investigation
+    "Investigation.records": KeyDoc("the record type (a behaviour, usually of rate 0) filed when something is "
+                                    "found", "", "welfare.claim_error"),
+    "Investigation.capacity_per_day": KeyDoc("citizens investigated per day; a fraction investigates one every "
+                                             "1/capacity days (day d: floor((d+1)c) - floor(dc))", "citizens per day",
+                                             "3"),
+    "Investigation.per_100k": KeyDoc("read capacity_per_day per 100,000 citizens of the run", "", "true"),
+    "Investigation.rank_by": KeyDoc("the risk ranking: `model` (official model score), `points` (official points "
+                                    "score) or `random` (random checks); ties by citizen id", "", "model"),
+    "Investigation.riskiest": KeyDoc("which end of the score is investigated first: `high` or `low`", "", "high"),
+    "Investigation.truth": KeyDoc("who really has what is looked for", "", "{trait: claim_error, above: 0.5}"),
+    "Investigation.found": KeyDoc("probability it is found when it is there", "probability", "0.9"),
+    "Investigation.false_finding": KeyDoc("probability it is 'found' when it is not (a false record)", "probability",
+                                          "0.02"),
+    "Investigation.false_finding_by": KeyDoc("multipliers of false_finding by group (investigators' bias); the "
+                                             "product is capped at 1", "multiplier", "{origin: {foreign: 1.5}}"),
+    "Investigation.repeat_after_days": KeyDoc("days before the same citizen can be investigated again", "days",
+                                              "365"),
+    "Investigation.delay_days": KeyDoc("days from the investigation until its record is filed (at least 1)", "days",
+                                       "7"),
+    # Truth
+    "Truth.trait": KeyDoc("the latent trait that carries the truth", "", "claim_error"),
+    "Truth.above": KeyDoc("a citizen has it when the trait is above this value", "trait units", "0.5"),
+    # Redress
+    "Redress.notice": KeyDoc("when citizens learn of listings", "", "{at: listing, delay_days: 7}"),
+    "Redress.appeals": KeyDoc("appeal bodies, by name; each list is heard by at most one body", "",
+                              "{court_objection: {lists: [court_defaulters], capacity_per_day: 20, ...}}"),
+    "Redress.repair": KeyDoc("credit repair: restoration from a list after some days on it (none by default)", "",
+                             "{lists: [court_defaulters], after_days: 90, daily_probability: 0.002}"),
+    # Repair
+    "Repair.lists": KeyDoc("the lists a citizen can be restored from", "", "[court_defaulters]"),
+    "Repair.after_days": KeyDoc("days on the list before an application can succeed (D12: 3 months minimum "
+                                "for administrative penalties)", "days", "90"),
+    "Repair.daily_probability": KeyDoc("daily probability that an eligible listed citizen applies and is "
+                                       "restored; the stay ends the next day (exit route `repair`)",
+                                       "probability per day", "0.002"),
+    # Notice
+    "Notice.at": KeyDoc("what serves notice: `listing` (after the official entry, D2), `filing` (prior notice, "
+                        "when a record counting towards the list is filed: an objection can then stop the entry "
+                        "during its grace days) or `denial` (never served; learnt at a refused attempt)", "",
+                        "listing"),
+    "Notice.delay_days": KeyDoc("days from the listing (or filing) until the notice reaches the citizen", "days",
+                                "7"),
+    "Notice.probability": KeyDoc("share of listings (or records) whose notice is served at all; the others are "
+                                 "learnt of only at a refused attempt (if `learn_on_denial`)", "probability", "0.8"),
+    "Notice.learn_on_denial": KeyDoc("an official denial by a list's sanction tells the citizen he is on that "
+                                     "list, that day", "", "true"),
+    # AppealBody
+    "AppealBody.lists": KeyDoc("the lists (entered by records) whose listings this body hears", "",
+                               "[court_defaulters]"),
+    "AppealBody.capacity_per_day": KeyDoc("cases decided per day at most; overdue cases under an enforced "
+                                          "deadline are decided beyond it. A fraction decides one case every "
+                                          "1/capacity days: day d decides floor((d+1)c) - floor(dc)",
+                                          "cases per day", "0.5"),
+    "AppealBody.per_100k": KeyDoc("read capacity_per_day per 100,000 citizens of the run (a run with -n keeps "
+                                  "the same load on the body)", "", "true"),
+    "AppealBody.order": KeyDoc("served order of waiting cases: `fifo` (filed first, decided first) or `lifo`",
+                               "", "fifo"),
+    "AppealBody.file_probability": KeyDoc("daily probability that a notified citizen whose contestable record "
+                                          "still counts (and who is listed or has an entry pending) files an "
+                                          "objection, while the filing deadline runs", "probability per day",
+                                          "0.05"),
+    "AppealBody.file_probability_false": KeyDoc("the daily filing probability when the contested record is false "
+                                                "(a wrongly listed citizen knows it and objects more readily); unset: "
+                                                "file_probability", "probability per day", "0.05"),
+    "AppealBody.file_within_days": KeyDoc("days after the notice within which an objection can be filed (unset: "
+                                          "any time while the record counts)", "days", "10"),
+    "AppealBody.decide_within_days": KeyDoc("declared deadline for a decision, days after filing (D4: 15); "
+                                            "decisions later than it are counted as appeals_overdue", "days", "15"),
+    "AppealBody.deadline_enforced": KeyDoc("decide every case on the day its deadline is reached, beyond the "
+                                           "capacity if need be", "", "false"),
+    "AppealBody.success_false": KeyDoc("probability an objection is upheld when the contested record is false",
+                                       "probability", "0.8"),
+    "AppealBody.success_true": KeyDoc("probability an objection is upheld when the contested record is true "
+                                      "(an error of the body)", "probability", "0.05"),
+    "AppealBody.success_by": KeyDoc("multipliers of the success probability by group (e.g. access to a lawyer); "
+                                    "the product is capped at 1", "multiplier", "{income: {q1: 0.5, q5: 1.3}}"),
+    "AppealBody.correction_days": KeyDoc("days from an upheld decision until the record is retracted (D4: "
+                                         "within 3 working days); at least 1", "days", "3"),
+    "AppealBody.cost": KeyDoc("what filing costs the citizen, counted in appeal_cost", "money units", "100"),
     # RunSpec
     "RunSpec.days": KeyDoc("days to simulate (the command line's `-d` overrides it)", "days", "365"),
     "RunSpec.seed": KeyDoc("random seed (the command line's `--seed` overrides it); the same seed gives the "

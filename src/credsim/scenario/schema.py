@@ -326,6 +326,122 @@ class Response(Strict):
     lists: list[Name] = []
 
 
+class Truth(Strict):
+    """Who really has what an investigation looks for: a latent trait above a threshold."""
+
+    trait: Name = Field(description="the latent trait that carries the truth (shift it by group for group base rates)")
+    above: Finite = Field(description="a citizen has it when the trait is above this value")
+
+
+class Investigation(Strict):
+    """Capacity-limited enforcement: each day the k citizens ranked riskiest are investigated."""
+
+    records: DottedName = Field(description="the record type (a behaviour) filed when the investigation finds "
+                                "something, true or false")
+    capacity_per_day: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = Field(
+        description="citizens investigated per day (a fraction: one every 1/capacity days)")
+    per_100k: bool = Field(default=False, description="capacity_per_day is per 100,000 citizens of the run")
+    rank_by: Literal["model", "points", "random"] = Field(
+        default="model", description="the risk ranking: the official model score, the official points score, "
+        "or a random draw (the random checks a model is compared with)")
+    riskiest: Literal["high", "low"] = Field(
+        default="high", description="which end of the score is investigated first")
+    truth: Truth
+    found: Probability = Field(default=1.0, description="probability the investigation finds it when it is there")
+    false_finding: Probability = Field(
+        default=0.0, description="probability the investigation 'finds' it when it is not there (a false record)")
+    false_finding_by: GroupTable = Field(
+        default={}, description="multipliers of false_finding by group (investigators' own bias); capped at 1")
+    repeat_after_days: Days = Field(default=365, description="a citizen is not investigated again for this long")
+    delay_days: Annotated[int, Field(strict=True, ge=1, le=365)] = Field(
+        default=1, description="days from the investigation until its record is filed")
+
+
+class Notice(Strict):
+    """When a citizen learns of a listing (or of a record that counts towards one): only then can he object."""
+
+    at: Literal["listing", "filing", "denial"] = Field(
+        default="listing",
+        description="what serves notice: 'listing' (served after the official list entry, as the SPC "
+        "rules do), 'filing' (prior notice: served when a record counting towards the list is filed, so "
+        "an objection can stop the entry during its grace days) or 'denial' (never served: the citizen "
+        "learns only when an attempt is refused)")
+    delay_days: Annotated[int, Field(strict=True, ge=0, le=3650)] = Field(
+        default=0, description="days from the listing (or filing) until the notice reaches the citizen")
+    probability: Probability = Field(
+        default=1.0, description="share of listings (or records) whose notice is served at all; the others "
+        "are learnt of only at a refused attempt")
+    learn_on_denial: bool = Field(
+        default=True, description="a refused attempt tells the citizen he is listed (the journalist who "
+        "learnt of his listing when a flight booking was refused)")
+
+
+class AppealBody(Strict):
+    """A court or agency that hears objections to listings: a queue with a daily capacity."""
+
+    lists: list[Name] = Field(min_length=1, description="the lists whose listings this body hears")
+    capacity_per_day: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = Field(
+        description="cases decided per day at most (except overdue cases under an enforced deadline); a "
+        "fraction decides one case every 1/capacity days (day d decides floor((d+1)c) - floor(dc))")
+    per_100k: bool = Field(
+        default=False, description="capacity_per_day is per 100,000 citizens of the run, so a run at another "
+        "population size keeps the same load per case")
+    order: Literal["fifo", "lifo"] = Field(
+        default="fifo", description="served order of waiting cases: first filed first (fifo) or last filed "
+        "first (lifo)")
+    file_probability: Probability = Field(
+        description="daily probability that a notified citizen with a contestable record files an objection "
+        "(while the filing deadline runs)")
+    file_probability_false: Probability | None = Field(
+        default=None, description="the daily filing probability when the contested record is false (a citizen "
+        "knows whether he defaulted); unset: file_probability")
+    file_within_days: Days | None = Field(
+        default=None, description="days after the notice within which an objection can be filed; unset: any "
+        "time while the record counts")
+    decide_within_days: Days | None = Field(
+        default=None, description="the declared deadline for a decision, in days after filing (D4: 15)")
+    deadline_enforced: bool = Field(
+        default=False, description="decide every case on the day its deadline is reached, beyond the "
+        "capacity if need be; otherwise the deadline is only measured (cases overdue)")
+    success_false: Probability = Field(
+        description="probability an objection is upheld when the contested record is false")
+    success_true: Probability = Field(
+        default=0.0, description="probability an objection is upheld when the contested record is true")
+    success_by: GroupTable = Field(
+        default={}, description="multipliers of the success probability by group (e.g. access to a "
+        "lawyer); the product is capped at 1")
+    correction_days: Annotated[int, Field(strict=True, ge=1, le=365)] = Field(
+        default=1, description="days from an upheld decision until the record is retracted (D4: within 3 "
+        "working days); at least 1, since the dossier of the decision day is already filed")
+    cost: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = Field(
+        default=0.0, description="what filing costs the citizen (money units, counted as appeal_cost)")
+
+    @model_validator(mode="after")
+    def _enforced_needs_deadline(self) -> AppealBody:
+        if self.deadline_enforced and self.decide_within_days is None:
+            raise ValueError("deadline_enforced needs decide_within_days (the deadline to enforce)")
+        return self
+
+
+class Repair(Strict):
+    """Credit repair: after some days on a list a citizen may apply and be restored (D5, D12)."""
+
+    lists: list[Name] = Field(min_length=1, description="the lists a citizen can be restored from")
+    after_days: Days = Field(description="days on the list before an application can succeed (D12: at least 3 "
+                             "months for administrative penalties)")
+    daily_probability: Probability = Field(
+        description="daily probability that an eligible listed citizen applies and is restored (the stay ends "
+        "the next day)")
+
+
+class Redress(Strict):
+    """Due process: notice of listings, objections heard by appeal bodies, and credit repair."""
+
+    notice: Notice = Notice()
+    appeals: dict[Name, AppealBody] = Field(default={}, description="appeal bodies, by name")
+    repair: Repair | None = Field(default=None, description="credit repair (none by default)")
+
+
 class RunSpec(Strict):
     days: Days = 365
     seed: Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)] = 0
@@ -347,6 +463,10 @@ class Scenario(Strict):
     lists: dict[Name, ListSpec] = {}
     sanctions: dict[Name, Sanction] = {}
     responses: dict[Name, Response] = {}
+    redress: Redress | None = Field(
+        default=None, description="notice and appeals (none by default: citizens cannot object)")
+    investigations: dict[Name, Investigation] = Field(
+        default={}, description="capacity-limited investigations of the riskiest citizens, by name")
     run: RunSpec = RunSpec()
 
     def shared_sensors(self) -> list[str]:

@@ -98,6 +98,18 @@ class Metrics:
         censors = np.array([plan.scen.sensors[s].suppress is not None for s in plan.sensors], dtype=np.bool_)
         self.censored = [b for b in range(plan.n_beh) if (plan.sen_obs[censors, b]).any()] if censors.any() else []
         names += [f(plan.beh[b]) for b in self.censored for f in (nm.REACH, nm.REACH_LOST)]
+        red = plan.scen.redress
+        self.bodies: list[str] = list(red.appeals) if red is not None else []
+        if red is not None:
+            names += [nm.NOTICES(li) for li in plan.lists]
+            names += [nm.exit_route(li, r) for li in plan.lists for r in nm.EXIT_ROUTES]
+            for b in self.bodies:
+                names += [nm.APPEALS_FILED(b), nm.APPEALS_DECIDED(b), nm.APPEALS_UPHELD(b),
+                          nm.APPEALS_UPHELD_FALSE(b), nm.APPEALS_OVERDUE(b), nm.APPEAL_COST(b)]
+            stocks += [nm.APPEAL_BACKLOG(b) for b in self.bodies]
+        self.investigations = list(plan.scen.investigations)
+        for q in self.investigations:
+            names += [nm.INVESTIGATED(q), nm.INVESTIGATED_TRUE(q), nm.INVESTIGATION_FOUND(q), nm.INVESTIGATION_FALSE(q)]
         self.names = list(dict.fromkeys(names + stocks))
         self.idx = {n: i for i, n in enumerate(self.names)}
         self.stock_idx = np.array([self.idx[s] for s in stocks], dtype=np.int64)
@@ -235,6 +247,15 @@ class Metrics:
             self.count(day, nm.RESPONSE(q), who)
         self.add_total(day, nm.ASSOCIATION_RECORDS, d.responses.assoc)
         self.add_total(day, nm.TIES_CUT, d.responses.ties_cut)
+        if d.redress is not None:
+            self._redress(d)
+        iv = d.investigated
+        for k, q in enumerate(self.investigations):
+            mine = iv.inv == k
+            self.count(day, nm.INVESTIGATED(q), iv.cit[mine])
+            self.count(day, nm.INVESTIGATED_TRUE(q), iv.cit[mine & (iv.has == 1)])
+            self.count(day, nm.INVESTIGATION_FOUND(q), iv.cit[mine & (iv.found == 1) & (iv.has == 1)])
+            self.count(day, nm.INVESTIGATION_FALSE(q), iv.cit[mine & (iv.found == 1) & (iv.has == 0)])
         self.close_day(day)
 
     def _reach(self, st: State, d: Day, order: np.ndarray, cuts: np.ndarray) -> None:
@@ -304,6 +325,28 @@ class Metrics:
         d0 = den[:, 0] == 1
         self.count(day, nm.DENIED_CROSS_CONTEXT_SUM, ac[d0], np.nan_to_num(a.cross[d0]))
         self.count(day, nm.DENIED_ASSOCIATION_ONLY, ac[a.assoc_only == 1])
+
+    def _redress(self, d: Day) -> None:
+        """Notices, objections filed and decided, the backlog per body, and official exits by route."""
+        p, day, r = self.plan, d.day, d.redress
+        assert r is not None
+        for li, name in enumerate(p.lists):
+            self.count(day, nm.NOTICES(name), r.notice_cit[r.notice_lst == li])
+            for k, route in enumerate(nm.EXIT_ROUTES):
+                self.count(day, nm.exit_route(name, route), r.exit_cit[(r.exit_lst == li) & (r.exit_route == k)])
+        costs = p.scen.redress.appeals if p.scen.redress is not None else {}
+        for b, body in enumerate(self.bodies):
+            filed = r.filed_cit[r.filed_body == b]
+            dec = r.decided_body == b
+            self.count(day, nm.APPEALS_FILED(body), filed)
+            self.count(day, nm.APPEAL_COST(body), filed, np.full(filed.shape[0], costs[body].cost))
+            self.count(day, nm.APPEALS_DECIDED(body), r.decided_cit[dec])
+            self.count(day, nm.APPEALS_UPHELD(body), r.decided_cit[dec & (r.decided_upheld == 1)])
+            self.count(day, nm.APPEALS_UPHELD_FALSE(body),
+                       r.decided_cit[dec & (r.decided_upheld == 1) & (r.decided_false == 1)])
+            self.count(day, nm.APPEALS_OVERDUE(body), r.decided_cit[dec & (r.decided_overdue == 1)])
+            self.add_stock(nm.APPEAL_BACKLOG(body), filed, 1.0)
+            self.add_stock(nm.APPEAL_BACKLOG(body), r.decided_cit[dec], -1.0)
 
     def to_arrow(self, days: int | None = None) -> pa.Table:
         d = self.days if days is None else days
