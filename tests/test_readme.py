@@ -13,7 +13,7 @@ What is changed from the text, and why (the same rules for every command):
   venv, and again a fresh core-only install).
 - **Small sizes**, so the whole harness takes minutes: the values of ``-n``/``--population``,
   ``-d``/``--days``, ``-k``/``--replicates`` and ``--checkpoint-every`` are capped at ``SMALL``;
-  ``run`` without ``-n`` or ``-d`` gets them at the cap, ``audit`` without ``-n`` gets ``-n``;
+  ``run`` without ``-n`` or ``-d`` gets them at the cap, ``audit`` without ``-n`` gets ``-n`` (an audit is capped at ``CAPS_BY_COMMAND``: 2,000 citizens);
   ``calibrate`` (each evaluation simulates 11 years) gets ``-n 2000``.
 - ``calibrate`` may exit 1 ("outside the tolerance"): the targets files' tolerances are set for
   their own population (500,000), and at the cap sampling noise alone exceeds them. Exit 2 (an
@@ -57,6 +57,8 @@ DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "tutorial.md")
 
 SMALL = {"-n": 5000, "--population": 5000, "-d": 40, "--days": 40, "-k": 3, "--replicates": 3,
          "--checkpoint-every": 10}
+# an audit is a year of 7 runs per replicate (the system and its counterfactuals): smaller still
+CAPS_BY_COMMAND = {"audit": {"-n": 2000, "--population": 2000}}
 # caps added when absent; an audit keeps its scenario's days, so that its year has wrongful cases to explain
 SIZED = {"run": ("-n", "-d"), "audit": ("-n",)}
 LONG = {"-n": "--population", "-d": "--days"}
@@ -208,11 +210,13 @@ def to_argv(line: str) -> list[str]:
     if not words or words[0] != "credsim":
         return words
     out: list[str] = []
+    sub0 = next((w for w in words[1:] if not w.startswith("-")), "")
+    caps = {**SMALL, **CAPS_BY_COMMAND.get(sub0, {})}
     i = 0
     while i < len(words):
         w = words[i]
-        if w in SMALL and i + 1 < len(words) and words[i + 1].isdigit():
-            out += [w, str(min(int(words[i + 1]), SMALL[w]))]
+        if w in caps and i + 1 < len(words) and words[i + 1].isdigit():
+            out += [w, str(min(int(words[i + 1]), caps[w]))]
             i += 2
             continue
         out.append(w)
@@ -221,7 +225,7 @@ def to_argv(line: str) -> list[str]:
     if "--shards" not in out:
         for opt in SIZED.get(sub, ()):
             if opt not in out and LONG[opt] not in out:
-                out += [opt, str(SMALL[opt])]
+                out += [opt, str(caps[opt])]
     out += ADDED.get(sub, [])
     return out
 
@@ -363,7 +367,8 @@ def test_documents_have_commands() -> None:
 def test_size_rules() -> None:
     assert to_argv(".venv/bin/credsim run city-points -n 20000 -d 180 --out runs/x  # why") == \
         ["credsim", "run", "city-points", "-n", "5000", "-d", "40", "--out", "runs/x"]
-    assert to_argv("credsim audit x -k 5") == ["credsim", "audit", "x", "-k", "3", "-n", "5000"]
+    assert to_argv("credsim audit x -k 5") == ["credsim", "audit", "x", "-k", "3", "-n", "2000"]
+    assert to_argv("credsim audit x -n 100000") == ["credsim", "audit", "x", "-n", "2000"]
     assert to_argv("credsim run x") == ["credsim", "run", "x", "-n", "5000", "-d", "40"]
     assert to_argv("credsim run c --shards 4 --ray [--ray-address HOST:PORT] [--checkpoint-every 10]") == \
         ["credsim", "run", "c", "--shards", "4", "--ray"]
