@@ -13,7 +13,8 @@ What is changed from the text, and why (the same rules for every command):
   venv, and again a fresh core-only install).
 - **Small sizes**, so the whole harness takes minutes: the values of ``-n``/``--population``,
   ``-d``/``--days``, ``-k``/``--replicates`` and ``--checkpoint-every`` are capped at ``SMALL``;
-  ``run`` without ``-n`` or ``-d`` gets them at the cap, ``audit`` without ``-n`` gets ``-n`` (an audit is capped at ``CAPS_BY_COMMAND``: 2,000 citizens);
+  ``run`` without ``-n`` or ``-d`` gets them at the cap, ``audit`` without ``-n`` gets ``-n``
+  (an audit is capped lower, ``CAPS_BY_COMMAND``: 2,000 citizens);
   ``calibrate`` (each evaluation simulates 11 years) gets ``-n 2000``.
 - ``calibrate`` may exit 1 ("outside the tolerance"): the targets files' tolerances are set for
   their own population (500,000), and at the cap sampling noise alone exceeds them. Exit 2 (an
