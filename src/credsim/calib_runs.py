@@ -72,6 +72,19 @@ class Runner:
     on_result: Callable[[Evaluation, bool], None] | None = None  # (evaluation, came from the cache)
     runs: int = 0  # simulations actually run (not read from the cache)
     cached: int = 0
+    _pool: ProcessPoolExecutor | None = None  # kept between batches: a spawned worker takes seconds to start
+
+    def close(self) -> None:
+        """Stop the worker processes (a calibration makes hundreds of small batches with one pool)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __call__(self, batch: list[tuple[dict[str, float], int]]) -> list[Evaluation]:
         """The batch evaluator :func:`credsim.calibrate.fit` and the ABC sampler take."""
@@ -97,14 +110,14 @@ class Runner:
         if todo:
             order = list(todo)
             if self.workers > 1 and len(order) > 1:
-                with ProcessPoolExecutor(max_workers=min(self.workers, len(order)),
-                                         mp_context=get_context("spawn")) as pool:
-                    futs: dict[Future[Evaluation], str] = {
-                        pool.submit(_run_one, configured[todo[k][0]], self.tf, points[todo[k][0]].params,
-                                    self.threads): k for k in order}
-                    for f in as_completed(futs):  # cached as soon as finished: an interruption loses little
-                        k = futs[f]
-                        self._done(k, f.result(), todo[k], points, out)
+                if self._pool is None:
+                    self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"))
+                futs: dict[Future[Evaluation], str] = {
+                    self._pool.submit(_run_one, configured[todo[k][0]], self.tf, points[todo[k][0]].params,
+                                      self.threads): k for k in order}
+                for f in as_completed(futs):  # cached as soon as finished: an interruption loses little
+                    k = futs[f]
+                    self._done(k, f.result(), todo[k], points, out)
             else:
                 for k in order:
                     i = todo[k][0]
