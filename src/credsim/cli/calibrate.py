@@ -34,8 +34,8 @@ def calibrate_cmd(
                                                 "(default: next to the fitted scenario)")] = None,
     max_evals: Annotated[int, typer.Option(min=1, help="simulation runs of the point fit at most (about), "
                                            "per fit seed")] = 60,
-    population: Annotated[int | None, typer.Option("--population", "-n", help="override simulate.population")]
-    = None,
+    population: Annotated[int | None, typer.Option("--population", "-n", help="override simulate.population "
+                                                   "and validation.population")] = None,
     days: Annotated[int | None, typer.Option("--days", "-d", min=1, help="override simulate.days")] = None,
     threads: Annotated[int | None, typer.Option(help="threads per run (results do not depend on it)")] = None,
     workers: Annotated[int, typer.Option(min=1, help="runs in parallel (processes)")] = 1,
@@ -51,8 +51,10 @@ def calibrate_cmd(
     try:
         scen = load_scenario(scenario)
         tf = load_targets(targets)
-        if population is not None:
+        if population is not None:  # a trial at a small size: the validation at that size too
             tf.simulate.population = population
+            if tf.validation is not None:
+                tf.validation.population = population
         if days is not None:
             tf.simulate.days = days
         runner = Runner(scen, tf, threads=threads, workers=workers,
