@@ -78,8 +78,9 @@ def _ratio_chart(cal: Calibration) -> go.Figure:
                      "array": [pp[k][2] - pp[k][1] for k in ks],  # type: ignore[index]
                      "arrayminus": [pp[k][1] - pp[k][0] for k in ks]}))  # type: ignore[index]
     fig.add_vline(x=1.0, line_dash="dot", line_color="#888")
-    return _layout(fig, height=120 + 28 * len(keys), xaxis_title="simulated / published figure scaled to N",
-                   yaxis={"autorange": "reversed"})
+    _layout(fig, height=160 + 28 * len(keys), xaxis_title="simulated / published figure scaled to N",
+            yaxis={"autorange": "reversed"})
+    return fig.update_layout(legend={"orientation": "h", "y": -0.25 - 1.5 / (len(keys) + 4)})  # below the title
 
 
 def _params_table(cal: Calibration) -> str:
