@@ -109,3 +109,16 @@ def test_bad_targets_file_is_a_clear_error_as_typed(tmp_path: Path) -> None:
     r = typed("calibrate", "court-defaulters", str(bad), cwd=tmp_path)
     assert r.clean_error, r.out
     assert str(bad) in r.out and "validation" in r.out
+
+
+def test_check_as_typed_judges_the_validation_seeds(tmp_path: Path) -> None:
+    """``--check`` runs the scenario as it is at the fit seeds and at the validation seeds; the
+    exit code follows the targets at the validation seeds (checks are reported, not judged)."""
+    loose = _tiny(tmp_path, tolerance=1.0)  # flights at the scenario's own value, within 100%
+    r = typed("calibrate", "court-defaulters", str(loose), "--check", "--threads", "1", cwd=tmp_path)
+    assert r.rc == 0 and not r.traceback, r.out
+    assert re.search(r"fit seeds: .*over seeds \[3, 4\]", r.out)
+    assert re.search(r"validation seeds \(never fitted\), 3,000 citizens: .*over seeds \[7, 8\]", r.out)
+    tight = _tiny(tmp_path, tolerance=0.001)
+    r = typed("calibrate", "court-defaulters", str(tight), "--check", "--threads", "1", cwd=tmp_path)
+    assert r.rc == 1 and "OFF target flights" in r.out, r.out

@@ -36,8 +36,10 @@ class Point:
 
 def cache_key(s: Scenario, tf: TargetsFile) -> str:
     """What an evaluation is stored under: the configured scenario and what is measured from it."""
-    specs = {"targets": {k: v.model_dump() for k, v in tf.targets.items()},
-             "checks": {k: v.model_dump() for k, v in tf.checks.items()}, "real_population": tf.real_population}
+    measured = {"metric", "kind", "from_day", "to_day", "value"}  # a tolerance or a note changes no run
+    specs = {"targets": {k: v.model_dump(include=measured) for k, v in tf.targets.items()},
+             "checks": {k: v.model_dump(include=measured) for k, v in tf.checks.items()},
+             "real_population": tf.real_population}
     blob = scenario_hash(s) + json.dumps(specs, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
