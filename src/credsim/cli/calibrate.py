@@ -112,13 +112,16 @@ def _check(runner: Runner, tf: TargetsFile) -> None:
 
 
 def _print_spreads(title: str, tf: TargetsFile, sp: dict[str, Spread]) -> None:
-    typer.echo(f"{title}: simulated / scaled figure, mean (min-max over seeds {list(next(iter(sp.values())).seeds)})")
+    seeds = list(next(iter(sp.values())).seeds)
+    typer.echo(f"{title}: simulated / scaled figure, mean (min-max over seeds {seeds}); ok = mean within")
     for group, specs in (("target", tf.targets), ("check", tf.checks)):
         for k, spec in specs.items():
             s = sp[k]
-            mark = "ok " if s.within(tf.tolerance_of(k)) else "OFF"
+            tol = tf.tolerance_of(k)
+            mark = "ok " if s.within(tol) else "OFF"
+            out = s.seeds_outside(tol)
             typer.echo(f"{mark} {group:6s} {k:36s} {s.mean_ratio:6.3f} ({s.low:.3f}-{s.high:.3f})"
-                       f"  within ±{tf.tolerance_of(k):.0%}  [{spec.source}]")
+                       f"  within ±{tol:.0%}{f' (outside at {out} seed(s))' if out else ''}  [{spec.source}]")
 
 
 def _print(cal: Calibration) -> None:
