@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from credsim.calib_pipeline import Calibration, Spread, verdict
 from credsim.report.charts import PALETTE, _layout
 from credsim.report.html import _fig_html, page
+from credsim.scenario import keypath
 
 
 def _e(x: object) -> str:
@@ -91,7 +92,7 @@ def _params_table(cal: Calibration) -> str:
     for k, spec in cal.tf.parameters.items():
         post = cal.posterior.interval(k) if cal.posterior is not None else None
         iv = f"<td>{post[1]:.4g}</td><td>{post[0]:.4g} – {post[2]:.4g}</td>" if post else "<td>-</td><td>-</td>"
-        rows.append(f"<tr><td class=l>{_e(k)}</td><td class=l><code>{_e(spec.path)}</code></td>"
+        rows.append(f"<tr><td class=l>{_e(k)}</td><td class=l><code>{_e(keypath.show(spec.keys))}</code></td>"
                     f"<td>{spec.low:.4g} – {spec.high:.4g}</td><td>{cal.fit.start.params.get(k, float('nan')):.4g}</td>"
                     f"<td>{cal.fit.best.params[k]:.4g}</td>{iv}</tr>")
     return "<table>" + "".join(rows) + "</table>"
@@ -108,7 +109,7 @@ def _objective_chart(cal: Calibration) -> go.Figure:
 def _abc_section(cal: Calibration) -> str:
     post = cal.posterior
     if post is None:
-        return "<p class=\"nodata\">No posterior: run without --no-uncertainty (and with parameters to fit).</p>"
+        return "<p class=\"nodata\">No posterior: run with --particles above 0 (and parameters to fit).</p>"
     rows = ["<tr><th>generation</th><th>eps (RMS log-ratio)</th><th>runs</th><th>accepted within eps</th>"
             "<th class=l>note</th></tr>"]
     for i, g in enumerate(post.generations):
