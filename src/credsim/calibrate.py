@@ -50,6 +50,7 @@ class TargetSpec(_Strict):
     from_day: Annotated[int, Field(ge=0)] = 0
     to_day: Annotated[int, Field(ge=0)]
     value: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    tolerance: Annotated[float | None, Field(gt=0, le=10)] = None  # this figure's own, else the file's
     source: str = ""
     note: str = ""
 
@@ -82,6 +83,20 @@ class SimulateSpec(_Strict):
     population: Annotated[int, Field(ge=100, le=50_000_000)]
     days: Annotated[int, Field(ge=1, le=36_500)]
     seed: Annotated[int, Field(ge=0)] = 0
+    # the fit's objective averages over these seeds (one seed fits its own noise)
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(max_length=64)] = []
+
+    @property
+    def fit_seeds(self) -> list[int]:
+        return list(self.seeds) or [self.seed]
+
+
+class ValidateSpec(_Strict):
+    """Out-of-sample runs: citizens are keyed by (seed, id), so a larger N at a fit seed repeats
+    the fit's citizens; only seeds the fit never used are new people."""
+
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1, max_length=64)]
+    population: Annotated[int | None, Field(ge=100, le=50_000_000)] = None
 
 
 class TargetsFile(_Strict):
@@ -91,8 +106,24 @@ class TargetsFile(_Strict):
     tolerance: Annotated[float, Field(gt=0, le=1)] = 0.10
     simulate: SimulateSpec
     targets: dict[str, TargetSpec] = Field(min_length=1)
-    checks: dict[str, TargetSpec] = {}  # compared and reported, not fitted
+    checks: dict[str, TargetSpec] = {}  # compared and reported, never fitted
     parameters: dict[str, ParameterSpec] = {}
+    validation: ValidateSpec | None = None
+
+    @model_validator(mode="after")
+    def _held_out(self) -> TargetsFile:
+        both = set(self.targets) & set(self.checks)
+        if both:
+            raise ValueError(f"a figure is either a target (fitted) or a check (held out), not both: {sorted(both)}")
+        if self.validation is not None:
+            reused = sorted(set(self.validation.seeds) & set(self.simulate.fit_seeds))
+            if reused:
+                raise ValueError(f"validation.seeds {reused} are fit seeds: validation needs seeds the fit never saw")
+        return self
+
+    def tolerance_of(self, key: str) -> float:
+        spec = self.targets.get(key) or self.checks[key]
+        return self.tolerance if spec.tolerance is None else spec.tolerance
 
 
 class TargetsError(ScenarioError):
@@ -145,19 +176,47 @@ def check_paths(tf: TargetsFile, data: dict[str, Any], file: str) -> None:
 
 @dataclass
 class Evaluation:
+    """One run (or the mean of runs at several seeds) measured against the scaled figures."""
+
     params: dict[str, float]
     simulated: dict[str, float]
     scaled: dict[str, float]
     seconds: float
     checked: dict[str, float] = field(default_factory=dict)
     check_scaled: dict[str, float] = field(default_factory=dict)
+    seeds: tuple[int, ...] = ()
 
     @property
     def ratios(self) -> dict[str, float]:
         return {k: self.simulated[k] / self.scaled[k] for k in self.scaled}
 
+    @property
+    def check_ratios(self) -> dict[str, float]:
+        return {k: self.checked[k] / self.check_scaled[k] for k in self.check_scaled}
+
     def within(self, tolerance: float) -> bool:
         return all(abs(r - 1.0) <= tolerance for r in self.ratios.values())
+
+    def values(self) -> dict[str, float]:
+        """Targets and checks together, by name (names are unique across the two)."""
+        return {**self.simulated, **self.checked}
+
+
+def mean_of(evs: list[Evaluation]) -> Evaluation:
+    """The seed-averaged evaluation: what the fit's objective compares with the targets."""
+    if not evs:
+        raise ValueError("no evaluations to average")
+    def avg(key: str, attr: str) -> float:
+        return float(np.mean([getattr(e, attr)[key] for e in evs]))
+    first = evs[0]
+    return Evaluation(dict(first.params), {k: avg(k, "simulated") for k in first.simulated}, dict(first.scaled),
+                      sum(e.seconds for e in evs), {k: avg(k, "checked") for k in first.checked},
+                      dict(first.check_scaled), tuple(s for e in evs for s in e.seeds))
+
+
+def objective(ev: Evaluation) -> float:
+    """Sum of squared log-ratios of the targets (the quantity the fit minimises)."""
+    return sum(math.log(max(r, 1e-9)) ** 2 for r in ev.ratios.values())
 
 
 def scaled_targets(tf: TargetsFile, population: int | None = None, checks: bool = False) -> dict[str, float]:
@@ -189,19 +248,33 @@ def evaluate(scen: Scenario, tf: TargetsFile, params: dict[str, float] | None = 
              population: int | None = None, days: int | None = None, seed: int | None = None,
              threads: int | None = None) -> Evaluation:
     """Run the scenario (with ``params`` applied) in memory and measure every target."""
+    s = configure(scen, tf, params, population=population, days=days, seed=seed)
+    return measure(s, tf, params, threads=threads)
+
+
+def configure(scen: Scenario, tf: TargetsFile, params: dict[str, float] | None = None, *,
+              population: int | None = None, days: int | None = None, seed: int | None = None) -> Scenario:
+    """The scenario one evaluation runs: parameters applied, size, days and seed set, no traces.
+    Its :func:`scenario_hash` is what an evaluation is cached under."""
     data = keypath.dump(scen)
-    n = population or tf.simulate.population
-    data["population"]["size"] = n
+    data["population"]["size"] = population or tf.simulate.population
     data["run"]["days"] = days or tf.simulate.days
     data["run"]["seed"] = tf.simulate.seed if seed is None else seed
     data["run"]["trace"] = 0
     data["run"].pop("trace_ids", None)
-    s = load_scenario(data, parameter_overrides(tf, params or {}))
+    return load_scenario(data, parameter_overrides(tf, params or {}))
+
+
+def measure(s: Scenario, tf: TargetsFile, params: dict[str, float] | None = None, *,
+            threads: int | None = None) -> Evaluation:
+    """Run a configured scenario in memory and read every target and check from its metrics."""
+    n = s.population.size
     t0 = time.perf_counter()
     res = simulate(s, threads=threads)
     table = res.metrics.to_arrow()
     return Evaluation(dict(params or {}), measure_targets(table, tf.targets), scaled_targets(tf, n),
-                      time.perf_counter() - t0, measure_targets(table, tf.checks), scaled_targets(tf, n, True))
+                      time.perf_counter() - t0, measure_targets(table, tf.checks), scaled_targets(tf, n, True),
+                      (s.run.seed,))
 
 
 def parameter_overrides(tf: TargetsFile, params: dict[str, float]) -> list[Override]:
@@ -209,13 +282,25 @@ def parameter_overrides(tf: TargetsFile, params: dict[str, float]) -> list[Overr
     return [Override(tf.parameters[k].keys, v, f"calibration parameter {k!r} = {v!r}") for k, v in params.items()]
 
 
+BatchEvaluator = Callable[[list[tuple[dict[str, float], int]]], list[Evaluation]]
+"""Evaluates (parameters, seed) pairs, in the order given (:class:`credsim.calib_runs.Runner`)."""
+
+
+def sequential(scen: Scenario, tf: TargetsFile, threads: int | None = None) -> BatchEvaluator:
+    """A batch evaluator that runs one point after another, in this process, without a cache."""
+    def run(batch: list[tuple[dict[str, float], int]]) -> list[Evaluation]:
+        return [evaluate(scen, tf, p, seed=seed, threads=threads) for p, seed in batch]
+    return run
+
+
 @dataclass
 class Fit:
     scenario: Scenario
-    start: Evaluation
-    best: Evaluation
-    evaluations: int
-    history: list[Evaluation] = field(default_factory=list)
+    start: Evaluation  # seed-averaged, at the scenario's own values
+    best: Evaluation  # seed-averaged, at the fitted values
+    evaluations: int  # parameter points tried (each runs every fit seed)
+    history: list[Evaluation] = field(default_factory=list)  # seed-averaged, one per point
+    best_by_seed: list[Evaluation] = field(default_factory=list)
 
 
 def _round(v: float, integer: bool) -> float:
@@ -223,10 +308,17 @@ def _round(v: float, integer: bool) -> float:
 
 
 def fit(scen: Scenario, tf: TargetsFile, *, max_evals: int = 60, threads: int | None = None,
-        on_eval: Callable[[Evaluation], None] | None = None) -> Fit:
-    """Fit ``tf.parameters`` to ``tf.targets`` with SciPy least squares on log-ratios."""
+        on_eval: Callable[[Evaluation], None] | None = None, run: BatchEvaluator | None = None) -> Fit:
+    """Fit ``tf.parameters`` to ``tf.targets`` with SciPy least squares on log-ratios.
+
+    The residuals of every fit seed are stacked (each divided by sqrt(#seeds)), so the objective
+    is the mean over seeds of the summed squared log-ratios: a parameter set that fits one
+    seed's noise gains nothing. ``max_evals`` counts parameter points, each run at every seed.
+    """
     from scipy.optimize import least_squares
 
+    run = run or sequential(scen, tf, threads)
+    seeds = tf.simulate.fit_seeds
     data = keypath.dump(scen)
     check_paths(tf, data, tf.scenario or scen.name)
     names = list(tf.parameters)
@@ -238,7 +330,9 @@ def fit(scen: Scenario, tf: TargetsFile, *, max_evals: int = 60, threads: int | 
     lo = np.array([1 + math.log(s.low / v) for s, v in zip(specs, p0, strict=True)])
     hi = np.array([1 + math.log(s.high / v) for s, v in zip(specs, p0, strict=True)])
     history: list[Evaluation] = []
+    by_seed: dict[tuple[float, ...], list[Evaluation]] = {}
     cache: dict[tuple[float, ...], np.ndarray] = {}
+    weight = 1.0 / math.sqrt(len(seeds))
 
     def params_of(x: np.ndarray) -> dict[str, float]:
         return {k: _round(v0 * math.exp(v - 1), s.integer) for k, s, v0, v in zip(names, specs, p0, x, strict=True)}
@@ -247,11 +341,14 @@ def fit(scen: Scenario, tf: TargetsFile, *, max_evals: int = 60, threads: int | 
         p = params_of(x)
         key = tuple(p.values())
         if key not in cache:
-            ev = evaluate(scen, tf, p, threads=threads)
+            evs = run([(p, seed) for seed in seeds])
+            ev = mean_of(evs)
             history.append(ev)
+            by_seed[key] = evs
             if on_eval is not None:
                 on_eval(ev)
-            cache[key] = np.array([math.log(max(ev.simulated[k], 0.5) / ev.scaled[k]) for k in tf.targets])
+            cache[key] = np.array([weight * math.log(max(e.simulated[k], 0.5) / e.scaled[k])
+                                   for e in evs for k in tf.targets])
         return cache[key]
 
     if names and max_evals > 1:
@@ -259,15 +356,17 @@ def fit(scen: Scenario, tf: TargetsFile, *, max_evals: int = 60, threads: int | 
                       max_nfev=max(1, max_evals // (len(names) + 1)), xtol=1e-3, ftol=1e-4)
     else:
         residuals(x0)
-    best = min(history, key=lambda e: sum(math.log(max(v, 1e-9)) ** 2 for v in e.ratios.values()))
+    best = min(history, key=objective)
     fitted = load_scenario(data, parameter_overrides(tf, best.params))
-    return Fit(fitted, history[0], best, len(history), history)
+    return Fit(fitted, history[0], best, len(history), history, by_seed[tuple(best.params.values())])
 
 
 def render_yaml(f: Fit, tf: TargetsFile, targets_file: str) -> str:
     """The fitted scenario as YAML, with a header saying what was fitted to what."""
+    seeds = ", ".join(str(x) for x in tf.simulate.fit_seeds)
     lines = [f"# {f.scenario.name}: fitted by `credsim calibrate {f.scenario.name} {targets_file}`",
-             f"# simulation: {tf.simulate.population:,} citizens x {tf.simulate.days} days, seed {tf.simulate.seed};"
+             f"# simulation: {tf.simulate.population:,} citizens x {tf.simulate.days} days, seeds {seeds}"
+             " (values below: mean over the seeds);"
              f" targets scaled by N / {tf.real_population:,.0f}", "# parameters:"]
     for k, v in f.best.params.items():
         lines.append(f"#   {k} = {v:.6g}  (start {f.start.params.get(k, float('nan')):.6g};"

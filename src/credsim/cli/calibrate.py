@@ -1,63 +1,136 @@
-"""``credsim calibrate``: fit a scenario's parameters to published targets (see :mod:`credsim.calibrate`)."""
+"""``credsim calibrate``: fit a scenario's parameters to published targets across seeds, give
+their uncertainty (ABC-SMC), validate at seeds the fit never used, and write the fitted
+scenario and an HTML report (see :mod:`credsim.calib_pipeline`).
+
+Every run is cached under ``--cache`` as it finishes, keyed by the configured scenario's
+hash (seed included): the same command started again after an interruption re-runs nothing
+it already has.
+"""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from credsim.calibrate import Evaluation, TargetsFile, evaluate, fit, load_targets, render_yaml
+from credsim.abc_smc import Generation
+from credsim.calib_pipeline import Calibration, Spread, run_calibration, spreads, verdict, write_text
+from credsim.calib_runs import Runner
+from credsim.calibrate import Evaluation, TargetsFile, load_targets, render_yaml
 from credsim.cli.common import fail
+from credsim.report.calibration import calibration_html
 from credsim.scenario.load import ScenarioError, load_scenario
 
 app = typer.Typer()
+
 
 @app.command("calibrate")
 def calibrate_cmd(
     scenario: Annotated[str, typer.Argument(help="built-in name or YAML file")],
     targets: Annotated[Path, typer.Argument(help="targets YAML (see src/credsim/scenario/targets/)")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the fitted scenario here")] = None,
-    max_evals: Annotated[int, typer.Option(min=1, help="simulation runs at most (about)")] = 60,
-    population: Annotated[int | None, typer.Option("--population", "-n", help="override simulate.population")] = None,
-    threads: Annotated[int | None, typer.Option(help="worker threads (results do not depend on it)")] = None,
-    check: Annotated[bool, typer.Option("--check", help="only evaluate the scenario as it is against the targets")]
-    = False,
+    report: Annotated[Path | None, typer.Option("--report", help="write the HTML calibration report here "
+                                                "(default: next to the fitted scenario)")] = None,
+    max_evals: Annotated[int, typer.Option(min=1, help="simulation runs of the point fit at most (about), "
+                                           "per fit seed")] = 60,
+    population: Annotated[int | None, typer.Option("--population", "-n", help="override simulate.population "
+                                                   "and validation.population")] = None,
+    days: Annotated[int | None, typer.Option("--days", "-d", min=1, help="override simulate.days")] = None,
+    threads: Annotated[int | None, typer.Option(help="threads per run (results do not depend on it)")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="runs in parallel (processes)")] = 1,
+    particles: Annotated[int, typer.Option(min=0, help="ABC-SMC particles (0: no posterior)")] = 24,
+    generations: Annotated[int, typer.Option(min=1, help="ABC-SMC generations")] = 3,
+    abc_seed: Annotated[int, typer.Option(min=0, help="seed of the ABC-SMC sampler's draws")] = 0,
+    cache: Annotated[Path | None, typer.Option(help="directory of finished runs (default: "
+                                               "<scenario>-calibration-runs)")] = None,
+    check: Annotated[bool, typer.Option("--check", help="only evaluate the scenario as it is, at the fit "
+                                        "and validation seeds")] = False,
 ) -> None:
-    """Fit scenario parameters to published targets (scaled to N) and write the fitted scenario."""
+    """Fit scenario parameters to published targets (scaled to N), with intervals and out-of-sample checks."""
     try:
         scen = load_scenario(scenario)
         tf = load_targets(targets)
-        if population is not None:
+        if population is not None:  # a trial at a small size: the validation at that size too
             tf.simulate.population = population
-        if check:
-            ev = evaluate(scen, tf, threads=threads)
-            _print(ev, tf)
-            raise typer.Exit(0 if ev.within(tf.tolerance) else 1)
-        res = fit(scen, tf, max_evals=max_evals, threads=threads,
-                  on_eval=lambda e: typer.echo(f"  run {e.seconds:5.1f}s  worst |log ratio| "
-                                               f"{max(abs(math.log(max(r, 1e-9))) for r in e.ratios.values()):.3f}  "
-                                               f"{ {k: f'{v:.4g}' for k, v in e.params.items()} }", err=True))
+            if tf.validation is not None:
+                tf.validation.population = population
+        if days is not None:
+            tf.simulate.days = days
+        runner = Runner(scen, tf, threads=threads, workers=workers,
+                        cache=cache or Path(f"{scen.name}-calibration-runs"),
+                        on_result=_echo_result)
+        with runner:
+            if check:
+                _check(runner, tf)
+                return
+            cal = run_calibration(scen, tf, str(targets), runner, max_evals=max_evals, particles=particles,
+                                  generations=generations, abc_seed=abc_seed, on_eval=_echo_point,
+                                  on_generation=_echo_generation, on_stage=lambda s: typer.echo(s, err=True))
     except ScenarioError as exc:
         fail(exc)
-    _print(res.best, tf)
-    text = render_yaml(res, tf, str(targets))
-    target = out or Path(f"{res.scenario.name}-calibrated.yaml")
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    _print(cal)
+    target = out or Path(f"{cal.scenario}-calibrated.yaml")
+    write_text(target, render_yaml(cal.fit, tf, str(targets)))
+    page = report or target.with_name(target.stem + "-report.html")
+    write_text(page, calibration_html(cal))
     typer.echo(f"fitted scenario written to {target}")
-    if not res.best.within(tf.tolerance):
+    typer.echo(f"calibration report written to {page}")
+    typer.echo(f"{cal.runs} runs, {cal.cached} from the cache, {cal.wall_seconds:,.0f} s wall, "
+               f"{cal.workers} worker(s)")
+    if not verdict(cal):
         raise typer.Exit(1)
 
 
-def _print(ev: Evaluation, tf: TargetsFile) -> None:
-    for k, spec in tf.targets.items():
-        r = ev.ratios[k]
-        mark = "ok " if abs(r - 1) <= tf.tolerance else "OFF"
-        typer.echo(f"{mark} {k:32s} simulated {ev.simulated[k]:12,.0f}  target {ev.scaled[k]:12,.1f}"
-                   f"  ratio {r:.3f}  [{spec.source}]")
-    for k, spec in tf.checks.items():
-        typer.echo(f"chk {k:32s} simulated {ev.checked[k]:12,.0f}  figure {ev.check_scaled[k]:12,.1f}"
-                   f"  ratio {ev.checked[k] / ev.check_scaled[k]:.3f}  [{spec.source}] (not fitted)")
+def _echo_result(ev: Evaluation, cached: bool) -> None:
+    if not cached:
+        typer.echo(f"  run seed {ev.seeds[0]}: {ev.seconds:5.1f}s", err=True)
+
+
+def _echo_point(ev: Evaluation) -> None:
+    worst = max(abs(r - 1) for r in ev.ratios.values())
+    typer.echo(f"  point {ev.params}: worst |ratio - 1| {worst:.3f} (mean over seeds)", err=True)
+
+
+def _echo_generation(g: int, gen: Generation) -> None:
+    typer.echo(f"  ABC generation {g}: eps {gen.eps:.4g}, {gen.proposed} runs, {gen.accepted} accepted"
+               + (" (eps raised)" if gen.relaxed else ""), err=True)
+
+
+def _check(runner: Runner, tf: TargetsFile) -> None:
+    fit_sp = spreads(runner([({}, s) for s in tf.simulate.fit_seeds]))
+    _print_spreads("fit seeds", tf, fit_sp)
+    judged = fit_sp
+    if tf.validation is not None:
+        n = tf.validation.population or tf.simulate.population
+        with Runner(runner.scen, tf, population=n, threads=runner.threads, workers=runner.workers,
+                    cache=runner.cache, on_result=_echo_result) as held:
+            judged = spreads(held([({}, s) for s in tf.validation.seeds]))
+        _print_spreads(f"validation seeds (never fitted), {n:,} citizens", tf, judged)
+    if not all(judged[k].within(tf.tolerance_of(k)) for k in tf.targets):
+        raise typer.Exit(1)
+
+
+def _print_spreads(title: str, tf: TargetsFile, sp: dict[str, Spread]) -> None:
+    seeds = list(next(iter(sp.values())).seeds)
+    typer.echo(f"{title}: simulated / scaled figure, mean (min-max over seeds {seeds}); ok = mean within")
+    for group, specs in (("target", tf.targets), ("check", tf.checks)):
+        for k, spec in specs.items():
+            s = sp[k]
+            tol = tf.tolerance_of(k)
+            mark = "ok " if s.within(tol) else "OFF"
+            out = s.seeds_outside(tol)
+            typer.echo(f"{mark} {group:6s} {k:36s} {s.mean_ratio:6.3f} ({s.low:.3f}-{s.high:.3f})"
+                       f"  within ±{tol:.0%}{f' (outside at {out} seed(s))' if out else ''}  [{spec.source}]")
+
+
+def _print(cal: Calibration) -> None:
+    _print_spreads("fit seeds", cal.tf, cal.fit_spread)
+    if cal.validation:
+        _print_spreads(f"validation seeds (never fitted), {cal.validation_population:,} citizens", cal.tf,
+                       cal.validation)
+    if cal.posterior is not None:
+        typer.echo("parameters: fitted, posterior median [90% interval]")
+        for k in cal.tf.parameters:
+            lo, med, hi = cal.posterior.interval(k)
+            typer.echo(f"  {k:28s} {cal.fit.best.params[k]:10.4g}  {med:10.4g} [{lo:.4g}, {hi:.4g}]")

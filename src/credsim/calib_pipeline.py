@@ -1,0 +1,156 @@
+"""A whole calibration: point fit across seeds, ABC-SMC posterior, out-of-sample validation.
+
+This is what ``credsim calibrate`` runs and what its report shows; it works for any scenario
+and targets file (nothing here knows about the court list). The steps, each using the same
+cached, parallel :class:`credsim.calib_runs.Runner`:
+
+1. least squares on the log-ratios, averaged over the fit seeds (``simulate.seeds``);
+2. ABC-SMC centred on that point (prior: log-uniform bounds of the targets file), giving
+   parameter intervals and posterior-predictive intervals of every target and check;
+3. the fitted point re-run at the validation seeds (and size), which the fit never used:
+   each target's and check's value there, with its spread across those seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from credsim.abc_smc import Generation, Posterior, Prior, abc_smc
+from credsim.calib_runs import Runner
+from credsim.calibrate import Evaluation, Fit, TargetsFile, fit
+from credsim.scenario.schema import Scenario
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One figure's simulated values at several seeds, as ratios to the scaled figure."""
+
+    figure: float  # the published value scaled to the simulated N
+    values: tuple[float, ...]  # one per seed, in the order of ``seeds``
+    seeds: tuple[int, ...]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [v / self.figure for v in self.values]
+
+    @property
+    def mean_ratio(self) -> float:
+        return float(np.mean(self.ratios))
+
+    @property
+    def low(self) -> float:
+        return min(self.ratios)
+
+    @property
+    def high(self) -> float:
+        return max(self.ratios)
+
+    def within(self, tolerance: float) -> bool:
+        """The mean over the seeds within the tolerance: the tolerance is about what the model
+        produces on average; each seed adds its own noise, shown as the range."""
+        return abs(self.mean_ratio - 1) <= tolerance
+
+    def seeds_outside(self, tolerance: float) -> int:
+        """How many single seeds fall outside the tolerance (reported beside the verdict)."""
+        return sum(1 for r in self.ratios if abs(r - 1) > tolerance)
+
+
+def spreads(evs: list[Evaluation]) -> dict[str, Spread]:
+    """Each target's and check's values across the evaluations (one per seed)."""
+    first = evs[0]
+    figures = {**first.scaled, **first.check_scaled}
+    seeds = tuple(s for e in evs for s in e.seeds)
+    return {k: Spread(f, tuple(e.values()[k] for e in evs), seeds) for k, f in figures.items()}
+
+
+@dataclass
+class Calibration:
+    """Everything the report shows."""
+
+    scenario: str
+    targets_file: str
+    tf: TargetsFile
+    fit: Fit
+    fit_spread: dict[str, Spread]
+    posterior: Posterior | None = None
+    validation: dict[str, Spread] = field(default_factory=dict)
+    validation_population: int | None = None
+    wall_seconds: float = 0.0
+    runs: int = 0  # simulations run in this invocation
+    cached: int = 0  # evaluations read from the cache
+    workers: int = 1
+
+    def predictive_ratio(self, key: str, level: float = 0.9) -> tuple[float, float, float] | None:
+        """Posterior-predictive (low, median, high) of a figure as ratios to the scaled figure."""
+        if self.posterior is None or key not in self.posterior.predictive:
+            return None
+        fig = self.fit_spread[key].figure
+        lo, med, hi = self.posterior.predictive_interval(key, level)
+        return lo / fig, med / fig, hi / fig
+
+
+def prior_of(tf: TargetsFile) -> Prior:
+    names = tuple(tf.parameters)
+    return Prior(names, tuple(tf.parameters[k].low for k in names), tuple(tf.parameters[k].high for k in names),
+                 tuple(tf.parameters[k].integer for k in names))
+
+
+def run_calibration(scen: Scenario, tf: TargetsFile, targets_file: str, runner: Runner, *, max_evals: int,
+                    particles: int, generations: int, abc_seed: int = 0,
+                    on_eval: Callable[[Evaluation], None] | None = None,
+                    on_generation: Callable[[int, Generation], None] | None = None,
+                    on_stage: Callable[[str], None] | None = None) -> Calibration:
+    """Fit, posterior (if ``particles`` > 0 and there are parameters) and validation (if the file asks)."""
+    t0 = time.perf_counter()
+    stage = on_stage or (lambda _s: None)
+    stage(f"fit: least squares over seeds {tf.simulate.fit_seeds}")
+    f = fit(scen, tf, max_evals=max_evals, on_eval=on_eval, run=runner)
+    cal = Calibration(scen.name, targets_file, tf, f, spreads(f.best_by_seed), workers=runner.workers)
+    if particles > 0 and tf.parameters:
+        stage(f"posterior: ABC-SMC, {particles} particles x {generations} generations")
+        observed = dict(f.best.scaled)
+
+        def simulate(batch: list[tuple[dict[str, float], int]]) -> list[dict[str, float]]:
+            return [ev.values() for ev in runner(batch)]
+
+        cal.posterior = abc_smc(simulate, prior_of(tf), observed, tf.simulate.fit_seeds, particles=particles,
+                                generations=generations, seed=abc_seed, centre=f.best.params,
+                                on_generation=on_generation)
+    if tf.validation is not None:
+        n = tf.validation.population or tf.simulate.population
+        stage(f"validation: {n:,} citizens at seeds {tf.validation.seeds} (never used in the fit)")
+        with Runner(runner.scen, tf, population=n, days=runner.days, threads=runner.threads,
+                    workers=runner.workers, cache=runner.cache, on_result=runner.on_result) as held:
+            evs = held([(f.best.params, s) for s in tf.validation.seeds])
+        cal.validation = spreads(evs)
+        cal.validation_population = n
+        runner.runs += held.runs
+        runner.cached += held.cached
+    cal.wall_seconds = time.perf_counter() - t0
+    cal.runs, cal.cached = runner.runs, runner.cached
+    return cal
+
+
+def verdict(cal: Calibration) -> bool:
+    """Every target's mean over the out-of-sample seeds within its tolerance (over the fit seeds
+    when the targets file names no validation seeds). Checks are reported, not part of the verdict: a
+    held-out figure the model cannot reach is a finding, not a failed fit."""
+    sp = cal.validation or cal.fit_spread
+    return all(sp[k].within(cal.tf.tolerance_of(k)) for k in cal.tf.targets)
+
+
+def fmt_ratio(r: float) -> str:
+    return "n/a" if not math.isfinite(r) else f"{r:.3f}"
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write atomically (a reader never sees half a report)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
