@@ -14,8 +14,8 @@ import math
 import plotly.graph_objects as go
 
 from credsim.calib_pipeline import Calibration, Spread, verdict
-from credsim.report.charts import PALETTE, _layout
-from credsim.report.html import _fig_html, page
+from credsim.report.charts import PALETTE, Chart, _layout
+from credsim.report.html import figure_block, page
 from credsim.scenario import keypath
 
 
@@ -152,10 +152,15 @@ def calibration_html(cal: Calibration) -> str:
     ]
     if tf.checks:
         body += ["<h2>Checks (held out, never fitted)</h2>", _figures_table(cal, list(tf.checks), True)]
-    body += [f"<h2>Every figure</h2><div class=chart id=ratios-wrap>{_fig_html(_ratio_chart(cal), 'ratios')}</div>",
+    body += ["<h2>Every figure</h2>",
+             figure_block(Chart("Simulated against published, each figure", _ratio_chart(cal),
+                                "simulated / published (scaled to the population) for each target and check"),
+                          "ratios", "calibration-ratios"),
              "<h2>Parameters</h2>", _params_table(cal),
              "<h2>Fit diagnostics</h2>",
-             f"<div class=chart id=objective-wrap>{_fig_html(_objective_chart(cal), 'objective')}</div>",
+             figure_block(Chart("The objective over the fit's evaluations", _objective_chart(cal),
+                                "sum of squared log-ratios of every parameter point the fit evaluated"),
+                          "objective", "calibration-objective"),
              f"<p class=caption>{cal.fit.evaluations} parameter points, each run at every fit seed "
              "(SciPy least squares on log-ratios, finite differences).</p>",
              "<h2>Posterior (ABC-SMC)</h2>", _abc_section(cal)]
