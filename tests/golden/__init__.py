@@ -27,7 +27,8 @@ from tests.test_determinism import RICH
 HERE = Path(__file__).parent
 HASHES = HERE / "hashes.json"
 TOY = HERE.parent.parent / "benchmarks" / "toy.yaml"
-BUILTIN = ("baseline", "city-points", "commercial-score", "commercial-score-opt-in", "court-defaulters", "integrated", "welfare-risk")
+BUILTIN = ("baseline", "city-points", "commercial-score", "commercial-score-opt-in", "court-defaulters", "integrated",
+           "welfare-risk")
 SMALL = {"population.size": 3000, "run.days": 40}
 SHARDED = {**RICH, "population.size": 4096, "run.days": 40}
 SINGLE_FILES = ("metrics.parquet", "citizens.parquet", "traces.parquet", "events.parquet")
