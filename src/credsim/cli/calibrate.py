@@ -19,7 +19,6 @@ from credsim.calib_pipeline import Calibration, Spread, run_calibration, spreads
 from credsim.calib_runs import Runner
 from credsim.calibrate import Evaluation, TargetsFile, load_targets, render_yaml
 from credsim.cli.common import fail
-from credsim.report.calibration import calibration_html
 from credsim.scenario.load import ScenarioError, load_scenario
 
 app = typer.Typer()
@@ -73,6 +72,9 @@ def calibrate_cmd(
     target = out or Path(f"{cal.scenario}-calibrated.yaml")
     write_text(target, render_yaml(cal.fit, tf, str(targets)))
     page = report or target.with_name(target.stem + "-report.html")
+    # plotly is loaded only to render, so every other command starts even where it is broken or absent
+    from credsim.report.calibration import calibration_html
+
     write_text(page, calibration_html(cal))
     typer.echo(f"fitted scenario written to {target}")
     typer.echo(f"calibration report written to {page}")
