@@ -163,7 +163,7 @@ def test_dashboard_knobs_are_overrides_named_by_their_control() -> None:
     base = load_scenario("city-points")
     with pytest.raises(credsim.ScenarioError) as err:
         kn.apply_knobs(base, {"entry_count.court_defaulters": 0})
-    assert "dashboard knob 'Records needed to enter the court_defaulters list' = 0: " \
+    assert "dashboard knob 'Records needed to enter the list court defaulters' = 0: " \
         "at 'lists.court_defaulters.entry.count'" in str(err.value)
     rules = {k.id: k for k in kn.knobs_for(base)}["points_per_infraction"]
     assert 'scoring.points.rules["traffic.violation"]' in [kn.dotted(p) for p in rules.paths]
