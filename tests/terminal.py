@@ -122,9 +122,11 @@ def collect(proc: subprocess.Popen[bytes], master: int, timeout: float, t0: floa
             if not data:
                 break
             chunks.append(data)
+        # wait before closing our side: closing the master first hangs up (SIGHUP) a command
+        # that has closed its terminal but not yet exited, and a fast one then "fails" with -1
+        rc = proc.wait(timeout=60)
     finally:
         os.close(master)
-    rc = proc.wait(timeout=60)
     return Typed(rc, b"".join(chunks).decode(errors="replace").replace("\r\n", "\n"), time.monotonic() - t0)
 
 
