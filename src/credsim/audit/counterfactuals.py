@@ -18,7 +18,7 @@ Each counterfactual is a pure transform of the resolved scenario:
                       no negative points, feed no list and no negative model feature
 ``own_domain``        every sanction uses only records of the attempt's own domain
 ``no_association``    no association points, no contacts-listed model feature
-``system_off``        no sharing, scoring, lists, sanctions, responses or redress (the baseline)
+``system_off``        no sharing, scoring, lists, sanctions, responses, redress or investigations (the baseline)
 =================  =====================================================================
 
 A transform that leaves the scenario unchanged (no false rates to zero, no association
@@ -37,7 +37,7 @@ from credsim.scenario.keypath import dump
 from credsim.scenario.load import load_scenario
 from credsim.scenario.schema import Scenario
 
-SYSTEM_SECTIONS = ("scoring", "lists", "sanctions", "responses", "redress")
+SYSTEM_SECTIONS = ("scoring", "lists", "sanctions", "responses", "redress", "investigations")
 PERFECT_SUFFIX = "-all_seeing"
 CURE = KINDS[KINDS.index("cure")]  # a kind spelled in credsim.names
 
