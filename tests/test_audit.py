@@ -16,7 +16,7 @@ import credsim
 from credsim.audit import audit, counterfactual
 from credsim.audit.stats import gini, interval, kaplan_meier, km_quantile
 
-# the must-show scenario, made to produce false-record harm at a small size: false camera
+# integrated, made to produce false-record harm at a small size: false camera
 # matches 100x more often, and the low-grade restrictions reaching grade B
 SCENARIO = "integrated"
 OVERRIDES: dict[str, object] = {

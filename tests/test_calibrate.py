@@ -26,7 +26,7 @@ def test_shipped_targets_load_and_point_into_the_scenario() -> None:
     tf = load_targets(TARGETS)
     check_paths(tf, dump(load_scenario("court-defaulters")), str(TARGETS))
     assert tf.real_population == 1.4e9 and tf.tolerance == 0.10
-    # the published figures of the issue, with their source ids
+    # the published figures, with their source ids
     values = {k: (t.value, t.source) for k, t in tf.targets.items()}
     assert values["listed_cumulative_end_2015"] == (3080200, "B1")
     assert values["flight_blocks_cumulative_end_2017"] == (9360000, "B3")

@@ -23,7 +23,7 @@ from credsim.scenario.load import builtin_names, load_scenario
 DOC = Path(__file__).resolve().parent.parent / "docs" / "mechanisms.md"
 SMALL = {"population.size": 2000, "run.days": 30}
 
-# every mechanism of DESIGN.md's table, and every one the issue found missing, must have a row
+# every mechanism of DESIGN.md's table, and every one the reporting names, must have a row
 REQUIRED = (
     "super-app data", "e-commerce data", "search history", "location tracking", "cameras",
     "political monitoring", "personal file (dang'an)", "social credit score", "blacklists",

@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 import plotly.graph_objects as go
 
-try:  # the run report's page frame (issue 4); a minimal one if it is not there
+try:  # the run report's page frame; a minimal one if it is not there
     from credsim.report.html import page
 except ImportError:  # pragma: no cover
     from plotly.offline import get_plotlyjs
