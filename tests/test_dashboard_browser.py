@@ -26,10 +26,8 @@ from werkzeug.serving import make_server  # noqa: E402
 from credsim import security  # noqa: E402
 from credsim.dashboard.app import Dashboard  # noqa: E402
 from credsim.scenario.load import load_scenario  # noqa: E402
+from tests.browser import CHROMIUM, chromium  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 RUN_TIMEOUT = 180_000  # ms; a paired run takes a few seconds on an idle machine
 
@@ -51,12 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Dash
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from chromium(sync_api)
 
 
 @pytest.fixture

@@ -25,10 +25,8 @@ from credsim.audit import audit, load_result  # noqa: E402
 from credsim.report import write_compare, write_report  # noqa: E402
 from credsim.report.labels import internal_names  # noqa: E402
 from credsim.scenario.load import builtin_names  # noqa: E402
+from tests.browser import CHROMIUM, chromium  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 WIDTHS = (1400, 390)
@@ -53,12 +51,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, d
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    yield from chromium(sync_api)
 
 
 def _open(browser: Any, path: Path, width: int) -> tuple[Any, Any, list[str], list[str]]:
