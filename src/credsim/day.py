@@ -36,6 +36,9 @@ class Events:
 
     cit: np.ndarray = field(default_factory=_i64)
     beh: np.ndarray = field(default_factory=_i64)
+    # (E, C) which state conditions the citizen of each event met at the start of the day (economy.py);
+    # (0, 0) when the scenario has none
+    cond: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.bool_))
 
 
 @dataclass(eq=False)
@@ -157,6 +160,28 @@ class RedressDay:
 
 
 @dataclass(eq=False)
+class MoneyDay:
+    """Outcomes of today's allowed attempts, clawbacks taken and refunded, and every money movement.
+
+    ``out_*``: one row per attempt that had an outcome (index into the plan's ``econ.out_names``);
+    ``claw_*``: clawbacks taken today (sanction index into ``econ.claw_names``); ``refund_*``: clawbacks
+    refunded today because the record behind them was retracted; ``move_*``: every amount added to a
+    money column today (column index into ``econ.money``), in the order they were applied.
+    """
+
+    out_cit: np.ndarray = field(default_factory=_i64)
+    out_idx: np.ndarray = field(default_factory=_i64)
+    claw_cit: np.ndarray = field(default_factory=_i64)
+    claw_san: np.ndarray = field(default_factory=_i64)
+    claw_amount: np.ndarray = field(default_factory=_f64)
+    refund_cit: np.ndarray = field(default_factory=_i64)
+    refund_amount: np.ndarray = field(default_factory=_f64)
+    move_cit: np.ndarray = field(default_factory=_i64)
+    move_col: np.ndarray = field(default_factory=_i64)
+    move_amount: np.ndarray = field(default_factory=_f64)
+
+
+@dataclass(eq=False)
 class Day:
     """Everything that happened on ``day``, filled in stage by stage (see ``describe_loop``)."""
 
@@ -174,6 +199,7 @@ class Day:
     attempts: Attempts = field(default_factory=Attempts)
     responses: Responses = field(default_factory=Responses)
     redress: RedressDay | None = None  # only when the scenario has a redress section
+    money: MoneyDay | None = None  # only when the scenario has money, outcomes or clawbacks
 
 
 class Stage(Protocol):

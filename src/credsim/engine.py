@@ -6,7 +6,8 @@ One simulated day (``describe_loop()`` prints it with what each stage reads and 
     events    records    dossier  model    top-k checks     grades,     attempts    notices,     ties,    trace,
                                   scores   (records later)  lists                   objections   assoc.   event log
 
-(``investigate`` and ``redress`` only for scenarios that declare investigations or a ``redress`` section.)
+(``investigate``, ``money`` and ``redress`` only for scenarios that declare investigations, money/outcomes/
+clawbacks or a ``redress`` section; ``money`` runs between ``sanction`` and ``redress``.)
 
 Each stage is an object from :mod:`credsim.stages` with ``name``, ``reads``, ``writes`` and
 ``run(state, day, exchange)``; it reads and updates the columns of :class:`~credsim.state.State`
@@ -29,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from credsim import graph as graph_mod
+from credsim import names
 from credsim import population as pop_mod
 from credsim.day import Day, DayObserver, Stage
 from credsim.eventlog import EventLog
@@ -43,6 +45,7 @@ from credsim.stages.classify import Classify
 from credsim.stages.dossier import File
 from credsim.stages.investigate import Investigate
 from credsim.stages.measure import Metrics
+from credsim.stages.money import Money
 from credsim.stages.observe import Observer
 from credsim.stages.redress import Redress
 from credsim.stages.respond import Respond
@@ -50,8 +53,8 @@ from credsim.stages.sanction import Sanction
 from credsim.state import COUNTERS, State, initial_state
 from credsim.tracing import Tracer, trace_ids
 
-STAGE_TYPES: tuple[type[Stage], ...] = (Behave, Observer, File, score.Score, Investigate, Classify, Sanction, Redress,
-                                        Respond)
+STAGE_TYPES: tuple[type[Stage], ...] = (Behave, Observer, File, score.Score, Investigate, Classify, Sanction, Money,
+                                        Redress, Respond)
 STAGES = tuple(s.name for s in STAGE_TYPES) + ("measure",)  # timing keys; "measure" times the observers
 DEFAULT_BLOCK = 1 << 16
 
@@ -61,8 +64,9 @@ def build_stages(plan: Plan, st: State, seed: int, days: int, block: int, lo: in
     when the scenario declares them, so scenarios without them run exactly the stages they always did."""
     due_process: list[Stage] = [Redress(plan, st, seed, lo, hi)] if plan.scen.redress is not None else []
     enforcement: list[Stage] = [Investigate(plan, st, seed, lo, hi)] if plan.scen.investigations else []
+    money: list[Stage] = [Money(plan, st, seed)] if plan.econ is not None and plan.econ.active else []
     return [Behave(plan, st, seed, block), Observer(plan, st, seed, block), File(plan, days), score.Score(plan),
-            *enforcement, Classify(plan, lo, hi, st.n), Sanction(plan), *due_process, Respond(plan, seed)]
+            *enforcement, Classify(plan, lo, hi, st.n), Sanction(plan), *money, *due_process, Respond(plan, seed)]
 
 
 def describe_loop() -> str:
@@ -163,6 +167,8 @@ class Result:
             cols[f"shadow_on_{name}"] = pa.array(st.listed[1, li].astype(np.bool_))
         for c, name in enumerate(COUNTERS):
             cols[f"n_{name}"] = pa.array(st.counters[c])
+        for m, name in enumerate(p.econ.money if p.econ is not None else []):
+            cols[names.money_column(name)] = pa.array(st.money[m])
         cols["traced"] = pa.array(self.tracer.mask)
         return pa.table(cols)
 

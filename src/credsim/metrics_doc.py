@@ -46,6 +46,9 @@ MEMBER: Final[dict[str, str]] = {
     names.INVESTIGATED_TRUE.prefix: "investigation",
     names.INVESTIGATION_FOUND.prefix: "investigation",
     names.INVESTIGATION_FALSE.prefix: "investigation",
+    names.OUTCOMES.prefix: "attempt>.<outcome",
+    names.MONEY.prefix: "money column",
+    names.CLAWBACKS.prefix: "sanction",
 }
 
 KIND_WORDS: Final = {"flow": "flow (per day)", "stock": "stock (end of day)"}

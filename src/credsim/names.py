@@ -15,7 +15,7 @@ from typing import Final
 
 KINDS: Final = ("infraction", "good_deed", "speech", "attempt", "cure", "other")
 TRIGGERS: Final = ("own_sanction", "own_listed", "contact_listed")
-SANCTION_EFFECTS: Final = ("deny", "reward")
+SANCTION_EFFECTS: Final = ("deny", "reward", "clawback")
 RESPONSE_EFFECTS: Final = ("reduce_rate", "cut_ties")
 LIST_KINDS: Final = ("black", "red")
 SCORE_SOURCES: Final = ("points", "model")
@@ -89,6 +89,11 @@ INVESTIGATION_FOUND = Family("investigation_found", "flow", "investigations that
                              "findings)")
 INVESTIGATION_FALSE = Family("investigation_false", "flow", "investigations that 'found' it in a citizen without it "
                              "(false records)")
+OUTCOMES = Family("outcomes", "flow", "allowed attempts that had the outcome: <behaviour>.<outcome> (e.g. a claim "
+                  "paid, a loan defaulted)")
+MONEY = Family("money", "flow", "money added to the balance that day (negative: taken off), by column: a benefit "
+               "paid, a clawback (taken), its refund (refunded), compensation (compensated)")
+CLAWBACKS = Family("clawbacks", "flow", "clawbacks taken by the sanction (a stay on its list began)")
 EXITS_BY = Family("exits_by", "flow", "official list exits by route: <list>.<route> (compliance, appeal, repair, "
                   "term, grade, other)")
 
@@ -98,6 +103,11 @@ def exit_route(lst: str, route: str) -> str:
     if route not in EXIT_ROUTES:
         raise ValueError(f"exit route {route!r} is not one of {', '.join(EXIT_ROUTES)}")
     return EXITS_BY(f"{lst}.{route}")
+
+def money_column(name: str) -> str:
+    """The citizens.parquet column of the money balance ``name`` (``money_taken``, ``money_benefits``, ...)."""
+    return f"money_{name}"
+
 
 POPULATION: Final = "population"
 RECORDS_OFFICIAL_TRUE: Final = "records.official_true"
@@ -136,7 +146,7 @@ FAMILIES: Final = (EVENTS, OBSERVED, FALSE_OBSERVED, ENTRIES, EXITS, SHADOW_ENTR
                    SHADOW_LISTED, GRADE, SHADOW_GRADE, ATTEMPTS, DENIED, SHADOW_DENIED, REWARDED, WRONGFUL, MISSED,
                    RESPONSE, REACH, REACH_LOST, NOTICES, APPEALS_FILED, APPEALS_DECIDED, APPEALS_UPHELD,
                    APPEALS_UPHELD_FALSE, APPEALS_OVERDUE, APPEAL_BACKLOG, APPEAL_COST, EXITS_BY, INVESTIGATED,
-                   INVESTIGATED_TRUE, INVESTIGATION_FOUND, INVESTIGATION_FALSE)
+                   INVESTIGATED_TRUE, INVESTIGATION_FOUND, INVESTIGATION_FALSE, OUTCOMES, MONEY, CLAWBACKS)
 METRIC_FAMILIES: Final[dict[str, str]] = {f.prefix: f.meaning for f in FAMILIES}
 
 

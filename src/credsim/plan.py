@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from credsim.economy import Economy, compile_economy
 from credsim.names import KINDS, LIST_KINDS, TRIGGERS
 from credsim.scenario.check import record_types
 from credsim.scenario.schema import ASSOCIATION_DOMAIN, Scenario
@@ -110,6 +111,8 @@ class Plan:
     beh_schedule: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     # censors: (S,) share of a caught post's contacts it is hidden from (0: an ordinary sensor)
     sen_suppress: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # money, outcomes of attempts and state-dependent rates (inactive when the scenario has none)
+    econ: Economy | None = None
 
     def schedule_multiplier(self, b: int, day: int) -> float:
         """The schedule's multiplier of behaviour ``b`` on ``day`` (1 before the first step)."""
@@ -323,4 +326,5 @@ def compile_plan(scen: Scenario) -> Plan:
                           np.array([st.multiplier for st in b.schedule], dtype=np.float64))
                       for i, b in enumerate(bs) if b.schedule},
         sen_suppress=np.array([s.suppress or 0.0 for s in ss], dtype=np.float64),
+        econ=compile_economy(scen, dims, maxv, beh, rtypes, lists, grades, gt),
     )

@@ -247,6 +247,7 @@ class State:
     retractions: Queue[Retractions] = field(default_factory=lambda: Queue(Retractions))
     expiry_undo: Queue[ExpiryItems] = field(default_factory=lambda: Queue(ExpiryItems))  # cancel a take-back
     list_undo: Queue[ListExpiryItems] = field(default_factory=lambda: Queue(ListExpiryItems))
+    money: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (M, N) float64 balances (economy.py)
 
 
 def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:
@@ -274,6 +275,7 @@ def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:
         neg_by_domain=np.zeros((len(plan.domains) if plan.has_points else 0, n), dtype=np.float32),
         assoc_pts=np.zeros((2, n if (plan.assoc_points != 0).any() else 0), dtype=np.float32),
         counters=np.zeros((len(COUNTERS), n), dtype=np.int32),
+        money=np.zeros((len(plan.econ.money) if plan.econ is not None else 0, n), dtype=np.float64),
     )
 
 
@@ -294,4 +296,5 @@ def bytes_per_citizen(plan: Plan) -> int:
         + 4  # metrics cell
         + (8 if plan.has_model else 0)
         + 4 * len(COUNTERS)
+        + 8 * (len(plan.econ.money) if plan.econ is not None else 0)
     )

@@ -89,6 +89,8 @@ class Tracer:
             self.add(day, a.cit[k], "sanction", beh_names[a.beh[k]], outcome, "official", None,
                      np.array([p.sanctions[f] if f >= 0 else "" for f in a.first[k]], dtype=object))
             self.add(day, a.cit[k], "sanction", beh_names[a.beh[k]], sh.astype(np.float64), "shadow")
+        if d.money is not None and p.econ is not None:
+            self._money(d)
         ids = self.ids
         for kind, sc in (("points", st.score), ("model", st.mscore)):
             if kind == "model" and not p.has_model:
@@ -96,6 +98,19 @@ class Tracer:
             for mode, view in ((0, "official"), (1, "shadow")):
                 self.add(day, ids, "score", np.full(ids.shape[0], kind, dtype=object),
                          sc[mode, ids].astype(np.float64), view)
+
+    def _money(self, d: Day) -> None:
+        """Outcomes of attempts (value 1, item ``<behaviour>.<outcome>``) and money moved (value = amount)."""
+        econ, r = self.plan.econ, d.money
+        assert econ is not None and r is not None
+        k = self.pick(r.out_cit)
+        if k.shape[0]:
+            self.add(d.day, r.out_cit[k], "outcome", np.array(econ.out_names, dtype=object)[r.out_idx[k]],
+                     np.ones(k.shape[0]), "official", np.ones(k.shape[0]))
+        k = self.pick(r.move_cit)
+        if k.shape[0]:
+            self.add(d.day, r.move_cit[k], "money", np.array(econ.money, dtype=object)[r.move_col[k]],
+                     r.move_amount[k], "official")
 
     def _records(self, d: Day) -> None:
         p, rec, applied = self.plan, d.filed.records, d.filed.applied

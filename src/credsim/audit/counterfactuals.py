@@ -10,7 +10,7 @@ difference is compared citizen by citizen (:mod:`credsim.audit.harms`).
 Each counterfactual is a pure transform of the resolved scenario:
 
 =================  =====================================================================
-``no_false_records``  every sensor's false-record rate 0
+``no_false_records``  every sensor's false-record rate 0 and every investigation's false-finding rate 0
 ``perfect_observation``  every infraction a shared sensor observes is recorded (coverage =
                       detection = 1, no surveillance multiplier), same delays, and no
                       false records anywhere; lawful behaviours are observed as before
@@ -78,6 +78,8 @@ def _shared(data: Data) -> list[str]:
 def _no_false_records(scen: Scenario, data: Data) -> None:
     for sen in data["sensors"].values():
         sen["false_rate"] = 0.0
+    for inv in (data.get("investigations") or {}).values():  # an investigation's false findings are false records
+        inv["false_finding"] = 0.0
 
 
 def _perfect_observation(scen: Scenario, data: Data) -> None:
@@ -163,7 +165,8 @@ def _system_off(scen: Scenario, data: Data) -> None:
 
 
 HARMS: tuple[Counterfactual, ...] = (
-    Counterfactual("no_false_records", "wrongful", +1, "the same scenario with every false-record rate 0",
+    Counterfactual("no_false_records", "wrongful", +1, "the same scenario with every false-record rate 0 "
+                   "(sensors' false rates and investigations' false findings)",
                    "caused by false records", _no_false_records),
     Counterfactual("perfect_observation", "missed", -1,
                    "the same scenario observing every infraction (coverage = detection = 1, same delays), "

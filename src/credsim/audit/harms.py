@@ -21,8 +21,9 @@ Columns, for each harm ``h`` (``wrongful``, ``missed``, ``lawful``, ``cross_cont
                   through behaviour or contacts that changed)
 
 and, against the system switched off: ``system_infractions``, ``system_speech`` (events,
-system minus baseline). A counterfactual identical to the scenario (nothing to remove) is
-not run: its columns are 0.
+system minus baseline). A run with money balances adds the money columns of
+:mod:`credsim.audit.money` (money taken wrongly, against the no-false-records run). A
+counterfactual identical to the scenario (nothing to remove) is not run: its columns are 0.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ from pathlib import Path
 import duckdb
 
 from credsim.audit.counterfactuals import HARMS, Counterfactual
+from credsim.audit.money import has_money, money_columns, money_totals
 from credsim.store import add_file, read_manifest
 
 HARMS_FILE = "harms.parquet"
+BY_HARM_WRONGFUL = "wrongful"  # money taken wrongly is measured against this harm's counterfactual
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,9 @@ def _harm_columns(cf: Counterfactual, alias: str | None, side: str = "s") -> lis
             f"(({less} > 0) AND ({more} = 0))::INT AS {h}_reversed"]
 
 
-def harms_sql(rep: Replicate, dims: list[str]) -> str:
-    """The per-citizen harms table of one replicate, as SQL over the runs' Parquet files."""
+def harms_sql(rep: Replicate, dims: list[str], money: bool = False) -> str:
+    """The per-citizen harms table of one replicate, as SQL over the runs' Parquet files (``money``: the run
+    has money balances, see :mod:`credsim.audit.money`)."""
     cols = ["s.citizen"] + [f's."{d}"::VARCHAR AS "{d}"' for d in dims]
     cols += ["s.n_denied AS denied", "(s.n_denied > 0)::INT AS sanctioned", "s.n_records_adverse AS adverse_records",
              "s.n_records_false AS false_records", "(s.n_rewarded > 0)::INT AS rewarded"]
@@ -81,6 +85,8 @@ def harms_sql(rep: Replicate, dims: list[str]) -> str:
         # in place of the system run; when that one was not needed (nothing to remove), the system is it
         side = aliases.get(cf.versus, "s") if cf.versus else "s"
         cols += _harm_columns(cf, aliases.get(cf.harm), side)
+    if money:
+        cols += money_columns(aliases.get(BY_HARM_WRONGFUL))
     if rep.baseline is not None:
         joins.append(f"JOIN read_parquet('{_q(rep.baseline / 'citizens.parquet')}') b USING (citizen)")
         cols += ["(s.n_infractions - b.n_infractions)::BIGINT AS system_infractions",
@@ -93,10 +99,10 @@ def write_harms(rep: Replicate) -> dict[str, float]:
     """Write ``harms.parquet`` (and the ``harms`` view) into the system run; return the totals."""
     man = read_manifest(rep.system)
     dims = list(man["scenario"]["population"]["groups"])
-    sql = harms_sql(rep, dims)
     target = rep.system / HARMS_FILE
     con = duckdb.connect()
     try:
+        sql = harms_sql(rep, dims, has_money(con, f"read_parquet('{_q(rep.system / 'citizens.parquet')}')"))
         con.execute(f"COPY ({sql}) TO '{_q(target)}' (FORMAT parquet, COMPRESSION zstd)")
         totals = harm_totals(con, f"read_parquet('{_q(target)}')")
     finally:
@@ -126,4 +132,7 @@ def harm_totals(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, float]:
             exprs.append((f"harm.{c}", f"sum({c})"))
     row = con.execute(f"SELECT {', '.join(e for _n, e in exprs)} FROM {table}").fetchone()
     assert row is not None
-    return {n: float(v or 0) for (n, _e), v in zip(exprs, row, strict=True)}
+    out = {n: float(v or 0) for (n, _e), v in zip(exprs, row, strict=True)}
+    if "wrongful_money" in cols:
+        out.update(money_totals(con, table))
+    return out

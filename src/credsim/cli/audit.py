@@ -72,11 +72,30 @@ def audit_cmd(
               f"{time.perf_counter() - t0:.1f} s")
     for h in headlines(res):
         out.print(" - " + h.text)
+    _money_summary(d, res)
     page = d / "report.html"
     shown = f"[bold]{page}[/bold]" if page.is_file() else (
         "not written (the HTML report needs plotly: pip install 'credsim[report]', then credsim report "
         f"{d})")
     out.print(f"report: {shown}   figures: {d / 'audit.json'}   runs: {d / 'runs'}")
+
+
+def _money_summary(d: Path, res: dict[str, Any]) -> None:
+    """Money taken wrongly (against the no-false-records runs, same seeds), by group, when the run has money."""
+    from credsim.audit.money import pooled
+    from credsim.cli.redress import money_table
+    from credsim.store import read_manifest
+
+    iv = res["intervals"].get("harm.wrongful_money")
+    if not iv:
+        return
+    files = [d / r["system"] / "harms.parquet" for r in res["meta"]["runs"]]
+    files = [f for f in files if f.exists()]
+    if not files:
+        return
+    dims = list(read_manifest(files[0].parent)["scenario"]["population"]["groups"])
+    out.print(money_table(pooled(files, dims), "money taken wrongly (net of refunds) vs the same scenario "
+                          "without false records, citizen by citizen"))
 
 
 def _fmt_rec(r: dict[str, Any]) -> str:

@@ -12,12 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from credsim.audit import money as am
 from credsim.audit import redress as ar
 from credsim.cli.common import fail
 from credsim.memory import MemoryRefused
 from credsim.resumable import RunStopped
 from credsim.scenario.load import ScenarioError
-from credsim.store import RunIncomplete
+from credsim.store import RunIncomplete, read_manifest
 
 app = typer.Typer()
 out = Console()
@@ -101,6 +102,30 @@ def show_investigations(inv: dict[str, Any], console: Console) -> None:
     console.print(t)
 
 
+def money_table(rows: list[dict[str, Any]], title: str) -> Table:
+    """Money taken wrongly by group: sum with its interval (how it was made is in the last column)."""
+    t = Table(title=title, title_justify="left")
+    for col in ("group", "citizens", "taken wrongly (net)", "95% interval", "per citizen", "interval made by"):
+        t.add_column(col, justify="left" if col in ("group", "interval made by") else "right")
+    for r in rows:
+        g = "everyone" if r["dimension"] == "all" else f"{r['dimension']}={r['group']}"
+        t.add_row(g, f"{r['citizens']:,}", f"{r['sum']:,.0f}", f"[{r['lo']:,.0f}, {r['hi']:,.0f}]",
+                  f"{r['mean']:,.2f}", r["how"])
+    return t
+
+
+def show_money(m: dict[str, Any], console: Console) -> None:
+    """Money moved by clawbacks in the run, and money taken wrongly when the run was audited."""
+    console.print(f"Money: taken {m['taken']:,.0f} from {m['citizens_taken']:,} citizens; refunded "
+                  f"{m['refunded']:,.0f} to {m['citizens_refunded']:,}; compensation paid {m['compensated']:,.0f}.")
+    if "wrongful" not in m:
+        console.print("Money taken wrongly needs the same run without false records: audit the scenario "
+                      "(credsim audit SCENARIO) and point this command at its runs/system-s<seed> directory.")
+        return
+    console.print(money_table(m["wrongful"], "money taken wrongly = (taken - refunded) minus the same without "
+                              "false records, citizen by citizen (same seed)"))
+
+
 @app.command("redress")
 def redress_cmd(
     target: Annotated[str, typer.Argument(help="a run directory (its figures), or a scenario (built-in name or "
@@ -124,12 +149,15 @@ def redress_cmd(
             fail(exc)
         except duckdb.Error as exc:  # a run written by another version of the redress tables
             fail(f"{path}: cannot read its redress tables (cases.parquet, stays.parquet): {exc}")
-        if not fig and not inv:
-            fail(f"{path}: the run's scenario has no redress section and no investigations")
+        money = am.run_money(path, list(read_manifest(path)["scenario"]["population"]["groups"]))
+        if not fig and not inv and not money:
+            fail(f"{path}: the run's scenario has no redress section, no investigations and no money")
         if fig:
             show_figures(fig, out)
         if inv:
             show_investigations(inv, out)
+        if money:
+            show_money(money, out)
         return
     if replicates < 1:
         fail("--replicates must be at least 1")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 
+from credsim.scenario.economy import check_economy
 from credsim.scenario.schema import ASSOCIATION_DOMAIN, Scenario
 
 
@@ -162,6 +163,8 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
         if inv.rank_by != "random" and getattr(s.scoring, inv.rank_by) is None:
             out.append((f"{p}.rank_by", f"a score that is defined: scoring.{inv.rank_by} is missing "
                         "(or rank_by: random)"))
+
+    out += check_economy(s, one_of, check_table)
 
     tr = s.run
     for i, cid in enumerate(tr.trace_ids):

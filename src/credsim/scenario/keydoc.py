@@ -61,6 +61,15 @@ MODELS: Final[dict[str, str]] = {
     "Notice": "When a citizen learns of a listing; only a notified citizen can object.",
     "AppealBody": "A court or agency hearing objections to listings: a queue with a daily capacity, a served "
                   "order, deadlines and success probabilities; an upheld objection retracts the record.",
+    "StateFactor": "A multiplier of a rate or an outcome probability that applies while the citizen's state at "
+                   "the start of the day (yesterday's end state) meets every condition given: a list, grades, a "
+                   "score range, a money balance. Reading yesterday's state means nothing decided today changes "
+                   "today's rates: there is no same-day cycle.",
+    "ScoreRange": "A range of an official score: `min <= score < max`.",
+    "MoneyRange": "A range of a money balance: `above < balance <= below`.",
+    "Outcome": "One of the mutually exclusive outcomes of an allowed attempt (the `money` stage, after "
+               "sanction): drawn in declared order from one uniform per attempt; it can file a record and move "
+               "money.",
     "RunSpec": "Defaults of a run (the command line's `-d`, `--seed` override them) and the traced sample.",
 }
 
@@ -235,7 +244,8 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Sanction.attempts": KeyDoc("the attempts (behaviours of kind `attempt`) it acts on", "",
                                 "[travel.flight_attempt, travel.hsr_attempt]"),
     "Sanction.effect": KeyDoc("`deny` the attempt, or `reward` it (a discount, a fast track); a denial wins "
-                              "over a reward", "", "deny"),
+                              "over a reward; `clawback` takes money when an official stay on the list begins "
+                              "(no attempts) and refunds it when the record behind it is retracted", "", "deny"),
     "Sanction.severity": KeyDoc("how heavy the sanction is, on the scenario's own scale; the audit weighs it "
                                 "against the points behind a denial (proportionality)", "severity units", "2"),
     # SanctionWhen
@@ -344,6 +354,47 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "AppealBody.correction_days": KeyDoc("days from an upheld decision until the record is retracted (D4: "
                                          "within 3 working days); at least 1", "days", "3"),
     "AppealBody.cost": KeyDoc("what filing costs the citizen, counted in appeal_cost", "money units", "100"),
+    # money, outcomes of attempts, state-dependent rates
+    "Scenario.money": KeyDoc("money balances kept per citizen (written to citizens.parquet as money_<name>); "
+                             "`taken`, `refunded` and `compensated` are added by the engine whenever the scenario "
+                             "has money, outcomes with money or a clawback", "", "[benefits, arrears]"),
+    "Behaviour.state": KeyDoc("multipliers of the rate while the citizen's start-of-day state meets a condition; "
+                              "the stream is drawn at rate x M (M = the largest product of the multipliers) and "
+                              "thinned to the citizen's product, so rate x M must be at most 1", "",
+                              "[{money: {column: taken, above: 0}, multiplier: 4}]"),
+    "Behaviour.outcomes": KeyDoc("mutually exclusive outcomes of an allowed (not officially denied) attempt, in "
+                                 "declared order; their probabilities sum to at most 1, the rest is no outcome",
+                                 "", "{paid: {probability: 0.97, money: {benefits: 1000}}}"),
+    "Sanction.amount": KeyDoc("for `clawback`: a flat amount taken (into `taken`) when an official stay on the "
+                              "list begins", "money units", "500"),
+    "Sanction.share_of": KeyDoc("for `clawback`: shares of money balances taken back as well; each balance goes "
+                                "down by its share", "fraction (0-1)", "{benefits: 1.0}"),
+    "Sanction.compensation": KeyDoc("for `clawback`: a flat sum paid (into `compensated`) when the record the stay "
+                                    "rests on is retracted; the clawback itself is refunded exactly (into "
+                                    "`refunded`)", "money units", "30000"),
+    "StateFactor.multiplier": KeyDoc("multiplies the rate or probability while every condition holds (factors "
+                                     "multiply)", "multiplier", "4"),
+    "StateFactor.list": KeyDoc("the citizen is on this list (official view)", "", "clawback"),
+    "StateFactor.grades": KeyDoc("the citizen holds one of these grades (official view)", "", "[C, D]"),
+    "StateFactor.score": KeyDoc("the official score is in this range", "", "{of: points, max: 900}"),
+    "StateFactor.money": KeyDoc("a money balance is in this range", "", "{column: taken, above: 0}"),
+    "ScoreRange.of": KeyDoc("which official score: `points` or `model`", "", "points"),
+    "ScoreRange.min": KeyDoc("lowest score inside the range (inclusive)", "score points", "600"),
+    "ScoreRange.max": KeyDoc("score at which the range ends (exclusive)", "score points", "900"),
+    "MoneyRange.column": KeyDoc("a money column: one declared in `money`, or `taken`, `refunded`, `compensated`",
+                                "", "taken"),
+    "MoneyRange.above": KeyDoc("the balance must be greater than this", "money units", "0"),
+    "MoneyRange.below": KeyDoc("the balance must be at most this", "money units", "1000"),
+    "Outcome.probability": KeyDoc("probability of this outcome for an allowed attempt, before multipliers; the "
+                                  "cumulative probability in declared order is capped at 1", "probability", "0.03"),
+    "Outcome.by": KeyDoc("multipliers of the probability by group", "multiplier", "{income: {low: 1.5}}"),
+    "Outcome.state": KeyDoc("multipliers of the probability by the citizen's start-of-day state", "",
+                            "[{money: {column: taken, above: 0}, multiplier: 4}]"),
+    "Outcome.records": KeyDoc("a record of this type (a behaviour) is filed, true, in the official and shadow "
+                              "dossiers, so its points, features and lists follow as usual", "", "finance.arrears"),
+    "Outcome.delay_days": KeyDoc("days from the attempt until the record is filed (at least 1)", "days", "1"),
+    "Outcome.money": KeyDoc("amounts added to declared money balances (negative: taken off)", "money units",
+                            "{benefits: 1000}"),
     # RunSpec
     "RunSpec.days": KeyDoc("days to simulate (the command line's `-d` overrides it)", "days", "365"),
     "RunSpec.seed": KeyDoc("random seed (the command line's `--seed` overrides it); the same seed gives the "

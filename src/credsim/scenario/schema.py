@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from credsim.scenario.economy import Outcome, StateFactor
+
 STANDARD_DOMAINS = (
     "finance",
     "court",
@@ -129,6 +131,12 @@ class Behaviour(Strict):
         description="whether doing it breaks a law; unset means every kind but 'infraction' is lawful. "
         "The audit measures punishment for lawful acts and, for unlawful ones only, enforcement missed",
     )
+    state: list[StateFactor] = Field(
+        default=[], description="multipliers of the rate by the citizen's start-of-day state (score range, grade, "
+        "list, money balance), e.g. arrears more likely after a clawback")
+    outcomes: dict[Name, Outcome] = Field(
+        default={}, description="mutually exclusive outcomes of an allowed attempt (kind 'attempt' only), in "
+        "declared order; what is left of probability 1 is no outcome")
 
     @property
     def is_lawful(self) -> bool:
@@ -304,8 +312,8 @@ class SanctionWhen(Strict):
 
 class Sanction(Strict):
     when: SanctionWhen
-    attempts: list[DottedName] = Field(min_length=1)
-    effect: Literal["deny", "reward"] = "deny"
+    attempts: list[DottedName] = []
+    effect: Literal["deny", "reward", "clawback"] = "deny"
     severity: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 1.0
     own_domain: bool = Field(
         default=False,
@@ -313,6 +321,23 @@ class Sanction(Strict):
         "the list's domain; a points grade is taken from the base score less the points lost in that domain "
         "(the audit's cross-context counterfactual sets it on every sanction)",
     )
+    amount: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = Field(
+        default=0.0, description="clawback: a flat amount taken from the citizen when a stay on the list begins")
+    share_of: dict[Name, Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(
+        default={}, description="clawback: shares of money balances taken back as well (e.g. benefits: 1.0 takes "
+        "back every benefit kept); the balance goes down by what is taken")
+    compensation: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = Field(
+        default=0.0, description="clawback: a flat sum paid, besides the refund, when the record behind the "
+        "clawback is retracted (e.g. N5's 30,000)")
+
+    @model_validator(mode="after")
+    def _attempts_for_effect(self) -> Sanction:
+        if self.effect == "clawback" and self.attempts:
+            raise ValueError("a clawback acts on the citizen when a stay on the list begins, not on attempts: "
+                             "leave attempts out")
+        if self.effect != "clawback" and not self.attempts:
+            raise ValueError(f"effect {self.effect!r} needs attempts (at least one behaviour of kind 'attempt')")
+        return self
 
 
 class Response(Strict):
@@ -467,6 +492,9 @@ class Scenario(Strict):
         default=None, description="notice and appeals (none by default: citizens cannot object)")
     investigations: dict[Name, Investigation] = Field(
         default={}, description="capacity-limited investigations of the riskiest citizens, by name")
+    money: list[Name] = Field(
+        default=[], description="money balances kept per citizen (e.g. benefits, arrears), moved by outcomes and "
+        "clawbacks; taken, refunded and compensated are kept by the engine whenever there is money")
     run: RunSpec = RunSpec()
 
     def shared_sensors(self) -> list[str]:

@@ -5,7 +5,11 @@ P(citizen i does behaviour b on day t) =
 capped at 1. ``response`` multiplies in each active response (deterrence, chilling) as
 ``1 - size * 0.5 ** (days_since_trigger / half_life)``; it can only lower a rate.
 
-A behaviour's ``schedule`` (policy eras) then thins its events to the day's multiplier.
+A behaviour's ``schedule`` (policy eras) then thins its events to the day's multiplier, and its
+``state`` factors (a score range, a grade, a list, a money balance) to ``m_i / M`` of a stream drawn
+at ``rate x M`` (:mod:`credsim.economy`). State conditions are read here, before any other stage of
+the day, so they are the end state of the day before; the rows go on in ``Day.events.cond`` for the
+outcomes of attempts, which therefore read the same start-of-day state.
 
 Events are drawn by :mod:`credsim.sampling` on the streams ``behave:<behaviour>``: work
 in proportion to (near-)events, the same events whatever the block size or threads, and
@@ -18,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from credsim.day import Day, Events
+from credsim.economy import Economy, conditions, factor_product
 from credsim.exchange import Exchange
 from credsim.names import KINDS
 from credsim.plan import Plan
@@ -27,10 +32,14 @@ from credsim.state import C, State
 
 
 def behaviour_streams(plan: Plan) -> Streams:
+    """The behaviours' streams; a behaviour with state factors is drawn at ``rate x M`` and thinned to
+    ``m_i / M`` by :func:`apply_state` (see :mod:`credsim.economy`)."""
     B = plan.n_beh
+    econ = plan.econ
+    base = plan.beh_rate if econ is None or not econ.beh_has_state.any() else plan.beh_rate * econ.beh_state_max
     return Streams(
         names=list(plan.beh),
-        base=plan.beh_rate,
+        base=base,
         group=plan.beh_group,
         beta=plan.beh_trait,
         only_listed=plan.beh_only_listed,
@@ -53,6 +62,26 @@ def behave(plan: Plan, st: State, day: int, block: int, sampler: Sampler) -> tup
     if plan.beh_schedule:
         cit, beh = apply_schedules(plan, day, sampler.seed, cit, beh)
     return cit, beh
+
+
+def start_conditions(econ: Economy, st: State, cit: np.ndarray) -> np.ndarray:
+    """The state conditions today's event citizens meet, read before any other stage of the day runs."""
+    return conditions(econ, st.listed, st.grade, st.score, st.mscore, st.money, cit)
+
+
+def apply_state(plan: Plan, econ: Economy, day: int, seed: int, cit: np.ndarray, beh: np.ndarray,
+                cond: np.ndarray) -> np.ndarray:
+    """Keep mask of the events: a behaviour with state factors keeps an event with probability ``m_i / M``
+    (a draw of ``state:<behaviour>`` keyed by (seed, day, citizen)); the others keep every event."""
+    keep = np.ones(cit.shape[0], dtype=np.bool_)
+    for b in np.flatnonzero(econ.beh_has_state).tolist():
+        sel = np.flatnonzero(beh == b)
+        if sel.shape[0] == 0:
+            continue
+        m = factor_product(econ, econ.beh_factors[b], cond[sel])
+        u = uniforms(day_key(seed, f"state:{plan.beh[b]}", day), cit[sel].astype(np.uint64))
+        keep[sel] = u * econ.beh_state_max[b] < m
+    return keep
 
 
 def apply_schedules(plan: Plan, day: int, seed: int, cit: np.ndarray, beh: np.ndarray
@@ -90,7 +119,8 @@ class Behave:
     """Stage 1: today's true events, and each citizen's lifetime event counters."""
 
     name: str = "behave"
-    reads: tuple[str, ...] = ("state.listed", "state.resp_day")
+    reads: tuple[str, ...] = ("state.listed", "state.resp_day", "state.grade", "state.score", "state.mscore",
+                              "state.money")
     writes: tuple[str, ...] = ("day.events", "state.counters")
 
     def __init__(self, plan: Plan, st: State, seed: int, block: int) -> None:
@@ -100,6 +130,14 @@ class Behave:
 
     def run(self, st: State, d: Day, x: Exchange) -> None:
         cit, beh = behave(self.plan, st, d.day, self.block, self.sampler)
+        econ = self.plan.econ
+        cond = np.zeros((0, 0), dtype=np.bool_)
+        if econ is not None and econ.n_cond:
+            cond = start_conditions(econ, st, cit)
+            if econ.beh_has_state.any():
+                keep = apply_state(self.plan, econ, d.day, self.sampler.seed, cit, beh, cond)
+                if not keep.all():
+                    cit, beh, cond = cit[keep], beh[keep], cond[keep]
         _count_events(st.counters, cit, self.plan.beh_kind[beh], C["events"], C["infractions"],
                       KINDS.index("infraction"), C["speech"], KINDS.index("speech"))
-        d.events = Events(cit, beh)
+        d.events = Events(cit, beh, cond)

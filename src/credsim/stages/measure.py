@@ -110,6 +110,10 @@ class Metrics:
         self.investigations = list(plan.scen.investigations)
         for q in self.investigations:
             names += [nm.INVESTIGATED(q), nm.INVESTIGATED_TRUE(q), nm.INVESTIGATION_FOUND(q), nm.INVESTIGATION_FALSE(q)]
+        econ = plan.econ
+        if econ is not None and econ.active:
+            names += [nm.OUTCOMES(o) for o in econ.out_names] + [nm.MONEY(c) for c in econ.money]
+            names += [nm.CLAWBACKS(k) for k in econ.claw_names]
         self.names = list(dict.fromkeys(names + stocks))
         self.idx = {n: i for i, n in enumerate(self.names)}
         self.stock_idx = np.array([self.idx[s] for s in stocks], dtype=np.int64)
@@ -249,6 +253,8 @@ class Metrics:
         self.add_total(day, nm.TIES_CUT, d.responses.ties_cut)
         if d.redress is not None:
             self._redress(d)
+        if d.money is not None:
+            self._money(d)
         iv = d.investigated
         for k, q in enumerate(self.investigations):
             mine = iv.inv == k
@@ -347,6 +353,18 @@ class Metrics:
             self.count(day, nm.APPEALS_OVERDUE(body), r.decided_cit[dec & (r.decided_overdue == 1)])
             self.add_stock(nm.APPEAL_BACKLOG(body), filed, 1.0)
             self.add_stock(nm.APPEAL_BACKLOG(body), r.decided_cit[dec], -1.0)
+
+    def _money(self, d: Day) -> None:
+        """Outcomes by attempt, money moved by column (signed amounts) and clawbacks by sanction."""
+        econ, r, day = self.plan.econ, d.money, d.day
+        assert econ is not None and r is not None
+        for o, name in enumerate(econ.out_names):
+            self.count(day, nm.OUTCOMES(name), r.out_cit[r.out_idx == o])
+        for c, name in enumerate(econ.money):
+            sel = r.move_col == c
+            self.count(day, nm.MONEY(name), r.move_cit[sel], r.move_amount[sel])
+        for k, name in enumerate(econ.claw_names):
+            self.count(day, nm.CLAWBACKS(name), r.claw_cit[r.claw_san == k])
 
     def to_arrow(self, days: int | None = None) -> pa.Table:
         d = self.days if days is None else days

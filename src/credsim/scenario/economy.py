@@ -1,0 +1,165 @@
+"""Scenario keys for money, outcomes of attempts and state-dependent rates, and their name checks.
+
+Why a module of their own: they are one idea -- what an allowed attempt leads to (a claim paid,
+a loan defaulted), the money that moves with it, and how the citizen's current state (a score
+range, a grade, a list, a money balance) changes rates and outcome probabilities (poverty after a
+clawback raises arrears). :mod:`credsim.scenario.schema` attaches them to behaviours, sanctions
+and the scenario; the cross-reference checks of these keys live here next to their models.
+
+Order, stated once: every state condition reads the citizen's state **at the start of the day**
+(the end state of the day before). A rate or an outcome probability therefore never depends on
+anything decided the same day, so no same-day cycle (a rate that depends on a list that depends
+on that rate) can exist.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from credsim.scenario.schema import Scenario
+
+Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$")]
+DottedName = Annotated[str, Field(min_length=3, max_length=120, pattern=r"^[a-z][a-z0-9_]*\.[a-z0-9_.\-]+$")]
+Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e9, le=1e9)]
+Amount = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1e9)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Multiplier = Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]
+GroupTable = dict[Name, dict[Name, Multiplier]]
+
+# money columns every scenario with money has, kept by the engine (a clawback, its refund, compensation)
+TAKEN, REFUNDED, COMPENSATED = "taken", "refunded", "compensated"
+ENGINE_MONEY = (TAKEN, REFUNDED, COMPENSATED)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ScoreRange(Strict):
+    """A score range: ``min <= score < max`` (either bound may be left out)."""
+
+    of: Literal["points", "model"] = Field(default="points", description="which official score")
+    min: Finite | None = Field(default=None, description="lowest score inside the range (inclusive)")
+    max: Finite | None = Field(default=None, description="score at which the range ends (exclusive)")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ScoreRange:
+        if self.min is None and self.max is None:
+            raise ValueError("a score range needs min and/or max")
+        if self.min is not None and self.max is not None and not self.min < self.max:
+            raise ValueError(f"a score range needs min < max (got min {self.min}, max {self.max})")
+        return self
+
+
+class MoneyRange(Strict):
+    """A money balance range: ``above < balance <= below`` (either bound may be left out)."""
+
+    column: Name = Field(description="a money column: one declared in 'money', or taken/refunded/compensated")
+    above: Finite | None = Field(default=None, description="the balance must be greater than this")
+    below: Finite | None = Field(default=None, description="the balance must be at most this")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> MoneyRange:
+        if self.above is None and self.below is None:
+            raise ValueError("a money condition needs above and/or below")
+        return self
+
+
+class StateFactor(Strict):
+    """A multiplier that applies while the citizen's start-of-day state meets every condition given."""
+
+    multiplier: Multiplier = Field(description="multiplies the rate (or probability) while the conditions hold")
+    list_: Name | None = Field(default=None, alias="list", description="the citizen is on this list (official)")
+    grades: list[Name] | None = Field(default=None, description="the citizen holds one of these grades (official)")
+    score: ScoreRange | None = Field(default=None, description="the official score is in this range")
+    money: MoneyRange | None = Field(default=None, description="a money balance is in this range")
+
+    @model_validator(mode="after")
+    def _some(self) -> StateFactor:
+        if self.list_ is None and self.grades is None and self.score is None and self.money is None:
+            raise ValueError("a state factor needs at least one of list, grades, score, money")
+        return self
+
+
+class Outcome(Strict):
+    """One of the mutually exclusive outcomes of an allowed attempt (a claim paid, a loan defaulted)."""
+
+    probability: Probability = Field(description="probability of this outcome for an allowed attempt (before "
+                                     "the group and state multipliers)")
+    by: GroupTable = Field(default={}, description="multipliers of the probability by group")
+    state: list[StateFactor] = Field(default=[], description="multipliers of the probability by the citizen's "
+                                     "start-of-day state (score range, grade, list, money)")
+    records: DottedName | None = Field(default=None, description="a record of this type (a behaviour) is filed "
+                                       "(true, official and shadow) so its points, features and lists follow")
+    delay_days: Annotated[int, Field(strict=True, ge=1, le=365)] = Field(
+        default=1, description="days from the attempt until the record is filed (at least 1: today's dossier "
+        "is already filed)")
+    money: dict[Name, Finite] = Field(default={}, description="amounts added to money columns (negative takes "
+                                      "money off the balance), e.g. a benefit paid")
+
+
+def check_economy(s: Scenario, one_of: Callable[[str, str, list[str], str], None],
+                  check_table: Callable[[str, dict[str, dict[str, float]]], None]) -> list[tuple[str, str]]:
+    """Names used by outcomes, state factors, money effects and clawbacks must be declared."""
+    out: list[tuple[str, str]] = []
+    lists, beh = list(s.lists), list(s.behaviours)
+    grades = [b.name for b in s.scoring.grades.bands] if s.scoring.grades else []
+    money = list(s.money) + list(ENGINE_MONEY)
+    for i, m in enumerate(s.money):
+        if m in ENGINE_MONEY:
+            out.append((f"money[{i}]", f"a name other than {', '.join(ENGINE_MONEY)} (kept by the engine)"))
+    if len(set(s.money)) != len(s.money):
+        out.append(("money", f"distinct names (got {s.money})"))
+
+    def factors(path: str, fs: list[StateFactor]) -> None:
+        for j, f in enumerate(fs):
+            p = f"{path}[{j}]"
+            if f.list_ is not None:
+                one_of(f"{p}.list", f.list_, lists, "a list")
+            for k, g in enumerate(f.grades or []):
+                one_of(f"{p}.grades[{k}]", g, grades, "a grade (scoring.grades.bands)")
+            if f.score is not None and getattr(s.scoring, f.score.of) is None:
+                out.append((f"{p}.score.of", f"a score that is defined: scoring.{f.score.of} is missing"))
+            if f.money is not None:
+                one_of(f"{p}.money.column", f.money.column, money, "a money column (money, or taken/refunded/"
+                       "compensated)")
+
+    for b, spec in s.behaviours.items():
+        p = f"behaviours.{b}"
+        factors(f"{p}.state", spec.state)
+        big = [f.multiplier for f in spec.state if f.multiplier > 1]
+        top = float(math.prod(big)) if big else 1.0
+        if spec.rate * top > 1:
+            out.append((f"{p}.state", f"multipliers whose largest product times the rate is at most 1 (a rate is "
+                        f"a daily probability; rate {spec.rate} x {top:.6g} = {spec.rate * top:.6g})"))
+        if spec.outcomes and spec.kind != "attempt":
+            out.append((f"{p}.outcomes", f"outcomes only on a behaviour of kind 'attempt' ({b!r} is {spec.kind!r})"))
+        total = sum(o.probability for o in spec.outcomes.values())
+        if total > 1 + 1e-9:
+            out.append((f"{p}.outcomes", f"outcome probabilities that sum to at most 1 (they are mutually "
+                        f"exclusive; got {total:.6g})"))
+        for on, o in spec.outcomes.items():
+            q = f"{p}.outcomes.{on}"
+            check_table(f"{q}.by", o.by)
+            factors(f"{q}.state", o.state)
+            if o.records is not None:
+                one_of(f"{q}.records", o.records, beh, "a behaviour (the record type filed)")
+            for col in o.money:
+                one_of(f"{q}.money.{col}", col, list(s.money), "a money column declared in 'money'")
+    for sn, san in s.sanctions.items():
+        p = f"sanctions.{sn}"
+        if san.effect == "clawback":
+            ln = san.when.list_
+            if ln is None or ln not in s.lists or s.lists[ln].entry.records is None:
+                out.append((f"{p}.when", "a list entered by records for a clawback (it is taken when a stay begins "
+                            "and refunded when the record behind it is retracted)"))
+            for col in san.share_of:
+                one_of(f"{p}.share_of.{col}", col, list(s.money), "a money column declared in 'money'")
+        elif san.amount or san.share_of or san.compensation:
+            out.append((f"{p}.effect", "'clawback' for amount, share_of or compensation"))
+    return out
