@@ -43,7 +43,8 @@ def idx(loop: Loop, name: str) -> int:
 def test_describe_loop_lists_every_stage_in_order_with_reads_and_writes() -> None:
     text = engine.describe_loop()
     names = [s.name for s in engine.STAGE_TYPES]
-    assert names == ["behave", "observe", "file", "score", "investigate", "classify", "sanction", "redress", "respond"]
+    assert names == ["behave", "observe", "file", "score", "investigate", "classify", "sanction", "money", "redress",
+                     "respond"]
     pos = [text.index(f"{i}. {n}") for i, n in enumerate(names, 1)]
     assert pos == sorted(pos) and "observers" in text
     for s in engine.STAGE_TYPES:
@@ -223,8 +224,18 @@ INVESTIGATE = {
                                 "truth": {"trait": "claim_error", "above": 0.0}, "false_finding": 0.2}}}
 
 
-@pytest.mark.parametrize("extra", [{}, {"redress": REDRESS}, {"redress": REDRESS, **INVESTIGATE}],
-                         ids=["plain", "with-redress", "with-redress-and-investigations"])
+MONEY = {
+    "money": ["cash"],
+    "behaviours__travel.flight__outcomes": {"paid": {"probability": 0.5, "money": {"cash": 10.0},
+                                                     "records": "traffic.violation"}},
+    "behaviours__traffic.violation__state": [{"list": "defaulters", "multiplier": 2.0}],
+    "sanctions__fine": {"when": {"list": "defaulters"}, "effect": "clawback", "amount": 5.0,
+                        "share_of": {"cash": 0.5}, "compensation": 100.0}}
+
+
+@pytest.mark.parametrize("extra", [{}, {"redress": REDRESS}, {"redress": REDRESS, **INVESTIGATE},
+                                   {"redress": REDRESS, **MONEY}],
+                         ids=["plain", "with-redress", "with-redress-and-investigations", "with-money"])
 def test_every_stage_changes_only_what_it_declares(extra: dict[str, Any]) -> None:
     redress = extra.get("redress")
     loop, _ = build(n=2000, days=25, responses=RESPONSES, lists__defaulters__association_points=-10,
@@ -248,4 +259,6 @@ def test_every_stage_changes_only_what_it_declares(extra: dict[str, Any]) -> Non
         assert {"day.redress", "state.retractions"} <= seen["redress"], "objections were upheld"
     if "investigations" in extra:
         assert {"day.investigated", "state.records"} <= seen["investigate"]
+    if "money" in extra:
+        assert {"day.money", "state.money", "state.records"} <= seen["money"]
     assert {"day.events", "state.counters"} <= seen["behave"]

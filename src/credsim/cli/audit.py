@@ -83,7 +83,7 @@ def audit_cmd(
 def _money_summary(d: Path, res: dict[str, Any]) -> None:
     """Money taken wrongly (against the no-false-records runs, same seeds), by group, when the run has money."""
     from credsim.audit.money import pooled
-    from credsim.cli.redress import money_table
+    from credsim.cli.redress import money_intervals, money_table
     from credsim.store import read_manifest
 
     iv = res["intervals"].get("harm.wrongful_money")
@@ -94,8 +94,10 @@ def _money_summary(d: Path, res: dict[str, Any]) -> None:
     if not files:
         return
     dims = list(read_manifest(files[0].parent)["scenario"]["population"]["groups"])
-    out.print(money_table(pooled(files, dims), "money taken wrongly (net of refunds) vs the same scenario "
-                          "without false records, citizen by citizen"))
+    rows = pooled(files, dims)
+    out.print(money_table(rows, "money taken wrongly (net of refunds) vs the same scenario without false records, "
+                          "citizen by citizen"))
+    out.print(money_intervals(rows))
 
 
 def _fmt_rec(r: dict[str, Any]) -> str:

@@ -105,13 +105,18 @@ def show_investigations(inv: dict[str, Any], console: Console) -> None:
 def money_table(rows: list[dict[str, Any]], title: str) -> Table:
     """Money taken wrongly by group: sum with its interval (how it was made is in the last column)."""
     t = Table(title=title, title_justify="left")
-    for col in ("group", "citizens", "taken wrongly (net)", "95% interval", "per citizen", "interval made by"):
-        t.add_column(col, justify="left" if col in ("group", "interval made by") else "right")
+    for col in ("group", "citizens", "taken wrongly (net)", "95% interval", "per citizen"):
+        t.add_column(col, justify="left" if col == "group" else "right")
     for r in rows:
         g = "everyone" if r["dimension"] == "all" else f"{r['dimension']}={r['group']}"
         t.add_row(g, f"{r['citizens']:,}", f"{r['sum']:,.0f}", f"[{r['lo']:,.0f}, {r['hi']:,.0f}]",
-                  f"{r['mean']:,.2f}", r["how"])
+                  f"{r['mean']:,.2f}")
     return t
+
+
+def money_intervals(rows: list[dict[str, Any]]) -> str:
+    """How the intervals of :func:`money_table` were made, in words."""
+    return "intervals: " + "; ".join(dict.fromkeys(r["how"] for r in rows))
 
 
 def show_money(m: dict[str, Any], console: Console) -> None:
@@ -124,6 +129,7 @@ def show_money(m: dict[str, Any], console: Console) -> None:
         return
     console.print(money_table(m["wrongful"], "money taken wrongly = (taken - refunded) minus the same without "
                               "false records, citizen by citizen (same seed)"))
+    console.print(money_intervals(m["wrongful"]))
 
 
 @app.command("redress")

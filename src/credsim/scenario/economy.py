@@ -18,7 +18,9 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from credsim.scenario.strict import Strict
 
 if TYPE_CHECKING:
     from credsim.scenario.schema import Scenario
@@ -34,10 +36,6 @@ GroupTable = dict[Name, dict[Name, Multiplier]]
 # money columns every scenario with money has, kept by the engine (a clawback, its refund, compensation)
 TAKEN, REFUNDED, COMPENSATED = "taken", "refunded", "compensated"
 ENGINE_MONEY = (TAKEN, REFUNDED, COMPENSATED)
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class ScoreRange(Strict):

@@ -12,9 +12,12 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from credsim.scenario.economy import MoneyRange as MoneyRange
 from credsim.scenario.economy import Outcome, StateFactor
+from credsim.scenario.economy import ScoreRange as ScoreRange
+from credsim.scenario.strict import Strict
 
 STANDARD_DOMAINS = (
     "finance",
@@ -42,10 +45,6 @@ DottedName = Annotated[
 # dimension -> value -> multiplier (or share, or shift)
 GroupTable = dict[Name, dict[Name, Multiplier]]
 BehaviourKind = Literal["infraction", "good_deed", "speech", "attempt", "cure", "other"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class Trait(Strict):
