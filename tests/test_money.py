@@ -161,9 +161,10 @@ def test_money_is_conserved_citizen_by_citizen(runs: dict[str, Any]) -> None:
         assert np.allclose(got.to_numpy(), want.to_numpy(), rtol=0, atol=1e-6), col
     paid = tr[(tr.stage == "outcome") & (tr["item"] == "welfare.claim.paid")].groupby("citizen").size()
     kept = paid.reindex(cit.citizen, fill_value=0).to_numpy() * 100.0
-    claws = cit[nm.money_column("taken")].to_numpy() - 10.0 * _clawback_count(tr, cit)
-    assert np.allclose(cit[nm.money_column("benefits")].to_numpy(), kept - claws, atol=1e-6), \
-        "benefits kept = paid - what clawbacks took back of them"
+    claws = cit[nm.money_column("taken")].to_numpy() - 10.0 * _count(tr, cit, "taken")
+    back = cit[nm.money_column("refunded")].to_numpy() - 10.0 * _count(tr, cit, "refunded")
+    assert np.allclose(cit[nm.money_column("benefits")].to_numpy(), kept - claws + back, atol=1e-6), \
+        "benefits kept = paid - what clawbacks took back of them + what refunds gave back"
     con = duckdb.connect()
     h = con.execute(f"SELECT * FROM read_parquet('{runs['system'] / 'harms.parquet'}') ORDER BY citizen").df()
     assert np.allclose(h.wrongful_money, h.wrongful_money_taken - h.wrongful_money_refunded, atol=1e-9)
@@ -174,8 +175,9 @@ def test_money_is_conserved_citizen_by_citizen(runs: dict[str, Any]) -> None:
         "false records take money; without them no objection succeeds (success_true = 0)"
 
 
-def _clawback_count(tr: Any, cit: Any) -> np.ndarray:
-    mv = tr[(tr.stage == "money") & (tr["item"] == "taken")].groupby("citizen").size()
+def _count(tr: Any, cit: Any, column: str) -> np.ndarray:
+    """Per citizen: how many movements of ``column`` (clawbacks taken, refunds) the traces show."""
+    mv = tr[(tr.stage == "money") & (tr["item"] == column)].groupby("citizen").size()
     return mv.reindex(cit.citizen, fill_value=0).to_numpy().astype(np.float64)
 
 

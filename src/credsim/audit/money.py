@@ -32,8 +32,6 @@ from credsim.audit.stats import interval
 from credsim.names import money_column
 from credsim.scenario.economy import COMPENSATED, REFUNDED, TAKEN
 
-MONEY_HARMS = ("wrongful_money", "wrongful_money_taken", "wrongful_money_refunded", "money_taken_net",
-               "money_compensated")
 Z95 = 1.959964
 
 
@@ -55,13 +53,14 @@ def money_columns(alias: str | None, side: str = "s") -> list[str]:
 
 
 def money_totals(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, float]:
-    """``harm.<column>`` sums of the money harm columns, and ``harm.wrongful_money.citizens`` (net > 0)."""
-    row = con.execute(f"SELECT {', '.join(f'sum({c})' for c in MONEY_HARMS)}, "
+    """Sums over citizens for the audit's scalars: ``harm.wrongful.money_taken_net`` (net money taken wrongly),
+    ``harm.wrongful.money_taken``, ``harm.wrongful.money_refunded`` and ``harm.wrongful.citizens_out_of_pocket``
+    (citizens whose net money taken wrongly is above 0)."""
+    row = con.execute(f"SELECT sum(wrongful_money), sum(wrongful_money_taken), sum(wrongful_money_refunded), "
                       f"count(*) FILTER (WHERE wrongful_money > 0) FROM {table}").fetchone()
     assert row is not None
-    out = {f"harm.{c}": float(v or 0.0) for c, v in zip(MONEY_HARMS, row[:-1], strict=True)}
-    out["harm.wrongful_money.citizens"] = float(row[-1] or 0)
-    return out
+    keys = ("money_taken_net", "money_taken", "money_refunded", "citizens_out_of_pocket")
+    return {f"harm.wrongful.{k}": float(v or 0.0) for k, v in zip(keys, row, strict=True)}
 
 
 def _q(path: Path) -> str:

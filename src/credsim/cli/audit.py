@@ -86,7 +86,7 @@ def _money_summary(d: Path, res: dict[str, Any]) -> None:
     from credsim.cli.redress import money_intervals, money_table
     from credsim.store import read_manifest
 
-    iv = res["intervals"].get("harm.wrongful_money")
+    iv = res["intervals"].get("harm.wrongful.money_taken_net")
     if not iv:
         return
     files = [d / r["system"] / "harms.parquet" for r in res["meta"]["runs"]]

@@ -10,8 +10,9 @@ A day, in order:
 1. **Records behind clawbacks**: every official record filed today that counts towards a list with a
    clawback becomes the citizen's latest such record of that list (its id: ``day << 32 | row``).
 2. **Refunds**: a clawback whose record was retracted today in the official view (an upheld objection)
-   is refunded exactly (``refunded`` += the amount taken) and the sanction's flat ``compensation`` is
-   paid (``compensated``); each clawback at most once.
+   is refunded exactly: what it took of each balance goes back to that balance (the benefits are the
+   citizen's again, so a later, rightful clawback can take them), ``refunded`` += the amount taken,
+   and the sanction's flat ``compensation`` is paid (``compensated``); each clawback at most once.
 3. **Clawbacks**: each official stay beginning today on a list with a clawback sanction takes
    ``amount`` plus ``share_of`` x each named balance (which goes down by that much) into ``taken``,
    tied to the citizen's latest record of that list (the record the stay rests on).
@@ -53,9 +54,11 @@ def _empty_claws() -> tuple[np.ndarray, ...]:
 class MoneyBook:
     """What the stage remembers (checkpointed with the loop): per clawback list and citizen the latest
     official record counting towards it (-1: none), and every clawback taken (:data:`CLAW_COLUMNS`;
-    ``refunded`` is the day it was refunded, -1 while it stands)."""
+    ``refunded`` is the day it was refunded, -1 while it stands) with what it took of each balance
+    (``parts``, one row per clawback, one column per money column)."""
 
     last_rid: np.ndarray
+    parts: np.ndarray
     claws: tuple[np.ndarray, ...] = field(default_factory=_empty_claws)
 
 
@@ -73,7 +76,8 @@ class Money:
         self.econ: Economy = plan.econ
         self.seed = seed
         self.claw_lists = np.unique(self.econ.claw_list)
-        self.book = MoneyBook(np.full((self.claw_lists.shape[0], st.n), -1, np.int64))
+        self.book = MoneyBook(np.full((self.claw_lists.shape[0], st.n), -1, np.int64),
+                              np.zeros((0, len(self.econ.money)), np.float64))
 
     @staticmethod
     def _move(st: State, r: MoneyDay, cit: np.ndarray, col: int, amount: np.ndarray) -> None:
@@ -110,6 +114,9 @@ class Money:
             return
         cit, amount, san = claws[1][hit], claws[4][hit], claws[2][hit]
         claws[5][hit] = d.day
+        parts = self.book.parts[hit]
+        for c in np.flatnonzero(parts.any(axis=0)).tolist():
+            self._move(st, r, cit, c, parts[:, c])
         self._move(st, r, cit, econ.col(REFUNDED), amount)
         comp = econ.claw_comp[san]
         paid = comp > 0
@@ -126,10 +133,12 @@ class Money:
             if cit.shape[0] == 0:
                 continue
             amount = np.full(cit.shape[0], econ.claw_amount[k])
+            parts = np.zeros((cit.shape[0], len(econ.money)))
             for c in np.flatnonzero(econ.claw_share[k]).tolist():
-                part = econ.claw_share[k, c] * st.money[c, cit]
-                self._move(st, r, cit, c, -part)
-                amount = amount + part
+                parts[:, c] = econ.claw_share[k, c] * st.money[c, cit]
+                self._move(st, r, cit, c, -parts[:, c])
+                amount = amount + parts[:, c]
+            self.book.parts = np.concatenate([self.book.parts, parts])
             self._move(st, r, cit, econ.col(TAKEN), amount)
             rid = self.book.last_rid[int(np.searchsorted(self.claw_lists, li)), cit]
             n = cit.shape[0]
