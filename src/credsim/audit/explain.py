@@ -131,6 +131,8 @@ def explain(run_dir: str | Path, citizen: int) -> Explanation:
             entry["what"] = "listed" if value > 0 else "delisted"
         elif stage == "grade":
             entry["what"] = "grade"
+        elif stage == "money":
+            entry["amount"] = value
         timeline.append(entry)
     order = {"event": 0, "record": 1, "grade": 2, "listed": 3, "delisted": 3, "denied": 4, "rewarded": 4}
     timeline.sort(key=lambda t: (t["day"], order.get(t["what"], 5)))

@@ -161,6 +161,10 @@ def render(ex: Any, show_all: bool = False, console: Console | None = None) -> N
             t.add_row(str(e["day"]), "[bold]DENIED[/bold]", lab.name(item), f"{e['detail']}{wrong}")
         elif what == "rewarded":
             t.add_row(str(e["day"]), "rewarded", item, e["detail"])
+        elif what == "outcome":
+            t.add_row(str(e["day"]), "outcome", item, "of an allowed attempt")
+        elif what == "money":
+            t.add_row(str(e["day"]), "money", item, f"{e['amount']:+,.2f} to the {item} balance")
     c.print(t)
     if hidden:
         c.print("[dim]hidden: " + ", ".join(f"{v} {k}" for k, v in hidden.items()) + " (--all shows them)[/dim]")
