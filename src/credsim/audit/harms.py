@@ -34,7 +34,7 @@ from pathlib import Path
 import duckdb
 
 from credsim.audit.counterfactuals import HARMS, Counterfactual
-from credsim.audit.money import has_money, money_columns, money_totals
+from credsim.audit.money import declared_balances, has_money, money_columns, money_totals
 from credsim.store import add_file, read_manifest
 
 HARMS_FILE = "harms.parquet"
@@ -67,9 +67,9 @@ def _harm_columns(cf: Counterfactual, alias: str | None, side: str = "s") -> lis
             f"(({less} > 0) AND ({more} = 0))::INT AS {h}_reversed"]
 
 
-def harms_sql(rep: Replicate, dims: list[str], money: bool = False) -> str:
-    """The per-citizen harms table of one replicate, as SQL over the runs' Parquet files (``money``: the run
-    has money balances, see :mod:`credsim.audit.money`)."""
+def harms_sql(rep: Replicate, dims: list[str], money: list[str] | None = None) -> str:
+    """The per-citizen harms table of one replicate, as SQL over the runs' Parquet files (``money``: the
+    run's declared money balances when it has money, see :mod:`credsim.audit.money`; None: no money)."""
     cols = ["s.citizen"] + [f's."{d}"::VARCHAR AS "{d}"' for d in dims]
     cols += ["s.n_denied AS denied", "(s.n_denied > 0)::INT AS sanctioned", "s.n_records_adverse AS adverse_records",
              "s.n_records_false AS false_records", "(s.n_rewarded > 0)::INT AS rewarded"]
@@ -85,8 +85,8 @@ def harms_sql(rep: Replicate, dims: list[str], money: bool = False) -> str:
         # in place of the system run; when that one was not needed (nothing to remove), the system is it
         side = aliases.get(cf.versus, "s") if cf.versus else "s"
         cols += _harm_columns(cf, aliases.get(cf.harm), side)
-    if money:
-        cols += money_columns(aliases.get(BY_HARM_WRONGFUL))
+    if money is not None:
+        cols += money_columns(aliases.get(BY_HARM_WRONGFUL), money)
     if rep.baseline is not None:
         joins.append(f"JOIN read_parquet('{_q(rep.baseline / 'citizens.parquet')}') b USING (citizen)")
         cols += ["(s.n_infractions - b.n_infractions)::BIGINT AS system_infractions",
@@ -102,7 +102,8 @@ def write_harms(rep: Replicate) -> dict[str, float]:
     target = rep.system / HARMS_FILE
     con = duckdb.connect()
     try:
-        sql = harms_sql(rep, dims, has_money(con, f"read_parquet('{_q(rep.system / 'citizens.parquet')}')"))
+        cit = f"read_parquet('{_q(rep.system / 'citizens.parquet')}')"
+        sql = harms_sql(rep, dims, declared_balances(con, cit) if has_money(con, cit) else None)
         con.execute(f"COPY ({sql}) TO '{_q(target)}' (FORMAT parquet, COMPRESSION zstd)")
         totals = harm_totals(con, f"read_parquet('{_q(target)}')")
     finally:

@@ -13,6 +13,9 @@ Columns added to ``harms.parquet`` when the run has money (``money_taken`` in ``
 ``wrongful_money_taken``     taken in the run minus taken without false records
 ``wrongful_money_refunded``  refunded in the run minus refunded without false records
 ``wrongful_money``           the net money taken wrongly: ``wrongful_money_taken - wrongful_money_refunded``
+``wrongful_compensated``     compensation in the run minus compensation without false records
+``wrongful_<balance>``       each declared balance (``money: [...]``) in the run minus without false records:
+                             e.g. benefits not paid while wrongly listed (negative), arrears added
 
 Intervals: within one run, a group's sum is given with a normal 95% interval of a sum of the
 group's citizens' values treated as independent draws (``n x mean +- 1.96 sqrt(n) sd``: the
@@ -37,29 +40,47 @@ Z95 = 1.959964
 
 def has_money(con: duckdb.DuckDBPyConnection, citizens: str) -> bool:
     """Whether a run's citizens table (a ``read_parquet(...)`` expression) has money balances."""
-    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {citizens}").fetchall()]
-    return money_column(TAKEN) in cols
+    return money_column(TAKEN) in _columns(con, citizens)
 
 
-def money_columns(alias: str | None, side: str = "s") -> list[str]:
+def _columns(con: duckdb.DuckDBPyConnection, citizens: str) -> list[str]:
+    return [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {citizens}").fetchall()]
+
+
+def declared_balances(con: duckdb.DuckDBPyConnection, citizens: str) -> list[str]:
+    """The scenario's own money balances (``money: [...]``) found in a citizens table, in order."""
+    engine = {money_column(c) for c in (TAKEN, REFUNDED, COMPENSATED)}
+    head = money_column("")
+    return [c.removeprefix(head) for c in _columns(con, citizens) if c.startswith(head) and c not in engine]
+
+
+def money_columns(alias: str | None, balances: list[str], side: str = "s") -> list[str]:
     """The SQL of the money harm columns: ``side`` (the system run) against ``alias`` (no false records)."""
     t, r, c = money_column(TAKEN), money_column(REFUNDED), money_column(COMPENSATED)
     cols = [f"({side}.{t} - {side}.{r}) AS money_taken_net", f"{side}.{c} AS money_compensated"]
     if alias is None:  # the scenario has no false records: nothing is taken wrongly
-        return cols + ["0.0 AS wrongful_money_taken", "0.0 AS wrongful_money_refunded", "0.0 AS wrongful_money"]
+        return cols + ["0.0 AS wrongful_money_taken", "0.0 AS wrongful_money_refunded", "0.0 AS wrongful_money",
+                       "0.0 AS wrongful_compensated"] + [f"0.0 AS wrongful_{b}" for b in balances]
     return cols + [f"({side}.{t} - {alias}.{t}) AS wrongful_money_taken",
                    f"({side}.{r} - {alias}.{r}) AS wrongful_money_refunded",
-                   f"(({side}.{t} - {alias}.{t}) - ({side}.{r} - {alias}.{r})) AS wrongful_money"]
+                   f"(({side}.{t} - {alias}.{t}) - ({side}.{r} - {alias}.{r})) AS wrongful_money",
+                   f"({side}.{c} - {alias}.{c}) AS wrongful_compensated"] + [
+        f'({side}."{money_column(b)}" - {alias}."{money_column(b)}") AS "wrongful_{b}"' for b in balances]
 
 
 def money_totals(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, float]:
     """Sums over citizens for the audit's scalars: ``harm.wrongful.money_taken_net`` (net money taken wrongly),
     ``harm.wrongful.money_taken``, ``harm.wrongful.money_refunded`` and ``harm.wrongful.citizens_out_of_pocket``
     (citizens whose net money taken wrongly is above 0)."""
-    row = con.execute(f"SELECT sum(wrongful_money), sum(wrongful_money_taken), sum(wrongful_money_refunded), "
-                      f"count(*) FILTER (WHERE wrongful_money > 0) FROM {table}").fetchone()
+    extra = [c for c in _columns(con, table) if c.startswith("wrongful_") and c not in (
+        "wrongful_denials", "wrongful_sanctioned", "wrongful_reversed", "wrongful_money", "wrongful_money_taken",
+        "wrongful_money_refunded")]
+    row = con.execute("SELECT sum(wrongful_money), sum(wrongful_money_taken), sum(wrongful_money_refunded), "
+                      "count(*) FILTER (WHERE wrongful_money > 0)"
+                      + "".join(f', sum("{c}")' for c in extra) + f" FROM {table}").fetchone()
     assert row is not None
-    keys = ("money_taken_net", "money_taken", "money_refunded", "citizens_out_of_pocket")
+    keys = ["money_taken_net", "money_taken", "money_refunded", "citizens_out_of_pocket"]
+    keys += [c.removeprefix("wrongful_") for c in extra]  # compensated, and each declared balance
     return {f"harm.wrongful.{k}": float(v or 0.0) for k, v in zip(keys, row, strict=True)}
 
 
@@ -121,4 +142,10 @@ def run_money(run_dir: Path, dims: list[str]) -> dict[str, Any]:
     harms = run_dir / "harms.parquet"
     if harms.exists():
         out["wrongful"] = group_sums(harms, dims)
+        con = duckdb.connect()
+        try:
+            table = f"read_parquet('{_q(harms)}')"
+            out["other"] = {k.removeprefix("harm.wrongful."): v for k, v in money_totals(con, table).items()}
+        finally:
+            con.close()
     return out

@@ -130,6 +130,13 @@ def show_money(m: dict[str, Any], console: Console) -> None:
     console.print(money_table(m["wrongful"], "money taken wrongly = (taken - refunded) minus the same without "
                               "false records, citizen by citizen (same seed)"))
     console.print(money_intervals(m["wrongful"]))
+    other = m.get("other", {})
+    console.print("Against the same run without false records (sums over citizens): taken "
+                  f"{other.get('money_taken', 0.0):+,.0f}, refunded {other.get('money_refunded', 0.0):+,.0f}, "
+                  + ", ".join(f"{k} {v:+,.0f}" for k, v in other.items()
+                              if k not in ("money_taken_net", "money_taken", "money_refunded",
+                                           "citizens_out_of_pocket"))
+                  + f"; {other.get('citizens_out_of_pocket', 0.0):,.0f} citizens out of pocket.")
 
 
 @app.command("redress")

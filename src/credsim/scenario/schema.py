@@ -327,7 +327,7 @@ class Sanction(Strict):
         "back every benefit kept); the balance goes down by what is taken")
     compensation: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = Field(
         default=0.0, description="clawback: a flat sum paid, besides the refund, when the record behind the "
-        "clawback is retracted (e.g. N5's 30,000)")
+        "clawback is retracted (e.g. NL5's 30,000)")
 
     @model_validator(mode="after")
     def _attempts_for_effect(self) -> Sanction:
