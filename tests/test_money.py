@@ -73,7 +73,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     system = credsim.run(copy.deepcopy(SCEN), out=root / "system").dir
     cf = apply(BY_HARM["wrongful"], credsim.load_scenario(copy.deepcopy(SCEN)))
     assert cf is not None
-    clean = credsim.run(cf, out=root / "clean").dir
+    clean = credsim.run(cf, out=root / "clean", overrides={"run.trace": 0}).dir  # its traces are not read
     write_harms(Replicate(11, system, None, {"wrongful": clean}))
     tr = pq.read_table(system / "traces.parquet").to_pandas()
     for c in ("stage", "item", "view"):
@@ -220,6 +220,10 @@ def test_redress_command_shows_money_taken_wrongly_by_group(runs: dict[str, Any]
      "behaviours.finance.loan.state[0].list", "a list"),
     ({"behaviours": {"finance.loan": {"state": [{"money": {"column": "cash", "above": 0}, "multiplier": 2}]}}},
      "behaviours.finance.loan.state[0].money.column", "a money column"),
+    ({"behaviours": {"finance.loan": {"state": [{"grades": ["D"], "multiplier": 2}]}}},
+     "behaviours.finance.loan.state[0].grades[0]", "a grade"),
+    ({"behaviours": {"finance.loan": {"state": [{"score": {"of": "model", "max": 500}, "multiplier": 2}]}}},
+     "behaviours.finance.loan.state[0].score.of", "scoring.model is missing"),
     ({"behaviours": {"finance.loan": {"state": [{"multiplier": 2}]}}},
      "behaviours.finance.loan.state[0]", "at least one of list, grades, score, money"),
     ({"behaviours": {"finance.loan": {"state": [{"list": "clawback", "multiplier": 40}]}}},
