@@ -149,3 +149,24 @@ def run_money(run_dir: Path, dims: list[str]) -> dict[str, Any]:
         finally:
             con.close()
     return out
+
+
+def net_taken_wrongly(run_dir: Path, no_false: Path | None) -> float | None:
+    """Sum over citizens of (taken - refunded) in the run minus the same without false records (same seed);
+    None when the run has no money, 0 when there is no counterfactual (the scenario has no false records)."""
+    cit = run_dir / "citizens.parquet"
+    con = duckdb.connect()
+    try:
+        src = f"read_parquet('{_q(cit)}')"
+        if not has_money(con, src):
+            return None
+        t, r = money_column(TAKEN), money_column(REFUNDED)
+        mine = con.execute(f"SELECT sum({t} - {r}) FROM {src}").fetchone()
+        if no_false is None:
+            return 0.0
+        theirs = con.execute(f"SELECT sum({t} - {r}) FROM read_parquet('{_q(no_false / 'citizens.parquet')}')"
+                             ).fetchone()
+    finally:
+        con.close()
+    assert mine is not None and theirs is not None
+    return float(mine[0] or 0.0) - float(theirs[0] or 0.0)

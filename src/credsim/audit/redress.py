@@ -46,6 +46,7 @@ import numpy as np
 
 from credsim.api import run as run_api
 from credsim.audit.counterfactuals import BY_HARM, apply
+from credsim.audit.money import net_taken_wrongly
 from credsim.audit.stats import interval, kaplan_meier, km_quantile
 from credsim.names import APPEAL_BACKLOG, EXIT_ROUTES, INVESTIGATED, INVESTIGATED_TRUE
 from credsim.scenario.keypath import dump
@@ -345,6 +346,9 @@ def what_if(scenario: str | Path | Scenario, out: str | Path, *, replicates: int
             per[key]["days_to_correction"].append(ttc["mean"])
             per[key]["corrected_false"].append(float(ttc["n"]))
             per[key]["wrongful_days_before_correction"].append(fig["wrongful_days_before_correction"]["sum"])
+            money = net_taken_wrongly(main, runs["no_false"])  # a sum of per-citizen differences (money.py)
+            if money is not None:
+                per[key].setdefault("money_taken_wrongly", []).append(money)
     result: dict[str, Any] = {"scenario": scen.name, "seeds": seeds, "population": population, "days": days,
                               "variants": {k: w for k, (w, _t) in VARIANTS.items()},
                               "wrongful_days_means": "sum over citizens of days listed minus days listed in the "

@@ -191,16 +191,24 @@ def redress_cmd(
         fail(f"cannot write the what-if directory: {exc}")
     t = Table(title=f"{res['scenario']}: what-if of redress rules, {len(res['seeds'])} seed(s) "
                     "(mean [95% t interval]; change = paired by seed)", title_justify="left")
-    for col in ("variant", "wrongful days", "change", "days to correction", "change", "false records corrected"):
+    with_money = "money_taken_wrongly" in res["figures"]["as_is"]
+    cols = ["variant", "wrongful days", "change", "days to correction", "change", "false records corrected"]
+    for col in cols + (["money taken wrongly", "change"] if with_money else []):
         t.add_column(col, justify="left" if col == "variant" else "right")
     for key, row in res["figures"].items():
         w, r, n = row["wrongful_days"], row["days_to_correction"], row["corrected_false"]
-        t.add_row(key.replace("_", " "), _iv(w), _iv(w["change_vs_as_is"]) if "change_vs_as_is" in w else "",
-                  _iv(r), _iv(r["change_vs_as_is"]) if "change_vs_as_is" in r else "", _iv(n))
+        cells = [key.replace("_", " "), _iv(w), _iv(w["change_vs_as_is"]) if "change_vs_as_is" in w else "",
+                 _iv(r), _iv(r["change_vs_as_is"]) if "change_vs_as_is" in r else "", _iv(n)]
+        if with_money:
+            m = row["money_taken_wrongly"]
+            cells += [_iv(m), _iv(m["change_vs_as_is"]) if "change_vs_as_is" in m else ""]
+        t.add_row(*cells)
     out.print(t)
     out.print("wrongful days: days listed minus days listed in the same variant without false records, citizen by "
               "citizen, summed; days to correction: mean days from the filing of a false record to its correction "
-              "(upheld objections corrected within the run).")
+              "(upheld objections corrected within the run)."
+              + (" money taken wrongly: (taken - refunded) minus the same without false records, summed over "
+                 "citizens." if with_money else ""))
     if len(res["seeds"]) < 5:
         out.print(f"Warning: {len(res['seeds'])} seed(s); intervals need k >= 5 to mean much.")
     out.print(f"figures: {where / ar.WHAT_IF_FILE}   runs: {where / 'runs'}   ({time.perf_counter() - t0:.1f} s)")
