@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 
-from credsim.scenario.economy import check_economy
+from credsim.scenario.economy_check import check_economy
 from credsim.scenario.schema import ASSOCIATION_DOMAIN, Scenario
 
 
