@@ -284,7 +284,10 @@ class Runner:
         _sys, base = self.run_dirs(name)
         if base is None:
             return None
-        key = (str(base), (base / "manifest.json").stat().st_mtime)
+        # keyed by what determines the run (scenario hash and seed), not by folder: every policy tried on
+        # the same citizens shares one baseline, copied from the cache into each audit directory
+        man = read_json_object(base / "manifest.json", MANIFEST_BYTES)
+        key = (f"baseline:{man.get('scenario_hash')}:{man.get('seed')}:{man.get('status')}", 0.0)
         with self._lock:
             hit = self._results.get(key)
         if hit is not None:
