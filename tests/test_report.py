@@ -180,3 +180,59 @@ def test_compare_header_warning_and_shared_axes(runs: tuple[Path, Path, Path], t
     same = (tmp_path / "same.html").read_text()
     assert "share their random numbers" in same and "Warning: different sizes" not in same
     assert "Scenario: A is city points, B is baseline." in same
+
+
+LABELLED = """name: labelled
+extends: city-points
+label: Points city
+behaviours:
+  travel.flight_attempt: {label: air tickets}
+lists:
+  court_defaulters: {label: list of dishonest debtors}
+sanctions:
+  court_travel_ban: {label: travel ban for debtors}
+population:
+  labels:
+    occupation: {label: line of work, values: {journalist: reporters}}
+"""
+
+
+def test_scenario_labels_reach_every_page(tmp_path: Path) -> None:
+    """A scenario's own words replace the made-up ones in the result, the report and explain."""
+    from credsim.audit import load_result
+    from credsim.report.labels import for_run, from_result, from_scenario
+
+    path = tmp_path / "labelled.yaml"
+    path.write_text(LABELLED)
+    run = credsim.run(str(path), population=1500, days=30, seed=3, out=tmp_path / "run").dir
+    res = load_result(run)
+    lab = from_result(res)
+    assert res["meta"]["labels"]["travel.flight_attempt"] == "air tickets"
+    assert lab.name("court_defaulters") == "list of dishonest debtors"
+    assert lab.group("occupation", "journalist") == "line of work: reporters"
+    assert lab.metric("denied.travel.flight_attempt").endswith(": air tickets")
+    assert for_run(run).name("court_travel_ban") == "travel ban for debtors"  # explain reads the run's scenario
+    r = CliRunner().invoke(app, ["report", str(run)])
+    assert r.exit_code == 0, r.output
+    html = (run / "report.html").read_text()
+    assert "list of dishonest debtors" in html and "line of work: " in html and "occupation:" not in html
+    assert "Points city" in html.split("</title>")[0]
+    # grades and values used by one dimension only are found by their bare names too
+    given = from_scenario({"name": "x", "population": {"groups": {"a": {"u": 1.0}}, "labels": {"a": {"values": {
+        "u": "you"}}}}, "scoring": {"grades": {"bands": [{"name": "AAA", "min": 1, "label": "top"}, {"name": "B"}]}}})
+    assert given == {"a=u": "you", "u": "you", "AAA": "top"}
+
+
+@pytest.mark.parametrize(("yaml_tail", "expected"), [
+    ("population:\n  labels: {job: {label: work}}\n", "labels names dimension 'job'"),
+    ("population:\n  labels: {occupation: {values: {poet: poets}}}\n", "labels.occupation.values names 'poet'"),
+    ("lists:\n  court_defaulters: {label: '<b>debtors</b>'}\n", "lists.court_defaulters.label"),
+])
+def test_bad_labels_are_refused_with_the_key_path(tmp_path: Path, yaml_tail: str, expected: str) -> None:
+    from credsim.scenario.load import ScenarioError, load_scenario
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nextends: city-points\n" + yaml_tail)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    assert expected in str(err.value)

@@ -42,6 +42,7 @@ from credsim.audit.harms import HARMS_FILE, Replicate, harm_totals, write_harms
 from credsim.audit.metrics import pool_recovery, run_figures
 from credsim.audit.stats import interval
 from credsim.report import write_report
+from credsim.report.labels import from_scenario
 from credsim.safeio import AUDIT_JSON_BYTES, read_json_object
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import Overrides, load_scenario, run_overrides
@@ -282,6 +283,9 @@ def assemble(pairs: Sequence[Replicate | tuple[Path, Path | None]], root: Path |
             "runs": [{"seed": r.seed, "system": rel_path(r.system), "baseline": rel_path(r.baseline),
                       "counterfactuals": {h: rel_path(d) for h, d in r.counterfactuals.items()}} for r in reps],
             "harms": harms_meta, "reference": fair["reference"], "warnings": _warnings(len(reps), sys_figs)}
+    given = from_scenario(read_manifest(reps[0].system)["scenario"])
+    if given:  # readers' words from the scenario's label fields (absent: words made from the names)
+        meta["labels"] = given
     return _clean({"meta": meta, "first": first, "replicates": [
         {"seed": f["run"]["seed"], "system": f["scalars"], "baseline": b["scalars"] if b else None}
         for f, b in zip(sys_figs, base_figs, strict=True)],

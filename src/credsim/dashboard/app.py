@@ -36,7 +36,8 @@ from credsim.dashboard import settings as st
 from credsim.dashboard import views
 from credsim.dashboard.runs import Runner
 from credsim.memory import MemoryRefused
-from credsim.report.labels import words
+from credsim.report.labels import Labels, from_scenario
+from credsim.scenario.keypath import dump
 from credsim.scenario.load import Problem, ScenarioError, builtin_names, dump_yaml, load_scenario
 from credsim.scenario.schema import Scenario
 
@@ -278,6 +279,7 @@ class Dashboard:
         """The knob controls, at the scenario's values or at ``given`` ones (from the address)."""
         given = given or {}
         out: list[Any] = []
+        words = Labels(from_scenario(dump(scen))).name
         for k in kn.knobs_for(scen):
             kid = {"type": "knob", "id": k.id}
             value = given.get(k.id, k.value)
