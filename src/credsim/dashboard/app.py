@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 
 import dash
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from plotly.offline import get_plotlyjs
 
 from credsim import security
 from credsim.audit.explain import NotTraced, explain, find_cases
@@ -36,6 +37,7 @@ from credsim.dashboard import settings as st
 from credsim.dashboard import views
 from credsim.dashboard.runs import Runner
 from credsim.memory import MemoryRefused
+from credsim.report.html import PLOTLY_FILE
 from credsim.report.labels import Labels, from_scenario
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import Problem, ScenarioError, builtin_names, dump_yaml, load_scenario
@@ -215,7 +217,8 @@ class Dashboard:
                 html.Div(id="knobs"),
                 html.H3("4. Take it away"),
                 html.Button("Download scenario (YAML)", id="btn-yaml", className="secondary", n_clicks=0),
-                html.Button("Download report (HTML)", id="btn-report", className="secondary", n_clicks=0),
+                html.Button("Download report (zip: HTML + plotly.js)", id="btn-report", className="secondary",
+                            n_clicks=0),
                 html.Div(id="download-message", className="message", role="alert"),
                 dcc.Download(id="dl-yaml"), dcc.Download(id="dl-report"),
             ], className="side"),
@@ -309,7 +312,14 @@ class Dashboard:
                 return Response(f"refused: {exc}\n", status=403, mimetype="text/plain")
             except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
                 return Response(f"no report: {exc}\n", status=404, mimetype="text/plain")
+            # the page names plotly.js beside it; from the server that is one shared file
+            page = page.replace(f'src="{PLOTLY_FILE}"', f'src="/report-assets/{PLOTLY_FILE}"')
             return Response(page, mimetype="text/html")
+
+        @server.route(f"/report-assets/{PLOTLY_FILE}")
+        def plotly_js() -> Response:
+            return Response(get_plotlyjs(), mimetype="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     # ---- callbacks -----------------------------------------------------------------------------------------
     def _callbacks(self, app: dash.Dash) -> None:
@@ -519,7 +529,7 @@ class Dashboard:
         def ok() -> tuple[Any, ...]:
             if not isinstance(current, str):
                 return no_update, "Run a policy first: the report is written for the latest run."
-            return dcc.send_string(self.runner.report_html(current), f"report-{current.replace('/', '_')}.html"), ""
+            return dcc.send_bytes(self.runner.report_zip(current), f"report-{current.replace('/', '_')}.zip"), ""
         return self._guard(ok, lambda m: (no_update, m))
 
     def on_list(self, _clicks: Any, _tab: Any, current: Any, explain_run: Any) -> tuple[Any, ...]:
