@@ -204,7 +204,7 @@ def test_scenario_labels_reach_every_page(tmp_path: Path) -> None:
 
     path = tmp_path / "labelled.yaml"
     path.write_text(LABELLED)
-    run = credsim.run(str(path), population=1500, days=30, seed=3, out=tmp_path / "run").dir
+    run = credsim.run(str(path), population=800, days=20, seed=3, out=tmp_path / "run").dir
     res = load_result(run)
     lab = from_result(res)
     assert res["meta"]["labels"]["travel.flight_attempt"] == "air tickets"
@@ -236,3 +236,36 @@ def test_bad_labels_are_refused_with_the_key_path(tmp_path: Path, yaml_tail: str
     with pytest.raises(ScenarioError) as err:
         load_scenario(path)
     assert expected in str(err.value)
+
+
+def test_time_series_and_group_charts_show_every_replicate(tmp_path: Path) -> None:
+    """With several replicates, lines are means with a min–max band and group bars carry min–max whiskers."""
+    from credsim.audit.paired import assemble
+
+    every_grade = {**WRONGFUL_PRONE, "sanctions.low_grade_no_loans.when.grades": ["AAA", "AA", "A", "B", "C", "D"]}
+    dirs = [credsim.run("city-points", population=800, days=25, seed=s, out=tmp_path / f"s{s}",
+                        overrides=every_grade).dir for s in (2, 3)]
+    res = assemble([(d, None) for d in dirs])
+    col = f"listed.{res['first']['lists'][0]}"
+    per_run = [r["series"][col] for r in res["replicates"]]
+    sp = charts.spread(res, col)
+    assert sp is not None and sp.k == 2
+    for day, (a, b) in enumerate(zip(*per_run, strict=True)):
+        assert sp.lo[day] == min(a, b) and sp.hi[day] == max(a, b) and sp.mean[day] == (a + b) / 2
+    chart = charts.list_sizes(res)
+    assert chart.fig is not None
+    filled = [t for t in chart.fig.data if t.fill == "tonexty"]
+    assert filled and list(filled[0].y) == sp.hi
+    assert "lowest to the highest replicate" in chart.caption and "First of" not in chart.caption
+    assert list(chart.fig.data[2].y) == sp.mean  # the official line is the mean, drawn over its band
+    bars = charts.denied_by_group(res)
+    assert bars.fig is not None and "min–max" in bars.caption
+    denied = bars.fig.data[0]
+    rates = {(g["dimension"], g["group"]): [] for g in res["replicates"][0]["groups"]}
+    for r in res["replicates"]:
+        for g in r["groups"]:
+            rates[(g["dimension"], g["group"])].append(1000 * g["denied.total"] / g["population"])
+    labels = {charts.from_result(res).group(*kg): v for kg, v in rates.items()}
+    for y, x, up, down in zip(denied.y, denied.x, denied.error_x.array, denied.error_x.arrayminus, strict=True):
+        assert x == pytest.approx(sum(labels[y]) / 2)
+        assert x + up == pytest.approx(max(labels[y])) and x - down == pytest.approx(min(labels[y]))

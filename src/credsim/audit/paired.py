@@ -287,10 +287,24 @@ def assemble(pairs: Sequence[Replicate | tuple[Path, Path | None]], root: Path |
     if given:  # readers' words from the scenario's label fields (absent: words made from the names)
         meta["labels"] = given
     return _clean({"meta": meta, "first": first, "replicates": [
-        {"seed": f["run"]["seed"], "system": f["scalars"], "baseline": b["scalars"] if b else None}
+        {"seed": f["run"]["seed"], "system": f["scalars"], "baseline": b["scalars"] if b else None,
+         **(_spread_inputs(f) if len(reps) > 1 else {})}
         for f, b in zip(sys_figs, base_figs, strict=True)],
         "intervals": intervals, "effects": effects, "effects_by_group": by_group, "fairness": fair,
         "recovery": recovery, "observed_by_group": _observed_by_group([r.system for r in reps])})
+
+
+def _spread_inputs(figs: dict[str, Any]) -> dict[str, Any]:
+    """What the report needs of each replicate to draw its spread: stock series and per-group denials.
+
+    Charts over time and by group show every replicate's range, not the first replicate alone;
+    kept only when there are several replicates, so a one-replicate audit.json is as before.
+    """
+    stocks = ("grade.", "shadow_grade.", "listed.", "shadow_listed.")
+    series = {k: v for k, v in figs["series"].items() if k == "day" or k.startswith(stocks)}
+    groups = [{k: g.get(k) for k in ("dimension", "group", "population", "denied.total", "wrongful.total")}
+              for g in figs["groups"]]
+    return {"series": series, "groups": groups}
 
 
 def _inside(audit_dir: Path, name: object) -> Path:
