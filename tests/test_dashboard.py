@@ -117,6 +117,9 @@ def _wait(job, limit: float = 120.0) -> None:  # type: ignore[no-untyped-def]
 
 def test_paired_runs_write_an_audit_directory_and_reuse_the_baseline(tmp_path: Path) -> None:
     d = Dashboard(tmp_path / "runs")
+    warm = d.runner.warm_up(d.base_scenario("city-points"))  # what `credsim dashboard` does at start
+    warm.join(120)
+    assert not warm.is_alive() and list((tmp_path / "runs").iterdir()) == []  # it leaves nothing behind
     scen, changes = d.build("city-points", {"points_per_infraction": 2}, 2000, 20, 5)
     job = d.runner.start(scen, changes)
     with pytest.raises(RuntimeError, match="already in progress"):

@@ -26,6 +26,7 @@ import io
 import json
 import os
 import shutil
+import tempfile
 import threading
 import time
 import traceback
@@ -208,6 +209,28 @@ class Runner:
             pass
         self._remember(out, result)
         job.phase = "done"
+
+    def warm_up(self, scen: Scenario) -> threading.Thread:
+        """Run ``scen`` tiny (500 citizens, 10 days) and assemble it, in the background, once at server start.
+
+        The first run of a fresh process otherwise pays for loading (or compiling) the engine's kernels
+        and the audit's imports, which the page would count in its first result's time. Nothing is kept.
+        """
+        def work() -> None:
+            with tempfile.TemporaryDirectory(prefix="credsim-warm-") as tmp:
+                try:
+                    small = scen.model_copy(update={
+                        "population": scen.population.model_copy(update={"size": min(500, scen.population.size)}),
+                        "run": scen.run.model_copy(update={"days": min(10, scen.run.days), "trace": 0,
+                                                           "trace_ids": []})})
+                    run_api(small, out=Path(tmp) / "warm")
+                    assemble([(Path(tmp) / "warm", None)])
+                except Exception:  # a failed warm-up only means a slower first run
+                    traceback.print_exc()
+
+        t = threading.Thread(target=work, daemon=True, name="credsim-warm-up")
+        t.start()
+        return t
 
     # ---- browsing ------------------------------------------------------------------------------------------
     def list_runs(self) -> list[dict[str, Any]]:
