@@ -30,6 +30,7 @@ from credsim.scenario.load import load_scenario  # noqa: E402
 from tests.browser import CHROMIUM, chromium  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 RUN_TIMEOUT = 180_000  # ms; a paired run takes a few seconds on an idle machine
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium (scripts/setup-browser)")
@@ -340,6 +341,13 @@ def test_run_stays_in_view_and_the_phone_layout_fits(browser: Any, server: tuple
                 pg.wait_for_timeout(200)
                 box = pg.locator("#run").bounding_box()
                 assert box is not None and 0 <= box["y"] <= height - box["height"], box
+                # the form passes the same automated accessibility check as the report
+                pg.add_script_tag(path=str(AXE))
+                serious = pg.evaluate(
+                    "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+                    ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
+                    ".map(v => ({id: v.id, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))")
+                assert not serious, serious
             else:
                 overflow = pg.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 assert overflow <= 0, overflow
