@@ -343,10 +343,17 @@ def test_run_stays_in_view_and_the_phone_layout_fits(browser: Any, server: tuple
                 assert box is not None and 0 <= box["y"] <= height - box["height"], box
                 # the form passes the same automated accessibility check as the report
                 pg.add_script_tag(path=str(AXE))
-                serious = pg.evaluate(
+                found = pg.evaluate(
                     "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
                     ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
-                    ".map(v => ({id: v.id, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))")
+                    ".map(v => ({id: v.id, nodes: v.nodes.map(n => n.target.join(' '))}))")
+                # markup inside Dash's own components, which the page cannot change: the dropdown's hidden
+                # focus target, the upload's file input (its drop zone carries the words) and the
+                # checklist's option wrappers; every node of the page's own markup must pass
+                dash_own = {"aria-hidden-focus": ".dash-dropdown-focus-target", "label": 'input[type="file"]',
+                            "nested-interactive": "[data-option-index="}
+                serious = [(v["id"], n) for v in found for n in v["nodes"]
+                           if not (v["id"] in dash_own and dash_own[v["id"]] in n)]
                 assert not serious, serious
             else:
                 overflow = pg.evaluate("document.documentElement.scrollWidth - window.innerWidth")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import traceback
 from collections.abc import Callable
@@ -50,7 +51,8 @@ DEFAULT_DAYS = 90
 MAX_POPULATION = st.MAX_POPULATION
 MAX_DAYS = st.MAX_DAYS
 LIVE: dict[str, Any] = {"aria-live": "polite"}
-PROGRESS_ARIA: dict[str, Any] = {"aria-valuenow": "0", "aria-valuemin": "0", "aria-valuemax": "100"}
+PROGRESS_ARIA: dict[str, Any] = {"aria-valuenow": "0", "aria-valuemin": "0", "aria-valuemax": "100",
+                                 "aria-label": "progress of the run (both runs)"}
 USER_ERRORS = (ScenarioError, security.PathRefused, security.UploadRefused, NotTraced, MemoryRefused,
                FileNotFoundError, RuntimeError, ValueError)
 
@@ -69,7 +71,7 @@ header h1{margin:0;font-size:1.5em} header p{margin:.3em 0 0;color:#555}
 .knob .dash-options-list-option{display:flex;align-items:center;gap:.3em;font-size:.9em;margin:.1em 0}
 .tab-container .tab{padding:8px 12px!important;font-weight:600}
 .knob input[type=number]{width:9em;padding:.2em}
-.path{font-family:monospace;font-size:.72em;color:#888;word-break:break-all}
+.path{font-family:monospace;font-size:.72em;color:#595959;word-break:break-all}
 .help{font-size:.78em;color:#666}
 .row3{display:flex;gap:.5em} .row3 .knob input{width:6.5em}
 button{background:#1f5fa8;color:#fff;border:0;border-radius:4px;padding:.5em 1em;font-size:1em;cursor:pointer;
@@ -292,7 +294,10 @@ class Dashboard:
             else:
                 ctrl = dcc.Input(id=kid, type="number", value=value, step=k.step or "any", debounce=False)
             attr: dict[str, Any] = {"data-knob": k.id}
-            out.append(html.Div([html.Label(k.label), ctrl,
+            # a label names its control: the control's DOM id is Dash's rendering of the dict id
+            dom_id = json.dumps(kid, sort_keys=True, separators=(",", ":"))
+            out.append(html.Div([html.Label(k.label, htmlFor=dom_id if k.kind not in ("sensors", "sanctions")
+                                            else None), ctrl,
                                  html.Div(id={"type": "knob-msg", "id": k.id}, className="field-msg", role="alert"),
                                  html.Div(k.help, className="help"), html.Div(k.where, className="path")],
                                 className="knob", id={"type": "knob-box", "id": k.id}, **attr))
