@@ -263,7 +263,9 @@ def assemble(pairs: Sequence[Replicate | tuple[Path, Path | None]], root: Path |
                              "diff": interval([a - b for a, b in zip(sv, bv, strict=True)]).as_dict(),
                              "rel": interval(rel).as_dict()})
     seeds = [int(f["run"]["seed"]) for f in sys_figs]
-    fair = fairness.disparate_impact([r.system for r in reps], seeds, reference)
+    # one replicate: the pooled ratios are that run's own (same histograms, seed and references)
+    fair = (sys_figs[0]["fairness"] if len(reps) == 1
+            else fairness.disparate_impact([r.system for r in reps], seeds, reference))
     recovery = pool_recovery(sys_figs)
     for b in base_figs:
         if b is not None:
