@@ -16,9 +16,9 @@ views), so every figure in a report can be recomputed by hand with ``credsim sql
 
 from __future__ import annotations
 
-import copy
 import json
 import math
+import pickle
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ def _metric_end(con: duckdb.DuckDBPyConnection, metric: str, last: int) -> float
 # Figures of recently read runs, keyed by what identifies a run's content: the scenario hash, seed and
 # status with the manifest's modification time and size (a copied run keeps them: the dashboard copies
 # one cached baseline into the audit of every policy tried). Callers get copies, since they add to them.
-_RECENT: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+_RECENT: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
 _RECENT_MAX = 8
 
 
@@ -75,7 +75,7 @@ def run_figures(run_dir: str | Path, reference: dict[str, str] | None = None,
            json.dumps(reference, sort_keys=True), json.dumps(intersections))
     hit = _RECENT.get(key) if man.get("scenario_hash") else None
     if hit is not None:
-        out = copy.deepcopy(hit)
+        out: dict[str, Any] = pickle.loads(hit)
         out["run"]["dir"] = str(run_dir)
         return out
     scen = man["scenario"]
@@ -84,7 +84,7 @@ def run_figures(run_dir: str | Path, reference: dict[str, str] | None = None,
         figs = _figures(con, run_dir, man, scen, reference, intersections)
     finally:
         con.close()
-    _RECENT[key] = copy.deepcopy(figs)
+    _RECENT[key] = pickle.dumps(figs, protocol=pickle.HIGHEST_PROTOCOL)  # in-memory frozen copy (never a file)
     while len(_RECENT) > _RECENT_MAX:
         _RECENT.popitem(last=False)
     return figs
