@@ -126,7 +126,12 @@ def test_paired_runs_write_an_audit_directory_and_reuse_the_baseline(tmp_path: P
         d.runner.start(scen, changes)  # one run at a time
     _wait(job)
     out = job.out
-    assert {"audit.json", "report.html", "scenario.yaml", "runs"} <= {p.name for p in out.iterdir()}
+    assert {"audit.json", "scenario.yaml", "runs"} <= {p.name for p in out.iterdir()}
+    t0 = time.perf_counter()
+    while not job.report_written:  # written once the page has its numbers
+        assert time.perf_counter() - t0 < 60, "report.html was not written"
+        time.sleep(0.05)
+    assert (out / "report.html").is_file() and (out / PLOTLY_FILE).is_file()
     # the downloaded/edited scenario is the one that ran
     assert scenario_hash(load_scenario(out / "scenario.yaml")) == scenario_hash(scen)
     meta = json.loads((out / "audit.json").read_text())["meta"]

@@ -45,6 +45,7 @@ from credsim import security
 from credsim.api import run as run_api
 from credsim.audit.paired import assemble, counterfactual, load_result
 from credsim.memory import MemoryRefused, check_memory
+from credsim.report import write_report
 from credsim.report.html import PLOTLY_FILE
 from credsim.safeio import AUDIT_JSON_BYTES, MANIFEST_BYTES, read_json_object, read_text
 from credsim.scenario.load import ScenarioError, dump_yaml, scenario_hash
@@ -74,6 +75,7 @@ class Job:
     wall: float = 0.0
     baseline_cached: bool = False
     cancelled: bool = False  # asked to stop: the run ends after its current day
+    report_written: bool = False  # report.html is written after the job finishes (the page does not wait)
 
     @property
     def stage_day(self) -> int:
@@ -153,8 +155,9 @@ class Runner:
         return on_day
 
     def _work(self, job: Job, changes: list[str]) -> None:
+        result: dict[str, Any] | None = None
         try:
-            self._pair(job, changes)
+            result = self._pair(job, changes)
         except JobCancelled:
             shutil.rmtree(job.out, ignore_errors=True)  # a half-made audit directory is of no use
             job.error = "cancelled: nothing was kept"
@@ -166,8 +169,23 @@ class Runner:
         finally:
             job.wall = time.perf_counter() - job.started
             job.finished = True
+        if result is not None:
+            self._write_report(job, result)
 
-    def _pair(self, job: Job, changes: list[str]) -> None:
+    def _write_report(self, job: Job, result: dict[str, Any]) -> None:
+        """The audit directory's report.html, written after the page has its numbers.
+
+        The page draws its own charts from the result, so the reader need not wait for the file;
+        until it exists, the report link renders the same page on request (the write is atomic).
+        """
+        try:
+            write_report(result, job.out / "report.html")  # plotly.js beside it, as credsim audit writes it
+        except Exception:  # the report is served from the result instead; the details go to the server log
+            traceback.print_exc()
+        finally:
+            job.report_written = True
+
+    def _pair(self, job: Job, changes: list[str]) -> dict[str, Any]:
         scen, out = job.scenario, job.out
         days, seed = scen.run.days, scen.run.seed
         (out / "runs").mkdir(parents=True)
@@ -200,15 +218,9 @@ class Runner:
         result["meta"].update({"against": "baseline", "dashboard_changes": changes,
                                "wall_s": round(time.perf_counter() - job.started, 2)})
         (out / "audit.json").write_text(json.dumps(result, indent=1, default=_json_default))
-        job.phase = "writing the report"
-        try:
-            from credsim.report import write_report
-
-            write_report(result, out / "report.html")  # plotly.js beside it, as credsim audit writes it
-        except ImportError:  # plotly missing: the page shows the same figures anyway
-            pass
         self._remember(out, result)
         job.phase = "done"
+        return result
 
     def warm_up(self, scen: Scenario) -> threading.Thread:
         """Run ``scen`` tiny (500 citizens, 10 days) and assemble it, in the background, once at server start.
