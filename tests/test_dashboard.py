@@ -5,8 +5,11 @@ The browser tests (tests/test_dashboard_browser.py) drive the same code through 
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from credsim.scenario.load import load_scenario, scenario_hash
 pytest.importorskip("dash")
 
 from credsim.dashboard.app import Dashboard  # noqa: E402
+from credsim.report.html import PLOTLY_FILE  # noqa: E402
 
 
 def _ids(scen: credsim.Scenario) -> set[str]:
@@ -113,13 +117,21 @@ def _wait(job, limit: float = 120.0) -> None:  # type: ignore[no-untyped-def]
 
 def test_paired_runs_write_an_audit_directory_and_reuse_the_baseline(tmp_path: Path) -> None:
     d = Dashboard(tmp_path / "runs")
+    warm = d.runner.warm_up(d.base_scenario("city-points"))  # what `credsim dashboard` does at start
+    warm.join(120)
+    assert not warm.is_alive() and list((tmp_path / "runs").iterdir()) == []  # it leaves nothing behind
     scen, changes = d.build("city-points", {"points_per_infraction": 2}, 2000, 20, 5)
     job = d.runner.start(scen, changes)
     with pytest.raises(RuntimeError, match="already in progress"):
         d.runner.start(scen, changes)  # one run at a time
     _wait(job)
     out = job.out
-    assert {"audit.json", "report.html", "scenario.yaml", "runs"} <= {p.name for p in out.iterdir()}
+    assert {"audit.json", "scenario.yaml", "runs"} <= {p.name for p in out.iterdir()}
+    t0 = time.perf_counter()
+    while not job.report_written:  # written once the page has its numbers
+        assert time.perf_counter() - t0 < 60, "report.html was not written"
+        time.sleep(0.05)
+    assert (out / "report.html").is_file() and (out / PLOTLY_FILE).is_file()
     # the downloaded/edited scenario is the one that ran
     assert scenario_hash(load_scenario(out / "scenario.yaml")) == scenario_hash(scen)
     meta = json.loads((out / "audit.json").read_text())["meta"]
@@ -136,6 +148,22 @@ def test_paired_runs_write_an_audit_directory_and_reuse_the_baseline(tmp_path: P
     assert d.runner.result(job2.name)["first"]["scalars"]["denied.total"] == 0  # no sanction, no denial
     names = [r["name"] for r in d.runner.list_runs()]
     assert set(names) == {job.name, job2.name}  # the cache is not listed; runs inside an audit are not either
+
+    # the downloaded report: a zip of the page and plotly.js beside it, under 2 MB, nothing fetched from afar
+    blob = d.runner.report_zip(job.name)
+    assert len(blob) <= 2_000_000
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        files = {Path(n).name: z.read(n) for n in z.namelist()}
+    assert set(files) == {"report.html", PLOTLY_FILE} and len(files[PLOTLY_FILE]) > 1_000_000
+    page = files["report.html"].decode()
+    assert f'<script src="{PLOTLY_FILE}"' in page or f'src="{PLOTLY_FILE}"' in page
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    # served by the dashboard, the page takes plotly.js from the server's one copy
+    client = d.app.server.test_client()
+    served = client.get(f"/report/{job.name}").data.decode()
+    assert f'src="/report-assets/{PLOTLY_FILE}"' in served
+    js = client.get(f"/report-assets/{PLOTLY_FILE}")
+    assert js.status_code == 200 and len(js.data) > 1_000_000
 
 
 @pytest.mark.parametrize("name", ["../x", "/etc", "..", "a/../../b", ".dashboard-cache", "x\\..\\y", "%2e%2e/x",

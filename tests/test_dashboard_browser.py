@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from credsim.scenario.load import load_scenario  # noqa: E402
 from tests.browser import CHROMIUM, chromium  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
 RUN_TIMEOUT = 180_000  # ms; a paired run takes a few seconds on an idle machine
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian chromium (scripts/setup-browser)")
@@ -186,8 +188,11 @@ def test_removing_the_court_list_sanction_stops_flight_denials(page: Any, server
     assert "court_travel_ban" not in edited.sanctions and edited.population.size == 20000
     with pg.expect_download() as dl:
         pg.click("#btn-report")
-    dl.value.save_as(tmp_path / "report.html")
-    assert "What the city points system did" in (tmp_path / "report.html").read_text()
+    dl.value.save_as(tmp_path / "report.zip")
+    assert (tmp_path / "report.zip").stat().st_size <= 2_000_000  # the page and plotly.js beside it, compressed
+    with zipfile.ZipFile(tmp_path / "report.zip") as z:
+        page = next(z.read(n).decode() for n in z.namelist() if n.endswith("/report.html"))
+    assert "What the city points system did" in page
 
     # reload: the address reproduces the last run's settings
     pg.reload()
@@ -336,6 +341,20 @@ def test_run_stays_in_view_and_the_phone_layout_fits(browser: Any, server: tuple
                 pg.wait_for_timeout(200)
                 box = pg.locator("#run").bounding_box()
                 assert box is not None and 0 <= box["y"] <= height - box["height"], box
+                # the form passes the same automated accessibility check as the report
+                pg.add_script_tag(path=str(AXE))
+                found = pg.evaluate(
+                    "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+                    ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
+                    ".map(v => ({id: v.id, nodes: v.nodes.map(n => n.target.join(' '))}))")
+                # markup inside Dash's own components, which the page cannot change: the dropdown's hidden
+                # focus target, the upload's file input (its drop zone carries the words) and the
+                # checklist's option wrappers; every node of the page's own markup must pass
+                dash_own = {"aria-hidden-focus": ".dash-dropdown-focus-target", "label": 'input[type="file"]',
+                            "nested-interactive": "[data-option-index="}
+                serious = [(v["id"], n) for v in found for n in v["nodes"]
+                           if not (v["id"] in dash_own and dash_own[v["id"]] in n)]
+                assert not serious, serious
             else:
                 overflow = pg.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                 assert overflow <= 0, overflow

@@ -180,3 +180,92 @@ def test_compare_header_warning_and_shared_axes(runs: tuple[Path, Path, Path], t
     same = (tmp_path / "same.html").read_text()
     assert "share their random numbers" in same and "Warning: different sizes" not in same
     assert "Scenario: A is city points, B is baseline." in same
+
+
+LABELLED = """name: labelled
+extends: city-points
+label: Points city
+behaviours:
+  travel.flight_attempt: {label: air tickets}
+lists:
+  court_defaulters: {label: list of dishonest debtors}
+sanctions:
+  court_travel_ban: {label: travel ban for debtors}
+population:
+  labels:
+    occupation: {label: line of work, values: {journalist: reporters}}
+"""
+
+
+def test_scenario_labels_reach_every_page(tmp_path: Path) -> None:
+    """A scenario's own words replace the made-up ones in the result, the report and explain."""
+    from credsim.audit import load_result
+    from credsim.report.labels import for_run, from_result, from_scenario
+
+    path = tmp_path / "labelled.yaml"
+    path.write_text(LABELLED)
+    run = credsim.run(str(path), population=800, days=20, seed=3, out=tmp_path / "run").dir
+    res = load_result(run)
+    lab = from_result(res)
+    assert res["meta"]["labels"]["travel.flight_attempt"] == "air tickets"
+    assert lab.name("court_defaulters") == "list of dishonest debtors"
+    assert lab.group("occupation", "journalist") == "line of work: reporters"
+    assert lab.metric("denied.travel.flight_attempt").endswith(": air tickets")
+    assert for_run(run).name("court_travel_ban") == "travel ban for debtors"  # explain reads the run's scenario
+    r = CliRunner().invoke(app, ["report", str(run)])
+    assert r.exit_code == 0, r.output
+    html = (run / "report.html").read_text()
+    assert "list of dishonest debtors" in html and "line of work: " in html and "occupation:" not in html
+    assert "Points city" in html.split("</title>")[0]
+    # grades and values used by one dimension only are found by their bare names too
+    given = from_scenario({"name": "x", "population": {"groups": {"a": {"u": 1.0}}, "labels": {"a": {"values": {
+        "u": "you"}}}}, "scoring": {"grades": {"bands": [{"name": "AAA", "min": 1, "label": "top"}, {"name": "B"}]}}})
+    assert given == {"a=u": "you", "u": "you", "AAA": "top"}
+
+
+@pytest.mark.parametrize(("yaml_tail", "expected"), [
+    ("population:\n  labels: {job: {label: work}}\n", "labels names dimension 'job'"),
+    ("population:\n  labels: {occupation: {values: {poet: poets}}}\n", "labels.occupation.values names 'poet'"),
+    ("lists:\n  court_defaulters: {label: '<b>debtors</b>'}\n", "lists.court_defaulters.label"),
+])
+def test_bad_labels_are_refused_with_the_key_path(tmp_path: Path, yaml_tail: str, expected: str) -> None:
+    from credsim.scenario.load import ScenarioError, load_scenario
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nextends: city-points\n" + yaml_tail)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    assert expected in str(err.value)
+
+
+def test_time_series_and_group_charts_show_every_replicate(tmp_path: Path) -> None:
+    """With several replicates, lines are means with a min–max band and group bars carry min–max whiskers."""
+    from credsim.audit.paired import assemble
+
+    every_grade = {**WRONGFUL_PRONE, "sanctions.low_grade_no_loans.when.grades": ["AAA", "AA", "A", "B", "C", "D"]}
+    dirs = [credsim.run("city-points", population=800, days=25, seed=s, out=tmp_path / f"s{s}",
+                        overrides=every_grade).dir for s in (2, 3)]
+    res = assemble([(d, None) for d in dirs])
+    col = f"listed.{res['first']['lists'][0]}"
+    per_run = [r["series"][col] for r in res["replicates"]]
+    sp = charts.spread(res, col)
+    assert sp is not None and sp.k == 2
+    for day, (a, b) in enumerate(zip(*per_run, strict=True)):
+        assert sp.lo[day] == min(a, b) and sp.hi[day] == max(a, b) and sp.mean[day] == (a + b) / 2
+    chart = charts.list_sizes(res)
+    assert chart.fig is not None
+    filled = [t for t in chart.fig.data if t.fill == "tonexty"]
+    assert filled and list(filled[0].y) == sp.hi
+    assert "lowest to the highest replicate" in chart.caption and "First of" not in chart.caption
+    assert list(chart.fig.data[2].y) == sp.mean  # the official line is the mean, drawn over its band
+    bars = charts.denied_by_group(res)
+    assert bars.fig is not None and "min–max" in bars.caption
+    denied = bars.fig.data[0]
+    rates = {(g["dimension"], g["group"]): [] for g in res["replicates"][0]["groups"]}
+    for r in res["replicates"]:
+        for g in r["groups"]:
+            rates[(g["dimension"], g["group"])].append(1000 * g["denied.total"] / g["population"])
+    labels = {charts.from_result(res).group(*kg): v for kg, v in rates.items()}
+    for y, x, up, down in zip(denied.y, denied.x, denied.error_x.array, denied.error_x.arrayminus, strict=True):
+        assert x == pytest.approx(sum(labels[y]) / 2)
+        assert x + up == pytest.approx(max(labels[y])) and x - down == pytest.approx(min(labels[y]))

@@ -16,7 +16,10 @@ views), so every figure in a report can be recomputed by hand with ``credsim sql
 
 from __future__ import annotations
 
+import json
 import math
+import pickle
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +58,36 @@ def _metric_end(con: duckdb.DuckDBPyConnection, metric: str, last: int) -> float
     return _one(con, "SELECT value FROM metrics WHERE dimension = 'all' AND metric = ? AND day = ?", [metric, last])
 
 
+# Figures of recently read runs, keyed by what identifies a run's content: the scenario hash, seed and
+# status with the manifest's modification time and size (a copied run keeps them: the dashboard copies
+# one cached baseline into the audit of every policy tried). Callers get copies, since they add to them.
+_RECENT: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+_RECENT_MAX = 8
+
+
 def run_figures(run_dir: str | Path, reference: dict[str, str] | None = None,
                 intersections: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """All single-run audit figures of ``run_dir`` (see the module docstring)."""
     run_dir = Path(run_dir)
     man = read_manifest(run_dir)
+    st = (run_dir / "manifest.json").stat()
+    key = (man.get("scenario_hash"), man.get("seed"), man.get("status"), st.st_mtime_ns, st.st_size,
+           json.dumps(reference, sort_keys=True), json.dumps(intersections))
+    hit = _RECENT.get(key) if man.get("scenario_hash") else None
+    if hit is not None:
+        out: dict[str, Any] = pickle.loads(hit)
+        out["run"]["dir"] = str(run_dir)
+        return out
     scen = man["scenario"]
     con = connect(run_dir)
     try:
-        return _figures(con, run_dir, man, scen, reference, intersections)
+        figs = _figures(con, run_dir, man, scen, reference, intersections)
     finally:
         con.close()
+    _RECENT[key] = pickle.dumps(figs, protocol=pickle.HIGHEST_PROTOCOL)  # in-memory frozen copy (never a file)
+    while len(_RECENT) > _RECENT_MAX:
+        _RECENT.popitem(last=False)
+    return figs
 
 
 def _figures(con: duckdb.DuckDBPyConnection, run_dir: Path, man: dict[str, Any], scen: dict[str, Any],

@@ -42,6 +42,7 @@ from credsim.audit.harms import HARMS_FILE, Replicate, harm_totals, write_harms
 from credsim.audit.metrics import pool_recovery, run_figures
 from credsim.audit.stats import interval
 from credsim.report import write_report
+from credsim.report.labels import from_scenario
 from credsim.safeio import AUDIT_JSON_BYTES, read_json_object
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import Overrides, load_scenario, run_overrides
@@ -262,7 +263,9 @@ def assemble(pairs: Sequence[Replicate | tuple[Path, Path | None]], root: Path |
                              "diff": interval([a - b for a, b in zip(sv, bv, strict=True)]).as_dict(),
                              "rel": interval(rel).as_dict()})
     seeds = [int(f["run"]["seed"]) for f in sys_figs]
-    fair = fairness.disparate_impact([r.system for r in reps], seeds, reference)
+    # one replicate: the pooled ratios are that run's own (same histograms, seed and references)
+    fair = (sys_figs[0]["fairness"] if len(reps) == 1
+            else fairness.disparate_impact([r.system for r in reps], seeds, reference))
     recovery = pool_recovery(sys_figs)
     for b in base_figs:
         if b is not None:
@@ -282,11 +285,28 @@ def assemble(pairs: Sequence[Replicate | tuple[Path, Path | None]], root: Path |
             "runs": [{"seed": r.seed, "system": rel_path(r.system), "baseline": rel_path(r.baseline),
                       "counterfactuals": {h: rel_path(d) for h, d in r.counterfactuals.items()}} for r in reps],
             "harms": harms_meta, "reference": fair["reference"], "warnings": _warnings(len(reps), sys_figs)}
+    given = from_scenario(read_manifest(reps[0].system)["scenario"])
+    if given:  # readers' words from the scenario's label fields (absent: words made from the names)
+        meta["labels"] = given
     return _clean({"meta": meta, "first": first, "replicates": [
-        {"seed": f["run"]["seed"], "system": f["scalars"], "baseline": b["scalars"] if b else None}
+        {"seed": f["run"]["seed"], "system": f["scalars"], "baseline": b["scalars"] if b else None,
+         **(_spread_inputs(f) if len(reps) > 1 else {})}
         for f, b in zip(sys_figs, base_figs, strict=True)],
         "intervals": intervals, "effects": effects, "effects_by_group": by_group, "fairness": fair,
         "recovery": recovery, "observed_by_group": _observed_by_group([r.system for r in reps])})
+
+
+def _spread_inputs(figs: dict[str, Any]) -> dict[str, Any]:
+    """What the report needs of each replicate to draw its spread: stock series and per-group denials.
+
+    Charts over time and by group show every replicate's range, not the first replicate alone;
+    kept only when there are several replicates, so a one-replicate audit.json is as before.
+    """
+    stocks = ("grade.", "shadow_grade.", "listed.", "shadow_listed.")
+    series = {k: v for k, v in figs["series"].items() if k == "day" or k.startswith(stocks)}
+    groups = [{k: g.get(k) for k in ("dimension", "group", "population", "denied.total", "wrongful.total")}
+              for g in figs["groups"]]
+    return {"series": series, "groups": groups}
 
 
 def _inside(audit_dir: Path, name: object) -> Path:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from credsim.audit.paired import audit_pairs
 from credsim.cli.common import fail, parse_set
-from credsim.report.labels import Labels
+from credsim.report.labels import Labels, for_run
 
 app = typer.Typer()
 out = Console()
@@ -100,16 +100,16 @@ def _money_summary(d: Path, res: dict[str, Any]) -> None:
     out.print(money_intervals(rows))
 
 
-def _fmt_rec(r: dict[str, Any]) -> str:
+def _fmt_rec(r: dict[str, Any], lab: Labels) -> str:
     flag = "FALSE record" if not r["true"] else "true"
-    return f"{r['item']} filed day {r['day']} ({r['points']:+.0f} pts, {flag}, from {r['source'] or '?'})"
+    return f"{lab.name(r['item'])} filed day {r['day']} ({r['points']:+.0f} pts, {flag}, from {r['source'] or '?'})"
 
 
 def render(ex: Any, show_all: bool = False, console: Console | None = None) -> None:
     """Print an :class:`~credsim.audit.explain.Explanation` for a person to read."""
     c = console or out
     s = ex.summary
-    lab = Labels()  # plain words for groups, lists and behaviours (the same as the report's)
+    lab = for_run(ex.run_dir)  # plain words for groups, lists and behaviours (the same as the report's)
     who = ", ".join(lab.group(k, str(v)) for k, v in ex.groups.items())
     c.print(f"[bold]Citizen {ex.citizen}[/bold]  ({who})")
     lists_on = [lab.name(k[3:]) for k, v in s.items() if k.startswith("on_") and v]
@@ -160,11 +160,11 @@ def render(ex: Any, show_all: bool = False, console: Console | None = None) -> N
             wrong = " -- [bold red]WRONGFUL[/bold red] (true records would allow it)" if e.get("wrongful") else ""
             t.add_row(str(e["day"]), "[bold]DENIED[/bold]", lab.name(item), f"{e['detail']}{wrong}")
         elif what == "rewarded":
-            t.add_row(str(e["day"]), "rewarded", item, e["detail"])
+            t.add_row(str(e["day"]), "rewarded", lab.name(item), e["detail"])
         elif what == "outcome":
-            t.add_row(str(e["day"]), "outcome", item, "of an allowed attempt")
+            t.add_row(str(e["day"]), "outcome", lab.name(item), "of an allowed attempt")
         elif what == "money":
-            t.add_row(str(e["day"]), "money", item, f"{e['amount']:+,.2f} to the {item} balance")
+            t.add_row(str(e["day"]), "money", lab.name(item), f"{e['amount']:+,.2f} to the {lab.name(item)} balance")
     c.print(t)
     if hidden:
         c.print("[dim]hidden: " + ", ".join(f"{v} {k}" for k, v in hidden.items()) + " (--all shows them)[/dim]")
@@ -181,14 +181,14 @@ def render(ex: Any, show_all: bool = False, console: Console | None = None) -> N
         sn = items[0]
         days = ", ".join(str(x.day) for x in items)
         wrong = " [bold red](wrongful: the true-records-only view allows it)[/bold red]" if sn.wrongful else ""
-        c.print(f"- {sn.attempt} denied by {sn.sanction} on day(s) {days}{wrong}")
+        c.print(f"- {lab.name(sn.attempt)} denied by {lab.name(sn.sanction)} on day(s) {days}{wrong}")
         c.print(f"    {sn.note}")
         if sn.removal:
             n = len(sn.removal)
-            c.print(f"    remove {n} record{'s' if n > 1 else ''}: " + "; ".join(_fmt_rec(r) for r in sn.removal))
+            c.print(f"    remove {n} record{'s' if n > 1 else ''}: " + "; ".join(_fmt_rec(r, lab) for r in sn.removal))
         if sn.false_only and any(r["true"] for r in sn.removal):
             n = len(sn.false_set)
-            c.print(f"    or remove only false records ({n}): " + "; ".join(_fmt_rec(r) for r in sn.false_set))
+            c.print(f"    or remove only false records ({n}): " + "; ".join(_fmt_rec(r, lab) for r in sn.false_set))
         elif sn.false_only is False:
             c.print("    removing only the false records would not be enough")
 

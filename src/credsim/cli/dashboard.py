@@ -67,6 +67,7 @@ def dashboard_cmd(
         dash_obj = Dashboard(root, scenario=scenario, open_run=open_run, max_memory=max_memory)
     except ScenarioError as exc:
         fail(exc)
+    dash_obj.runner.warm_up(dash_obj.base_scenario(dash_obj.initial_scenario))  # the first run starts warm
     guard = security.guard_for(dash_obj.app.server, bind, allow_host or [])
     token = guard.token
     server = make_server(bind, port, guard, threaded=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import traceback
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from urllib.parse import parse_qs
 
 import dash
 from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from plotly.offline import get_plotlyjs
 
 from credsim import security
 from credsim.audit.explain import NotTraced, explain, find_cases
@@ -36,7 +38,9 @@ from credsim.dashboard import settings as st
 from credsim.dashboard import views
 from credsim.dashboard.runs import Runner
 from credsim.memory import MemoryRefused
-from credsim.report.labels import words
+from credsim.report.html import PLOTLY_FILE
+from credsim.report.labels import Labels, from_scenario
+from credsim.scenario.keypath import dump
 from credsim.scenario.load import Problem, ScenarioError, builtin_names, dump_yaml, load_scenario
 from credsim.scenario.schema import Scenario
 
@@ -47,7 +51,8 @@ DEFAULT_DAYS = 90
 MAX_POPULATION = st.MAX_POPULATION
 MAX_DAYS = st.MAX_DAYS
 LIVE: dict[str, Any] = {"aria-live": "polite"}
-PROGRESS_ARIA: dict[str, Any] = {"aria-valuenow": "0", "aria-valuemin": "0", "aria-valuemax": "100"}
+PROGRESS_ARIA: dict[str, Any] = {"aria-valuenow": "0", "aria-valuemin": "0", "aria-valuemax": "100",
+                                 "aria-label": "progress of the run (both runs)"}
 USER_ERRORS = (ScenarioError, security.PathRefused, security.UploadRefused, NotTraced, MemoryRefused,
                FileNotFoundError, RuntimeError, ValueError)
 
@@ -66,7 +71,7 @@ header h1{margin:0;font-size:1.5em} header p{margin:.3em 0 0;color:#555}
 .knob .dash-options-list-option{display:flex;align-items:center;gap:.3em;font-size:.9em;margin:.1em 0}
 .tab-container .tab{padding:8px 12px!important;font-weight:600}
 .knob input[type=number]{width:9em;padding:.2em}
-.path{font-family:monospace;font-size:.72em;color:#888;word-break:break-all}
+.path{font-family:monospace;font-size:.72em;color:#595959;word-break:break-all}
 .help{font-size:.78em;color:#666}
 .row3{display:flex;gap:.5em} .row3 .knob input{width:6.5em}
 button{background:#1f5fa8;color:#fff;border:0;border-radius:4px;padding:.5em 1em;font-size:1em;cursor:pointer;
@@ -214,7 +219,8 @@ class Dashboard:
                 html.Div(id="knobs"),
                 html.H3("4. Take it away"),
                 html.Button("Download scenario (YAML)", id="btn-yaml", className="secondary", n_clicks=0),
-                html.Button("Download report (HTML)", id="btn-report", className="secondary", n_clicks=0),
+                html.Button("Download report (zip: HTML + plotly.js)", id="btn-report", className="secondary",
+                            n_clicks=0),
                 html.Div(id="download-message", className="message", role="alert"),
                 dcc.Download(id="dl-yaml"), dcc.Download(id="dl-report"),
             ], className="side"),
@@ -278,6 +284,7 @@ class Dashboard:
         """The knob controls, at the scenario's values or at ``given`` ones (from the address)."""
         given = given or {}
         out: list[Any] = []
+        words = Labels(from_scenario(dump(scen))).name
         for k in kn.knobs_for(scen):
             kid = {"type": "knob", "id": k.id}
             value = given.get(k.id, k.value)
@@ -287,7 +294,10 @@ class Dashboard:
             else:
                 ctrl = dcc.Input(id=kid, type="number", value=value, step=k.step or "any", debounce=False)
             attr: dict[str, Any] = {"data-knob": k.id}
-            out.append(html.Div([html.Label(k.label), ctrl,
+            # a label names its control: the control's DOM id is Dash's rendering of the dict id
+            dom_id = json.dumps(kid, sort_keys=True, separators=(",", ":"))
+            out.append(html.Div([html.Label(k.label, htmlFor=dom_id if k.kind not in ("sensors", "sanctions")
+                                            else None), ctrl,
                                  html.Div(id={"type": "knob-msg", "id": k.id}, className="field-msg", role="alert"),
                                  html.Div(k.help, className="help"), html.Div(k.where, className="path")],
                                 className="knob", id={"type": "knob-box", "id": k.id}, **attr))
@@ -307,7 +317,14 @@ class Dashboard:
                 return Response(f"refused: {exc}\n", status=403, mimetype="text/plain")
             except (FileNotFoundError, ValueError, KeyError, OSError) as exc:
                 return Response(f"no report: {exc}\n", status=404, mimetype="text/plain")
+            # the page names plotly.js beside it; from the server that is one shared file
+            page = page.replace(f'src="{PLOTLY_FILE}"', f'src="/report-assets/{PLOTLY_FILE}"')
             return Response(page, mimetype="text/html")
+
+        @server.route(f"/report-assets/{PLOTLY_FILE}")
+        def plotly_js() -> Response:
+            return Response(get_plotlyjs(), mimetype="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     # ---- callbacks -----------------------------------------------------------------------------------------
     def _callbacks(self, app: dash.Dash) -> None:
@@ -517,7 +534,7 @@ class Dashboard:
         def ok() -> tuple[Any, ...]:
             if not isinstance(current, str):
                 return no_update, "Run a policy first: the report is written for the latest run."
-            return dcc.send_string(self.runner.report_html(current), f"report-{current.replace('/', '_')}.html"), ""
+            return dcc.send_bytes(self.runner.report_zip(current), f"report-{current.replace('/', '_')}.zip"), ""
         return self._guard(ok, lambda m: (no_update, m))
 
     def on_list(self, _clicks: Any, _tab: Any, current: Any, explain_run: Any) -> tuple[Any, ...]:

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from credsim.report.labels import words
+from credsim.report.labels import Labels, from_scenario
 from credsim.scenario import keypath
 from credsim.scenario.load import Problem, ScenarioError, load_scenario
 from credsim.scenario.overrides import DELETE, Override
@@ -73,6 +73,7 @@ def _rule_points(rule: Any) -> float:
 def knobs_for(scen: Scenario) -> list[Knob]:
     """The knobs that exist in ``scen``, in the order the page shows them."""
     d = keypath.dump(scen)
+    words = Labels(from_scenario(d)).name  # the scenario's own words for its names, else made-up ones
     out: list[Knob] = []
     behaviours = d["behaviours"]
     points = (d.get("scoring") or {}).get("points")

@@ -22,13 +22,16 @@ over each run's own Parquet files (:mod:`credsim.catalog`), never from a strange
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import tempfile
 import threading
 import time
 import traceback
 import uuid
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,10 +39,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from plotly.offline import get_plotlyjs
+
 from credsim import security
 from credsim.api import run as run_api
 from credsim.audit.paired import assemble, counterfactual, load_result
 from credsim.memory import MemoryRefused, check_memory
+from credsim.report import write_report
+from credsim.report.html import PLOTLY_FILE
 from credsim.safeio import AUDIT_JSON_BYTES, MANIFEST_BYTES, read_json_object, read_text
 from credsim.scenario.load import ScenarioError, dump_yaml, scenario_hash
 from credsim.scenario.schema import Scenario
@@ -68,6 +75,7 @@ class Job:
     wall: float = 0.0
     baseline_cached: bool = False
     cancelled: bool = False  # asked to stop: the run ends after its current day
+    report_written: bool = False  # report.html is written after the job finishes (the page does not wait)
 
     @property
     def stage_day(self) -> int:
@@ -147,8 +155,9 @@ class Runner:
         return on_day
 
     def _work(self, job: Job, changes: list[str]) -> None:
+        result: dict[str, Any] | None = None
         try:
-            self._pair(job, changes)
+            result = self._pair(job, changes)
         except JobCancelled:
             shutil.rmtree(job.out, ignore_errors=True)  # a half-made audit directory is of no use
             job.error = "cancelled: nothing was kept"
@@ -160,8 +169,23 @@ class Runner:
         finally:
             job.wall = time.perf_counter() - job.started
             job.finished = True
+        if result is not None:
+            self._write_report(job, result)
 
-    def _pair(self, job: Job, changes: list[str]) -> None:
+    def _write_report(self, job: Job, result: dict[str, Any]) -> None:
+        """The audit directory's report.html, written after the page has its numbers.
+
+        The page draws its own charts from the result, so the reader need not wait for the file;
+        until it exists, the report link renders the same page on request (the write is atomic).
+        """
+        try:
+            write_report(result, job.out / "report.html")  # plotly.js beside it, as credsim audit writes it
+        except Exception:  # the report is served from the result instead; the details go to the server log
+            traceback.print_exc()
+        finally:
+            job.report_written = True
+
+    def _pair(self, job: Job, changes: list[str]) -> dict[str, Any]:
         scen, out = job.scenario, job.out
         days, seed = scen.run.days, scen.run.seed
         (out / "runs").mkdir(parents=True)
@@ -194,15 +218,31 @@ class Runner:
         result["meta"].update({"against": "baseline", "dashboard_changes": changes,
                                "wall_s": round(time.perf_counter() - job.started, 2)})
         (out / "audit.json").write_text(json.dumps(result, indent=1, default=_json_default))
-        job.phase = "writing the report"
-        try:
-            from credsim.report import write_report
-
-            write_report(result, out / "report.html", shared_script=False)  # served and downloaded alone
-        except ImportError:  # plotly missing: the page shows the same figures anyway
-            pass
         self._remember(out, result)
         job.phase = "done"
+        return result
+
+    def warm_up(self, scen: Scenario) -> threading.Thread:
+        """Run ``scen`` tiny (500 citizens, 10 days) and assemble it, in the background, once at server start.
+
+        The first run of a fresh process otherwise pays for loading (or compiling) the engine's kernels
+        and the audit's imports, which the page would count in its first result's time. Nothing is kept.
+        """
+        def work() -> None:
+            with tempfile.TemporaryDirectory(prefix="credsim-warm-") as tmp:
+                try:
+                    small = scen.model_copy(update={
+                        "population": scen.population.model_copy(update={"size": min(500, scen.population.size)}),
+                        "run": scen.run.model_copy(update={"days": min(10, scen.run.days), "trace": 0,
+                                                           "trace_ids": []})})
+                    run_api(small, out=Path(tmp) / "warm")
+                    assemble([(Path(tmp) / "warm", None)])
+                except Exception:  # a failed warm-up only means a slower first run
+                    traceback.print_exc()
+
+        t = threading.Thread(target=work, daemon=True, name="credsim-warm-up")
+        t.start()
+        return t
 
     # ---- browsing ------------------------------------------------------------------------------------------
     def list_runs(self) -> list[dict[str, Any]]:
@@ -284,7 +324,10 @@ class Runner:
         _sys, base = self.run_dirs(name)
         if base is None:
             return None
-        key = (str(base), (base / "manifest.json").stat().st_mtime)
+        # keyed by what determines the run (scenario hash and seed), not by folder: every policy tried on
+        # the same citizens shares one baseline, copied from the cache into each audit directory
+        man = read_json_object(base / "manifest.json", MANIFEST_BYTES)
+        key = (f"baseline:{man.get('scenario_hash')}:{man.get('seed')}:{man.get('status')}", 0.0)
         with self._lock:
             hit = self._results.get(key)
         if hit is not None:
@@ -294,14 +337,32 @@ class Runner:
         return res
 
     def report_html(self, name: object) -> str:
-        """The report page of a named directory (its report.html, or rendered now)."""
+        """The report page of a named directory (its report.html, or rendered now with plotly.js beside it).
+
+        The page loads plotly.js from the file named :data:`PLOTLY_FILE` beside it (older pages carry
+        it inline); the server and the download supply that file, so no page leaves the machine.
+        """
         d = self.resolve(name)
         page = d / "report.html"
         if page.is_file() and page.resolve().parent == d:
             return read_text(page, AUDIT_JSON_BYTES)
         from credsim.report.html import report_html
 
-        return report_html(self.result(name))
+        return report_html(self.result(name), PLOTLY_FILE)
+
+    def report_zip(self, name: object) -> bytes:
+        """The report as a zip: ``report.html`` and plotly.js beside it in one folder (opens offline).
+
+        Compressed, plotly.js is about 1.5 MB instead of 4.8 MB inline, so the download stays under 2 MB.
+        """
+        page = self.report_html(name)
+        folder = "report-" + str(name).replace("/", "_")
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+            z.writestr(f"{folder}/report.html", page)
+            if f'src="{PLOTLY_FILE}"' in page:
+                z.writestr(f"{folder}/{PLOTLY_FILE}", get_plotlyjs())
+        return buf.getvalue()
 
     def _remember(self, out: Path, result: dict[str, Any]) -> None:
         self._keep((str(out.resolve()), (out / "audit.json").stat().st_mtime), result)

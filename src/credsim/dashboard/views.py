@@ -16,7 +16,7 @@ from dash import dcc, html
 
 from credsim.report import charts
 from credsim.report.findings import fmt, headlines
-from credsim.report.labels import Labels, from_result
+from credsim.report.labels import Labels, for_run, from_result
 
 GRAPH_CONFIG: Any = {"displaylogo": False, "responsive": True,
                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
@@ -199,15 +199,15 @@ def compare_view(a: dict[str, Any], b: dict[str, Any], name_a: str, name_b: str)
     return html.Div(rows)
 
 
-def _rec(r: dict[str, Any]) -> str:
+def _rec(r: dict[str, Any], lab: Labels) -> str:
     flag = "FALSE record" if not r["true"] else "true record"
-    return f"{r['item']} filed day {r['day']} ({r['points']:+.0f} pts, {flag}, from {r['source'] or '?'})"
+    return f"{lab.name(r['item'])} filed day {r['day']} ({r['points']:+.0f} pts, {flag}, from {r['source'] or '?'})"
 
 
 def explain_view(ex: Any, show_all: bool = False, limit: int = 400) -> html.Div:
     """One traced citizen: who, the score path, the timeline, and why each denial happened."""
     s = ex.summary
-    lab = Labels()
+    lab = for_run(ex.run_dir)
     who = ", ".join(lab.group(k, str(v)) for k, v in ex.groups.items())
     lists_on = [lab.name(k[3:]) for k, v in s.items() if k.startswith("on_") and v]
     grade = f" (grade {s['grade']})" if s.get("grade") else ""
@@ -281,14 +281,14 @@ def explain_view(ex: Any, show_all: bool = False, limit: int = 400) -> html.Div:
         parts.append(html.P("No official denial: nothing to explain.", className="nodata"))
     items = []
     for sn in ex.sanctions:
-        sub: list[Any] = [html.B(f"day {sn.day}: {sn.attempt} denied by {sn.sanction}"),
+        sub: list[Any] = [html.B(f"day {sn.day}: {lab.name(sn.attempt)} denied by {lab.name(sn.sanction)}"),
                           html.Span(" (wrongful: the true-records-only view allows it)", className="bad")
                           if sn.wrongful else "", html.Br(), sn.note]
         if sn.removal:
             sub += [html.Br(), f"Remove {len(sn.removal)} record(s) to avoid it: "
-                    + "; ".join(_rec(r) for r in sn.removal)]
+                    + "; ".join(_rec(r, lab) for r in sn.removal)]
         if sn.false_only and any(r["true"] for r in sn.removal):
-            sub += [html.Br(), "or only false records: " + "; ".join(_rec(r) for r in sn.false_set)]
+            sub += [html.Br(), "or only false records: " + "; ".join(_rec(r, lab) for r in sn.false_set)]
         items.append(html.Li(sub))
     parts.append(html.Ul(items[:100], id="explain-sanctions"))
     return html.Div(parts)

@@ -54,6 +54,69 @@ def _first_only(res: dict[str, Any]) -> str:
     return f" First of {k} replicates only (the others are in the tables)." if k > 1 else ""
 
 
+class Spread(NamedTuple):
+    """One quantity over days across replicates: the mean, and the lowest and highest replicate each day."""
+
+    mean: list[float | None]
+    lo: list[float | None]
+    hi: list[float | None]
+    k: int
+
+
+def spread(res: dict[str, Any], col: str) -> Spread | None:
+    """A series across every replicate (None for a single replicate or a series some replicate lacks)."""
+    found = [(r.get("series") or {}).get(col) for r in res.get("replicates") or []]
+    cols: list[list[Any]] = [c for c in found if c is not None]
+    if len(cols) < 2 or len(cols) < len(found):
+        return None
+    mean: list[float | None] = []
+    lo: list[float | None] = []
+    hi: list[float | None] = []
+    for day in range(min(len(c) for c in cols)):
+        vals = [float(c[day]) for c in cols if c[day] is not None]
+        full = len(vals) == len(cols)  # a day some replicate did not record: no mean claimed
+        mean.append(sum(vals) / len(vals) if full else None)
+        lo.append(min(vals) if full else None)
+        hi.append(max(vals) if full else None)
+    return Spread(mean, lo, hi, len(cols))
+
+
+def _fade(colour: str, alpha: float = 0.2) -> str:
+    """A colour (``#rrggbb`` or ``rgb(r, g, b)``) as a translucent fill."""
+    if colour.startswith("#"):
+        r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    else:
+        r, g, b = (int(float(v)) for v in colour[colour.index("(") + 1:colour.index(")")].split(",")[:3])
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _band(fig: go.Figure, x: list[Any], sp: Spread, scale: Any, colour: str, name: str, group: str) -> None:
+    """The range across replicates as a shaded band (two traces: the low edge, then the high edge filled)."""
+    fig.add_trace(go.Scatter(x=x, y=[scale(v) for v in sp.lo], mode="lines", line={"width": 0}, legendgroup=group,
+                             name=f"{name}: lowest of {sp.k} replicates", showlegend=False, hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=x, y=[scale(v) for v in sp.hi], mode="lines", line={"width": 0}, legendgroup=group,
+                             name=f"{name}: highest of {sp.k} replicates", showlegend=False, hoverinfo="skip",
+                             fill="tonexty", fillcolor=_fade(colour)))
+
+
+def _band_words(res: dict[str, Any]) -> str:
+    k = _k(res)
+    return (f" Lines: means over {k} replicates; shaded bands: from the lowest to the highest replicate on each "
+            "day (min–max, not a confidence interval)." if k > 1 and spread_available(res) else _first_only(res))
+
+
+def spread_available(res: dict[str, Any]) -> bool:
+    """Whether the result carries each replicate's series (audits assembled with several replicates)."""
+    reps = res.get("replicates") or []
+    return len(reps) > 1 and all(r.get("series") for r in reps)
+
+
+def _line(res: dict[str, Any], col: str) -> list[Any]:
+    """The drawn line: the mean over replicates when every replicate's series is there, else the first's."""
+    sp = spread(res, col)
+    return sp.mean if sp is not None else res["first"]["series"][col]
+
+
 def grade_mix(res: dict[str, Any]) -> Chart:
     f = res["first"]
     lab = from_result(res)
@@ -67,12 +130,16 @@ def grade_mix(res: dict[str, Any]) -> Chart:
         if not any(ser[f"grade.{g}"]) and not any(ser[f"shadow_grade.{g}"]):
             continue
         c = colours[i]
-        end = 100 * (ser[f"grade.{g}"][-1] or 0) / n
+        official = _line(res, f"grade.{g}")
+        end = 100 * (official[-1] or 0) / n
         if end > top_share:
             top, top_share = lab.name(g), end
-        fig.add_trace(go.Scatter(x=ser["day"], y=[100 * v / n if v else None for v in ser[f"grade.{g}"]],
+        sp = spread(res, f"grade.{g}")
+        if sp is not None:
+            _band(fig, ser["day"], sp, lambda v: 100 * v / n if v else None, c, lab.name(g), g)
+        fig.add_trace(go.Scatter(x=ser["day"], y=[100 * v / n if v else None for v in official],
                                  name=lab.name(g), mode="lines", line={"color": c}, legendgroup=g))
-        fig.add_trace(go.Scatter(x=ser["day"], y=[100 * v / n if v else None for v in ser[f"shadow_grade.{g}"]],
+        fig.add_trace(go.Scatter(x=ser["day"], y=[100 * v / n if v else None for v in _line(res, f"shadow_grade.{g}")],
                                  name=f"{lab.name(g)} (true records only)", mode="lines", legendgroup=g,
                                  line={"color": c, "dash": "dot"}, showlegend=False))
     _layout(fig, yaxis_title="% of citizens (log scale)", xaxis_title="day")
@@ -80,7 +147,7 @@ def grade_mix(res: dict[str, Any]) -> Chart:
     return Chart(f"Most citizens ended in grade {top} ({top_share:.1f}%)", fig,
                  "Share of citizens in each grade (grades nobody held are left out); colours run from the best "
                  "grade (purple) to the worst (yellow). Solid: official; dotted: on true records only. Log scale, "
-                 "so small grades stay visible." + _first_only(res))
+                 "so small grades stay visible." + _band_words(res))
 
 
 def list_sizes(res: dict[str, Any]) -> Chart:
@@ -93,37 +160,70 @@ def list_sizes(res: dict[str, Any]) -> Chart:
     ends = []
     for i, li in enumerate(f["lists"]):
         c = PALETTE[i % len(PALETTE)]
-        fig.add_trace(go.Scatter(x=ser["day"], y=ser[f"listed.{li}"], name=f"{lab.name(li)} (official)",
-                                 line={"color": c}))
-        fig.add_trace(go.Scatter(x=ser["day"], y=ser[f"shadow_listed.{li}"],
+        sp = spread(res, f"listed.{li}")
+        if sp is not None:
+            _band(fig, ser["day"], sp, lambda v: v, c, f"{lab.name(li)} (official)", li)
+        official = _line(res, f"listed.{li}")
+        fig.add_trace(go.Scatter(x=ser["day"], y=official, name=f"{lab.name(li)} (official)",
+                                 line={"color": c}, legendgroup=li))
+        fig.add_trace(go.Scatter(x=ser["day"], y=_line(res, f"shadow_listed.{li}"),
                                  name=f"{lab.name(li)} (true records only)", line={"color": c, "dash": "dot"}))
-        ends.append((ser[f"listed.{li}"][-1] or 0, lab.name(li)))
+        ends.append((official[-1] or 0, lab.name(li)))
     _layout(fig, yaxis_title="citizens listed", xaxis_title="day")
     size, name = max(ends)
     return Chart(f"The largest list at the end: {name}, with {size:,.0f} citizens", fig,
-                 "Solid: the official list. Dotted: who would be listed on true records only." + _first_only(res))
+                 "Solid: the official list. Dotted: who would be listed on true records only." + _band_words(res))
 
 
 def denied_by_group(res: dict[str, Any]) -> Chart:
     f = res["first"]
     lab = from_result(res)
     rows = [g for g in f["groups"] if g.get("population")]
-    if not rows or not any(g.get("denied.total") for g in rows):
+    per_rep = _group_rates(res)
+    if not rows or not (any(g.get("denied.total") for g in rows)
+                        or (per_rep and any(any(v) for v in per_rep["denied.total"].values()))):
         return Chart("Denied attempts by group", None, "No attempt was denied.")
-    rows.sort(key=lambda g: -g["denied.total"] / g["population"])
-    y = [lab.group(g["dimension"], g["group"]) for g in rows]
+    denied = {key: sum(v) / len(v) for key, v in per_rep["denied.total"].items()} if per_rep else {
+        (g["dimension"], g["group"]): 1000 * g["denied.total"] / g["population"] for g in rows}
+    wrongful = {key: sum(v) / len(v) for key, v in per_rep["wrongful.total"].items()} if per_rep else {
+        (g["dimension"], g["group"]): 1000 * g["wrongful.total"] / g["population"] for g in rows}
+    keys = sorted((kg for kg in ((g["dimension"], g["group"]) for g in rows) if kg in denied),
+                  key=lambda kg: -denied[kg])
+    y = [lab.group(*kg) for kg in keys]
     fig = go.Figure()
-    fig.add_trace(go.Bar(y=y, x=[1000 * g["denied.total"] / g["population"] for g in rows], name="denied",
-                         marker_color=PALETTE[5], orientation="h"))
-    fig.add_trace(go.Bar(y=y, x=[1000 * g["wrongful.total"] / g["population"] for g in rows],
+    x = [denied[kg] for kg in keys]
+    err: dict[str, Any] = {"visible": False}
+    if per_rep:
+        err = {"type": "data", "symmetric": False, "visible": True, "thickness": 1.2,
+               "array": [max(per_rep["denied.total"][kg]) - v for kg, v in zip(keys, x, strict=True)],
+               "arrayminus": [v - min(per_rep["denied.total"][kg]) for kg, v in zip(keys, x, strict=True)]}
+    fig.add_trace(go.Bar(y=y, x=x, name="denied", marker_color=PALETTE[5], orientation="h", error_x=err))
+    fig.add_trace(go.Bar(y=y, x=[wrongful.get(kg, 0.0) for kg in keys],
                          name="of which the shadow view would not deny", marker_color=PALETTE[0], orientation="h"))
     _layout(fig, height=20 * len(rows) + 160, barmode="overlay", xaxis_title="denials per 1,000 citizens")
     fig.update_yaxes(autorange="reversed", tickfont={"size": 11})
-    top = rows[0]
+    k = _k(res)
+    how = (f" Bars: means over {k} replicates of each group's rate; whiskers on the denied bars: from the lowest "
+           "to the highest replicate (min–max, not a confidence interval)." if per_rep else _first_only(res))
     return Chart(f"Citizens in the group {y[0]} were denied most often: "
-                 f"{1000 * top['denied.total'] / top['population']:,.1f} denials per 1,000 citizens", fig,
-                 "Denials per 1,000 citizens of each group over the run, sorted from most to least."
-                 + _first_only(res))
+                 f"{x[0]:,.1f} denials per 1,000 citizens", fig,
+                 "Denials per 1,000 citizens of each group over the run, sorted from most to least." + how)
+
+
+def _group_rates(res: dict[str, Any]) -> dict[str, dict[tuple[str, str], list[float]]] | None:
+    """Per flow and group: its rate per 1,000 citizens in each replicate (None unless every replicate has it)."""
+    reps = res.get("replicates") or []
+    if len(reps) < 2 or not all(r.get("groups") for r in reps):
+        return None
+    out: dict[str, dict[tuple[str, str], list[float]]] = {"denied.total": {}, "wrongful.total": {}}
+    for r in reps:
+        for g in r["groups"]:
+            if not g.get("population"):
+                continue
+            for flow, dst in out.items():
+                dst.setdefault((g["dimension"], g["group"]), []).append(1000 * (g.get(flow) or 0) / g["population"])
+    full = {kg for kg, v in out["denied.total"].items() if len(v) == len(reps)}
+    return {flow: {kg: v for kg, v in dst.items() if kg in full} for flow, dst in out.items()}
 
 
 def _err(iv: dict[str, Any]) -> tuple[float, float]:

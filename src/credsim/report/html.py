@@ -131,8 +131,9 @@ def figure_rows(fig: go.Figure) -> tuple[list[str], list[list[str]]]:
                 iv = f"{_cell(y - lo[i])} to {_cell(y + hi[i])}"
             rows.append([str(t.name or ""), _cell(x), _cell(y), iv])
     keep_iv = any(r[3] for r in rows)
-    head = ["series", _axis_title(fig, "x", "x"), _axis_title(fig, "y", "value")] + (["95% interval"] if keep_iv
-                                                                                      else [])
+    # whiskers are 95% intervals on some charts and replicate ranges on others: the caption says which
+    head = (["series", _axis_title(fig, "x", "x"), _axis_title(fig, "y", "value")]
+            + (["whiskers (see the caption)"] if keep_iv else []))
     return head, [r if keep_iv else r[:3] for r in rows]
 
 

@@ -6,7 +6,10 @@ the report, the comparison, the dashboard or ``explain`` should read words inste
 that shows a name to a reader goes through one :class:`Labels` built from the assembled result
 (or the scenario), so the same thing carries the same words on every page.
 
-A label is made from the identifier itself: the domain prefix is dropped, underscores become
+A scenario may give its own words (``label:`` on a behaviour, sensor, list, sanction, grade or the
+scenario; ``population.labels`` for group dimensions and values): :func:`from_scenario` collects
+them, the audit stores them in its result's meta, and they win over made-up words. Otherwise a
+label is made from the identifier itself: the domain prefix is dropped, underscores become
 spaces, a handful of abbreviations the built-in scenarios use are spelled out, and group codes
 such as ``60_plus`` or ``18_29`` become "60 and over" or "18–29". Metric names take their
 family's meaning from :mod:`credsim.names` with the member replaced by its label.
@@ -15,10 +18,13 @@ family's meaning from :mod:`credsim.names` with the member replaced by its label
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from credsim import names
+from credsim.safeio import MANIFEST_BYTES, read_json_object
 
 # Abbreviations in the built-in scenarios' identifiers, spelled out for readers.
 WORDS: dict[str, str] = {"hsr": "high-speed rail", "aaa": "AAA", "ngo": "NGO", "id": "ID", "q1": "lowest income fifth",
@@ -79,15 +85,12 @@ class Labels:
 
     def group(self, dimension: str, group: str) -> str:
         """``occupation`` / ``journalist`` -> ``occupation: journalist``."""
-        key = f"{dimension}={group}"
         if " × " in dimension:  # an intersectional group: age × income / 18_29 × q1
             return " & ".join(self.group(d, g) for d, g in zip(dimension.split(" × "), group.split(" × "),
                                                                strict=False))
-        if key in self.given:
-            return self.given[key]
         if dimension == names.ALL:
             return "everyone"
-        return f"{self.name(dimension)}: {self.name(group)}"
+        return f"{self.name(dimension)}: {self.given.get(f'{dimension}={group}') or self.name(group)}"
 
     def value(self, group: str) -> str:
         """A group value alone (``60_plus``, or ``18_29 × q1`` for an intersection)."""
@@ -124,10 +127,51 @@ class Labels:
         return words(metric)
 
 
+def from_scenario(scen: Mapping[str, Any]) -> dict[str, str]:
+    """The words a scenario gives its names (its ``label`` fields), keyed as :class:`Labels` looks them up.
+
+    ``scen`` is the scenario as data (a run manifest's ``scenario``). Behaviours, sensors, lists,
+    sanctions and grades are keyed by their names, group dimensions by theirs, a group value by
+    ``dimension=value`` (and by the bare value when no other dimension uses it).
+    """
+    out: dict[str, str] = {}
+    if scen.get("label"):
+        out[str(scen["name"])] = str(scen["label"])
+    for section in ("behaviours", "sensors", "lists", "sanctions"):
+        for ident, spec in (scen.get(section) or {}).items():
+            if isinstance(spec, Mapping) and spec.get("label"):
+                out[str(ident)] = str(spec["label"])
+    for band in ((scen.get("scoring") or {}).get("grades") or {}).get("bands") or []:
+        if band.get("label"):
+            out[str(band["name"])] = str(band["label"])
+    pop = scen.get("population") or {}
+    values_of: dict[str, int] = {}
+    for shares in (pop.get("groups") or {}).values():
+        for v in shares:
+            values_of[v] = values_of.get(v, 0) + 1
+    for dim, gl in (pop.get("labels") or {}).items():
+        if gl.get("label"):
+            out[str(dim)] = str(gl["label"])
+        for v, words_ in (gl.get("values") or {}).items():
+            out[f"{dim}={v}"] = str(words_)
+            if values_of.get(v) == 1:
+                out.setdefault(str(v), str(words_))
+    return out
+
+
 def from_result(res: dict[str, Any]) -> Labels:
     """Labels for an assembled audit result (explicit ``labels`` in its meta win)."""
     given = dict(res.get("meta", {}).get("labels") or {})
     return Labels(given)
+
+
+def for_run(run_dir: str | Path) -> Labels:
+    """Labels for one run directory (``explain``): its scenario's words, or made-up ones if unreadable."""
+    try:
+        scen = read_json_object(Path(run_dir) / "manifest.json", MANIFEST_BYTES).get("scenario") or {}
+        return Labels(from_scenario(scen))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return Labels()
 
 
 def identifiers(res: dict[str, Any]) -> set[str]:

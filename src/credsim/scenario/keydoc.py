@@ -26,10 +26,17 @@ EXTENDS: Final = KeyDoc(
     "over it (mappings key by key, everything else replaced); a key set to `null` deletes the inherited one. "
     "At most 4 levels.", "", "city-points")
 
+def _label(what: str, example: str) -> KeyDoc:
+    """The one wording of every ``label`` key (they all feed the same dictionary of readers' words)."""
+    return KeyDoc(f"readers' words for {what} in the report, the comparison, the dashboard and `explain` "
+                  "(plain text, no markup; default: made from the name)", "", example)
+
+
 # Section introductions, by model name (the reference's headings).
 MODELS: Final[dict[str, str]] = {
     "Scenario": "The top level of a scenario file.",
     "Population": "Who lives in the simulated society: how many citizens, their groups and latent traits.",
+    "GroupLabels": "Readers' words for a group dimension and its values; the scenario keeps its names.",
     "Trait": "A latent trait of every citizen (standard normal unless given otherwise), shifted by group.",
     "Graph": "The social contact graph, used by association penalties, contact responses and contact features.",
     "Behaviour": "Something a citizen may do on any day, at a daily probability.",
@@ -76,6 +83,8 @@ MODELS: Final[dict[str, str]] = {
 FIELDS: Final[dict[str, KeyDoc]] = {
     # Scenario
     "Scenario.name": KeyDoc("the scenario's name, shown in reports and stored in the manifest", "", "my-city"),
+    "Scenario.label": KeyDoc("readers' words for the scenario in report titles (default: made from the name)", "",
+                             '"Rongcheng points"'),
     "Scenario.description": KeyDoc("what the scenario models, in words; its first line is shown by "
                                    "`credsim scenarios`", "", "A points system after Rongcheng 2018."),
     "Scenario.sources": KeyDoc("where the scenario's numbers come from (fact ids of docs/sources.md, or "
@@ -107,6 +116,13 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Population.traits": KeyDoc("latent traits by name; they scale behaviour rates through a behaviour's "
                                 "`traits` and can feed a model score", "", "{conscientiousness: {}}"),
     # Trait
+    "Population.labels": KeyDoc("readers' words for group dimensions and their values, by dimension (each "
+                                "dimension and value must exist in `groups`)", "",
+                                '{occupation: {label: occupation, values: {ngo: "NGO worker"}}}'),
+    "GroupLabels.label": KeyDoc("readers' words for the dimension (default: made from its name)", "",
+                                '"age group"'),
+    "GroupLabels.values": KeyDoc("readers' words for values of the dimension, by value", "",
+                                 '{60_plus: "60 or older"}'),
     "Population.reference": KeyDoc("the reference group of each dimension for disparate-impact ratios (default: "
                                    "the largest declared share, ties broken by declaration order; the same in "
                                    "every replicate)", "", "{income: q3, occupation: employee}"),
@@ -120,6 +136,7 @@ FIELDS: Final[dict[str, KeyDoc]] = {
                               "(the rest at random); the shares sum to at most 1", "share (0-1)",
                               "{region: 0.5, occupation: 0.2}"),
     # Behaviour
+    "Behaviour.label": _label("the behaviour or activity", '"high-speed rail ticket"'),
     "Behaviour.kind": KeyDoc("what the behaviour is: `infraction` (breaks a rule), `good_deed`, "
                              "`speech` (lawful expression), `attempt` (an activity a sanction can "
                              "deny or reward, e.g. buying a flight ticket), `cure` (takes a citizen off a list, "
@@ -143,6 +160,7 @@ FIELDS: Final[dict[str, KeyDoc]] = {
                             "day", "730"),
     "Step.multiplier": KeyDoc("factor on the behaviour's rate from that day on", "factor (0-1)", "0.8"),
     # Sensor
+    "Sensor.label": _label("the sensor", '"traffic cameras"'),
     "Sensor.observes": KeyDoc("the behaviours this sensor can see", "", "[traffic.violation, traffic.jaywalk]"),
     "Sensor.coverage": KeyDoc("probability that a citizen is covered at all (a fixed draw per citizen: a "
                               "camera network watches the same people every day)", "probability", "0.6"),
@@ -212,10 +230,12 @@ FIELDS: Final[dict[str, KeyDoc]] = {
                            "[{name: AAA, min: 1050}, {name: A, min: 960}, {name: D}]"),
     # Band
     "Band.name": KeyDoc("the grade's name", "", "AAA"),
+    "Band.label": _label("the grade", '"AAA (exemplary)"'),
     "Band.min": KeyDoc("the lowest score holding this grade (absent for the lowest band)", "score points", "1050"),
     # ListSpec
     "ListSpec.kind": KeyDoc("`black` (a list of the discredited) or `red` (a list of the trustworthy)", "",
                             "black"),
+    "ListSpec.label": _label("the list", '"list of dishonest judgment debtors"'),
     "ListSpec.domain": KeyDoc("the context the list belongs to; a sanction by this list on an attempt of "
                               "another domain is cross-context", "", "court"),
     "ListSpec.entry": KeyDoc("the entry rule", "", "{records: [court.judgment_default], count: 1}"),
@@ -240,6 +260,7 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "ListExit.on_grade_recovery": KeyDoc("for lists entered by grade: leave the list when the grade is no "
                                          "longer one of the entry grades", "", "true"),
     # Sanction
+    "Sanction.label": _label("the sanction", '"travel ban for key persons"'),
     "Sanction.when": KeyDoc("who the sanction applies to", "", "{list: court_defaulters}"),
     "Sanction.attempts": KeyDoc("the attempts (behaviours of kind `attempt`) it acts on", "",
                                 "[travel.flight_attempt, travel.hsr_attempt]"),

@@ -41,6 +41,8 @@ Name = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_]
 DottedName = Annotated[
     str, Field(min_length=3, max_length=120, pattern=r"^[a-z][a-z0-9_]*\.[a-z0-9_.\-]+$")
 ]
+# A reader's words for a name (reports, dashboard, explain): plain text on one line, no markup.
+Label = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^<>&\x00-\x1f\x7f]*\S[^<>&\x00-\x1f\x7f]*$")]
 
 # dimension -> value -> multiplier (or share, or shift)
 GroupTable = dict[Name, dict[Name, Multiplier]]
@@ -55,6 +57,13 @@ class Trait(Strict):
     shift: dict[Name, dict[Name, Finite]] = {}
 
 
+class GroupLabels(Strict):
+    """Readers' words for a group dimension and its values (the names stay the scenario's keys)."""
+
+    label: Label | None = None
+    values: dict[Name, Label] = {}
+
+
 class Population(Strict):
     size: Annotated[int, Field(strict=True, ge=1, le=2_000_000_000)]
     groups: dict[Name, dict[Name, Probability]]
@@ -64,6 +73,19 @@ class Population(Strict):
         description="the reference group of a dimension for disparate-impact ratios (default: the largest "
         "declared share, ties broken by declaration order)",
     )
+    labels: dict[Name, GroupLabels] | None = None
+
+    @model_validator(mode="after")
+    def _labels_exist(self) -> Population:
+        for dim, gl in (self.labels or {}).items():
+            if dim not in self.groups:
+                raise ValueError(f"labels names dimension {dim!r}, which is not in groups "
+                                 f"(expected one of {', '.join(self.groups)})")
+            for g in gl.values:
+                if g not in self.groups[dim]:
+                    raise ValueError(f"labels.{dim}.values names {g!r}, which is not a group of {dim!r} "
+                                     f"(expected one of {', '.join(self.groups[dim])})")
+        return self
 
     @model_validator(mode="after")
     def _reference_exists(self) -> Population:
@@ -119,6 +141,7 @@ class Behaviour(Strict):
 
     kind: BehaviourKind
     rate: Probability
+    label: Label | None = None
     by: GroupTable = {}
     traits: dict[Name, Annotated[float, Field(ge=-10, le=10, allow_inf_nan=False)]] = {}
     only_listed: Name | None = Field(
@@ -161,6 +184,7 @@ class Sensor(Strict):
     """
 
     observes: list[DottedName] = Field(min_length=1)
+    label: Label | None = None
     coverage: Probability = 1.0
     coverage_by: GroupTable = {}
     detection: Probability = 1.0
@@ -244,6 +268,7 @@ class ModelScore(Strict):
 class Band(Strict):
     name: Name
     min: Finite | None = None
+    label: Label | None = None
 
 
 class Grades(Strict):
@@ -293,6 +318,7 @@ class ListExit(Strict):
 class ListSpec(Strict):
     kind: Literal["black", "red"] = "black"
     domain: Name
+    label: Label | None = None
     entry: ListEntry
     exit: ListExit = ListExit()
     association_points: Finite = 0.0
@@ -311,6 +337,7 @@ class SanctionWhen(Strict):
 
 class Sanction(Strict):
     when: SanctionWhen
+    label: Label | None = None
     attempts: list[DottedName] = []
     effect: Literal["deny", "reward", "clawback"] = "deny"
     severity: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 1.0
@@ -475,6 +502,7 @@ class RunSpec(Strict):
 
 class Scenario(Strict):
     name: Name
+    label: Label | None = None
     description: str = ""
     sources: list[str] = []
     domains: list[Name] = list(STANDARD_DOMAINS)
