@@ -251,7 +251,7 @@ class State:
 
 def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:
     n, L, Q, F = pop.n, len(plan.lists), len(plan.responses), len(plan.features)
-    score = np.full((2, n), np.float32(plan.points_base), dtype=np.float32)
+    score = np.tile(plan.points_base_of(pop.groups), (2, 1))
     model = plan.scen.scoring.model
     mscore = np.full((2, n if model else 0), np.float32(model.center if model else 0), dtype=np.float32)
     return State(

@@ -7,8 +7,9 @@ consistent. Kept apart from the schema so that each check reads as one sentence.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 
-from credsim.scenario.schema import ASSOCIATION_DOMAIN, Scenario
+from credsim.scenario.schema import ASSOCIATION_DOMAIN, Condition, ConditionGroup, SanctionWhen, Scenario
 
 
 def record_types(s: Scenario) -> list[str]:
@@ -30,7 +31,7 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             out.append((path, f"{what} declared in the scenario, one of {shown[:12]}{more} (got {name!r}){hint}"))
 
-    def check_table(path: str, table: dict[str, dict[str, float]]) -> None:
+    def check_table(path: str, table: Mapping[str, Mapping[str, float]]) -> None:
         for dim, vals in table.items():
             one_of(f"{path}.{dim}", dim, list(dims), "a group dimension")
             if dim in dims:
@@ -76,6 +77,7 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
     rtypes = record_types(s)
     sc = s.scoring
     if sc.points is not None:
+        check_table("scoring.points.base_by", sc.points.base_by)
         for r in sc.points.rules:
             one_of(f"scoring.points.rules.{r}", r, rtypes, "a record type (a behaviour or association.<list>)")
     if sc.model is not None:
@@ -106,6 +108,7 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
         one_of(f"{p}.domain", lst.domain, list(domains), "a domain")
         for i, r in enumerate(lst.entry.records or []):
             one_of(f"{p}.entry.records[{i}]", r, rtypes, "a record type")
+        check_table(f"{p}.entry.count_by", lst.entry.count_by)
         for i, g in enumerate(lst.entry.grades or []):
             one_of(f"{p}.entry.grades[{i}]", g, grades, "a grade (scoring.grades.bands)")
         for i, r in enumerate(lst.exit.cure):
@@ -115,12 +118,20 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
         if lst.entry.records is not None and not lst.exit.cure and lst.exit.term_days is None:
             out.append((f"{p}.exit", "a way out: cure records and/or term_days"))
 
+    def check_condition(path: str, cond: SanctionWhen | ConditionGroup | Condition) -> None:
+        if cond.list_ is not None:
+            one_of(f"{path}.list", cond.list_, list(s.lists), "a list")
+        for i, g in enumerate(cond.grades or []):
+            one_of(f"{path}.grades[{i}]", g, grades, "a grade (scoring.grades.bands)")
+        if cond.score is not None and getattr(sc, cond.score.of) is None:
+            out.append((f"{path}.score.of", f"a score that is defined: scoring.{cond.score.of} is missing"))
+        for op in ("all", "any"):
+            for i, item in enumerate(getattr(cond, op, None) or []):
+                check_condition(f"{path}.{op}[{i}]", item)
+
     for sn, san in s.sanctions.items():
         p = f"sanctions.{sn}"
-        if san.when.list_ is not None:
-            one_of(f"{p}.when.list", san.when.list_, list(s.lists), "a list")
-        for i, g in enumerate(san.when.grades or []):
-            one_of(f"{p}.when.grades[{i}]", g, grades, "a grade (scoring.grades.bands)")
+        check_condition(f"{p}.when", san.when)
         for i, a in enumerate(san.attempts):
             one_of(f"{p}.attempts[{i}]", a, list(s.behaviours), "a behaviour")
             if a in s.behaviours and s.behaviours[a].kind != "attempt":

@@ -48,7 +48,16 @@ MODELS: Final[dict[str, str]] = {
     "ListEntry": "When a citizen enters the list: by records counted in a window, or by holding grades.",
     "ListExit": "How a citizen leaves the list.",
     "Sanction": "What a list or grade does to a citizen's attempts (deny them or reward them).",
-    "SanctionWhen": "Who a sanction applies to: exactly one of `list` or `grades`.",
+    "SanctionWhen": "Who a sanction applies to: exactly one of `list`, `grades`, `score`, `all`, `any`. "
+                    "`all` holds when every item holds, `any` when at least one does; an item is one test or an "
+                    "`all`/`any` of single tests (one level of nesting). Every test reads the state the sanction "
+                    "stage sees: today's lists and grades after classify, in the same view (official or shadow), "
+                    "so a condition cannot depend on itself within a day.",
+    "ConditionGroup": "An item of a top-level `all`/`any`: exactly one of `list`, `grades`, `score`, or an "
+                      "`all`/`any` of single tests.",
+    "Condition": "A single test inside a nested `all`/`any`: exactly one of `list`, `grades`, `score`.",
+    "ScoreRange": "A score range: the score is at or above `min` and strictly below `below` (the bands' "
+                  "convention); at least one of the two.",
     "Response": "How citizens change their behaviour or ties after a sanction or listing.",
     "Redress": "Due process: when citizens learn of a listing, and the bodies that hear their objections "
                "(the redress stage, between sanction and respond).",
@@ -156,7 +165,11 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Scoring.grades": KeyDoc("grades from bands of one of the scores", "",
                              "{score: points, bands: [{name: A, min: 960}, {name: B}]}"),
     # Points
-    "Points.base": KeyDoc("every citizen's starting score", "points", "1000"),
+    "Points.base": KeyDoc("every citizen's starting score (unless `base_by` gives its group another)", "points",
+                          "1000"),
+    "Points.base_by": KeyDoc("starting scores by group of ONE dimension; a group not named starts at `base`. "
+                             "The cross-context counterfactual's 'base score less points lost in the domain' uses "
+                             "the citizen's own starting score", "points", "{hukou: {migrant: 950}}"),
     "Points.rules": KeyDoc("points per record type (a behaviour, or `association.<list>`): negative deducts, "
                            "positive adds; either a number or `{points, expiry_days}`", "points per record",
                            "{traffic.jaywalk: -5, civic.volunteer: 5}"),
@@ -218,6 +231,9 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     # ListEntry
     "ListEntry.records": KeyDoc("record types that count towards entry", "", "[court.judgment_default]"),
     "ListEntry.count": KeyDoc("records needed within the window to enter", "records", "3"),
+    "ListEntry.count_by": KeyDoc("records needed by group of ONE dimension (a group not named needs `count`); only "
+                                 "for lists entered by records. Retraction and expiry compare with the citizen's "
+                                 "own group's count", "records", "{income: {q1: 1}}"),
     "ListEntry.window_days": KeyDoc("how long a record counts towards entry", "days", "365"),
     "ListEntry.grace_days": KeyDoc("days between reaching the count and being listed (a cure in between "
                                    "cancels the entry)", "days", "30"),
@@ -245,6 +261,22 @@ FIELDS: Final[dict[str, KeyDoc]] = {
                                   "every sanction)", "", "false"),
     "SanctionWhen.list": KeyDoc("citizens on this list", "", "court_defaulters"),
     "SanctionWhen.grades": KeyDoc("citizens holding one of these grades", "", "[C, D]"),
+    "SanctionWhen.score": KeyDoc("citizens whose score is in this range", "", "{of: points, below: 850}"),
+    "SanctionWhen.all": KeyDoc("citizens for whom every item holds (items in declared order)", "",
+                               "[{list: court_defaulters}, {score: {below: 900}}]"),
+    "SanctionWhen.any": KeyDoc("citizens for whom at least one item holds", "",
+                               "[{list: court_defaulters}, {all: [{grades: [D]}, {score: {below: 700}}]}]"),
+    "ConditionGroup.list": KeyDoc("on this list", "", "court_defaulters"),
+    "ConditionGroup.grades": KeyDoc("holding one of these grades", "", "[C, D]"),
+    "ConditionGroup.score": KeyDoc("score in this range", "", "{below: 850}"),
+    "ConditionGroup.all": KeyDoc("every one of these single tests holds", "", "[{grades: [D]}, {score: {below: 700}}]"),
+    "ConditionGroup.any": KeyDoc("at least one of these single tests holds", "", "[{list: a}, {list: b}]"),
+    "Condition.list": KeyDoc("on this list", "", "court_defaulters"),
+    "Condition.grades": KeyDoc("holding one of these grades", "", "[D]"),
+    "Condition.score": KeyDoc("score in this range", "", "{min: 600, below: 700}"),
+    "ScoreRange.of": KeyDoc("which score: `points` or `model` (it must be defined under scoring)", "", "points"),
+    "ScoreRange.min": KeyDoc("lowest score in the range (inclusive)", "score units", "600"),
+    "ScoreRange.below": KeyDoc("the range holds scores strictly below this", "score units", "850"),
     # Response
     "Response.effect": KeyDoc("`reduce_rate` (deterrence, chilling: lower the rate of some behaviours) or "
                               "`cut_ties` (drop contacts who were listed)", "", "reduce_rate"),

@@ -10,6 +10,7 @@ of every broken name. Nothing in a scenario is ever evaluated as code.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -180,11 +181,25 @@ class Cap(Strict):
     max_gain: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = math.inf
 
 
+def _one_dimension(table: Mapping[str, Mapping[str, float]], key: str) -> None:
+    if len(table) > 1:
+        raise ValueError(f"{key} takes one group dimension (got {', '.join(table)}): a citizen belongs to "
+                         "one group of each dimension, so two would give two values")
+
+
 class Points(Strict):
     base: Finite = 1000.0
+    base_by: dict[Name, dict[Name, Finite]] = Field(
+        default={}, description="starting scores by group of one dimension (groups not named start at base)")
     rules: dict[DottedName, Finite | PointsRule] = {}
     expiry_days: Days = 365
     cap: Cap | None = None
+
+    @field_validator("base_by")
+    @classmethod
+    def _base_one_dim(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        _one_dimension(v, "base_by")
+        return v
 
 
 class Feature(Strict):
@@ -269,12 +284,22 @@ class ListEntry(Strict):
     window_days: Days = 365
     grace_days: Annotated[int, Field(strict=True, ge=0, le=3650)] = 0
     grades: list[Name] | None = None
+    count_by: dict[Name, dict[Name, Annotated[int, Field(strict=True, ge=1, le=10_000)]]] = Field(
+        default={}, description="records needed to enter, by group of one dimension (groups not named need count)")
 
     @model_validator(mode="after")
     def _one_rule(self) -> ListEntry:
         if (self.records is None) == (self.grades is None):
             raise ValueError("entry needs exactly one of records (with count/window) or grades")
+        if self.count_by and self.records is None:
+            raise ValueError("count_by needs an entry by records (a list entered by grades counts no records)")
         return self
+
+    @field_validator("count_by")
+    @classmethod
+    def _count_one_dim(cls, v: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        _one_dimension(v, "count_by")
+        return v
 
 
 class ListExit(Strict):
@@ -291,15 +316,80 @@ class ListSpec(Strict):
     association_points: Finite = 0.0
 
 
+class ScoreRange(Strict):
+    """A score range: at or above ``min`` and strictly below ``below`` (the bands' convention)."""
+
+    of: Literal["points", "model"] = "points"
+    min: Finite | None = None
+    below: Finite | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ScoreRange:
+        if self.min is None and self.below is None:
+            raise ValueError("a score range needs min and/or below")
+        if self.min is not None and self.below is not None and not self.min < self.below:
+            raise ValueError(f"a score range needs min < below (got min {self.min}, below {self.below})")
+        return self
+
+
+_ATOMS = ("list", "grades", "score")
+
+
+def _given(obj: BaseModel, keys: tuple[str, ...]) -> list[str]:
+    return [k for k in keys if getattr(obj, "list_" if k == "list" else k) is not None]
+
+
+class Condition(Strict):
+    """One test of a citizen's state: on a list, holding one of some grades, or a score in a range."""
+
+    list_: Name | None = Field(default=None, alias="list")
+    grades: list[Name] | None = None
+    score: ScoreRange | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Condition:
+        given = _given(self, _ATOMS)
+        if len(given) != 1:
+            raise ValueError(f"a condition needs exactly one of list, grades, score (got {given or 'none'})")
+        return self
+
+
+class ConditionGroup(Strict):
+    """An item of a top-level ``all``/``any``: a single test, or an ``all``/``any`` of single tests."""
+
+    list_: Name | None = Field(default=None, alias="list")
+    grades: list[Name] | None = None
+    score: ScoreRange | None = None
+    all: list[Condition] | None = Field(default=None, min_length=1, max_length=32)
+    any: list[Condition] | None = Field(default=None, min_length=1, max_length=32)
+
+    @model_validator(mode="after")
+    def _one(self) -> ConditionGroup:
+        given = _given(self, (*_ATOMS, "all", "any"))
+        if len(given) != 1:
+            raise ValueError("an item of all/any needs exactly one of list, grades, score, all, any "
+                             f"(got {given or 'none'}; all/any nest one level deep)")
+        return self
+
+
 class SanctionWhen(Strict):
     list_: Name | None = Field(default=None, alias="list")
     grades: list[Name] | None = None
+    score: ScoreRange | None = None
+    all: list[ConditionGroup] | None = Field(default=None, min_length=1, max_length=32)
+    any: list[ConditionGroup] | None = Field(default=None, min_length=1, max_length=32)
 
     @model_validator(mode="after")
     def _one(self) -> SanctionWhen:
-        if (self.list_ is None) == (self.grades is None):
-            raise ValueError("when needs exactly one of list or grades")
+        given = _given(self, (*_ATOMS, "all", "any"))
+        if len(given) != 1:
+            raise ValueError(f"when needs exactly one of list, grades, score, all, any (got {given or 'none'})")
         return self
+
+    @property
+    def compound(self) -> bool:
+        """Whether the condition needs the general evaluator (anything but one list or one set of grades)."""
+        return self.list_ is None and self.grades is None
 
 
 class Sanction(Strict):

@@ -22,6 +22,7 @@ from numba import njit
 from credsim.day import Day, GradeChanges, ListChanges, ListExits
 from credsim.exchange import Exchange
 from credsim.plan import Plan
+from credsim.stages.dossier import entry_need
 from credsim.state import C, State
 
 A_CURE, A_PENDING, A_GRADE_IN, A_GRADE_OUT, A_TERM = 0, 1, 2, 3, 4
@@ -73,10 +74,13 @@ class ListColumns(NamedTuple):
     list_count: np.ndarray
     pending: np.ndarray
     counters: np.ndarray
+    groups: np.ndarray  # (D, N) read only: a list's entry count may depend on the group
 
 
 class ListRules(NamedTuple):
     entry_count: np.ndarray  # (L,) records needed to enter
+    entry_count_dim: np.ndarray  # (L,) group dimension of a per-group count, or -1
+    entry_count_g: np.ndarray  # (L, V) records needed per group of that dimension
     c_times: int  # counter rows: times listed, days listed
     c_days: int
 
@@ -105,7 +109,8 @@ def _apply(cit: np.ndarray, mode: np.ndarray, lst: np.ndarray, action: np.ndarra
         elif a == A_PENDING:
             if pending[m, li, i] == day:
                 pending[m, li, i] = -1
-                enter = listed[m, li, i] == 0 and list_count[m, li, i] >= entry_count[li]
+                enter = listed[m, li, i] == 0 and list_count[m, li, i] >= entry_need(
+                    li, i, entry_count, rules.entry_count_dim, rules.entry_count_g, cols.groups)
         elif a == A_GRADE_IN:
             enter = listed[m, li, i] == 0
         if enter:
@@ -152,8 +157,10 @@ def update_lists(plan: Plan, st: State, day: int, cures: ListExits, grade_change
         return ListChanges()
     cols = [np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(5)]
     ev = ListChanges(*_apply(cols[0], cols[1], cols[2], cols[3], cols[4], day,
-                             ListRules(plan.entry_count, C["times_listed"], C["days_listed"]),
-                             ListColumns(st.listed, st.listed_since, st.list_count, st.pending, st.counters)))
+                             ListRules(plan.entry_count, plan.entry_count_dim, plan.entry_count_g,
+                                       C["times_listed"], C["days_listed"]),
+                             ListColumns(st.listed, st.listed_since, st.list_count, st.pending, st.counters,
+                                         st.groups)))
     ent = ev.direction == 1
     if ent.any():
         term = plan.exit_term[ev.lst[ent]]

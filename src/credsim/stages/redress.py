@@ -275,10 +275,10 @@ class Redress:
         a = d.attempts
         if rules.learn_on_denial and a.cit.shape[0] and len(p.sanctions):
             den = np.flatnonzero((a.denied[:, 0] == 1) & (a.first >= 0))
-            ln = p.san_list[a.first[den]]
-            ok = ln >= 0
-            c, ln = a.cit[den[ok]], ln[ok]
-            ok = heard[ln] & (book.notice_day[ln, c] < 0)
+            # the refusal tells of every heard list its sanction's condition names and the citizen is on
+            row, ln = np.nonzero(p.san_names_list[a.first[den]])
+            c = a.cit[den[row]]
+            ok = heard[ln] & (st.listed[0, ln, c] == 1) & (book.notice_day[ln, c] < 0)
             key = np.unique(ln[ok].astype(np.int64) * st.n + c[ok])
             c, ln = key % st.n, key // st.n
             book.notice_day[ln, c] = day
