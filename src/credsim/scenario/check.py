@@ -17,6 +17,30 @@ def record_types(s: Scenario) -> list[str]:
     return list(s.behaviours) + [f"{ASSOCIATION_DOMAIN}.{name}" for name in s.lists]
 
 
+def reconsideration_problems(s: Scenario) -> list[tuple[str, str]]:
+    """Reconsideration chains end (no body reconsiders its own rejections, even through others), and a
+    body that hears no list is some body's reconsideration (else no case could ever reach it)."""
+    out: list[tuple[str, str]] = []
+    if s.redress is None:
+        return out
+    bodies = s.redress.appeals
+    targets = {b.reconsideration for b in bodies.values()}
+    for bn, body in bodies.items():
+        seen = [bn]
+        nxt = body.reconsideration
+        while nxt is not None and nxt in bodies:
+            if nxt in seen:
+                out.append((f"redress.appeals.{bn}.reconsideration", "a chain of reconsiderations that ends "
+                            f"(got the cycle {' -> '.join([*seen, nxt])})"))
+                break
+            seen.append(nxt)
+            nxt = bodies[nxt].reconsideration
+        if not body.lists and bn not in targets:
+            out.append((f"redress.appeals.{bn}.lists", "at least one list, or the body must be another body's "
+                        "reconsideration (no case can reach it)"))
+    return out
+
+
 def cross_check(s: Scenario) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     dims = s.population.groups
@@ -161,6 +185,9 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
                     out.append((f"{p}.lists[{i}]", f"a list no other body hears ({ln!r} is heard by {heard[ln]!r})"))
                 heard.setdefault(ln, bn)
             check_table(f"{p}.success_by", body.success_by)
+            if body.reconsideration is not None:
+                one_of(f"{p}.reconsideration", body.reconsideration, list(s.redress.appeals), "an appeal body")
+        out.extend(reconsideration_problems(s))
         if s.redress.repair is not None:
             for i, ln in enumerate(s.redress.repair.lists):
                 one_of(f"redress.repair.lists[{i}]", ln, list(s.lists), "a list")

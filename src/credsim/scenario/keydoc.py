@@ -344,8 +344,15 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Notice.learn_on_denial": KeyDoc("an official denial by a list's sanction tells the citizen he is on that "
                                      "list, that day", "", "true"),
     # AppealBody
-    "AppealBody.lists": KeyDoc("the lists (entered by records) whose listings this body hears", "",
+    "AppealBody.lists": KeyDoc("the lists (entered by records) whose listings this body hears at first instance; "
+                               "empty for a body that only reconsiders another body's rejections", "",
                                "[court_defaulters]"),
+    "AppealBody.reconsideration": KeyDoc(
+        "the body that reconsiders this body's rejections (D4: the next court). From the day after a rejection, "
+        "while the listing and the record stand, the citizen files there with THAT body's filing probability "
+        "and within ITS `file_within_days` counted from the rejection (D4: 10); the case keeps the record and "
+        "the notice day, and waits in that body's queue under its capacity, deadline (D4: 15) and success. "
+        "Chains must end (a cycle is refused); unset: a rejection is final", "", "next_court"),
     "AppealBody.capacity_per_day": KeyDoc("cases decided per day at most; overdue cases under an enforced "
                                           "deadline are decided beyond it. A fraction decides one case every "
                                           "1/capacity days: day d decides floor((d+1)c) - floor(dc)",

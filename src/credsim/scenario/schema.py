@@ -469,7 +469,12 @@ class Notice(Strict):
 class AppealBody(Strict):
     """A court or agency that hears objections to listings: a queue with a daily capacity."""
 
-    lists: list[Name] = Field(min_length=1, description="the lists whose listings this body hears")
+    lists: list[Name] = Field(default=[], description="the lists whose listings this body hears at first "
+                              "instance (empty for a body that only reconsiders another body's rejections)")
+    reconsideration: Name | None = Field(
+        default=None, description="the body that reconsiders this body's rejections (D4: the next court). A "
+        "rejected citizen files there with that body's filing probability, within its file_within_days of the "
+        "rejection; unset: a rejection is final")
     capacity_per_day: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = Field(
         description="cases decided per day at most (except overdue cases under an enforced deadline); a "
         "fraction decides one case every 1/capacity days (day d decides floor((d+1)c) - floor(dc))")

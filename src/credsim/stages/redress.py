@@ -33,6 +33,11 @@ A day, in order:
    dossier to retract the record ``correction_days`` later: from that day its points, list
    counts and the sanctions they caused are gone; the days already listed and the denials
    already suffered stay in the outputs (they are harm, not history to rewrite).
+   A rejected case at a body with a ``reconsideration`` body joins a pool; from the next day the
+   citizen files there (stream ``redress:reconsider:<body>:<list>``) with that body's filing
+   probability and within its ``file_within_days`` of the rejection (D4: 10 days), while the
+   listing and the record still stand; the new case (same record, same notice day) waits in that
+   body's queue like any other and is decided by its capacity, deadline and success.
 6. **Credit repair**: a citizen listed for at least ``after_days`` is restored with the daily
    probability (stream ``redress:repair:<list>``); the stay ends the next day (route ``repair``).
 
@@ -115,6 +120,7 @@ class RedressRules:
     repair_lists: np.ndarray  # (L,) bool
     repair_after: int
     repair_p: float
+    reconsider_by: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (Bd,) body or -1
 
 
 def redress_rules(plan: Plan, spec: RedressSpec, n_citizens: int) -> RedressRules:
@@ -142,7 +148,8 @@ def redress_rules(plan: Plan, spec: RedressSpec, n_citizens: int) -> RedressRule
         np.stack([_group_table(plan.scen, a.success_by, plan.dims, maxv) for a in ab]) if ab
         else np.ones((0, len(plan.dims), maxv)),
         np.array([a.correction_days for a in ab], np.int64), np.array([a.cost for a in ab]),
-        repair_lists, rep.after_days if rep is not None else 0, rep.daily_probability if rep is not None else 0.0)
+        repair_lists, rep.after_days if rep is not None else 0, rep.daily_probability if rep is not None else 0.0,
+        np.array([bodies.index(a.reconsideration) if a.reconsideration else -1 for a in ab], np.int64))
 
 
 CASE_COLUMNS = ("cit", "lst", "body", "rid", "false_record", "notice", "filed", "decided", "upheld")
@@ -175,6 +182,7 @@ class RedressBook:
     notices: Queue[NoticesDue] = field(default_factory=lambda: Queue(NoticesDue))
     corrections: Queue[CorrectionsDue] = field(default_factory=lambda: Queue(CorrectionsDue))
     repairs: Queue[RepairsDue] = field(default_factory=lambda: Queue(RepairsDue))
+    rejected: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # case ids open to reconsideration
 
     def case(self, name: str) -> np.ndarray:
         return self.cases[CASE_COLUMNS.index(name)]
@@ -323,8 +331,47 @@ class Redress:
                 book.waiting[b] = np.concatenate([book.waiting[b], np.arange(first, first + k, dtype=np.int64)])
                 fc.append(go)
                 fb.append(np.full(k, b, np.int64))
+        self._reconsider(st, day, fc, fb)
         r.filed_cit = np.concatenate(fc) if fc else np.zeros(0, np.int64)
         r.filed_body = np.concatenate(fb) if fb else np.zeros(0, np.int64)
+
+    def _reconsider(self, st: State, day: int, fc: list[np.ndarray], fb: list[np.ndarray]) -> None:
+        """Rejected cases go to the body that reconsiders them: the citizen files there, from the day after
+        the rejection, with that body's daily probability and within its filing deadline (counted from the
+        rejection), while the listing (or pending entry) and the record still stand. Cases are taken in case
+        order; a case out of time or of purpose leaves the pool."""
+        p, rules, book = self.plan, self.rules, self.book
+        pool = book.rejected
+        if pool.shape[0] == 0:
+            return
+        cit, lst, rid = book.case("cit")[pool], book.case("lst")[pool], book.case("rid")[pool]
+        to = rules.reconsider_by[book.case("body")[pool]]
+        since = book.case("decided")[pool]
+        within = rules.file_within[to]
+        alive = (((st.listed[0, lst, cit] == 1) | (st.pending[0, lst, cit] >= 0))
+                 & (day < (rid >> 32) + p.entry_window[lst]) & (book.open_case[lst, cit] == 0)
+                 & (book.last_rid[lst, cit] == rid) & ((within < 0) | (day - since <= within)))
+        go = np.zeros(pool.shape[0], np.bool_)
+        for t in np.unique(to[alive]).tolist():
+            for li in np.unique(lst[alive & (to == t)]).tolist():
+                sel = np.flatnonzero(alive & (to == t) & (lst == li))
+                fp = rules.file_p[t, book.case("false_record")[pool[sel]]]
+                u = _draw(self.seed, f"redress:reconsider:{rules.bodies[t]}:{p.lists[li]}", day, cit[sel])
+                go[sel[u < fp]] = True
+        book.rejected = pool[alive & ~go]
+        idx = np.flatnonzero(go)
+        for t in np.unique(to[idx]).tolist():
+            now = pool[idx[to[idx] == t]]
+            k = now.shape[0]
+            first = book.cases[0].shape[0]
+            c, li = book.case("cit")[now], book.case("lst")[now]
+            book.cases = _append(book.cases, (c, li, np.full(k, t), book.case("rid")[now],
+                                              book.case("false_record")[now], book.case("notice")[now],
+                                              np.full(k, day), np.full(k, -1), np.full(k, -1)))
+            book.open_case[li, c] = 1
+            book.waiting[t] = np.concatenate([book.waiting[t], np.arange(first, first + k, dtype=np.int64)])
+            fc.append(c)
+            fb.append(np.full(k, t, np.int64))
 
     # -- 5: decisions ---------------------------------------------------------------------------
     def _decide(self, st: State, d: Day, r: RedressDay) -> None:
@@ -355,6 +402,8 @@ class Redress:
             lst = book.case("lst")[now]
             book.open_case[lst, cit] = 0
             won = now[upheld]
+            if rules.reconsider_by[b] >= 0:
+                book.rejected = np.concatenate([book.rejected, now[~upheld]])
             when = day + int(rules.correction[b])
             retraction.request(st, when, book.case("rid")[won], "appeal")
             book.corrections.push(when, book.case("cit")[won], book.case("lst")[won], won)
