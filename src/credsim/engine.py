@@ -62,7 +62,7 @@ def build_stages(plan: Plan, st: State, seed: int, days: int, block: int, lo: in
     due_process: list[Stage] = [Redress(plan, st, seed, lo, hi)] if plan.scen.redress is not None else []
     enforcement: list[Stage] = [Investigate(plan, st, seed, lo, hi)] if plan.scen.investigations else []
     return [Behave(plan, st, seed, block), Observer(plan, st, seed, block), File(plan, days), score.Score(plan),
-            *enforcement, Classify(plan, lo, hi, st.n), Sanction(plan), *due_process, Respond(plan, seed)]
+            *enforcement, Classify(plan, lo, hi, st.n, seed), Sanction(plan), *due_process, Respond(plan, seed)]
 
 
 def describe_loop() -> str:

@@ -130,6 +130,8 @@ class Plan:
     points_base_g: np.ndarray = field(default_factory=lambda: np.zeros(1))
     entry_count_dim: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (L,)
     entry_count_g: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), np.int64))  # (L, maxv)
+    # listing grounds: list index -> (cumulative shares, shortest and longest extension, no fixed term)
+    list_grounds: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def schedule_multiplier(self, b: int, day: int) -> float:
         """The schedule's multiplier of behaviour ``b`` on ``day`` (1 before the first step)."""
@@ -371,4 +373,11 @@ def compile_plan(scen: Scenario) -> Plan:
         points_base_g=base_g,
         entry_count_dim=np.array([c[0] for c in count_by], dtype=np.int64),
         entry_count_g=np.array([c[1] for c in count_by], dtype=np.int64).reshape(L, maxv),
+        list_grounds={j: (np.cumsum([g.share for g in x.exit.grounds.values()]),
+                          np.array([g.extend_days[0] if g.extend_days else 0 for g in x.exit.grounds.values()],
+                                   np.int64),
+                          np.array([g.extend_days[1] if g.extend_days else 0 for g in x.exit.grounds.values()],
+                                   np.int64),
+                          np.array([g.no_term for g in x.exit.grounds.values()], np.bool_))
+                      for j, x in enumerate(ls) if x.exit.grounds},
     )

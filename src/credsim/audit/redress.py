@@ -253,6 +253,8 @@ Data = dict[str, Any]
 
 def _prior_notice(data: Data) -> None:
     data["redress"]["notice"] = {**(data["redress"].get("notice") or {}), "at": "filing", "delay_days": 0}
+    for ln, rule in (data["redress"].get("notice_by_list") or {}).items():
+        data["redress"]["notice_by_list"][ln] = {**rule, "at": "filing", "delay_days": 0}
 
 
 def _enforced_deadline(data: Data) -> None:

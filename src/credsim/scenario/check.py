@@ -141,6 +141,14 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
             out.append((f"{p}.exit.on_grade_recovery", "only for lists entered by grade"))
         if lst.entry.records is not None and not lst.exit.cure and lst.exit.term_days is None:
             out.append((f"{p}.exit", "a way out: cure records and/or term_days"))
+        for gn, ground in lst.exit.grounds.items():
+            gp = f"{p}.exit.grounds.{gn}"
+            if lst.entry.records is None:
+                out.append((gp, "grounds only for lists entered by records (a grade list follows the grade)"))
+            elif ground.extend_days is not None and lst.exit.term_days is None:
+                out.append((f"{gp}.extend_days", "a term to extend: term_days is not set"))
+            elif ground.no_term and not lst.exit.cure:
+                out.append((f"{gp}.no_term", "a cure (exit.cure): with no term and no cure a stay could never end"))
 
     def check_condition(path: str, cond: SanctionWhen | ConditionGroup | Condition) -> None:
         if cond.list_ is not None:
@@ -188,6 +196,8 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
             if body.reconsideration is not None:
                 one_of(f"{p}.reconsideration", body.reconsideration, list(s.redress.appeals), "an appeal body")
         out.extend(reconsideration_problems(s))
+        for ln in s.redress.notice_by_list:
+            one_of(f"redress.notice_by_list.{ln}", ln, list(s.lists), "a list")
         if s.redress.repair is not None:
             for i, ln in enumerate(s.redress.repair.lists):
                 one_of(f"redress.repair.lists[{i}]", ln, list(s.lists), "a list")

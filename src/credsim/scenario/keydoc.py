@@ -66,6 +66,9 @@ MODELS: Final[dict[str, str]] = {
                      "(or falsely found) is filed as a record.",
     "Truth": "The latent truth an investigation looks for: a trait above a threshold (shift the trait by group "
              "for group base rates).",
+    "Ground": "A listing ground (D1): a share of a list's entries whose term is extended (`extend_days`) or "
+              "that have no fixed term (`no_term`: exit only by a cure, an appeal or a repair). The ground of an "
+              "entry is drawn when the citizen is listed.",
     "Repair": "Credit repair: after some days on a list, a citizen may apply and be restored (the stay ends).",
     "Notice": "When a citizen learns of a listing; only a notified citizen can object.",
     "AppealBody": "A court or agency hearing objections to listings: a queue with a daily capacity, a served "
@@ -244,6 +247,17 @@ FIELDS: Final[dict[str, KeyDoc]] = {
                             "compliance with a judgment)", "", "[court.comply]"),
     "ListExit.term_days": KeyDoc("days after entry when the listing ends by itself (default: no term)", "days",
                                  "730"),
+    "ListExit.grounds": KeyDoc("listing grounds by name (D1): each a share of entries (drawn per entry from the "
+                               "stream `list:ground:<list>`) whose term is extended by a whole number of days "
+                               "drawn uniformly in `extend_days`, or that have no fixed term; the shares sum to "
+                               "at most 1 and the remaining entries keep `term_days`. Only for lists entered by "
+                               "records", "", "{refuses: {share: 0.2, no_term: true}, serious: {share: 0.1, "
+                               "extend_days: [365, 1095]}}"),
+    "Ground.share": KeyDoc("share of the list's entries on this ground", "probability", "0.1"),
+    "Ground.extend_days": KeyDoc("[shortest, longest] extension of `term_days` (D1: 1-3 years)", "days",
+                                 "[365, 1095]"),
+    "Ground.no_term": KeyDoc("no fixed term on this ground (D1, ground 1: exit only by paying); needs a cure",
+                             "", "true"),
     "ListExit.on_grade_recovery": KeyDoc("for lists entered by grade: leave the list when the grade is no "
                                          "longer one of the entry grades", "", "true"),
     # Sanction
@@ -321,6 +335,9 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Truth.above": KeyDoc("a citizen has it when the trait is above this value", "trait units", "0.5"),
     # Redress
     "Redress.notice": KeyDoc("when citizens learn of listings", "", "{at: listing, delay_days: 7}"),
+    "Redress.notice_by_list": KeyDoc("a notice rule of its own for some lists, by list name (the others follow "
+                                     "`notice`); the what-if's prior notice applies to every rule", "",
+                                     "{key_persons: {at: denial, probability: 0}}"),
     "Redress.appeals": KeyDoc("appeal bodies, by name; each list is heard by at most one body", "",
                               "{court_objection: {lists: [court_defaulters], capacity_per_day: 20, ...}}"),
     "Redress.repair": KeyDoc("credit repair: restoration from a list after some days on it (none by default)", "",

@@ -302,10 +302,39 @@ class ListEntry(Strict):
         return v
 
 
+class Ground(Strict):
+    """A listing ground (D1): a share of listings whose term is extended, or that have no fixed term."""
+
+    share: Probability = Field(description="share of entries listed on this ground (drawn per entry)")
+    extend_days: tuple[Days, Days] | None = Field(
+        default=None, description="[shortest, longest] extension of the term, drawn uniformly in whole days")
+    no_term: bool = Field(default=False, description="no fixed term: the stay ends only by a cure (or an appeal, "
+                          "a repair)")
+
+    @model_validator(mode="after")
+    def _one_effect(self) -> Ground:
+        if (self.extend_days is None) == (not self.no_term):
+            raise ValueError("a ground needs exactly one of extend_days or no_term: true")
+        if self.extend_days is not None and self.extend_days[0] > self.extend_days[1]:
+            raise ValueError(f"extend_days must be [shortest, longest] (got {list(self.extend_days)})")
+        return self
+
+
 class ListExit(Strict):
     cure: list[DottedName] = []
     term_days: Days | None = None
     on_grade_recovery: bool = False
+    grounds: dict[Name, Ground] = Field(
+        default={}, description="listing grounds that change the term of a share of entries; the other entries "
+        "keep term_days")
+
+    @field_validator("grounds")
+    @classmethod
+    def _shares(cls, v: dict[str, Ground]) -> dict[str, Ground]:
+        total = sum(g.share for g in v.values())
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"ground shares must sum to at most 1 (they sum to {total:.6g})")
+        return v
 
 
 class ListSpec(Strict):
@@ -533,6 +562,8 @@ class Redress(Strict):
     """Due process: notice of listings, objections heard by appeal bodies, and credit repair."""
 
     notice: Notice = Notice()
+    notice_by_list: dict[Name, Notice] = Field(
+        default={}, description="a notice rule of its own for some lists (the others follow notice)")
     appeals: dict[Name, AppealBody] = Field(default={}, description="appeal bodies, by name")
     repair: Repair | None = Field(default=None, description="credit repair (none by default)")
 

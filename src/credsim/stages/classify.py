@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from credsim import rng
 from credsim.day import Day, GradeChanges, ListChanges, ListExits
 from credsim.exchange import Exchange
 from credsim.plan import Plan
@@ -131,8 +132,31 @@ def _apply(cit: np.ndarray, mode: np.ndarray, lst: np.ndarray, action: np.ndarra
     return e_cit[:k], e_mode[:k], e_list[:k], e_dir[:k], e_since[:k]
 
 
-def update_lists(plan: Plan, st: State, day: int, cures: ListExits, grade_changes: GradeChanges) -> ListChanges:
-    """Apply today's list actions; return the accepted entries and exits."""
+def ground_terms(plan: Plan, seed: int, day: int, cit: np.ndarray, lst: np.ndarray, term: np.ndarray) -> np.ndarray:
+    """Each entry's term under the list's grounds (D1): a share of entries is extended by a whole number of
+    days drawn uniformly in the ground's range, or has no fixed term (0). The ground is one uniform draw of
+    the stream ``list:ground:<list>`` and the extension another of ``list:extend:<list>``, both keyed by
+    (seed, day, citizen): the two views draw the same numbers when they list a citizen the same day."""
+    out = term.copy()
+    for li, (cum, lo, hi, none) in plan.list_grounds.items():
+        sel = np.flatnonzero(lst == li)
+        if sel.shape[0] == 0:
+            continue
+        c = cit[sel].astype(np.int64)
+        g = np.searchsorted(cum, rng.uniforms(rng.day_key(seed, f"list:ground:{plan.lists[li]}", day), c),
+                            side="right")
+        on = g < cum.shape[0]
+        gi = np.minimum(g, cum.shape[0] - 1)
+        span = (hi[gi] - lo[gi] + 1).astype(np.float64)
+        ext = lo[gi] + np.floor(rng.uniforms(rng.day_key(seed, f"list:extend:{plan.lists[li]}", day), c)
+                                * span).astype(np.int64)
+        out[sel] = np.where(on & none[gi], 0, np.where(on, term[sel] + ext, term[sel]))
+    return out
+
+
+def update_lists(plan: Plan, st: State, day: int, cures: ListExits, grade_changes: GradeChanges,
+                 seed: int | None = None) -> ListChanges:
+    """Apply today's list actions; return the accepted entries and exits (``seed``: draw listing grounds)."""
     parts: list[tuple[np.ndarray, ...]] = []
 
     def add(c: np.ndarray, m: np.ndarray, li: np.ndarray, action: int, aux: np.ndarray | None = None) -> None:
@@ -164,6 +188,8 @@ def update_lists(plan: Plan, st: State, day: int, cures: ListExits, grade_change
     ent = ev.direction == 1
     if ent.any():
         term = plan.exit_term[ev.lst[ent]]
+        if seed is not None:
+            term = ground_terms(plan, seed, day, ev.cit[ent], ev.lst[ent], term)
         has = term > 0
         st.terms.push_by_day((day + term)[has], ev.cit[ent][has], ev.mode[ent][has], ev.lst[ent][has],
                              np.full(int(has.sum()), day, np.int64))
@@ -179,9 +205,10 @@ class Classify:
     writes: tuple[str, ...] = ("day.grades", "day.lists", "state.grade", "state.listed", "state.listed_since",
                                "state.pending", "state.entries", "state.terms", "state.counters")
 
-    def __init__(self, plan: Plan, lo: int, hi: int, n: int) -> None:
+    def __init__(self, plan: Plan, lo: int, hi: int, n: int, seed: int = 0) -> None:
         self.plan = plan
         self.lo, self.hi, self.n = lo, hi, n
+        self.seed = seed
 
     def run(self, st: State, d: Day, x: Exchange) -> None:
         p = self.plan
@@ -191,7 +218,7 @@ class Classify:
         else:
             cand = unique_sorted(np.concatenate([d.filed.records.cit, d.score_changes.cit]).astype(np.int64))
             d.grades = regrade(p, st, cand)
-        d.lists = update_lists(p, st, d.day, d.list_exits, d.grades)
+        d.lists = update_lists(p, st, d.day, d.list_exits, d.grades, self.seed if p.list_grounds else None)
 
 
 def enter_start_grades(plan: Plan, st: State) -> int:

@@ -100,10 +100,10 @@ class RedressRules:
     A dataclass, not a NamedTuple: the stage keeps it, and a checkpoint restores a stage's
     attributes into objects of the same class (a NamedTuple would come back as a bare tuple)."""
 
-    notice_at: int  # index in NOTICE_AT
-    notice_delay: int
-    notice_p: float
-    learn_on_denial: bool
+    notice_at: np.ndarray  # (L,) index in NOTICE_AT (each list its own rule, else the common one)
+    notice_delay: np.ndarray  # (L,)
+    notice_p: np.ndarray  # (L,)
+    learn_on_denial: np.ndarray  # (L,) bool
     heard_by: np.ndarray  # (L,) body index or -1
     bodies: list[str]
     capacity: np.ndarray  # (Bd,) cases per day, possibly fractional
@@ -132,11 +132,13 @@ def redress_rules(plan: Plan, spec: RedressSpec, n_citizens: int) -> RedressRule
             heard_by[plan.lists.index(ln)] = b
     ab = [spec.appeals[n] for n in bodies]
     maxv = max(len(v) for v in plan.dim_values)
-    n = spec.notice
+    ns = [spec.notice_by_list.get(ln, spec.notice) for ln in plan.lists]
     rep = spec.repair
     repair_lists = np.array([rep is not None and ln in rep.lists for ln in plan.lists], np.bool_)
     return RedressRules(
-        NOTICE_AT.index(n.at), n.delay_days, n.probability, n.learn_on_denial, heard_by, bodies,
+        np.array([NOTICE_AT.index(n.at) for n in ns], np.int64), np.array([n.delay_days for n in ns], np.int64),
+        np.array([n.probability for n in ns], np.float64), np.array([n.learn_on_denial for n in ns], np.bool_),
+        heard_by, bodies,
         np.array([a.capacity_per_day * (n_citizens / 1e5 if a.per_100k else 1.0) for a in ab], np.float64),
         np.array([APPEAL_ORDERS.index(a.order) for a in ab], np.int64),
         np.array([[a.file_probability, a.file_probability if a.file_probability_false is None
@@ -266,11 +268,11 @@ class Redress:
                 c = rec.cit[rows[sel]]
                 book.last_rid[li, c] = rid[sel]  # rows ascend, so the latest record of a citizen wins
                 book.last_false[li, c] = (rec.true[rows[sel]] == 0).astype(np.uint8)
-                if rules.notice_at == NOTICE_AT.index("filing"):
+                if rules.notice_at[li] == NOTICE_AT.index("filing"):
                     self._serve_later(day, np.unique(c), li)
-        if rules.notice_at == NOTICE_AT.index("listing"):
-            lc = d.lists
-            for li in np.flatnonzero(heard).tolist():
+        lc = d.lists
+        for li in np.flatnonzero(heard).tolist():
+            if rules.notice_at[li] == NOTICE_AT.index("listing"):
                 sel = (lc.mode == 0) & (lc.direction == 1) & (lc.lst == li)
                 self._serve_later(day, lc.cit[sel], li)
         due = book.notices.pop(day)
@@ -281,12 +283,12 @@ class Redress:
         book.notice_day[dl[fresh], dc[fresh]] = day
         nc, nl = [dc[fresh]], [dl[fresh]]
         a = d.attempts
-        if rules.learn_on_denial and a.cit.shape[0] and len(p.sanctions):
+        if rules.learn_on_denial.any() and a.cit.shape[0] and len(p.sanctions):
             den = np.flatnonzero((a.denied[:, 0] == 1) & (a.first >= 0))
             # the refusal tells of every heard list its sanction's condition names and the citizen is on
             row, ln = np.nonzero(p.san_names_list[a.first[den]])
             c = a.cit[den[row]]
-            ok = heard[ln] & (st.listed[0, ln, c] == 1) & (book.notice_day[ln, c] < 0)
+            ok = heard[ln] & rules.learn_on_denial[ln] & (st.listed[0, ln, c] == 1) & (book.notice_day[ln, c] < 0)
             key = np.unique(ln[ok].astype(np.int64) * st.n + c[ok])
             c, ln = key % st.n, key // st.n
             book.notice_day[ln, c] = day
@@ -297,9 +299,9 @@ class Redress:
     def _serve_later(self, day: int, cit: np.ndarray, li: int) -> None:
         if cit.shape[0] == 0:
             return
-        served = _draw(self.seed, f"redress:notice:{self.plan.lists[li]}", day, cit) < self.rules.notice_p
+        served = _draw(self.seed, f"redress:notice:{self.plan.lists[li]}", day, cit) < self.rules.notice_p[li]
         c = cit[served].astype(np.int64)
-        self.book.notices.push(day + self.rules.notice_delay, c, np.full(c.shape[0], li, np.int64))
+        self.book.notices.push(day + int(self.rules.notice_delay[li]), c, np.full(c.shape[0], li, np.int64))
 
     # -- 4: filing ------------------------------------------------------------------------------
     def _file(self, st: State, d: Day, r: RedressDay) -> None:
