@@ -163,6 +163,9 @@ class Result:
             cols[f"shadow_on_{name}"] = pa.array(st.listed[1, li].astype(np.bool_))
         for c, name in enumerate(COUNTERS):
             cols[f"n_{name}"] = pa.array(st.counters[c])
+        if st.dependants.shape[0]:  # family ties, only when the scenario declares them
+            cols["dependants"] = pa.array(st.dependants)
+            cols["n_dependants_denied"] = pa.array(st.dep_denied)
         cols["traced"] = pa.array(self.tracer.mask)
         return pa.table(cols)
 

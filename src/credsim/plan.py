@@ -112,6 +112,7 @@ class Plan:
     san_own_domain: np.ndarray  # (K,) bool: only records of the attempt's domain count
     san_cond: CondTables  # compound conditions (san_list == -2), as clause and atom tables
     san_names_list: np.ndarray  # (K, L) bool: lists a sanction's condition names (what a refusal tells of)
+    san_reaches: np.ndarray  # (K,) bool: a denial also harms the citizen's dependants
     # responses
     responses: list[str]
     resp_cut: np.ndarray  # (Q,) bool
@@ -357,6 +358,7 @@ def compile_plan(scen: Scenario) -> Plan:
         san_own_domain=np.array([s.own_domain for s in ks], dtype=np.bool_),
         san_cond=compile_conditions(whens, lists, grades),
         san_names_list=san_names_list,
+        san_reaches=np.array([s.reaches == "dependants" for s in ks], dtype=np.bool_),
         responses=rn,
         resp_cut=np.array([r.effect == "cut_ties" for r in qs], dtype=np.bool_),
         resp_trigger=np.array([TRIGGERS.index(r.trigger) for r in qs], dtype=np.int64),

@@ -247,6 +247,10 @@ class State:
     retractions: Queue[Retractions] = field(default_factory=lambda: Queue(Retractions))
     expiry_undo: Queue[ExpiryItems] = field(default_factory=lambda: Queue(ExpiryItems))  # cancel a take-back
     list_undo: Queue[ListExpiryItems] = field(default_factory=lambda: Queue(ListExpiryItems))
+    # family ties, only when declared (else length 0): dependants of each citizen, and official denials by
+    # sanctions that reach dependants
+    dependants: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    dep_denied: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
 
 def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:
@@ -274,6 +278,8 @@ def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:
         neg_by_domain=np.zeros((len(plan.domains) if plan.has_points else 0, n), dtype=np.float32),
         assoc_pts=np.zeros((2, n if (plan.assoc_points != 0).any() else 0), dtype=np.float32),
         counters=np.zeros((len(COUNTERS), n), dtype=np.int32),
+        dependants=pop.dependants,
+        dep_denied=np.zeros(pop.dependants.shape[0], dtype=np.int32),
     )
 
 
@@ -294,4 +300,5 @@ def bytes_per_citizen(plan: Plan) -> int:
         + 4  # metrics cell
         + (8 if plan.has_model else 0)
         + 4 * len(COUNTERS)
+        + (5 if plan.scen.population.dependants is not None else 0)  # dependants, dep_denied
     )

@@ -164,6 +164,8 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
     for sn, san in s.sanctions.items():
         p = f"sanctions.{sn}"
         check_condition(f"{p}.when", san.when)
+        if san.reaches == "dependants" and s.population.dependants is None:
+            out.append((f"{p}.reaches", "population.dependants to be declared (no citizen has dependants to reach)"))
         for i, a in enumerate(san.attempts):
             one_of(f"{p}.attempts[{i}]", a, list(s.behaviours), "a behaviour")
             if a in s.behaviours and s.behaviours[a].kind != "attempt":

@@ -30,6 +30,8 @@ EXTENDS: Final = KeyDoc(
 MODELS: Final[dict[str, str]] = {
     "Scenario": "The top level of a scenario file.",
     "Population": "Who lives in the simulated society: how many citizens, their groups and latent traits.",
+    "Dependants": "Family ties: how many dependants (children) each citizen has, drawn once per citizen id from "
+                  "the declared shares (the same family in every shard layout and population size).",
     "Trait": "A latent trait of every citizen (standard normal unless given otherwise), shifted by group.",
     "Graph": "The social contact graph, used by association penalties, contact responses and contact features.",
     "Behaviour": "Something a citizen may do on any day, at a daily probability.",
@@ -107,6 +109,11 @@ FIELDS: Final[dict[str, KeyDoc]] = {
                                 "population share; the shares of a dimension sum to 1. Every citizen holds one "
                                 "value per dimension, drawn independently", "share (0-1)",
                                 "{hukou: {local: 0.73, migrant: 0.27}}"),
+    "Population.dependants": KeyDoc("family ties: dependants per citizen (none by default); sanctions with "
+                                    "`reaches: dependants` harm them, and the audit counts children affected",
+                                    "", "{shares: [0.45, 0.35, 0.2]}"),
+    "Dependants.shares": KeyDoc("share of citizens with 0, 1, 2, ... dependants (the index is the number); they "
+                                "sum to 1", "shares", "[0.45, 0.35, 0.2]"),
     "Population.traits": KeyDoc("latent traits by name; they scale behaviour rates through a behaviour's "
                                 "`traits` and can feed a model score", "", "{conscientiousness: {}}"),
     # Trait
@@ -269,6 +276,11 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Sanction.severity": KeyDoc("how heavy the sanction is, on the scenario's own scale; the audit weighs it "
                                 "against the points behind a denial (proportionality)", "severity units", "2"),
     # SanctionWhen
+    "Sanction.reaches": KeyDoc("who a denial harms: `citizen`, or also the citizen's `dependants` (D10: children "
+                               "barred from high-fee schools). The audit counts children affected (dependants of "
+                               "citizens so denied), wrongly (denied only with false records, against the "
+                               "no-false-records run) and by the system (against the system switched off), by "
+                               "group; needs population.dependants", "", "dependants"),
     "Sanction.own_domain": KeyDoc("use only records of each attempt's own domain: a list applies only to attempts "
                                   "of the list's domain; a points grade is taken from the base score less the "
                                   "points lost in that domain (the audit's cross-context counterfactual sets it on "

@@ -55,10 +55,26 @@ class Trait(Strict):
     shift: dict[Name, dict[Name, Finite]] = {}
 
 
+class Dependants(Strict):
+    """Family ties: each citizen has 0, 1, 2, ... dependants (children), drawn once from declared shares."""
+
+    shares: list[Probability] = Field(min_length=1, max_length=21, description="share of citizens with 0, 1, 2, "
+                                      "... dependants (index = number of dependants); they sum to 1")
+
+    @field_validator("shares")
+    @classmethod
+    def _sum_to_one(cls, v: list[float]) -> list[float]:
+        total = sum(v)
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"shares must sum to 1, they sum to {total:.6g}")
+        return v
+
+
 class Population(Strict):
     size: Annotated[int, Field(strict=True, ge=1, le=2_000_000_000)]
     groups: dict[Name, dict[Name, Probability]]
     traits: dict[Name, Trait] = {}
+    dependants: Dependants | None = Field(default=None, description="family ties (none by default)")
     reference: dict[Name, Name] = Field(
         default={},
         description="the reference group of a dimension for disparate-impact ratios (default: the largest "
@@ -426,6 +442,9 @@ class Sanction(Strict):
     attempts: list[DottedName] = Field(min_length=1)
     effect: Literal["deny", "reward"] = "deny"
     severity: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 1.0
+    reaches: Literal["citizen", "dependants"] = Field(
+        default="citizen", description="who a denial harms: the citizen, or also the citizen's dependants (D10: "
+        "children barred from high-fee schools); needs population.dependants")
     own_domain: bool = Field(
         default=False,
         description="use only records of each attempt's own domain: a list applies only to attempts of "

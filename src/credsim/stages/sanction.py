@@ -62,6 +62,7 @@ class SanctionRules(NamedTuple):
     base_dim: int  # group dimension of per-group starting points, or -1
     base_g: np.ndarray  # (V,) starting points per group of that dimension
     cond: CondTables  # compound conditions (san_list == -2)
+    san_reaches: np.ndarray  # (K,) bool: a denial also harms the citizen's dependants
 
 
 class SanctionColumns(NamedTuple):
@@ -86,7 +87,7 @@ def sanction_rules(plan: Plan) -> SanctionRules:
         plan.san_own_domain, float(plan.points_base),
         np.array([C[k] for k in ("attempts", "denied", "rewarded", "wrongful", "missed", "association_only")],
                  dtype=np.int64),
-        plan.points_base_dim, plan.points_base_g, plan.san_cond)
+        plan.points_base_dim, plan.points_base_g, plan.san_cond, plan.san_reaches)
 
 
 @njit(cache=True)
@@ -148,6 +149,7 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
     first = np.full(A, -1, dtype=np.int64)
     cross = np.full(A, np.nan)
     assoc_only = np.zeros(A, dtype=np.uint8)
+    reach = np.zeros(A, dtype=np.uint8)
     for a in range(A):
         i, b = cit[a], beh[a]
         for m in range(2):
@@ -172,6 +174,8 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
                     den[a, m] = 1
                     if m == 0 and first[a] < 0:
                         first[a] = k
+                    if m == 0 and rules.san_reaches[k]:
+                        reach[a] = 1
         if den[a, 0]:
             rew[a, 0] = 0
         if den[a, 1]:
@@ -203,7 +207,7 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
             counters[c_miss, i] += 1
         if rew[a, 0]:
             counters[c_rew, i] += 1
-    return den, rew, first, cross, assoc_only
+    return den, rew, first, cross, assoc_only, reach
 
 
 @njit(cache=True)
@@ -248,7 +252,10 @@ def sanction(plan: Plan, st: State, cit: np.ndarray, beh: np.ndarray) -> Attempt
     listed = st.listed if st.listed.shape[1] else np.zeros((2, 1, st.n), dtype=np.uint8)
     cols = SanctionColumns(listed, st.grade, st.neg_by_domain, st.score, st.assoc_pts, st.counters, st.mscore,
                            st.groups)
-    den, rew, first, cross, assoc_only = _check(a_cit, a_beh, sanction_rules(plan), cols)
+    den, rew, first, cross, assoc_only, reach = _check(a_cit, a_beh, sanction_rules(plan), cols)
+    if st.dep_denied.shape[0]:
+        # a denial that reaches dependants: counted per citizen (children affected = their dependants)
+        np.add.at(st.dep_denied, a_cit[reach == 1], 1)
     return Attempts(a_cit, a_beh, den, rew, first, cross, assoc_only)
 
 
@@ -258,7 +265,7 @@ class Sanction:
     name: str = "sanction"
     reads: tuple[str, ...] = ("day.events", "state.listed", "state.grade", "state.neg_by_domain", "state.score",
                               "state.assoc_pts", "state.mscore", "state.groups")
-    writes: tuple[str, ...] = ("day.attempts", "state.counters")
+    writes: tuple[str, ...] = ("day.attempts", "state.counters", "state.dep_denied")
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
