@@ -124,3 +124,10 @@ def test_bad_grounds_and_notice_rules_name_path_and_expectation(tmp_path: Path, 
     with pytest.raises(credsim.ScenarioError) as ei:
         credsim.load_scenario(f)
     assert path in ei.value.paths and words in str(ei.value), str(ei.value)
+
+
+def test_the_due_process_example_validates_and_uses_the_new_keys() -> None:
+    scen = credsim.load_scenario(Path(__file__).resolve().parents[1] / "examples" / "court-defaulters-due-process.yaml")
+    assert scen.redress is not None and scen.redress.appeals["court_objection"].reconsideration == "next_court"
+    assert scen.lists["court_defaulters"].exit.grounds and scen.population.dependants is not None
+    assert scen.sanctions["court_school_ban"].reaches == "dependants"
