@@ -222,7 +222,7 @@ def test_redress_command_shows_money_taken_wrongly_by_group(runs: dict[str, Any]
      "behaviours.finance.loan.state[0].money.column", "a money column"),
     ({"behaviours": {"finance.loan": {"state": [{"grades": ["D"], "multiplier": 2}]}}},
      "behaviours.finance.loan.state[0].grades[0]", "a grade"),
-    ({"behaviours": {"finance.loan": {"state": [{"score": {"of": "model", "max": 500}, "multiplier": 2}]}}},
+    ({"behaviours": {"finance.loan": {"state": [{"score": {"of": "model", "below": 500}, "multiplier": 2}]}}},
      "behaviours.finance.loan.state[0].score.of", "scoring.model is missing"),
     ({"behaviours": {"finance.loan": {"state": [{"multiplier": 2}]}}},
      "behaviours.finance.loan.state[0]", "at least one of list, grades, score, money"),

@@ -120,7 +120,7 @@ def compile_economy(scen: Scenario, dims: list[str], maxv: int, beh: list[str], 
             cs.append(cond(C_GRADES, -1, -np.inf, np.inf, tuple(sorted(grades.index(g) for g in f.grades))))
         if f.score is not None:
             lo = -np.inf if f.score.min is None else float(f.score.min)
-            hi = np.inf if f.score.max is None else float(f.score.max)
+            hi = np.inf if f.score.below is None else float(f.score.below)
             cs.append(cond(C_POINTS if f.score.of == "points" else C_MODEL, -1, lo, hi))
         if f.money is not None:
             lo = -np.inf if f.money.above is None else float(f.money.above)

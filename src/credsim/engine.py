@@ -66,7 +66,7 @@ def build_stages(plan: Plan, st: State, seed: int, days: int, block: int, lo: in
     enforcement: list[Stage] = [Investigate(plan, st, seed, lo, hi)] if plan.scen.investigations else []
     money: list[Stage] = [Money(plan, st, seed)] if plan.econ is not None and plan.econ.active else []
     return [Behave(plan, st, seed, block), Observer(plan, st, seed, block), File(plan, days), score.Score(plan),
-            *enforcement, Classify(plan, lo, hi, st.n), Sanction(plan), *money, *due_process, Respond(plan, seed)]
+            *enforcement, Classify(plan, lo, hi, st.n, seed), Sanction(plan), *money, *due_process, Respond(plan, seed)]
 
 
 def describe_loop() -> str:
@@ -169,6 +169,9 @@ class Result:
             cols[f"n_{name}"] = pa.array(st.counters[c])
         for m, name in enumerate(p.econ.money if p.econ is not None else []):
             cols[names.money_column(name)] = pa.array(st.money[m])
+        if st.dependants.shape[0]:  # family ties, only when the scenario declares them
+            cols["dependants"] = pa.array(st.dependants)
+            cols["n_dependants_denied"] = pa.array(st.dep_denied)
         cols["traced"] = pa.array(self.tracer.mask)
         return pa.table(cols)
 

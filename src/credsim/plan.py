@@ -11,10 +11,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from credsim.conditions import CondTables, compile_conditions, first_list
 from credsim.economy import Economy, compile_economy
 from credsim.names import KINDS, LIST_KINDS, TRIGGERS
 from credsim.scenario.check import record_types
 from credsim.scenario.schema import ASSOCIATION_DOMAIN, Scenario
+
+
+def _by_group(scen: Scenario, table: dict[str, dict[str, float]] | dict[str, dict[str, int]], dims: list[str],
+              maxv: int, default: float) -> tuple[int, np.ndarray]:
+    """A value per group of one dimension (``(dimension index or -1, (maxv,) values)``), others ``default``."""
+    out = np.full(maxv, default, dtype=np.float64)
+    for dim, vals in table.items():
+        names = list(scen.population.groups[dim])
+        for v, x in vals.items():
+            out[names.index(v)] = x
+        return dims.index(dim), out
+    return -1, out
 
 
 def _group_table(scen: Scenario, table: dict[str, dict[str, float]], dims: list[str], maxv: int) -> np.ndarray:
@@ -98,6 +111,9 @@ class Plan:
     san_reward: np.ndarray  # (K,) bool
     san_severity: np.ndarray
     san_own_domain: np.ndarray  # (K,) bool: only records of the attempt's domain count
+    san_cond: CondTables  # compound conditions (san_list == -2), as clause and atom tables
+    san_names_list: np.ndarray  # (K, L) bool: lists a sanction's condition names (what a refusal tells of)
+    san_reaches: np.ndarray  # (K,) bool: a denial also harms the citizen's dependants
     # responses
     responses: list[str]
     resp_cut: np.ndarray  # (Q,) bool
@@ -113,12 +129,32 @@ class Plan:
     sen_suppress: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # money, outcomes of attempts and state-dependent rates (inactive when the scenario has none)
     econ: Economy | None = None
+    # per-group starting points and list entry counts: (dimension index or -1, per group value)
+    points_base_dim: int = -1
+    points_base_g: np.ndarray = field(default_factory=lambda: np.zeros(1))
+    entry_count_dim: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (L,)
+    entry_count_g: np.ndarray = field(default_factory=lambda: np.zeros((0, 1), np.int64))  # (L, maxv)
+    # listing grounds: list index -> (cumulative shares, shortest and longest extension, no fixed term)
+    list_grounds: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def schedule_multiplier(self, b: int, day: int) -> float:
         """The schedule's multiplier of behaviour ``b`` on ``day`` (1 before the first step)."""
         days, mult = self.beh_schedule[b]
         k = int(np.searchsorted(days, day, side="right")) - 1
         return 1.0 if k < 0 else float(mult[k])
+
+    def entry_count_of(self, li: int, groups: np.ndarray, cit: np.ndarray) -> np.ndarray:
+        """Records each of ``cit`` needs to enter list ``li`` (its group's count where ``count_by`` says)."""
+        d = int(self.entry_count_dim[li])
+        if d < 0:
+            return np.full(cit.shape[0], self.entry_count[li], np.int64)
+        return self.entry_count_g[li, groups[d, cit].astype(np.int64)]
+
+    def points_base_of(self, groups: np.ndarray) -> np.ndarray:
+        """Every citizen's starting points (its group's where ``base_by`` says), float32 like the score."""
+        if self.points_base_dim < 0:
+            return np.full(groups.shape[1], np.float32(self.points_base), np.float32)
+        return self.points_base_g.astype(np.float32)[groups[self.points_base_dim].astype(np.int64)]
 
     @property
     def n_beh(self) -> int:
@@ -232,6 +268,14 @@ def compile_plan(scen: Scenario) -> Plan:
         for a in san.attempts:
             san_attempts[k, beh.index(a)] = True
 
+    whens = [san.when for san in ks]
+    san_names_list = np.zeros((K, max(L, 1)), dtype=np.bool_)
+    for k, named in enumerate(first_list(whens, lists)):
+        san_names_list[k, named] = True
+    base_dim, base_g = _by_group(scen, sc.points.base_by if sc.points else {}, dims, maxv,
+                                 sc.points.base if sc.points else 0.0)
+    count_by = [_by_group(scen, x.entry.count_by, dims, maxv, x.entry.count) for x in ls]
+
     rn = list(scen.responses)
     qs = [scen.responses[q] for q in rn]
     Q = len(rn)
@@ -308,12 +352,16 @@ def compile_plan(scen: Scenario) -> Plan:
         exit_on_recovery=np.array([x.exit.on_grade_recovery for x in ls], dtype=np.bool_),
         assoc_points=np.array([x.association_points for x in ls], dtype=np.float64),
         sanctions=sn,
-        san_list=np.array([lists.index(s.when.list_) if s.when.list_ else -1 for s in ks], dtype=np.int64),
+        san_list=np.array([lists.index(s.when.list_) if s.when.list_ else -2 if s.when.compound else -1
+                           for s in ks], dtype=np.int64),
         san_grades=san_grades,
         san_attempts=san_attempts,
         san_reward=np.array([s.effect == "reward" for s in ks], dtype=np.bool_),
         san_severity=np.array([s.severity for s in ks], dtype=np.float64),
         san_own_domain=np.array([s.own_domain for s in ks], dtype=np.bool_),
+        san_cond=compile_conditions(whens, lists, grades),
+        san_names_list=san_names_list,
+        san_reaches=np.array([s.reaches == "dependants" for s in ks], dtype=np.bool_),
         responses=rn,
         resp_cut=np.array([r.effect == "cut_ties" for r in qs], dtype=np.bool_),
         resp_trigger=np.array([TRIGGERS.index(r.trigger) for r in qs], dtype=np.int64),
@@ -327,4 +375,15 @@ def compile_plan(scen: Scenario) -> Plan:
                       for i, b in enumerate(bs) if b.schedule},
         sen_suppress=np.array([s.suppress or 0.0 for s in ss], dtype=np.float64),
         econ=compile_economy(scen, dims, maxv, beh, rtypes, lists, grades, gt),
+        points_base_dim=base_dim,
+        points_base_g=base_g,
+        entry_count_dim=np.array([c[0] for c in count_by], dtype=np.int64),
+        entry_count_g=np.array([c[1] for c in count_by], dtype=np.int64).reshape(L, maxv),
+        list_grounds={j: (np.cumsum([g.share for g in x.exit.grounds.values()]),
+                          np.array([g.extend_days[0] if g.extend_days else 0 for g in x.exit.grounds.values()],
+                                   np.int64),
+                          np.array([g.extend_days[1] if g.extend_days else 0 for g in x.exit.grounds.values()],
+                                   np.int64),
+                          np.array([g.no_term for g in x.exit.grounds.values()], np.bool_))
+                      for j, x in enumerate(ls) if x.exit.grounds},
     )

@@ -8,7 +8,7 @@ size or shard layout, and the same person in every scenario run with the same se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit, prange
@@ -23,6 +23,7 @@ class Population:
     n: int
     groups: np.ndarray  # (D, N) uint8: value index per group dimension
     traits: np.ndarray  # (T, N) float32
+    dependants: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # (N,) or (0,): none declared
 
 
 @njit(parallel=True, cache=True)
@@ -70,4 +71,10 @@ def generate(plan: Plan, n: int, seed: int, block: int = 1 << 16) -> Population:
                 table[plan.dim_values[d].index(v)] = s
             z += table[groups[d]]
         traits[t] = (spec.mean + spec.sd * z).astype(np.float32)
-    return Population(n=n, groups=groups, traits=traits)
+    deps = np.zeros(0, np.uint8)
+    if pop.dependants is not None:
+        # one draw per citizen id on its own stream: the same citizen has the same family in every shard
+        cum = np.cumsum(np.array(pop.dependants.shares, dtype=np.float64))
+        cum[-1] = 1.0 + 1e-12
+        deps = _categorical(static_key(seed, "dependants"), cum, n, block)
+    return Population(n=n, groups=groups, traits=traits, dependants=deps)

@@ -248,11 +248,15 @@ class State:
     expiry_undo: Queue[ExpiryItems] = field(default_factory=lambda: Queue(ExpiryItems))  # cancel a take-back
     list_undo: Queue[ListExpiryItems] = field(default_factory=lambda: Queue(ListExpiryItems))
     money: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (M, N) float64 balances (economy.py)
+    # family ties, only when declared (else length 0): dependants of each citizen, and official denials by
+    # sanctions that reach dependants
+    dependants: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))
+    dep_denied: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
 
 def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:
     n, L, Q, F = pop.n, len(plan.lists), len(plan.responses), len(plan.features)
-    score = np.full((2, n), np.float32(plan.points_base), dtype=np.float32)
+    score = np.tile(plan.points_base_of(pop.groups), (2, 1))
     model = plan.scen.scoring.model
     mscore = np.full((2, n if model else 0), np.float32(model.center if model else 0), dtype=np.float32)
     return State(
@@ -276,6 +280,8 @@ def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:
         assoc_pts=np.zeros((2, n if (plan.assoc_points != 0).any() else 0), dtype=np.float32),
         counters=np.zeros((len(COUNTERS), n), dtype=np.int32),
         money=np.zeros((len(plan.econ.money) if plan.econ is not None else 0, n), dtype=np.float64),
+        dependants=pop.dependants,
+        dep_denied=np.zeros(pop.dependants.shape[0], dtype=np.int32),
     )
 
 
@@ -297,4 +303,5 @@ def bytes_per_citizen(plan: Plan) -> int:
         + (8 if plan.has_model else 0)
         + 4 * len(COUNTERS)
         + 8 * (len(plan.econ.money) if plan.econ is not None else 0)
+        + (5 if plan.scen.population.dependants is not None else 0)  # dependants, dep_denied
     )

@@ -67,9 +67,24 @@ def _harm_columns(cf: Counterfactual, alias: str | None, side: str = "s") -> lis
             f"(({less} > 0) AND ({more} = 0))::INT AS {h}_reversed"]
 
 
-def harms_sql(rep: Replicate, dims: list[str], money: list[str] | None = None) -> str:
+def _children_columns(alias: str | None, base: bool) -> list[str]:
+    """Children affected (family ties): dependants of citizens denied by a sanction that reaches them, in all;
+    only in the run and not in the no-false-records counterfactual (wrongly, citizen by citizen); and only in
+    the run and not with the system switched off."""
+    hit = "(s.n_dependants_denied > 0)"
+    cols = ["s.dependants::INT AS dependants", f"(s.dependants * {hit}::INT)::INT AS children_affected"]
+    wrong = f"({hit} AND ({alias}.n_dependants_denied = 0))::INT" if alias else "0"
+    cols.append(f"(s.dependants * {wrong})::INT AS children_affected_wrongly")
+    if base:
+        by_system = f"({hit} AND (b.n_dependants_denied = 0))::INT"
+        cols.append(f"(s.dependants * {by_system})::INT AS children_affected_by_system")
+    return cols
+
+
+def harms_sql(rep: Replicate, dims: list[str], money: list[str] | None = None, dependants: bool = False) -> str:
     """The per-citizen harms table of one replicate, as SQL over the runs' Parquet files (``money``: the
-    run's declared money balances when it has money, see :mod:`credsim.audit.money`; None: no money)."""
+    run's declared money balances when it has money, see :mod:`credsim.audit.money`; None: no money;
+    ``dependants``: the scenario declares family ties)."""
     cols = ["s.citizen"] + [f's."{d}"::VARCHAR AS "{d}"' for d in dims]
     cols += ["s.n_denied AS denied", "(s.n_denied > 0)::INT AS sanctioned", "s.n_records_adverse AS adverse_records",
              "s.n_records_false AS false_records", "(s.n_rewarded > 0)::INT AS rewarded"]
@@ -91,6 +106,8 @@ def harms_sql(rep: Replicate, dims: list[str], money: list[str] | None = None) -
         joins.append(f"JOIN read_parquet('{_q(rep.baseline / 'citizens.parquet')}') b USING (citizen)")
         cols += ["(s.n_infractions - b.n_infractions)::BIGINT AS system_infractions",
                  "(s.n_speech - b.n_speech)::BIGINT AS system_speech"]
+    if dependants:
+        cols += _children_columns(aliases.get(BY_HARM_WRONGFUL), rep.baseline is not None)
     return (f"SELECT {', '.join(cols)} FROM read_parquet('{_q(rep.system / 'citizens.parquet')}') s "
             + " ".join(joins) + " ORDER BY citizen")
 
@@ -99,11 +116,12 @@ def write_harms(rep: Replicate) -> dict[str, float]:
     """Write ``harms.parquet`` (and the ``harms`` view) into the system run; return the totals."""
     man = read_manifest(rep.system)
     dims = list(man["scenario"]["population"]["groups"])
+    dependants = man["scenario"]["population"].get("dependants") is not None
     target = rep.system / HARMS_FILE
     con = duckdb.connect()
     try:
         cit = f"read_parquet('{_q(rep.system / 'citizens.parquet')}')"
-        sql = harms_sql(rep, dims, declared_balances(con, cit) if has_money(con, cit) else None)
+        sql = harms_sql(rep, dims, declared_balances(con, cit) if has_money(con, cit) else None, dependants)
         con.execute(f"COPY ({sql}) TO '{_q(target)}' (FORMAT parquet, COMPRESSION zstd)")
         totals = harm_totals(con, f"read_parquet('{_q(target)}')")
     finally:
@@ -131,9 +149,20 @@ def harm_totals(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, float]:
     for c in ("system_infractions", "system_speech"):
         if c in cols:
             exprs.append((f"harm.{c}", f"sum({c})"))
+    children = [c for c in ("children_affected", "children_affected_wrongly", "children_affected_by_system")
+                if c in cols]
+    exprs += [(f"harm.{c}", f"sum({c})") for c in children]
     row = con.execute(f"SELECT {', '.join(e for _n, e in exprs)} FROM {table}").fetchone()
     assert row is not None
     out = {n: float(v or 0) for (n, _e), v in zip(exprs, row, strict=True)}
     if "wrongful_money" in cols:
         out.update(money_totals(con, table))
+    if children:
+        # by group: the group columns are the text ones (harms_sql casts every dimension to VARCHAR)
+        types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {table})").fetchall())
+        for dim in [c for c in cols if types[c] == "VARCHAR"]:
+            sums = ", ".join(f"sum({c})" for c in children)
+            for g, *vals in con.execute(f'SELECT "{dim}", {sums} FROM {table} GROUP BY 1 ORDER BY 1').fetchall():
+                for c, v in zip(children, vals, strict=True):
+                    out[f"harm.{c}.{dim}.{g}"] = float(v or 0)
     return out

@@ -37,6 +37,7 @@ import duckdb
 from credsim import names as nm
 from credsim.api import run as run_api
 from credsim.audit import fairness
+from credsim.audit import redress as redress_figures
 from credsim.audit.counterfactuals import BY_HARM, HARMS, SYSTEM_OFF, apply, counterfactual
 from credsim.audit.harms import HARMS_FILE, Replicate, harm_totals, write_harms
 from credsim.audit.metrics import pool_recovery, run_figures
@@ -293,7 +294,8 @@ def assemble(pairs: Sequence[Replicate | tuple[Path, Path | None]], root: Path |
          **(_spread_inputs(f) if len(reps) > 1 else {})}
         for f, b in zip(sys_figs, base_figs, strict=True)],
         "intervals": intervals, "effects": effects, "effects_by_group": by_group, "fairness": fair,
-        "recovery": recovery, "observed_by_group": _observed_by_group([r.system for r in reps])})
+        "recovery": recovery, "observed_by_group": _observed_by_group([r.system for r in reps]),
+        "redress": redress_figures.pool([redress_figures.figures(r.system) for r in reps])})
 
 
 def _spread_inputs(figs: dict[str, Any]) -> dict[str, Any]:

@@ -193,6 +193,71 @@ def _cases(st: list[tuple[Any, ...]], cs: list[tuple[Any, ...]], dims: list[str]
             "wrongful_days_before_correction": summary(wrongful), "appeal_success": success}
 
 
+# -- pooled over the replicates of an audit ----------------------------------------------------------
+
+BACKLOG_POINTS = 8  # days shown of a backlog series in the report (evenly spaced, the last day included)
+
+
+def pool(figs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The redress figures of an audit's replicates side by side, for the report.
+
+    Per-run figures (wrongful days, corrections, mean days to correction, Kaplan-Meier medians, the
+    backlog's peak) get a t interval over the replicates (:func:`credsim.audit.stats.interval`); the
+    backlog series is the replicates' mean day by day; appeal success adds the replicates' binomial
+    counts (upheld of decided) and gives a Wilson 95% interval of the pooled counts -- said so in
+    ``how`` wherever it is shown. Empty when the runs have no redress tables."""
+    figs = [f for f in figs if f]
+    if not figs:
+        return {}
+    tr = [f["time_to_redress"] for f in figs]
+    out: dict[str, Any] = {
+        "replicates": len(figs),
+        "wrongful_days": interval([f["wrongful_days_before_correction"]["sum"] for f in figs]).as_dict(),
+        "wrongful_citizens": interval([float(f["wrongful_days_before_correction"]["n"]) for f in figs]).as_dict(),
+        "corrected": interval([float(t["from_listing"]["n"]) for t in tr]).as_dict(),
+        "days_to_redress": interval([t["from_listing"]["mean"] for t in tr]).as_dict(),
+        "false_record_days": interval([t["false_record_from_filing"]["mean"] for t in tr]).as_dict(),
+        "exit_routes": {}, "backlog": {}, "success": {},
+        "how": {"per_run": "mean over replicates [95% t interval]",
+                "success": "upheld / decided, counts added over replicates, Wilson 95% interval"}}
+    for ln in figs[0]["exit_time"]:
+        routes: dict[str, Any] = {}
+        for r in EXIT_ROUTES:
+            cells = [f["exit_time"].get(ln, {}).get(r) for f in figs]
+            if not any(cells):
+                continue
+            routes[r] = {"exits": sum(c["all"]["events"] for c in cells if c),
+                         "stays": sum(c["all"]["n"] for c in cells if c),
+                         "median_days": interval([c["all"]["median_days"] if c else math.nan for c in cells]).as_dict()}
+        out["exit_routes"][ln] = routes
+    for body in figs[0]["backlog"]:
+        series = [np.array(f["backlog"][body]["series"], dtype=np.float64) for f in figs]
+        n = min(len(x) for x in series)
+        mean = np.mean([x[:n] for x in series], axis=0) if n else np.zeros(0)
+        days = sorted({int(round(i * (n - 1) / (BACKLOG_POINTS - 1))) for i in range(BACKLOG_POINTS)}) if n else []
+        out["backlog"][body] = {"days": days, "mean": [float(mean[d]) for d in days],
+                                "max": interval([f["backlog"][body]["max"] for f in figs]).as_dict()}
+    for body, by in figs[0]["appeal_success"].items():
+        per: dict[str, Any] = {}
+        for label in by:
+            entry: dict[str, Any] = {}
+            for key in by[label]:
+                if key == "all":
+                    k = sum(f["appeal_success"][body][label]["all"]["upheld"] for f in figs)
+                    n = sum(f["appeal_success"][body][label]["all"]["decided"] for f in figs)
+                    entry["all"] = Share(k, n).as_dict()
+                    continue
+                groups = sorted({g for f in figs for g in f["appeal_success"][body][label].get(key, {})})
+                entry[key] = {}
+                for g in groups:
+                    cs = [f["appeal_success"][body][label].get(key, {}).get(g) for f in figs]
+                    entry[key][g] = Share(sum(c["upheld"] for c in cs if c), sum(c["decided"] for c in cs if c)
+                                          ).as_dict()
+            per[label] = entry
+        out["success"][body] = per
+    return out
+
+
 # -- investigations ---------------------------------------------------------------------------------
 
 
@@ -254,6 +319,8 @@ Data = dict[str, Any]
 
 def _prior_notice(data: Data) -> None:
     data["redress"]["notice"] = {**(data["redress"].get("notice") or {}), "at": "filing", "delay_days": 0}
+    for ln, rule in (data["redress"].get("notice_by_list") or {}).items():
+        data["redress"]["notice_by_list"][ln] = {**rule, "at": "filing", "delay_days": 0}
 
 
 def _enforced_deadline(data: Data) -> None:

@@ -14,7 +14,8 @@ from rich.table import Table
 
 from credsim.audit.paired import audit_pairs
 from credsim.cli.common import fail, parse_set
-from credsim.report.labels import Labels, for_run
+from credsim.report import due_process
+from credsim.report.labels import Labels, for_run, from_result
 
 app = typer.Typer()
 out = Console()
@@ -72,6 +73,8 @@ def audit_cmd(
               f"{time.perf_counter() - t0:.1f} s")
     for h in headlines(res):
         out.print(" - " + h.text)
+    for line in due_process.summary_lines(res, from_result(res)):
+        out.print(" - " + line)
     _money_summary(d, res)
     page = d / "report.html"
     shown = f"[bold]{page}[/bold]" if page.is_file() else (

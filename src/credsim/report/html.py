@@ -24,7 +24,7 @@ import plotly
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from credsim.report import charts
+from credsim.report import charts, due_process
 from credsim.report.findings import Headline, IconCounts, fmt, headlines, icon_counts, num, story
 from credsim.report.labels import Labels, from_result
 
@@ -378,7 +378,7 @@ def report_html(res: dict[str, Any], script_src: str | None = None) -> str:
     body = (head + _story(res) + icon_array(icon_counts(res)) + note + _small_sample(res)
             + "<h2>The findings, chart by chart</h2>" + _chart_sections(res)
             + "<h2>Detail: every finding with its interval</h2>" + _findings(headlines(res)) + _harms_table(res)
-            + METHODS + _sql_block(res))
+            + due_process.section(res, lab) + METHODS + _sql_block(res))
     return framed(title, body, script_src)
 
 

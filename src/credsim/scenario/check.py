@@ -7,14 +7,39 @@ consistent. Kept apart from the schema so that each check reads as one sentence.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 
 from credsim.scenario.economy_check import check_economy
-from credsim.scenario.schema import ASSOCIATION_DOMAIN, Scenario
+from credsim.scenario.schema import ASSOCIATION_DOMAIN, Condition, ConditionGroup, SanctionWhen, Scenario
 
 
 def record_types(s: Scenario) -> list[str]:
     """Record types a dossier can hold: behaviours, plus one association type per list."""
     return list(s.behaviours) + [f"{ASSOCIATION_DOMAIN}.{name}" for name in s.lists]
+
+
+def reconsideration_problems(s: Scenario) -> list[tuple[str, str]]:
+    """Reconsideration chains end (no body reconsiders its own rejections, even through others), and a
+    body that hears no list is some body's reconsideration (else no case could ever reach it)."""
+    out: list[tuple[str, str]] = []
+    if s.redress is None:
+        return out
+    bodies = s.redress.appeals
+    targets = {b.reconsideration for b in bodies.values()}
+    for bn, body in bodies.items():
+        seen = [bn]
+        nxt = body.reconsideration
+        while nxt is not None and nxt in bodies:
+            if nxt in seen:
+                out.append((f"redress.appeals.{bn}.reconsideration", "a chain of reconsiderations that ends "
+                            f"(got the cycle {' -> '.join([*seen, nxt])})"))
+                break
+            seen.append(nxt)
+            nxt = bodies[nxt].reconsideration
+        if not body.lists and bn not in targets:
+            out.append((f"redress.appeals.{bn}.lists", "at least one list, or the body must be another body's "
+                        "reconsideration (no case can reach it)"))
+    return out
 
 
 def cross_check(s: Scenario) -> list[tuple[str, str]]:
@@ -31,7 +56,7 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             out.append((path, f"{what} declared in the scenario, one of {shown[:12]}{more} (got {name!r}){hint}"))
 
-    def check_table(path: str, table: dict[str, dict[str, float]]) -> None:
+    def check_table(path: str, table: Mapping[str, Mapping[str, float]]) -> None:
         for dim, vals in table.items():
             one_of(f"{path}.{dim}", dim, list(dims), "a group dimension")
             if dim in dims:
@@ -77,6 +102,7 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
     rtypes = record_types(s)
     sc = s.scoring
     if sc.points is not None:
+        check_table("scoring.points.base_by", sc.points.base_by)
         for r in sc.points.rules:
             one_of(f"scoring.points.rules.{r}", r, rtypes, "a record type (a behaviour or association.<list>)")
     if sc.model is not None:
@@ -107,6 +133,7 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
         one_of(f"{p}.domain", lst.domain, list(domains), "a domain")
         for i, r in enumerate(lst.entry.records or []):
             one_of(f"{p}.entry.records[{i}]", r, rtypes, "a record type")
+        check_table(f"{p}.entry.count_by", lst.entry.count_by)
         for i, g in enumerate(lst.entry.grades or []):
             one_of(f"{p}.entry.grades[{i}]", g, grades, "a grade (scoring.grades.bands)")
         for i, r in enumerate(lst.exit.cure):
@@ -115,13 +142,31 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
             out.append((f"{p}.exit.on_grade_recovery", "only for lists entered by grade"))
         if lst.entry.records is not None and not lst.exit.cure and lst.exit.term_days is None:
             out.append((f"{p}.exit", "a way out: cure records and/or term_days"))
+        for gn, ground in lst.exit.grounds.items():
+            gp = f"{p}.exit.grounds.{gn}"
+            if lst.entry.records is None:
+                out.append((gp, "grounds only for lists entered by records (a grade list follows the grade)"))
+            elif ground.extend_days is not None and lst.exit.term_days is None:
+                out.append((f"{gp}.extend_days", "a term to extend: term_days is not set"))
+            elif ground.no_term and not lst.exit.cure:
+                out.append((f"{gp}.no_term", "a cure (exit.cure): with no term and no cure a stay could never end"))
+
+    def check_condition(path: str, cond: SanctionWhen | ConditionGroup | Condition) -> None:
+        if cond.list_ is not None:
+            one_of(f"{path}.list", cond.list_, list(s.lists), "a list")
+        for i, g in enumerate(cond.grades or []):
+            one_of(f"{path}.grades[{i}]", g, grades, "a grade (scoring.grades.bands)")
+        if cond.score is not None and getattr(sc, cond.score.of) is None:
+            out.append((f"{path}.score.of", f"a score that is defined: scoring.{cond.score.of} is missing"))
+        for op in ("all", "any"):
+            for i, item in enumerate(getattr(cond, op, None) or []):
+                check_condition(f"{path}.{op}[{i}]", item)
 
     for sn, san in s.sanctions.items():
         p = f"sanctions.{sn}"
-        if san.when.list_ is not None:
-            one_of(f"{p}.when.list", san.when.list_, list(s.lists), "a list")
-        for i, g in enumerate(san.when.grades or []):
-            one_of(f"{p}.when.grades[{i}]", g, grades, "a grade (scoring.grades.bands)")
+        check_condition(f"{p}.when", san.when)
+        if san.reaches == "dependants" and s.population.dependants is None:
+            out.append((f"{p}.reaches", "population.dependants to be declared (no citizen has dependants to reach)"))
         for i, a in enumerate(san.attempts):
             one_of(f"{p}.attempts[{i}]", a, list(s.behaviours), "a behaviour")
             if a in s.behaviours and s.behaviours[a].kind != "attempt":
@@ -151,6 +196,11 @@ def cross_check(s: Scenario) -> list[tuple[str, str]]:
                     out.append((f"{p}.lists[{i}]", f"a list no other body hears ({ln!r} is heard by {heard[ln]!r})"))
                 heard.setdefault(ln, bn)
             check_table(f"{p}.success_by", body.success_by)
+            if body.reconsideration is not None:
+                one_of(f"{p}.reconsideration", body.reconsideration, list(s.redress.appeals), "an appeal body")
+        out.extend(reconsideration_problems(s))
+        for ln in s.redress.notice_by_list:
+            one_of(f"redress.notice_by_list.{ln}", ln, list(s.lists), "a list")
         if s.redress.repair is not None:
             for i, ln in enumerate(s.redress.repair.lists):
                 one_of(f"redress.repair.lists[{i}]", ln, list(s.lists), "a list")

@@ -34,18 +34,19 @@ ENGINE_MONEY = (TAKEN, REFUNDED, COMPENSATED)
 
 
 class ScoreRange(Strict):
-    """A score range: ``min <= score < max`` (either bound may be left out)."""
+    """A score range: at or above ``min`` and strictly below ``below`` (the grade bands' convention; either
+    bound may be left out). Used by state-dependent rates and by sanction conditions alike."""
 
     of: Literal["points", "model"] = Field(default="points", description="which official score")
     min: Finite | None = Field(default=None, description="lowest score inside the range (inclusive)")
-    max: Finite | None = Field(default=None, description="score at which the range ends (exclusive)")
+    below: Finite | None = Field(default=None, description="score at which the range ends (exclusive)")
 
     @model_validator(mode="after")
     def _bounds(self) -> ScoreRange:
-        if self.min is None and self.max is None:
-            raise ValueError("a score range needs min and/or max")
-        if self.min is not None and self.max is not None and not self.min < self.max:
-            raise ValueError(f"a score range needs min < max (got min {self.min}, max {self.max})")
+        if self.min is None and self.below is None:
+            raise ValueError("a score range needs min and/or below")
+        if self.min is not None and self.below is not None and not self.min < self.below:
+            raise ValueError(f"a score range needs min < below (got min {self.min}, below {self.below})")
         return self
 
 

@@ -37,6 +37,8 @@ MODELS: Final[dict[str, str]] = {
     "Scenario": "The top level of a scenario file.",
     "Population": "Who lives in the simulated society: how many citizens, their groups and latent traits.",
     "GroupLabels": "Readers' words for a group dimension and its values; the scenario keeps its names.",
+    "Dependants": "Family ties: how many dependants (children) each citizen has, drawn once per citizen id from "
+                  "the declared shares (the same family in every shard layout and population size).",
     "Trait": "A latent trait of every citizen (standard normal unless given otherwise), shifted by group.",
     "Graph": "The social contact graph, used by association penalties, contact responses and contact features.",
     "Behaviour": "Something a citizen may do on any day, at a daily probability.",
@@ -55,7 +57,16 @@ MODELS: Final[dict[str, str]] = {
     "ListEntry": "When a citizen enters the list: by records counted in a window, or by holding grades.",
     "ListExit": "How a citizen leaves the list.",
     "Sanction": "What a list or grade does to a citizen's attempts (deny them or reward them).",
-    "SanctionWhen": "Who a sanction applies to: exactly one of `list` or `grades`.",
+    "SanctionWhen": "Who a sanction applies to: exactly one of `list`, `grades`, `score`, `all`, `any`. "
+                    "`all` holds when every item holds, `any` when at least one does; an item is one test or an "
+                    "`all`/`any` of single tests (one level of nesting). Every test reads the state the sanction "
+                    "stage sees: today's lists and grades after classify, in the same view (official or shadow), "
+                    "so a condition cannot depend on itself within a day.",
+    "ConditionGroup": "An item of a top-level `all`/`any`: exactly one of `list`, `grades`, `score`, or an "
+                      "`all`/`any` of single tests.",
+    "Condition": "A single test inside a nested `all`/`any`: exactly one of `list`, `grades`, `score`.",
+    "ScoreRange": "A score range: the score is at or above `min` and strictly below `below` (the bands' "
+                  "convention); at least one of the two.",
     "Response": "How citizens change their behaviour or ties after a sanction or listing.",
     "Redress": "Due process: when citizens learn of a listing, and the bodies that hear their objections "
                "(the redress stage, between sanction and respond).",
@@ -64,6 +75,9 @@ MODELS: Final[dict[str, str]] = {
                      "(or falsely found) is filed as a record.",
     "Truth": "The latent truth an investigation looks for: a trait above a threshold (shift the trait by group "
              "for group base rates).",
+    "Ground": "A listing ground (D1): a share of a list's entries whose term is extended (`extend_days`) or "
+              "that have no fixed term (`no_term`: exit only by a cure, an appeal or a repair). The ground of an "
+              "entry is drawn when the citizen is listed.",
     "Repair": "Credit repair: after some days on a list, a citizen may apply and be restored (the stay ends).",
     "Notice": "When a citizen learns of a listing; only a notified citizen can object.",
     "AppealBody": "A court or agency hearing objections to listings: a queue with a daily capacity, a served "
@@ -72,7 +86,6 @@ MODELS: Final[dict[str, str]] = {
                    "the start of the day (yesterday's end state) meets every condition given: a list, grades, a "
                    "score range, a money balance. Reading yesterday's state means nothing decided today changes "
                    "today's rates: there is no same-day cycle.",
-    "ScoreRange": "A range of an official score: `min <= score < max`.",
     "MoneyRange": "A range of a money balance: `above < balance <= below`.",
     "Outcome": "One of the mutually exclusive outcomes of an allowed attempt (the `money` stage, after "
                "sanction): drawn in declared order from one uniform per attempt; it can file a record and move "
@@ -113,6 +126,11 @@ FIELDS: Final[dict[str, KeyDoc]] = {
                                 "population share; the shares of a dimension sum to 1. Every citizen holds one "
                                 "value per dimension, drawn independently", "share (0-1)",
                                 "{hukou: {local: 0.73, migrant: 0.27}}"),
+    "Population.dependants": KeyDoc("family ties: dependants per citizen (none by default); sanctions with "
+                                    "`reaches: dependants` harm them, and the audit counts children affected",
+                                    "", "{shares: [0.45, 0.35, 0.2]}"),
+    "Dependants.shares": KeyDoc("share of citizens with 0, 1, 2, ... dependants (the index is the number); they "
+                                "sum to 1", "shares", "[0.45, 0.35, 0.2]"),
     "Population.traits": KeyDoc("latent traits by name; they scale behaviour rates through a behaviour's "
                                 "`traits` and can feed a model score", "", "{conscientiousness: {}}"),
     # Trait
@@ -183,7 +201,11 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Scoring.grades": KeyDoc("grades from bands of one of the scores", "",
                              "{score: points, bands: [{name: A, min: 960}, {name: B}]}"),
     # Points
-    "Points.base": KeyDoc("every citizen's starting score", "points", "1000"),
+    "Points.base": KeyDoc("every citizen's starting score (unless `base_by` gives its group another)", "points",
+                          "1000"),
+    "Points.base_by": KeyDoc("starting scores by group of ONE dimension; a group not named starts at `base`. "
+                             "The cross-context counterfactual's 'base score less points lost in the domain' uses "
+                             "the citizen's own starting score", "points", "{hukou: {migrant: 950}}"),
     "Points.rules": KeyDoc("points per record type (a behaviour, or `association.<list>`): negative deducts, "
                            "positive adds; either a number or `{points, expiry_days}`", "points per record",
                            "{traffic.jaywalk: -5, civic.volunteer: 5}"),
@@ -247,6 +269,9 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     # ListEntry
     "ListEntry.records": KeyDoc("record types that count towards entry", "", "[court.judgment_default]"),
     "ListEntry.count": KeyDoc("records needed within the window to enter", "records", "3"),
+    "ListEntry.count_by": KeyDoc("records needed by group of ONE dimension (a group not named needs `count`); only "
+                                 "for lists entered by records. Retraction and expiry compare with the citizen's "
+                                 "own group's count", "records", "{income: {q1: 1}}"),
     "ListEntry.window_days": KeyDoc("how long a record counts towards entry", "days", "365"),
     "ListEntry.grace_days": KeyDoc("days between reaching the count and being listed (a cure in between "
                                    "cancels the entry)", "days", "30"),
@@ -257,6 +282,17 @@ FIELDS: Final[dict[str, KeyDoc]] = {
                             "compliance with a judgment)", "", "[court.comply]"),
     "ListExit.term_days": KeyDoc("days after entry when the listing ends by itself (default: no term)", "days",
                                  "730"),
+    "ListExit.grounds": KeyDoc("listing grounds by name (D1): each a share of entries (drawn per entry from the "
+                               "stream `list:ground:<list>`) whose term is extended by a whole number of days "
+                               "drawn uniformly in `extend_days`, or that have no fixed term; the shares sum to "
+                               "at most 1 and the remaining entries keep `term_days`. Only for lists entered by "
+                               "records", "", "{refuses: {share: 0.2, no_term: true}, serious: {share: 0.1, "
+                               "extend_days: [365, 1095]}}"),
+    "Ground.share": KeyDoc("share of the list's entries on this ground", "probability", "0.1"),
+    "Ground.extend_days": KeyDoc("[shortest, longest] extension of `term_days` (D1: 1-3 years)", "days",
+                                 "[365, 1095]"),
+    "Ground.no_term": KeyDoc("no fixed term on this ground (D1, ground 1: exit only by paying); needs a cure",
+                             "", "true"),
     "ListExit.on_grade_recovery": KeyDoc("for lists entered by grade: leave the list when the grade is no "
                                          "longer one of the entry grades", "", "true"),
     # Sanction
@@ -270,12 +306,33 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Sanction.severity": KeyDoc("how heavy the sanction is, on the scenario's own scale; the audit weighs it "
                                 "against the points behind a denial (proportionality)", "severity units", "2"),
     # SanctionWhen
+    "Sanction.reaches": KeyDoc("who a denial harms: `citizen`, or also the citizen's `dependants` (D10: children "
+                               "barred from high-fee schools). The audit counts children affected (dependants of "
+                               "citizens so denied), wrongly (denied only with false records, against the "
+                               "no-false-records run) and by the system (against the system switched off), by "
+                               "group; needs population.dependants", "", "dependants"),
     "Sanction.own_domain": KeyDoc("use only records of each attempt's own domain: a list applies only to attempts "
                                   "of the list's domain; a points grade is taken from the base score less the "
                                   "points lost in that domain (the audit's cross-context counterfactual sets it on "
                                   "every sanction)", "", "false"),
     "SanctionWhen.list": KeyDoc("citizens on this list", "", "court_defaulters"),
     "SanctionWhen.grades": KeyDoc("citizens holding one of these grades", "", "[C, D]"),
+    "SanctionWhen.score": KeyDoc("citizens whose score is in this range", "", "{of: points, below: 850}"),
+    "SanctionWhen.all": KeyDoc("citizens for whom every item holds (items in declared order)", "",
+                               "[{list: court_defaulters}, {score: {below: 900}}]"),
+    "SanctionWhen.any": KeyDoc("citizens for whom at least one item holds", "",
+                               "[{list: court_defaulters}, {all: [{grades: [D]}, {score: {below: 700}}]}]"),
+    "ConditionGroup.list": KeyDoc("on this list", "", "court_defaulters"),
+    "ConditionGroup.grades": KeyDoc("holding one of these grades", "", "[C, D]"),
+    "ConditionGroup.score": KeyDoc("score in this range", "", "{below: 850}"),
+    "ConditionGroup.all": KeyDoc("every one of these single tests holds", "", "[{grades: [D]}, {score: {below: 700}}]"),
+    "ConditionGroup.any": KeyDoc("at least one of these single tests holds", "", "[{list: a}, {list: b}]"),
+    "Condition.list": KeyDoc("on this list", "", "court_defaulters"),
+    "Condition.grades": KeyDoc("holding one of these grades", "", "[D]"),
+    "Condition.score": KeyDoc("score in this range", "", "{min: 600, below: 700}"),
+    "ScoreRange.of": KeyDoc("which score: `points` or `model` (it must be defined under scoring)", "", "points"),
+    "ScoreRange.min": KeyDoc("lowest score in the range (inclusive)", "score units", "600"),
+    "ScoreRange.below": KeyDoc("the range holds scores strictly below this", "score units", "850"),
     # Response
     "Response.effect": KeyDoc("`reduce_rate` (deterrence, chilling: lower the rate of some behaviours) or "
                               "`cut_ties` (drop contacts who were listed)", "", "reduce_rate"),
@@ -320,6 +377,9 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Truth.above": KeyDoc("a citizen has it when the trait is above this value", "trait units", "0.5"),
     # Redress
     "Redress.notice": KeyDoc("when citizens learn of listings", "", "{at: listing, delay_days: 7}"),
+    "Redress.notice_by_list": KeyDoc("a notice rule of its own for some lists, by list name (the others follow "
+                                     "`notice`); the what-if's prior notice applies to every rule", "",
+                                     "{key_persons: {at: denial, probability: 0}}"),
     "Redress.appeals": KeyDoc("appeal bodies, by name; each list is heard by at most one body", "",
                               "{court_objection: {lists: [court_defaulters], capacity_per_day: 20, ...}}"),
     "Redress.repair": KeyDoc("credit repair: restoration from a list after some days on it (none by default)", "",
@@ -343,8 +403,15 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Notice.learn_on_denial": KeyDoc("an official denial by a list's sanction tells the citizen he is on that "
                                      "list, that day", "", "true"),
     # AppealBody
-    "AppealBody.lists": KeyDoc("the lists (entered by records) whose listings this body hears", "",
+    "AppealBody.lists": KeyDoc("the lists (entered by records) whose listings this body hears at first instance; "
+                               "empty for a body that only reconsiders another body's rejections", "",
                                "[court_defaulters]"),
+    "AppealBody.reconsideration": KeyDoc(
+        "the body that reconsiders this body's rejections (D4: the next court). From the day after a rejection, "
+        "while the listing and the record stand, the citizen files there with THAT body's filing probability "
+        "and within ITS `file_within_days` counted from the rejection (D4: 10); the case keeps the record and "
+        "the notice day, and waits in that body's queue under its capacity, deadline (D4: 15) and success. "
+        "Chains must end (a cycle is refused); unset: a rejection is final", "", "next_court"),
     "AppealBody.capacity_per_day": KeyDoc("cases decided per day at most; overdue cases under an enforced "
                                           "deadline are decided beyond it. A fraction decides one case every "
                                           "1/capacity days: day d decides floor((d+1)c) - floor(dc)",
@@ -397,11 +464,8 @@ FIELDS: Final[dict[str, KeyDoc]] = {
                                      "multiply)", "multiplier", "4"),
     "StateFactor.list": KeyDoc("the citizen is on this list (official view)", "", "clawback"),
     "StateFactor.grades": KeyDoc("the citizen holds one of these grades (official view)", "", "[C, D]"),
-    "StateFactor.score": KeyDoc("the official score is in this range", "", "{of: points, max: 900}"),
+    "StateFactor.score": KeyDoc("the official score is in this range", "", "{of: points, below: 900}"),
     "StateFactor.money": KeyDoc("a money balance is in this range", "", "{column: taken, above: 0}"),
-    "ScoreRange.of": KeyDoc("which official score: `points` or `model`", "", "points"),
-    "ScoreRange.min": KeyDoc("lowest score inside the range (inclusive)", "score points", "600"),
-    "ScoreRange.max": KeyDoc("score at which the range ends (exclusive)", "score points", "900"),
     "MoneyRange.column": KeyDoc("a money column: one declared in `money`, or `taken`, `refunded`, `compensated`",
                                 "", "taken"),
     "MoneyRange.above": KeyDoc("the balance must be greater than this", "money units", "0"),

@@ -10,6 +10,7 @@ of every broken name. Nothing in a scenario is ever evaluated as code.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -64,10 +65,26 @@ class GroupLabels(Strict):
     values: dict[Name, Label] = {}
 
 
+class Dependants(Strict):
+    """Family ties: each citizen has 0, 1, 2, ... dependants (children), drawn once from declared shares."""
+
+    shares: list[Probability] = Field(min_length=1, max_length=21, description="share of citizens with 0, 1, 2, "
+                                      "... dependants (index = number of dependants); they sum to 1")
+
+    @field_validator("shares")
+    @classmethod
+    def _sum_to_one(cls, v: list[float]) -> list[float]:
+        total = sum(v)
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"shares must sum to 1, they sum to {total:.6g}")
+        return v
+
+
 class Population(Strict):
     size: Annotated[int, Field(strict=True, ge=1, le=2_000_000_000)]
     groups: dict[Name, dict[Name, Probability]]
     traits: dict[Name, Trait] = {}
+    dependants: Dependants | None = Field(default=None, description="family ties (none by default)")
     reference: dict[Name, Name] = Field(
         default={},
         description="the reference group of a dimension for disparate-impact ratios (default: the largest "
@@ -211,11 +228,25 @@ class Cap(Strict):
     max_gain: Annotated[float, Field(ge=0, le=1e9, allow_inf_nan=False)] = math.inf
 
 
+def _one_dimension(table: Mapping[str, Mapping[str, float]], key: str) -> None:
+    if len(table) > 1:
+        raise ValueError(f"{key} takes one group dimension (got {', '.join(table)}): a citizen belongs to "
+                         "one group of each dimension, so two would give two values")
+
+
 class Points(Strict):
     base: Finite = 1000.0
+    base_by: dict[Name, dict[Name, Finite]] = Field(
+        default={}, description="starting scores by group of one dimension (groups not named start at base)")
     rules: dict[DottedName, Finite | PointsRule] = {}
     expiry_days: Days = 365
     cap: Cap | None = None
+
+    @field_validator("base_by")
+    @classmethod
+    def _base_one_dim(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        _one_dimension(v, "base_by")
+        return v
 
 
 class Feature(Strict):
@@ -301,11 +332,39 @@ class ListEntry(Strict):
     window_days: Days = 365
     grace_days: Annotated[int, Field(strict=True, ge=0, le=3650)] = 0
     grades: list[Name] | None = None
+    count_by: dict[Name, dict[Name, Annotated[int, Field(strict=True, ge=1, le=10_000)]]] = Field(
+        default={}, description="records needed to enter, by group of one dimension (groups not named need count)")
 
     @model_validator(mode="after")
     def _one_rule(self) -> ListEntry:
         if (self.records is None) == (self.grades is None):
             raise ValueError("entry needs exactly one of records (with count/window) or grades")
+        if self.count_by and self.records is None:
+            raise ValueError("count_by needs an entry by records (a list entered by grades counts no records)")
+        return self
+
+    @field_validator("count_by")
+    @classmethod
+    def _count_one_dim(cls, v: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        _one_dimension(v, "count_by")
+        return v
+
+
+class Ground(Strict):
+    """A listing ground (D1): a share of listings whose term is extended, or that have no fixed term."""
+
+    share: Probability = Field(description="share of entries listed on this ground (drawn per entry)")
+    extend_days: tuple[Days, Days] | None = Field(
+        default=None, description="[shortest, longest] extension of the term, drawn uniformly in whole days")
+    no_term: bool = Field(default=False, description="no fixed term: the stay ends only by a cure (or an appeal, "
+                          "a repair)")
+
+    @model_validator(mode="after")
+    def _one_effect(self) -> Ground:
+        if (self.extend_days is None) == (not self.no_term):
+            raise ValueError("a ground needs exactly one of extend_days or no_term: true")
+        if self.extend_days is not None and self.extend_days[0] > self.extend_days[1]:
+            raise ValueError(f"extend_days must be [shortest, longest] (got {list(self.extend_days)})")
         return self
 
 
@@ -313,6 +372,17 @@ class ListExit(Strict):
     cure: list[DottedName] = []
     term_days: Days | None = None
     on_grade_recovery: bool = False
+    grounds: dict[Name, Ground] = Field(
+        default={}, description="listing grounds that change the term of a share of entries; the other entries "
+        "keep term_days")
+
+    @field_validator("grounds")
+    @classmethod
+    def _shares(cls, v: dict[str, Ground]) -> dict[str, Ground]:
+        total = sum(g.share for g in v.values())
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"ground shares must sum to at most 1 (they sum to {total:.6g})")
+        return v
 
 
 class ListSpec(Strict):
@@ -324,15 +394,64 @@ class ListSpec(Strict):
     association_points: Finite = 0.0
 
 
+_ATOMS = ("list", "grades", "score")
+
+
+def _given(obj: Strict, keys: tuple[str, ...]) -> list[str]:
+    return [k for k in keys if getattr(obj, "list_" if k == "list" else k) is not None]
+
+
+class Condition(Strict):
+    """One test of a citizen's state: on a list, holding one of some grades, or a score in a range."""
+
+    list_: Name | None = Field(default=None, alias="list")
+    grades: list[Name] | None = None
+    score: ScoreRange | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Condition:
+        given = _given(self, _ATOMS)
+        if len(given) != 1:
+            raise ValueError(f"a condition needs exactly one of list, grades, score (got {given or 'none'})")
+        return self
+
+
+class ConditionGroup(Strict):
+    """An item of a top-level ``all``/``any``: a single test, or an ``all``/``any`` of single tests."""
+
+    list_: Name | None = Field(default=None, alias="list")
+    grades: list[Name] | None = None
+    score: ScoreRange | None = None
+    all: list[Condition] | None = Field(default=None, min_length=1, max_length=32)
+    any: list[Condition] | None = Field(default=None, min_length=1, max_length=32)
+
+    @model_validator(mode="after")
+    def _one(self) -> ConditionGroup:
+        given = _given(self, (*_ATOMS, "all", "any"))
+        if len(given) != 1:
+            raise ValueError("an item of all/any needs exactly one of list, grades, score, all, any "
+                             f"(got {given or 'none'}; all/any nest one level deep)")
+        return self
+
+
 class SanctionWhen(Strict):
     list_: Name | None = Field(default=None, alias="list")
     grades: list[Name] | None = None
+    score: ScoreRange | None = None
+    all: list[ConditionGroup] | None = Field(default=None, min_length=1, max_length=32)
+    any: list[ConditionGroup] | None = Field(default=None, min_length=1, max_length=32)
 
     @model_validator(mode="after")
     def _one(self) -> SanctionWhen:
-        if (self.list_ is None) == (self.grades is None):
-            raise ValueError("when needs exactly one of list or grades")
+        given = _given(self, (*_ATOMS, "all", "any"))
+        if len(given) != 1:
+            raise ValueError(f"when needs exactly one of list, grades, score, all, any (got {given or 'none'})")
         return self
+
+    @property
+    def compound(self) -> bool:
+        """Whether the condition needs the general evaluator (anything but one list or one set of grades)."""
+        return self.list_ is None and self.grades is None
 
 
 class Sanction(Strict):
@@ -341,6 +460,9 @@ class Sanction(Strict):
     attempts: list[DottedName] = []
     effect: Literal["deny", "reward", "clawback"] = "deny"
     severity: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] = 1.0
+    reaches: Literal["citizen", "dependants"] = Field(
+        default="citizen", description="who a denial harms: the citizen, or also the citizen's dependants (D10: "
+        "children barred from high-fee schools); needs population.dependants")
     own_domain: bool = Field(
         default=False,
         description="use only records of each attempt's own domain: a list applies only to attempts of "
@@ -430,7 +552,12 @@ class Notice(Strict):
 class AppealBody(Strict):
     """A court or agency that hears objections to listings: a queue with a daily capacity."""
 
-    lists: list[Name] = Field(min_length=1, description="the lists whose listings this body hears")
+    lists: list[Name] = Field(default=[], description="the lists whose listings this body hears at first "
+                              "instance (empty for a body that only reconsiders another body's rejections)")
+    reconsideration: Name | None = Field(
+        default=None, description="the body that reconsiders this body's rejections (D4: the next court). A "
+        "rejected citizen files there with that body's filing probability, within its file_within_days of the "
+        "rejection; unset: a rejection is final")
     capacity_per_day: Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)] = Field(
         description="cases decided per day at most (except overdue cases under an enforced deadline); a "
         "fraction decides one case every 1/capacity days (day d decides floor((d+1)c) - floor(dc))")
@@ -489,6 +616,8 @@ class Redress(Strict):
     """Due process: notice of listings, objections heard by appeal bodies, and credit repair."""
 
     notice: Notice = Notice()
+    notice_by_list: dict[Name, Notice] = Field(
+        default={}, description="a notice rule of its own for some lists (the others follow notice)")
     appeals: dict[Name, AppealBody] = Field(default={}, description="appeal bodies, by name")
     repair: Repair | None = Field(default=None, description="credit repair (none by default)")
 

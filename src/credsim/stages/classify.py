@@ -19,9 +19,11 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from credsim import rng
 from credsim.day import Day, GradeChanges, ListChanges, ListExits
 from credsim.exchange import Exchange
 from credsim.plan import Plan
+from credsim.stages.dossier import entry_need
 from credsim.state import C, State
 
 A_CURE, A_PENDING, A_GRADE_IN, A_GRADE_OUT, A_TERM = 0, 1, 2, 3, 4
@@ -73,10 +75,13 @@ class ListColumns(NamedTuple):
     list_count: np.ndarray
     pending: np.ndarray
     counters: np.ndarray
+    groups: np.ndarray  # (D, N) read only: a list's entry count may depend on the group
 
 
 class ListRules(NamedTuple):
     entry_count: np.ndarray  # (L,) records needed to enter
+    entry_count_dim: np.ndarray  # (L,) group dimension of a per-group count, or -1
+    entry_count_g: np.ndarray  # (L, V) records needed per group of that dimension
     c_times: int  # counter rows: times listed, days listed
     c_days: int
 
@@ -105,7 +110,8 @@ def _apply(cit: np.ndarray, mode: np.ndarray, lst: np.ndarray, action: np.ndarra
         elif a == A_PENDING:
             if pending[m, li, i] == day:
                 pending[m, li, i] = -1
-                enter = listed[m, li, i] == 0 and list_count[m, li, i] >= entry_count[li]
+                enter = listed[m, li, i] == 0 and list_count[m, li, i] >= entry_need(
+                    li, i, entry_count, rules.entry_count_dim, rules.entry_count_g, cols.groups)
         elif a == A_GRADE_IN:
             enter = listed[m, li, i] == 0
         if enter:
@@ -126,8 +132,31 @@ def _apply(cit: np.ndarray, mode: np.ndarray, lst: np.ndarray, action: np.ndarra
     return e_cit[:k], e_mode[:k], e_list[:k], e_dir[:k], e_since[:k]
 
 
-def update_lists(plan: Plan, st: State, day: int, cures: ListExits, grade_changes: GradeChanges) -> ListChanges:
-    """Apply today's list actions; return the accepted entries and exits."""
+def ground_terms(plan: Plan, seed: int, day: int, cit: np.ndarray, lst: np.ndarray, term: np.ndarray) -> np.ndarray:
+    """Each entry's term under the list's grounds (D1): a share of entries is extended by a whole number of
+    days drawn uniformly in the ground's range, or has no fixed term (0). The ground is one uniform draw of
+    the stream ``list:ground:<list>`` and the extension another of ``list:extend:<list>``, both keyed by
+    (seed, day, citizen): the two views draw the same numbers when they list a citizen the same day."""
+    out = term.copy()
+    for li, (cum, lo, hi, none) in plan.list_grounds.items():
+        sel = np.flatnonzero(lst == li)
+        if sel.shape[0] == 0:
+            continue
+        c = cit[sel].astype(np.int64)
+        g = np.searchsorted(cum, rng.uniforms(rng.day_key(seed, f"list:ground:{plan.lists[li]}", day), c),
+                            side="right")
+        on = g < cum.shape[0]
+        gi = np.minimum(g, cum.shape[0] - 1)
+        span = (hi[gi] - lo[gi] + 1).astype(np.float64)
+        ext = lo[gi] + np.floor(rng.uniforms(rng.day_key(seed, f"list:extend:{plan.lists[li]}", day), c)
+                                * span).astype(np.int64)
+        out[sel] = np.where(on & none[gi], 0, np.where(on, term[sel] + ext, term[sel]))
+    return out
+
+
+def update_lists(plan: Plan, st: State, day: int, cures: ListExits, grade_changes: GradeChanges,
+                 seed: int | None = None) -> ListChanges:
+    """Apply today's list actions; return the accepted entries and exits (``seed``: draw listing grounds)."""
     parts: list[tuple[np.ndarray, ...]] = []
 
     def add(c: np.ndarray, m: np.ndarray, li: np.ndarray, action: int, aux: np.ndarray | None = None) -> None:
@@ -152,11 +181,15 @@ def update_lists(plan: Plan, st: State, day: int, cures: ListExits, grade_change
         return ListChanges()
     cols = [np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(5)]
     ev = ListChanges(*_apply(cols[0], cols[1], cols[2], cols[3], cols[4], day,
-                             ListRules(plan.entry_count, C["times_listed"], C["days_listed"]),
-                             ListColumns(st.listed, st.listed_since, st.list_count, st.pending, st.counters)))
+                             ListRules(plan.entry_count, plan.entry_count_dim, plan.entry_count_g,
+                                       C["times_listed"], C["days_listed"]),
+                             ListColumns(st.listed, st.listed_since, st.list_count, st.pending, st.counters,
+                                         st.groups)))
     ent = ev.direction == 1
     if ent.any():
         term = plan.exit_term[ev.lst[ent]]
+        if seed is not None:
+            term = ground_terms(plan, seed, day, ev.cit[ent], ev.lst[ent], term)
         has = term > 0
         st.terms.push_by_day((day + term)[has], ev.cit[ent][has], ev.mode[ent][has], ev.lst[ent][has],
                              np.full(int(has.sum()), day, np.int64))
@@ -172,9 +205,10 @@ class Classify:
     writes: tuple[str, ...] = ("day.grades", "day.lists", "state.grade", "state.listed", "state.listed_since",
                                "state.pending", "state.entries", "state.terms", "state.counters")
 
-    def __init__(self, plan: Plan, lo: int, hi: int, n: int) -> None:
+    def __init__(self, plan: Plan, lo: int, hi: int, n: int, seed: int = 0) -> None:
         self.plan = plan
         self.lo, self.hi, self.n = lo, hi, n
+        self.seed = seed
 
     def run(self, st: State, d: Day, x: Exchange) -> None:
         p = self.plan
@@ -184,7 +218,7 @@ class Classify:
         else:
             cand = unique_sorted(np.concatenate([d.filed.records.cit, d.score_changes.cit]).astype(np.int64))
             d.grades = regrade(p, st, cand)
-        d.lists = update_lists(p, st, d.day, d.list_exits, d.grades)
+        d.lists = update_lists(p, st, d.day, d.list_exits, d.grades, self.seed if p.list_grounds else None)
 
 
 def enter_start_grades(plan: Plan, st: State) -> int:

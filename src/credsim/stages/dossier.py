@@ -47,6 +47,8 @@ class FileRules(NamedTuple):
     feat_expiry: np.ndarray  # (F,)
     entry_types: np.ndarray  # (R, L) record types counted by each list's entry rule
     entry_count: np.ndarray  # (L,)
+    entry_count_dim: np.ndarray  # (L,) group dimension of a per-group count, or -1
+    entry_count_g: np.ndarray  # (L, V) count per group of that dimension
     entry_window: np.ndarray  # (L,)
     entry_grace: np.ndarray  # (L,)
     cure_types: np.ndarray  # (R, L) record types that clear a list
@@ -68,6 +70,7 @@ class DossierColumns(NamedTuple):
     pending: np.ndarray
     listed: np.ndarray
     counters: np.ndarray
+    groups: np.ndarray  # (D, N) read only: a list's entry count may depend on the group
 
 
 class RecordColumns(NamedTuple):
@@ -82,13 +85,22 @@ def file_rules(plan: Plan) -> FileRules:
     """Compile the file stage's rules from the plan (references to its arrays: free to rebuild)."""
     return FileRules(plan.n_beh, plan.rule_points, plan.rule_expiry, plan.rtype_domain, plan.rtype_adverse,
                      plan.cap_period, plan.cap_loss, plan.cap_gain, plan.feat_types, plan.feat_expiry,
-                     plan.entry_types, plan.entry_count, plan.entry_window, plan.entry_grace, plan.cure_types,
+                     plan.entry_types, plan.entry_count, plan.entry_count_dim, plan.entry_count_g,
+                     plan.entry_window, plan.entry_grace, plan.cure_types,
                      C["records_true"], C["records_false"], C["records_adverse"])
 
 
 def dossier_columns(st: State) -> DossierColumns:
     return DossierColumns(st.score, st.cap_used, st.neg_by_domain, st.assoc_pts, st.feat_count, st.list_count,
-                          st.cured_seq, st.pending, st.listed, st.counters)
+                          st.cured_seq, st.pending, st.listed, st.counters, st.groups)
+
+
+@njit(cache=True)
+def entry_need(li: int, i: int, count: np.ndarray, dim: np.ndarray, by_group: np.ndarray,
+               groups: np.ndarray) -> int:
+    """Records citizen ``i`` needs to enter list ``li``: the list's count, or its group's under ``count_by``."""
+    d = dim[li]
+    return count[li] if d < 0 else by_group[li, groups[d, i]]
 
 
 @njit(cache=True)
@@ -197,7 +209,9 @@ def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: Do
                         y_day[ny] = due; y_cit[ny] = i; y_code[ny] = (li << 4) | (K_LIST << 2) | m
                         y_seq[ny] = seq
                         ny += 1
-                    if (list_count[m, li, i] >= entry_count[li] and listed[m, li, i] == 0
+                    if (list_count[m, li, i] >= entry_need(li, i, entry_count, rules.entry_count_dim,
+                                                           rules.entry_count_g, cols.groups)
+                            and listed[m, li, i] == 0
                             and pending[m, li, i] < 0):
                         due = day + entry_grace[li]
                         pending[m, li, i] = due

@@ -33,6 +33,11 @@ A day, in order:
    dossier to retract the record ``correction_days`` later: from that day its points, list
    counts and the sanctions they caused are gone; the days already listed and the denials
    already suffered stay in the outputs (they are harm, not history to rewrite).
+   A rejected case at a body with a ``reconsideration`` body joins a pool; from the next day the
+   citizen files there (stream ``redress:reconsider:<body>:<list>``) with that body's filing
+   probability and within its ``file_within_days`` of the rejection (D4: 10 days), while the
+   listing and the record still stand; the new case (same record, same notice day) waits in that
+   body's queue like any other and is decided by its capacity, deadline and success.
 6. **Credit repair**: a citizen listed for at least ``after_days`` is restored with the daily
    probability (stream ``redress:repair:<list>``); the stay ends the next day (route ``repair``).
 
@@ -95,10 +100,10 @@ class RedressRules:
     A dataclass, not a NamedTuple: the stage keeps it, and a checkpoint restores a stage's
     attributes into objects of the same class (a NamedTuple would come back as a bare tuple)."""
 
-    notice_at: int  # index in NOTICE_AT
-    notice_delay: int
-    notice_p: float
-    learn_on_denial: bool
+    notice_at: np.ndarray  # (L,) index in NOTICE_AT (each list its own rule, else the common one)
+    notice_delay: np.ndarray  # (L,)
+    notice_p: np.ndarray  # (L,)
+    learn_on_denial: np.ndarray  # (L,) bool
     heard_by: np.ndarray  # (L,) body index or -1
     bodies: list[str]
     capacity: np.ndarray  # (Bd,) cases per day, possibly fractional
@@ -115,6 +120,7 @@ class RedressRules:
     repair_lists: np.ndarray  # (L,) bool
     repair_after: int
     repair_p: float
+    reconsider_by: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (Bd,) body or -1
 
 
 def redress_rules(plan: Plan, spec: RedressSpec, n_citizens: int) -> RedressRules:
@@ -126,11 +132,13 @@ def redress_rules(plan: Plan, spec: RedressSpec, n_citizens: int) -> RedressRule
             heard_by[plan.lists.index(ln)] = b
     ab = [spec.appeals[n] for n in bodies]
     maxv = max(len(v) for v in plan.dim_values)
-    n = spec.notice
+    ns = [spec.notice_by_list.get(ln, spec.notice) for ln in plan.lists]
     rep = spec.repair
     repair_lists = np.array([rep is not None and ln in rep.lists for ln in plan.lists], np.bool_)
     return RedressRules(
-        NOTICE_AT.index(n.at), n.delay_days, n.probability, n.learn_on_denial, heard_by, bodies,
+        np.array([NOTICE_AT.index(n.at) for n in ns], np.int64), np.array([n.delay_days for n in ns], np.int64),
+        np.array([n.probability for n in ns], np.float64), np.array([n.learn_on_denial for n in ns], np.bool_),
+        heard_by, bodies,
         np.array([a.capacity_per_day * (n_citizens / 1e5 if a.per_100k else 1.0) for a in ab], np.float64),
         np.array([APPEAL_ORDERS.index(a.order) for a in ab], np.int64),
         np.array([[a.file_probability, a.file_probability if a.file_probability_false is None
@@ -142,7 +150,8 @@ def redress_rules(plan: Plan, spec: RedressSpec, n_citizens: int) -> RedressRule
         np.stack([_group_table(plan.scen, a.success_by, plan.dims, maxv) for a in ab]) if ab
         else np.ones((0, len(plan.dims), maxv)),
         np.array([a.correction_days for a in ab], np.int64), np.array([a.cost for a in ab]),
-        repair_lists, rep.after_days if rep is not None else 0, rep.daily_probability if rep is not None else 0.0)
+        repair_lists, rep.after_days if rep is not None else 0, rep.daily_probability if rep is not None else 0.0,
+        np.array([bodies.index(a.reconsideration) if a.reconsideration else -1 for a in ab], np.int64))
 
 
 CASE_COLUMNS = ("cit", "lst", "body", "rid", "false_record", "notice", "filed", "decided", "upheld")
@@ -175,6 +184,7 @@ class RedressBook:
     notices: Queue[NoticesDue] = field(default_factory=lambda: Queue(NoticesDue))
     corrections: Queue[CorrectionsDue] = field(default_factory=lambda: Queue(CorrectionsDue))
     repairs: Queue[RepairsDue] = field(default_factory=lambda: Queue(RepairsDue))
+    rejected: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # case ids open to reconsideration
 
     def case(self, name: str) -> np.ndarray:
         return self.cases[CASE_COLUMNS.index(name)]
@@ -258,11 +268,11 @@ class Redress:
                 c = rec.cit[rows[sel]]
                 book.last_rid[li, c] = rid[sel]  # rows ascend, so the latest record of a citizen wins
                 book.last_false[li, c] = (rec.true[rows[sel]] == 0).astype(np.uint8)
-                if rules.notice_at == NOTICE_AT.index("filing"):
+                if rules.notice_at[li] == NOTICE_AT.index("filing"):
                     self._serve_later(day, np.unique(c), li)
-        if rules.notice_at == NOTICE_AT.index("listing"):
-            lc = d.lists
-            for li in np.flatnonzero(heard).tolist():
+        lc = d.lists
+        for li in np.flatnonzero(heard).tolist():
+            if rules.notice_at[li] == NOTICE_AT.index("listing"):
                 sel = (lc.mode == 0) & (lc.direction == 1) & (lc.lst == li)
                 self._serve_later(day, lc.cit[sel], li)
         due = book.notices.pop(day)
@@ -273,12 +283,12 @@ class Redress:
         book.notice_day[dl[fresh], dc[fresh]] = day
         nc, nl = [dc[fresh]], [dl[fresh]]
         a = d.attempts
-        if rules.learn_on_denial and a.cit.shape[0] and len(p.sanctions):
+        if rules.learn_on_denial.any() and a.cit.shape[0] and len(p.sanctions):
             den = np.flatnonzero((a.denied[:, 0] == 1) & (a.first >= 0))
-            ln = p.san_list[a.first[den]]
-            ok = ln >= 0
-            c, ln = a.cit[den[ok]], ln[ok]
-            ok = heard[ln] & (book.notice_day[ln, c] < 0)
+            # the refusal tells of every heard list its sanction's condition names and the citizen is on
+            row, ln = np.nonzero(p.san_names_list[a.first[den]])
+            c = a.cit[den[row]]
+            ok = heard[ln] & rules.learn_on_denial[ln] & (st.listed[0, ln, c] == 1) & (book.notice_day[ln, c] < 0)
             key = np.unique(ln[ok].astype(np.int64) * st.n + c[ok])
             c, ln = key % st.n, key // st.n
             book.notice_day[ln, c] = day
@@ -289,9 +299,9 @@ class Redress:
     def _serve_later(self, day: int, cit: np.ndarray, li: int) -> None:
         if cit.shape[0] == 0:
             return
-        served = _draw(self.seed, f"redress:notice:{self.plan.lists[li]}", day, cit) < self.rules.notice_p
+        served = _draw(self.seed, f"redress:notice:{self.plan.lists[li]}", day, cit) < self.rules.notice_p[li]
         c = cit[served].astype(np.int64)
-        self.book.notices.push(day + self.rules.notice_delay, c, np.full(c.shape[0], li, np.int64))
+        self.book.notices.push(day + int(self.rules.notice_delay[li]), c, np.full(c.shape[0], li, np.int64))
 
     # -- 4: filing ------------------------------------------------------------------------------
     def _file(self, st: State, d: Day, r: RedressDay) -> None:
@@ -323,8 +333,47 @@ class Redress:
                 book.waiting[b] = np.concatenate([book.waiting[b], np.arange(first, first + k, dtype=np.int64)])
                 fc.append(go)
                 fb.append(np.full(k, b, np.int64))
+        self._reconsider(st, day, fc, fb)
         r.filed_cit = np.concatenate(fc) if fc else np.zeros(0, np.int64)
         r.filed_body = np.concatenate(fb) if fb else np.zeros(0, np.int64)
+
+    def _reconsider(self, st: State, day: int, fc: list[np.ndarray], fb: list[np.ndarray]) -> None:
+        """Rejected cases go to the body that reconsiders them: the citizen files there, from the day after
+        the rejection, with that body's daily probability and within its filing deadline (counted from the
+        rejection), while the listing (or pending entry) and the record still stand. Cases are taken in case
+        order; a case out of time or of purpose leaves the pool."""
+        p, rules, book = self.plan, self.rules, self.book
+        pool = book.rejected
+        if pool.shape[0] == 0:
+            return
+        cit, lst, rid = book.case("cit")[pool], book.case("lst")[pool], book.case("rid")[pool]
+        to = rules.reconsider_by[book.case("body")[pool]]
+        since = book.case("decided")[pool]
+        within = rules.file_within[to]
+        alive = (((st.listed[0, lst, cit] == 1) | (st.pending[0, lst, cit] >= 0))
+                 & (day < (rid >> 32) + p.entry_window[lst]) & (book.open_case[lst, cit] == 0)
+                 & (book.last_rid[lst, cit] == rid) & ((within < 0) | (day - since <= within)))
+        go = np.zeros(pool.shape[0], np.bool_)
+        for t in np.unique(to[alive]).tolist():
+            for li in np.unique(lst[alive & (to == t)]).tolist():
+                sel = np.flatnonzero(alive & (to == t) & (lst == li))
+                fp = rules.file_p[t, book.case("false_record")[pool[sel]]]
+                u = _draw(self.seed, f"redress:reconsider:{rules.bodies[t]}:{p.lists[li]}", day, cit[sel])
+                go[sel[u < fp]] = True
+        book.rejected = pool[alive & ~go]
+        idx = np.flatnonzero(go)
+        for t in np.unique(to[idx]).tolist():
+            now = pool[idx[to[idx] == t]]
+            k = now.shape[0]
+            first = book.cases[0].shape[0]
+            c, li = book.case("cit")[now], book.case("lst")[now]
+            book.cases = _append(book.cases, (c, li, np.full(k, t), book.case("rid")[now],
+                                              book.case("false_record")[now], book.case("notice")[now],
+                                              np.full(k, day), np.full(k, -1), np.full(k, -1)))
+            book.open_case[li, c] = 1
+            book.waiting[t] = np.concatenate([book.waiting[t], np.arange(first, first + k, dtype=np.int64)])
+            fc.append(c)
+            fb.append(np.full(k, t, np.int64))
 
     # -- 5: decisions ---------------------------------------------------------------------------
     def _decide(self, st: State, d: Day, r: RedressDay) -> None:
@@ -355,6 +404,8 @@ class Redress:
             lst = book.case("lst")[now]
             book.open_case[lst, cit] = 0
             won = now[upheld]
+            if rules.reconsider_by[b] >= 0:
+                book.rejected = np.concatenate([book.rejected, now[~upheld]])
             when = day + int(rules.correction[b])
             retraction.request(st, when, book.case("rid")[won], "appeal")
             book.corrections.push(when, book.case("cit")[won], book.case("lst")[won], won)

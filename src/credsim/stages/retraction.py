@@ -137,7 +137,7 @@ def _lists(plan: Plan, st: State, day: int, horizon: int, m: int, i: np.ndarray,
         ii, ff = ii[order], ff[order]
         starts = np.flatnonzero(np.concatenate([[True], ii[1:] != ii[:-1]]))
         who, first = ii[starts], ff[starts]
-        below = st.list_count[m, li, who] < plan.entry_count[li]
+        below = st.list_count[m, li, who] < plan.entry_count_of(li, st.groups, who)
         who, first = who[below], first[below]
         st.pending[m, li, who] = -1  # the queued entry finds no pending entry on its day
         if plan.list_by_grade[li]:

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from credsim.conditions import VIEW_ADJUSTED, VIEW_AS_IS, VIEW_OWN_DOMAIN, CondTables, Reading, first_atom_held, holds
 from credsim.day import Attempts, Day
 from credsim.exchange import Exchange
 from credsim.names import KINDS
@@ -56,8 +57,12 @@ class SanctionRules(NamedTuple):
     grade_mins: np.ndarray  # (G-1,) descending
     points_graded: bool  # grades come from the points score (association-only can be judged)
     own_domain: np.ndarray  # (K,) only records of the attempt's domain count (cross-context counterfactual)
-    points_base: float  # the points score everyone starts from
+    points_base: float  # the points score everyone starts from (unless by group)
     counter_rows: np.ndarray  # attempts, denied, rewarded, wrongful, missed, association_only
+    base_dim: int  # group dimension of per-group starting points, or -1
+    base_g: np.ndarray  # (V,) starting points per group of that dimension
+    cond: CondTables  # compound conditions (san_list == -2)
+    san_reaches: np.ndarray  # (K,) bool: a denial also harms the citizen's dependants
 
 
 class SanctionColumns(NamedTuple):
@@ -67,6 +72,8 @@ class SanctionColumns(NamedTuple):
     score: np.ndarray
     assoc_pts: np.ndarray
     counters: np.ndarray
+    mscore: np.ndarray  # (2, N or 0): a compound condition may test the model score
+    groups: np.ndarray  # (D, N): starting points may depend on the group
 
 
 def sanction_rules(plan: Plan) -> SanctionRules:
@@ -79,7 +86,35 @@ def sanction_rules(plan: Plan) -> SanctionRules:
         plan.beh_domain, plan.grade_mins, plan.grade_source == "points" and bool(plan.grades),
         plan.san_own_domain, float(plan.points_base),
         np.array([C[k] for k in ("attempts", "denied", "rewarded", "wrongful", "missed", "association_only")],
-                 dtype=np.int64))
+                 dtype=np.int64),
+        plan.points_base_dim, plan.points_base_g, plan.san_cond, plan.san_reaches)
+
+
+@njit(cache=True)
+def _base(i: int, rules: SanctionRules, groups: np.ndarray) -> float:
+    """Citizen ``i``'s starting points (the score with nothing lost or gained)."""
+    d = rules.base_dim
+    return rules.points_base if d < 0 else rules.base_g[groups[d, i]]
+
+
+@njit(cache=True)
+def _compound(k: int, i: int, m: int, how: int, dom: int, rules: SanctionRules, cols: SanctionColumns,
+              reading: Reading) -> bool:
+    """Sanction ``k``'s compound condition for citizen ``i`` in view ``m``: as it is, with only domain ``dom``'s
+    records (VIEW_OWN_DOMAIN: points = start less the points lost in that domain) or without association
+    points (VIEW_ADJUSTED). A grade follows the adjusted points when grades come from points."""
+    pts = cols.score[m, i]
+    mod = cols.mscore[m, i] if cols.mscore.shape[1] > 0 else 0.0
+    g = cols.grade[m, i]
+    if how == VIEW_OWN_DOMAIN and cols.neg_by_domain.shape[0] > 0:
+        pts = _base(i, rules, cols.groups) - cols.neg_by_domain[dom, i]
+    elif how == VIEW_ADJUSTED and cols.assoc_pts.shape[1] > 0:
+        pts = cols.score[m, i] - cols.assoc_pts[m, i]
+    if how != VIEW_AS_IS and rules.points_graded:
+        g = _grade(pts, rules.grade_mins)
+    elif how == VIEW_ADJUSTED:
+        how = VIEW_AS_IS  # the grade is not made of points: lists are read as they are
+    return holds(k, rules.cond, reading, i, m, g, pts, mod, how, dom)
 
 
 @njit(cache=True)
@@ -102,17 +137,19 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
     san_reward = rules.san_reward
     list_domain, list_by_grade, entry_grades = rules.list_domain, rules.list_by_grade, rules.entry_grades
     beh_domain, mins, points_graded = rules.beh_domain, rules.grade_mins, rules.points_graded
-    own_domain, points_base = rules.own_domain, rules.points_base
+    own_domain = rules.own_domain
     c_att, c_den, c_rew = rules.counter_rows[0], rules.counter_rows[1], rules.counter_rows[2]
     c_wrong, c_miss, c_assoc = rules.counter_rows[3], rules.counter_rows[4], rules.counter_rows[5]
     listed, grade, neg_by_domain, score = cols.listed, cols.grade, cols.neg_by_domain, cols.score
     assoc_pts, counters = cols.assoc_pts, cols.counters
+    reading = Reading(listed, list_by_grade, list_domain, entry_grades)
     A, K = cit.shape[0], san_list.shape[0]
     den = np.zeros((A, 2), dtype=np.uint8)
     rew = np.zeros((A, 2), dtype=np.uint8)
     first = np.full(A, -1, dtype=np.int64)
     cross = np.full(A, np.nan)
     assoc_only = np.zeros(A, dtype=np.uint8)
+    reach = np.zeros(A, dtype=np.uint8)
     for a in range(A):
         i, b = cit[a], beh[a]
         for m in range(2):
@@ -120,10 +157,13 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
                 if not san_attempts[k, b]:
                     continue
                 li = san_list[k]
-                if m == 0 and own_domain[k]:
+                if li == -2:
+                    hit = _compound(k, i, m, VIEW_OWN_DOMAIN if m == 0 and own_domain[k] else VIEW_AS_IS,
+                                    beh_domain[b], rules, cols, reading)
+                elif m == 0 and own_domain[k]:
                     hit = _own_domain_hit(k, li, i, beh_domain[b], san_grades, list_domain, list_by_grade,
                                           entry_grades, listed, grade, neg_by_domain, mins, points_graded,
-                                          points_base)
+                                          _base(i, rules, cols.groups))
                 else:
                     hit = listed[m, li, i] == 1 if li >= 0 else san_grades[k, grade[m, i]]
                 if not hit:
@@ -134,6 +174,8 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
                     den[a, m] = 1
                     if m == 0 and first[a] < 0:
                         first[a] = k
+                    if m == 0 and rules.san_reaches[k]:
+                        reach[a] = 1
         if den[a, 0]:
             rew[a, 0] = 0
         if den[a, 1]:
@@ -144,7 +186,9 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
             counters[c_den, i] += 1
             li = san_list[k]
             dom = beh_domain[b]
-            if li >= 0 and not list_by_grade[li]:
+            if li == -2:
+                _compound_denial(a, k, i, dom, rules, cols, reading, cross, assoc_only)
+            elif li >= 0 and not list_by_grade[li]:
                 cross[a] = 1.0 if list_domain[li] != dom else 0.0
             else:
                 tot = 0.0
@@ -163,7 +207,31 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
             counters[c_miss, i] += 1
         if rew[a, 0]:
             counters[c_rew, i] += 1
-    return den, rew, first, cross, assoc_only
+    return den, rew, first, cross, assoc_only, reach
+
+
+@njit(cache=True)
+def _compound_denial(a: int, k: int, i: int, dom: int, rules: SanctionRules, cols: SanctionColumns,
+                     reading: Reading, cross: np.ndarray, assoc_only: np.ndarray) -> None:
+    """Cross-context share and association-only test of an official denial by a compound condition.
+
+    The share is judged by the first atom that holds (declared order): a list entered by records
+    gives 1 or 0 by its domain, anything else the share of points lost in other domains. The
+    denial is association-only when the condition no longer holds without the association points."""
+    mod = cols.mscore[0, i] if cols.mscore.shape[1] > 0 else 0.0
+    at = first_atom_held(k, rules.cond, reading, i, 0, cols.grade[0, i], cols.score[0, i], mod)
+    li = rules.cond.atom_list[at] if at >= 0 else -1
+    if li >= 0 and not rules.list_by_grade[li]:
+        cross[a] = 1.0 if rules.list_domain[li] != dom else 0.0
+    else:
+        tot = 0.0
+        for d in range(cols.neg_by_domain.shape[0]):
+            tot += cols.neg_by_domain[d, i]
+        cross[a] = 0.0 if tot <= 0 else (tot - cols.neg_by_domain[dom, i]) / tot
+    if (cols.assoc_pts.shape[1] > 0 and cols.assoc_pts[0, i] < 0
+            and not _compound(k, i, 0, VIEW_ADJUSTED, dom, rules, cols, reading)):
+        assoc_only[a] = 1
+        cols.counters[rules.counter_rows[5], i] += 1
 
 
 @njit(cache=True)
@@ -182,8 +250,12 @@ def sanction(plan: Plan, st: State, cit: np.ndarray, beh: np.ndarray) -> Attempt
         return Attempts(a_cit, a_beh, np.zeros((A, 2), np.uint8), np.zeros((A, 2), np.uint8),
                         np.full(A, -1, np.int64), np.full(A, np.nan), np.zeros(A, np.uint8))
     listed = st.listed if st.listed.shape[1] else np.zeros((2, 1, st.n), dtype=np.uint8)
-    cols = SanctionColumns(listed, st.grade, st.neg_by_domain, st.score, st.assoc_pts, st.counters)
-    den, rew, first, cross, assoc_only = _check(a_cit, a_beh, sanction_rules(plan), cols)
+    cols = SanctionColumns(listed, st.grade, st.neg_by_domain, st.score, st.assoc_pts, st.counters, st.mscore,
+                           st.groups)
+    den, rew, first, cross, assoc_only, reach = _check(a_cit, a_beh, sanction_rules(plan), cols)
+    if st.dep_denied.shape[0]:
+        # a denial that reaches dependants: counted per citizen (children affected = their dependants)
+        np.add.at(st.dep_denied, a_cit[reach == 1], 1)
     return Attempts(a_cit, a_beh, den, rew, first, cross, assoc_only)
 
 
@@ -192,8 +264,8 @@ class Sanction:
 
     name: str = "sanction"
     reads: tuple[str, ...] = ("day.events", "state.listed", "state.grade", "state.neg_by_domain", "state.score",
-                              "state.assoc_pts")
-    writes: tuple[str, ...] = ("day.attempts", "state.counters")
+                              "state.assoc_pts", "state.mscore", "state.groups")
+    writes: tuple[str, ...] = ("day.attempts", "state.counters", "state.dep_denied")
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
