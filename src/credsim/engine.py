@@ -183,16 +183,17 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
     plan = compile_plan(scen)
     t0 = time.perf_counter()
-    pop = pop_mod.generate(plan, n, seed, block)
-    g = graph_mod.build(plan, pop, seed)
-    st = initial_state(plan, pop, g)
-    score.recompute_model(plan, st, 0)
-    if plan.grades:
-        src = st.score if plan.grade_source == "points" else st.mscore
-        st.grade[:] = classify_mod.grade_of(src.ravel(), plan.grade_mins).reshape(2, n)
-        classify_mod.enter_start_grades(plan, st)  # lists entered by grade follow the starting grades
     exchange = Exchange(cuts if cuts is not None else [0, n], index)
     lo, hi = exchange.lo, exchange.hi
+    pop = pop_mod.generate(plan, n, seed, block)
+    # a range builds only its own graph rows and writes only its own state: memory O(N/K) per shard
+    g = graph_mod.build(plan, pop, seed) if (lo, hi) == (0, n) else graph_mod.build_rows(plan, pop, seed, lo, hi)
+    st = initial_state(plan, pop, g, lo, hi)
+    score.recompute_model(plan, st, 0, lo, hi)
+    if plan.grades:
+        src = st.score if plan.grade_source == "points" else st.mscore
+        st.grade[:, lo:hi] = classify_mod.grade_of(src[:, lo:hi].ravel(), plan.grade_mins).reshape(2, hi - lo)
+        classify_mod.enter_start_grades(plan, st, lo, hi)  # lists entered by grade follow the starting grades
     metrics = Metrics(plan, st, days, lo, hi)
     metrics.init_stocks(st, plan.grades)
     tracer = Tracer(plan, n, trace_ids(plan, n, seed))

@@ -20,6 +20,7 @@ stops with :class:`ShardFailure` naming the shard and day. Never a silently wron
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import time
@@ -87,7 +88,14 @@ class _ShardActor:
 
 
 class _Ray:
-    """Shards as Ray actors (one CPU each by default)."""
+    """Shards as Ray actors, each asking for at most an equal share of the cluster's CPUs.
+
+    An actor that asks for a whole CPU on a cluster with fewer CPUs than shards is never
+    scheduled, and the run would wait for it forever; so each asks for
+    ``min(num_cpus, cluster CPUs / K)`` -- all K fit, and on a big cluster each still gets its
+    own core. The shards are built at the same time: a shard's set-up is range-local
+    (O(N/K) memory), so K builds together peak no higher than one whole population.
+    """
 
     def __init__(self, ctor: tuple[Scenario, list[int], dict[str, Any]], k: int, address: str | None,
                  num_cpus: float) -> None:
@@ -99,7 +107,8 @@ class _Ray:
             ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
             self.own_init = True
-        self.cls = ray.remote(num_cpus=num_cpus, max_restarts=0)(_ShardActor)
+        self.num_cpus = actor_cpus(num_cpus, float(ray.cluster_resources().get("CPU", 0.0)), k)
+        self.cls = ray.remote(num_cpus=self.num_cpus, max_restarts=0)(_ShardActor)
         self.ctor = ctor
         self.k = k
         self.actors: list[Any] = []
@@ -109,11 +118,8 @@ class _Ray:
         for a in self.actors:
             self.ray.kill(a)
         scen, cuts, kw = self.ctor
-        self.actors = []
-        for i in range(self.k):  # one at a time: a shard's O(N) build peak is over before the next starts
-            actor: Any = self.cls.remote(scen, i, cuts, **kw)  # type: ignore[attr-defined]
-            self.ray.get(actor.pid.remote())
-            self.actors.append(actor)
+        self.actors = [self.cls.remote(scen, i, cuts, **kw) for i in range(self.k)]  # type: ignore[attr-defined]
+        self.ray.get([a.pid.remote() for a in self.actors])
 
     def memory(self) -> list[int]:
         """Resident bytes of each shard's worker process (for benchmarks)."""
@@ -128,6 +134,18 @@ class _Ray:
         self.actors = []
         if self.own_init:
             self.ray.shutdown()
+
+
+def actor_cpus(wanted: float, cluster_cpus: float, shards: int) -> float:
+    """CPUs one shard actor asks for: ``wanted``, but no more than an equal share of the cluster.
+
+    Ray schedules an actor only where its whole request fits, so K actors of one CPU each on a
+    machine with fewer than K CPUs would wait forever; sharing the CPUs keeps every shard
+    runnable (they then take turns on the cores, as processes do)."""
+    if cluster_cpus <= 0:
+        raise ShardFailure("the Ray cluster reports no CPUs: no shard could ever be scheduled")
+    share = math.floor(min(wanted, cluster_cpus / shards) * 10_000) / 10_000  # Ray counts in units of 1e-4
+    return max(share, 1e-4)
 
 
 def _lost_worker(exc: BaseException) -> bool:

@@ -14,12 +14,13 @@ time for the driver (:mod:`credsim.distributed.run`), which swaps the messages i
 - ``listed``: today's list entries and exits, to the shards holding a contact (the model-score
   feature "share of contacts on a list").
 
-Layout note (a prototype's honest limit): a shard keeps global citizen indexing, so the
-stage kernels run unchanged. It *builds* the whole population and graph once (O(N) time and
-a transient O(N) peak), then keeps resident only its own part of every column and graph row
-(the rest are zero pages the OS never backs) plus a few bytes per citizen of groups, traits,
-``indptr`` and metric cells. Work and exchange are proportional to its citizens and to
-events. See docs/scale.md for what a range-generated layout would need at 1.4 billion.
+Layout: a shard keeps global citizen indexing, so the stage kernels run unchanged, but it
+builds and writes only its own range (:func:`credsim.engine.prepare` with ``cuts``): its graph
+rows (:func:`credsim.graph.build_rows`, from the counter-based tie rule), its state columns
+(zero pages elsewhere, which the OS never backs) and its model scores. What every shard still
+holds for *all* citizens is a few bytes each: group codes and traits (pure functions of the
+id, read when a contact elsewhere is counted in its group cells), the graph's ``indptr`` and
+metric cells. See docs/scale.md for the measured costs.
 """
 
 from __future__ import annotations
@@ -61,32 +62,7 @@ class Shard:
         loop, self.setup = prepare(scen, population=population, days=days, seed=seed, block=block,
                                    threads=threads, cuts=cuts, index=index)
         self.loop: Loop = loop
-        self._slim()
         self._day: Iterator[None] | None = None
-
-    def _slim(self) -> None:
-        """Keep only this shard's part of the columns and graph rows resident.
-
-        Each per-citizen column (and the graph's ``indices``/``active``) is copied into a
-        zero-filled array whose other pages are never written, so the operating system never
-        backs them with memory; groups and traits stay whole (a few bytes per citizen, read
-        when counting a contact elsewhere in its group cells).
-        """
-        st, lo, hi = self.loop.st, self.lo, self.hi
-        n = st.n
-        for k, v in list(vars(st).items()):
-            if k in ("groups", "traits") or not isinstance(v, np.ndarray) or v.ndim == 0 or v.shape[-1] != n:
-                continue
-            new = np.zeros(v.shape, v.dtype)
-            new[..., lo:hi] = v[..., lo:hi]
-            setattr(st, k, new)
-        g = st.graph
-        a, b = int(g.indptr[lo]), int(g.indptr[hi])
-        for k in ("indices", "active"):
-            v = getattr(g, k)
-            new = np.zeros(v.shape, v.dtype)
-            new[a:b] = v[a:b]
-            setattr(g, k, new)
 
     # -- one day, barrier by barrier ------------------------------------------------------
     def begin_day(self, day: int) -> Outbox:
