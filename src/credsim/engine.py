@@ -141,30 +141,36 @@ class Result:
     redress: tuple[pa.Table, pa.Table] | None = None  # cases and stays (cases.parquet, stays.parquet)
 
     def citizens_table(self) -> pa.Table:
-        p, st = self.plan, self.state
-        cols: dict[str, pa.Array] = {"citizen": pa.array(np.arange(st.n, dtype=np.int64))}
-        for d, dim in enumerate(p.dims):
-            codes = st.groups[d].view(np.int8) if len(p.dim_values[d]) < 128 else st.groups[d].astype(np.int16)
-            cols[dim] = pa.DictionaryArray.from_arrays(pa.array(codes),
-                                                       pa.array(p.dim_values[d]))
-        for t, name in enumerate(p.traits):
-            cols[f"trait_{name}"] = pa.array(st.traits[t])
-        cols["score"] = pa.array(st.score[0])
-        cols["shadow_score"] = pa.array(st.score[1])
-        if p.has_model:
-            cols["model_score"] = pa.array(st.mscore[0])
-            cols["shadow_model_score"] = pa.array(st.mscore[1])
-        if p.grades:
-            gd = pa.array(p.grades)
-            cols["grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[0]), gd)
-            cols["shadow_grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[1]), gd)
-        for li, name in enumerate(p.lists):
-            cols[f"on_{name}"] = pa.array(st.listed[0, li].astype(np.bool_))
-            cols[f"shadow_on_{name}"] = pa.array(st.listed[1, li].astype(np.bool_))
-        for c, name in enumerate(COUNTERS):
-            cols[f"n_{name}"] = pa.array(st.counters[c])
-        cols["traced"] = pa.array(self.tracer.mask)
-        return pa.table(cols)
+        return citizens_table(self.plan, self.state, self.tracer.mask, 0, self.state.n)
+
+
+def citizens_table(p: Plan, st: State, traced: np.ndarray, lo: int, hi: int) -> pa.Table:
+    """One row per citizen of ``[lo, hi)`` (``citizens.parquet``, or a shard's part of it): the same
+    columns and dictionaries for every range, so the parts of a sharded run concatenate to the rows
+    of the single-process table."""
+    cols: dict[str, pa.Array] = {"citizen": pa.array(np.arange(lo, hi, dtype=np.int64))}
+    for d, dim in enumerate(p.dims):
+        g = st.groups[d, lo:hi]
+        codes = g.view(np.int8) if len(p.dim_values[d]) < 128 else g.astype(np.int16)
+        cols[dim] = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(p.dim_values[d]))
+    for t, name in enumerate(p.traits):
+        cols[f"trait_{name}"] = pa.array(st.traits[t, lo:hi])
+    cols["score"] = pa.array(st.score[0, lo:hi])
+    cols["shadow_score"] = pa.array(st.score[1, lo:hi])
+    if p.has_model:
+        cols["model_score"] = pa.array(st.mscore[0, lo:hi])
+        cols["shadow_model_score"] = pa.array(st.mscore[1, lo:hi])
+    if p.grades:
+        gd = pa.array(p.grades)
+        cols["grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[0, lo:hi]), gd)
+        cols["shadow_grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[1, lo:hi]), gd)
+    for li, name in enumerate(p.lists):
+        cols[f"on_{name}"] = pa.array(st.listed[0, li, lo:hi].astype(np.bool_))
+        cols[f"shadow_on_{name}"] = pa.array(st.listed[1, li, lo:hi].astype(np.bool_))
+    for c, name in enumerate(COUNTERS):
+        cols[f"n_{name}"] = pa.array(st.counters[c, lo:hi])
+    cols["traced"] = pa.array(traced[lo:hi])
+    return pa.table(cols)
 
 
 def prepare(scen: Scenario, *, population: int | None = None, days: int | None = None,

@@ -261,10 +261,10 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
     model = plan.scen.scoring.model
     whole = (lo, hi) == (0, n)
 
-    def column(shape: tuple[int, ...], value: float, dtype: type) -> np.ndarray:
+    def column(shape: tuple[int, ...], value: Any, dtype: Any) -> np.ndarray:
         if whole:
             return np.full(shape, value, dtype=dtype)
-        out = np.zeros(shape, dtype=dtype)
+        out: np.ndarray = np.zeros(shape, dtype=dtype)
         if value != 0 and shape[-1]:
             out[..., lo:hi] = value
         return out

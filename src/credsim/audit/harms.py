@@ -33,7 +33,8 @@ from pathlib import Path
 import duckdb
 
 from credsim.audit.counterfactuals import HARMS, Counterfactual
-from credsim.store import add_file, read_manifest
+from credsim.catalog import source
+from credsim.store import add_file, read_manifest, run_files
 
 HARMS_FILE = "harms.parquet"
 
@@ -50,6 +51,11 @@ class Replicate:
 
 def _q(path: Path) -> str:
     return str(path.resolve()).replace("'", "''")
+
+
+def _citizens(run_dir: Path) -> str:
+    """The run's citizens table as SQL: its one file, or a sharded run's parts."""
+    return source(run_files(run_dir.resolve(), read_manifest(run_dir))["citizens"])
 
 
 def _harm_columns(cf: Counterfactual, alias: str | None, side: str = "s") -> list[str]:
@@ -75,17 +81,17 @@ def harms_sql(rep: Replicate, dims: list[str]) -> str:
         d = rep.counterfactuals.get(cf.harm)
         if d is not None:
             aliases[cf.harm] = f"c{j}"
-            joins.append(f"JOIN read_parquet('{_q(d / 'citizens.parquet')}') c{j} USING (citizen)")
+            joins.append(f"JOIN {_citizens(d)} c{j} USING (citizen)")
     for cf in HARMS:
         # a harm measured against another counterfactual (missed: against no false records) uses that run
         # in place of the system run; when that one was not needed (nothing to remove), the system is it
         side = aliases.get(cf.versus, "s") if cf.versus else "s"
         cols += _harm_columns(cf, aliases.get(cf.harm), side)
     if rep.baseline is not None:
-        joins.append(f"JOIN read_parquet('{_q(rep.baseline / 'citizens.parquet')}') b USING (citizen)")
+        joins.append(f"JOIN {_citizens(rep.baseline)} b USING (citizen)")
         cols += ["(s.n_infractions - b.n_infractions)::BIGINT AS system_infractions",
                  "(s.n_speech - b.n_speech)::BIGINT AS system_speech"]
-    return (f"SELECT {', '.join(cols)} FROM read_parquet('{_q(rep.system / 'citizens.parquet')}') s "
+    return (f"SELECT {', '.join(cols)} FROM {_citizens(rep.system)} s "
             + " ".join(joins) + " ORDER BY citizen")
 
 

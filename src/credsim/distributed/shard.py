@@ -32,10 +32,12 @@ from typing import Any
 import numpy as np
 
 from credsim import checkpoint as ckpt
-from credsim.engine import DEFAULT_BLOCK, Loop, prepare
+from credsim.engine import DEFAULT_BLOCK, Loop, citizens_table, prepare
 from credsim.exchange import Inbox, Outbox
+from credsim.partitions import part_name, write_part
 from credsim.sampling import CHUNK
 from credsim.scenario.schema import Scenario
+from credsim.stages.redress import Redress
 
 
 def boundaries(n: int, shards: int) -> list[int]:
@@ -111,7 +113,29 @@ class Shard:
         out["__traced__"] = self.loop.tracer.mask[lo:hi].copy()
         return out
 
+    def write_parts(self, run_dir: str) -> list[str]:
+        """Write this shard's part of ``citizens``, ``traces``, ``events`` (and ``cases``/``stays`` with a
+        redress section) into ``run_dir``; return their run-relative names. Nothing citizen-level
+        leaves the shard: at country scale the driver could not hold it."""
+        lp, k, out = self.loop, self.index, Path(run_dir)
+        names = [write_part(citizens_table(lp.plan, lp.st, lp.tracer.mask, self.lo, self.hi), out,
+                            part_name("citizens", k)),
+                 write_part(lp.tracer.to_arrow(), out, part_name("traces", k)),
+                 write_part(lp.events.to_arrow(), out, part_name("events", k))]
+        for stage in lp.stages:
+            if isinstance(stage, Redress):
+                cases, stays = stage.tables(lp.st)
+                names += [write_part(cases, out, part_name("cases", k)), write_part(stays, out, part_name("stays", k))]
+        return names
+
+    def summary(self) -> dict[str, Any]:
+        """What the driver needs besides the parts: the metric table (added up exactly), timings, exchange counts."""
+        lp, x = self.loop, self.loop.exchange
+        return {"table": lp.metrics.table, "timings": dict(lp.timings), "setup": self.setup, "sent": x.sent,
+                "sent_kind": dict(x.sent_kind), "redress": any(isinstance(s, Redress) for s in lp.stages)}
+
     def results(self) -> dict[str, Any]:
+        """Everything, citizen columns included, for an in-memory merge (:func:`simulate_sharded`; small runs)."""
         lp = self.loop
         x = lp.exchange
         return {"lo": self.lo, "hi": self.hi, "table": lp.metrics.table, "columns": self.columns(),
