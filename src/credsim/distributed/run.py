@@ -21,6 +21,7 @@ stops with :class:`ShardFailure` naming the shard and day. Never a silently wron
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -77,24 +78,31 @@ class _ShardActor:
         return getattr(self.shard, method)(*args)
 
     def pid(self) -> int:
-        import os
-
         return os.getpid()
 
     def rss(self) -> int:
-        with open("/proc/self/statm") as fh:
-            import os
+        """Resident bytes of this worker now (benchmarks)."""
+        return _status_kb("VmRSS") * 1024
 
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    def peak_rss(self) -> int:
+        return _status_kb("VmHWM") * 1024
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
 
 
 class _Ray:
-    """Shards as Ray actors, each asking for at most an equal share of the cluster's CPUs.
+    """Shards as Ray actors, each asking for ``num_cpus`` or, if K such actors would not fit the
+    cluster's nodes, the largest share of a CPU that lets them all fit (:func:`actor_cpus`).
 
     An actor that asks for a whole CPU on a cluster with fewer CPUs than shards is never
-    scheduled, and the run would wait for it forever; so each asks for
-    ``min(num_cpus, cluster CPUs / K)`` -- all K fit, and on a big cluster each still gets its
-    own core. The shards are built at the same time: a shard's set-up is range-local
+    scheduled, and the run would wait for it forever; on a big cluster each still gets its own core.
+    The shards are built at the same time: a shard's set-up is range-local
     (O(N/K) memory), so K builds together peak no higher than one whole population.
     """
 
@@ -108,8 +116,9 @@ class _Ray:
             ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
             self.own_init = True
-        self.num_cpus = actor_cpus(num_cpus, float(ray.cluster_resources().get("CPU", 0.0)), k)
-        self.cls = ray.remote(num_cpus=self.num_cpus, max_restarts=0)(_ShardActor)
+        self.wanted = num_cpus
+        self.num_cpus = num_cpus
+        self.cls = ray.remote(max_restarts=0)(_ShardActor)
         self.ctor = ctor
         self.k = k
         self.actors: list[Any] = []
@@ -119,12 +128,19 @@ class _Ray:
         for a in self.actors:
             self.ray.kill(a)
         scen, cuts, kw = self.ctor
-        self.actors = [self.cls.remote(scen, i, cuts, **kw) for i in range(self.k)]  # type: ignore[attr-defined]
+        # the share is worked out again at each restart: the cluster may have lost or gained nodes
+        self.num_cpus = actor_cpus(self.wanted, node_cpus(self.ray), self.k)
+        cls: Any = self.cls.options(num_cpus=self.num_cpus)  # type: ignore[attr-defined]
+        self.actors = [cls.remote(scen, i, cuts, **kw) for i in range(self.k)]
         self.ray.get([a.pid.remote() for a in self.actors])
 
     def memory(self) -> list[int]:
         """Resident bytes of each shard's worker process (for benchmarks)."""
         return list(self.ray.get([a.rss.remote() for a in self.actors]))
+
+    def peak_memory(self) -> list[int]:
+        """Peak resident bytes of each shard's worker process so far (for benchmarks)."""
+        return list(self.ray.get([a.peak_rss.remote() for a in self.actors]))
 
     def call(self, method: str, args: list[tuple[Any, ...]]) -> list[Any]:
         return list(self.ray.get([a.call.remote(method, *x) for a, x in zip(self.actors, args, strict=True)]))
@@ -137,16 +153,27 @@ class _Ray:
             self.ray.shutdown()
 
 
-def actor_cpus(wanted: float, cluster_cpus: float, shards: int) -> float:
-    """CPUs one shard actor asks for: ``wanted``, but no more than an equal share of the cluster.
+def actor_cpus(wanted: float, node_cpus: list[float], shards: int) -> float:
+    """CPUs one shard actor asks for: ``wanted`` if the K actors fit the nodes so, else the largest
+    share that lets all K fit (each node holds ``floor(node CPUs / share)`` actors).
 
-    Ray schedules an actor only where its whole request fits, so K actors of one CPU each on a
-    machine with fewer than K CPUs would wait forever; sharing the CPUs keeps every shard
-    runnable (they then take turns on the cores, as processes do)."""
-    if cluster_cpus <= 0:
+    Ray places an actor only on a node where its whole request fits, so K actors of one CPU each
+    on a machine with fewer than K CPUs would wait forever, and so would three actors of 2/3 CPU
+    on two one-CPU nodes. Shards that share a core take turns on it, as processes do."""
+    if sum(node_cpus) <= 0:
         raise ShardFailure("the Ray cluster reports no CPUs: no shard could ever be scheduled")
-    share = math.floor(min(wanted, cluster_cpus / shards) * 10_000) / 10_000  # Ray counts in units of 1e-4
-    return max(share, 1e-4)
+
+    def fits(share: float) -> bool:
+        return sum(math.floor(c / share + 1e-9) for c in node_cpus) >= shards
+
+    candidates = [wanted] + [c / j for c in node_cpus for j in range(1, shards + 1) if 0 < c / j <= wanted]
+    share = max(x for x in candidates if fits(x)) if any(fits(x) for x in candidates) else 1e-4
+    return max(math.floor(share * 10_000) / 10_000, 1e-4)  # Ray counts CPUs in units of 1e-4
+
+
+def node_cpus(ray: Any) -> list[float]:
+    """CPUs of every live node of the connected cluster."""
+    return [float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
 
 
 def _lost_worker(exc: BaseException) -> bool:
