@@ -4,7 +4,8 @@
 
 Parts (each measurement in a fresh subprocess, so each has its own peak RSS; never two at once):
 
-- ``rss``: ``city-points`` at ``--n-rss`` citizens x ``--days-rss`` days, one process vs K = 4
+- ``rss``: ``city-points`` (with association records and cut ties: ``CROSS``) at ``--n-rss``
+  citizens x ``--days-rss`` days, one process vs K = 4
   shards on local Ray (one thread each): peak RSS of the single process and of every shard's
   worker (``VmHWM``), the ratio, and the per-shard costs docs/scale.md extrapolates from
   (set-up, seconds per day, exchange bytes per day, parts written).
@@ -33,6 +34,13 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
+# city-points with every cross-shard path but the model feature (association records, cut ties,
+# contacts chilled), so that the exchange measured is the one a system with those features has
+CROSS: dict[str, Any] = {
+    "lists.court_defaulters.association_points": -10,
+    "lists.court_defaulters.entry.grace_days": 0,
+    "responses.cut_ties": {"effect": "cut_ties", "trigger": "contact_listed", "probability": 0.3},
+}
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
@@ -60,11 +68,18 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _scenario(scenario: str, n: int, days: int) -> Any:
+    import credsim
+
+    extra = CROSS if scenario == "city-points" else {}
+    return credsim.load_scenario(scenario, {**extra, "population.size": n, "run.days": days})
+
+
 def single(scenario: str, n: int, days: int, threads: int) -> dict[str, Any]:
     """One process end to end (credsim.run), its manifest timings and peak RSS."""
     import credsim
 
-    scen = credsim.load_scenario(scenario, {"population.size": n, "run.days": days})
+    scen = _scenario(scenario, n, days)
     with tempfile.TemporaryDirectory() as tmp:
         la = load()
         t0 = time.perf_counter()
@@ -78,11 +93,10 @@ def single(scenario: str, n: int, days: int, threads: int) -> dict[str, Any]:
 
 def sharded(scenario: str, n: int, days: int, shards: int, cpus: int) -> dict[str, Any]:
     """K shards on local Ray (one thread each) end to end, with every worker's peak RSS at the end."""
-    import credsim
     from credsim import store
     from credsim.distributed.run import Layout, ShardedDriver
 
-    scen = credsim.load_scenario(scenario, {"population.size": n, "run.days": days})
+    scen = _scenario(scenario, n, days)
     ray = _ray(cpus)
     try:
         with tempfile.TemporaryDirectory() as tmp:
