@@ -68,8 +68,8 @@ ADDED = {"calibrate": ["-n", "2000"]}  # each evaluation simulates 11 years
 
 SKIPPED = {
     "--shards": "four Ray workers starting and loading the compiled kernels take about 70 s on the 2-core CI "
-                "machine; the same command through a terminal (--shards 4 on a cluster with fewer CPUs than "
-                "shards) is tests/distributed/test_ray_cluster.py",
+                "machine; more shards than CPUs on Ray is tests/distributed/test_ray_cluster.py, a sharded run "
+                "typed in a terminal is tests/distributed/test_sharded_resume.py",
     "scripts/run": "installs into .venv, the environment this test runs in; the core install it makes is "
                    "tested by test_core_install_runs_the_readme",
     "scripts/test": "runs the whole test suite, this harness included",

@@ -55,7 +55,7 @@ def multi_node() -> Iterator[Any]:
         ray.shutdown()
     # Ray turns a loopback cluster address into the machine's outward address before connecting,
     # where a cluster bound to 127.0.0.1 does not listen; this switch keeps it on the loopback
-    # (read when connecting; the CLI child gets the same through RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0)
+    # (read when connecting; a child process gets the same through RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0)
     constants = pytest.importorskip("ray._private.ray_constants")
     mp = pytest.MonkeyPatch()
     mp.setattr(constants, "ENABLE_RAY_CLUSTER", False)
