@@ -33,10 +33,10 @@ class Run:
         return pq.read_table(self.dir / "metrics.parquet")
 
     def citizens(self) -> pa.Table:
-        return pq.read_table(self.dir / "citizens.parquet")
+        return store.read_table(self.dir, "citizens.parquet")  # one file, or a sharded run's parts
 
     def traces(self) -> pa.Table:
-        return pq.read_table(self.dir / "traces.parquet")
+        return store.read_table(self.dir, "traces.parquet")
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         return store.connect(self.dir)

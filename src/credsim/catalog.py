@@ -27,6 +27,8 @@ VIEW_FILES = {"metrics": "metrics.parquet", "citizens": "citizens.parquet", "tra
               # objections and stays by exit route: only runs of scenarios with a redress section
               "cases": "cases.parquet", "stays": "stays.parquet"}
 REQUIRED_VIEWS = ("metrics", "citizens", "traces")
+# tables a sharded run writes as one Parquet part per shard (TABLE/part-NNNNN.parquet, see credsim.partitions)
+PART_TABLES = frozenset({"citizens", "traces", "events", "cases", "stays"})
 
 
 def quote(text: str | Path) -> str:
@@ -43,9 +45,15 @@ def daily_view(metric_names: list[str], metrics_source: str = "read_parquet('met
     )
 
 
-def locked_views(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
-    """An in-memory connection with a view per entry of ``files`` (view name -> checked Parquet file) and
-    ``daily``, able to read those files only. The caller vouches that each path is a run's own file."""
+def source(paths: list[Path]) -> str:
+    """``read_parquet`` over one table's file or parts (in order: a sharded run's parts are in citizen order)."""
+    return "read_parquet([" + ", ".join(f"'{quote(p)}'" for p in paths) + "])"
+
+
+def locked_views(files: dict[str, list[Path]]) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection with a view per entry of ``files`` (view name -> checked Parquet files: one,
+    or a sharded run's parts) and ``daily``, able to read those files only. The caller vouches that each
+    path is a run's own file."""
     missing = [v for v in REQUIRED_VIEWS if v not in files]
     if missing:
         raise FileNotFoundError(f"a run needs {', '.join(VIEW_FILES[v] for v in missing)}")
@@ -53,12 +61,13 @@ def locked_views(files: dict[str, Path]) -> duckdb.DuckDBPyConnection:
     try:
         con.execute("SET autoinstall_known_extensions=false")
         con.execute("SET autoload_known_extensions=false")
-        con.execute("SET allowed_paths=[" + ", ".join(f"'{quote(f)}'" for f in files.values()) + "]")
+        allowed = [f for paths in files.values() for f in paths]
+        con.execute("SET allowed_paths=[" + ", ".join(f"'{quote(f)}'" for f in allowed) + "]")
         con.execute("SET enable_external_access=false")
-        for view, f in files.items():
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{quote(f)}')")
+        for view, paths in files.items():
+            con.execute(f"CREATE VIEW {view} AS SELECT * FROM {source(paths)}")
         names = [r[0] for r in con.execute("SELECT DISTINCT metric::VARCHAR FROM metrics ORDER BY 1").fetchall()]
-        con.execute("CREATE VIEW daily AS " + daily_view(names, f"read_parquet('{quote(files['metrics'])}')"))
+        con.execute("CREATE VIEW daily AS " + daily_view(names, source(files["metrics"])))
         con.execute("SET lock_configuration=true")
     except BaseException:
         con.close()

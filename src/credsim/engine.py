@@ -145,35 +145,41 @@ class Result:
     redress: tuple[pa.Table, pa.Table] | None = None  # cases and stays (cases.parquet, stays.parquet)
 
     def citizens_table(self) -> pa.Table:
-        p, st = self.plan, self.state
-        cols: dict[str, pa.Array] = {"citizen": pa.array(np.arange(st.n, dtype=np.int64))}
-        for d, dim in enumerate(p.dims):
-            codes = st.groups[d].view(np.int8) if len(p.dim_values[d]) < 128 else st.groups[d].astype(np.int16)
-            cols[dim] = pa.DictionaryArray.from_arrays(pa.array(codes),
-                                                       pa.array(p.dim_values[d]))
-        for t, name in enumerate(p.traits):
-            cols[f"trait_{name}"] = pa.array(st.traits[t])
-        cols["score"] = pa.array(st.score[0])
-        cols["shadow_score"] = pa.array(st.score[1])
-        if p.has_model:
-            cols["model_score"] = pa.array(st.mscore[0])
-            cols["shadow_model_score"] = pa.array(st.mscore[1])
-        if p.grades:
-            gd = pa.array(p.grades)
-            cols["grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[0]), gd)
-            cols["shadow_grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[1]), gd)
-        for li, name in enumerate(p.lists):
-            cols[f"on_{name}"] = pa.array(st.listed[0, li].astype(np.bool_))
-            cols[f"shadow_on_{name}"] = pa.array(st.listed[1, li].astype(np.bool_))
-        for c, name in enumerate(COUNTERS):
-            cols[f"n_{name}"] = pa.array(st.counters[c])
-        for m, name in enumerate(p.econ.money if p.econ is not None else []):
-            cols[names.money_column(name)] = pa.array(st.money[m])
-        if st.dependants.shape[0]:  # family ties, only when the scenario declares them
-            cols["dependants"] = pa.array(st.dependants)
-            cols["n_dependants_denied"] = pa.array(st.dep_denied)
-        cols["traced"] = pa.array(self.tracer.mask)
-        return pa.table(cols)
+        return citizens_table(self.plan, self.state, self.tracer.mask, 0, self.state.n)
+
+
+def citizens_table(p: Plan, st: State, traced: np.ndarray, lo: int, hi: int) -> pa.Table:
+    """One row per citizen of ``[lo, hi)`` (``citizens.parquet``, or a shard's part of it): the same
+    columns and dictionaries for every range, so the parts of a sharded run concatenate to the rows
+    of the single-process table."""
+    cols: dict[str, pa.Array] = {"citizen": pa.array(np.arange(lo, hi, dtype=np.int64))}
+    for d, dim in enumerate(p.dims):
+        g = st.groups[d, lo:hi]
+        codes = g.view(np.int8) if len(p.dim_values[d]) < 128 else g.astype(np.int16)
+        cols[dim] = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(p.dim_values[d]))
+    for t, name in enumerate(p.traits):
+        cols[f"trait_{name}"] = pa.array(st.traits[t, lo:hi])
+    cols["score"] = pa.array(st.score[0, lo:hi])
+    cols["shadow_score"] = pa.array(st.score[1, lo:hi])
+    if p.has_model:
+        cols["model_score"] = pa.array(st.mscore[0, lo:hi])
+        cols["shadow_model_score"] = pa.array(st.mscore[1, lo:hi])
+    if p.grades:
+        gd = pa.array(p.grades)
+        cols["grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[0, lo:hi]), gd)
+        cols["shadow_grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[1, lo:hi]), gd)
+    for li, name in enumerate(p.lists):
+        cols[f"on_{name}"] = pa.array(st.listed[0, li, lo:hi].astype(np.bool_))
+        cols[f"shadow_on_{name}"] = pa.array(st.listed[1, li, lo:hi].astype(np.bool_))
+    for c, name in enumerate(COUNTERS):
+        cols[f"n_{name}"] = pa.array(st.counters[c, lo:hi])
+    for m, name in enumerate(p.econ.money if p.econ is not None else []):
+        cols[names.money_column(name)] = pa.array(st.money[m, lo:hi])
+    if st.dependants.shape[0]:  # family ties, only when the scenario declares them
+        cols["dependants"] = pa.array(st.dependants[lo:hi])
+        cols["n_dependants_denied"] = pa.array(st.dep_denied[lo:hi])
+    cols["traced"] = pa.array(traced[lo:hi])
+    return pa.table(cols)
 
 
 def prepare(scen: Scenario, *, population: int | None = None, days: int | None = None,
@@ -192,16 +198,17 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
     plan = compile_plan(scen)
     t0 = time.perf_counter()
-    pop = pop_mod.generate(plan, n, seed, block)
-    g = graph_mod.build(plan, pop, seed)
-    st = initial_state(plan, pop, g)
-    score.recompute_model(plan, st, 0)
-    if plan.grades:
-        src = st.score if plan.grade_source == "points" else st.mscore
-        st.grade[:] = classify_mod.grade_of(src.ravel(), plan.grade_mins).reshape(2, n)
-        classify_mod.enter_start_grades(plan, st)  # lists entered by grade follow the starting grades
     exchange = Exchange(cuts if cuts is not None else [0, n], index)
     lo, hi = exchange.lo, exchange.hi
+    pop = pop_mod.generate(plan, n, seed, block)
+    # a range builds only its own graph rows and writes only its own state: memory O(N/K) per shard
+    g = graph_mod.build(plan, pop, seed) if (lo, hi) == (0, n) else graph_mod.build_rows(plan, pop, seed, lo, hi)
+    st = initial_state(plan, pop, g, lo, hi)
+    score.recompute_model(plan, st, 0, lo, hi)
+    if plan.grades:
+        src = st.score if plan.grade_source == "points" else st.mscore
+        st.grade[:, lo:hi] = classify_mod.grade_of(src[:, lo:hi].ravel(), plan.grade_mins).reshape(2, hi - lo)
+        classify_mod.enter_start_grades(plan, st, lo, hi)  # lists entered by grade follow the starting grades
     metrics = Metrics(plan, st, days, lo, hi)
     metrics.init_stocks(st, plan.grades)
     tracer = Tracer(plan, n, trace_ids(plan, n, seed))

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from credsim import checkpoint, engine, outdir, store
 from credsim.distributed.run import Layout, ShardedDriver
 from credsim.memory import available_bytes, check_memory
+from credsim.partitions import Partitioned
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import load_scenario, scenario_hash
 from credsim.scenario.schema import Scenario
@@ -162,7 +163,7 @@ class Driver(Protocol):
 
     def restore_latest(self, out: Path) -> tuple[int, dict[str, Any]]: ...
 
-    def result(self) -> engine.Result: ...
+    def result(self) -> engine.Result | Partitioned: ...
 
     def extra(self) -> dict[str, Any]: ...
 
@@ -317,9 +318,12 @@ class _Session:
             shutil.rmtree(final, ignore_errors=True)
             store.write_run(result, self.scen, final, wall=wall, extra=extra)
             files = store.read_manifest(final)["files"]
-            for name in files:
-                if name != "manifest.json":
-                    os.replace(final / name, self.out / name)
+            # a sharded run's parts sit in one folder per table (citizens/part-00000.parquet): move the folder
+            for top in dict.fromkeys(name.split("/")[0] for name in files):
+                if top != "manifest.json":
+                    if (self.out / top).is_dir():
+                        shutil.rmtree(self.out / top)  # left by an earlier attempt to finish
+                    os.replace(final / top, self.out / top)
             checkpoint._fsync_dir(self.out)
             os.replace(final / "manifest.json", self.out / "manifest.json")  # the commit point
             checkpoint._fsync_dir(self.out)

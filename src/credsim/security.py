@@ -56,6 +56,9 @@ RUN_FILES = frozenset({"manifest.json", "metrics.parquet", "citizens.parquet", "
                        "results.duckdb", "report.html", "audit.json"})
 
 
+_PART = re.compile(r"part-[0-9]{5}\.parquet")  # a shard's part of a table (credsim.partitions)
+
+
 class PathRefused(ValueError):
     """A user-supplied name that does not denote something inside the allowed root."""
 
@@ -127,15 +130,33 @@ def resolve_run_file(root: str | Path, name: object, filename: object) -> Path:
 
 def safe_connect(root: str | Path, name: object) -> duckdb.DuckDBPyConnection:
     """A locked-down DuckDB connection with the views ``metrics``, ``citizens``, ``traces``, ``events``, ``daily``
-    over the named run's own Parquet files (see :mod:`credsim.catalog`)."""
-    files = {}
+    over the named run's own Parquet files (see :mod:`credsim.catalog`); a sharded run's tables are read
+    from their parts (``citizens/part-00000.parquet``, ...)."""
+    files: dict[str, list[Path]] = {}
     for view, filename in catalog.VIEW_FILES.items():
         try:
-            files[view] = resolve_run_file(root, name, filename)
+            files[view] = [resolve_run_file(root, name, filename)]
         except PathRefused:
-            if view in catalog.REQUIRED_VIEWS:  # the others (events, redress tables) only some runs have
+            parts = _run_parts(root, name, filename.removesuffix(".parquet"))
+            if parts:
+                files[view] = parts
+            elif view in catalog.REQUIRED_VIEWS:  # the others (events, redress tables) only some runs have
                 raise
     return catalog.locked_views(files)
+
+
+def _run_parts(root: str | Path, name: object, table: str) -> list[Path]:
+    """The parts ``TABLE/part-NNNNN.parquet`` of a sharded run's table, each a regular file inside its run."""
+    run = resolve_run_dir(root, name)
+    folder = run / table
+    if table not in catalog.PART_TABLES or not folder.is_dir() or folder.is_symlink():
+        return []
+    out = []
+    for path in sorted(folder.glob("part-*.parquet")):
+        real = path.resolve()
+        if _PART.fullmatch(path.name) and real.parent == folder.resolve() and _inside(run, real) and real.is_file():
+            out.append(real)
+    return out
 
 
 def check_upload_size(size: int, limit: int = MAX_UPLOAD_BYTES) -> None:

@@ -254,27 +254,42 @@ class State:
     dep_denied: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
 
-def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:
+def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: int | None = None) -> State:
+    """The state before day 0 for the citizens ``[lo, hi)`` (default: everyone).
+
+    Columns keep global citizen indexing (the stage kernels index them by citizen id), but for a
+    range only the range is written: every column starts as zero pages, which the operating
+    system backs with memory only where they are written, so a shard's resident state is
+    proportional to its own citizens."""
     n, L, Q, F = pop.n, len(plan.lists), len(plan.responses), len(plan.features)
-    score = np.tile(plan.points_base_of(pop.groups), (2, 1))
+    hi = n if hi is None else hi
     model = plan.scen.scoring.model
-    mscore = np.full((2, n if model else 0), np.float32(model.center if model else 0), dtype=np.float32)
+    whole = (lo, hi) == (0, n)
+
+    def column(shape: tuple[int, ...], value: Any, dtype: Any) -> np.ndarray:
+        if whole:
+            return np.full(shape, value, dtype=dtype)
+        out: np.ndarray = np.zeros(shape, dtype=dtype)
+        if value != 0 and shape[-1]:
+            out[..., lo:hi] = value
+        return out
+
     return State(
         n=n,
         groups=pop.groups,
         traits=pop.traits,
         graph=graph,
-        score=score,
-        mscore=mscore,
+        score=starting_points(plan, pop, lo, hi),
+        mscore=column((2, n if model else 0), np.float32(model.center if model else 0), np.float32),
         grade=np.zeros((2, n), dtype=np.int8),
         listed=np.zeros((2, L, n), dtype=np.uint8),
-        listed_since=np.full((2, L, n), -1, dtype=np.int32),
+        listed_since=column((2, L, n), -1, np.int32),
         list_count=np.zeros((2, L, n), dtype=np.int32),
-        cured_seq=np.full((2, L, n), -1, dtype=np.int64),
-        pending=np.full((2, L, n), -1, dtype=np.int32),
+        cured_seq=column((2, L, n), -1, np.int64),
+        pending=column((2, L, n), -1, np.int32),
         # optional columns are allocated only when the scenario uses them (100M-citizen runs)
         cap_used=np.zeros((2, 2, n if plan.cap_period else 0), dtype=np.float32),
-        resp_day=np.full((Q, n), -1, dtype=np.int32),
+        resp_day=column((Q, n), -1, np.int32),
         feat_count=np.zeros((2, F, n), dtype=np.int32),
         neg_by_domain=np.zeros((len(plan.domains) if plan.has_points else 0, n), dtype=np.float32),
         assoc_pts=np.zeros((2, n if (plan.assoc_points != 0).any() else 0), dtype=np.float32),
@@ -283,6 +298,16 @@ def initial_state(plan: Plan, pop: Population, graph: Graph) -> State:
         dependants=pop.dependants,
         dep_denied=np.zeros(pop.dependants.shape[0], dtype=np.int32),
     )
+
+
+def starting_points(plan: Plan, pop: Population, lo: int, hi: int) -> np.ndarray:
+    """Official and shadow points before day 0: each citizen's group's base where ``base_by`` says,
+    written only for ``[lo, hi)`` (the rest stays zero pages, as in :func:`initial_state`)."""
+    if plan.points_base_dim < 0 and (lo, hi) == (0, pop.n):
+        return np.full((2, pop.n), np.float32(plan.points_base), np.float32)
+    out: np.ndarray = np.zeros((2, pop.n), np.float32)
+    out[:, lo:hi] = plan.points_base_of(pop.groups[:, lo:hi])
+    return out
 
 
 def bytes_per_citizen(plan: Plan) -> int:

@@ -24,23 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from credsim import catalog, outdir
 from credsim.engine import Result
+from credsim.partitions import Partitioned, table_files, write_part
 from credsim.safeio import MANIFEST_BYTES, read_json_object
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import scenario_hash
 from credsim.scenario.schema import Scenario
 
 FILES = ("manifest.json", "metrics.parquet", "citizens.parquet", "traces.parquet", "results.duckdb")
-
-# what the run's own results.duckdb defines, for the DuckDB command line (paths relative to the run)
-VIEWS = {view: f"SELECT * FROM read_parquet('{name}')" for view, name in catalog.VIEW_FILES.items()
-         if view not in ("events", "harms", "cases", "stays")}
-EVENTS_VIEW = {"events": "SELECT * FROM read_parquet('events.parquet')"}  # audit event log (eventlog.py)
-REDRESS_FILES = ("cases.parquet", "stays.parquet")  # only runs of scenarios with a redress section
-REDRESS_VIEWS = {f.removesuffix(".parquet"): f"SELECT * FROM read_parquet('{f}')" for f in REDRESS_FILES}
 
 
 def versions() -> dict[str, str]:
@@ -59,7 +54,37 @@ def _atomic_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
+def _write_tables(result: Result | Partitioned, tmp: Path) -> list[str]:
+    """The Parquet files of ``result`` in ``tmp``: one per table, or a sharded run's parts; their names."""
+    pq.write_table(result.metrics.to_arrow(), tmp / "metrics.parquet", compression="zstd")
+    if isinstance(result, Partitioned):  # every shard writes its own rows; the driver holds none
+        return ["metrics.parquet", *result.write_parts(tmp)]
+    pq.write_table(result.citizens_table(), tmp / "citizens.parquet", compression="zstd")
+    pq.write_table(result.tracer.to_arrow(), tmp / "traces.parquet", compression="zstd")
+    names = ["metrics.parquet", "citizens.parquet", "traces.parquet"]
+    if result.events is not None:  # audit event log (eventlog.py)
+        names.append(write_part(result.events.to_arrow(), tmp, "events.parquet"))
+    if result.redress is not None:  # objections and stays by exit route (stages/redress.py)
+        names.append(write_part(result.redress[0], tmp, "cases.parquet"))
+        names.append(write_part(result.redress[1], tmp, "stays.parquet"))
+    return names
+
+
+def views(names: list[str], metric_names: list[str]) -> dict[str, str]:
+    """The views of a run's own ``results.duckdb`` over the files ``names`` (relative paths): a table
+    written as parts is read with a glob over its folder, so the same SQL works for both layouts."""
+    out: dict[str, str] = {}
+    for view, filename in catalog.VIEW_FILES.items():
+        files = table_files(names, filename)
+        if files == [filename]:
+            out[view] = f"SELECT * FROM read_parquet('{filename}')"
+        elif files:
+            out[view] = f"SELECT * FROM read_parquet('{filename.removesuffix('.parquet')}/part-*.parquet')"
+    out["daily"] = catalog.daily_view(metric_names)
+    return out
+
+
+def write_run(result: Result | Partitioned, scen: Scenario, out: Path, *, wall: float,
               extra: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
     """Write all outputs of ``result`` into ``out`` atomically; return ``out``."""
     out = outdir.check_out_path(out)
@@ -71,20 +96,11 @@ def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
     tmp.mkdir()
     t0 = time.perf_counter()
     try:
-        pq.write_table(result.metrics.to_arrow(), tmp / "metrics.parquet", compression="zstd")
-        pq.write_table(result.citizens_table(), tmp / "citizens.parquet", compression="zstd")
-        pq.write_table(result.tracer.to_arrow(), tmp / "traces.parquet", compression="zstd")
-        if result.events is not None:  # audit event log (eventlog.py)
-            pq.write_table(result.events.to_arrow(), tmp / "events.parquet", compression="zstd")
-        if result.redress is not None:  # objections and stays by exit route (stages/redress.py)
-            pq.write_table(result.redress[0], tmp / "cases.parquet", compression="zstd")
-            pq.write_table(result.redress[1], tmp / "stays.parquet", compression="zstd")
+        names = _write_tables(result, tmp)
         con = duckdb.connect(str(tmp / "results.duckdb"))
         try:
             con.execute(f"SET file_search_path='{catalog.quote(tmp)}'")
-            for name, sql in {**VIEWS, **(EVENTS_VIEW if result.events is not None else {}),
-                              **(REDRESS_VIEWS if result.redress is not None else {}),
-                              "daily": catalog.daily_view(result.metrics.names)}.items():
+            for name, sql in views(names, result.metrics.names).items():
                 con.execute(f"CREATE VIEW {name} AS {sql}")
         finally:
             con.close()
@@ -100,8 +116,8 @@ def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
                          "argv": sys.argv},
             "timings_s": {**{k: round(v, 4) for k, v in result.timings.items()},
                           "write": round(time.perf_counter() - t0, 4), "wall": round(wall, 4)},
-            "files": list(FILES) + (["events.parquet"] if result.events is not None else [])
-            + (list(REDRESS_FILES) if result.redress is not None else []),
+            "files": ["manifest.json", *[f for f in names if f in FILES], "results.duckdb",
+                      *[f for f in names if f not in FILES]],
             **(extra or {}),
             "scenario": dump(scen),
         }
@@ -149,24 +165,42 @@ def add_file(run_dir: Path, name: str) -> None:
         _atomic_json(run_dir / "manifest.json", man)
 
 
-def run_files(run_dir: Path, manifest: dict[str, Any]) -> dict[str, Path]:
-    """The Parquet files behind the views, from the manifest's list: each a regular file inside ``run_dir``
-    (symlinks followed), so a query can read this run and nothing else."""
+def run_files(run_dir: Path, manifest: dict[str, Any]) -> dict[str, list[Path]]:
+    """The Parquet files behind the views, from the manifest's list: per view its file, or its parts
+    (``citizens/part-00000.parquet``, ...) in order; each a regular file inside ``run_dir`` (symlinks
+    followed), so a query can read this run and nothing else."""
     listed = manifest.get("files")
     if not isinstance(listed, list):
         raise RunIncomplete(f"{run_dir}/manifest.json: expected a list of files under 'files'")
-    files: dict[str, Path] = {}
-    for view, name in catalog.VIEW_FILES.items():
-        if name not in listed:
-            continue
-        try:
-            real = (run_dir / name).resolve(strict=True)
-        except (OSError, RuntimeError) as exc:
-            raise RunIncomplete(f"{run_dir}: {name} is listed in manifest.json but cannot be read ({exc})") from None
-        if real.parent != run_dir or not real.is_file():
-            raise RunIncomplete(f"{run_dir}: {name} must be a regular file inside the run directory")
-        files[view] = real
+    files: dict[str, list[Path]] = {}
+    for view, filename in catalog.VIEW_FILES.items():
+        names = table_files(listed, filename)
+        if names:
+            files[view] = [_inside_run(run_dir, name) for name in names]
     return files
+
+
+def _inside_run(run_dir: Path, name: str) -> Path:
+    try:
+        real = (run_dir / name).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise RunIncomplete(f"{run_dir}: {name} is listed in manifest.json but cannot be read ({exc})") from None
+    if real.parent != (run_dir / name).parent.resolve() or not real.is_file() or run_dir not in real.parents:
+        raise RunIncomplete(f"{run_dir}: {name} must be a regular file inside the run directory")
+    return real
+
+
+def read_table(run_dir: str | Path, filename: str) -> pa.Table:
+    """One table of a complete run (``citizens.parquet``, ...), from its file or its shards' parts."""
+    run_dir = Path(run_dir).resolve()
+    man = require_complete(run_dir)
+    listed = man.get("files")
+    if not isinstance(listed, list):
+        raise RunIncomplete(f"{run_dir}/manifest.json: expected a list of files under 'files'")
+    names = table_files(listed, filename)
+    if not names:
+        raise RunIncomplete(f"{run_dir}: no {filename} (nor parts of it) in manifest.json")
+    return pa.concat_tables([pq.read_table(_inside_run(run_dir, n)) for n in names])
 
 
 def connect(run_dir: str | Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:

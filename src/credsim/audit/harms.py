@@ -35,7 +35,8 @@ import duckdb
 
 from credsim.audit.counterfactuals import HARMS, Counterfactual
 from credsim.audit.money import declared_balances, has_money, money_columns, money_totals
-from credsim.store import add_file, read_manifest
+from credsim.catalog import source
+from credsim.store import add_file, read_manifest, run_files
 
 HARMS_FILE = "harms.parquet"
 BY_HARM_WRONGFUL = "wrongful"  # money taken wrongly is measured against this harm's counterfactual
@@ -53,6 +54,11 @@ class Replicate:
 
 def _q(path: Path) -> str:
     return str(path.resolve()).replace("'", "''")
+
+
+def _citizens(run_dir: Path) -> str:
+    """The run's citizens table as SQL: its one file, or a sharded run's parts."""
+    return source(run_files(run_dir.resolve(), read_manifest(run_dir))["citizens"])
 
 
 def _harm_columns(cf: Counterfactual, alias: str | None, side: str = "s") -> list[str]:
@@ -94,7 +100,7 @@ def harms_sql(rep: Replicate, dims: list[str], money: list[str] | None = None, d
         d = rep.counterfactuals.get(cf.harm)
         if d is not None:
             aliases[cf.harm] = f"c{j}"
-            joins.append(f"JOIN read_parquet('{_q(d / 'citizens.parquet')}') c{j} USING (citizen)")
+            joins.append(f"JOIN {_citizens(d)} c{j} USING (citizen)")
     for cf in HARMS:
         # a harm measured against another counterfactual (missed: against no false records) uses that run
         # in place of the system run; when that one was not needed (nothing to remove), the system is it
@@ -103,12 +109,12 @@ def harms_sql(rep: Replicate, dims: list[str], money: list[str] | None = None, d
     if money is not None:
         cols += money_columns(aliases.get(BY_HARM_WRONGFUL), money)
     if rep.baseline is not None:
-        joins.append(f"JOIN read_parquet('{_q(rep.baseline / 'citizens.parquet')}') b USING (citizen)")
+        joins.append(f"JOIN {_citizens(rep.baseline)} b USING (citizen)")
         cols += ["(s.n_infractions - b.n_infractions)::BIGINT AS system_infractions",
                  "(s.n_speech - b.n_speech)::BIGINT AS system_speech"]
     if dependants:
         cols += _children_columns(aliases.get(BY_HARM_WRONGFUL), rep.baseline is not None)
-    return (f"SELECT {', '.join(cols)} FROM read_parquet('{_q(rep.system / 'citizens.parquet')}') s "
+    return (f"SELECT {', '.join(cols)} FROM {_citizens(rep.system)} s "
             + " ".join(joins) + " ORDER BY citizen")
 
 
@@ -120,7 +126,7 @@ def write_harms(rep: Replicate) -> dict[str, float]:
     target = rep.system / HARMS_FILE
     con = duckdb.connect()
     try:
-        cit = f"read_parquet('{_q(rep.system / 'citizens.parquet')}')"
+        cit = _citizens(rep.system)
         sql = harms_sql(rep, dims, declared_balances(con, cit) if has_money(con, cit) else None, dependants)
         con.execute(f"COPY ({sql}) TO '{_q(target)}' (FORMAT parquet, COMPRESSION zstd)")
         totals = harm_totals(con, f"read_parquet('{_q(target)}')")

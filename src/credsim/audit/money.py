@@ -32,8 +32,10 @@ from typing import Any
 import duckdb
 
 from credsim.audit.stats import interval
+from credsim.catalog import source
 from credsim.names import money_column
 from credsim.scenario.economy import COMPENSATED, REFUNDED, TAKEN
+from credsim.store import read_manifest, run_files
 
 Z95 = 1.959964
 
@@ -121,14 +123,23 @@ def pooled(harms_files: list[Path], dims: list[str], column: str = "wrongful_mon
     return out
 
 
+def citizens_source(run_dir: Path) -> str | None:
+    """A run's citizens table as SQL (its one file, or a sharded run's parts); None when it has none."""
+    if not (run_dir / "manifest.json").exists():
+        return None
+    files = run_files(run_dir.resolve(), read_manifest(run_dir)).get("citizens")
+    return source(files) if files else None
+
+
 def run_money(run_dir: Path, dims: list[str]) -> dict[str, Any]:
     """A run's money figures: totals taken, refunded and compensated; money taken wrongly by group when the
     run was audited (its ``harms.parquet``); empty when the run has no money."""
-    cit = run_dir / "citizens.parquet"
+    src = citizens_source(run_dir)
+    if src is None:
+        return {}
     con = duckdb.connect()
     try:
-        src = f"read_parquet('{_q(cit)}')"
-        if not cit.exists() or not has_money(con, src):
+        if not has_money(con, src):
             return {}
         t, r, c = money_column(TAKEN), money_column(REFUNDED), money_column(COMPENSATED)
         row = con.execute(f"SELECT sum({t}), sum({r}), sum({c}), count(*) FILTER (WHERE {t} > 0), "
@@ -154,18 +165,18 @@ def run_money(run_dir: Path, dims: list[str]) -> dict[str, Any]:
 def net_taken_wrongly(run_dir: Path, no_false: Path | None) -> float | None:
     """Sum over citizens of (taken - refunded) in the run minus the same without false records (same seed);
     None when the run has no money, 0 when there is no counterfactual (the scenario has no false records)."""
-    cit = run_dir / "citizens.parquet"
+    src = citizens_source(run_dir)
     con = duckdb.connect()
     try:
-        src = f"read_parquet('{_q(cit)}')"
-        if not has_money(con, src):
+        if src is None or not has_money(con, src):
             return None
         t, r = money_column(TAKEN), money_column(REFUNDED)
         mine = con.execute(f"SELECT sum({t} - {r}) FROM {src}").fetchone()
         if no_false is None:
             return 0.0
-        theirs = con.execute(f"SELECT sum({t} - {r}) FROM read_parquet('{_q(no_false / 'citizens.parquet')}')"
-                             ).fetchone()
+        theirs_src = citizens_source(no_false)
+        assert theirs_src is not None, f"{no_false}: a no-false-records run without a citizens table"
+        theirs = con.execute(f"SELECT sum({t} - {r}) FROM {theirs_src}").fetchone()
     finally:
         con.close()
     assert mine is not None and theirs is not None

@@ -49,6 +49,7 @@ from credsim.audit.counterfactuals import BY_HARM, apply
 from credsim.audit.money import net_taken_wrongly
 from credsim.audit.stats import interval, kaplan_meier, km_quantile
 from credsim.names import APPEAL_BACKLOG, EXIT_ROUTES, INVESTIGATED, INVESTIGATED_TRUE
+from credsim.partitions import table_files
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import load_scenario
 from credsim.scenario.schema import Scenario
@@ -99,7 +100,7 @@ def figures(run_dir: str | Path) -> dict[str, Any]:
     """The redress figures of one run (empty when the scenario has no redress section)."""
     run_dir = Path(run_dir)
     man = read_manifest(run_dir)
-    if "cases.parquet" not in man.get("files", []):
+    if not table_files(man.get("files", []), "cases.parquet"):
         return {}  # investigations alone: see investigation_figures
     scen, days = man["scenario"], int(man["days"])
     dims = list(scen["population"]["groups"])

@@ -20,6 +20,8 @@ stops with :class:`ShardFailure` naming the shard and day. Never a silently wron
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
 import tempfile
 import time
@@ -37,7 +39,8 @@ from credsim.engine import DEFAULT_BLOCK, Result, rounds_per_day
 from credsim.eventlog import EventLog
 from credsim.exchange import deliver
 from credsim.graph import Graph
-from credsim.plan import compile_plan
+from credsim.partitions import Partitioned
+from credsim.plan import Plan, compile_plan
 from credsim.scenario.schema import Scenario
 from credsim.stages.measure import Metrics
 from credsim.state import State
@@ -75,19 +78,33 @@ class _ShardActor:
         return getattr(self.shard, method)(*args)
 
     def pid(self) -> int:
-        import os
-
         return os.getpid()
 
     def rss(self) -> int:
-        with open("/proc/self/statm") as fh:
-            import os
+        """Resident bytes of this worker now (benchmarks)."""
+        return _status_kb("VmRSS") * 1024
 
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    def peak_rss(self) -> int:
+        return _status_kb("VmHWM") * 1024
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
 
 
 class _Ray:
-    """Shards as Ray actors (one CPU each by default)."""
+    """Shards as Ray actors, each asking for ``num_cpus`` or, if K such actors would not fit the
+    cluster's nodes, the largest share of a CPU that lets them all fit (:func:`actor_cpus`).
+
+    An actor that asks for a whole CPU on a cluster with fewer CPUs than shards is never
+    scheduled, and the run would wait for it forever; on a big cluster each still gets its own core.
+    The shards are built at the same time: a shard's set-up is range-local
+    (O(N/K) memory), so K builds together peak no higher than one whole population.
+    """
 
     def __init__(self, ctor: tuple[Scenario, list[int], dict[str, Any]], k: int, address: str | None,
                  num_cpus: float) -> None:
@@ -99,7 +116,9 @@ class _Ray:
             ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
             self.own_init = True
-        self.cls = ray.remote(num_cpus=num_cpus, max_restarts=0)(_ShardActor)
+        self.wanted = num_cpus
+        self.num_cpus = num_cpus
+        self.cls = ray.remote(max_restarts=0)(_ShardActor)
         self.ctor = ctor
         self.k = k
         self.actors: list[Any] = []
@@ -109,15 +128,19 @@ class _Ray:
         for a in self.actors:
             self.ray.kill(a)
         scen, cuts, kw = self.ctor
-        self.actors = []
-        for i in range(self.k):  # one at a time: a shard's O(N) build peak is over before the next starts
-            actor: Any = self.cls.remote(scen, i, cuts, **kw)  # type: ignore[attr-defined]
-            self.ray.get(actor.pid.remote())
-            self.actors.append(actor)
+        # the share is worked out again at each restart: the cluster may have lost or gained nodes
+        self.num_cpus = actor_cpus(self.wanted, node_cpus(self.ray), self.k)
+        cls: Any = self.cls.options(num_cpus=self.num_cpus)  # type: ignore[attr-defined]
+        self.actors = [cls.remote(scen, i, cuts, **kw) for i in range(self.k)]
+        self.ray.get([a.pid.remote() for a in self.actors])
 
     def memory(self) -> list[int]:
         """Resident bytes of each shard's worker process (for benchmarks)."""
         return list(self.ray.get([a.rss.remote() for a in self.actors]))
+
+    def peak_memory(self) -> list[int]:
+        """Peak resident bytes of each shard's worker process so far (for benchmarks)."""
+        return list(self.ray.get([a.peak_rss.remote() for a in self.actors]))
 
     def call(self, method: str, args: list[tuple[Any, ...]]) -> list[Any]:
         return list(self.ray.get([a.call.remote(method, *x) for a, x in zip(self.actors, args, strict=True)]))
@@ -128,6 +151,29 @@ class _Ray:
         self.actors = []
         if self.own_init:
             self.ray.shutdown()
+
+
+def actor_cpus(wanted: float, node_cpus: list[float], shards: int) -> float:
+    """CPUs one shard actor asks for: ``wanted`` if the K actors fit the nodes so, else the largest
+    share that lets all K fit (each node holds ``floor(node CPUs / share)`` actors).
+
+    Ray places an actor only on a node where its whole request fits, so K actors of one CPU each
+    on a machine with fewer than K CPUs would wait forever, and so would three actors of 2/3 CPU
+    on two one-CPU nodes. Shards that share a core take turns on it, as processes do."""
+    if sum(node_cpus) <= 0:
+        raise ShardFailure("the Ray cluster reports no CPUs: no shard could ever be scheduled")
+
+    def fits(share: float) -> bool:
+        return sum(math.floor(c / share + 1e-9) for c in node_cpus) >= shards
+
+    candidates = [wanted] + [c / j for c in node_cpus for j in range(1, shards + 1) if 0 < c / j <= wanted]
+    share = max(x for x in candidates if fits(x)) if any(fits(x) for x in candidates) else 1e-4
+    return max(math.floor(share * 10_000) / 10_000, 1e-4)  # Ray counts CPUs in units of 1e-4
+
+
+def node_cpus(ray: Any) -> list[float]:
+    """CPUs of every live node of the connected cluster."""
+    return [float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")]
 
 
 def _lost_worker(exc: BaseException) -> bool:
@@ -243,8 +289,9 @@ class ShardedDriver:
         self.saved_in = directory
         return common[0], dict(metas[0])
 
-    def result(self) -> Result:
-        res: list[dict[str, Any]] = self._recovering(self.days, lambda: self.backend.call("results",
+    def _summaries(self) -> list[dict[str, Any]]:
+        """Every shard's metric table, timings and exchange counts; records the exchange statistics."""
+        res: list[dict[str, Any]] = self._recovering(self.days, lambda: self.backend.call("summary",
                                                                                            [()] * self.layout.shards))
         sent = [int(r["sent"]) for r in res]
         self.stats["exchange_bytes"] = sum(sent)
@@ -255,7 +302,35 @@ class ShardedDriver:
                 kinds[key] = kinds.get(key, 0) + int(v)
         self.stats["exchange_rows"] = kinds
         self.setup = max(float(r["setup"]) for r in res)
+        return res
+
+    def result(self) -> Partitioned:
+        """The finished run as the metric table (the shards' tables added up, exact) and a way to have
+        every shard write its own part of the citizen-level tables: no citizen row passes the driver."""
+        res = self._summaries()
+        metrics = Metrics(self.plan, _blank_state(self.plan), self.days)
+        metrics.table = np.sum([r["table"] for r in res], axis=0, dtype=np.int64)
+        k = self.layout.shards
+
+        def write_parts(directory: Path) -> list[str]:
+            t = time.perf_counter()
+            names: list[list[str]] = self._recovering(
+                self.days, lambda: self.backend.call("write_parts", [(str(directory),)] * k))
+            self.stats["write_parts_s"] = round(time.perf_counter() - t, 4)
+            return [name for shard in names for name in shard]
+
+        return Partitioned(self.plan, metrics, _timings(res), self.days, self._seed(), self.n, write_parts,
+                           has_redress=bool(res[0]["redress"]))
+
+    def merged(self) -> Result:
+        """The whole run gathered into this process (every citizen column): small runs and tests only."""
+        self._summaries()
+        res: list[dict[str, Any]] = self._recovering(self.days, lambda: self.backend.call("results",
+                                                                                           [()] * self.layout.shards))
         return _merge(self.scen, self.plan, res, self.n, self.days, self.kw)
+
+    def _seed(self) -> int:
+        return int(self.kw["seed"] if self.kw.get("seed") is not None else self.scen.run.seed)
 
     def extra(self) -> dict[str, Any]:
         return {"sharded": self.stats, "layout": self.layout.to_json()}
@@ -264,32 +339,75 @@ class ShardedDriver:
         self.backend.close()
 
 
-def simulate_sharded(scen: Scenario, shards: int, *, ray: bool = False, address: str | None = None,
-                     population: int | None = None, days: int | None = None, seed: int | None = None,
-                     block: int = DEFAULT_BLOCK, threads: int | None = None, checkpoint_every: int = 0,
-                     work_dir: Path | None = None, max_restarts: int = 3, num_cpus: float = 1.0,
-                     on_day: Callable[[int, Any], None] | None = None) -> tuple[Result, dict[str, Any]]:
-    """Run ``scen`` on ``shards`` shards in memory; return the merged result and exchange statistics.
+@dataclass(frozen=True)
+class _Options:
+    """How :func:`simulate_sharded` and :func:`run_sharded` drive the shards besides the scenario."""
 
-    ``checkpoint_every`` keeps shard checkpoints in ``work_dir`` (a temporary folder when not
-    given) only to recover from a lost worker; a durable, resumable sharded run is
-    :func:`credsim.resumable.execute` with a :class:`Layout`."""
-    own_tmp = work_dir is None and checkpoint_every > 0
-    wdir = Path(tempfile.mkdtemp(prefix="credsim-shards-")) if own_tmp else work_dir
-    drv = ShardedDriver(scen, Layout(shards, ray, address, num_cpus), population=population, days=days, seed=seed,
-                        block=block, threads=threads, max_restarts=max_restarts)
+    shards: int
+    ray: bool = False
+    address: str | None = None
+    population: int | None = None
+    days: int | None = None
+    seed: int | None = None
+    block: int = DEFAULT_BLOCK
+    threads: int | None = None
+    checkpoint_every: int = 0
+    work_dir: Path | None = None
+    max_restarts: int = 3
+    num_cpus: float = 1.0
+    on_day: Callable[[int, Any], None] | None = None
+
+
+def _drive(scen: Scenario, o: _Options, finish: Callable[[ShardedDriver], Any]) -> Any:
+    """Step every day (checkpointing every ``checkpoint_every`` days), then ``finish(driver)`` while the
+    shards are still alive; the shards and a temporary checkpoint folder are gone afterwards."""
+    own_tmp = o.work_dir is None and o.checkpoint_every > 0
+    wdir = Path(tempfile.mkdtemp(prefix="credsim-shards-")) if own_tmp else o.work_dir
+    drv = ShardedDriver(scen, Layout(o.shards, o.ray, o.address, o.num_cpus), population=o.population, days=o.days,
+                        seed=o.seed, block=o.block, threads=o.threads, max_restarts=o.max_restarts)
     try:
         for day in range(drv.days):
             drv.step(day)
-            if checkpoint_every and wdir is not None and (day + 1) % checkpoint_every == 0:
+            if o.checkpoint_every and wdir is not None and (day + 1) % o.checkpoint_every == 0:
                 drv.save(wdir, day + 1, {})
-            if on_day is not None:
-                on_day(day, drv.backend)
-        return drv.result(), drv.stats
+            if o.on_day is not None:
+                o.on_day(day, drv.backend)
+        return finish(drv)
     finally:
         drv.close()
         if own_tmp and wdir is not None:
             shutil.rmtree(wdir, ignore_errors=True)
+
+
+def simulate_sharded(scen: Scenario, shards: int, **kw: Any) -> tuple[Result, dict[str, Any]]:
+    """Run ``scen`` on ``shards`` shards and gather everything into one in-memory :class:`Result`
+    (every citizen column passes through this process: for small runs; :func:`run_sharded` does not).
+
+    Keywords: ``ray``, ``address``, ``population``, ``days``, ``seed``, ``block``, ``threads``,
+    ``num_cpus``, ``max_restarts``, ``on_day(day, backend)``; ``checkpoint_every`` keeps shard
+    checkpoints in ``work_dir`` (a temporary folder when not given) only to recover from a lost
+    worker -- a durable, resumable sharded run is :func:`credsim.resumable.execute` with a
+    :class:`Layout`."""
+    result, stats = _drive(scen, _Options(shards, **kw), lambda drv: (drv.merged(), drv.stats))
+    return result, stats
+
+
+def run_sharded(scen: Scenario, out: Path, shards: int, *, wall_start: float | None = None,
+                overwrite: bool = False, **kw: Any) -> tuple[Path, dict[str, Any]]:
+    """Run ``scen`` on ``shards`` shards into the run directory ``out``: ``metrics.parquet`` from the
+    driver, every other table as one part per shard written by the shard itself (keywords as
+    :func:`simulate_sharded`; the manifest records the layout)."""
+    t0 = wall_start if wall_start is not None else time.perf_counter()
+    o = _Options(shards, **kw)
+
+    def write(drv: ShardedDriver) -> dict[str, Any]:
+        result = drv.result()
+        extra = {"block_size": o.block, "threads": o.threads, "sharded": drv.stats, "layout": drv.layout.to_json()}
+        store.write_run(result, scen, out, wall=time.perf_counter() - t0, extra=extra, overwrite=overwrite)
+        return drv.stats
+
+    stats: dict[str, Any] = _drive(scen, o, write)
+    return out, stats
 
 
 def _common_checkpoint(wdir: Path, shards: int) -> tuple[int, list[Path]] | None:
@@ -302,7 +420,7 @@ def _common_checkpoint(wdir: Path, shards: int) -> tuple[int, list[Path]] | None
     return d, [p[d] for p in per]
 
 
-def _merge(scen: Scenario, plan: Any, res: list[dict[str, Any]], n: int, days: int,
+def _merge(scen: Scenario, plan: Plan, res: list[dict[str, Any]], n: int, days: int,
            kw: dict[str, Any]) -> Result:
     """One :class:`Result` from the shards' pieces, as the single-process engine would hold it."""
     cols: dict[str, np.ndarray] = {}
@@ -310,7 +428,7 @@ def _merge(scen: Scenario, plan: Any, res: list[dict[str, Any]], n: int, days: i
         cols[key] = np.concatenate([r["columns"][key] for r in res], axis=-1)
     traced = cols.pop("__traced__")
     fields: dict[str, Any] = {k: v for k, v in cols.items() if k in State.__dataclass_fields__}
-    st = replace(_blank_state(), **fields)
+    st = replace(_blank_state(plan), **fields)
     st.n = n
     st.graph = Graph.empty(0)
     metrics = Metrics(plan, st, days)
@@ -326,26 +444,24 @@ def _merge(scen: Scenario, plan: Any, res: list[dict[str, Any]], n: int, days: i
     events = EventLog(plan)
     ev = [(int(p["day"][0]), s, j, p) for s, r in enumerate(res) for j, p in enumerate(r["events"])]
     events.parts = [p for *_k, p in sorted(ev, key=lambda x: (x[0], x[1], x[2]))]
-    timings: dict[str, float] = {"setup": max(float(r["setup"]) for r in res)}
-    for r in res:
-        for k, v in r["timings"].items():
-            timings[k] = max(timings.get(k, 0.0), float(v))
+    timings = _timings(res)
     seed = kw["seed"] if kw.get("seed") is not None else scen.run.seed
     return Result(plan, st, metrics, tracer, timings, days, seed, n, events=events)
 
 
-def _blank_state() -> State:
+def _timings(res: list[dict[str, Any]]) -> dict[str, float]:
+    """Per stage, the slowest shard's seconds (the shards run side by side)."""
+    timings: dict[str, float] = {"setup": max(float(r["setup"]) for r in res)}
+    for r in res:
+        for k, v in r["timings"].items():
+            timings[k] = max(timings.get(k, 0.0), float(v))
+    return timings
+
+
+def _blank_state(plan: Plan) -> State:
+    """A state of no citizens (with the plan's group and trait dimensions, for a driver's metric table)."""
     z = np.zeros(0)
-    return State(n=0, groups=z, traits=z, graph=Graph.empty(0), score=z, mscore=z, grade=z, listed=z,
+    groups, traits = np.zeros((len(plan.dims), 0), np.uint8), np.zeros((len(plan.traits), 0), np.float32)
+    return State(n=0, groups=groups, traits=traits, graph=Graph.empty(0), score=z, mscore=z, grade=z, listed=z,
                  listed_since=z, list_count=z, cured_seq=z, pending=z, cap_used=z, resp_day=z, feat_count=z,
                  neg_by_domain=z, assoc_pts=z, counters=z)
-
-
-def run_sharded(scen: Scenario, out: Path, shards: int, *, wall_start: float | None = None,
-                overwrite: bool = False, **kw: Any) -> tuple[Path, dict[str, Any]]:
-    """:func:`simulate_sharded` and write the run directory (manifest records the layout)."""
-    t0 = wall_start if wall_start is not None else time.perf_counter()
-    result, stats = simulate_sharded(scen, shards, **kw)
-    extra = {"block_size": kw.get("block", DEFAULT_BLOCK), "threads": kw.get("threads"), "sharded": stats}
-    store.write_run(result, scen, out, wall=time.perf_counter() - t0, extra=extra, overwrite=overwrite)
-    return out, stats

@@ -14,12 +14,13 @@ time for the driver (:mod:`credsim.distributed.run`), which swaps the messages i
 - ``listed``: today's list entries and exits, to the shards holding a contact (the model-score
   feature "share of contacts on a list").
 
-Layout note (a prototype's honest limit): a shard keeps global citizen indexing, so the
-stage kernels run unchanged. It *builds* the whole population and graph once (O(N) time and
-a transient O(N) peak), then keeps resident only its own part of every column and graph row
-(the rest are zero pages the OS never backs) plus a few bytes per citizen of groups, traits,
-``indptr`` and metric cells. Work and exchange are proportional to its citizens and to
-events. See docs/scale.md for what a range-generated layout would need at 1.4 billion.
+Layout: a shard keeps global citizen indexing, so the stage kernels run unchanged, but it
+builds and writes only its own range (:func:`credsim.engine.prepare` with ``cuts``): its graph
+rows (:func:`credsim.graph.build_rows`, from the counter-based tie rule), its state columns
+(zero pages elsewhere, which the OS never backs) and its model scores. What every shard still
+holds for *all* citizens is a few bytes each: group codes and traits (pure functions of the
+id, read when a contact elsewhere is counted in its group cells), the graph's ``indptr`` and
+metric cells. See docs/scale.md for the measured costs.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from typing import Any
 import numpy as np
 
 from credsim import checkpoint as ckpt
-from credsim.engine import DEFAULT_BLOCK, Loop, prepare
+from credsim.engine import DEFAULT_BLOCK, Loop, citizens_table, prepare
 from credsim.exchange import Inbox, Outbox
+from credsim.partitions import part_name, write_part
 from credsim.sampling import CHUNK
 from credsim.scenario.schema import Scenario
+from credsim.stages.redress import Redress
 
 
 def boundaries(n: int, shards: int) -> list[int]:
@@ -61,32 +64,7 @@ class Shard:
         loop, self.setup = prepare(scen, population=population, days=days, seed=seed, block=block,
                                    threads=threads, cuts=cuts, index=index)
         self.loop: Loop = loop
-        self._slim()
         self._day: Iterator[None] | None = None
-
-    def _slim(self) -> None:
-        """Keep only this shard's part of the columns and graph rows resident.
-
-        Each per-citizen column (and the graph's ``indices``/``active``) is copied into a
-        zero-filled array whose other pages are never written, so the operating system never
-        backs them with memory; groups and traits stay whole (a few bytes per citizen, read
-        when counting a contact elsewhere in its group cells).
-        """
-        st, lo, hi = self.loop.st, self.lo, self.hi
-        n = st.n
-        for k, v in list(vars(st).items()):
-            if k in ("groups", "traits") or not isinstance(v, np.ndarray) or v.ndim == 0 or v.shape[-1] != n:
-                continue
-            new = np.zeros(v.shape, v.dtype)
-            new[..., lo:hi] = v[..., lo:hi]
-            setattr(st, k, new)
-        g = st.graph
-        a, b = int(g.indptr[lo]), int(g.indptr[hi])
-        for k in ("indices", "active"):
-            v = getattr(g, k)
-            new = np.zeros(v.shape, v.dtype)
-            new[a:b] = v[a:b]
-            setattr(g, k, new)
 
     # -- one day, barrier by barrier ------------------------------------------------------
     def begin_day(self, day: int) -> Outbox:
@@ -135,7 +113,29 @@ class Shard:
         out["__traced__"] = self.loop.tracer.mask[lo:hi].copy()
         return out
 
+    def write_parts(self, run_dir: str) -> list[str]:
+        """Write this shard's part of ``citizens``, ``traces``, ``events`` (and ``cases``/``stays`` with a
+        redress section) into ``run_dir``; return their run-relative names. Nothing citizen-level
+        leaves the shard: at country scale the driver could not hold it."""
+        lp, k, out = self.loop, self.index, Path(run_dir)
+        names = [write_part(citizens_table(lp.plan, lp.st, lp.tracer.mask, self.lo, self.hi), out,
+                            part_name("citizens", k)),
+                 write_part(lp.tracer.to_arrow(), out, part_name("traces", k)),
+                 write_part(lp.events.to_arrow(), out, part_name("events", k))]
+        for stage in lp.stages:
+            if isinstance(stage, Redress):
+                cases, stays = stage.tables(lp.st)
+                names += [write_part(cases, out, part_name("cases", k)), write_part(stays, out, part_name("stays", k))]
+        return names
+
+    def summary(self) -> dict[str, Any]:
+        """What the driver needs besides the parts: the metric table (added up exactly), timings, exchange counts."""
+        lp, x = self.loop, self.loop.exchange
+        return {"table": lp.metrics.table, "timings": dict(lp.timings), "setup": self.setup, "sent": x.sent,
+                "sent_kind": dict(x.sent_kind), "redress": any(isinstance(s, Redress) for s in lp.stages)}
+
     def results(self) -> dict[str, Any]:
+        """Everything, citizen columns included, for an in-memory merge (:func:`simulate_sharded`; small runs)."""
         lp = self.loop
         x = lp.exchange
         return {"lo": self.lo, "hi": self.hi, "table": lp.metrics.table, "columns": self.columns(),

@@ -221,7 +221,7 @@ class Classify:
         d.lists = update_lists(p, st, d.day, d.list_exits, d.grades, self.seed if p.list_grounds else None)
 
 
-def enter_start_grades(plan: Plan, st: State) -> int:
+def enter_start_grades(plan: Plan, st: State, lo: int = 0, hi: int | None = None) -> int:
     """Put every citizen whose starting grade enters a grade list on it, in both views, on day 0.
 
     Called once before day 0, after the starting grades are set. The stay begins on day 0
@@ -233,9 +233,11 @@ def enter_start_grades(plan: Plan, st: State) -> int:
     made = 0
     if not plan.grades:
         return made
+    hi = st.n if hi is None else hi
     for li in np.flatnonzero(plan.list_by_grade):
         for m in range(2):
-            cit = np.flatnonzero(plan.entry_grades[li, st.grade[m]] & (st.listed[m, li] == 0)).astype(np.int64)
+            cit = lo + np.flatnonzero(plan.entry_grades[li, st.grade[m, lo:hi]]
+                                      & (st.listed[m, li, lo:hi] == 0)).astype(np.int64)
             if cit.shape[0] == 0:
                 continue
             st.listed[m, li, cit] = 1

@@ -180,7 +180,7 @@ class Metrics:
     def set_stock_dense(self, name: str, values: np.ndarray) -> None:
         """Recompute a stock from a full per-citizen array, over this table's citizens (model-score days)."""
         own = np.arange(self.lo, self.hi, dtype=np.int64)
-        self.stock_cells[self.idx[name]] = self._bins(own, values[self.lo:self.hi])
+        self.stock_cells[self.idx[name]] = self._bins(own, np.asarray(values[self.lo:self.hi], dtype=np.float64))
 
     def init_stocks(self, st: State, grades: list[str]) -> None:
         """Population, score sums, grade counts and list sizes at the start (one pass over this
@@ -243,8 +243,8 @@ class Metrics:
             self._reach(st, d, order, cuts)
         self._records(d)
         if d.model_day:
-            self.set_stock_dense(nm.MODEL_SCORE_SUM, st.mscore[0].astype(np.float64))
-            self.set_stock_dense(nm.SHADOW_MODEL_SCORE_SUM, st.mscore[1].astype(np.float64))
+            self.set_stock_dense(nm.MODEL_SCORE_SUM, st.mscore[0])
+            self.set_stock_dense(nm.SHADOW_MODEL_SCORE_SUM, st.mscore[1])
         self._statuses(d)
         self._attempts(d)
         for q, who in d.responses.triggered.items():

@@ -38,35 +38,39 @@ def contacts_share(indptr: np.ndarray, indices: np.ndarray, active: np.ndarray, 
     return out
 
 
-def recompute_model(plan: Plan, st: State, day: int) -> bool:
-    """Recompute the model score when due; return whether it ran today."""
+def recompute_model(plan: Plan, st: State, day: int, a: int = 0, b: int | None = None) -> bool:
+    """Recompute the model score of the citizens ``[a, b)`` (default: everyone) when due; return whether it ran.
+
+    Only the range is computed and written, so a shard neither spends time on nor touches the
+    memory of other shards' citizens; each score is an elementwise function of its citizen's row."""
     spec = plan.scen.scoring.model
     if spec is None or day % spec.every_days != 0:
         return False
+    b = st.n if b is None else b
     lo, hi = spec.range
     for m in range(2):
-        z = np.zeros(st.n, dtype=np.float64)
+        z = np.zeros(b - a, dtype=np.float64)
         for f, name in enumerate(plan.features):
             w = plan.feat_weight[f]
             if w == 0:
                 continue
             feat = spec.features[name]
             if feat.records is not None:
-                z += w * st.feat_count[m, f]
+                z += w * st.feat_count[m, f, a:b]
             elif feat.group is not None:
                 for dim, vals in feat.group.items():
                     d = plan.dims.index(dim)
                     table = np.zeros(len(plan.dim_values[d]))
                     for v, x in vals.items():
                         table[plan.dim_values[d].index(v)] = x
-                    z += w * table[st.groups[d]]
+                    z += w * table[st.groups[d, a:b]]
             elif feat.trait is not None:
-                z += w * st.traits[plan.traits.index(feat.trait)]
+                z += w * st.traits[plan.traits.index(feat.trait), a:b]
             elif feat.contacts_listed is not None:
                 li = plan.lists.index(feat.contacts_listed)
                 g = st.graph
-                z += w * contacts_share(g.indptr, g.indices, g.active, st.listed[m, li])
-        st.mscore[m] = np.clip(spec.center + spec.scale * z, lo, hi).astype(np.float32)
+                z += w * contacts_share(g.indptr[a:b + 1], g.indices, g.active, st.listed[m, li])
+        st.mscore[m, a:b] = np.clip(spec.center + spec.scale * z, lo, hi).astype(np.float32)
     return True
 
 
@@ -81,4 +85,4 @@ class Score:
         self.plan = plan
 
     def run(self, st: State, d: Day, x: Exchange) -> None:
-        d.model_day = recompute_model(self.plan, st, d.day)
+        d.model_day = recompute_model(self.plan, st, d.day, x.lo, x.hi)

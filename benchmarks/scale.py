@@ -1,0 +1,270 @@
+"""Country scale, measured here: memory per shard, set-up, sharded runs on Ray, per-shard costs.
+
+    nice -n 5 .venv/bin/python -m benchmarks.scale [--parts rss,setup,ray2,big] [--n-rss 4000000] ...
+
+Parts (each measurement in a fresh subprocess, so each has its own peak RSS; never two at once):
+
+- ``rss``: ``city-points`` (with association records and cut ties: ``CROSS``) at ``--n-rss``
+  citizens x ``--days-rss`` days, one process vs K = 4
+  shards on local Ray (one thread each): peak RSS of the single process and of every shard's
+  worker (``VmHWM``), the ratio, and the per-shard costs docs/scale.md extrapolates from
+  (set-up, seconds per day, exchange bytes per day, parts written).
+- ``setup``: ``court-defaulters`` at ``--n-setup`` x 30 days in one process: set-up (population,
+  graph, state), the 30 days, writing, end to end, citizen-days per second end to end.
+- ``ray2``: ``integrated`` at ``--n-ray`` x 30 days, one process (2 threads) vs 2 shards on local
+  Ray (1 thread each), end to end, same seed; the metrics must be byte-identical.
+- ``big``: ``court-defaulters`` at ``--n-big`` x 30 days as 4 shards on local Ray (peak RSS of
+  every worker and of the driver; compare with the machine's 24 GB).
+
+Each number is reported with the 1-minute load average when it was taken (the machine is
+shared). Results merge into ``benchmarks/results/scale.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+# city-points with every cross-shard path but the model feature (association records, cut ties,
+# contacts chilled), so that the exchange measured is the one a system with those features has
+CROSS: dict[str, Any] = {
+    "lists.court_defaulters.association_points": -10,
+    "lists.court_defaulters.entry.grace_days": 0,
+    "responses.cut_ties": {"effect": "cut_ties", "trigger": "contact_listed", "probability": 0.3},
+}
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def peak_kb() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _ray(cpus: int) -> Any:
+    import ray
+
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _node_ip_address="127.0.0.1", object_store_memory=1024**3)
+    return ray
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _scenario(scenario: str, n: int, days: int) -> Any:
+    import credsim
+
+    extra = CROSS if scenario == "city-points" else {}
+    return credsim.load_scenario(scenario, {**extra, "population.size": n, "run.days": days})
+
+
+def single(scenario: str, n: int, days: int, threads: int) -> dict[str, Any]:
+    """One process end to end (credsim.run), its manifest timings and peak RSS."""
+    import credsim
+
+    scen = _scenario(scenario, n, days)
+    with tempfile.TemporaryDirectory() as tmp:
+        la = load()
+        t0 = time.perf_counter()
+        run = credsim.run(scen, out=Path(tmp) / "run", threads=threads)
+        wall = time.perf_counter() - t0
+        man = run.manifest
+        return {"wall_s": round(wall, 3), "timings_s": man["timings_s"], "peak_rss_mb": round(peak_kb() / 1024, 1),
+                "metrics_sha": _sha(run.dir / "metrics.parquet"), "load_before": la, "load_after": load(),
+                "citizen_days_per_s": round(n * days / wall, 1)}
+
+
+def sharded(scenario: str, n: int, days: int, shards: int, cpus: int) -> dict[str, Any]:
+    """K shards on local Ray (one thread each) end to end, with every worker's peak RSS at the end."""
+    from credsim import store
+    from credsim.distributed.run import Layout, ShardedDriver
+
+    scen = _scenario(scenario, n, days)
+    ray = _ray(cpus)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            la = load()
+            t0 = time.perf_counter()
+            drv = ShardedDriver(scen, Layout(shards, True, None, 1.0), threads=1)
+            t_built = time.perf_counter() - t0
+            for day in range(drv.days):
+                drv.step(day)
+            t_days = time.perf_counter() - t0 - t_built
+            peaks = drv.backend.peak_memory()  # type: ignore[union-attr]
+            result = drv.result()
+            out = Path(tmp) / "run"
+            t1 = time.perf_counter()
+            store.write_run(result, scen, out, wall=0.0, extra={"sharded": drv.stats})
+            t_write = time.perf_counter() - t1
+            wall = time.perf_counter() - t0
+            drv.close()
+            return {"wall_s": round(wall, 3), "build_s": round(t_built, 3), "days_s": round(t_days, 3),
+                    "write_s": round(t_write, 3), "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+                    "shard_peak_rss_mb": [round(p / 2**20, 1) for p in peaks],
+                    "driver_peak_rss_mb": round(peak_kb() / 1024, 1),
+                    "exchange_bytes_per_day": round(drv.stats["exchange_bytes_per_day"], 1),
+                    "exchange_rows": drv.stats["exchange_rows"], "num_cpus_per_shard": drv.backend.num_cpus,  # type: ignore[union-attr]
+                    "metrics_sha": _sha(out / "metrics.parquet"), "load_before": la, "load_after": load(),
+                    "citizen_days_per_s": round(n * days / wall, 1)}
+    finally:
+        ray.shutdown()
+
+
+def setup_parts(scenario: str, n: int) -> dict[str, Any]:
+    """Where one process's set-up goes: population, graph, everything else (state, metrics, stages)."""
+    import credsim
+    from credsim import engine
+    from credsim import graph as graph_mod
+    from credsim import population as pop_mod
+    from credsim.plan import compile_plan
+
+    scen = credsim.load_scenario(scenario, {"population.size": n})
+    plan = compile_plan(scen)
+    la = load()
+    t0 = time.perf_counter()
+    pop = pop_mod.generate(plan, n, scen.run.seed)
+    t1 = time.perf_counter()
+    graph_mod.build(plan, pop, scen.run.seed)
+    t2 = time.perf_counter()
+    del pop
+    _loop, total = engine.prepare(scen)
+    return {"population_s": round(t1 - t0, 3), "graph_s": round(t2 - t1, 3), "prepare_s": round(total, 3),
+            "load": la}
+
+
+def in_subprocess(fn: str, *args: Any) -> dict[str, Any]:
+    """Call ``fn(*args)`` of this module in a fresh interpreter (its own peak RSS); its JSON result."""
+    code = (f"import json, sys; from benchmarks import scale; "
+            f"print('@@' + json.dumps(scale.{fn}(*{list(args)!r})))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                                        str(Path(__file__).parents[1])])}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith("@@"):
+            data: dict[str, Any] = json.loads(line[2:])
+            return data
+    raise RuntimeError(f"{fn}{args} failed:\n{proc.stderr[-4000:]}")
+
+
+def part_rss(n: int, days: int) -> dict[str, Any]:
+    one = in_subprocess("single", "city-points", n, days, 1)
+    four = in_subprocess("sharded", "city-points", n, days, 4, 2)
+    worst = max(four["shard_peak_rss_mb"])
+    return {"n": n, "days": days, "single": one, "shards4": four,
+            "ratio_worst_shard_to_single": round(worst / one["peak_rss_mb"], 3),
+            "same_metrics": one["metrics_sha"] == four["metrics_sha"]}
+
+
+def part_setup(n: int) -> dict[str, Any]:
+    run = in_subprocess("single", "court-defaulters", n, 30, 2)
+    parts = in_subprocess("setup_parts", "court-defaulters", n)
+    return {"n": n, "days": 30, "run": run, "setup_parts": parts}
+
+
+def part_ray2(n: int) -> dict[str, Any]:
+    one = in_subprocess("single", "integrated", n, 30, 2)
+    two = in_subprocess("sharded", "integrated", n, 30, 2, 2)
+    return {"n": n, "days": 30, "single": one, "shards2_ray": two,
+            "speedup_end_to_end": round(one["wall_s"] / two["wall_s"], 3),
+            "same_metrics": one["metrics_sha"] == two["metrics_sha"]}
+
+
+def part_big(n: int) -> dict[str, Any]:
+    four = in_subprocess("sharded", "court-defaulters", n, 30, 4, 2)
+    return {"n": n, "days": 30, "shards4": four, "sum_shard_peaks_gb": round(sum(four["shard_peak_rss_mb"]) / 1024, 2)}
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = ["# Country scale: measured on this machine (2 cores, 24 GB, shared)", "",
+             "`nice -n 5 .venv/bin/python -m benchmarks.scale`; each figure with the 1-minute load average "
+             "when it was taken. Raw numbers: `scale.json`.", ""]
+    if "rss" in res:
+        r = res["rss"]
+        s, f = r["single"], r["shards4"]
+        lines += [f"## Peak memory: city-points, {r['n']:,} citizens x {r['days']} days", "",
+                  "| run | peak RSS | wall | load |", "|---|---|---|---|",
+                  f"| one process | {s['peak_rss_mb']:,.0f} MB | {s['wall_s']} s | {s['load_before']} |",
+                  f"| 4 shards on Ray, each worker | {', '.join(f'{x:,.0f}' for x in f['shard_peak_rss_mb'])} MB "
+                  f"| {f['wall_s']} s | {f['load_before']} |", "",
+                  f"Worst shard / single process: **{r['ratio_worst_shard_to_single']}** (target <= 0.35); "
+                  f"metrics byte-identical: {r['same_metrics']}. Per shard: set-up {f['timings_s'].get('setup')} s, "
+                  f"days {f['days_s']} s ({f['days_s'] / r['days']:.2f} s/day), exchange "
+                  f"{f['exchange_bytes_per_day']:,.0f} B/day, parts written in {f['write_s']} s.", ""]
+    if "setup" in res:
+        r = res["setup"]
+        t = r["run"]["timings_s"]
+        p = r["setup_parts"]
+        lines += [f"## Set-up: court-defaulters, {r['n']:,} x 30 days, one process", "",
+                  "| part | seconds |", "|---|---|",
+                  f"| population | {p['population_s']} |", f"| contact graph | {p['graph_s']} |",
+                  f"| set-up in all (prepare) | {p['prepare_s']} |",
+                  f"| set-up inside the run | {t['setup']} |", f"| write | {t['write']} |",
+                  f"| end to end | {r['run']['wall_s']} |", "",
+                  f"End to end {r['run']['citizen_days_per_s']:.3g} citizen-days/s (load {r['run']['load_before']}).",
+                  ""]
+    if "ray2" in res:
+        r = res["ray2"]
+        lines += [f"## integrated, {r['n']:,} x 30 days: one process (2 threads) vs 2 shards on Ray", "",
+                  "| run | wall | load |", "|---|---|---|",
+                  f"| one process | {r['single']['wall_s']} s | {r['single']['load_before']} |",
+                  f"| 2 shards on Ray | {r['shards2_ray']['wall_s']} s | {r['shards2_ray']['load_before']} |", "",
+                  f"Speed-up end to end: **{r['speedup_end_to_end']}x**; metrics byte-identical: "
+                  f"{r['same_metrics']}.", ""]
+    if "big" in res:
+        r = res["big"]
+        f = r["shards4"]
+        lines += [f"## court-defaulters, {r['n']:,} x 30 days as 4 shards", "",
+                  f"Wall {f['wall_s']} s, shard peaks {f['shard_peak_rss_mb']} MB (sum {r['sum_shard_peaks_gb']} GB), "
+                  f"driver {f['driver_peak_rss_mb']} MB, load {f['load_before']}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="rss,setup,ray2")
+    ap.add_argument("--n-rss", type=int, default=4_000_000)
+    ap.add_argument("--days-rss", type=int, default=10)
+    ap.add_argument("--n-setup", type=int, default=10_000_000)
+    ap.add_argument("--n-ray", type=int, default=10_000_000)
+    ap.add_argument("--n-big", type=int, default=100_000_000)
+    args = ap.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "scale.json"
+    res: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    for part in args.parts.split(","):
+        t0 = time.perf_counter()
+        if part == "rss":
+            res["rss"] = part_rss(args.n_rss, args.days_rss)
+        elif part == "setup":
+            res["setup"] = part_setup(args.n_setup)
+        elif part == "ray2":
+            res["ray2"] = part_ray2(args.n_ray)
+        elif part == "big":
+            res["big"] = part_big(args.n_big)
+        else:
+            raise SystemExit(f"unknown part {part!r}")
+        res[part]["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        print(f"{part}: {time.perf_counter() - t0:.0f} s", json.dumps(res[part])[:2000], flush=True)
+        path.write_text(json.dumps(res, indent=1) + "\n")
+        (RESULTS / "scale.md").write_text(markdown(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Partitioned outputs: a table written as one Parquet part per shard under one run directory.
+
+Why: at country scale no single process can hold every citizen's row, so a sharded run's
+shards write their own rows -- ``citizens/part-00000.parquet``, ``citizens/part-00001.parquet``,
+... and the same for ``traces`` and ``events`` -- and only the small, exactly additive metric
+table passes through the driver. The manifest's ``files`` list names every part; readers
+(the SQL views, ``credsim sql``, the audit, :class:`credsim.api.Run`) take the parts of a
+table together, in part order, which is citizen-id order for ``citizens``. A single-process
+run writes the one file ``citizens.parquet``; both layouts are read the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from credsim.catalog import PART_TABLES
+from credsim.plan import Plan
+from credsim.stages.measure import Metrics
+
+
+def part_name(table: str, index: int) -> str:
+    """The run-relative name of shard ``index``'s part of ``table``."""
+    return f"{table}/part-{index:05d}.parquet"
+
+
+def is_part_of(name: str, table: str) -> bool:
+    """Whether a manifest entry is a part of ``table`` (``table/part-NNNNN.parquet``)."""
+    head, _, tail = name.partition("/")
+    return (head == table and table in PART_TABLES and tail.startswith("part-") and tail.endswith(".parquet")
+            and "/" not in tail)
+
+
+def table_files(listed: list[Any], filename: str) -> list[str]:
+    """The manifest entries holding ``filename``'s table: the file itself, or its parts in order."""
+    if filename in listed:
+        return [filename]
+    stem = filename.removesuffix(".parquet")
+    return sorted(n for n in listed if isinstance(n, str) and is_part_of(n, stem))
+
+
+@dataclass
+class Partitioned:
+    """A finished sharded run whose citizen-level tables are still with the shards.
+
+    :func:`credsim.store.write_run` writes ``metrics.parquet`` from ``metrics`` (the shards'
+    tables added up) and calls ``write_parts(directory)``, which has every shard write its
+    parts into ``directory`` and returns their run-relative names."""
+
+    plan: Plan
+    metrics: Metrics
+    timings: dict[str, float]
+    days: int
+    seed: int
+    n: int
+    write_parts: Callable[[Path], list[str]]
+    has_events: bool = True
+    has_redress: bool = False
+
+
+def write_part(table: pa.Table, directory: Path, name: str) -> str:
+    """Write one part (creating its table's folder) and return ``name``."""
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd")
+    return name
