@@ -26,7 +26,8 @@ def _quiet_env() -> None:
 
 
 def _start_local(ray: Any) -> None:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+    # address="local": always a cluster of our own, never one another process (or test worker) started
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
              _node_ip_address="127.0.0.1", object_store_memory=200 * 1024 * 1024)
 
 
