@@ -75,7 +75,7 @@ def write_run(result: Result, scen: Scenario, out: Path, *, wall: float,
         pq.write_table(result.citizens_table(), tmp / "citizens.parquet", compression="zstd")
         pq.write_table(result.tracer.to_arrow(), tmp / "traces.parquet", compression="zstd")
         if result.events is not None:  # audit event log (eventlog.py)
-            pq.write_table(result.events.to_arrow(), tmp / "events.parquet", compression="zstd")
+            result.events.write_parquet(tmp / "events.parquet", compression="zstd")
         if result.redress is not None:  # objections and stays by exit route (stages/redress.py)
             pq.write_table(result.redress[0], tmp / "cases.parquet", compression="zstd")
             pq.write_table(result.redress[1], tmp / "stays.parquet", compression="zstd")
