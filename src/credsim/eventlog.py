@@ -112,8 +112,7 @@ class EventLog:
         G, L = len(p.grades), len(p.lists)
         g = d.grades
         if g.cit.shape[0] and p.grades:
-            new = _narrow(g.new)
-            self._add(day, g.cit, 1, new, g.mode, new, _narrow(g.old))
+            self._add(day, g.cit, 1, _narrow(g.new), g.mode, _narrow(g.new), _narrow(g.old))
         lc = d.lists
         if lc.cit.shape[0]:
             self._add(day, lc.cit, 0, G + lc.lst, lc.mode, _narrow(lc.direction), _narrow(lc.since))

@@ -17,7 +17,7 @@ import numpy as np
 from credsim.plan import Plan, compile_plan
 from credsim.scenario.schema import Scenario
 from credsim.stages.dossier import lifetime
-from credsim.state import LEDGER_RECORD_BYTES, bytes_per_citizen
+from credsim.state import LEDGER_RECORD_BYTES, bytes_per_citizen, keeps_ledger
 
 BASELINE_BYTES = 400 * 2**20
 # an expiry item: citizen int32, code int32, amount float32 (or a sequence int64 for list counts);
@@ -144,7 +144,8 @@ def estimate_memory(scen: Scenario) -> Estimate:
     graph_build = (4 * n * m + 8 * n * len(scen.graph.homophily)) if m else 0
     records = int(n * _live_item_days(scen, plan) * LIVE_ITEM_BYTES)
     # the dossier's ledger keeps each filed record until its longest lifetime has passed
-    ledger = int(n * _filed_per_citizen_day(scen, plan) * min(days, lifetime(plan)) * LEDGER_RECORD_BYTES)
+    ledger = int(n * _filed_per_citizen_day(scen, plan) * min(days, lifetime(plan)) * LEDGER_RECORD_BYTES) \
+        if keeps_ledger(plan) else 0
     slots = sum(len(v) for v in scen.population.groups.values()) + 1
     metrics = days * slots * 8 * (40 + 8 * len(plan.beh) + 6 * len(plan.lists) + 2 * len(plan.grades))
     # numeric columns go to Arrow without copies; ids, list flags and bit-packing are copied
