@@ -46,9 +46,13 @@ from numba.np.ufunc import parallel as _numba_parallel  # noqa: E402
 if not _numba_parallel._is_initialized:  # numba imported before credsim: the layer is still open
     numba.config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]  # type: ignore[attr-defined]
 
-# Units of work (one candidate draw, one contact edge: tens of nanoseconds each) below which
-# a kernel runs serially. Measured by benchmarks/threads.py: see benchmarks/results/threads.md.
-MIN_PARALLEL_WORK = 20_000
+# Units of work (one candidate draw, one contact edge) below which a kernel runs serially.
+# Measured by benchmarks/threads.py (benchmarks/results/threads.md): on this 2-core machine,
+# shared and loaded, the parallel event sampler was never faster than the serial one up to
+# 50,000 units (3 million citizens at 1.5% events a day) without a neighbour, and lost up to
+# 4x below 2,000; so the cut-off sits above every measured size: parallel kernels only
+# for work that certainly repays waking a thread.
+MIN_PARALLEL_WORK = 100_000
 
 _min_work = MIN_PARALLEL_WORK
 
