@@ -33,6 +33,13 @@ TRACE_ROW_BYTES = 320
 # (the event, its record in each view, or the sanction of an attempt)
 TRACE_ROWS_PER_DAY = 2.0
 TRACE_ROWS_PER_EVENT = 3.0
+# the audit event log (eventlog.py): status changes are a fraction of the records filed; measured at
+# 10^6 x 365 days: 0.25 rows per filed record for integrated, 0.20 for commercial-score (monthly
+# re-grading included); twice the larger. A row takes 8-12 bytes (grade, list) or 40 (denial) while kept;
+# written, one row group of widened columns (1 Mi rows x 61 bytes) and its encoded copy are alive at once.
+EVENT_ROWS_PER_RECORD = 0.5
+EVENT_ROW_BYTES = 24
+EVENT_WRITE_BYTES = 2 * 1024 * 1024 * 61
 
 
 class MemoryRefused(RuntimeError):
@@ -150,6 +157,8 @@ def estimate_memory(scen: Scenario) -> Estimate:
     metrics = days * slots * 8 * (40 + 8 * len(plan.beh) + 6 * len(plan.lists) + 2 * len(plan.grades))
     # numeric columns go to Arrow without copies; ids, list flags and bit-packing are copied
     output = n * (8 + 2 * len(plan.lists) + 4)
+    records_filed = n * _filed_per_citizen_day(scen, plan) * days
+    event_rows = EVENT_ROWS_PER_RECORD * records_filed
     parts = {
         "state": bytes_per_citizen(plan) * n,
         "graph": graph,
@@ -159,6 +168,7 @@ def estimate_memory(scen: Scenario) -> Estimate:
         "metrics": metrics,
         "output tables": output,
         "traces": trace_bytes(scen),
+        "event log": int(event_rows * EVENT_ROW_BYTES + (EVENT_WRITE_BYTES if event_rows else 0)),
         "interpreter": BASELINE_BYTES,
     }
     if scen.redress is not None:  # the redress stage's book, per list and citizen (stages/redress.py)
