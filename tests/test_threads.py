@@ -7,8 +7,6 @@ settings are applied and that the serial and the parallel kernels give the same 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,9 +17,10 @@ import pytest
 import credsim
 from credsim import threads
 from credsim.engine import Result, simulate
+from credsim.stages.score import contacts_share
 from tests.test_determinism import RICH
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+POOL = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 SIZE = {**RICH, "population.size": 4096, "run.days": 30}
 
 
@@ -35,7 +34,7 @@ def restore() -> Iterator[None]:
 def test_configure_applies_the_count_and_the_cut_off(restore: None) -> None:
     assert threads.configure(1) == 1 and numba.get_num_threads() == 1
     assert not threads.parallel_for(10**12), "one thread never runs a parallel kernel"
-    pool = int(numba.config.NUMBA_NUM_THREADS)
+    pool = POOL
     assert threads.configure(10**6) == pool, "a count above numba's pool is capped to it"
     assert threads.configure(None) == threads.default_threads() == min(pool, threads.available_cores())
     if pool >= 2:
@@ -43,16 +42,15 @@ def test_configure_applies_the_count_and_the_cut_off(restore: None) -> None:
         assert threads.parallel_for(1000) and not threads.parallel_for(999)
 
 
-def test_the_environment_is_set_before_numba_loads_its_threading_layer() -> None:
-    """A fresh interpreter without the variables: credsim sets them, and numba's first parallel region
-    uses the OpenMP layer with passive waiting, and the allocator's threshold is fixed."""
-    code = ("import os, credsim, numba, numpy as np; from credsim.stages.score import _contacts_share_parallel as k; "
-            "k(np.array([0, 1, 1]), np.array([1]), np.ones(1, np.uint8), np.ones(2, np.uint8)); "
-            "print(numba.threading_layer(), os.environ['OMP_WAIT_POLICY'], credsim.allocator.applied())")
-    env = {k: v for k, v in os.environ.items() if k not in threads.THREAD_ENV and not k.startswith("MALLOC_")}
-    env["PYTHONPATH"] = str(SRC)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=True)
-    assert out.stdout.split() == ["omp", "passive", "True"]
+def test_the_threading_environment_is_in_place_when_a_parallel_region_runs(restore: None) -> None:
+    """Importing credsim put the threading variables in the environment (its own values, or the
+    user's), and numba's parallel regions run on the layer named there; the allocator was tuned
+    unless the user chose glibc's threshold."""
+    assert all(k in os.environ for k in threads.THREAD_ENV)
+    threads.configure(2, min_parallel_work=0)
+    contacts_share(np.array([0, 1, 1]), np.array([1]), np.ones(1, np.uint8), np.ones(2, np.uint8))
+    assert numba.threading_layer() == os.environ["NUMBA_THREADING_LAYER"]
+    assert credsim.allocator.applied() == ("MALLOC_MMAP_THRESHOLD_" not in os.environ)
 
 
 def _run(nthreads: int, min_work: int) -> Result:
@@ -60,7 +58,7 @@ def _run(nthreads: int, min_work: int) -> Result:
     return simulate(credsim.load_scenario("city-points", SIZE))
 
 
-@pytest.mark.skipif(int(numba.config.NUMBA_NUM_THREADS) < 2, reason="needs a pool of two threads")
+@pytest.mark.skipif(POOL < 2, reason="needs a pool of two threads")
 def test_serial_and_parallel_kernels_give_the_same_run(restore: None, tmp_path: Path) -> None:
     """One thread (serial kernels only) and two threads with every kernel forced parallel (cut-off 0):
     the same final state, metrics and event log, value for value (a model score on contacts included)."""
