@@ -10,7 +10,7 @@ Every citizen is synthetic. The public API fits on one screen::
 
 # First, before anything imports numba or allocates much: the threading environment and the
 # allocator's mmap threshold (see credsim/threads.py and credsim/allocator.py).
-from credsim import threads  # isort: skip
+from credsim import threads  # noqa: F401  # isort: skip
 from credsim import allocator  # isort: skip
 from credsim.api import Run, run
 from credsim.memory import MemoryRefused, estimate_memory
@@ -33,5 +33,4 @@ __all__ = [
     "estimate_memory",
     "load_scenario",
     "run",
-    "threads",
 ]
