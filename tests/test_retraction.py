@@ -51,6 +51,7 @@ def play(filings: list[Filing], retract: list[tuple[int, int, int]] | None = Non
     scen = credsim.load_scenario(tiny(**changes))
     loop, _ = engine.prepare(scen, population=20, days=DAYS)
     st, plan = loop.st, loop.plan
+    st.ledger.keep = True  # no redress section: retraction is driven by hand here
     stages = [s for s in loop.stages if s.name in ("file", "classify")]
     for f in filings:
         one = np.ones(1, np.uint8)
@@ -125,6 +126,7 @@ def test_metrics_follow_retractions_in_a_full_run() -> None:
     the score sum, grade counts and list sizes in the metrics still equal the state's."""
     scen = credsim.load_scenario(tiny(lists__defaulters__entry__window_days=20))
     loop, _ = engine.prepare(scen, population=3000, days=60)
+    loop.st.ledger.keep = True  # no redress section: retraction is driven by hand here
     for day in range(60):
         if day == 25:
             rows = loop.st.ledger.buckets[20][0].shape[0]
@@ -147,6 +149,7 @@ def test_the_ledger_and_a_queued_retraction_survive_a_checkpoint(tmp_path: Path)
 
     def start() -> engine.Loop:
         loop, _ = engine.prepare(scen, population=3000, days=40)
+        loop.st.ledger.keep = True  # no redress section: retraction is driven by hand here
         return loop
 
     def request(loop: engine.Loop) -> None:

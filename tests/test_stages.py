@@ -83,6 +83,7 @@ def push_record(st: State, day: int, cit: int, rtype: int, official: int = 1, sh
 
 def test_file_applies_points_counts_the_list_and_schedules_the_entry() -> None:
     loop, st = build(lists__defaulters__entry__grace_days=3)
+    loop.st.ledger.keep = True  # kept only for scenarios with redress; here to see the record filed in it
     push_record(loop.st, 4, 9, idx(loop, "court.default"))
     d = Day(4)
     run(loop, st["file"], d)

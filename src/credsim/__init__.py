@@ -8,11 +8,17 @@ Every citizen is synthetic. The public API fits on one screen::
     run.sql("SELECT hukou, avg(on_court_defaulters::INT) FROM citizens GROUP BY 1")
 """
 
+# First, before anything imports numba or allocates much: the threading environment and the
+# allocator's mmap threshold (see credsim/threads.py and credsim/allocator.py).
+from credsim import threads  # noqa: F401  # isort: skip
+from credsim import allocator  # isort: skip
 from credsim.api import Run, run
 from credsim.memory import MemoryRefused, estimate_memory
 from credsim.scenario.load import ScenarioError, builtin_names, load_scenario
 from credsim.scenario.schema import Scenario
 from credsim.store import connect
+
+allocator.tune()
 
 __version__ = "0.1.0"
 

@@ -25,13 +25,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import pyarrow as pa
 
 from credsim import graph as graph_mod
 from credsim import names
 from credsim import population as pop_mod
+from credsim import threads as threads_mod
 from credsim.day import Day, DayObserver, Stage
 from credsim.eventlog import EventLog
 from credsim.exchange import Exchange
@@ -195,7 +195,7 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
     days = days if days is not None else scen.run.days
     seed = seed if seed is not None else scen.run.seed
     if threads is not None:
-        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+        threads_mod.configure(threads)
     plan = compile_plan(scen)
     t0 = time.perf_counter()
     exchange = Exchange(cuts if cuts is not None else [0, n], index)

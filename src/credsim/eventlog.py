@@ -31,8 +31,12 @@ assoc      denial: 1 when the denial happened only because of contacts' records
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from credsim.day import Day
 from credsim.plan import Plan
@@ -45,11 +49,37 @@ KINDS = ("list", "grade", "denial")
 VIEWS = ("official", "shadow", "both")
 
 
+# rows per Parquet row group: pyarrow's default for ``pq.write_table``, so writing the log in pieces
+# gives the same file, byte for byte, as writing it whole
+ROW_GROUP = 1024 * 1024
+
+
+def _same(value: float | int, k: int, dtype: type) -> np.ndarray:
+    """A column of ``k`` equal values that takes no memory (a read-only broadcast view)."""
+    return np.broadcast_to(np.asarray(value, dtype=dtype), (k,))
+
+
+def _narrow(a: np.ndarray) -> np.ndarray:
+    """Integer codes in the smallest signed type that holds them exactly (they become float64 on output,
+    which every integer below 2**24 survives unchanged, as it did through float32)."""
+    if a.shape[0] == 0:
+        return a.astype(np.int8)
+    lo, hi = int(a.min()), int(a.max())
+    for t in (np.int8, np.int16, np.int32):
+        if np.iinfo(t).min <= lo and hi <= np.iinfo(t).max:
+            return a.astype(t)
+    return a.astype(np.int64)
+
+
 class EventLog:
     """Collects today's status changes (an observer of the day).
 
-    Rows are kept as small integer codes and 32-bit numbers (about 40 bytes a row: tens of
-    millions of rows at 10M citizens) and turned into dictionary-encoded strings on output."""
+    Why it is compact: grade changes of a monthly re-grading can reach tens of millions of rows at
+    10^7 citizens. Grade and list rows keep only their citizen, item, view and one small integer
+    (previous grade, stay start) in narrow integer types; their constant columns (day, kind, no
+    sanction, NaN cross and gravity) are zero-memory broadcast views. About 8-12 bytes a row for
+    those, 40 for denials. On output the columns are widened to the types of ``events.parquet``
+    (every value exact) one row group at a time (:meth:`write_parquet`), never the whole log at once."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
@@ -66,14 +96,15 @@ class EventLog:
         if k == 0:
             return
         self.parts.append({
-            "day": np.full(k, day, np.int32), "citizen": cit.astype(np.int32),
-            "kind": np.full(k, kind, np.int8), "item": item.astype(np.int16), "view": view.astype(np.int8),
-            "value": value.astype(np.float64), "prev": prev.astype(np.float32),
-            "sanction": (np.full(k, len(self.sanctions) - 1, np.int16) if sanction is None
+            "day": _same(day, k, np.int32), "citizen": cit.astype(np.int32),
+            "kind": _same(kind, k, np.int8), "item": _narrow(item), "view": view.astype(np.int8),
+            "value": value if value.dtype.kind in "iu" else value.astype(np.float64),
+            "prev": prev if prev.dtype.kind in "iu" else prev.astype(np.float32),
+            "sanction": (_same(len(self.sanctions) - 1, k, np.int16) if sanction is None
                          else sanction.astype(np.int16)),
-            "cross": np.full(k, np.nan) if cross is None else cross.astype(np.float64),
-            "gravity": np.full(k, np.nan, np.float32) if gravity is None else gravity.astype(np.float32),
-            "assoc": np.zeros(k, np.int8) if assoc is None else assoc.astype(np.int8),
+            "cross": _same(np.nan, k, np.float64) if cross is None else cross.astype(np.float64),
+            "gravity": _same(np.nan, k, np.float32) if gravity is None else gravity.astype(np.float32),
+            "assoc": _same(0, k, np.int8) if assoc is None else assoc.astype(np.int8),
         })
 
     def observe(self, st: State, d: Day) -> None:
@@ -81,10 +112,10 @@ class EventLog:
         G, L = len(p.grades), len(p.lists)
         g = d.grades
         if g.cit.shape[0] and p.grades:
-            self._add(day, g.cit, 1, g.new, g.mode, g.new, g.old)
+            self._add(day, g.cit, 1, _narrow(g.new), g.mode, _narrow(g.new), _narrow(g.old))
         lc = d.lists
         if lc.cit.shape[0]:
-            self._add(day, lc.cit, 0, G + lc.lst, lc.mode, lc.direction, lc.since)
+            self._add(day, lc.cit, 0, G + lc.lst, lc.mode, _narrow(lc.direction), _narrow(lc.since))
         a = d.attempts
         den = a.denied
         sel = np.flatnonzero((den[:, 0] == 1) | (den[:, 1] == 1)) if den.shape[0] else np.zeros(0, np.int64)
@@ -95,16 +126,24 @@ class EventLog:
             names = np.where(first >= 0, first, len(p.sanctions))
             sev = np.where(first >= 0, p.san_severity[np.maximum(first, 0)] if len(p.sanctions) else 0.0, np.nan)
             gravity = st.neg_by_domain[:, cit].sum(axis=0) if st.neg_by_domain.shape[0] else np.zeros(cit.shape[0])
-            self._add(day, cit, 2, G + L + a.beh[sel], view, sev,
-                      np.full(cit.shape[0], np.nan), names, a.cross[sel], gravity, a.assoc_only[sel])
+            self._add(day, cit, 2, G + L + a.beh[sel], view, sev.astype(np.float64),
+                      np.full(cit.shape[0], np.nan, np.float32), names, a.cross[sel], gravity, a.assoc_only[sel])
 
-    def to_arrow(self) -> pa.Table:
+    def rows(self) -> int:
+        return sum(part["citizen"].shape[0] for part in self.parts)
+
+    def _table(self, parts: list[dict[str, np.ndarray]]) -> pa.Table:
         def col(c: str, dtype: type) -> np.ndarray:
-            return np.concatenate([part[c] for part in self.parts]).astype(dtype) if self.parts \
+            # each part is widened on its own: mixed narrow types never meet in one concatenation
+            return np.concatenate([part[c].astype(dtype) for part in parts]) if parts \
                 else np.zeros(0, dtype=dtype)
 
         def coded(c: str, table: list[str] | tuple[str, ...]) -> pa.Array:
             return pa.DictionaryArray.from_arrays(pa.array(col(c, np.int32)), pa.array(list(table), pa.string()))
+
+        def prev(part: dict[str, np.ndarray]) -> np.ndarray:
+            # float32 in the log, as before: a value kept as an integer is exact in both
+            return part["prev"].astype(np.float32).astype(np.float64)
 
         return pa.table({
             "day": pa.array(col("day", np.int32)),
@@ -113,9 +152,46 @@ class EventLog:
             "item": coded("item", self.items),
             "view": coded("view", VIEWS),
             "value": pa.array(col("value", np.float64)),
-            "prev": pa.array(col("prev", np.float64)),
+            "prev": pa.array(np.concatenate([prev(part) for part in parts]) if parts else np.zeros(0)),
             "sanction": coded("sanction", self.sanctions),
             "cross": pa.array(col("cross", np.float64)),
             "gravity": pa.array(col("gravity", np.float64)),
             "assoc": pa.array(col("assoc", np.int8)),
         })
+
+    def to_arrow(self) -> pa.Table:
+        """The whole log as one table (for small logs and tests; files are written by :meth:`write_parquet`)."""
+        return self._table(self.parts)
+
+    def _groups(self, size: int) -> Iterator[list[dict[str, np.ndarray]]]:
+        """The parts cut into consecutive pieces of exactly ``size`` rows (the last may be shorter)."""
+        piece: list[dict[str, np.ndarray]] = []
+        have = 0
+        for part in self.parts:
+            k = part["citizen"].shape[0]
+            at = 0
+            while at < k:
+                take = min(k - at, size - have)
+                piece.append({c: v[at:at + take] for c, v in part.items()})
+                have += take
+                at += take
+                if have == size:
+                    yield piece
+                    piece, have = [], 0
+        if piece or not self.parts:
+            yield piece
+
+    def write_parquet(self, path: Path, compression: str = "zstd", row_group: int = ROW_GROUP) -> None:
+        """Write ``events.parquet`` one row group at a time: the same bytes as
+        ``pq.write_table(self.to_arrow(), path, compression=..., row_group_size=row_group)`` with a
+        peak of one row group's widened columns rather than the whole log's."""
+        writer: pq.ParquetWriter | None = None
+        try:
+            for piece in self._groups(row_group):
+                tbl = self._table(piece)
+                if writer is None:
+                    writer = pq.ParquetWriter(path, tbl.schema, compression=compression)
+                writer.write_table(tbl, row_group_size=row_group)
+        finally:
+            if writer is not None:
+                writer.close()

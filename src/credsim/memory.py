@@ -17,7 +17,7 @@ import numpy as np
 from credsim.plan import Plan, compile_plan
 from credsim.scenario.schema import Scenario
 from credsim.stages.dossier import lifetime
-from credsim.state import LEDGER_RECORD_BYTES, bytes_per_citizen
+from credsim.state import LEDGER_RECORD_BYTES, bytes_per_citizen, keeps_ledger
 
 BASELINE_BYTES = 400 * 2**20
 # an expiry item: citizen int32, code int32, amount float32 (or a sequence int64 for list counts);
@@ -33,6 +33,13 @@ TRACE_ROW_BYTES = 320
 # (the event, its record in each view, or the sanction of an attempt)
 TRACE_ROWS_PER_DAY = 2.0
 TRACE_ROWS_PER_EVENT = 3.0
+# the audit event log (eventlog.py): status changes are a fraction of the records filed; measured at
+# 10^6 x 365 days: 0.25 rows per filed record for integrated, 0.20 for commercial-score (monthly
+# re-grading included); twice the larger. A row takes 8-12 bytes (grade, list) or 40 (denial) while kept;
+# written, one row group of widened columns (1 Mi rows x 61 bytes) and its encoded copy are alive at once.
+EVENT_ROWS_PER_RECORD = 0.5
+EVENT_ROW_BYTES = 24
+EVENT_WRITE_BYTES = 2 * 1024 * 1024 * 61
 
 
 class MemoryRefused(RuntimeError):
@@ -144,11 +151,14 @@ def estimate_memory(scen: Scenario) -> Estimate:
     graph_build = (4 * n * m + 8 * n * len(scen.graph.homophily)) if m else 0
     records = int(n * _live_item_days(scen, plan) * LIVE_ITEM_BYTES)
     # the dossier's ledger keeps each filed record until its longest lifetime has passed
-    ledger = int(n * _filed_per_citizen_day(scen, plan) * min(days, lifetime(plan)) * LEDGER_RECORD_BYTES)
+    ledger = int(n * _filed_per_citizen_day(scen, plan) * min(days, lifetime(plan)) * LEDGER_RECORD_BYTES) \
+        if keeps_ledger(plan) else 0
     slots = sum(len(v) for v in scen.population.groups.values()) + 1
     metrics = days * slots * 8 * (40 + 8 * len(plan.beh) + 6 * len(plan.lists) + 2 * len(plan.grades))
     # numeric columns go to Arrow without copies; ids, list flags and bit-packing are copied
     output = n * (8 + 2 * len(plan.lists) + 4)
+    records_filed = n * _filed_per_citizen_day(scen, plan) * days
+    event_rows = EVENT_ROWS_PER_RECORD * records_filed
     parts = {
         "state": bytes_per_citizen(plan) * n,
         "graph": graph,
@@ -158,6 +168,7 @@ def estimate_memory(scen: Scenario) -> Estimate:
         "metrics": metrics,
         "output tables": output,
         "traces": trace_bytes(scen),
+        "event log": int(event_rows * EVENT_ROW_BYTES + (EVENT_WRITE_BYTES if event_rows else 0)),
         "interpreter": BASELINE_BYTES,
     }
     if scen.redress is not None:  # the redress stage's book, per list and citizen (stages/redress.py)

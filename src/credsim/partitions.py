@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from credsim.catalog import PART_TABLES
+from credsim.eventlog import EventLog
 from credsim.plan import Plan
 from credsim.stages.measure import Metrics
 
@@ -61,6 +62,15 @@ class Partitioned:
     write_parts: Callable[[Path], list[str]]
     has_events: bool = True
     has_redress: bool = False
+
+
+def write_events(events: EventLog, directory: Path, name: str) -> str:
+    """Write an audit event log (the whole ``events.parquet`` or a shard's part) one row group at a time
+    (:meth:`credsim.eventlog.EventLog.write_parquet`: the bytes of one table, a fraction of its memory)."""
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    events.write_parquet(path)
+    return name
 
 
 def write_part(table: pa.Table, directory: Path, name: str) -> str:

@@ -25,9 +25,11 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import njit, prange
 
+from credsim import threads
 from credsim.rng import day_key, mix64, uniform
 
 CHUNK = 1024
@@ -88,20 +90,39 @@ class Streams:
         return len(self.names)
 
 
+@njit(inline="always", cache=True)
+def _chunk_bound(ub: np.ndarray, c: int, n: int, base: np.ndarray, gm: np.ndarray, groups: np.ndarray,
+                 beta: np.ndarray, traits: np.ndarray) -> None:
+    for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
+        for s in range(base.shape[0]):
+            r = static_rate(i, s, base, gm, groups, beta, traits)
+            if r > ub[c, s]:
+                ub[c, s] = r
+
+
+@njit(cache=True)
+def _chunk_bounds_serial(n: int, base: np.ndarray, gm: np.ndarray, groups: np.ndarray, beta: np.ndarray,
+                         traits: np.ndarray) -> np.ndarray:
+    ub = np.zeros(((n + CHUNK - 1) // CHUNK, base.shape[0]))
+    for c in range(ub.shape[0]):
+        _chunk_bound(ub, c, n, base, gm, groups, beta, traits)
+    return ub
+
+
 @njit(parallel=True, cache=True)
+def _chunk_bounds_parallel(n: int, base: np.ndarray, gm: np.ndarray, groups: np.ndarray, beta: np.ndarray,
+                           traits: np.ndarray) -> np.ndarray:
+    ub = np.zeros(((n + CHUNK - 1) // CHUNK, base.shape[0]))
+    for c in prange(ub.shape[0]):
+        _chunk_bound(ub, c, n, base, gm, groups, beta, traits)
+    return ub
+
+
 def chunk_bounds(n: int, base: np.ndarray, gm: np.ndarray, groups: np.ndarray, beta: np.ndarray,
                  traits: np.ndarray) -> np.ndarray:
     """``ub[c, s]``: the largest static rate of stream s in RNG chunk c (once per run)."""
-    S = base.shape[0]
-    nch = (n + CHUNK - 1) // CHUNK
-    ub = np.zeros((nch, S))
-    for c in prange(nch):
-        for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)):
-            for s in range(S):
-                r = static_rate(i, s, base, gm, groups, beta, traits)
-                if r > ub[c, s]:
-                    ub[c, s] = r
-    return ub
+    kernel = _chunk_bounds_parallel if threads.parallel_for(n * base.shape[0]) else _chunk_bounds_serial
+    return kernel(n, base, gm, groups, beta, traits)
 
 
 @njit(cache=True)
@@ -151,9 +172,11 @@ class Coverage(NamedTuple):
     cov_group: np.ndarray
 
 
-@njit(parallel=True, cache=True)
-def _sample(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, buf: np.ndarray, n: int, block: int,
-            day: int, rates: RateTables, people: People, today: Today, coverage: Coverage) -> np.ndarray:
+@njit(inline="always", cache=True)
+def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block: int, day: int,
+                  rates: RateTables, people: People, today: Today, coverage: Coverage) -> int:
+    """Draw the events of execution block ``blk`` into ``buf[start:start + cap]``; return how many there were
+    (more than ``cap`` means the buffer was too small and the caller draws the block again)."""
     ubc, base, gm, beta = rates.ubc, rates.base, rates.group, rates.beta
     only_listed, applies, cover_sensor = rates.only_listed, rates.applies, rates.cover_sensor
     groups, traits = people.groups, people.traits
@@ -161,67 +184,81 @@ def _sample(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, buf: np.nd
     resp_day, rsize, rhalf = today.resp_day, today.rsize, today.rhalf
     cov_keys, cov, cov_group = coverage.keys, coverage.cov, coverage.cov_group
     S = base.shape[0]
+    lo, hi = blk * block, min(n, (blk + 1) * block)
+    k = 0
+    c = lo // CHUNK
+    while c * CHUNK < hi:
+        a, z = max(lo, c * CHUNK), min(hi, (c + 1) * CHUNK)
+        seg = k
+        for s in range(S):
+            ub = ubc[c, s]
+            if ub <= 0.0:
+                continue
+            ol = only_listed[s]
+            cs = cover_sensor[s]
+            if ub >= DENSE:
+                pos = a - 1
+                lg = 0.0
+                kk = np.uint64(0)
+                ckey = np.uint64(0)
+            else:
+                pos = c * CHUNK - 1
+                lg = math.log1p(-ub)
+                kk = np.uint64(0)
+                ckey = mix64(cand_keys[s] ^ mix64(np.uint64(c)))
+            while True:
+                if ub >= DENSE:
+                    pos += 1
+                else:
+                    u = uniform(ckey, kk)
+                    kk += np.uint64(1)
+                    g = math.log1p(-u) / lg
+                    if g >= z - pos:
+                        break
+                    pos += 1 + int(g)
+                if pos >= z:
+                    break
+                if pos < a:
+                    continue
+                i = pos
+                if ol >= 0 and listed_off[ol, i] == 0:
+                    continue
+                v = uniform(thin_keys[s], np.uint64(i))
+                if ub < DENSE:
+                    v *= ub
+                r = static_rate(i, s, base, gm, groups, beta, traits)
+                if v >= r:
+                    continue
+                r *= response_multiplier(i, s, day, resp_day, applies, rsize, rhalf)
+                if v >= r:
+                    continue
+                if cs >= 0 and not covered(cs, i, cov_keys, cov, cov_group, groups):
+                    continue
+                if k < cap:
+                    buf[start + k] = np.int64(i) * S + s
+                k += 1
+        if k <= cap:
+            _insertion_sort(buf, start + seg, start + k)
+        c += 1
+    return k
+
+
+@njit(cache=True)
+def _sample_serial(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, buf: np.ndarray, n: int, block: int,
+                   day: int, rates: RateTables, people: People, today: Today, coverage: Coverage) -> np.ndarray:
+    counts = np.zeros(blocks.shape[0], dtype=np.int64)
+    for j in range(blocks.shape[0]):
+        counts[j] = _sample_block(blocks[j], starts[j], caps[j], buf, n, block, day, rates, people, today, coverage)
+    return counts
+
+
+@njit(parallel=True, cache=True)
+def _sample_parallel(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, buf: np.ndarray, n: int,
+                     block: int, day: int, rates: RateTables, people: People, today: Today,
+                     coverage: Coverage) -> np.ndarray:
     counts = np.zeros(blocks.shape[0], dtype=np.int64)
     for j in prange(blocks.shape[0]):
-        blk = blocks[j]
-        lo, hi = blk * block, min(n, (blk + 1) * block)
-        start, cap = starts[j], caps[j]
-        k = 0
-        c = lo // CHUNK
-        while c * CHUNK < hi:
-            a, z = max(lo, c * CHUNK), min(hi, (c + 1) * CHUNK)
-            seg = k
-            for s in range(S):
-                ub = ubc[c, s]
-                if ub <= 0.0:
-                    continue
-                ol = only_listed[s]
-                cs = cover_sensor[s]
-                if ub >= DENSE:
-                    pos = a - 1
-                    lg = 0.0
-                    kk = np.uint64(0)
-                    ckey = np.uint64(0)
-                else:
-                    pos = c * CHUNK - 1
-                    lg = math.log1p(-ub)
-                    kk = np.uint64(0)
-                    ckey = mix64(cand_keys[s] ^ mix64(np.uint64(c)))
-                while True:
-                    if ub >= DENSE:
-                        pos += 1
-                    else:
-                        u = uniform(ckey, kk)
-                        kk += np.uint64(1)
-                        g = math.log1p(-u) / lg
-                        if g >= z - pos:
-                            break
-                        pos += 1 + int(g)
-                    if pos >= z:
-                        break
-                    if pos < a:
-                        continue
-                    i = pos
-                    if ol >= 0 and listed_off[ol, i] == 0:
-                        continue
-                    v = uniform(thin_keys[s], np.uint64(i))
-                    if ub < DENSE:
-                        v *= ub
-                    r = static_rate(i, s, base, gm, groups, beta, traits)
-                    if v >= r:
-                        continue
-                    r *= response_multiplier(i, s, day, resp_day, applies, rsize, rhalf)
-                    if v >= r:
-                        continue
-                    if cs >= 0 and not covered(cs, i, cov_keys, cov, cov_group, groups):
-                        continue
-                    if k < cap:
-                        buf[start + k] = np.int64(i) * S + s
-                    k += 1
-            if k <= cap:
-                _insertion_sort(buf, start + seg, start + k)
-            c += 1
-        counts[j] = k
+        counts[j] = _sample_block(blocks[j], starts[j], caps[j], buf, n, block, day, rates, people, today, coverage)
     return counts
 
 
@@ -241,6 +278,7 @@ class Sampler:
             self.ubc = np.zeros(((n + CHUNK - 1) // CHUNK, 0))
         self._block = -1
         self._caps = np.zeros(0, dtype=np.int64)
+        self._work = 0.0
 
     def expected_per_block(self, block: int) -> np.ndarray:
         """Upper bound of the mean event count of each execution block (sizes its buffer)."""
@@ -262,6 +300,8 @@ class Sampler:
             exp = self.expected_per_block(block)
             self._caps = (exp + 8 * np.sqrt(exp) + 64).astype(np.int64)
             self._block = block
+            # expected candidate draws, plus the per-chunk set-up of each stream (the kernel's work)
+            self._work = float(exp.sum()) + self.ubc.shape[0] * S
         nb = self._caps.shape[0]
         blocks = np.arange(nb, dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(self._caps)[:-1]]).astype(np.int64)
@@ -271,14 +311,19 @@ class Sampler:
                 RateTables(self.ubc, st.base, st.group, st.beta, st.only_listed, st.applies, st.cover_sensor),
                 People(self.groups, self.traits), Today(cand, thin, listed_off, resp_day, rsize, rhalf),
                 Coverage(cov_keys, cov, cov_group))
-        counts = _sample(blocks, starts, self._caps, buf, *args)
+        if threads.parallel_for(self._work):
+            # blocks are handed out one at a time: a worker the OS has descheduled holds up one block, not half
+            with numba.parallel_chunksize(1):
+                counts = _sample_parallel(blocks, starts, self._caps, buf, *args)
+        else:
+            counts = _sample_serial(blocks, starts, self._caps, buf, *args)
         over = np.flatnonzero(counts > self._caps)
         parts = [buf[starts[b]:starts[b] + counts[b]] for b in range(nb)]
         if over.shape[0]:
             caps2 = counts[over]
             starts2 = np.concatenate([[0], np.cumsum(caps2)[:-1]]).astype(np.int64)
             buf2 = np.empty(int(caps2.sum()), dtype=np.int64)
-            _sample(over, starts2, caps2, buf2, *args)
+            _sample_serial(over, starts2, caps2, buf2, *args)  # rare, and only the overflowing blocks
             for j, b in enumerate(over):
                 parts[b] = buf2[starts2[j]:starts2[j] + caps2[j]]
         flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

@@ -180,12 +180,18 @@ class Ledger:
     (citizen int32, record type int16, flags uint8, points applied float32 x 2 views) and
     drops a day once nothing filed that day can be live any more (its longest expiry, feature
     or list window has passed).
+
+    Only a run that can retract keeps it (``keep``): retractions come from won appeals, so a
+    scenario without a ``redress`` section never looks a record up, and at 10^7 citizens the
+    ledger would hold 15 bytes for every record of the longest lifetime (about 170 bytes a
+    citizen for a year of ``integrated``) for nothing.
     """
 
     buckets: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict)
+    keep: bool = True
 
     def add(self, day: int, rec: Records, applied: np.ndarray) -> None:
-        if len(rec) == 0:
+        if len(rec) == 0 or not self.keep:
             return
         flags = (rec.official.astype(np.uint8) * F_OFFICIAL + rec.shadow.astype(np.uint8) * F_SHADOW
                  + rec.true.astype(np.uint8) * F_TRUE).astype(np.uint8)
@@ -297,6 +303,7 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
         money=np.zeros((len(plan.econ.money) if plan.econ is not None else 0, n), dtype=np.float64),
         dependants=pop.dependants,
         dep_denied=np.zeros(pop.dependants.shape[0], dtype=np.int32),
+        ledger=Ledger(keep=keeps_ledger(plan)),
     )
 
 
@@ -308,6 +315,11 @@ def starting_points(plan: Plan, pop: Population, lo: int, hi: int) -> np.ndarray
     out: np.ndarray = np.zeros((2, pop.n), np.float32)
     out[:, lo:hi] = plan.points_base_of(pop.groups[:, lo:hi])
     return out
+
+
+def keeps_ledger(plan: Plan) -> bool:
+    """Whether a run keeps the record ledger: only retraction reads it, and only redress retracts."""
+    return plan.scen.redress is not None
 
 
 def bytes_per_citizen(plan: Plan) -> int:

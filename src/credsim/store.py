@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from credsim import catalog, outdir
 from credsim.engine import Result
-from credsim.partitions import Partitioned, table_files, write_part
+from credsim.partitions import Partitioned, table_files, write_events, write_part
 from credsim.safeio import MANIFEST_BYTES, read_json_object
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import scenario_hash
@@ -63,7 +63,7 @@ def _write_tables(result: Result | Partitioned, tmp: Path) -> list[str]:
     pq.write_table(result.tracer.to_arrow(), tmp / "traces.parquet", compression="zstd")
     names = ["metrics.parquet", "citizens.parquet", "traces.parquet"]
     if result.events is not None:  # audit event log (eventlog.py)
-        names.append(write_part(result.events.to_arrow(), tmp, "events.parquet"))
+        names.append(write_events(result.events, tmp, "events.parquet"))
     if result.redress is not None:  # objections and stays by exit route (stages/redress.py)
         names.append(write_part(result.redress[0], tmp, "cases.parquet"))
         names.append(write_part(result.redress[1], tmp, "stays.parquet"))

@@ -34,7 +34,7 @@ import numpy as np
 from credsim import checkpoint as ckpt
 from credsim.engine import DEFAULT_BLOCK, Loop, citizens_table, prepare
 from credsim.exchange import Inbox, Outbox
-from credsim.partitions import part_name, write_part
+from credsim.partitions import part_name, write_events, write_part
 from credsim.sampling import CHUNK
 from credsim.scenario.schema import Scenario
 from credsim.stages.redress import Redress
@@ -121,7 +121,7 @@ class Shard:
         names = [write_part(citizens_table(lp.plan, lp.st, lp.tracer.mask, self.lo, self.hi), out,
                             part_name("citizens", k)),
                  write_part(lp.tracer.to_arrow(), out, part_name("traces", k)),
-                 write_part(lp.events.to_arrow(), out, part_name("events", k))]
+                 write_events(lp.events, out, part_name("events", k))]
         for stage in lp.stages:
             if isinstance(stage, Redress):
                 cases, stays = stage.tables(lp.st)

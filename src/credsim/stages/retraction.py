@@ -50,6 +50,9 @@ def request(st: State, day: int, rid: np.ndarray, reason: str, views: int = 1) -
     ``reason`` one of :data:`credsim.names.RETRACTION_REASONS`)."""
     if reason not in RETRACTION_REASONS:
         raise ValueError(f"retraction reason {reason!r} is not one of {', '.join(RETRACTION_REASONS)}")
+    if not st.ledger.keep:
+        raise ValueError("retraction needs the record ledger, which only runs of scenarios with a redress "
+                         "section keep (set state.ledger.keep before the first record is filed)")
     rid = np.asarray(rid, dtype=np.int64)
     code = RETRACTION_REASONS.index(reason)
     st.retractions.push(day, rid, np.full(rid.shape[0], views, np.int64), np.full(rid.shape[0], code, np.int64))

@@ -15,27 +15,48 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from credsim import threads
 from credsim.day import Day
 from credsim.exchange import Exchange
 from credsim.plan import Plan
 from credsim.state import State
 
 
-@njit(parallel=True, cache=True)
-def contacts_share(indptr: np.ndarray, indices: np.ndarray, active: np.ndarray, flag: np.ndarray) -> np.ndarray:
-    """Share of each citizen's active contacts whose flag is set."""
-    n = indptr.shape[0] - 1
-    out = np.zeros(n, dtype=np.float64)
-    for i in prange(n):
-        tot = 0
-        hit = 0
-        for e in range(indptr[i], indptr[i + 1]):
-            if active[e]:
-                tot += 1
-                hit += flag[indices[e]]
-        if tot:
-            out[i] = hit / tot
+@njit(inline="always", cache=True)
+def _share_of(out: np.ndarray, i: int, indptr: np.ndarray, indices: np.ndarray, active: np.ndarray,
+              flag: np.ndarray) -> None:
+    tot = 0
+    hit = 0
+    for e in range(indptr[i], indptr[i + 1]):
+        if active[e]:
+            tot += 1
+            hit += flag[indices[e]]
+    if tot:
+        out[i] = hit / tot
+
+
+@njit(cache=True)
+def _contacts_share_serial(indptr: np.ndarray, indices: np.ndarray, active: np.ndarray, flag: np.ndarray
+                           ) -> np.ndarray:
+    out = np.zeros(indptr.shape[0] - 1, dtype=np.float64)
+    for i in range(out.shape[0]):
+        _share_of(out, i, indptr, indices, active, flag)
     return out
+
+
+@njit(parallel=True, cache=True)
+def _contacts_share_parallel(indptr: np.ndarray, indices: np.ndarray, active: np.ndarray, flag: np.ndarray
+                             ) -> np.ndarray:
+    out = np.zeros(indptr.shape[0] - 1, dtype=np.float64)
+    for i in prange(out.shape[0]):
+        _share_of(out, i, indptr, indices, active, flag)
+    return out
+
+
+def contacts_share(indptr: np.ndarray, indices: np.ndarray, active: np.ndarray, flag: np.ndarray) -> np.ndarray:
+    """Share of each citizen's active contacts whose flag is set (serial when the graph is too small to split)."""
+    par = threads.parallel_for(indptr.shape[0] + indices.shape[0])
+    return (_contacts_share_parallel if par else _contacts_share_serial)(indptr, indices, active, flag)
 
 
 def recompute_model(plan: Plan, st: State, day: int, a: int = 0, b: int | None = None) -> bool:

@@ -1,0 +1,46 @@
+"""Give freed memory back to the system: glibc's malloc set so large arrays do not fragment its heap.
+
+Why: a run allocates and frees many arrays of a few hundred kilobytes to tens of megabytes a
+day (today's events, records, expiry items). glibc serves blocks above its *mmap threshold*
+with their own mappings, returned to the system when freed; but by default the threshold
+rises (up to 32 MiB) every time such a block is freed, after which the same sizes come from
+the heap, where long-lived queue buckets pinned between them keep freed space from being
+returned. Fixing the threshold (``mallopt``) stops the rise. Measured peak RSS at 10^6 citizens
+x 365 days, one thread (glibc default / fixed at 1 MiB / 256 KiB / 64 KiB): ``integrated`` 1.90 /
+1.25 / - / 1.25 GB; ``commercial-score`` - / 1.15 / 0.83 / 0.81 GB, with 4.7 / 5.8 / 14.3 s of
+system time for the page faults of fresh mappings. 256 KiB keeps nearly all of the saving at a
+fraction of the cost of 64 KiB.
+
+Applied once, when credsim is imported; a threshold the user chose with glibc's own
+``MALLOC_MMAP_THRESHOLD_`` is kept. On other C libraries nothing happens. Results never
+depend on it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+MMAP_THRESHOLD = 1 << 18  # blocks of 256 KiB and more get their own mapping
+_applied = False
+
+
+def tune() -> bool:
+    """Fix glibc's mmap threshold (see the module docstring); return whether it was set."""
+    global _applied
+    if _applied or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return _applied
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows): nothing to tune
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    _applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    return _applied
+
+
+def applied() -> bool:
+    """Whether :func:`tune` changed the threshold in this process."""
+    return _applied

@@ -1,0 +1,107 @@
+"""Worker threads that behave on a busy machine: one place that decides how many, and when.
+
+Why this module exists: credsim's day is a string of short parallel kernels. On a quiet
+machine a parallel region costs tens of microseconds to start; on a busy one (a laptop doing
+other things, an oversubscribed cluster node, Ray shards that each bring threads of their
+own) a worker that is not running must first be scheduled, and a region waits for its
+slowest thread -- a points toy model at 100,000 citizens ran 2-40x slower with two threads
+than with one. Three rules follow, all applied here:
+
+1. **Waiting yields the core.** The environment below is set when credsim is imported,
+   before numba loads its threading layer: the OpenMP layer (what numba picks here; TBB is
+   not installed) with ``OMP_WAIT_POLICY=passive``, so an idle worker sleeps instead of
+   spinning on a core another process needs. Values the user already set are kept.
+   Set before numba is imported (``credsim/__init__.py`` imports this module first); if
+   numba was imported earlier, ``numba.config.THREADING_LAYER`` is set instead, which still
+   counts until the first parallel region runs.
+2. **No parallel region where the work is too small to pay for it.** Each kernel with a
+   parallel version also has a serial one; :func:`parallel_for` says which to call from the
+   work a call will do (candidate draws, contact edges). Below :data:`MIN_PARALLEL_WORK`
+   units the serial kernel runs and no thread is woken. The cut-off was measured
+   (``benchmarks/threads.py``): below it one thread was as fast or faster even on a quiet
+   machine.
+3. **A sensible default count:** the cores this process may run on (its CPU affinity, which
+   container limits and ``taskset`` narrow), never more than numba's pool. A shard under Ray
+   calls :func:`configure` with 1 (one thread per shard; the shards are the parallelism).
+
+Results never depend on any of this: every random draw is a pure function of (seed, stream,
+day, citizen), and the parallel kernels write disjoint, deterministically ordered blocks.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Rule 1 -- must run before numba is imported (see the module docstring).
+THREAD_ENV = {
+    "NUMBA_THREADING_LAYER": "omp",
+    "OMP_WAIT_POLICY": "passive",
+}
+for _key, _value in THREAD_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+import numba  # noqa: E402  (after the environment above, on purpose)
+from numba.np.ufunc import parallel as _numba_parallel  # noqa: E402
+
+if not _numba_parallel._is_initialized:  # numba imported before credsim: the layer is still open
+    numba.config.THREADING_LAYER = os.environ["NUMBA_THREADING_LAYER"]  # type: ignore[attr-defined]
+
+# Units of work (one candidate draw, one contact edge) below which a kernel runs serially.
+# Measured by benchmarks/threads.py (benchmarks/results/threads.md): on this 2-core machine,
+# shared and loaded, the parallel event sampler was never faster than the serial one up to
+# 50,000 units (3 million citizens at 1.5% events a day) without a neighbour, and lost up to
+# 4x below 2,000; so the cut-off sits above every measured size: parallel kernels only
+# for work that certainly repays waking a thread.
+MIN_PARALLEL_WORK = 100_000
+
+_min_work = MIN_PARALLEL_WORK
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """Threads when none are asked for: the available cores, capped by numba's pool size."""
+    return max(1, min(available_cores(), int(numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+
+
+def configure(threads: int | None = None, *, min_parallel_work: int | None = None) -> int:
+    """Set the worker threads credsim's kernels use from now on in this thread; return the count.
+
+    ``threads=None`` means :func:`default_threads`; a count above numba's pool is capped to it.
+    ``min_parallel_work`` changes the serial/parallel cut-off (0 makes every kernel call
+    parallel, which tests use to exercise the parallel kernels at small sizes); ``None``
+    keeps the current one. Other code (a Ray shard, a calibration worker) calls this rather
+    than ``numba.set_num_threads`` so the rules of this module hold everywhere.
+    """
+    global _min_work
+    n = default_threads() if threads is None else max(1, min(int(threads), int(numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    numba.set_num_threads(n)
+    if min_parallel_work is not None:
+        _min_work = max(0, int(min_parallel_work))
+    return n
+
+
+def min_parallel_work() -> int:
+    """The current serial/parallel cut-off in work units (see :func:`configure`)."""
+    return _min_work
+
+
+def parallel_for(work: float) -> bool:
+    """Whether a kernel call doing ``work`` units should run its parallel version.
+
+    Only when there is more than one thread to run it and the work pays for waking them."""
+    return numba.get_num_threads() > 1 and work >= _min_work
+
+
+def layer() -> str:
+    """The threading layer numba uses (after the first parallel region), or the one it will use."""
+    try:
+        return str(numba.threading_layer())
+    except ValueError:  # no parallel region has run yet
+        return str(numba.config.THREADING_LAYER)  # type: ignore[attr-defined]

@@ -1,0 +1,48 @@
+"""Memory: the pre-run estimate against a measured peak, and the event log's cost per row.
+
+Why these bounds: the estimate is meant to be on the high side (it refuses runs that would not
+fit), so a measured peak above it is a bug; but an estimate far above the peak refuses runs
+that would fit, so it must also stay within a factor (2 at this size, where the interpreter's
+fixed ~400 MiB allowance dominates). The event log keeps grade and list rows in narrow integer
+columns with broadcast constants: its kept bytes per row must stay within what the estimate
+charges (``EVENT_ROW_BYTES``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import credsim
+from credsim.engine import simulate
+from credsim.memory import EVENT_ROW_BYTES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_estimate_is_above_the_measured_peak_and_within_twice_it() -> None:
+    """commercial-score (monthly re-grading: the biggest event log) written to disk in a fresh process."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "NUMBA_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "benchmarks.scenarios", "commercial-score", "20000", "60"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    peak, est = res["peak_rss_bytes"], res["estimate_bytes"]
+    assert peak <= est <= 2 * peak, f"peak {peak / 2**20:.0f} MiB, estimate {est / 2**20:.0f} MiB"
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_event_log_rows_are_compact() -> None:
+    res = simulate(credsim.load_scenario("commercial-score", {"population.size": 3000, "run.days": 60}))
+    assert res.events is not None
+    rows = res.events.rows()
+    kept = sum(a.nbytes for part in res.events.parts for a in part.values() if a.strides != (0,))
+    assert rows > 500, "the scenario must re-grade enough citizens to measure"
+    assert kept / rows <= EVENT_ROW_BYTES, f"{kept / rows:.1f} bytes a row"
+    assert res.events.to_arrow().num_rows == rows
+    assert np.isin(res.events.to_arrow().column("kind").to_pylist(), ["grade", "list", "denial"]).all()
