@@ -44,10 +44,13 @@ from plotly.offline import get_plotlyjs
 from credsim import security
 from credsim.api import run as run_api
 from credsim.audit.paired import assemble, counterfactual, load_result
+from credsim.dashboard import live
 from credsim.memory import MemoryRefused, check_memory
 from credsim.report import write_report
 from credsim.report.html import PLOTLY_FILE
+from credsim.report.labels import from_scenario
 from credsim.safeio import AUDIT_JSON_BYTES, MANIFEST_BYTES, read_json_object, read_text
+from credsim.scenario.keypath import dump
 from credsim.scenario.load import ScenarioError, dump_yaml, scenario_hash
 from credsim.scenario.schema import Scenario
 
@@ -76,6 +79,8 @@ class Job:
     baseline_cached: bool = False
     cancelled: bool = False  # asked to stop: the run ends after its current day
     report_written: bool = False  # report.html is written after the job finishes (the page does not wait)
+    partial: live.Snapshot | None = None  # the policy run's series so far, replaced every few days while it runs
+    labels: dict[str, Any] = field(default_factory=dict)  # the scenario's plain words, for the live charts
 
     @property
     def stage_day(self) -> int:
@@ -196,7 +201,12 @@ class Runner:
         base_dir = out / "runs" / f"baseline-s{seed}"
 
         job.phase = f"{scen.name}: simulating {scen.population.size:,} citizens"
-        run_api(scen, out=sys_dir, on_day=self._progress(job, 0))
+        job.labels = from_scenario(dump(scen))
+
+        def keep(snap: live.Snapshot) -> None:
+            job.partial = snap  # one reference swapped: the page's poll reads whole snapshots only
+
+        run_api(scen, out=sys_dir, on_day=self._progress(job, 0), on_metrics=live.watcher(days, keep))
         base = counterfactual(scen)
         cached = self.root / CACHE_DIR / scenario_hash(base)
         if (cached / "manifest.json").is_file():
