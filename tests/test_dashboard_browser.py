@@ -156,6 +156,8 @@ def test_removing_the_court_list_sanction_stops_flight_denials(page: Any, server
     grew = pg.wait_for_function(LIVE_GROWS, timeout=RUN_TIMEOUT).json_value()
     assert grew["before"] > 0 and grew["after"] > grew["before"] and grew["progress"] < 100, grew
     assert "Day " in grew["caption"] and " of 90 " in grew["caption"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / "dashboard-live.png"))  # the page mid-run (the box may just have closed)
     first = run(pg, None, click=False)
     assert not pg.is_visible("#live-box")  # the full charts replace the partial ones
     done = pg.inner_text("#progress-text")
