@@ -235,8 +235,9 @@ class Dashboard:
                                    className="pair")],
                          id="live-box", style={"display": "none"}),
                 html.Div(html.Div(html.P("Choose a scenario, move a knob and press Run: a paired run of the policy "
-                                         "and of the same citizens without it (20,000 citizens × 90 days takes "
-                                         "about 10 to 20 seconds on a quiet laptop)."), className="info"),
+                                         "and of the same citizens without it; its list sizes and grade mix are drawn "
+                                         "while it runs (20,000 citizens × 90 days took 3 to 5 seconds to the "
+                                         "numbers on a busy 2-core test machine)."), className="info"),
                          id="results"),
                 html.Div([html.H2("Charts"), dcc.RadioItems(
                     id="compare-with", value="baseline", inline=True,
