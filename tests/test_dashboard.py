@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 import credsim
 from credsim import security
 from credsim.dashboard import knobs as kn
+from credsim.dashboard import live
 from credsim.scenario.load import load_scenario, scenario_hash
 
 pytest.importorskip("dash")
@@ -164,6 +165,27 @@ def test_paired_runs_write_an_audit_directory_and_reuse_the_baseline(tmp_path: P
     assert f'src="/report-assets/{PLOTLY_FILE}"' in served
     js = client.get(f"/report-assets/{PLOTLY_FILE}")
     assert js.status_code == 200 and len(js.data) > 1_000_000
+
+
+def test_live_snapshots_come_every_few_days_and_are_the_final_series_cut_short(tmp_path: Path) -> None:
+    assert (live.every(90), live.every(31), live.every(10)) == (6, 3, 1)  # about live.POINTS snapshots a run
+    snaps: list[live.Snapshot] = []
+    scen = load_scenario("city-points")
+    run = credsim.run(scen, out=tmp_path / "run", population=1000, days=31, seed=3,
+                      on_metrics=live.watcher(31, snaps.append))
+    assert [s.day for s in snaps] == [*range(3, 31, 3), 31]  # every 3 days and the last day, never every day
+    final = credsim.Run(run.dir).sql("SELECT metric, day, value FROM metrics WHERE dimension = 'all' "
+                                     "AND (metric LIKE 'listed.%' OR metric LIKE 'grade.%') ORDER BY 1, 2")
+    stored: dict[str, list[float]] = {}
+    for metric, _day, value in final:
+        stored.setdefault(metric, []).append(value)
+    assert stored and all(snaps[-1].series[m] == v for m, v in stored.items())  # the stored series, bit for bit
+    for early in snaps[:-1]:  # an earlier snapshot is the same series cut at its day
+        assert early.series["day"] == list(range(early.day))
+        assert all(early.series[m] == v[:early.day] for m, v in stored.items())
+    figs = {key: fig for key, fig, _c in live.figures(snaps[2], {})}
+    assert figs["list_sizes"] is not None and list(figs["list_sizes"].layout.xaxis.range) == [0, 30]
+    assert all(len(t.x) == 9 for t in figs["list_sizes"].data)  # 9 days drawn on the run's whole axis
 
 
 @pytest.mark.parametrize("name", ["../x", "/etc", "..", "a/../../b", ".dashboard-cache", "x\\..\\y", "%2e%2e/x",

@@ -117,6 +117,22 @@ def chart(pg: Any, gid: str) -> list[dict[str, Any]] | None:
                        " return g ? g.data.map(t => ({name: t.name, x: t.x, y: t.y})) : null; }", gid)
 
 
+# Resolves once the live list-size chart, read at two moments while progress < 100 %, has more points the
+# second time ({before, after, progress}); resolves with after = -1 if the run ends first (the assert then fails).
+LIVE_GROWS = """() => {
+  const e = document.getElementById('live-list_sizes');
+  const g = e && (e.classList.contains('js-plotly-plot') ? e : e.querySelector('.js-plotly-plot'));
+  const n = g && g.data ? g.data.reduce((s, t) => s + (t.x ? t.x.length : 0), 0) : 0;
+  const p = Number(document.querySelector('#progress').getAttribute('aria-valuenow'));
+  const caption = document.querySelector('#live-caption').innerText;
+  if (p >= 100) return {before: window.liveBefore || 0, after: -1, progress: p, caption};
+  if (n > 0 && window.liveBefore === undefined) window.liveBefore = n;
+  if (window.liveBefore !== undefined && n > window.liveBefore) return {before: window.liveBefore, after: n,
+                                                                        progress: p, caption};
+  return false;
+}"""
+
+
 def wait_chart(pg: Any, gid: str) -> None:
     pg.wait_for_function("id => { const e = document.getElementById(id); if (!e) return false;"
                          " if (e.tagName === 'P') return true;"
@@ -136,7 +152,14 @@ def test_removing_the_court_list_sanction_stops_flight_denials(page: Any, server
     # progress counts the days of the run under way: "day d of 90", never of 180
     progress = wait_text(pg, "#progress-text", " of 90 ")
     assert "of 180" not in progress
+    # the policy's list sizes are drawn while it runs: the line has points, and more at a later poll, before the end
+    grew = pg.wait_for_function(LIVE_GROWS, timeout=RUN_TIMEOUT).json_value()
+    assert grew["before"] > 0 and grew["after"] > grew["before"] and grew["progress"] < 100, grew
+    assert "Day " in grew["caption"] and " of 90 " in grew["caption"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / "dashboard-live.png"))  # the page mid-run (the box may just have closed)
     first = run(pg, None, click=False)
+    assert not pg.is_visible("#live-box")  # the full charts replace the partial ones
     done = pg.inner_text("#progress-text")
     seconds = float(done.split("done in ")[1].split(" s")[0])
     print(f"dashboard 20,000 x 90 paired run: {seconds:.1f} s wall (page says: {done})")

@@ -17,6 +17,7 @@ from credsim.engine import DEFAULT_BLOCK
 from credsim.memory import check_memory
 from credsim.scenario.load import Overrides, load_scenario, run_overrides
 from credsim.scenario.schema import Scenario
+from credsim.stages.measure import Metrics
 
 
 @dataclass
@@ -79,6 +80,7 @@ def run(
     checkpoint_every: int | None = None,
     max_days: int | None = None,
     time_budget: float | None = None,
+    on_metrics: Callable[[int, Metrics], None] | None = None,
 ) -> Run:
     """Run a scenario (a built-in name, a YAML path, a dict or a loaded Scenario).
 
@@ -91,6 +93,9 @@ def run(
     (seconds) make the run durable and resumable with :func:`resume`; when a limit is
     reached, or on Ctrl-C, :class:`credsim.resumable.RunStopped` is raised after a
     checkpoint is saved (see :mod:`credsim.resumable`).
+
+    ``on_metrics(day, metrics)`` reads the daily metrics accumulated so far after each day
+    (a live chart; not called for sharded runs).
     """
     check_run_args(block_size=block_size, threads=threads)
     scen = load_scenario(scenario, run_overrides(overrides, population=population, days=days, seed=seed))
@@ -99,7 +104,7 @@ def run(
     extra = {"block_size": block_size, "threads": threads}
     limits = resumable.Limits(checkpoint_every, max_days, time_budget)
     resumable.execute(scen, target, block=block_size, threads=threads, overwrite=overwrite, limits=limits,
-                      extra=extra, on_day=on_day)
+                      extra=extra, on_day=on_day, on_metrics=on_metrics)
     return Run(target)
 
 

@@ -47,6 +47,7 @@ from credsim.partitions import Partitioned
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import load_scenario, scenario_hash
 from credsim.scenario.schema import Scenario
+from credsim.stages.measure import Metrics
 
 try:
     import fcntl
@@ -230,6 +231,7 @@ class _Session:
     on_day: Callable[[int, int], None] | None
     t0: float
     overwrite: bool = False  # plain runs: replace an existing run directory at the end
+    on_metrics: Callable[[int, Metrics], None] | None = None  # partial metrics after each day (one process only)
 
     def meta(self) -> dict[str, Any]:
         m = self.manifest
@@ -283,6 +285,8 @@ class _Session:
                     drv.step(day)
                     if self.on_day is not None:
                         self.on_day(day, drv.days)
+                    if self.on_metrics is not None and isinstance(drv, LoopDriver):
+                        self.on_metrics(day, drv.loop.metrics)
                     after_day(day)
             except RunStopped:
                 raise
@@ -362,8 +366,13 @@ def _base_manifest(scen: Scenario, block: int, threads: int | None, limits: Limi
 
 def execute(scen: Scenario, out: Path, *, block: int = engine.DEFAULT_BLOCK, threads: int | None = None,
             overwrite: bool = False, limits: Limits | None = None, extra: dict[str, Any] | None = None,
-            on_day: Callable[[int, int], None] | None = None, layout: Layout | None = None) -> Path:
+            on_day: Callable[[int, int], None] | None = None, layout: Layout | None = None,
+            on_metrics: Callable[[int, Metrics], None] | None = None) -> Path:
     """Run ``scen`` into ``out`` (plain or durable, see the module docstring); return ``out``.
+
+    ``on_metrics(day, metrics)`` sees the run's daily metrics table, filled up to ``day``, after
+    each day, so a caller can chart a run while it goes (it must only read). Sharded runs keep
+    their metrics in the shards until the end, so it is not called for them.
 
     The whole run holds ``out``'s claim (:func:`credsim.outdir.claim`): a second run to the
     same directory stops at once, and ``overwrite`` replaces only an idle credsim run.
@@ -389,7 +398,7 @@ def execute(scen: Scenario, out: Path, *, block: int = engine.DEFAULT_BLOCK, thr
                 raise
             try:
                 sess = _Session(scen, out, drv, 0.0, 0.0, 0, manifest, limits, limits.durable, dict(extra or {}),
-                                on_day, t0, overwrite)
+                                on_day, t0, overwrite, on_metrics)
                 return sess.drive()
             finally:
                 drv.close()
