@@ -9,11 +9,24 @@ import math
 from pathlib import Path
 
 import numba
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import yaml
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from credsim.calibrate import check_paths, evaluate, fit, load_targets, render_yaml
+from credsim.calibrate import (
+    TargetsFile,
+    TargetSpec,
+    check_paths,
+    evaluate,
+    fit,
+    load_targets,
+    measure_targets,
+    render_yaml,
+    scaled_targets,
+)
 from credsim.cli import app
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import ScenarioError, load_scenario
@@ -161,3 +174,41 @@ def test_integer_parameters_are_fitted_as_integers(tmp_path: Path) -> None:
     out = tmp_path / "fitted.yaml"
     out.write_text(render_yaml(res, tf, str(p)))
     assert load_scenario(out).lists["court_defaulters"].exit.term_days == res.best.params["term"]
+
+
+def test_group_difference_and_rate_figures_read_the_right_rows(tmp_path: Path) -> None:
+    """A figure of a group, a difference of two metrics and a rate (per, per_group) are read from the
+    long metrics table as their words say; a rate is compared unscaled, a count is scaled by N."""
+    rows = []  # (day, dimension, group, metric, value): 2 days, everyone and two origin groups
+    counts = {("investigated", "swedish"): (6, 4), ("investigated", "foreign"): (3, 1),
+              ("investigated_true", "swedish"): (2, 1), ("investigated_true", "foreign"): (2, 1)}
+    for (metric, grp), per_day in counts.items():
+        for day, v in enumerate(per_day):
+            rows.append((day, "origin", grp, metric, float(v)))
+    for metric in ("investigated", "investigated_true"):
+        for day in (0, 1):
+            rows.append((day, "all", "all", metric, sum(counts[(metric, g)][day] for g in ("swedish", "foreign"))))
+
+    def coded(i: int) -> pa.DictionaryArray:
+        return pc.dictionary_encode(pa.array([r[i] for r in rows]))
+
+    table = pa.table({"day": pa.array([r[0] for r in rows], pa.int32()), "dimension": coded(1), "group": coded(2),
+                      "metric": coded(3), "value": pa.array([r[4] for r in rows])})
+    spec = {"metric": "investigated", "to_day": 1, "value": 1.0}
+    tf = TargetsFile.model_validate({"real_population": 1000, "simulate": {"population": 100, "days": 2}, "targets": {
+        "all": spec,
+        "foreign": {**spec, "group": "origin:foreign"},
+        "flagged_false_swedish": {**spec, "group": "origin:swedish", "minus": "investigated_true"},
+        "share_foreign": {**spec, "group": "origin:foreign", "per": "investigated"},
+        "precision_foreign": {**spec, "metric": "investigated_true", "group": "origin:foreign",
+                              "per": "investigated", "per_group": "origin:foreign", "value": 0.5},
+    }})
+    got = measure_targets(table, tf.targets)
+    assert got == {"all": 14.0, "foreign": 4.0, "flagged_false_swedish": 7.0, "share_foreign": 4 / 14,
+                   "precision_foreign": 3 / 4}
+    assert scaled_targets(tf) == {"all": 0.1, "foreign": 0.1, "flagged_false_swedish": 0.1, "share_foreign": 1.0,
+                                  "precision_foreign": 0.5}
+    with pytest.raises(KeyError, match="no group 'nordic' of dimension 'origin'"):
+        measure_targets(table, {"x": TargetSpec.model_validate({**spec, "group": "origin:nordic"})})
+    with pytest.raises(ValidationError, match="per_group"):
+        TargetSpec.model_validate({**spec, "per_group": "origin:foreign"})
