@@ -36,9 +36,10 @@ class Point:
 
 def cache_key(s: Scenario, tf: TargetsFile) -> str:
     """What an evaluation is stored under: the configured scenario and what is measured from it."""
-    measured = {"metric", "kind", "from_day", "to_day", "value"}  # a tolerance or a note changes no run
-    specs = {"targets": {k: v.model_dump(include=measured) for k, v in tf.targets.items()},
-             "checks": {k: v.model_dump(include=measured) for k, v in tf.checks.items()},
+    # a tolerance or a note changes no run; what is read from the run does
+    measured = {"metric", "kind", "from_day", "to_day", "value", "group", "minus", "per", "per_group"}
+    specs = {"targets": {k: v.model_dump(include=measured, exclude_none=True) for k, v in tf.targets.items()},
+             "checks": {k: v.model_dump(include=measured, exclude_none=True) for k, v in tf.checks.items()},
              "real_population": tf.real_population}
     blob = scenario_hash(s) + json.dumps(specs, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
