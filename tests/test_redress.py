@@ -345,3 +345,29 @@ def test_threads_do_not_change_the_redress_tables(tmp_path: Path) -> None:
     b = credsim.run(scen, out=tmp_path / "two", population=3000, threads=2)
     for f in ("cases.parquet", "stays.parquet", "metrics.parquet"):
         assert (a.dir / f).read_bytes() == (b.dir / f).read_bytes(), f
+
+
+def test_repair_schedule_scales_the_probability_from_each_era_on_with_the_same_draws() -> None:
+    """Eras of repair use the same random number per citizen and day (common random numbers):
+    with a x1 era up to day 30 and a x0 era after it, the repairs drawn up to day 30 are exactly
+    those of the run without a schedule, and none is drawn afterwards (exits a day after the draw)."""
+    rep = {"lists": ["defaulters"], "after_days": 5, "daily_probability": 0.05}
+    no_comply = {"behaviours__court.comply__rate": 0.0}
+    repair = nm.EXIT_ROUTES.index("repair")
+
+    def repaired(p: Played) -> dict[int, list[int]]:
+        out = {}
+        for d in p.days:
+            assert d.redress is not None
+            r = d.redress
+            out[d.day] = sorted(r.exit_cit[r.exit_route == repair].tolist())
+        return out
+
+    plain = repaired(play(scenario(redress__repair=rep, **no_comply)))
+    eras = repaired(play(scenario(redress__repair={**rep, "schedule": [{"from_day": 0, "multiplier": 1.0},
+                                                                       {"from_day": 30, "multiplier": 0.0}]},
+                                  **no_comply)))
+    assert sum(len(v) for d, v in plain.items() if d <= 30) > 5
+    assert {d: v for d, v in eras.items() if d <= 30} == {d: v for d, v in plain.items() if d <= 30}
+    assert all(not v for d, v in eras.items() if d > 30)
+    assert any(v for d, v in plain.items() if d > 30)

@@ -8,14 +8,20 @@ of the configured scenario (:func:`credsim.scenario.load.scenario_hash`: paramet
 and seed included) and the target definitions, so a changed scenario, seed or target never
 reads a stale result. Results come back in the order asked, whatever finishes first, so a
 calibration does not depend on the number of workers.
+
+With ``ray=True`` the runs are Ray tasks instead (a local Ray is started unless one is running).
+Each task asks for half a CPU and at most ``workers`` are in flight: a whole-CPU request can wait
+for ever on a small machine whose CPUs Ray counts as taken (e.g. by shard actors), while the
+window keeps the parallelism what was asked for.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -36,9 +42,10 @@ class Point:
 
 def cache_key(s: Scenario, tf: TargetsFile) -> str:
     """What an evaluation is stored under: the configured scenario and what is measured from it."""
-    measured = {"metric", "kind", "from_day", "to_day", "value"}  # a tolerance or a note changes no run
-    specs = {"targets": {k: v.model_dump(include=measured) for k, v in tf.targets.items()},
-             "checks": {k: v.model_dump(include=measured) for k, v in tf.checks.items()},
+    # a tolerance or a note changes no run; what is read from the run does
+    measured = {"metric", "kind", "from_day", "to_day", "value", "group", "minus", "per", "per_group"}
+    specs = {"targets": {k: v.model_dump(include=measured, exclude_none=True) for k, v in tf.targets.items()},
+             "checks": {k: v.model_dump(include=measured, exclude_none=True) for k, v in tf.checks.items()},
              "real_population": tf.real_population}
     blob = scenario_hash(s) + json.dumps(specs, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -74,13 +81,18 @@ class Runner:
     on_result: Callable[[Evaluation, bool], None] | None = None  # (evaluation, came from the cache)
     runs: int = 0  # simulations actually run (not read from the cache)
     cached: int = 0
+    ray: bool = False  # Ray tasks instead of a process pool
     _pool: ProcessPoolExecutor | None = None  # kept between batches: a spawned worker takes seconds to start
+    _ray: _RayTasks | None = None
 
     def close(self) -> None:
         """Stop the worker processes (a calibration makes hundreds of small batches with one pool)."""
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+        if self._ray is not None:
+            self._ray.close()
+            self._ray = None
 
     def __enter__(self) -> Runner:
         return self
@@ -111,7 +123,13 @@ class Runner:
                 todo.setdefault(k, []).append(i)  # the same point twice is run once
         if todo:
             order = list(todo)
-            if self.workers > 1 and len(order) > 1:
+            if self.ray:
+                if self._ray is None:
+                    self._ray = _RayTasks(self.workers)
+                for k, ev in self._ray.run([(configured[todo[k][0]], self.tf, points[todo[k][0]].params,
+                                              self.threads, k) for k in order]):
+                    self._done(k, ev, todo[k], points, out)
+            elif self.workers > 1 and len(order) > 1:
                 if self._pool is None:
                     self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"))
                 futs: dict[Future[Evaluation], str] = {
@@ -153,3 +171,39 @@ class Runner:
         tmp = self.cache / f"{key}.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(_to_json(ev)), encoding="utf-8")
         tmp.replace(self.cache / f"{key}.json")
+
+
+RAY_CPUS_PER_RUN = 0.5
+
+
+class _RayTasks:
+    """Calibration runs as Ray tasks, at most ``workers`` in flight, each asking for half a CPU."""
+
+    def __init__(self, workers: int) -> None:
+        import ray  # heavy and optional: only a calibration with --ray pays for importing it
+
+        self.ray = ray
+        self.workers = workers
+        self.own_init = not ray.is_initialized()
+        if self.own_init:
+            # local and loopback only, no dashboard
+            ray.init(num_cpus=max(1, math.ceil(workers * RAY_CPUS_PER_RUN)), include_dashboard=False,
+                     log_to_driver=False, configure_logging=False, _node_ip_address="127.0.0.1")
+        self.task = ray.remote(num_cpus=RAY_CPUS_PER_RUN, max_retries=0)(_run_one)
+
+    def run(self, jobs: list[tuple[Scenario, TargetsFile, dict[str, float], int | None, str]]
+            ) -> Iterator[tuple[str, Evaluation]]:
+        """(key, evaluation) of each job as it finishes."""
+        waiting = list(jobs)
+        flying: dict[object, str] = {}
+        while waiting or flying:
+            while waiting and len(flying) < self.workers:
+                s, tf, params, threads, key = waiting.pop(0)
+                flying[self.task.remote(s, tf, params, threads)] = key  # type: ignore[attr-defined]
+            done, _ = self.ray.wait(list(flying), num_returns=1)
+            for ref in done:
+                yield flying.pop(ref), self.ray.get(ref)
+
+    def close(self) -> None:
+        if self.own_init:
+            self.ray.shutdown()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -53,12 +54,27 @@ class TargetSpec(_Strict):
     tolerance: Annotated[float | None, Field(gt=0, le=10)] = None  # this figure's own, else the file's
     source: str = ""
     note: str = ""
+    # a group's count instead of everyone's, as "dimension:group" (e.g. "origin:foreign")
+    group: str | None = Field(default=None, pattern=r"^[^:]+:[^:]+$")
+    # a metric subtracted from `metric` (same group and days): e.g. investigated minus investigated_true
+    minus: str | None = Field(default=None, min_length=1, max_length=200)
+    # a rate, not a count: divide by this metric over the same days (then `value` is a ratio and is
+    # not scaled by the population); `per_group` is the denominator's group (unset: every citizen)
+    per: str | None = Field(default=None, min_length=1, max_length=200)
+    per_group: str | None = Field(default=None, pattern=r"^[^:]+:[^:]+$")
 
     @model_validator(mode="after")
     def _order(self) -> TargetSpec:
         if self.to_day < self.from_day:
             raise ValueError(f"to_day ({self.to_day}) must not be before from_day ({self.from_day})")
+        if self.per_group is not None and self.per is None:
+            raise ValueError("per_group is the group of the denominator `per`: set per as well")
         return self
+
+    @property
+    def is_rate(self) -> bool:
+        """A ratio of two counts of the same run: compared as it is, whatever the population."""
+        return self.per is not None
 
 
 class ParameterSpec(_Strict):
@@ -222,25 +238,60 @@ def objective(ev: Evaluation) -> float:
 def scaled_targets(tf: TargetsFile, population: int | None = None, checks: bool = False) -> dict[str, float]:
     n = population or tf.simulate.population
     items = tf.checks if checks else tf.targets
-    return {k: t.value * n / tf.real_population for k, t in items.items()}
+    return {k: t.value if t.is_rate else t.value * n / tf.real_population for k, t in items.items()}
+
+
+class _Table:
+    """A run's long metrics table as arrays, to read one metric of one group over a range of days."""
+
+    def __init__(self, metrics_table: Any) -> None:
+        t = metrics_table
+        # dictionary codes, not strings: the table has a row per day, metric and group slot
+        self.names, self.name_codes = self._codes(t["metric"])
+        self.dims, self.dim_codes = self._codes(t["dimension"])
+        self.groups, self.group_codes = self._codes(t["group"])
+        self.days = t["day"].to_numpy()
+        self.values = t["value"].to_numpy()
+        self.everyone = self.dims == self.dim_codes.get("all", -1)
+
+    @staticmethod
+    def _codes(column: Any) -> tuple[np.ndarray, dict[str, int]]:
+        arr = column.combine_chunks()
+        if not pa.types.is_dictionary(arr.type):
+            arr = pc.dictionary_encode(arr)
+        return arr.indices.to_numpy(zero_copy_only=False), {v: i for i, v in enumerate(arr.dictionary.to_pylist())}
+
+    def read(self, key: str, spec: TargetSpec, metric: str, group: str | None) -> float:
+        sel = self.names == self.name_codes.get(metric, -1)
+        if not sel.any():
+            raise KeyError(f"target {key!r}: the run has no metric {metric!r}")
+        if group is None:
+            sel &= self.everyone
+        else:
+            dim, grp = group.split(":", 1)
+            sel &= (self.dims == self.dim_codes.get(dim, -1)) & (self.groups == self.group_codes.get(grp, -1))
+            if not sel.any():
+                raise KeyError(f"target {key!r}: the run has no group {grp!r} of dimension {dim!r}")
+        d, v = self.days[sel], self.values[sel]
+        if spec.kind == "sum":
+            return float(v[(d >= spec.from_day) & (d <= spec.to_day)].sum())
+        return float(v[d == spec.to_day].sum())
 
 
 def measure_targets(metrics_table: Any, specs: dict[str, TargetSpec]) -> dict[str, float]:
-    """Each target's simulated value from a run's long metrics table (dimension 'all')."""
-    t = metrics_table.filter(pc.equal(metrics_table["dimension"].cast("string"), "all"))
-    names = t["metric"].cast("string").to_numpy(zero_copy_only=False)
-    days = t["day"].to_numpy()
-    values = t["value"].to_numpy()
+    """Each target's simulated value from a run's long metrics table: a count of everyone (or of
+    a group), less ``minus``, divided by ``per`` for a rate (0 when the denominator is 0: nothing
+    to divide, which the fit reads as far off)."""
+    tab = _Table(metrics_table)
     out = {}
     for k, spec in specs.items():
-        sel = names == spec.metric
-        if not sel.any():
-            raise KeyError(f"target {k!r}: the run has no metric {spec.metric!r}")
-        d, v = days[sel], values[sel]
-        if spec.kind == "sum":
-            out[k] = float(v[(d >= spec.from_day) & (d <= spec.to_day)].sum())
-        else:
-            out[k] = float(v[d == spec.to_day].sum())
+        v = tab.read(k, spec, spec.metric, spec.group)
+        if spec.minus is not None:
+            v -= tab.read(k, spec, spec.minus, spec.group)
+        if spec.per is not None:
+            den = tab.read(k, spec, spec.per, spec.per_group)
+            v = v / den if den > 0 else 0.0
+        out[k] = v
     return out
 
 

@@ -38,6 +38,8 @@ def calibrate_cmd(
     days: Annotated[int | None, typer.Option("--days", "-d", min=1, help="override simulate.days")] = None,
     threads: Annotated[int | None, typer.Option(help="threads per run (results do not depend on it)")] = None,
     workers: Annotated[int, typer.Option(min=1, help="runs in parallel (processes)")] = 1,
+    ray: Annotated[bool, typer.Option("--ray", help="run as tasks on a local Ray (half a CPU each, --workers "
+                                      "at a time) instead of processes; same results")] = False,
     particles: Annotated[int, typer.Option(min=0, help="ABC-SMC particles (0: no posterior)")] = 24,
     generations: Annotated[int, typer.Option(min=1, help="ABC-SMC generations")] = 3,
     abc_seed: Annotated[int, typer.Option(min=0, help="seed of the ABC-SMC sampler's draws")] = 0,
@@ -56,7 +58,7 @@ def calibrate_cmd(
                 tf.validation.population = population
         if days is not None:
             tf.simulate.days = days
-        runner = Runner(scen, tf, threads=threads, workers=workers,
+        runner = Runner(scen, tf, threads=threads, workers=workers, ray=ray,
                         cache=cache or Path(f"{scen.name}-calibration-runs"),
                         on_result=_echo_result)
         with runner:

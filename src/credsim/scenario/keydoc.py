@@ -391,6 +391,9 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Repair.daily_probability": KeyDoc("daily probability that an eligible listed citizen applies and is "
                                        "restored; the stay ends the next day (exit route `repair`)",
                                        "probability per day", "0.002"),
+    "Repair.schedule": KeyDoc("policy eras of the repair probability: from each step's `from_day` on, "
+                              "`daily_probability` is multiplied by its `multiplier` (before the first step: x1)",
+                              "", "[{from_day: 0, multiplier: 1.0}, {from_day: 2191, multiplier: 0.2}]"),
     # Notice
     "Notice.at": KeyDoc("what serves notice: `listing` (after the official entry, D2), `filing` (prior notice, "
                         "when a record counting towards the list is filed: an objection can then stop the entry "

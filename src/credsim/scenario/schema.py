@@ -610,6 +610,17 @@ class Repair(Strict):
     daily_probability: Probability = Field(
         description="daily probability that an eligible listed citizen applies and is restored (the stay ends "
         "the next day)")
+    schedule: list[Step] = Field(
+        default=[], description="policy eras: from each step's day on, the daily probability is multiplied by its "
+        "multiplier (none: constant)")
+
+    @field_validator("schedule")
+    @classmethod
+    def _ascending(cls, steps: list[Step]) -> list[Step]:
+        days = [s.from_day for s in steps]
+        if any(a >= b for a, b in zip(days, days[1:], strict=False)):
+            raise ValueError(f"schedule from_day values must be strictly ascending, got {days}")
+        return steps
 
 
 class Redress(Strict):

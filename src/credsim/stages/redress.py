@@ -120,7 +120,15 @@ class RedressRules:
     repair_lists: np.ndarray  # (L,) bool
     repair_after: int
     repair_p: float
+    repair_days: np.ndarray  # (steps,) from_day of the repair schedule's eras, ascending
+    repair_mult: np.ndarray  # (steps,) their multipliers of repair_p
     reconsider_by: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (Bd,) body or -1
+
+    def repair_p_on(self, day: int) -> float:
+        """The repair probability of ``day``: the base probability times the era's multiplier (x1 before
+        the first era, so a section without a schedule draws against exactly ``repair_p``)."""
+        k = int(np.searchsorted(self.repair_days, day, side="right")) - 1
+        return self.repair_p if k < 0 else self.repair_p * float(self.repair_mult[k])
 
 
 def redress_rules(plan: Plan, spec: RedressSpec, n_citizens: int) -> RedressRules:
@@ -151,6 +159,8 @@ def redress_rules(plan: Plan, spec: RedressSpec, n_citizens: int) -> RedressRule
         else np.ones((0, len(plan.dims), maxv)),
         np.array([a.correction_days for a in ab], np.int64), np.array([a.cost for a in ab]),
         repair_lists, rep.after_days if rep is not None else 0, rep.daily_probability if rep is not None else 0.0,
+        np.array([st.from_day for st in rep.schedule] if rep is not None else [], np.int64),
+        np.array([st.multiplier for st in rep.schedule] if rep is not None else [], np.float64),
         np.array([bodies.index(a.reconsideration) if a.reconsideration else -1 for a in ab], np.int64))
 
 
@@ -418,13 +428,14 @@ class Redress:
         which the classify stage applies (and ignores if the stay has ended meanwhile). Both views draw
         the same number for a citizen, so the rule acts alike on the official and the shadow list."""
         rules, day = self.rules, d.day
+        p = rules.repair_p_on(day)
         for li in np.flatnonzero(rules.repair_lists).tolist():
             for m in (0, 1):
                 since = st.listed_since[m, li]
                 cand = np.flatnonzero((st.listed[m, li] == 1) & (day - since >= rules.repair_after))
                 if cand.shape[0] == 0:
                     continue
-                go = cand[_draw(self.seed, f"redress:repair:{self.plan.lists[li]}", day, cand) < rules.repair_p]
+                go = cand[_draw(self.seed, f"redress:repair:{self.plan.lists[li]}", day, cand) < p]
                 k = go.shape[0]
                 st.terms.push(day + 1, go.astype(np.int64), np.full(k, m, np.int64), np.full(k, li, np.int64),
                               since[go].astype(np.int64))
