@@ -54,6 +54,7 @@ def step(retract_on: int | None) -> list[int]:
                                            "behaviours__education.school_fee__rate": 1.0}))
     loop, _ = engine.prepare(scen, population=50, days=30)
     st, plan = loop.st, loop.plan
+    st.ledger.keep = True  # no redress section: retraction is driven by hand here
     st.dependants[CIT] = 2
     one = np.ones(1, np.uint8)
     st.records.push(2, np.array([CIT]), np.array([plan.rtypes.index("court.default")]), np.array([0]),
