@@ -16,7 +16,9 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
+from credsim import names
 from credsim.kernels import COMPILE_NOTICE, needs_compiling
+from credsim.report.labels import for_run
 from credsim.scenario.load import parse_set as parse_set  # every command parses --set the same way
 from credsim.store import connect, read_manifest
 
@@ -96,11 +98,14 @@ def summary(run_dir: Path, wall: float, quiet: bool) -> None:
     t = Table(title=f"{man['scenario_name']}: {n:,} citizens x {man['days']} days, seed {man['seed']}")
     t.add_column("measure")
     t.add_column("value", justify="right")
+    lab = for_run(run_dir)  # readers' words, never internal metric names
+    meaning = {f.prefix: f.meaning for f in names.FAMILIES}
     for metric, value in rows:
         if metric != "population":
-            t.add_row(f"{metric} (end)", f"{value:,.0f} ({100 * value / n:.2f}%)")
+            t.add_row(f"{lab.metric(metric)} (end of run)", f"{value:,.0f} ({100 * value / n:.2f}%)")
     for metric, value in flows:
-        t.add_row(f"{metric} (total)", f"{value:,.0f}")
+        t.add_row(f"{meaning.get(metric, 'records filed' if metric == 'records' else metric)} (all days)",
+                  f"{value:,.0f}")
     rate = n * man["days"] / max(wall, 1e-9)
     t.add_row("wall time", f"{wall:.1f} s ({rate:,.0f} citizen-days/s)")
     out_console.print(t)
