@@ -618,8 +618,10 @@ def transitions(res: dict[str, Any]) -> Chart:
     _layout(fig, height=640)
     if k:
         mean = sum(offs) / k
-        return Chart(f"On average {_count(mean)} citizens per replicate ({min(offs):,} to {max(offs):,} over {k} "
-                     "replicates) ended in another grade than their true records alone would give", fig,
+        how_many = (f"{offs[0]:,} citizens in each of {k} replicates" if min(offs) == max(offs) else
+                    f"On average {_count(mean)} citizens per replicate ({min(offs):,} to {max(offs):,} over {k} "
+                    "replicates)")
+        return Chart(f"{how_many} ended in another grade than their true records alone would give", fig,
                      f"Citizen counts: each cell is the mean over {k} replicates (colour on a log scale), with the "
                      "lowest–highest replicate beneath where they differ (min–max, not a confidence interval). "
                      "Off-diagonal cells at the bottom are misgraded citizens.")
