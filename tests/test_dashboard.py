@@ -23,7 +23,7 @@ from credsim.scenario.load import load_scenario, scenario_hash
 
 pytest.importorskip("dash")
 
-from credsim.dashboard.app import Dashboard  # noqa: E402
+from credsim.dashboard.app import Dashboard, live_table  # noqa: E402
 from credsim.report.html import PLOTLY_FILE  # noqa: E402
 
 
@@ -183,9 +183,19 @@ def test_live_snapshots_come_every_few_days_and_are_the_final_series_cut_short(t
     for early in snaps[:-1]:  # an earlier snapshot is the same series cut at its day
         assert early.series["day"] == list(range(early.day))
         assert all(early.series[m] == v[:early.day] for m, v in stored.items())
-    figs = {key: fig for key, fig, _c in live.figures(snaps[2], {})}
+    drawn = {c.key: c for c in live.figures(snaps[2], {})}
+    figs = {key: c.fig for key, c in drawn.items()}
     assert figs["list_sizes"] is not None and list(figs["list_sizes"].layout.xaxis.range) == [0, 30]
     assert all(len(t.x) == 9 for t in figs["list_sizes"].data)  # 9 days drawn on the run's whole axis
+    # a text alternative and a data table, like every report chart: one row per day drawn, every line's value
+    lists = drawn["list_sizes"]
+    assert lists.head == ["day"] + [str(t.name) for t in figs["list_sizes"].data]
+    assert [r[0] for r in lists.rows] == [str(d) for d in range(9)]
+    for j, t in enumerate(figs["list_sizes"].data, start=1):
+        assert [float(r[j].replace(",", "")) for r in lists.rows] == pytest.approx(list(t.y), rel=1e-5)
+    assert "day 9 of 31" in lists.alt and lists.title in lists.alt and f"{len(t.x)} days" in lists.alt
+    table = live_table(lists)
+    assert len(table.children[2].children) == 9  # the page's table: one body row per day
 
 
 @pytest.mark.parametrize("name", ["../x", "/etc", "..", "a/../../b", ".dashboard-cache", "x\\..\\y", "%2e%2e/x",

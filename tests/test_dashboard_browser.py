@@ -125,10 +125,13 @@ LIVE_GROWS = """() => {
   const n = g && g.data ? g.data.reduce((s, t) => s + (t.x ? t.x.length : 0), 0) : 0;
   const p = Number(document.querySelector('#progress').getAttribute('aria-valuenow'));
   const caption = document.querySelector('#live-caption').innerText;
+  const alt = document.querySelector('#live-list_sizes-alt').textContent;
+  const described = e && e.closest('[aria-describedby="live-list_sizes-alt"]') !== null;
+  const days = document.querySelectorAll('#live-list_sizes-table tbody tr').length;
   if (p >= 100) return {before: window.liveBefore || 0, after: -1, progress: p, caption};
   if (n > 0 && window.liveBefore === undefined) window.liveBefore = n;
   if (window.liveBefore !== undefined && n > window.liveBefore) return {before: window.liveBefore, after: n,
-                                                                        progress: p, caption};
+                                                                        progress: p, caption, alt, described, days};
   return false;
 }"""
 
@@ -156,6 +159,9 @@ def test_removing_the_court_list_sanction_stops_flight_denials(page: Any, server
     grew = pg.wait_for_function(LIVE_GROWS, timeout=RUN_TIMEOUT).json_value()
     assert grew["before"] > 0 and grew["after"] > grew["before"] and grew["progress"] < 100, grew
     assert "Day " in grew["caption"] and " of 90 " in grew["caption"]
+    # the live chart has a text alternative it is described by, and its numbers in a table (a row per day drawn)
+    assert grew["described"] and "Chart, partial: " in grew["alt"] and " of 90)" in grew["alt"], grew
+    assert grew["days"] > 0, grew
     ARTIFACTS.mkdir(exist_ok=True)
     pg.screenshot(path=str(ARTIFACTS / "dashboard-live.png"))  # the page mid-run (the box may just have closed)
     first = run(pg, None, click=False)

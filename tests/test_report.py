@@ -18,6 +18,7 @@ from .conftest import WRONGFUL_PRONE
 pytest.importorskip("plotly")
 
 from credsim.report import charts  # noqa: E402
+from credsim.report import html as report_html  # noqa: E402
 from credsim.report.findings import change_words  # noqa: E402
 from credsim.report.html import PLOTLY_FILE  # noqa: E402
 from credsim.report.labels import Labels, words  # noqa: E402
@@ -269,3 +270,34 @@ def test_time_series_and_group_charts_show_every_replicate(tmp_path: Path) -> No
     for y, x, up, down in zip(denied.y, denied.x, denied.error_x.array, denied.error_x.arrayminus, strict=True):
         assert x == pytest.approx(sum(labels[y]) / 2)
         assert x + up == pytest.approx(max(labels[y])) and x - down == pytest.approx(min(labels[y]))
+    # cross-context: mean share per rule over replicates, min–max whiskers, one severity dot per replicate and rule
+    cross = charts.cross_context(res)
+    assert cross.fig is not None and "min–max" in cross.caption and "First of" not in cross.caption
+    shares: dict[str, list[float]] = {}
+    for r in res["replicates"]:
+        for rule in r["sanctions"]:
+            if rule["denials"]:
+                shares.setdefault(charts.from_result(res).name(rule["sanction"]), []).append(100 * rule["cross_mean"])
+    top, dots = cross.fig.data[0], cross.fig.data[1]
+    assert sorted(top.x) == sorted(shares) and len(dots.x) == sum(len(v) for v in shares.values())
+    for name, y, up, down in zip(top.x, top.y, top.error_y.array, top.error_y.arrayminus, strict=True):
+        assert y == pytest.approx(sum(shares[name]) / len(shares[name]))
+        assert y + up == pytest.approx(max(shares[name])) and y - down == pytest.approx(min(shares[name]))
+    # transitions: each cell the mean count over replicates with the lowest and highest replicate, in the table too
+    trans = charts.transitions(res)
+    assert trans.fig is not None and "min–max" in trans.caption and "First of" not in trans.caption
+    tr = [r["transitions"] for r in res["replicates"]]
+    gnames = [charts.from_result(res).name(g) for g in tr[0]["grades"]]
+    for heat, key in zip(trans.fig.data, ("start_end", "official_vs_shadow"), strict=True):
+        for a, y in enumerate(heat.y):
+            for b, x in enumerate(heat.x):
+                counts = [t[key][gnames.index(y)][gnames.index(x)] for t in tr]
+                assert list(heat.customdata[a][b]) == [sum(counts) / 2, min(counts), max(counts)]
+    head, rows = report_html.figure_rows(trans.fig)
+    assert head[3:] == ["citizens (mean over replicates)", "lowest replicate", "highest replicate"]
+    assert len(rows) == 2 * len(trans.fig.data[0].x) ** 2
+    off = [sum(v for i, r in enumerate(t["official_vs_shadow"]) for j, v in enumerate(r) if i != j) for t in tr]
+    mean_off = sum(off) / 2
+    shown = f"{mean_off:,.0f}" if mean_off.is_integer() else f"{mean_off:,.1f}"
+    assert trans.title.startswith(f"On average {shown} citizens per replicate ({min(off):,} to {max(off):,} "
+                                  if min(off) < max(off) else f"{off[0]:,} citizens in each of 2 replicates")

@@ -299,7 +299,8 @@ def assemble(pairs: Sequence[Replicate | tuple[Path, Path | None]], root: Path |
 
 
 def _spread_inputs(figs: dict[str, Any]) -> dict[str, Any]:
-    """What the report needs of each replicate to draw its spread: stock series and per-group denials.
+    """What the report needs of each replicate to draw its spread: stock series, per-group denials,
+    per-rule cross-context shares and the grade transition counts.
 
     Charts over time and by group show every replicate's range, not the first replicate alone;
     kept only when there are several replicates, so a one-replicate audit.json is as before.
@@ -308,7 +309,10 @@ def _spread_inputs(figs: dict[str, Any]) -> dict[str, Any]:
     series = {k: v for k, v in figs["series"].items() if k == "day" or k.startswith(stocks)}
     groups = [{k: g.get(k) for k in ("dimension", "group", "population", "denied.total", "wrongful.total")}
               for g in figs["groups"]]
-    return {"series": series, "groups": groups}
+    sanctions = [{k: r.get(k) for k in ("sanction", "denials", "cross_mean", "severity", "gravity_median",
+                                        "gravity_p10", "gravity_p90")} for r in figs.get("sanctions") or []]
+    return {"series": series, "groups": groups, "sanctions": sanctions,
+            "transitions": figs.get("transitions") or {}}
 
 
 def _inside(audit_dir: Path, name: object) -> Path:

@@ -54,6 +54,7 @@ LIVE: dict[str, Any] = {"aria-live": "polite"}
 PROGRESS_ARIA: dict[str, Any] = {"aria-valuenow": "0", "aria-valuemin": "0", "aria-valuemax": "100",
                                  "aria-label": "progress of the run (both runs)"}
 LIVE_TITLES = (("list_sizes", "On each list, so far"), ("grade_mix", "Grade mix, so far"))
+LIVE_OUTPUTS = 4  # per live chart: figure, its cell's style, text alternative, data table
 HIDDEN: dict[str, str] = {"display": "none"}
 USER_ERRORS = (ScenarioError, security.PathRefused, security.UploadRefused, NotTraced, MemoryRefused,
                FileNotFoundError, RuntimeError, ValueError)
@@ -90,6 +91,8 @@ table.figures{border-collapse:collapse;background:#fff;font-size:.92em;margin:.5
 table.figures th,table.figures td{padding:.3em .7em;border-bottom:1px solid #eee;text-align:right}
 table.figures th{background:#f2f2f2} .l{text-align:left!important} td.num{font-variant-numeric:tabular-nums;
  font-weight:600}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+.tablewrap{overflow-x:auto;max-height:20em}
 .findings li{margin:.35em 0} .findings b{color:#1a1a1a}
 .pair{display:flex;gap:1em} .pair .cell{flex:1;min-width:0;background:#fff;border:1px solid #eee}
 .colhead{background:none!important;border:0!important} .colhead h3{margin:.6em 0 0;color:#555}
@@ -119,6 +122,20 @@ tr.false td{color:#b3301e} tr.denied td{font-weight:700;background:#fff2ef} .bad
 INDEX = """<!DOCTYPE html>
 <html lang="en"><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}<style>""" + CSS + """</style></head>
 <body>{%app_entry%}<footer>{%config%}{%scripts%}{%renderer%}</footer></body></html>"""
+
+
+def described(alt_id: str) -> dict[str, Any]:
+    """The attribute that ties a chart to its text alternative (a described-by text: the chart holds buttons)."""
+    return {"aria-describedby": alt_id}
+
+
+def live_table(chart: live.LiveChart) -> html.Table:
+    """A live chart's numbers as a table (one row per day), the same numbers the chart draws."""
+    return html.Table([html.Caption(chart.title, className="sr"),
+                       html.Thead(html.Tr([html.Th(h, scope="col", className="l" if j == 0 else "")
+                                           for j, h in enumerate(chart.head)])),
+                       html.Tbody([html.Tr([html.Td(v, className="l" if j == 0 else "") for j, v in enumerate(r)])
+                                   for r in chart.rows])], className="figures")
 
 
 class Dashboard:
@@ -230,8 +247,14 @@ class Dashboard:
                 html.Div(id="stale-note", className="stale-note", role="status"),
                 html.Div([html.H2("While it runs: your policy so far"),
                           html.P(id="live-caption", className="caption", **LIVE),
-                          html.Div([html.Div([html.H3(title), dcc.Graph(id=f"live-{key}", config=views.GRAPH_CONFIG)],
-                                             id=f"live-{key}-cell", className="cell") for key, title in LIVE_TITLES],
+                          html.Div([html.Div([
+                              html.H3(title),
+                              html.P(id=f"live-{key}-alt", className="sr"),
+                              html.Div(dcc.Graph(id=f"live-{key}", config=views.GRAPH_CONFIG),
+                                       **described(f"live-{key}-alt")),
+                              html.Details([html.Summary("Table: the numbers so far"),
+                                            html.Div(id=f"live-{key}-table", className="tablewrap")])],
+                              id=f"live-{key}-cell", className="cell") for key, title in LIVE_TITLES],
                                    className="pair")],
                          id="live-box", style={"display": "none"}),
                 html.Div(html.Div(html.P("Choose a scenario, move a knob and press Run: a paired run of the policy "
@@ -365,7 +388,8 @@ class Dashboard:
            prevent_initial_call=True)(self.on_run)
         cb(Output("live-box", "style"), Output("live-caption", "children"),
            *[o for key, _t in LIVE_TITLES
-             for o in (Output(f"live-{key}", "figure"), Output(f"live-{key}-cell", "style"))],
+             for o in (Output(f"live-{key}", "figure"), Output(f"live-{key}-cell", "style"),
+                       Output(f"live-{key}-alt", "children"), Output(f"live-{key}-table", "children"))],
            Output("live-seen", "data"), Input("poll", "n_intervals"), Input("current", "data"), State("job", "data"),
            State("live-seen", "data"), prevent_initial_call=True)(self.on_live)
         cb(Output("message", "children", allow_duplicate=True), Input("cancel", "n_clicks"), State("job", "data"),
@@ -503,16 +527,16 @@ class Dashboard:
         Polled with the progress bar; a snapshot already drawn is not sent again, so most polls cost nothing.
         """
         keep = no_update
-        unchanged = (keep,) * (2 + 2 * len(LIVE_TITLES)) + (keep,)
+        unchanged = (keep,) * (2 + LIVE_OUTPUTS * len(LIVE_TITLES)) + (keep,)
         job = self.runner.jobs.get(job_id) if isinstance(job_id, str) else None
         if job is None or job.finished or ctx.triggered_id == "current":
-            return (HIDDEN,) + (keep,) * (1 + 2 * len(LIVE_TITLES)) + (None,)
+            return (HIDDEN,) + (keep,) * (1 + LIVE_OUTPUTS * len(LIVE_TITLES)) + (None,)
         snap = job.partial
         mark = f"{job.id}:{snap.day}" if snap is not None else None
         if snap is None or mark == seen:
             return unchanged
         try:
-            drawn = {key: (fig, caption) for key, fig, caption in live.figures(snap, job.labels)}
+            drawn = {c.key: c for c in live.figures(snap, job.labels)}
         except Exception as exc:  # a live chart is a courtesy: the final charts still come
             self._oops(exc)  # logged on the server
             return unchanged
@@ -520,8 +544,10 @@ class Dashboard:
                           f"Day {snap.day} of {snap.days} of your policy's run: partial figures, redrawn every "
                           f"{live.every(snap.days)} days while it runs. The full charts replace them at the end."]
         for key, _title in LIVE_TITLES:
-            fig, _caption = drawn.get(key, (None, ""))
-            out += [fig if fig is not None else {}, {} if fig is not None else HIDDEN]
+            c = drawn.get(key)
+            fig = c.fig if c is not None else None
+            out += [fig if fig is not None else {}, {} if fig is not None else HIDDEN,
+                    c.alt if c is not None else "", live_table(c) if c is not None and fig is not None else None]
         return (*out, mark)
 
     def results_page(self, name: str, previous: Any) -> list[Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import plotly.graph_objects as go
@@ -67,17 +67,55 @@ def watcher(days: int, keep: Callable[[Snapshot], None]) -> Callable[[int, Metri
     return on_metrics
 
 
-def figures(snap: Snapshot, labels: dict[str, Any]) -> list[tuple[str, go.Figure | None, str]]:
-    """(key, figure or None, caption) of each live chart, with the day axis fixed to the whole run."""
+class LiveChart(NamedTuple):
+    """One live chart with what a reader who cannot see it needs: a sentence and the numbers drawn."""
+
+    key: str
+    title: str  # the takeaway so far
+    fig: go.Figure | None
+    caption: str
+    alt: str  # the takeaway, what is drawn and the latest value of every line
+    head: list[str]  # the data table: one row per day, one column per line
+    rows: list[list[str]]
+
+
+def _value(v: Any) -> str:
+    return "" if v is None else f"{float(v):,.6g}"
+
+
+def table(fig: go.Figure) -> tuple[list[str], list[list[str]]]:
+    """The lines of a time-series figure as one row per day (a wide table: a long one repeats every day per line)."""
+    lines = [t for t in fig.data if t.x is not None and t.y is not None and t.hoverinfo != "skip"]
+    days = sorted({int(d) for t in lines for d in t.x})
+    cols = [dict(zip((int(d) for d in t.x), t.y, strict=False)) for t in lines]
+    return (["day"] + [str(t.name) for t in lines],
+            [[str(d)] + [_value(c.get(d)) for c in cols] for d in days])
+
+
+def alternative(title: str, snap: Snapshot, head: list[str], rows: list[list[str]]) -> str:
+    """A sentence for screen readers: the takeaway so far, the day reached and each line's latest value."""
+    last = rows[-1] if rows else []
+    latest = "; ".join(f"{name} {val}" for name, val in zip(head[1:], last[1:], strict=False) if val)
+    return (f"Chart, partial: {title} (day {snap.day} of {snap.days}). {len(head) - 1} lines over "
+            f"{len(rows)} days" + (f"; on the latest day: {latest}" if latest else "")
+            + ". The table below the chart lists every value.")
+
+
+def figures(snap: Snapshot, labels: dict[str, Any]) -> list[LiveChart]:
+    """Each live chart, its text alternative and data table, with the day axis fixed to the whole run."""
     res = {"meta": {"population": snap.population, "labels": labels, "replicates": 1},
            "first": {"series": snap.series, "grades": snap.grades, "lists": snap.lists}, "replicates": []}
-    out: list[tuple[str, go.Figure | None, str]] = []
+    out: list[LiveChart] = []
     for fn in LIVE_CHARTS:
         if not snap.series["day"]:
             break
-        _title, fig, caption = fn(res)
+        title, fig, caption = fn(res)
+        head: list[str] = []
+        rows: list[list[str]] = []
         if fig is not None:
             fig.update_xaxes(range=[0, snap.days - 1])  # the line grows across a fixed axis
             fig.update_layout(uirevision=fn.__name__)  # keep the reader's zoom while the line grows
-        out.append((fn.__name__, fig, caption))
+            head, rows = table(fig)
+        out.append(LiveChart(fn.__name__, title, fig, caption, alternative(title, snap, head, rows) if fig else caption,
+                             head, rows))
     return out

@@ -270,38 +270,119 @@ def wrongful_missed(res: dict[str, Any]) -> Chart:
                  + bars)
 
 
+def _per_replicate(res: dict[str, Any], key: str) -> list[Any] | None:
+    """Each replicate's ``key`` when there are several replicates and every one carries it, else None.
+
+    An audit.json written before replicates carried ``key`` falls back to the first replicate's chart.
+    """
+    reps = res.get("replicates") or []
+    if len(reps) < 2 or not all(key in r for r in reps):
+        return None
+    return [r[key] for r in reps]
+
+
+class RuleSpread(NamedTuple):
+    """One sanction rule's cross-context share (%) over the replicates in which it denied anyone."""
+
+    rule: dict[str, Any]  # the rule as one replicate that fired it reports it (severity is the scenario's)
+    mean: float
+    lo: float
+    hi: float
+    fired: int  # replicates in which the rule denied someone: only there is a share defined
+
+
+def _rule_spreads(per_rep: list[list[dict[str, Any]]]) -> list[RuleSpread]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for rules in per_rep:
+        for r in rules:
+            if r.get("denials"):
+                found.setdefault(r["sanction"], []).append(r)
+    out = []
+    for rows in found.values():
+        vals = [100 * (r["cross_mean"] or 0) for r in rows]
+        out.append(RuleSpread(rows[0], sum(vals) / len(vals), min(vals), max(vals), len(rows)))
+    return out
+
+
 def cross_context(res: dict[str, Any]) -> Chart:
     lab = from_result(res)
+    per_rep = _per_replicate(res, "sanctions")
+    if per_rep is not None:
+        return _cross_context_replicates(res, per_rep)
     rules = [r for r in res["first"].get("sanctions") or [] if r["denials"]]
     if not rules:
         return Chart("Cross-context share and proportionality, by sanction rule", None, "No denial to analyse.")
     rules.sort(key=lambda r: -(r["cross_mean"] or 0))
-    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.28,
-                        subplot_titles=("share of trigger from another domain",
-                                        "severity against points lost behind it"))
+    fig = _cross_frame()
     names = [lab.name(r["sanction"]) for r in rules]
     fig.add_trace(go.Bar(x=names, y=[100 * (r["cross_mean"] or 0) for r in rules], marker_color=PALETTE[3],
                          name="cross-context %", showlegend=False), row=1, col=1)
+    _severity_dots(fig, rules, names, "sanction rule")
+    _cross_axes(fig)
+    top = rules[0]
+    return Chart(f"{names[0]}: {100 * (top['cross_mean'] or 0):.0f}% of what triggered its denials came from "
+                 "another domain", fig, CROSS_WORDS + " (marker size: number of denials)." + _first_only(res))
+
+
+CROSS_WORDS = ("Top: for each denial, the share of the list or points behind it that came from a domain other "
+               "than the activity's, averaged by rule. Bottom: each rule's severity against the points the "
+               "dossier held against the citizen when it fired")
+
+
+def _cross_frame() -> go.Figure:
+    return make_subplots(rows=2, cols=1, vertical_spacing=0.28,
+                         subplot_titles=("share of trigger from another domain",
+                                         "severity against points lost behind it"))
+
+
+def _severity_dots(fig: go.Figure, rules: list[dict[str, Any]], names: list[str], name: str,
+                   biggest: float | None = None) -> None:
+    most = biggest if biggest is not None else max(x["denials"] for x in rules)
     fig.add_trace(go.Scatter(
         x=[r["gravity_median"] for r in rules], y=[r["severity"] for r in rules], mode="markers", text=names,
-        name="sanction rule", hovertemplate="%{text}: median %{x} points, severity %{y}<extra></extra>",
-        marker={"size": [8 + 22 * math.sqrt(r["denials"] / max(x["denials"] for x in rules)) for r in rules],
-                "color": PALETTE[0]},
+        name=name, hovertemplate="%{text}: median %{x} points, severity %{y}<extra></extra>",
+        marker={"size": [8 + 22 * math.sqrt(r["denials"] / most) for r in rules], "color": PALETTE[0]},
         error_x={"type": "data", "symmetric": False,
                  "array": [(r["gravity_p90"] or 0) - (r["gravity_median"] or 0) for r in rules],
                  "arrayminus": [(r["gravity_median"] or 0) - (r["gravity_p10"] or 0) for r in rules]},
         showlegend=False), row=2, col=1)
+
+
+def _cross_axes(fig: go.Figure) -> None:
     fig.update_yaxes(title_text="% of trigger", range=[0, 105], row=1, col=1)
     fig.update_yaxes(title_text="severity", row=2, col=1)
     fig.update_xaxes(title_text="median points lost (10th-90th percentile)", row=2, col=1)
     _layout(fig, height=640)
-    top = rules[0]
-    return Chart(f"{names[0]}: {100 * (top['cross_mean'] or 0):.0f}% of what triggered its denials came from "
-                 "another domain", fig,
-                 "Top: for each denial, the share of the list or points behind it that came from a domain other "
-                 "than the activity's, averaged by rule. Bottom: each rule's severity against the points the "
-                 "dossier held against the citizen when it fired (marker size: number of denials)."
-                 + _first_only(res))
+
+
+def _cross_context_replicates(res: dict[str, Any], per_rep: list[list[dict[str, Any]]]) -> Chart:
+    """Mean share over replicates with min–max whiskers on top; one dot per replicate and rule below."""
+    lab = from_result(res)
+    spreads = sorted(_rule_spreads(per_rep), key=lambda s: -s.mean)
+    if not spreads:
+        return Chart("Cross-context share and proportionality, by sanction rule", None, "No denial to analyse.")
+    k = len(per_rep)
+    names = [lab.name(s.rule["sanction"]) for s in spreads]
+    fig = _cross_frame()
+    fig.add_trace(go.Bar(
+        x=names, y=[s.mean for s in spreads], marker_color=PALETTE[3], name="cross-context %", showlegend=False,
+        customdata=[s.fired for s in spreads],
+        hovertemplate=f"%{{x}}: mean %{{y:.1f}}% over the %{{customdata}} of {k} replicates it fired in<extra></extra>",
+        error_y={"type": "data", "symmetric": False, "visible": True, "thickness": 1.2,
+                 "array": [s.hi - s.mean for s in spreads], "arrayminus": [s.mean - s.lo for s in spreads]}),
+        row=1, col=1)
+    dots = [(r, lab.name(r["sanction"])) for rules in per_rep for r in rules if r.get("denials")]
+    _severity_dots(fig, [d[0] for d in dots], [d[1] for d in dots], "sanction rule, one replicate",
+                   max(d[0]["denials"] for d in dots))
+    _cross_axes(fig)
+    partial = [n for n, s in zip(names, spreads, strict=True) if s.fired < k]
+    top = spreads[0]
+    return Chart(f"{names[0]}: {top.mean:.0f}% of what triggered its denials came from another domain "
+                 f"(mean over {k} replicates)", fig,
+                 CROSS_WORDS + f", one marker per replicate (size: its number of denials). Bars: means over the "
+                 f"{k} replicates; whiskers: from the lowest to the highest replicate (min–max, not a confidence "
+                 "interval)."
+                 + (f" Fired in only some replicates (mean over those): {', '.join(partial)}." if partial else ""))
 
 
 def _di_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -468,33 +549,82 @@ def recovery(res: dict[str, Any]) -> Chart:
                  "former grade) at the end count as not recovered yet (censored), not as recovered.")
 
 
+class CellSpread(NamedTuple):
+    """A transition matrix over replicates: per cell the mean count and the lowest and highest replicate."""
+
+    mean: list[list[float]]
+    lo: list[list[int]]
+    hi: list[list[int]]
+
+
+def _cells(mats: list[list[list[int]]]) -> CellSpread:
+    n = len(mats[0])
+    cell = [[[m[i][j] for m in mats] for j in range(n)] for i in range(n)]
+    return CellSpread([[sum(c) / len(c) for c in row] for row in cell], [[min(c) for c in row] for row in cell],
+                      [[max(c) for c in row] for row in cell])
+
+
+def _count(v: float) -> str:
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
+
+
 def transitions(res: dict[str, Any]) -> Chart:
     lab = from_result(res)
     tr = res["first"].get("transitions") or {}
     title = "Grade transitions"
     if not tr:
         return Chart(title, None, "This scenario has no grades.")
-    held = [i for i in range(len(tr["grades"])) if any(tr[k][i][j] or tr[k][j][i] for k in ("start_end",
-            "official_vs_shadow") for j in range(len(tr["grades"])))]
+    per_rep = [t for t in _per_replicate(res, "transitions") or [] if t]
+    if len(per_rep) < 2 or any(t["grades"] != tr["grades"] for t in per_rep):
+        per_rep = []
+    k = len(per_rep)
+    mats = per_rep or [tr]
+    held = [i for i in range(len(tr["grades"])) if any(t[key][i][j] or t[key][j][i] for t in mats for key in (
+            "start_end", "official_vs_shadow") for j in range(len(tr["grades"])))]
     g = [lab.name(tr["grades"][i]) for i in held]
     fig = make_subplots(rows=2, cols=1, vertical_spacing=0.22,
                         subplot_titles=("start of run → end of run (official)",
                                         "official → true-records-only grade at the end"))
-    off = 0
+    offs: list[int] = []
     for row, key in ((1, "start_end"), (2, "official_vs_shadow")):
-        z = [[tr[key][i][j] for j in held] for i in held]
         if key == "official_vs_shadow":
-            off = sum(z[i][j] for i in range(len(held)) for j in range(len(held)) if i != j)
-        fig.add_trace(go.Heatmap(z=[[math.log10(1 + v) for v in r] for r in z], x=g, y=g,
-                                 text=[[f"{v:,}" for v in r] for r in z], texttemplate="%{text}", colorscale="Blues",
-                                 showscale=False, hovertemplate="%{y} → %{x}: %{text}<extra></extra>"),
-                      row=row, col=1)
+            offs = [sum(t[key][a][b] for a in held for b in held if a != b) for t in mats]
+        if k:
+            cs = _cells([[[t[key][a][b] for b in held] for a in held] for t in per_rep])
+            n = len(held)
+            # text: the mean, with the replicates' range beneath when they differ; the table has all three
+            text = [[_count(cs.mean[a][b]) + (f"<br>{cs.lo[a][b]:,}–{cs.hi[a][b]:,}" if cs.lo[a][b] != cs.hi[a][b]
+                                               else "") for b in range(n)] for a in range(n)]
+            fig.add_trace(go.Heatmap(
+                z=[[math.log10(1 + v) for v in r] for r in cs.mean], x=g, y=g, text=text, texttemplate="%{text}",
+                customdata=[[[cs.mean[a][b], cs.lo[a][b], cs.hi[a][b]] for b in range(n)] for a in range(n)],
+                colorscale="Blues", showscale=False,
+                hovertemplate=f"%{{y}} → %{{x}}: mean %{{customdata[0]:,.1f}} over {k} replicates "
+                              "(lowest %{customdata[1]:,}, highest %{customdata[2]:,})<extra></extra>"),
+                row=row, col=1)
+        else:
+            z = [[tr[key][a][b] for b in held] for a in held]
+            fig.add_trace(go.Heatmap(z=[[math.log10(1 + v) for v in r] for r in z], x=g, y=g,
+                                     text=[[f"{v:,}" for v in r] for r in z], texttemplate="%{text}",
+                                     colorscale="Blues", showscale=False,
+                                     hovertemplate="%{y} → %{x}: %{text}<extra></extra>"),
+                          row=row, col=1)
         fig.update_yaxes(autorange="reversed", row=row, col=1)
+    off = offs[0]
     fig.update_yaxes(title_text="from", row=1, col=1)
     fig.update_xaxes(title_text="to", row=1, col=1)
     fig.update_xaxes(title_text="true-records-only grade", row=2, col=1)
     fig.update_yaxes(title_text="official grade", row=2, col=1)
     _layout(fig, height=640)
+    if k:
+        mean = sum(offs) / k
+        how_many = (f"{offs[0]:,} citizens in each of {k} replicates" if min(offs) == max(offs) else
+                    f"On average {_count(mean)} citizens per replicate ({min(offs):,} to {max(offs):,} over {k} "
+                    "replicates)")
+        return Chart(f"{how_many} ended in another grade than their true records alone would give", fig,
+                     f"Citizen counts: each cell is the mean over {k} replicates (colour on a log scale), with the "
+                     "lowest–highest replicate beneath where they differ (min–max, not a confidence interval). "
+                     "Off-diagonal cells at the bottom are misgraded citizens.")
     return Chart(f"{off:,} citizens ended in another grade than their true records alone would give", fig,
                  "Citizen counts (colour on a log scale). Off-diagonal cells at the bottom are misgraded citizens."
                  + _first_only(res))

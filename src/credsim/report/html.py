@@ -109,11 +109,14 @@ def figure_rows(fig: go.Figure) -> tuple[list[str], list[list[str]]]:
     if heat:
         titles = [a.text for a in fig.layout.annotations] or [""] * len(heat)
         rows = []
+        spread = all(t.customdata is not None for t in heat)  # several replicates: mean, lowest, highest
         for t, panel in zip(heat, titles, strict=False):
             for i, y in enumerate(t.y):
                 for j, x in enumerate(t.x):
-                    rows.append([panel, str(y), str(x), str(t.text[i][j]).replace(",", "")])
-        return ["panel", "from", "to", "citizens"], rows
+                    rows.append([panel, str(y), str(x)] + ([_cell(float(v)) for v in t.customdata[i][j]] if spread
+                                                           else [str(t.text[i][j]).replace(",", "")]))
+        return (["panel", "from", "to"] + (["citizens (mean over replicates)", "lowest replicate",
+                                            "highest replicate"] if spread else ["citizens"])), rows
     rows = []
     for t in fig.data:
         if t.meta == charts.AXIS_ONLY:
