@@ -12,10 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from credsim.audit.money import pooled
 from credsim.audit.paired import audit_pairs
 from credsim.cli.common import fail, parse_set
+from credsim.cli.redress import money_intervals, money_table
 from credsim.report import due_process
 from credsim.report.labels import Labels, for_run, from_result
+from credsim.store import read_manifest
 
 app = typer.Typer()
 out = Console()
@@ -85,10 +88,6 @@ def audit_cmd(
 
 def _money_summary(d: Path, res: dict[str, Any]) -> None:
     """Money taken wrongly (against the no-false-records runs, same seeds), by group, when the run has money."""
-    from credsim.audit.money import pooled
-    from credsim.cli.redress import money_intervals, money_table
-    from credsim.store import read_manifest
-
     iv = res["intervals"].get("harm.wrongful.money_taken_net")
     if not iv:
         return
@@ -99,7 +98,7 @@ def _money_summary(d: Path, res: dict[str, Any]) -> None:
     dims = list(read_manifest(files[0].parent)["scenario"]["population"]["groups"])
     rows = pooled(files, dims)
     out.print(money_table(rows, "money taken wrongly (net of refunds) vs the same scenario without false records, "
-                          "citizen by citizen"))
+                          "citizen by citizen", from_result(res)))
     out.print(money_intervals(rows))
 
 

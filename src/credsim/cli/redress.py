@@ -16,6 +16,7 @@ from credsim.audit import money as am
 from credsim.audit import redress as ar
 from credsim.cli.common import fail
 from credsim.memory import MemoryRefused
+from credsim.report.labels import Labels, for_run
 from credsim.resumable import RunStopped
 from credsim.scenario.load import ScenarioError
 from credsim.store import RunIncomplete, read_manifest
@@ -102,13 +103,14 @@ def show_investigations(inv: dict[str, Any], console: Console) -> None:
     console.print(t)
 
 
-def money_table(rows: list[dict[str, Any]], title: str) -> Table:
-    """Money taken wrongly by group: sum with its interval (how it was made is in the last column)."""
+def money_table(rows: list[dict[str, Any]], title: str, lab: Labels) -> Table:
+    """Money taken wrongly by group, in readers' words: sum with its interval (how it was made: see
+    :func:`money_intervals`)."""
     t = Table(title=title, title_justify="left")
     for col in ("group", "citizens", "taken wrongly (net)", "95% interval", "per citizen"):
         t.add_column(col, justify="left" if col == "group" else "right")
     for r in rows:
-        g = "everyone" if r["dimension"] == "all" else f"{r['dimension']}={r['group']}"
+        g = "everyone" if r["dimension"] == "all" else lab.group(r["dimension"], r["group"])
         t.add_row(g, f"{r['citizens']:,}", f"{r['sum']:,.0f}", f"[{r['lo']:,.0f}, {r['hi']:,.0f}]",
                   f"{r['mean']:,.2f}")
     return t
@@ -119,7 +121,7 @@ def money_intervals(rows: list[dict[str, Any]]) -> str:
     return "intervals: " + "; ".join(dict.fromkeys(r["how"] for r in rows))
 
 
-def show_money(m: dict[str, Any], console: Console) -> None:
+def show_money(m: dict[str, Any], console: Console, lab: Labels) -> None:
     """Money moved by clawbacks in the run, and money taken wrongly when the run was audited."""
     console.print(f"Money: taken {m['taken']:,.0f} from {m['citizens_taken']:,} citizens; refunded "
                   f"{m['refunded']:,.0f} to {m['citizens_refunded']:,}; compensation paid {m['compensated']:,.0f}.")
@@ -128,7 +130,7 @@ def show_money(m: dict[str, Any], console: Console) -> None:
                       "(credsim audit SCENARIO) and point this command at its runs/system-s<seed> directory.")
         return
     console.print(money_table(m["wrongful"], "money taken wrongly = (taken - refunded) minus the same without "
-                              "false records, citizen by citizen (same seed)"))
+                              "false records, citizen by citizen (same seed)", lab))
     console.print(money_intervals(m["wrongful"]))
     other = m.get("other", {})
     console.print("Against the same run without false records (sums over citizens): taken "
@@ -170,7 +172,7 @@ def redress_cmd(
         if inv:
             show_investigations(inv, out)
         if money:
-            show_money(money, out)
+            show_money(money, out, for_run(path))
         return
     if replicates < 1:
         fail("--replicates must be at least 1")
