@@ -16,7 +16,6 @@ from credsim import engine
 from credsim import population as pop_mod
 from credsim.audit.counterfactuals import BY_HARM, SYSTEM_OFF, apply
 from credsim.audit.harms import HARMS_FILE, Replicate, write_harms
-from credsim.day import Day
 from credsim.stages import retraction
 from tests.conftest import tiny
 from tests.test_scenario_errors import error_for
@@ -63,12 +62,7 @@ def step(retract_on: int | None) -> list[int]:
         retraction.request(st, retract_on, np.array([2 << 32]), "appeal", 3)
     out = []
     for day in range(30):
-        d = Day(day)
-        for s in loop.stages:
-            rounds = s.run(st, d, loop.exchange)
-            if rounds is not None:
-                for _ in rounds:
-                    loop.exchange.loopback()
+        loop.step(day)
         out.append(int(st.dep_denied[CIT]))
     return out
 

@@ -28,16 +28,7 @@ GROUNDS = {"refuses": {"share": SHARES["refuses"], "no_term": True},
 
 def step_all(scen: dict[str, Any], n: int, days: int) -> tuple[engine.Loop, list[Day]]:
     loop, _ = engine.prepare(credsim.load_scenario(scen), population=n, days=days)
-    out = []
-    for day in range(days):
-        d = Day(day)
-        for s in loop.stages:
-            rounds = s.run(loop.st, d, loop.exchange)
-            if rounds is not None:
-                for _ in rounds:
-                    loop.exchange.loopback()
-        out.append(d)
-    return loop, out
+    return loop, [loop.step(day) for day in range(days)]
 
 
 def test_grounds_extend_or_remove_the_term_in_their_shares() -> None:

@@ -57,15 +57,7 @@ def play(scen: credsim.Scenario) -> Played:
     stage = next(s for s in loop.stages if isinstance(s, Redress))
     days, waiting = [], []
     for day in range(DAYS):
-        d = Day(day)
-        for s in loop.stages:
-            rounds = s.run(loop.st, d, loop.exchange)
-            if rounds is not None:
-                for _ in rounds:
-                    loop.exchange.loopback()
-        for obs in loop.observers:
-            obs.observe(loop.st, d)
-        days.append(d)
+        days.append(loop.step(day))
         waiting.append(stage.book.waiting[0].copy())
     return Played(loop, stage, days, waiting)
 

@@ -100,9 +100,10 @@ class Loop:
     def observers(self) -> tuple[DayObserver, ...]:
         return (self.metrics, self.tracer, self.events)
 
-    def day_rounds(self, day: int) -> Iterator[None]:
-        """Run ``day``, pausing at each barrier of the exchange (a sharded driver swaps messages there)."""
-        d = Day(day)
+    def day_rounds(self, day: int, d: Day | None = None) -> Iterator[None]:
+        """Run ``day`` (filling ``d``, a fresh :class:`Day` when None), pausing at each barrier of the
+        exchange (a sharded driver swaps messages there)."""
+        d = Day(day) if d is None else d
         for stage in self.stages:
             t = time.perf_counter()
             rounds = stage.run(self.st, d, self.exchange)
@@ -117,10 +118,13 @@ class Loop:
             obs.observe(self.st, d)
         self.timings["measure"] += time.perf_counter() - t
 
-    def step(self, day: int) -> None:
-        """Run one day in this process: at each barrier what was sent comes straight back."""
-        for _ in self.day_rounds(day):
+    def step(self, day: int) -> Day:
+        """Run one day in this process (at each barrier what was sent comes straight back); return the
+        day's hand-offs, for tests and tools that read what each stage passed on."""
+        d = Day(day)
+        for _ in self.day_rounds(day, d):
             self.exchange.loopback()
+        return d
 
 
 
