@@ -34,9 +34,8 @@ from pathlib import Path
 import duckdb
 
 from credsim.audit.counterfactuals import HARMS, Counterfactual
-from credsim.audit.money import declared_balances, has_money, money_columns, money_totals
-from credsim.catalog import source
-from credsim.store import add_file, read_manifest, run_files
+from credsim.audit.money import citizens_source, declared_balances, has_money, money_columns, money_totals
+from credsim.store import add_file, read_manifest
 
 HARMS_FILE = "harms.parquet"
 BY_HARM_WRONGFUL = "wrongful"  # money taken wrongly is measured against this harm's counterfactual
@@ -58,7 +57,10 @@ def _q(path: Path) -> str:
 
 def _citizens(run_dir: Path) -> str:
     """The run's citizens table as SQL: its one file, or a sharded run's parts."""
-    return source(run_files(run_dir.resolve(), read_manifest(run_dir))["citizens"])
+    sql = citizens_source(run_dir)
+    if sql is None:
+        raise FileNotFoundError(f"{run_dir}: a run without a citizens table")
+    return sql
 
 
 def _harm_columns(cf: Counterfactual, alias: str | None, side: str = "s") -> list[str]:
