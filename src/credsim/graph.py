@@ -133,7 +133,7 @@ def _picks(plan: Plan, pop: Population) -> _Picks:
 @njit(inline="always", cache=True)
 def _target(i: int, e: int, n: int, m: int, key_mode: np.uint64, key_pick: np.uint64, cum_mode: np.ndarray,
             codes: np.ndarray, orders: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> int:
-    """The other end of citizen i's e-th stub, or -1 for a self-tie (the rule of :func:`_stubs`)."""
+    """The other end of citizen i's e-th stub, or -1 for a self-tie (the rule of :func:`_stub_block`)."""
     c = np.uint64(i * m + e)
     u = uniform(key_mode, c)
     v = uniform(key_pick, c)
@@ -218,17 +218,49 @@ _SHIFT = 16  # 65,536 citizens a block
 _MAX_BLOCKS = 2048
 
 
+# openers whose stubs are drawn before their other ends are looked up (positions: 64 KiB a thread)
+_SUB = 2048
+
+
 @njit(inline="always", cache=True)
 def _stub_block(b: int, shift: int, n: int, m: int, key_mode: np.uint64, key_pick: np.uint64, cum_mode: np.ndarray,
                 codes: np.ndarray, orders: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
                 tgt: np.ndarray, counts: np.ndarray) -> None:
-    """The stubs of opener block ``b`` into ``tgt`` and, per target block, how many of them point there."""
-    for i in range(b << shift, min(n, (b + 1) << shift)):
-        for e in range(m):
-            j = _target(i, e, n, m, key_mode, key_pick, cum_mode, codes, orders, starts, sizes)
-            tgt[i * m + e] = j
-            if j >= 0:
-                counts[b, j >> shift] += 1
+    """The stubs of opener block ``b`` into ``tgt`` (the rule of :func:`_target`) and, per target
+    block, how many of them point there.
+
+    Two passes over ``_SUB`` openers at a time: the draws give each stub a position in ``orders``
+    (or, negative, its other end directly), then a short loop looks the positions up. The
+    lookups are random reads of a table of 4 bytes a citizen, mostly cache misses; a loop doing
+    nothing else keeps many of them in flight instead of one per long iteration."""
+    nh = cum_mode.shape[0]
+    flat = orders.ravel()
+    pos = np.empty(_SUB * m, dtype=np.int64)
+    end = min(n, (b + 1) << shift)
+    for s0 in range(b << shift, end, _SUB):
+        s1 = min(end, s0 + _SUB)
+        for i in range(s0, s1):
+            for e in range(m):
+                c = np.uint64(i * m + e)
+                u = uniform(key_mode, c)
+                v = uniform(key_pick, c)
+                h = 0
+                for k in range(nh):  # the first k with u < cum_mode[k], without a branch (cum_mode rises)
+                    h += u >= cum_mode[k]
+                q = (i - s0) * m + e
+                if h < nh:
+                    g = codes[h, i]
+                    pos[q] = h * n + starts[h, g] + min(int(v * sizes[h, g]), sizes[h, g] - 1)
+                else:
+                    pos[q] = -1 - min(int(v * n), n - 1)
+        for i in range(s0, s1):
+            for e in range(m):
+                x = pos[(i - s0) * m + e]
+                j = flat[x] if x >= 0 else -1 - x
+                j = -1 if j == i else j
+                tgt[i * m + e] = j
+                if j >= 0:
+                    counts[b, j >> shift] += 1
 
 
 @njit(cache=True)
