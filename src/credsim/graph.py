@@ -248,16 +248,19 @@ def _stub_block(b: int, shift: int, n: int, m: int, key_mode: np.uint64, key_pic
                 h = 0
                 for k in range(nh):  # the first k with u < cum_mode[k], without a branch (cum_mode rises)
                     h += u >= cum_mode[k]
-                q = (i - s0) * m + e
-                if h < nh:
-                    g = codes[h, i]
-                    pos[q] = h * n + starts[h, g] + min(int(v * sizes[h, g]), sizes[h, g] - 1)
-                else:
-                    pos[q] = -1 - min(int(v * n), n - 1)
+                # both candidates, then a select: whether the tie stays in the group is a draw the
+                # CPU cannot predict (dimension 0 stands in when there is none: the tables have a row)
+                hh = min(h, max(nh - 1, 0))
+                g = codes[hh, i]
+                size = sizes[hh, g]
+                within = hh * n + starts[hh, g] + min(int(v * size), size - 1)
+                anyone = -1 - min(int(v * n), n - 1)
+                pos[(i - s0) * m + e] = within if h < nh else anyone
         for i in range(s0, s1):
             for e in range(m):
                 x = pos[(i - s0) * m + e]
-                j = flat[x] if x >= 0 else -1 - x
+                looked = flat[max(x, 0)]
+                j = looked if x >= 0 else -1 - x
                 j = -1 if j == i else j
                 tgt[i * m + e] = j
                 if j >= 0:
