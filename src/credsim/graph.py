@@ -7,6 +7,11 @@ degree is close to ``contacts``. Every draw is keyed by (seed, citizen, tie numb
 the graph does not depend on how the work is split; each row is sorted, so neither does
 the order of neighbours. Building costs O(ties), with no global sort.
 
+The whole graph (:func:`build`) is built a block of citizens at a time: every stub's other end
+is drawn once, the reversed ties are partitioned by the block of their row, and each block's
+rows are merged and deduplicated while they sit in cache -- no random write per tie into the
+whole graph's arrays, which on a shared machine cost more than the draws.
+
 A shard builds only the rows of its citizens ``[lo, hi)`` (:func:`build_rows`): the other
 end of every tie is a pure function of (seed, opener, tie number) and of the group codes
 (themselves pure functions of the citizen id), so the shard recomputes every stub in
