@@ -10,7 +10,9 @@ Parts (each measurement in a fresh subprocess, so each has its own peak RSS; nev
   worker (``VmHWM``), the ratio, and the per-shard costs docs/scale.md extrapolates from
   (set-up, seconds per day, exchange bytes per day, parts written).
 - ``setup``: ``court-defaulters`` at ``--n-setup`` x 30 days in one process: set-up (population,
-  graph, state), the 30 days, writing, end to end, citizen-days per second end to end.
+  graph, state), the 30 days, writing, end to end, citizen-days per second end to end; each also
+  with the set-up kernels as they were (``benchmarks/setup_before.py``) in the same run, and
+  whether both give identical population, graph and metrics.
 - ``ray2``: ``integrated`` at ``--n-ray`` x 30 days, one process (2 threads) vs 2 shards on local
   Ray (1 thread each), end to end, same seed; the metrics must be byte-identical.
 - ``big``: ``court-defaulters`` at ``--n-big`` x 30 days as 4 shards on local Ray (peak RSS of
@@ -75,9 +77,18 @@ def _scenario(scenario: str, n: int, days: int) -> Any:
     return credsim.load_scenario(scenario, {**extra, "population.size": n, "run.days": days})
 
 
-def single(scenario: str, n: int, days: int, threads: int) -> dict[str, Any]:
-    """One process end to end (credsim.run), its manifest timings and peak RSS."""
+def single(scenario: str, n: int, days: int, threads: int, before: bool = False) -> dict[str, Any]:
+    """One process end to end (credsim.run), its manifest timings and peak RSS; ``before``: with the
+    set-up kernels as they were (``benchmarks/setup_before.py``), for a before/after in one run."""
     import credsim
+
+    if before:
+        from benchmarks import setup_before
+        from credsim import graph as graph_mod
+        from credsim import population as pop_mod
+
+        pop_mod.generate = setup_before.generate  # type: ignore[assignment]
+        graph_mod.build = setup_before.build
 
     scen = _scenario(scenario, n, days)
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,8 +139,13 @@ def sharded(scenario: str, n: int, days: int, shards: int, cpus: int) -> dict[st
 
 
 def setup_parts(scenario: str, n: int) -> dict[str, Any]:
-    """Where one process's set-up goes: population, graph, everything else (state, metrics, stages)."""
+    """Where one process's set-up goes: population, graph, everything else (state, metrics, stages);
+    population and graph also with the kernels as they were (``benchmarks/setup_before.py``), each
+    pair timed back to back, and whether the two give identical arrays."""
+    import numpy as np
+
     import credsim
+    from benchmarks import setup_before
     from credsim import engine
     from credsim import graph as graph_mod
     from credsim import population as pop_mod
@@ -137,16 +153,36 @@ def setup_parts(scenario: str, n: int) -> dict[str, Any]:
 
     scen = credsim.load_scenario(scenario, {"population.size": n})
     plan = compile_plan(scen)
-    la = load()
+    seed = scen.run.seed
+    small = pop_mod.generate(plan, 5000, seed)  # compile (or load) every kernel before timing
+    graph_mod.build(plan, small, seed)
+    setup_before.build(plan, setup_before.generate(plan, 5000, seed), seed)
+    out: dict[str, Any] = {"load": load()}
     t0 = time.perf_counter()
-    pop = pop_mod.generate(plan, n, scen.run.seed)
-    t1 = time.perf_counter()
-    graph_mod.build(plan, pop, scen.run.seed)
-    t2 = time.perf_counter()
-    del pop
+    pop = pop_mod.generate(plan, n, seed)
+    out["population_s"] = round(time.perf_counter() - t0, 3)
+    out["load_before_old"] = load()
+    t0 = time.perf_counter()
+    old_pop = setup_before.generate(plan, n, seed)
+    out["population_before_s"] = round(time.perf_counter() - t0, 3)
+    out["same_population"] = bool(np.array_equal(pop.groups, old_pop.groups)
+                                  and np.array_equal(pop.traits, old_pop.traits))
+    del old_pop
+    out["load_graph"] = load()
+    t0 = time.perf_counter()
+    g = graph_mod.build(plan, pop, seed)
+    out["graph_s"] = round(time.perf_counter() - t0, 3)
+    out["load_graph_before_old"] = load()
+    t0 = time.perf_counter()
+    old = setup_before.build(plan, pop, seed)
+    out["graph_before_s"] = round(time.perf_counter() - t0, 3)
+    out["same_graph"] = bool(np.array_equal(g.indptr, old.indptr) and np.array_equal(g.indices, old.indices))
+    out["ties"] = int(g.indices.shape[0])
+    del pop, g, old
+    out["load_prepare"] = load()
     _loop, total = engine.prepare(scen)
-    return {"population_s": round(t1 - t0, 3), "graph_s": round(t2 - t1, 3), "prepare_s": round(total, 3),
-            "load": la}
+    out["prepare_s"] = round(total, 3)
+    return out
 
 
 def in_subprocess(fn: str, *args: Any) -> dict[str, Any]:
@@ -173,9 +209,11 @@ def part_rss(n: int, days: int) -> dict[str, Any]:
 
 
 def part_setup(n: int) -> dict[str, Any]:
+    before = in_subprocess("single", "court-defaulters", n, 30, 2, True)
     run = in_subprocess("single", "court-defaulters", n, 30, 2)
     parts = in_subprocess("setup_parts", "court-defaulters", n)
-    return {"n": n, "days": 30, "run": run, "setup_parts": parts}
+    return {"n": n, "days": 30, "run": run, "run_before": before, "setup_parts": parts,
+            "same_metrics": run["metrics_sha"] == before["metrics_sha"]}
 
 
 def part_ray2(n: int) -> dict[str, Any]:
@@ -211,14 +249,36 @@ def markdown(res: dict[str, Any]) -> str:
         r = res["setup"]
         t = r["run"]["timings_s"]
         p = r["setup_parts"]
-        lines += [f"## Set-up: court-defaulters, {r['n']:,} x 30 days, one process", "",
-                  "| part | seconds |", "|---|---|",
-                  f"| population | {p['population_s']} |", f"| contact graph | {p['graph_s']} |",
-                  f"| set-up in all (prepare) | {p['prepare_s']} |",
-                  f"| set-up inside the run | {t['setup']} |", f"| write | {t['write']} |",
-                  f"| end to end | {r['run']['wall_s']} |", "",
-                  f"End to end {r['run']['citizen_days_per_s']:.3g} citizen-days/s (load {r['run']['load_before']}).",
-                  ""]
+        b = r.get("run_before")
+        lines += [f"## Set-up: court-defaulters, {r['n']:,} x 30 days, one process", ""]
+        if b is None or "population_before_s" not in p:
+            lines += ["| part | seconds |", "|---|---|",
+                      f"| population | {p['population_s']} |", f"| contact graph | {p['graph_s']} |",
+                      f"| set-up in all (prepare) | {p['prepare_s']} |",
+                      f"| set-up inside the run | {t['setup']} |", f"| write | {t['write']} |",
+                      f"| end to end | {r['run']['wall_s']} |", "",
+                      f"End to end {r['run']['citizen_days_per_s']:.3g} citizen-days/s "
+                      f"(load {r['run']['load_before']}).", ""]
+        else:
+            tb = b["timings_s"]
+            days = sum(v for k, v in t.items() if k not in ("setup", "write", "wall"))
+            days_b = sum(v for k, v in tb.items() if k not in ("setup", "write", "wall"))
+            lines += ["Before: the set-up kernels as they were (`benchmarks/setup_before.py`), timed in the same "
+                      "benchmark run; each pair back to back, with the 1-minute load average before each.", "",
+                      "| part | before | after | load before / after |", "|---|---|---|---|",
+                      f"| population | {p['population_before_s']} s | {p['population_s']} s "
+                      f"| {p['load_before_old']} / {p['load']} |",
+                      f"| contact graph ({p['ties']:,} tie directions) | {p['graph_before_s']} s | {p['graph_s']} s "
+                      f"| {p['load_graph_before_old']} / {p['load_graph']} |",
+                      f"| set-up in all (prepare, after only) | | {p['prepare_s']} s | {p['load_prepare']} |",
+                      f"| set-up inside the run | {tb['setup']} s | {t['setup']} s "
+                      f"| {b['load_before']} / {r['run']['load_before']} |",
+                      f"| the 30 days | {days_b:.2f} s | {days:.2f} s | |",
+                      f"| write | {tb['write']} s | {t['write']} s | |",
+                      f"| end to end | {b['wall_s']} s | {r['run']['wall_s']} s | |", "",
+                      f"End to end {b['citizen_days_per_s']:.3g} -> **{r['run']['citizen_days_per_s']:.3g} "
+                      f"citizen-days/s** (target 1e8). Identical results: population {p['same_population']}, "
+                      f"graph {p['same_graph']}, metrics.parquet {r['same_metrics']}.", ""]
     if "ray2" in res:
         r = res["ray2"]
         lines += [f"## integrated, {r['n']:,} x 30 days: one process (2 threads) vs 2 shards on Ray", "",

@@ -8,12 +8,15 @@ size or shard layout, and the same person in every scenario run with the same se
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 from numba import njit, prange
 from scipy.special import ndtri
 
+from credsim import threads
 from credsim.plan import Plan
 from credsim.rng import static_key, uniform
 
@@ -26,51 +29,119 @@ class Population:
     dependants: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # (N,) or (0,): none declared
 
 
-@njit(parallel=True, cache=True)
-def _categorical(key: np.uint64, cum: np.ndarray, n: int, block: int) -> np.ndarray:
-    out = np.empty(n, dtype=np.uint8)
-    nblocks = (n + block - 1) // block
-    for c in prange(nblocks):
-        for i in range(c * block, min(n, (c + 1) * block)):
-            u = uniform(key, np.uint64(i))
-            k = 0
-            while k < cum.shape[0] - 1 and u >= cum[k]:
-                k += 1
-            out[i] = k
-    return out
+@njit(inline="always", cache=True)
+def _categorical_block(c: int, key: np.uint64, cum: np.ndarray, n: int, block: int, out: np.ndarray) -> None:
+    """The values of the citizens of block ``c``: the first ``k`` with ``u < cum[k]``, counted without a
+    branch (``cum`` rises, so it is the number of ``cum[k] <= u`` before the last), which a random
+    ``u`` would otherwise mispredict about once a citizen."""
+    last = cum.shape[0] - 1
+    for i in range(c * block, min(n, (c + 1) * block)):
+        u = uniform(key, np.uint64(i))
+        k = 0
+        for v in range(last):
+            k += u >= cum[v]
+        out[i] = k
+
+
+@njit(cache=True)
+def _categorical_serial(key: np.uint64, cum: np.ndarray, n: int, block: int, out: np.ndarray) -> None:
+    for c in range((n + block - 1) // block):
+        _categorical_block(c, key, cum, n, block, out)
 
 
 @njit(parallel=True, cache=True)
-def _open_uniforms(key: np.uint64, n: int, block: int) -> np.ndarray:
-    out = np.empty(n, dtype=np.float64)
-    nblocks = (n + block - 1) // block
-    for c in prange(nblocks):
-        for i in range(c * block, min(n, (c + 1) * block)):
-            u = uniform(key, np.uint64(i))
-            out[i] = min(max(u, 1e-15), 1.0 - 1e-15)
+def _categorical_parallel(key: np.uint64, cum: np.ndarray, n: int, block: int, out: np.ndarray) -> None:
+    for c in prange((n + block - 1) // block):
+        _categorical_block(c, key, cum, n, block, out)
+
+
+def _categorical(key: np.uint64, cum: np.ndarray, n: int, block: int, out: np.ndarray | None = None) -> np.ndarray:
+    """One value index per citizen from one draw each (``cum``: cumulative shares, the last above 1)."""
+    out = np.empty(n, dtype=np.uint8) if out is None else out
+    (_categorical_parallel if threads.parallel_for(n) else _categorical_serial)(key, cum, n, block, out)
     return out
+
+
+@njit(inline="always", cache=True)
+def _open_block(c: int, key: np.uint64, n: int, block: int, out: np.ndarray) -> None:
+    for i in range(c * block, min(n, (c + 1) * block)):
+        u = uniform(key, np.uint64(i))
+        out[i] = min(max(u, 1e-15), 1.0 - 1e-15)
+
+
+@njit(cache=True)
+def _open_uniforms_serial(key: np.uint64, n: int, block: int, out: np.ndarray) -> None:
+    for c in range((n + block - 1) // block):
+        _open_block(c, key, n, block, out)
+
+
+@njit(parallel=True, cache=True)
+def _open_uniforms_parallel(key: np.uint64, n: int, block: int, out: np.ndarray) -> None:
+    for c in prange((n + block - 1) // block):
+        _open_block(c, key, n, block, out)
+
+
+@njit(inline="always", cache=True)
+def _trait_block(c: int, z: np.ndarray, groups: np.ndarray, dims: np.ndarray, tables: np.ndarray, mean: float,
+                 sd: float, block: int, out: np.ndarray) -> None:
+    """``mean + sd * (z + shifts)`` as float32, the shifts added one dimension at a time in the order
+    they are declared: the same operations, in the same order, as the NumPy expression it replaces."""
+    for i in range(c * block, min(z.shape[0], (c + 1) * block)):
+        x = z[i]
+        for k in range(dims.shape[0]):
+            x += tables[k, groups[dims[k], i]]
+        out[i] = np.float32(mean + sd * x)
+
+
+@njit(cache=True)
+def _traits_serial(z: np.ndarray, groups: np.ndarray, dims: np.ndarray, tables: np.ndarray, mean: float, sd: float,
+                   block: int, out: np.ndarray) -> None:
+    for c in range((z.shape[0] + block - 1) // block):
+        _trait_block(c, z, groups, dims, tables, mean, sd, block, out)
+
+
+@njit(parallel=True, cache=True)
+def _traits_parallel(z: np.ndarray, groups: np.ndarray, dims: np.ndarray, tables: np.ndarray, mean: float, sd: float,
+                     block: int, out: np.ndarray) -> None:
+    for c in prange((z.shape[0] + block - 1) // block):
+        _trait_block(c, z, groups, dims, tables, mean, sd, block, out)
+
+
+def _normals(z: np.ndarray, block: int, par: bool) -> None:
+    """``ndtri`` of ``z`` in place, in slices on the worker threads when the work pays for them
+    (the ufunc releases the GIL; each value is computed alone, so the split changes nothing)."""
+    workers = numba.get_num_threads() if par else 1
+    if workers == 1:
+        ndtri(z, out=z)
+        return
+    step = -(-z.shape[0] // (workers * block)) * block
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda a: ndtri(z[a:a + step], out=z[a:a + step]), range(0, z.shape[0], step)))
 
 
 def generate(plan: Plan, n: int, seed: int, block: int = 1 << 16) -> Population:
     """Draw the groups and traits of ``n`` citizens."""
     pop = plan.scen.population
+    par = threads.parallel_for(n)
     groups = np.empty((len(plan.dims), n), dtype=np.uint8)
     for d, dim in enumerate(plan.dims):
         shares = np.array(list(pop.groups[dim].values()), dtype=np.float64)
         cum = np.cumsum(shares)
         cum[-1] = 1.0 + 1e-12  # the last value catches rounding
-        groups[d] = _categorical(static_key(seed, f"pop:{dim}"), cum, n, block)
+        _categorical(static_key(seed, f"pop:{dim}"), cum, n, block, groups[d])
     traits = np.empty((len(plan.traits), n), dtype=np.float32)
+    z = np.empty(n if plan.traits else 0, dtype=np.float64)  # one buffer for every trait
     for t, name in enumerate(plan.traits):
         spec = pop.traits[name]
-        z = ndtri(_open_uniforms(static_key(seed, f"trait:{name}"), n, block))
-        for dim, vals in spec.shift.items():
-            d = plan.dims.index(dim)
-            table = np.zeros(len(plan.dim_values[d]))
+        (_open_uniforms_parallel if par else _open_uniforms_serial)(static_key(seed, f"trait:{name}"), n, block, z)
+        _normals(z, block, par)
+        dims = np.array([plan.dims.index(dim) for dim in spec.shift], dtype=np.int64)
+        tables = np.zeros((len(dims), max([len(plan.dim_values[d]) for d in dims], default=1)))
+        for k, vals in enumerate(spec.shift.values()):
             for v, s in vals.items():
-                table[plan.dim_values[d].index(v)] = s
-            z += table[groups[d]]
-        traits[t] = (spec.mean + spec.sd * z).astype(np.float32)
+                tables[k, plan.dim_values[dims[k]].index(v)] = s
+        (_traits_parallel if par else _traits_serial)(z, groups, dims, tables, float(spec.mean), float(spec.sd),
+                                                      block, traits[t])
     deps = np.zeros(0, np.uint8)
     if pop.dependants is not None:
         # one draw per citizen id on its own stream: the same citizen has the same family in every shard

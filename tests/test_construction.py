@@ -1,0 +1,105 @@
+"""Set-up kernels: the blocked graph build and the population draws give exactly what their rules say.
+
+The graph is built a block of citizens at a time, on one thread or several; the rows must be
+the same sorted, de-duplicated sets whatever the block width and the thread count, and equal to
+the rule read literally (each stub's other end from :func:`credsim.graph._target`, both
+directions kept). The population's categorical draws count past cumulative shares without a
+branch and its traits are shifted and cast in one kernel; both must equal the NumPy reading of
+the rule, value for value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numba
+import numpy as np
+import pytest
+from scipy.special import ndtri
+
+import credsim
+from credsim import graph as graph_mod
+from credsim import population as pop_mod
+from credsim import threads
+from credsim.plan import Plan, compile_plan
+from credsim.rng import static_key, uniform
+
+N, SEED = 3000, 5
+
+
+@pytest.fixture
+def restore() -> Iterator[None]:
+    before = numba.get_num_threads()
+    yield
+    threads.configure(before, min_parallel_work=threads.MIN_PARALLEL_WORK)
+
+
+def _rule_rows(plan: Plan, pop: pop_mod.Population, seed: int) -> list[list[int]]:
+    """Every row straight from the tie rule: own stubs and stubs opened towards the citizen, as sorted sets."""
+    n, m = pop.n, plan.scen.graph.contacts // 2
+    p = graph_mod._picks(plan, pop)
+    km, kp = static_key(seed, "graph:mode"), static_key(seed, "graph:pick")
+    rows: list[set[int]] = [set() for _ in range(n)]
+    for i in range(n):
+        for e in range(m):
+            j = graph_mod._target(i, e, n, m, km, kp, p.cum_mode, p.codes, p.orders, p.starts, p.sizes)
+            if j >= 0:
+                rows[i].add(j)
+                rows[j].add(i)
+    return [sorted(r) for r in rows]
+
+
+@pytest.mark.parametrize("shift", [8, 10, 14])
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_blocked_graph_equals_the_rule(restore: None, monkeypatch: pytest.MonkeyPatch, shift: int,
+                                       nthreads: int) -> None:
+    scen = credsim.load_scenario("city-points", {"population.size": N})
+    plan = compile_plan(scen)
+    pop = pop_mod.generate(plan, N, SEED)
+    monkeypatch.setattr(graph_mod, "_SHIFT", shift)  # 256-citizen blocks: a dozen of them here
+    threads.configure(nthreads, min_parallel_work=0)
+    g = graph_mod.build(plan, pop, SEED)
+    want = _rule_rows(plan, pop, SEED)
+    assert g.indptr.dtype == np.int64 and g.indices.dtype == np.int32
+    assert np.array_equal(np.diff(g.indptr), [len(r) for r in want])
+    assert np.array_equal(g.indices, np.concatenate([np.array(r, dtype=np.int32) for r in want]))
+
+
+def test_block_width_grows_past_the_block_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Few, wide blocks (the partition tables are blocks squared) give the same rows."""
+    scen = credsim.load_scenario("city-points", {"population.size": N})
+    plan = compile_plan(scen)
+    pop = pop_mod.generate(plan, N, SEED)
+    monkeypatch.setattr(graph_mod, "_SHIFT", 6)
+    narrow = graph_mod.build(plan, pop, SEED)
+    monkeypatch.setattr(graph_mod, "_MAX_BLOCKS", 4)
+    assert graph_mod._block_shift(N) == 10
+    wide = graph_mod.build(plan, pop, SEED)
+    assert np.array_equal(narrow.indptr, wide.indptr) and np.array_equal(narrow.indices, wide.indices)
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_population_equals_the_rule(restore: None, nthreads: int) -> None:
+    scen = credsim.load_scenario("city-points", {"population.size": N})
+    plan = compile_plan(scen)
+    threads.configure(nthreads, min_parallel_work=0)
+    pop = pop_mod.generate(plan, N, SEED, block=700)
+    spec = scen.population
+    ids = np.arange(N)
+    for d, dim in enumerate(plan.dims):
+        cum = np.cumsum(np.array(list(spec.groups[dim].values()), dtype=np.float64))
+        cum[-1] = 1.0 + 1e-12
+        u = np.array([uniform(static_key(SEED, f"pop:{dim}"), np.uint64(i)) for i in ids])
+        assert np.array_equal(pop.groups[d], np.searchsorted(cum, u, side="right").astype(np.uint8)), dim
+    for t, name in enumerate(plan.traits):
+        tr = spec.traits[name]
+        u = np.array([uniform(static_key(SEED, f"trait:{name}"), np.uint64(i)) for i in ids])
+        z = ndtri(np.clip(u, 1e-15, 1.0 - 1e-15))
+        for dim, vals in tr.shift.items():
+            d = plan.dims.index(dim)
+            table = np.zeros(len(plan.dim_values[d]))
+            for v, s in vals.items():
+                table[plan.dim_values[d].index(v)] = s
+            z += table[pop.groups[d]]
+        want = (tr.mean + tr.sd * z).astype(np.float32)
+        assert np.array_equal(pop.traits[t].view(np.int32), want.view(np.int32)), name
