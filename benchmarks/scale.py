@@ -207,6 +207,12 @@ def markdown(res: dict[str, Any]) -> str:
                   f"metrics byte-identical: {r['same_metrics']}. Per shard: set-up {f['timings_s'].get('setup')} s, "
                   f"days {f['days_s']} s ({f['days_s'] / r['days']:.2f} s/day), exchange "
                   f"{f['exchange_bytes_per_day']:,.0f} B/day, parts written in {f['write_s']} s.", ""]
+        if "rss_before" in res:
+            b = res["rss_before"]
+            lines += [f"Before (shards holding whole-population arrays, measured {b.get('measured', '?')}): one "
+                      f"process {b['single']['peak_rss_mb']:,.0f} MB (load {b['single']['load_before']}), shards "
+                      f"{', '.join(f'{x:,.0f}' for x in b['shards4']['shard_peak_rss_mb'])} MB (load "
+                      f"{b['shards4']['load_before']}), ratio {b['ratio_worst_shard_to_single']}.", ""]
     if "setup" in res:
         r = res["setup"]
         t = r["run"]["timings_s"]
@@ -251,6 +257,8 @@ def main() -> None:
     for part in args.parts.split(","):
         t0 = time.perf_counter()
         if part == "rss":
+            if "rss" in res and "rss_before" not in res:  # the figures before shards held only their own range
+                res["rss_before"] = res["rss"]
             res["rss"] = part_rss(args.n_rss, args.days_rss)
         elif part == "setup":
             res["setup"] = part_setup(args.n_setup)

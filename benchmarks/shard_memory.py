@@ -3,7 +3,8 @@
     nice -n 5 .venv/bin/python -m benchmarks.shard_memory SCENARIO N [--shards 4] [--index 1] [--days 1]
 
 Builds shard ``index`` of ``shards`` of a run of ``N`` citizens with the same calls
-:func:`credsim.engine.prepare` makes, printing the resident set (``VmRSS``) and its peak
+:func:`credsim.engine.prepare` makes and runs its days alone (messages to other shards are
+dropped, so the figures are the shard's own, not a run's results), printing the resident set (``VmRSS``) and its peak
 (``VmHWM``) after each step (population, graph rows, initial state, the rest of the set-up, the
 first day(s), writing the parts), then every array reachable from the loop of 1 MB or more with
 its size and the bytes of it actually resident (pages this process wrote, from
@@ -29,6 +30,7 @@ from credsim import engine, threads
 from credsim import graph as graph_mod
 from credsim import population as pop_mod
 from credsim.distributed import Shard, boundaries
+from credsim.exchange import deliver
 from credsim.plan import compile_plan
 from credsim.stages import score
 from credsim.state import initial_state
@@ -132,10 +134,15 @@ def main() -> None:
     t0 = time.perf_counter()
     shard = Shard(scen, args.index, cuts, threads=1)
     mark(f"whole prepare (setup {shard.setup:.1f} s)", t0)
-    for day in range(args.days):
-        t0 = time.perf_counter()
-        shard.loop.step(day)
-        mark(f"day {day}", t0)
+    t0 = time.perf_counter()
+    for day in range(args.days):  # the shard alone: what it sends to other shards is dropped
+        box = shard.begin_day(day)
+        for _ in range(engine.rounds_per_day(plan) - 1):
+            box = shard.next_round(deliver([box], args.index))
+        shard.end_day(deliver([box], args.index))
+        if day == 0 or day == args.days - 1:
+            mark(f"day {day}" if day == 0 else f"days 1-{day}", t0)
+            t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         shard.write_parts(tmp)
