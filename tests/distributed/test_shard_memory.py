@@ -24,6 +24,9 @@ from credsim import engine
 from credsim.distributed import Shard
 from credsim.engine import Loop
 from credsim.exchange import deliver
+from credsim.memory import estimate_memory
+from credsim.plan import compile_plan
+from credsim.state import bytes_per_citizen
 
 SHARD = (8192, 16384)  # the same citizens in both populations
 ALLOWANCE = 0.5  # bytes per citizen of the population
@@ -95,3 +98,14 @@ def test_held_bytes_do_not_grow_with_the_population(shards: dict[int, tuple[int,
     assert growth <= ALLOWANCE * (160_000 - 40_000) + 8 * abs(e2 - e1), (
         f"{growth / 120_000:.2f} bytes per added citizen of the population (held {small:,} -> {big:,})")
     assert big < 2_000 * (SHARD[1] - SHARD[0]), "the shard's own bytes per citizen are out of bounds"
+
+
+def test_estimate_of_shards_on_one_machine() -> None:
+    """What ``credsim run --shards K`` checks: K interpreters, the citizens once (each shard its own),
+    and a shard's peak the larger of building its graph rows and running (not both at once)."""
+    scen = credsim.load_scenario("court-defaulters", {"population.size": 10**8, "run.days": 30, "redress": None})
+    one, four = estimate_memory(scen), estimate_memory(scen, 4)
+    assert four.parts["interpreter"] == 4 * one.parts["interpreter"]
+    assert abs(four.parts["state"] - one.parts["state"]) <= 4 * bytes_per_citizen(compile_plan(scen))
+    assert four.total < sum(four.parts.values()), "the graph build and the run do not peak together"
+    assert four.total < one.total
