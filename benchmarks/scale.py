@@ -294,7 +294,7 @@ def markdown(res: dict[str, Any]) -> str:
                   "| step | 1/4 (" + f"{q['hi'] - q['lo']:,}" + " citizens) | 1/8 (" + f"{e['hi'] - e['lo']:,}"
                   + " citizens) |", "|---|---|---|"]
         for a, b in zip(q["steps"], e["steps"], strict=True):
-            lines.append(f"| {a['step']} | {a['peak_mb']:,.0f} | {b['peak_mb']:,.0f} |")
+            lines.append(f"| {a['step'].split(' (')[0]} | {a['peak_mb']:,.0f} | {b['peak_mb']:,.0f} |")
         lines += ["", f"Loads {q['load_before']}, {e['load_before']}. Peak per own citizen (slope): "
                   f"**{r['bytes_per_own_citizen']:.0f} B**, fixed {r['fixed_mb']:,.0f} MB (imports "
                   f"{r['imports_mb']:,.0f} MB); while the graph rows are built {r['setup_bytes_per_own_citizen']:.0f} "
