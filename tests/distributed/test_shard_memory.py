@@ -14,6 +14,7 @@ event stream: 8 bytes per stream per 1,024 citizens).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -67,8 +68,10 @@ def held(loop: Loop, lo: int, hi: int) -> tuple[int, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def shards() -> dict[int, tuple[int, list[str], int]]:
-    """Shard ``SHARD`` of a small and a four times larger population, after set-up and three days."""
+def shards(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[int, list[str], int, int]]:
+    """Shard ``SHARD`` of a small and a four times larger population, after set-up and three days: held
+    bytes, columns written outside the range, ties, and the bytes of a checkpoint restored into a fresh shard
+    (which must then hold the same columns, and nothing outside its range)."""
     out = {}
     for n in (40_000, 160_000):
         scen = credsim.load_scenario("city-points", {
@@ -82,17 +85,24 @@ def shards() -> dict[int, tuple[int, list[str], int]]:
                 box = shard.next_round(deliver([box], 1))
             shard.end_day(deliver([box], 1))
         total, leaks = held(shard.loop, *SHARD)
-        out[n] = (total, leaks, shard.loop.st.graph.n_edges)
+        path = Path(shard.save_checkpoint(str(tmp_path_factory.mktemp(f"ckpt{n}")), 3))
+        again = Shard(scen, 1, [0, *SHARD, n], threads=1)
+        assert again.load_checkpoint(str(path))["day"] == 3
+        for name, a in vars(shard.loop.st).items():
+            if isinstance(a, np.ndarray):
+                assert np.array_equal(getattr(again.loop.st, name), a), name
+        _t, leaks_again = held(again.loop, *SHARD)
+        out[n] = (total, leaks + leaks_again, shard.loop.st.graph.n_edges, path.stat().st_size)
     return out
 
 
-def test_nothing_outside_the_range_is_written(shards: dict[int, tuple[int, list[str], int]]) -> None:
-    for n, (_total, leaks, _e) in shards.items():
+def test_nothing_outside_the_range_is_written(shards: dict[int, tuple[int, list[str], int, int]]) -> None:
+    for n, (_total, leaks, _e, _c) in shards.items():
         assert not leaks, f"N={n}: written outside the shard's citizens: {leaks}"
 
 
-def test_held_bytes_do_not_grow_with_the_population(shards: dict[int, tuple[int, list[str], int]]) -> None:
-    (small, _l1, e1), (big, _l2, e2) = shards[40_000], shards[160_000]
+def test_held_bytes_do_not_grow_with_the_population(shards: dict[int, tuple[int, list[str], int, int]]) -> None:
+    (small, _l1, e1, _c1), (big, _l2, e2, _c2) = shards[40_000], shards[160_000]
     assert e1 == e2 or abs(e1 - e2) < 0.01 * e1  # the shard's own ties (a few picks land differently)
     growth = big - small
     assert growth <= ALLOWANCE * (160_000 - 40_000) + 8 * abs(e2 - e1), (
@@ -109,3 +119,9 @@ def test_estimate_of_shards_on_one_machine() -> None:
     assert abs(four.parts["state"] - one.parts["state"]) <= 4 * bytes_per_citizen(compile_plan(scen))
     assert four.total < sum(four.parts.values()), "the graph build and the run do not peak together"
     assert four.total < one.total
+
+
+def test_checkpoints_hold_the_shards_citizens_only(shards: dict[int, tuple[int, list[str], int, int]]) -> None:
+    """A shard's checkpoint stores its per-citizen columns for its range (restored above, column for column)."""
+    (*_a, e1, c1), (*_b, e2, c2) = shards[40_000], shards[160_000]
+    assert c2 - c1 <= ALLOWANCE * (160_000 - 40_000) + 8 * abs(e2 - e1), f"checkpoint {c1:,} -> {c2:,} bytes"
