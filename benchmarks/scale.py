@@ -17,6 +17,8 @@ Parts (each measurement in a fresh subprocess, so each has its own peak RSS; nev
   Ray (1 thread each), end to end, same seed; the metrics must be byte-identical.
 - ``big``: ``court-defaulters`` at ``--n-big`` x 30 days as 4 shards on local Ray (peak RSS of
   every worker and of the driver; compare with the machine's 24 GB).
+- ``shard``: one shard of ``court-defaulters`` (1/4 and 1/8 of ``--n-shard`` citizens) x 30 days
+  alone: its peak per own citizen and fixed part, and the model for 4 shards of ``--n-big``.
 
 Each number is reported with the 1-minute load average when it was taken (the machine is
 shared). Results merge into ``benchmarks/results/scale.json`` and ``.md``.
@@ -70,11 +72,11 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _scenario(scenario: str, n: int, days: int) -> Any:
+def _scenario(scenario: str, n: int, days: int, over: dict[str, Any] | None = None) -> Any:
     import credsim
 
     extra = CROSS if scenario == "city-points" else {}
-    return credsim.load_scenario(scenario, {**extra, "population.size": n, "run.days": days})
+    return credsim.load_scenario(scenario, {**extra, **(over or {}), "population.size": n, "run.days": days})
 
 
 def single(scenario: str, n: int, days: int, threads: int, before: bool = False) -> dict[str, Any]:
@@ -102,12 +104,13 @@ def single(scenario: str, n: int, days: int, threads: int, before: bool = False)
                 "citizen_days_per_s": round(n * days / wall, 1)}
 
 
-def sharded(scenario: str, n: int, days: int, shards: int, cpus: int) -> dict[str, Any]:
+def sharded(scenario: str, n: int, days: int, shards: int, cpus: int,
+            over: dict[str, Any] | None = None) -> dict[str, Any]:
     """K shards on local Ray (one thread each) end to end, with every worker's peak RSS at the end."""
     from credsim import store
     from credsim.distributed.run import Layout, ShardedDriver
 
-    scen = _scenario(scenario, n, days)
+    scen = _scenario(scenario, n, days, over)
     ray = _ray(cpus)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -224,9 +227,61 @@ def part_ray2(n: int) -> dict[str, Any]:
             "same_metrics": one["metrics_sha"] == two["metrics_sha"]}
 
 
+def shard_alone(scenario: str, n: int, shards: int, days: int, overrides: list[str]) -> dict[str, Any]:
+    """One shard (index 1 of ``shards``) of an ``n``-citizen run, alone in a fresh process as a Ray shard
+    worker runs it (no transparent huge pages): RSS after each set-up step, the days, writing
+    (:mod:`benchmarks.shard_memory`)."""
+    env = {**os.environ, "NUMPY_MADVISE_HUGEPAGE": "0",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), str(Path(__file__).parents[1])])}
+    cmd = [sys.executable, "-m", "benchmarks.shard_memory", scenario, str(n), "--shards", str(shards), "--index", "1",
+           "--days", str(days)] + [x for o in overrides for x in ("--set", o)]
+    la = load()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith("@@"):
+            data: dict[str, Any] = json.loads(line[2:])
+            data["load_before"] = la
+            return data
+    raise RuntimeError(f"{cmd} failed:\n{proc.stderr[-4000:]}")
+
+
+def part_shard(n: int, target: int) -> dict[str, Any]:
+    """court-defaulters (without its appeal bodies: one national appeal capacity cannot be split) x 30 days:
+    one shard of 1/4 and one of 1/8 of ``n`` citizens; the peak per own citizen (the slope between the two)
+    and the fixed part, and what 4 shards of ``target`` citizens would need on this machine."""
+    over = ["redress=null"]
+    four, eight = shard_alone("court-defaulters", n, 4, 30, over), shard_alone("court-defaulters", n, 8, 30, over)
+
+    def peak(r: dict[str, Any], step: str | None = None) -> float:
+        rows = r["steps"] if step is None else [x for x in r["steps"] if x["step"] == step]
+        return float(max(x["peak_mb"] for x in rows))
+
+    own4, own8 = four["hi"] - four["lo"], eight["hi"] - eight["lo"]
+    slope = (peak(four) - peak(eight)) * 2**20 / (own4 - own8)  # bytes per own citizen, whole run
+    fixed = peak(four) - slope * own4 / 2**20  # MB, at this population
+    # set-up: the graph rows step also holds 5 bytes per citizen of the population and homophily dimension
+    b_setup = (peak(four, "graph rows") - peak(eight, "graph rows")) * 2**20 / (own4 - own8)
+    import credsim
+
+    picks = 5 * len(credsim.load_scenario("court-defaulters").graph.homophily)  # codes uint8 + order int32
+    imports = float(four["steps"][0]["rss_mb"])
+    setup_fixed = peak(four, "graph rows") - b_setup * own4 / 2**20 - picks * n / 2**20  # MB
+    own_t = target // 4
+    run_mb = fixed + slope * own_t / 2**20
+    setup_mb = setup_fixed + b_setup * own_t / 2**20 + picks * target / 2**20
+    return {"n": n, "days": 30, "overrides": over, "quarter": four, "eighth": eight,
+            "bytes_per_own_citizen": round(slope, 1), "fixed_mb": round(fixed, 1), "imports_mb": imports,
+            "setup_bytes_per_own_citizen": round(b_setup, 1), "setup_fixed_mb": round(setup_fixed, 1),
+            "target": target, "target_shard_run_gb": round(run_mb / 1024, 2),
+            "target_shard_setup_gb": round(setup_mb / 1024, 2),
+            "target_four_shards_gb": round(4 * max(run_mb, setup_mb) / 1024, 2)}
+
+
 def part_big(n: int) -> dict[str, Any]:
-    four = in_subprocess("sharded", "court-defaulters", n, 30, 4, 2)
-    return {"n": n, "days": 30, "shards4": four, "sum_shard_peaks_gb": round(sum(four["shard_peak_rss_mb"]) / 1024, 2)}
+    # without its appeal bodies: one national appeal capacity cannot be split into shards
+    four = in_subprocess("sharded", "court-defaulters", n, 30, 4, 2, {"redress": None})
+    return {"n": n, "days": 30, "overrides": ["redress=null"], "shards4": four,
+            "sum_shard_peaks_gb": round(sum(four["shard_peak_rss_mb"]) / 1024, 2)}
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -245,6 +300,12 @@ def markdown(res: dict[str, Any]) -> str:
                   f"metrics byte-identical: {r['same_metrics']}. Per shard: set-up {f['timings_s'].get('setup')} s, "
                   f"days {f['days_s']} s ({f['days_s'] / r['days']:.2f} s/day), exchange "
                   f"{f['exchange_bytes_per_day']:,.0f} B/day, parts written in {f['write_s']} s.", ""]
+        if "rss_before" in res:
+            b = res["rss_before"]
+            lines += [f"Before (shards holding whole-population arrays, measured {b.get('measured', '?')}): one "
+                      f"process {b['single']['peak_rss_mb']:,.0f} MB (load {b['single']['load_before']}), shards "
+                      f"{', '.join(f'{x:,.0f}' for x in b['shards4']['shard_peak_rss_mb'])} MB (load "
+                      f"{b['shards4']['load_before']}), ratio {b['ratio_worst_shard_to_single']}.", ""]
     if "setup" in res:
         r = res["setup"]
         t = r["run"]["timings_s"]
@@ -287,6 +348,25 @@ def markdown(res: dict[str, Any]) -> str:
                   f"| 2 shards on Ray | {r['shards2_ray']['wall_s']} s | {r['shards2_ray']['load_before']} |", "",
                   f"Speed-up end to end: **{r['speedup_end_to_end']}x**; metrics byte-identical: "
                   f"{r['same_metrics']}.", ""]
+    if "shard" in res:
+        r = res["shard"]
+        q, e = r["quarter"], r["eighth"]
+        lines += [f"## One shard of court-defaulters, {r['n']:,} citizens x 30 days (redress off), alone", "",
+                  "`benchmarks.shard_memory` in a fresh process as a Ray shard worker runs it (no transparent huge "
+                  "pages); peak RSS (MB) after each step:", "",
+                  "| step | 1/4 (" + f"{q['hi'] - q['lo']:,}" + " citizens) | 1/8 (" + f"{e['hi'] - e['lo']:,}"
+                  + " citizens) |", "|---|---|---|"]
+        for a, b in zip(q["steps"], e["steps"], strict=True):
+            lines.append(f"| {a['step'].split(' (')[0]} | {a['peak_mb']:,.0f} | {b['peak_mb']:,.0f} |")
+        lines += ["", f"Loads {q['load_before']}, {e['load_before']}. Peak per own citizen (slope): "
+                  f"**{r['bytes_per_own_citizen']:.0f} B**, fixed {r['fixed_mb']:,.0f} MB (imports "
+                  f"{r['imports_mb']:,.0f} MB); while the graph rows are built {r['setup_bytes_per_own_citizen']:.0f} "
+                  f"B per own citizen + 5 B per citizen of the population and homophily dimension (pick tables) + "
+                  f"{r['setup_fixed_mb']:,.0f} MB.", "",
+                  f"Model, {r['target']:,} x 30 as 4 shards on this machine: a shard peaks at "
+                  f"{r['target_shard_run_gb']} GB running and writing, {r['target_shard_setup_gb']} GB building its "
+                  f"graph rows; 4 shards **{r['target_four_shards_gb']} GB** (plus the driver and ~80 MB of Ray per "
+                  "worker).", ""]
     if "big" in res:
         r = res["big"]
         f = r["shards4"]
@@ -304,6 +384,7 @@ def main() -> None:
     ap.add_argument("--n-setup", type=int, default=10_000_000)
     ap.add_argument("--n-ray", type=int, default=10_000_000)
     ap.add_argument("--n-big", type=int, default=100_000_000)
+    ap.add_argument("--n-shard", type=int, default=10_000_000)
     args = ap.parse_args()
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / "scale.json"
@@ -311,11 +392,15 @@ def main() -> None:
     for part in args.parts.split(","):
         t0 = time.perf_counter()
         if part == "rss":
+            if "rss" in res and "rss_before" not in res:  # the figures before shards held only their own range
+                res["rss_before"] = res["rss"]
             res["rss"] = part_rss(args.n_rss, args.days_rss)
         elif part == "setup":
             res["setup"] = part_setup(args.n_setup)
         elif part == "ray2":
             res["ray2"] = part_ray2(args.n_ray)
+        elif part == "shard":
+            res["shard"] = part_shard(args.n_shard, args.n_big)
         elif part == "big":
             res["big"] = part_big(args.n_big)
         else:

@@ -2,7 +2,8 @@
 
 A checkpoint is taken *between* two days, when every stage has finished, so the loop is
 consistent. It holds everything that changes while a run goes on: all :class:`State`
-columns (the graph's ``active`` bytes included), every :class:`Queue` bucket in order,
+columns (the graph's ``active`` bytes included; a shard's per-citizen columns for its own
+range only, as it never writes the rest), every :class:`Queue` bucket in order,
 the metrics table and running stocks, the traced rows, the event log, timings and the
 next day to run. Resuming rebuilds a fresh loop from the scenario (the same code path as
 a new run) and overwrites that state in place, so a resumed run is byte-identical to an
@@ -76,10 +77,11 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class _Encoder:
     """Turns an object tree into a JSON skeleton plus a dict of numeric arrays."""
 
-    def __init__(self, skip: set[int]) -> None:
+    def __init__(self, skip: set[int], span: tuple[int, int, int] | None = None) -> None:
         self.arrays: dict[str, np.ndarray] = {}
         self.seen: dict[int, str] = {}
         self.skip = skip
+        self.span = span  # (lo, hi, n) of a shard: its per-citizen columns are stored for [lo, hi) only
 
     def _put(self, a: np.ndarray) -> str:
         key = f"a{len(self.arrays)}"
@@ -94,10 +96,23 @@ class _Encoder:
                 raise CheckpointError("cannot checkpoint a multi-dimensional object array")
             uniq, codes = _factorize(a)
             node: dict[str, Any] = {"$str": self._put(uniq), "codes": self._put(codes)}
+        elif self._ranged(a):
+            assert self.span is not None
+            lo, hi, _n = self.span
+            node = {"$a": self._put(np.ascontiguousarray(a[..., lo:hi])), "$span": [lo, hi]}
+            self.seen[id(a)] = node["$a"]
         else:
             node = {"$a": self._put(a)}
             self.seen[id(a)] = node["$a"]
         return node
+
+    def _ranged(self, a: np.ndarray) -> bool:
+        """A shard's per-citizen column never written outside its range: only the range is stored (reading
+        the rest touches no memory: it is zero pages), so checkpoints and restores stay O(own citizens)."""
+        if self.span is None or not a.ndim or a.shape[-1] != self.span[2] or a.strides[-1] == 0:
+            return False
+        lo, hi, _n = self.span
+        return not (a[..., :lo].any() or a[..., hi:].any())
 
     def _columnar(self, items: list[Any]) -> Any | None:
         """Lists of same-shaped rows of 1-D arrays (queue parts, trace chunks) as one array per column."""
@@ -177,6 +192,8 @@ class _Decoder:
                 raise CheckpointError(f"{self.where}: {path} has string codes out of range")
             return np.array(uniq.tolist(), dtype=object)[codes] if codes.size else np.zeros(0, dtype=object)
         saved = self._get(node["$a"])
+        if "$span" in node:
+            return self._ranged(node, saved, template, path)
         if (isinstance(template, np.ndarray) and template.shape == saved.shape and template.dtype == saved.dtype
                 and template.flags.writeable and id(template) not in self.targets):
             np.copyto(template, saved)
@@ -184,6 +201,24 @@ class _Decoder:
             saved = template
         self.restored[node["$a"]] = saved
         return saved
+
+    def _ranged(self, node: dict[str, Any], saved: np.ndarray, template: Any, path: str) -> np.ndarray:
+        """A column stored for ``[lo, hi)`` only (zero elsewhere), written into the loop's own column."""
+        span = node["$span"]
+        if not (isinstance(span, list) and len(span) == 2 and all(isinstance(v, int) for v in span)):
+            raise CheckpointError(f"{self.where}: {path} has a malformed range")
+        lo, hi = span
+        if not (isinstance(template, np.ndarray) and template.flags.writeable and id(template) not in self.targets
+                and template.dtype == saved.dtype and template.shape[:-1] == saved.shape[:-1]
+                and 0 <= lo <= hi <= template.shape[-1] and saved.shape[-1] == hi - lo):
+            raise CheckpointError(f"{self.where}: {path} holds citizens [{lo}, {hi}) that do not fit this run")
+        for rest in (template[..., :lo], template[..., hi:]):
+            if rest.any():  # never the case for a freshly built shard; kept exact all the same
+                rest[...] = 0
+        template[..., lo:hi] = saved
+        self.targets.add(id(template))
+        self.restored[node["$a"]] = template
+        return template
 
     def _rows(self, node: dict[str, Any], path: str) -> list[Any]:
         cols = [self.array(c, None, f"{path}[col {i}]") for i, c in enumerate(node["$cols"])]
@@ -285,7 +320,9 @@ def _skip_ids(loop: Any) -> set[int]:
 
 def snapshot(loop: Any, day: int, meta: dict[str, Any]) -> dict[str, np.ndarray]:
     """The arrays of a checkpoint of ``loop`` with ``day`` days done (``__skeleton__`` holds the JSON)."""
-    enc = _Encoder(_skip_ids(loop))
+    x, n = getattr(loop, "exchange", None), loop.st.n
+    span = (x.lo, x.hi, n) if x is not None and (x.lo, x.hi) != (0, n) else None
+    enc = _Encoder(_skip_ids(loop), span)
     tree = enc.encode(loop)
     head = {"format": FORMAT, "day": day, "meta": meta, "tree": tree}
     blob = json.dumps(head, allow_nan=True).encode()

@@ -204,7 +204,7 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
     t0 = time.perf_counter()
     exchange = Exchange(cuts if cuts is not None else [0, n], index)
     lo, hi = exchange.lo, exchange.hi
-    pop = pop_mod.generate(plan, n, seed, block)
+    pop = pop_mod.generate(plan, n, seed, block, lo, hi)
     # a range builds only its own graph rows and writes only its own state: memory O(N/K) per shard
     g = graph_mod.build(plan, pop, seed) if (lo, hi) == (0, n) else graph_mod.build_rows(plan, pop, seed, lo, hi)
     st = initial_state(plan, pop, g, lo, hi)
@@ -213,10 +213,10 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
         src = st.score if plan.grade_source == "points" else st.mscore
         st.grade[:, lo:hi] = classify_mod.grade_of(src[:, lo:hi].ravel(), plan.grade_mins).reshape(2, hi - lo)
         classify_mod.enter_start_grades(plan, st, lo, hi)  # lists entered by grade follow the starting grades
-    metrics = Metrics(plan, st, days, lo, hi)
+    metrics = Metrics(plan, st, days, lo, hi, seed=seed)
     metrics.init_stocks(st, plan.grades)
-    tracer = Tracer(plan, n, trace_ids(plan, n, seed))
-    tracer.ids = tracer.ids[(tracer.ids >= lo) & (tracer.ids < hi)]
+    ids = trace_ids(plan, n, seed)
+    tracer = Tracer(plan, n, ids[(ids >= lo) & (ids < hi)])  # a range marks only its own (the mask's pages)
     stages = build_stages(plan, st, seed, days, block, lo, hi)
     if (lo, hi) != (0, n):
         _restrict_sampling(stages, lo, hi)

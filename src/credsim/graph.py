@@ -12,7 +12,8 @@ is drawn once, the reversed ties are partitioned by the block of their row, and 
 rows are merged and deduplicated while they sit in cache -- no random write per tie into the
 whole graph's arrays, which on a shared machine cost more than the draws.
 
-A shard builds only the rows of its citizens ``[lo, hi)`` (:func:`build_rows`): the other
+A shard builds only the rows of its citizens ``[lo, hi)`` (:func:`build_rows`, a :class:`Graph`
+whose ``indptr`` covers the range only, with the range's first id as ``lo``): the other
 end of every tie is a pure function of (seed, opener, tie number) and of the group codes
 (themselves pure functions of the citizen id), so the shard recomputes every stub in
 parallel, keeps those that touch its range (its own ties and the reverse direction of
@@ -32,25 +33,38 @@ from numba import njit, prange
 
 from credsim import threads
 from credsim.plan import Plan
-from credsim.population import Population
+from credsim.population import Population, dim_codes
 from credsim.rng import static_key, uniform
 
 
 @dataclass
 class Graph:
-    indptr: np.ndarray  # (N+1,) int64
+    """The rows of the citizens ``[lo, lo + len(indptr) - 1)``: citizen ``i``'s contacts are
+    ``indices[indptr[i - lo]:indptr[i - lo + 1]]`` (global ids). One process holds every row
+    (``lo`` 0); a shard only its own, so its ``indptr`` is as long as its range, not the population."""
+
+    indptr: np.ndarray  # (rows + 1,) int64
     indices: np.ndarray  # (E,) int32
     active: np.ndarray  # (E,) uint8
+    lo: int = 0  # the first row's citizen
 
     @property
     def n_edges(self) -> int:
         return int(self.indices.shape[0])
 
+    @property
+    def rows(self) -> int:
+        return int(self.indptr.shape[0]) - 1
+
+    def degree(self) -> np.ndarray:
+        """Each held row's length (active or not), in row order."""
+        return np.diff(self.indptr)
+
     @staticmethod
-    def empty(n: int) -> Graph:
+    def empty(n: int, lo: int = 0) -> Graph:
         # every row is empty: a read-only zero-stride view costs no memory even at 100M citizens
         indptr = np.broadcast_to(np.zeros(1, dtype=np.int64), (n + 1,))
-        return Graph(indptr, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8))
+        return Graph(indptr, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8), lo)
 
 
 @njit(parallel=True, cache=True)
@@ -116,19 +130,22 @@ class _Picks:
     sizes: np.ndarray  # (H, V) group sizes (at least 1)
 
 
-def _picks(plan: Plan, pop: Population) -> _Picks:
+def _picks(plan: Plan, pop: Population, seed: int) -> _Picks:
+    """The pick tables; a population that holds only a range has its homophily codes drawn again for
+    everyone (a stub may land on anyone), only while the rows are built."""
     spec = plan.scen.graph
     hdims = list(spec.homophily)
     H, n, maxv = len(hdims), pop.n, plan.maxv
+    whole = (pop.lo, pop.hi) == (0, n)
     codes = np.zeros((max(H, 1), n), dtype=np.uint8)
     orders = np.zeros((max(H, 1), n), dtype=np.int32)
     starts = np.zeros((max(H, 1), maxv), dtype=np.int64)
     sizes = np.ones((max(H, 1), maxv), dtype=np.int64)
     for h, dim in enumerate(hdims):
         d = plan.dims.index(dim)
-        codes[h] = pop.groups[d]
-        orders[h] = _group_order(pop.groups[d], maxv)
-        cnt = np.bincount(pop.groups[d], minlength=maxv)
+        codes[h] = pop.groups[d] if whole else dim_codes(plan, seed, d, n)
+        orders[h] = _group_order(codes[h], maxv)
+        cnt = np.bincount(codes[h], minlength=maxv)
         starts[h] = np.concatenate([[0], np.cumsum(cnt)[:-1]])
         sizes[h] = np.maximum(cnt, 1)
     cum_mode = np.cumsum([spec.homophily[d] for d in hdims]).astype(np.float64)
@@ -449,24 +466,27 @@ def _pack(shift: int, region: np.ndarray, deg: np.ndarray, indices: np.ndarray) 
 
 
 def build_rows(plan: Plan, pop: Population, seed: int, lo: int, hi: int) -> Graph:
-    """The rows ``[lo, hi)`` of :func:`build`'s graph (other rows empty): what one shard holds.
+    """The rows ``[lo, hi)`` of :func:`build`'s graph: what one shard holds (``indptr`` of the range only).
 
-    Memory is O(ties of the range) plus 4 bytes per citizen and homophily dimension while
-    building (the group order); time is O(all stubs) but each stub costs two counter draws."""
+    Memory kept is O(ties of the range); while building, 5 bytes per citizen and homophily
+    dimension (the codes and the group order every stub picks from); time is O(all stubs) but
+    each stub costs two counter draws."""
     n = pop.n
     m = plan.scen.graph.contacts // 2
     if m == 0 or n < 2:
-        return Graph.empty(n)
-    p = _picks(plan, pop)
+        return Graph.empty(hi - lo, lo)
+    p = _picks(plan, pop, seed)
     rows, cols = _range_pairs(n, m, lo, hi, static_key(seed, "graph:mode"), static_key(seed, "graph:pick"),
                               p.cum_mode, p.codes, p.orders, p.starts, p.sizes, 1 << 14)
     del p
-    indptr, indices = _csr_rows(rows, cols, n, lo, hi)
+    # rows are already range-local (row - lo): a CSR of hi - lo rows
+    k = hi - lo
+    indptr, indices = _csr_rows(rows, cols, k, 0, k)
     del rows, cols
     deg = _sort_dedupe_rows(indptr, indices)
     indptr = _compact(indptr, indices, deg)
-    indices = indices[: indptr[n]].copy()
-    return Graph(indptr, indices, np.ones(indices.shape[0], dtype=np.uint8))
+    indices = indices[: indptr[k]].copy()
+    return Graph(indptr, indices, np.ones(indices.shape[0], dtype=np.uint8), lo)
 
 
 def _block_shift(n: int) -> int:
@@ -491,7 +511,7 @@ def build(plan: Plan, pop: Population, seed: int) -> Graph:
     shift = _block_shift(n)
     nb = ((n - 1) >> shift) + 1
     par = threads.parallel_for(n * m)
-    p = _picks(plan, pop)
+    p = _picks(plan, pop, seed)
     # the big arrays come from NumPy: it asks for huge pages, and first touches are costly here
     tgt = np.empty(n * m, dtype=np.int32)
     counts = np.zeros((nb, nb), dtype=np.int64)

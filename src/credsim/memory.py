@@ -141,14 +141,23 @@ def _filed_per_citizen_day(scen: Scenario, plan: Plan) -> float:
     return total
 
 
-def estimate_memory(scen: Scenario) -> Estimate:
+def estimate_memory(scen: Scenario, shards: int = 1) -> Estimate:
+    """The run's peak memory; with ``shards`` > 1, the sum of its shards' peaks (each holds its own
+    citizens and interpreter, and the whole population's pick tables while it builds its graph rows, before
+    its state exists). ``parts`` add up over the shards; with shards the total is not their sum."""
     plan = compile_plan(scen)
-    n, days = scen.population.size, scen.run.days
+    total_n, days = scen.population.size, scen.run.days
+    n = -(-total_n // shards)  # the citizens of one shard (everyone in one process)
     m = scen.graph.contacts // 2
     edges = 2 * n * m
     graph = (8 * (n + 1) + 5 * edges) if m else 0
-    # building: the stub targets (int32) and the unsorted rows live together for a moment
-    graph_build = (4 * n * m + 8 * n * len(scen.graph.homophily)) if m else 0
+    if shards == 1:
+        # building: the stub targets (int32) and the unsorted rows live together for a moment
+        graph_build = (4 * n * m + 8 * n * len(scen.graph.homophily)) if m else 0
+    else:
+        # a shard's (row, other end) pairs (int32 x 2, both directions) and, for the whole population,
+        # the group codes and order every stub picks from (uint8 + int32 per homophily dimension)
+        graph_build = (16 * n * m + 5 * total_n * len(scen.graph.homophily)) if m else 0
     records = int(n * _live_item_days(scen, plan) * LIVE_ITEM_BYTES)
     # the dossier's ledger keeps each filed record until its longest lifetime has passed
     ledger = int(n * _filed_per_citizen_day(scen, plan) * min(days, lifetime(plan)) * LEDGER_RECORD_BYTES) \
@@ -167,7 +176,7 @@ def estimate_memory(scen: Scenario) -> Estimate:
         "record ledger": ledger,
         "metrics": metrics,
         "output tables": output,
-        "traces": trace_bytes(scen),
+        "traces": trace_bytes(scen) // shards,
         "event log": int(event_rows * EVENT_ROW_BYTES + (EVENT_WRITE_BYTES if event_rows else 0)),
         "interpreter": BASELINE_BYTES,
     }
@@ -175,15 +184,21 @@ def estimate_memory(scen: Scenario) -> Estimate:
         parts["redress book"] = n * len(plan.lists) * REDRESS_BYTES_PER_LIST
     if scen.investigations:  # the day each citizen was last investigated, int32 (stages/investigate.py)
         parts["investigation book"] = n * len(scen.investigations) * 4
-    return Estimate(sum(parts.values()), parts)
+    if shards == 1:
+        return Estimate(sum(parts.values()), parts)
+    # a shard builds its graph rows before its state exists: its peak is the larger of the two phases
+    build = parts["interpreter"] + parts["graph build (temporary)"] + n * (len(plan.dims) + 4 * len(plan.traits))
+    run = sum(v for k, v in parts.items() if k != "graph build (temporary)")
+    return Estimate(shards * max(build, run), {k: v * shards for k, v in parts.items()})
 
 
-def check_memory(scen: Scenario, max_memory_gb: float | None = None) -> Estimate:
-    """Raise :class:`MemoryRefused` if the estimate exceeds the limit (or what is free)."""
+def check_memory(scen: Scenario, max_memory_gb: float | None = None, shards: int = 1) -> Estimate:
+    """Raise :class:`MemoryRefused` if the estimate (of ``shards`` shards on this machine) exceeds the limit
+    (or what is free)."""
     if max_memory_gb is not None and not (isinstance(max_memory_gb, int | float) and math.isfinite(max_memory_gb)
                                           and max_memory_gb > 0):
         raise ValueError(f"max_memory must be a finite number of GiB above 0 (got {max_memory_gb!r})")
-    est = estimate_memory(scen)
+    est = estimate_memory(scen, shards)
     limit = int(max_memory_gb * 2**30) if max_memory_gb is not None else available_bytes()
     source = "--max-memory" if max_memory_gb is not None else "available memory"
     if est.total > limit:

@@ -4,6 +4,11 @@ Each citizen's groups and traits are a pure function of (seed, citizen id): grou
 comes from one uniform draw on stream ``pop:<d>`` and trait ``t`` from one draw on
 ``trait:<t>``. So citizen 41 is the same person whatever the population size, block
 size or shard layout, and the same person in every scenario run with the same seed.
+
+A shard generates only its own citizens ``[lo, hi)`` (:func:`generate` with a range): the
+columns keep global indexing but only the range is written, so the rest stays zero pages the
+operating system never backs. Anyone else's groups, when a shard needs them (a contact in
+another shard counted in its group cells), are drawn again from the id (:func:`groups_at`).
 """
 
 from __future__ import annotations
@@ -24,9 +29,15 @@ from credsim.rng import static_key, uniform
 @dataclass
 class Population:
     n: int
-    groups: np.ndarray  # (D, N) uint8: value index per group dimension
-    traits: np.ndarray  # (T, N) float32
+    groups: np.ndarray  # (D, N) uint8: value index per group dimension (written only in [lo, hi))
+    traits: np.ndarray  # (T, N) float32 (written only in [lo, hi))
     dependants: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # (N,) or (0,): none declared
+    lo: int = 0  # the citizens generated: [lo, hi); the whole population by default
+    hi: int = -1
+
+    def __post_init__(self) -> None:
+        if self.hi < 0:
+            self.hi = self.n
 
 
 @njit(inline="always", cache=True)
@@ -119,8 +130,81 @@ def _normals(z: np.ndarray, block: int, par: bool) -> None:
         list(pool.map(lambda a: ndtri(z[a:a + step], out=z[a:a + step]), range(0, z.shape[0], step)))
 
 
-def generate(plan: Plan, n: int, seed: int, block: int = 1 << 16) -> Population:
-    """Draw the groups and traits of ``n`` citizens."""
+@njit(parallel=True, cache=True)
+def _categorical_at(key: np.uint64, cum: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """The draw of :func:`_categorical` for the citizens ``ids`` only."""
+    out = np.empty(ids.shape[0], dtype=np.uint8)
+    for j in prange(ids.shape[0]):
+        u = uniform(key, np.uint64(ids[j]))
+        k = 0
+        while k < cum.shape[0] - 1 and u >= cum[k]:
+            k += 1
+        out[j] = k
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _open_uniforms_at(key: np.uint64, ids: np.ndarray) -> np.ndarray:
+    """The draw of :func:`_open_uniforms` for the citizens ``ids`` only."""
+    out = np.empty(ids.shape[0], dtype=np.float64)
+    for j in prange(ids.shape[0]):
+        u = uniform(key, np.uint64(ids[j]))
+        out[j] = min(max(u, 1e-15), 1.0 - 1e-15)
+    return out
+
+
+def _shares(values: list[float]) -> np.ndarray:
+    cum = np.cumsum(np.array(values, dtype=np.float64))
+    cum[-1] = 1.0 + 1e-12  # the last value catches rounding
+    return cum
+
+
+def dim_codes(plan: Plan, seed: int, d: int, n: int, block: int = 1 << 16) -> np.ndarray:
+    """Group codes of dimension ``d`` for all ``n`` citizens (what :func:`generate` writes)."""
+    dim = plan.dims[d]
+    return _categorical(static_key(seed, f"pop:{dim}"), _shares(list(plan.scen.population.groups[dim].values())),
+                        n, block)
+
+
+def groups_at(plan: Plan, seed: int, ids: np.ndarray) -> np.ndarray:
+    """(D, len(ids)) group codes of any citizens, drawn again from their ids (the same as :func:`generate`'s)."""
+    pop = plan.scen.population
+    out = np.empty((len(plan.dims), ids.shape[0]), dtype=np.uint8)
+    for d, dim in enumerate(plan.dims):
+        out[d] = _categorical_at(static_key(seed, f"pop:{dim}"), _shares(list(pop.groups[dim].values())), ids)
+    return out
+
+
+def _generate_range(plan: Plan, n: int, seed: int, lo: int, hi: int) -> Population:
+    """The citizens ``[lo, hi)`` of :func:`generate`'s population, the same numbers elementwise; other columns
+    stay zero pages."""
+    pop = plan.scen.population
+    ids = np.arange(lo, hi, dtype=np.int64)
+    groups = np.zeros((len(plan.dims), n), dtype=np.uint8)
+    groups[:, lo:hi] = groups_at(plan, seed, ids)
+    traits = np.zeros((len(plan.traits), n), dtype=np.float32)
+    for t, name in enumerate(plan.traits):
+        spec = pop.traits[name]
+        z = ndtri(_open_uniforms_at(static_key(seed, f"trait:{name}"), ids))
+        for dim, vals in spec.shift.items():
+            d = plan.dims.index(dim)
+            table = np.zeros(len(plan.dim_values[d]))
+            for v, s in vals.items():
+                table[plan.dim_values[d].index(v)] = s
+            z += table[groups[d, lo:hi]]
+        traits[t, lo:hi] = (spec.mean + spec.sd * z).astype(np.float32)
+    deps = np.zeros(0, np.uint8)
+    if pop.dependants is not None:
+        deps = np.zeros(n, np.uint8)
+        deps[lo:hi] = _categorical_at(static_key(seed, "dependants"), _shares(list(pop.dependants.shares)), ids)
+    return Population(n=n, groups=groups, traits=traits, dependants=deps, lo=lo, hi=hi)
+
+
+def generate(plan: Plan, n: int, seed: int, block: int = 1 << 16, lo: int = 0, hi: int | None = None) -> Population:
+    """Draw the groups and traits of ``n`` citizens, or (a shard) of the citizens ``[lo, hi)`` only."""
+    hi = n if hi is None else hi
+    if (lo, hi) != (0, n):
+        return _generate_range(plan, n, seed, lo, hi)
     pop = plan.scen.population
     par = threads.parallel_for(n)
     groups = np.empty((len(plan.dims), n), dtype=np.uint8)

@@ -431,13 +431,13 @@ def resume(run_dir: str | Path, *, threads: int | None = None, limits: Limits | 
     scen = load_scenario(man["scenario"])
     if scenario_hash(scen) != man.get("scenario_hash"):
         raise checkpoint.CheckpointError(f"{out}: the scenario in manifest.json does not match its recorded hash")
-    check_memory(scen, max_memory)
+    layout = Layout.from_json(man["layout"]) if man.get("layout") is not None else None
+    check_memory(scen, max_memory, layout.shards if layout is not None and layout.address is None else 1)
     block = int(man.get("block_size") or engine.DEFAULT_BLOCK)
     every = man.get("checkpoint_every")
     limits = limits or Limits(checkpoint_every=every if isinstance(every, int) and every > 0 else None)
     if limits.checkpoint_every is None and isinstance(every, int) and every > 0:
         limits = Limits(every, limits.max_days, limits.time_budget)
-    layout = Layout.from_json(man["layout"]) if man.get("layout") is not None else None
     with run_lock(out):
         drv = make_driver(scen, layout, block=block, threads=threads)
         try:

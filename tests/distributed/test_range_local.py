@@ -53,8 +53,11 @@ def test_graph_rows_of_a_range_are_the_whole_graphs_rows(scen: credsim.Scenario)
     seen = 0
     for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
         part = graph_mod.build_rows(plan, pop, 7, lo, hi)
-        deg, want = np.diff(part.indptr), np.diff(whole.indptr)
-        assert np.array_equal(deg[lo:hi], want[lo:hi]) and not deg[:lo].any() and not deg[hi:].any()
+        assert (part.lo, part.rows) == (lo, hi - lo), "a range holds the row pointers of its own rows only"
+        assert np.array_equal(part.degree(), np.diff(whole.indptr)[lo:hi])
+        # the same rows from a population that holds only the range (the other codes drawn again)
+        mine = graph_mod.build_rows(plan, pop_mod.generate(plan, N, 7, lo=lo, hi=hi), 7, lo, hi)
+        assert np.array_equal(mine.indptr, part.indptr) and np.array_equal(mine.indices, part.indices)
         # same degrees and the same concatenated rows: every row is the same sorted set
         assert np.array_equal(part.indices, whole.indices[whole.indptr[lo]:whole.indptr[hi]]), (lo, hi)
         seen += part.n_edges
@@ -67,8 +70,8 @@ def test_a_range_writes_only_its_own_state(scen: credsim.Scenario) -> None:
     g = graph_mod.build(plan, pop, 7)
     whole = initial_state(plan, pop, g)
     lo, hi = 1024, 3072
-    part = initial_state(plan, pop, g, lo, hi)
-    for name in ("score", "listed_since", "cured_seq", "pending", "resp_day", "counters"):
+    part = initial_state(plan, pop_mod.generate(plan, N, 7, lo=lo, hi=hi), g, lo, hi)
+    for name in ("groups", "traits", "score", "listed_since", "cured_seq", "pending", "resp_day", "counters"):
         a, b = getattr(part, name), getattr(whole, name)
         assert np.array_equal(a[..., lo:hi], b[..., lo:hi]), name
         assert not a[..., :lo].any() and not a[..., hi:].any(), f"{name} written outside the range"
@@ -79,8 +82,7 @@ def test_shard_loop_holds_only_its_rows(scen: credsim.Scenario) -> None:
     loop, _setup = engine.prepare(scen, threads=1, cuts=cuts, index=1)
     g = loop.st.graph
     lo, hi = cuts[1], cuts[2]
-    deg = np.diff(g.indptr)
-    assert deg[:lo].sum() == 0 and deg[hi:].sum() == 0 and deg[lo:hi].sum() == g.n_edges > 0
+    assert (g.lo, g.rows) == (lo, hi - lo) and g.degree().sum() == g.n_edges > 0
 
 
 def test_parts_replace_the_gathered_files(runs: tuple[Path, Path]) -> None:

@@ -38,9 +38,10 @@ def run_sharded_cmd(scen: Scenario, *, shards: int, ray: bool, ray_address: str 
     target = out if out is not None else default_out(scen, scen.run.seed)
     try:
         check_run_args(block_size=block_size, threads=threads)
-        check_memory(scen, max_memory)
-        limits = Limits(checkpoint_every, max_days, time_budget)
         layout = Layout(max(shards, 1), ray, ray_address)
+        # every shard on this machine (with a cluster address, the single-process check as before)
+        check_memory(scen, max_memory, layout.shards if ray_address is None else 1)
+        limits = Limits(checkpoint_every, max_days, time_budget)
         with console.status(f"{scen.name}: {scen.population.size:,} citizens on {layout.shards} shard(s)",
                             spinner="dots") if not quiet else nullcontext():
             run_dir = execute(scen, target, block=block_size, threads=threads, overwrite=overwrite, limits=limits,

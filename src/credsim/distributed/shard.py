@@ -14,13 +14,17 @@ time for the driver (:mod:`credsim.distributed.run`), which swaps the messages i
 - ``listed``: today's list entries and exits, to the shards holding a contact (the model-score
   feature "share of contacts on a list").
 
-Layout: a shard keeps global citizen indexing, so the stage kernels run unchanged, but it
-builds and writes only its own range (:func:`credsim.engine.prepare` with ``cuts``): its graph
-rows (:func:`credsim.graph.build_rows`, from the counter-based tie rule), its state columns
-(zero pages elsewhere, which the OS never backs) and its model scores. What every shard still
-holds for *all* citizens is a few bytes each: group codes and traits (pure functions of the
-id, read when a contact elsewhere is counted in its group cells), the graph's ``indptr`` and
-metric cells. See docs/scale.md for the measured costs.
+Layout: a shard keeps global citizen indexing in its per-citizen columns, so the stage kernels
+run unchanged, but it generates, builds and writes only its own range
+(:func:`credsim.engine.prepare` with ``cuts``): its citizens' groups and traits
+(:func:`credsim.population.generate` with a range), its graph rows with row pointers for the
+range only (:func:`credsim.graph.build_rows`, from the counter-based tie rule), its state
+columns, metric cells and traced mask (zero pages elsewhere, which the OS never backs) and its
+model scores. A contact elsewhere counted in this shard's group cells (a response it starts)
+has its groups drawn again from its id. So what a shard holds grows with ``hi - lo``; only
+while its graph rows are built does it hold 5 bytes per citizen of the population and
+homophily dimension (the codes and group order every stub picks from).
+See benchmarks/results/scale.md for the measured costs.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from numba import njit
 
 from credsim import names as nm
+from credsim import population as pop_mod
 from credsim.day import Day
 from credsim.names import KINDS
 from credsim.plan import Plan
@@ -55,11 +56,12 @@ _NO_W = np.zeros(0, dtype=np.int64)
 
 
 @njit(cache=True)
-def _active_degree(indptr: np.ndarray, active: np.ndarray, cit: np.ndarray) -> np.ndarray:
-    """Active ties of each citizen in ``cit`` (ties cut by a response no longer carry posts)."""
+def _active_degree(indptr: np.ndarray, active: np.ndarray, cit: np.ndarray, lo: int) -> np.ndarray:
+    """Active ties of each citizen in ``cit`` (ties cut by a response no longer carry posts); rows held
+    from citizen ``lo`` on."""
     out = np.zeros(cit.shape[0], dtype=np.int64)
     for j in range(cit.shape[0]):
-        i = cit[j]
+        i = cit[j] - lo
         for e in range(indptr[i], indptr[i + 1]):
             out[j] += active[e]
     return out
@@ -68,9 +70,13 @@ def _active_degree(indptr: np.ndarray, active: np.ndarray, cit: np.ndarray) -> n
 class Metrics:
     """The daily table of a run (or of the citizens ``[lo, hi)`` of a shard), and the day's observer."""
 
-    def __init__(self, plan: Plan, st: State, days: int, lo: int = 0, hi: int | None = None) -> None:
+    def __init__(self, plan: Plan, st: State, days: int, lo: int = 0, hi: int | None = None, seed: int = 0) -> None:
         self.plan = plan
         self.lo, self.hi = lo, st.n if hi is None else hi
+        # a shard holds the groups of its own range only; a contact elsewhere counted here (a response
+        # it starts) has its groups drawn again from its id with the run's ``seed``
+        self.whole = (self.lo, self.hi) == (0, st.n)
+        self.seed = seed
         self.groups = st.groups
         sizes = [len(v) for v in plan.dim_values]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
@@ -130,9 +136,12 @@ class Metrics:
             self.cell = np.zeros(0, dtype=np.int32)
             self.P = sp.identity(self.n_slots, format="csr", dtype=np.int64)
         else:
+            # only the range is written (a shard's other cells stay zero pages)
             self.cell = np.zeros(st.n, dtype=np.int32)
+            self.radix = radix.astype(np.int32)
+            own = self.cell[self.lo:self.hi]
             for d in range(len(sizes)):
-                self.cell += st.groups[d].astype(np.int32) * np.int32(radix[d])
+                own += st.groups[d, self.lo:self.hi].astype(np.int32) * np.int32(radix[d])
             codes = (np.arange(self.n_cells)[:, None] // radix[None, :]) % np.array(sizes)[None, :]
             rows = np.hstack([codes + self.offsets[None, :], np.full((self.n_cells, 1), self.n_slots - 1)])
             cols = np.repeat(np.arange(self.n_cells), rows.shape[1])
@@ -142,12 +151,33 @@ class Metrics:
         self._pending: list[tuple[int, np.ndarray, np.ndarray | None]] = []
         self.stock_cells = np.zeros((M, self.n_cells), dtype=np.int64)  # projected onto slots each day
 
+    def _groups_of(self, cit: np.ndarray) -> np.ndarray:
+        """(D, len(cit)) group codes: held for the range, drawn again from the id for anyone else."""
+        out = self.groups[:, cit]
+        if self.whole:
+            return out
+        far = (cit < self.lo) | (cit >= self.hi)
+        if far.any():
+            out[:, far] = pop_mod.groups_at(self.plan, self.seed, cit[far])
+        return out
+
+    def _cells_of(self, cit: np.ndarray) -> np.ndarray:
+        """Each citizen's cell: held for the range, from groups drawn again for anyone else."""
+        out = self.cell[cit].astype(np.int64)
+        if self.whole:
+            return out
+        far = (cit < self.lo) | (cit >= self.hi)
+        if far.any():
+            g = pop_mod.groups_at(self.plan, self.seed, cit[far]).astype(np.int64)
+            out[far] = (g * self.radix[:, None].astype(np.int64)).sum(axis=0)
+        return out
+
     def _bins(self, cit: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
         """Fixed-point sums per cell (or slot) of ``weights`` (None: counts)."""
         w = _NO_W if weights is None else fixed(weights)
         if not self.by_slot:
-            return _bincount_fx(self.cell[cit].astype(np.int64), w, self.n_cells, SCALE)
-        s = self.groups[:, cit].astype(np.int64) + self.offsets[:, None]
+            return _bincount_fx(self._cells_of(cit), w, self.n_cells, SCALE)
+        s = self._groups_of(cit).astype(np.int64) + self.offsets[:, None]
         s = np.vstack([s, np.full((1, cit.shape[0]), self.n_slots - 1, dtype=np.int64)])
         w = w if weights is None else np.ascontiguousarray(np.broadcast_to(w, s.shape)).ravel()
         return _bincount_fx(s.ravel(), w, self.n_slots, SCALE)
@@ -164,7 +194,7 @@ class Metrics:
     def _flush(self) -> None:
         if not self._pending:
             return
-        keys = np.concatenate([m * self.n_cells + self.cell[c].astype(np.int64) for m, c, _w in self._pending])
+        keys = np.concatenate([m * self.n_cells + self._cells_of(c) for m, c, _w in self._pending])
         w = _NO_W
         if any(wt is not None for _m, _c, wt in self._pending):
             w = np.concatenate([np.full(c.shape[0], SCALE, np.int64) if wt is None else fixed(wt)
@@ -276,7 +306,7 @@ class Metrics:
             sel = order[cuts[b]:cuts[b + 1]]
             if sel.shape[0] == 0:
                 continue
-            deg = _active_degree(g.indptr, g.active, cit[sel]).astype(np.float64)
+            deg = _active_degree(g.indptr, g.active, cit[sel], g.lo).astype(np.float64)
             kept = np.ones(sel.shape[0])
             if seen.shape[0]:
                 for s in np.flatnonzero(p.sen_suppress > 0):

@@ -34,16 +34,17 @@ from credsim.state import State
 
 
 @njit(cache=True)
-def _neighbours(src: np.ndarray, indptr: np.ndarray, indices: np.ndarray, active: np.ndarray
+def _neighbours(src: np.ndarray, indptr: np.ndarray, indices: np.ndarray, active: np.ndarray, lo: int
                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Active contacts of the citizens ``src`` (rows held from citizen ``lo`` on), with whose contact each is."""
     tot = 0
     for j in src:
-        tot += indptr[j + 1] - indptr[j]
+        tot += indptr[j - lo + 1] - indptr[j - lo]
     nb = np.empty(tot, dtype=np.int64)
     origin = np.empty(tot, dtype=np.int64)
     k = 0
     for j in src:
-        for e in range(indptr[j], indptr[j + 1]):
+        for e in range(indptr[j - lo], indptr[j - lo + 1]):
             if active[e]:
                 nb[k] = indices[e]
                 origin[k] = j
@@ -58,16 +59,17 @@ def cut_ties(src: np.ndarray, key: np.uint64, prob: float, indptr: np.ndarray, i
 
     Both directions are cleared when ``i`` is in ``[lo, hi)`` (the whole population in one
     process); otherwise the ``i -> j`` direction belongs to another shard and the pair is
-    returned so that shard can clear it. Returns (ties cut, foreign i, foreign j)."""
+    returned so that shard can clear it. The rows held are those of ``[lo, hi)`` (``indptr[i - lo]``).
+    Returns (ties cut, foreign i, foreign j)."""
     cut = 0
     tot = 0
     for j in src:
-        tot += indptr[j + 1] - indptr[j]
+        tot += indptr[j - lo + 1] - indptr[j - lo]
     fi = np.empty(tot, dtype=np.int64)
     fj = np.empty(tot, dtype=np.int64)
     k = 0
     for j in src:
-        for e in range(indptr[j], indptr[j + 1]):
+        for e in range(indptr[j - lo], indptr[j - lo + 1]):
             if not active[e]:
                 continue
             i = indices[e]
@@ -76,7 +78,7 @@ def cut_ties(src: np.ndarray, key: np.uint64, prob: float, indptr: np.ndarray, i
                 active[e] = 0
                 cut += 1
                 if lo <= i < hi:
-                    for f in range(indptr[i], indptr[i + 1]):
+                    for f in range(indptr[i - lo], indptr[i - lo + 1]):
                         if indices[f] == j:
                             active[f] = 0
                 else:
@@ -87,12 +89,14 @@ def cut_ties(src: np.ndarray, key: np.uint64, prob: float, indptr: np.ndarray, i
 
 
 @njit(cache=True)
-def apply_cuts(ci: np.ndarray, cj: np.ndarray, indptr: np.ndarray, indices: np.ndarray, active: np.ndarray) -> int:
-    """Clear ties ``i -> j`` cut by j's owner; return how many were cleared already (cut from both sides)."""
+def apply_cuts(ci: np.ndarray, cj: np.ndarray, indptr: np.ndarray, indices: np.ndarray, active: np.ndarray,
+               lo: int) -> int:
+    """Clear ties ``i -> j`` cut by j's owner (rows held from citizen ``lo`` on); return how many were
+    cleared already (cut from both sides)."""
     twice = 0
     for k in range(ci.shape[0]):
         i, j = ci[k], cj[k]
-        for f in range(indptr[i], indptr[i + 1]):
+        for f in range(indptr[i - lo], indptr[i - lo + 1]):
             if indices[f] == j:
                 if active[f]:
                     active[f] = 0
@@ -138,7 +142,7 @@ class Respond:
                     yield  # barrier: later responses must see every range's cuts
                     out.ties_cut -= self._apply_round(st, x, day)
                     continue
-                who, _o = _neighbours(src, g.indptr, g.indices, g.active)
+                who, _o = _neighbours(src, g.indptr, g.indices, g.active, g.lo)
                 mine = x.mine(who)
                 x.send("resp", who[~mine], np.full(int((~mine).sum()), q, np.int64))
                 who_own = who[mine]
@@ -155,14 +159,14 @@ class Respond:
                 sel = (emode == m) & (edir == 1) & (elist == li)
                 if not sel.any():
                     continue
-                nb, _o = _neighbours(ecit[sel], g.indptr, g.indices, g.active)
+                nb, _o = _neighbours(ecit[sel], g.indptr, g.indices, g.active, g.lo)
                 out.assoc += int(nb.shape[0])
                 x.send("assoc", nb, np.full(nb.shape[0], int(li) * 2 + m, np.int64))
         # today's list changes, to the ranges holding a contact (only a model feature reads them);
         # a tie cut later is never read again, so a stale flag behind it does not matter
         if ecit.shape[0] and self.needs_listed and x.ranges > 1:
             rows = np.stack([ecit, emode, elist, edir]).astype(np.int64)
-            nb, origin = _neighbours(np.unique(ecit), g.indptr, g.indices, g.active)
+            nb, origin = _neighbours(np.unique(ecit), g.indptr, g.indices, g.active, g.lo)
             dest = x.owner(nb)
             for k in np.unique(dest[dest != x.index]).tolist():
                 x.send_to(int(k), "listed", rows[:, np.isin(ecit, origin[dest == k])])
@@ -181,7 +185,7 @@ class Respond:
         g = st.graph
         twice = 0
         for rows in x.received("cut"):
-            twice += int(apply_cuts(rows[0], rows[1], g.indptr, g.indices, g.active))
+            twice += int(apply_cuts(rows[0], rows[1], g.indptr, g.indices, g.active, g.lo))
         for rows in x.received("resp"):
             st.resp_day[rows[1], rows[0]] = day
         return twice

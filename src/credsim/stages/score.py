@@ -90,7 +90,7 @@ def recompute_model(plan: Plan, st: State, day: int, a: int = 0, b: int | None =
             elif feat.contacts_listed is not None:
                 li = plan.lists.index(feat.contacts_listed)
                 g = st.graph
-                z += w * contacts_share(g.indptr[a:b + 1], g.indices, g.active, st.listed[m, li])
+                z += w * contacts_share(g.indptr[a - g.lo:b - g.lo + 1], g.indices, g.active, st.listed[m, li])
         st.mscore[m, a:b] = np.clip(spec.center + spec.scale * z, lo, hi).astype(np.float32)
     return True
 
