@@ -27,6 +27,7 @@ from credsim import names as nm
 from credsim.day import Day
 from credsim.names import KINDS
 from credsim.plan import Plan
+from credsim.prefetch import AHEAD, prefetch
 from credsim.state import State
 
 MAX_CELLS = 200_000
@@ -52,6 +53,22 @@ def _bincount_fx(keys: np.ndarray, w: np.ndarray, size: int, unit: int) -> np.nd
 
 
 _NO_W = np.zeros(0, dtype=np.int64)
+
+
+@njit(cache=True)
+def _add_fx(out: np.ndarray, row: int, cell: np.ndarray, cit: np.ndarray, w: np.ndarray, unit: int) -> None:
+    """``out[row, cell[cit[k]]] += w[k]`` (``unit`` when ``w`` is empty; every citizen in cell 0 when
+    ``cell`` is empty), in place: a day's flows and stock deltas cost what its citizens cost, never a
+    pass over all cells, and integer sums in any order give the same bits."""
+    n = cit.shape[0]
+    one = cell.shape[0] == 0
+    for k in range(n):
+        c = 0
+        if not one:
+            if k + AHEAD < n:
+                prefetch(cell, cit[k + AHEAD])
+            c = cell[cit[k]]
+        out[row, c] += unit if w.shape[0] == 0 else w[k]
 
 
 @njit(cache=True)
@@ -130,8 +147,9 @@ class Metrics:
             self.cell = np.zeros(0, dtype=np.int32)
             self.P = sp.identity(self.n_slots, format="csr", dtype=np.int64)
         else:
-            self.cell = np.zeros(st.n, dtype=np.int32)
-            for d in range(len(sizes)):
+            # one cell (no group splits everyone): no per-citizen column to read at all
+            self.cell = np.zeros(st.n if self.n_cells > 1 else 0, dtype=np.int32)
+            for d in range(len(sizes) if self.n_cells > 1 else 0):
                 self.cell += st.groups[d].astype(np.int32) * np.int32(radix[d])
             codes = (np.arange(self.n_cells)[:, None] // radix[None, :]) % np.array(sizes)[None, :]
             rows = np.hstack([codes + self.offsets[None, :], np.full((self.n_cells, 1), self.n_slots - 1)])
@@ -139,43 +157,42 @@ class Metrics:
             self.P = sp.csr_matrix((np.ones(rows.size, dtype=np.int64), (rows.ravel(), cols)),
                                    shape=(self.n_slots, self.n_cells))
         self.flow_cells = np.zeros((M, self.n_cells), dtype=np.int64)
-        self._pending: list[tuple[int, np.ndarray, np.ndarray | None]] = []
         self.stock_cells = np.zeros((M, self.n_cells), dtype=np.int64)  # projected onto slots each day
 
     def _bins(self, cit: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
         """Fixed-point sums per cell (or slot) of ``weights`` (None: counts)."""
         w = _NO_W if weights is None else fixed(weights)
         if not self.by_slot:
-            return _bincount_fx(self.cell[cit].astype(np.int64), w, self.n_cells, SCALE)
+            out = np.zeros((1, self.n_cells), dtype=np.int64)
+            _add_fx(out, 0, self.cell, cit, w, SCALE)
+            return out[0]
         s = self.groups[:, cit].astype(np.int64) + self.offsets[:, None]
         s = np.vstack([s, np.full((1, cit.shape[0]), self.n_slots - 1, dtype=np.int64)])
         w = w if weights is None else np.ascontiguousarray(np.broadcast_to(w, s.shape)).ravel()
         return _bincount_fx(s.ravel(), w, self.n_slots, SCALE)
 
     def count(self, day: int, name: str, cit: np.ndarray, weights: np.ndarray | None = None) -> None:
-        """Add today's flow ``name`` for these citizens (batched: one bincount per day)."""
+        """Add today's flow ``name`` for these citizens (in place, in proportion to them)."""
         if cit.shape[0] == 0:
             return
         if self.by_slot:
             self.flow_cells[self.idx[name]] += self._bins(cit, weights)
             return
-        self._pending.append((self.idx[name], cit, weights))
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        keys = np.concatenate([m * self.n_cells + self.cell[c].astype(np.int64) for m, c, _w in self._pending])
-        w = _NO_W
-        if any(wt is not None for _m, _c, wt in self._pending):
-            w = np.concatenate([np.full(c.shape[0], SCALE, np.int64) if wt is None else fixed(wt)
-                                for _m, c, wt in self._pending])
-        self._pending.clear()
-        self.flow_cells += _bincount_fx(keys, w, self.flow_cells.size, SCALE).reshape(self.flow_cells.shape)
+        _add_fx(self.flow_cells, self.idx[name], self.cell, cit, _NO_W if weights is None else fixed(weights), SCALE)
 
     def add_stock(self, name: str, cit: np.ndarray, weights: np.ndarray | float = 1.0) -> None:
-        if cit.shape[0]:
+        if cit.shape[0] == 0:
+            return
+        if self.by_slot:
             w = np.broadcast_to(np.asarray(weights, dtype=np.float64), cit.shape)
             self.stock_cells[self.idx[name]] += self._bins(cit, w)
+            return
+        # a constant weight is one fixed-point unit for every citizen: no per-citizen array to build
+        wa = np.asarray(weights, dtype=np.float64)
+        if wa.ndim == 0:
+            _add_fx(self.stock_cells, self.idx[name], self.cell, cit, _NO_W, int(fixed(float(wa))))
+        else:
+            _add_fx(self.stock_cells, self.idx[name], self.cell, cit, fixed(wa), SCALE)
 
     def set_stock_dense(self, name: str, values: np.ndarray) -> None:
         """Recompute a stock from a full per-citizen array, over this table's citizens (model-score days)."""
@@ -220,7 +237,6 @@ class Metrics:
         return np.asarray((self.P @ rows.T).T)
 
     def close_day(self, day: int) -> None:
-        self._flush()
         live = np.flatnonzero(self.flow_cells.any(axis=1))
         if live.shape[0]:
             self.table[day, live] += self._project(self.flow_cells[live])
