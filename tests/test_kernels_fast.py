@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from credsim import rng as rng_mod
 from credsim.prefetch import prefetch, prefetch2, prefetch3
 from credsim.stages.classify import _regrade_cand, grade_of, unique_sorted
-from credsim.stages.measure import _add_fx
+from credsim.stages.measure import _add_fx, _group_by
 
 
 @njit(cache=False)
@@ -78,3 +79,17 @@ def test_add_fx_matches_bincount() -> None:
     one = np.zeros((1, 1), dtype=np.int64)
     _add_fx(one, 0, np.zeros(0, np.int32), cit, w, 7)
     assert one[0, 0] == int(w.sum())
+
+
+def test_group_by_is_the_stable_argsort() -> None:
+    rng = np.random.default_rng(5)
+    for key in (rng.integers(0, 4, 500), np.zeros(0, np.int64), np.full(7, 2)):
+        key = key.astype(np.int64)
+        order, cuts = _group_by(key, 4)
+        expect = np.argsort(key, kind="stable")
+        assert np.array_equal(order, expect)
+        assert np.array_equal(cuts, np.searchsorted(key[expect], np.arange(5)))
+
+
+def test_stream_id_cache_is_the_hash() -> None:
+    assert rng_mod.stream_id("behave:civic.infraction") == rng_mod.stream_id.__wrapped__("behave:civic.infraction")

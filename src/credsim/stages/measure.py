@@ -82,6 +82,23 @@ def _active_degree(indptr: np.ndarray, active: np.ndarray, cit: np.ndarray) -> n
     return out
 
 
+@njit(cache=True)
+def _group_by(key: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``argsort(key, kind="stable")`` and the cut of each value ``0..k-1`` (``searchsorted`` of the sorted
+    keys), for keys in ``[0, k)``, by counting: linear in the rows, where a sort is not."""
+    cuts = np.zeros(k + 1, dtype=np.int64)
+    for j in range(key.shape[0]):
+        cuts[key[j] + 1] += 1
+    for b in range(k):
+        cuts[b + 1] += cuts[b]
+    fill = cuts[:k].copy()
+    order = np.empty(key.shape[0], dtype=np.int64)
+    for j in range(key.shape[0]):
+        order[fill[key[j]]] = j
+        fill[key[j]] += 1
+    return order, cuts
+
+
 class Metrics:
     """The daily table of a run (or of the citizens ``[lo, hi)`` of a shard), and the day's observer."""
 
@@ -247,8 +264,7 @@ class Metrics:
         """Count the day: flows from today's sparse hand-offs, stocks from their deltas, then close it."""
         p, day = self.plan, d.day
         cit, beh = d.events.cit, d.events.beh
-        order = np.argsort(beh, kind="stable")
-        cuts = np.searchsorted(beh[order], np.arange(p.n_beh + 1))
+        order, cuts = _group_by(beh, p.n_beh)
         for b in range(p.n_beh):
             self.count(day, nm.EVENTS(p.beh[b]), cit[order[cuts[b]:cuts[b + 1]]])
         ob = d.observations
