@@ -10,7 +10,9 @@ changes no value, only when memory is read.
 ``prefetch(a, i)`` hints element ``a[i]`` of a 1-D array; ``prefetch2(a, j, i)`` element
 ``a[j, i]`` of a 2-D and ``prefetch3(a, k, j, i)`` of a 3-D one (C order, no bounds check:
 a hint to an address outside the array is harmless, the CPU drops it). Inside ``@njit``
-kernels only.
+kernels only. ``AHEAD`` is compiled into each kernel as a constant, and numba's cache of a kernel
+is keyed by its own module's file only: after changing ``AHEAD``, clear the ``__pycache__`` numba
+files (or touch the kernels' modules) to measure the new distance.
 """
 
 from __future__ import annotations
