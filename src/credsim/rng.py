@@ -17,6 +17,7 @@ and costs about a nanosecond per draw in a Numba kernel.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -35,8 +36,10 @@ def _mix_py(z: int) -> int:
     return z ^ (z >> 31)
 
 
+@functools.lru_cache(maxsize=4096)
 def stream_id(name: str) -> int:
-    """Stable 64-bit id of a named stream (independent of Python's hash seed)."""
+    """Stable 64-bit id of a named stream (independent of Python's hash seed); cached because every
+    day's keys hash the same few names again."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from credsim import threads
+from credsim.prefetch import prefetch2
 from credsim.rng import day_key, mix64, uniform
 
 CHUNK = 1024
@@ -173,70 +174,107 @@ class Coverage(NamedTuple):
 
 
 @njit(inline="always", cache=True)
+def _candidates(c: int, lo: int, hi: int, rates: RateTables, people: People, today: Today, cpos: np.ndarray,
+                cstr: np.ndarray) -> int:
+    """Candidates of RNG chunk ``c`` within ``[lo, hi)``, stream by stream in increasing position, into
+    ``cpos``/``cstr``; return how many. Each candidate's lines (groups, traits, list status, responses)
+    are prefetched, so that they arrive while the chunk before is evaluated (see :mod:`credsim.prefetch`)."""
+    ubc, base, only_listed = rates.ubc, rates.base, rates.only_listed
+    groups, traits, listed_off, resp_day = people.groups, people.traits, today.listed_off, today.resp_day
+    S = base.shape[0]
+    a, z = max(lo, c * CHUNK), min(hi, (c + 1) * CHUNK)
+    m = 0
+    for s in range(S):
+        ub = ubc[c, s]
+        if ub <= 0.0:
+            continue
+        if ub >= DENSE:
+            for i in range(a, z):
+                cpos[m] = i
+                cstr[m] = s
+                m += 1
+            continue
+        pos = c * CHUNK - 1
+        lg = math.log1p(-ub)
+        kk = np.uint64(0)
+        ckey = mix64(today.cand_keys[s] ^ mix64(np.uint64(c)))
+        while True:
+            u = uniform(ckey, kk)
+            kk += np.uint64(1)
+            g = math.log1p(-u) / lg
+            if g >= z - pos:
+                break
+            pos += 1 + int(g)
+            if pos >= z:
+                break
+            if pos < a:
+                continue
+            cpos[m] = pos
+            cstr[m] = s
+            m += 1
+            for d in range(groups.shape[0]):
+                prefetch2(groups, d, pos)
+            for t in range(traits.shape[0]):
+                prefetch2(traits, t, pos)
+            for q in range(resp_day.shape[0]):
+                prefetch2(resp_day, q, pos)
+            if only_listed[s] >= 0:
+                prefetch2(listed_off, only_listed[s], pos)
+    return m
+
+
+@njit(inline="always", cache=True)
 def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block: int, day: int,
                   rates: RateTables, people: People, today: Today, coverage: Coverage) -> int:
     """Draw the events of execution block ``blk`` into ``buf[start:start + cap]``; return how many there were
-    (more than ``cap`` means the buffer was too small and the caller draws the block again)."""
+    (more than ``cap`` means the buffer was too small and the caller draws the block again).
+
+    Chunk by chunk: the candidates of the next chunk are drawn (and their lines prefetched) before the
+    candidates of this one are thinned, so the memory of one overlaps the work of the other; which
+    candidates become events, and their order, are those of drawing and thinning one chunk at a time."""
     ubc, base, gm, beta = rates.ubc, rates.base, rates.group, rates.beta
     only_listed, applies, cover_sensor = rates.only_listed, rates.applies, rates.cover_sensor
     groups, traits = people.groups, people.traits
-    cand_keys, thin_keys, listed_off = today.cand_keys, today.thin_keys, today.listed_off
+    thin_keys, listed_off = today.thin_keys, today.listed_off
     resp_day, rsize, rhalf = today.resp_day, today.rsize, today.rhalf
     cov_keys, cov, cov_group = coverage.keys, coverage.cov, coverage.cov_group
     S = base.shape[0]
     lo, hi = blk * block, min(n, (blk + 1) * block)
+    cpos = np.empty((2, CHUNK * S), dtype=np.int64)
+    cstr = np.empty((2, CHUNK * S), dtype=np.int64)
+    ncand = np.zeros(2, dtype=np.int64)
     k = 0
     c = lo // CHUNK
+    if c * CHUNK < hi:
+        ncand[c & 1] = _candidates(c, lo, hi, rates, people, today, cpos[c & 1], cstr[c & 1])
     while c * CHUNK < hi:
-        a, z = max(lo, c * CHUNK), min(hi, (c + 1) * CHUNK)
+        if (c + 1) * CHUNK < hi:
+            ncand[(c + 1) & 1] = _candidates(c + 1, lo, hi, rates, people, today, cpos[(c + 1) & 1],
+                                             cstr[(c + 1) & 1])
+        h = c & 1
         seg = k
-        for s in range(S):
+        for j in range(ncand[h]):
+            i = cpos[h, j]
+            s = cstr[h, j]
             ub = ubc[c, s]
-            if ub <= 0.0:
-                continue
             ol = only_listed[s]
             cs = cover_sensor[s]
-            if ub >= DENSE:
-                pos = a - 1
-                lg = 0.0
-                kk = np.uint64(0)
-                ckey = np.uint64(0)
-            else:
-                pos = c * CHUNK - 1
-                lg = math.log1p(-ub)
-                kk = np.uint64(0)
-                ckey = mix64(cand_keys[s] ^ mix64(np.uint64(c)))
-            while True:
-                if ub >= DENSE:
-                    pos += 1
-                else:
-                    u = uniform(ckey, kk)
-                    kk += np.uint64(1)
-                    g = math.log1p(-u) / lg
-                    if g >= z - pos:
-                        break
-                    pos += 1 + int(g)
-                if pos >= z:
-                    break
-                if pos < a:
-                    continue
-                i = pos
-                if ol >= 0 and listed_off[ol, i] == 0:
-                    continue
-                v = uniform(thin_keys[s], np.uint64(i))
-                if ub < DENSE:
-                    v *= ub
-                r = static_rate(i, s, base, gm, groups, beta, traits)
-                if v >= r:
-                    continue
-                r *= response_multiplier(i, s, day, resp_day, applies, rsize, rhalf)
-                if v >= r:
-                    continue
-                if cs >= 0 and not covered(cs, i, cov_keys, cov, cov_group, groups):
-                    continue
-                if k < cap:
-                    buf[start + k] = np.int64(i) * S + s
-                k += 1
+            if ol >= 0 and listed_off[ol, i] == 0:
+                continue
+            v = uniform(thin_keys[s], np.uint64(i))
+            if ub < DENSE:
+                v *= ub
+            r = static_rate(i, s, base, gm, groups, beta, traits)
+            if v >= r:
+                continue
+            r *= response_multiplier(i, s, day, resp_day, applies, rsize, rhalf)
+            if v >= r:
+                continue
+            if cs >= 0 and not covered(cs, i, cov_keys, cov, cov_group, groups):
+                continue
+            if k < cap:
+                buf[start + k] = np.int64(i) * S + s
+            k += 1
         if k <= cap:
             _insertion_sort(buf, start + seg, start + k)
         c += 1

@@ -26,6 +26,7 @@ from credsim.economy import Economy, conditions, factor_product
 from credsim.exchange import Exchange
 from credsim.names import KINDS
 from credsim.plan import Plan
+from credsim.prefetch import AHEAD, prefetch2
 from credsim.rng import day_key, uniforms
 from credsim.sampling import Sampler, Streams
 from credsim.state import C, State
@@ -106,7 +107,14 @@ def apply_schedules(plan: Plan, day: int, seed: int, cit: np.ndarray, beh: np.nd
 @njit(cache=True)
 def _count_events(counters: np.ndarray, cit: np.ndarray, kinds: np.ndarray, c_all: int, c_inf: int,
                   k_inf: int, c_speech: int, k_speech: int) -> None:
-    for j in range(cit.shape[0]):
+    n = cit.shape[0]
+    for j in range(n):
+        if j + AHEAD < n:  # the counters of the event a few rows on: their misses overlap (credsim.prefetch)
+            prefetch2(counters, c_all, cit[j + AHEAD])
+            if kinds[j + AHEAD] == k_inf:
+                prefetch2(counters, c_inf, cit[j + AHEAD])
+            elif kinds[j + AHEAD] == k_speech:
+                prefetch2(counters, c_speech, cit[j + AHEAD])
         i = cit[j]
         counters[c_all, i] += 1
         if kinds[j] == k_inf:

@@ -28,6 +28,7 @@ from credsim import population as pop_mod
 from credsim.day import Day
 from credsim.names import KINDS
 from credsim.plan import Plan
+from credsim.prefetch import AHEAD, prefetch
 from credsim.state import State
 
 MAX_CELLS = 200_000
@@ -56,6 +57,22 @@ _NO_W = np.zeros(0, dtype=np.int64)
 
 
 @njit(cache=True)
+def _add_fx(out: np.ndarray, row: int, cell: np.ndarray, cit: np.ndarray, w: np.ndarray, unit: int) -> None:
+    """``out[row, cell[cit[k]]] += w[k]`` (``unit`` when ``w`` is empty; every citizen in cell 0 when
+    ``cell`` is empty), in place: a day's flows and stock deltas cost what its citizens cost, never a
+    pass over all cells, and integer sums in any order give the same bits."""
+    n = cit.shape[0]
+    one = cell.shape[0] == 0
+    for k in range(n):
+        c = 0
+        if not one:
+            if k + AHEAD < n:
+                prefetch(cell, cit[k + AHEAD])
+            c = cell[cit[k]]
+        out[row, c] += unit if w.shape[0] == 0 else w[k]
+
+
+@njit(cache=True)
 def _active_degree(indptr: np.ndarray, active: np.ndarray, cit: np.ndarray, lo: int) -> np.ndarray:
     """Active ties of each citizen in ``cit`` (ties cut by a response no longer carry posts); rows held
     from citizen ``lo`` on."""
@@ -65,6 +82,23 @@ def _active_degree(indptr: np.ndarray, active: np.ndarray, cit: np.ndarray, lo: 
         for e in range(indptr[i], indptr[i + 1]):
             out[j] += active[e]
     return out
+
+
+@njit(cache=True)
+def _group_by(key: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``argsort(key, kind="stable")`` and the cut of each value ``0..k-1`` (``searchsorted`` of the sorted
+    keys), for keys in ``[0, k)``, by counting: linear in the rows, where a sort is not."""
+    cuts = np.zeros(k + 1, dtype=np.int64)
+    for j in range(key.shape[0]):
+        cuts[key[j] + 1] += 1
+    for b in range(k):
+        cuts[b + 1] += cuts[b]
+    fill = cuts[:k].copy()
+    order = np.empty(key.shape[0], dtype=np.int64)
+    for j in range(key.shape[0]):
+        order[fill[key[j]]] = j
+        fill[key[j]] += 1
+    return order, cuts
 
 
 class Metrics:
@@ -136,11 +170,12 @@ class Metrics:
             self.cell = np.zeros(0, dtype=np.int32)
             self.P = sp.identity(self.n_slots, format="csr", dtype=np.int64)
         else:
-            # only the range is written (a shard's other cells stay zero pages)
-            self.cell = np.zeros(st.n, dtype=np.int32)
+            # one cell (no group splits everyone): no per-citizen column to read at all; otherwise only
+            # the range is written (a shard's other cells stay zero pages)
+            self.cell = np.zeros(st.n if self.n_cells > 1 else 0, dtype=np.int32)
             self.radix = radix.astype(np.int32)
             own = self.cell[self.lo:self.hi]
-            for d in range(len(sizes)):
+            for d in range(len(sizes) if self.n_cells > 1 else 0):
                 own += st.groups[d, self.lo:self.hi].astype(np.int32) * np.int32(radix[d])
             codes = (np.arange(self.n_cells)[:, None] // radix[None, :]) % np.array(sizes)[None, :]
             rows = np.hstack([codes + self.offsets[None, :], np.full((self.n_cells, 1), self.n_slots - 1)])
@@ -148,7 +183,6 @@ class Metrics:
             self.P = sp.csr_matrix((np.ones(rows.size, dtype=np.int64), (rows.ravel(), cols)),
                                    shape=(self.n_slots, self.n_cells))
         self.flow_cells = np.zeros((M, self.n_cells), dtype=np.int64)
-        self._pending: list[tuple[int, np.ndarray, np.ndarray | None]] = []
         self.stock_cells = np.zeros((M, self.n_cells), dtype=np.int64)  # projected onto slots each day
 
     def _groups_of(self, cit: np.ndarray) -> np.ndarray:
@@ -176,36 +210,45 @@ class Metrics:
         """Fixed-point sums per cell (or slot) of ``weights`` (None: counts)."""
         w = _NO_W if weights is None else fixed(weights)
         if not self.by_slot:
-            return _bincount_fx(self._cells_of(cit), w, self.n_cells, SCALE)
+            out = np.zeros((1, self.n_cells), dtype=np.int64)
+            self._add(out, 0, cit, w, SCALE)
+            return out[0]
         s = self._groups_of(cit).astype(np.int64) + self.offsets[:, None]
         s = np.vstack([s, np.full((1, cit.shape[0]), self.n_slots - 1, dtype=np.int64)])
         w = w if weights is None else np.ascontiguousarray(np.broadcast_to(w, s.shape)).ravel()
         return _bincount_fx(s.ravel(), w, self.n_slots, SCALE)
 
     def count(self, day: int, name: str, cit: np.ndarray, weights: np.ndarray | None = None) -> None:
-        """Add today's flow ``name`` for these citizens (batched: one bincount per day)."""
+        """Add today's flow ``name`` for these citizens (in place, in proportion to them)."""
         if cit.shape[0] == 0:
             return
         if self.by_slot:
             self.flow_cells[self.idx[name]] += self._bins(cit, weights)
             return
-        self._pending.append((self.idx[name], cit, weights))
+        self._add(self.flow_cells, self.idx[name], cit, _NO_W if weights is None else fixed(weights), SCALE)
 
-    def _flush(self) -> None:
-        if not self._pending:
+    def _add(self, out: np.ndarray, row: int, cit: np.ndarray, w: np.ndarray, unit: int) -> None:
+        """``out[row, cell of cit[k]] += w[k]``: in place from the held cells, or, for a shard whose citizens
+        include anyone outside its range, from cells drawn again for those."""
+        if self.whole or self.n_cells == 1:
+            _add_fx(out, row, self.cell, cit, w, unit)
             return
-        keys = np.concatenate([m * self.n_cells + self._cells_of(c) for m, c, _w in self._pending])
-        w = _NO_W
-        if any(wt is not None for _m, _c, wt in self._pending):
-            w = np.concatenate([np.full(c.shape[0], SCALE, np.int64) if wt is None else fixed(wt)
-                                for _m, c, wt in self._pending])
-        self._pending.clear()
-        self.flow_cells += _bincount_fx(keys, w, self.flow_cells.size, SCALE).reshape(self.flow_cells.shape)
+        cells = self._cells_of(cit).astype(np.int32)
+        _add_fx(out, row, cells, np.arange(cit.shape[0], dtype=np.int64), w, unit)
 
     def add_stock(self, name: str, cit: np.ndarray, weights: np.ndarray | float = 1.0) -> None:
-        if cit.shape[0]:
+        if cit.shape[0] == 0:
+            return
+        if self.by_slot:
             w = np.broadcast_to(np.asarray(weights, dtype=np.float64), cit.shape)
             self.stock_cells[self.idx[name]] += self._bins(cit, w)
+            return
+        # a constant weight is one fixed-point unit for every citizen: no per-citizen array to build
+        wa = np.asarray(weights, dtype=np.float64)
+        if wa.ndim == 0:
+            self._add(self.stock_cells, self.idx[name], cit, _NO_W, int(fixed(float(wa))))
+        else:
+            self._add(self.stock_cells, self.idx[name], cit, fixed(wa), SCALE)
 
     def set_stock_dense(self, name: str, values: np.ndarray) -> None:
         """Recompute a stock from a full per-citizen array, over this table's citizens (model-score days)."""
@@ -250,7 +293,6 @@ class Metrics:
         return np.asarray((self.P @ rows.T).T)
 
     def close_day(self, day: int) -> None:
-        self._flush()
         live = np.flatnonzero(self.flow_cells.any(axis=1))
         if live.shape[0]:
             self.table[day, live] += self._project(self.flow_cells[live])
@@ -261,8 +303,7 @@ class Metrics:
         """Count the day: flows from today's sparse hand-offs, stocks from their deltas, then close it."""
         p, day = self.plan, d.day
         cit, beh = d.events.cit, d.events.beh
-        order = np.argsort(beh, kind="stable")
-        cuts = np.searchsorted(beh[order], np.arange(p.n_beh + 1))
+        order, cuts = _group_by(beh, p.n_beh)
         for b in range(p.n_beh):
             self.count(day, nm.EVENTS(p.beh[b]), cit[order[cuts[b]:cuts[b + 1]]])
         ob = d.observations

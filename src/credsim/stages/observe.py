@@ -22,6 +22,7 @@ from numba import njit
 from credsim.day import Day, Observations
 from credsim.exchange import Exchange
 from credsim.plan import Plan
+from credsim.prefetch import AHEAD, prefetch2
 from credsim.rng import day_key, static_key, uniform
 from credsim.sampling import Sampler, Streams, covered, group_factor
 from credsim.state import Records, State
@@ -36,6 +37,9 @@ def _detect(cit: np.ndarray, beh: np.ndarray, det_keys: np.ndarray, cov_keys: np
     filer = np.full(E, -1, dtype=np.int64)
     seen = np.zeros((E, S), dtype=np.uint8)
     for j in range(E):
+        if j + AHEAD < E:
+            for d in range(groups.shape[0]):  # coverage and detection read the groups of the event's citizen
+                prefetch2(groups, d, cit[j + AHEAD])
         i, b = cit[j], beh[j]
         for s in range(S):
             if not obs[s, b]:

@@ -1,0 +1,95 @@
+"""The fast day kernels give exactly what their plain NumPy formulations give.
+
+Why: the file, classify and measure stages read citizens' columns through prefetching,
+one-pass kernels (:mod:`credsim.prefetch`); these tests pin them to the simple formulas
+they replaced, including unsorted input, duplicates, NaN scores and grade ties.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from credsim import rng as rng_mod
+from credsim.prefetch import prefetch, prefetch2, prefetch3
+from credsim.stages.classify import _regrade_cand, grade_of, unique_sorted
+from credsim.stages.measure import _add_fx, _group_by
+
+
+@njit(cache=False)
+def _hinted_sum(a: np.ndarray, b: np.ndarray, c: np.ndarray, idx: np.ndarray) -> float:
+    s = 0.0
+    for k in range(idx.shape[0]):
+        i = idx[k]
+        prefetch(a, i)
+        prefetch2(b, 1, i)
+        prefetch3(c, 1, 0, i)
+        s += a[i] + b[1, i] + c[1, 0, i]
+    return s
+
+
+def test_prefetch_changes_no_value() -> None:
+    rng = np.random.default_rng(3)
+    a, b, c = rng.random(100), rng.random((2, 100)), rng.random((2, 1, 100))
+    idx = rng.integers(0, 100, 50)
+    plain = 0.0
+    for i in idx:
+        plain += a[i] + b[1, i] + c[1, 0, i]
+    assert _hinted_sum(a, b, c, idx) == plain
+
+
+def test_unique_sorted_matches_numpy() -> None:
+    rng = np.random.default_rng(1)
+    for a in (rng.integers(0, 50, 200), np.sort(rng.integers(0, 50, 200)), np.arange(5), np.zeros(0, np.int64),
+              np.array([7])):
+        assert np.array_equal(unique_sorted(a.astype(np.int64)), np.unique(a.astype(np.int64)))
+
+
+def test_regrade_kernel_matches_grade_of() -> None:
+    rng = np.random.default_rng(2)
+    n = 1000
+    mins = np.array([990.0, 950.0, 900.0])
+    score = rng.choice([1000.0, 990.0, 989.5, 950.0, 900.0, 850.0, np.nan], size=(2, n)).astype(np.float32)
+    grade = rng.integers(0, 4, size=(2, n)).astype(np.int8)
+    cand = np.unique(rng.integers(0, n, 300)).astype(np.int64)
+    expect = []
+    g2 = grade.copy()
+    for m in range(2):
+        newv = grade_of(score[m, cand], mins)
+        sel = newv != g2[m, cand]
+        idx = cand[sel]
+        expect.append((idx, np.full(idx.shape[0], m), g2[m, idx].astype(np.int64), newv[sel].astype(np.int64)))
+        g2[m, idx] = newv[sel]
+    got = _regrade_cand(score, grade, mins, cand)
+    for k in range(4):
+        assert np.array_equal(got[k], np.concatenate([e[k] for e in expect]))
+    assert np.array_equal(grade, g2)
+
+
+def test_add_fx_matches_bincount() -> None:
+    rng = np.random.default_rng(4)
+    cell = rng.integers(0, 6, 500).astype(np.int32)
+    cit = rng.integers(0, 500, 300)
+    w = rng.integers(-5, 5, 300).astype(np.int64)
+    out = np.zeros((3, 6), dtype=np.int64)
+    _add_fx(out, 2, cell, cit, w, 7)
+    _add_fx(out, 1, cell, cit, np.zeros(0, np.int64), 7)
+    assert np.array_equal(out[2], np.bincount(cell[cit], weights=w, minlength=6).astype(np.int64))
+    assert np.array_equal(out[1], 7 * np.bincount(cell[cit], minlength=6))
+    one = np.zeros((1, 1), dtype=np.int64)
+    _add_fx(one, 0, np.zeros(0, np.int32), cit, w, 7)
+    assert one[0, 0] == int(w.sum())
+
+
+def test_group_by_is_the_stable_argsort() -> None:
+    rng = np.random.default_rng(5)
+    for key in (rng.integers(0, 4, 500), np.zeros(0, np.int64), np.full(7, 2)):
+        key = key.astype(np.int64)
+        order, cuts = _group_by(key, 4)
+        expect = np.argsort(key, kind="stable")
+        assert np.array_equal(order, expect)
+        assert np.array_equal(cuts, np.searchsorted(key[expect], np.arange(5)))
+
+
+def test_stream_id_cache_is_the_hash() -> None:
+    assert rng_mod.stream_id("behave:civic.infraction") == rng_mod.stream_id.__wrapped__("behave:civic.infraction")
