@@ -424,10 +424,13 @@ def render_yaml(f: Fit, tf: TargetsFile, targets_file: str) -> str:
                      f" path {keypath.show(tf.parameters[k].keys)})")
     lines.append("# targets (simulated / scaled target):")
     for k, spec in tf.targets.items():
-        lines.append(f"#   {k}: {f.best.simulated[k]:,.0f} / {f.best.scaled[k]:,.1f} = {f.best.ratios[k]:.3f}"
-                     f"  [{spec.source}]")
+        sim, fig = ((f"{f.best.simulated[k]:.3f}", f"{f.best.scaled[k]:.3f}") if spec.is_rate
+                    else (f"{f.best.simulated[k]:,.0f}", f"{f.best.scaled[k]:,.1f}"))
+        lines.append(f"#   {k}: {sim} / {fig} = {f.best.ratios[k]:.3f}  [{spec.source}]")
     for k, spec in tf.checks.items():
-        lines.append(f"#   (check, not fitted) {k}: {f.best.checked[k]:,.0f} / {f.best.check_scaled[k]:,.1f}"
+        sim, fig = ((f"{f.best.checked[k]:.3f}", f"{f.best.check_scaled[k]:.3f}") if spec.is_rate
+                    else (f"{f.best.checked[k]:,.0f}", f"{f.best.check_scaled[k]:,.1f}"))
+        lines.append(f"#   (check, not fitted) {k}: {sim} / {fig}"
                      f" = {f.best.checked[k] / f.best.check_scaled[k]:.3f}  [{spec.source}]")
     lines.append(f"# {f.evaluations} evaluations; all within {tf.tolerance:.0%}: {f.best.within(tf.tolerance)}")
     body = dump_yaml(f.scenario)

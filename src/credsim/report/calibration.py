@@ -27,6 +27,11 @@ def _r(x: float) -> str:
     return f"{x:.3f}" if math.isfinite(x) else "n/a"
 
 
+def _figure(x: float, rate: bool, count_format: str) -> str:
+    """A published or scaled figure: a rate (precision, a share) needs its decimals, a count does not."""
+    return f"{x:.3f}" if rate else f"{x:,{count_format}}"
+
+
 def _spread_cell(sp: Spread | None) -> str:
     if sp is None:
         return "<td>-</td>"
@@ -53,7 +58,9 @@ def _figures_table(cal: Calibration, keys: list[str], checks: bool) -> str:
         out = judged.seeds_outside(tol)
         verdict_text = ("mean within" if ok else "mean OFF") + (f"; {out} seed(s) outside" if out else "")
         rows.append(f"<tr class=\"{'' if ok else 'flag'}\"><td class=l>{_e(k)}</td><td class=l>{_e(spec.source)}</td>"
-                    f"<td>{spec.value:,.0f}</td><td>{fs.figure:,.1f}</td>{_spread_cell(fs)}{_spread_cell(vs)}{ppc}"
+                    f"<td>{_figure(spec.value, spec.is_rate, '.0f')}</td>"
+                    f"<td>{_figure(fs.figure, spec.is_rate, '.1f')}</td>"
+                    f"{_spread_cell(fs)}{_spread_cell(vs)}{ppc}"
                     f"<td>±{tol:.0%}</td><td class=l>{verdict_text}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
 
