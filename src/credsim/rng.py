@@ -43,10 +43,15 @@ def stream_id(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "little")
 
 
+@functools.lru_cache(maxsize=4096)
+def _stream_key(seed: int, stream: str) -> int:
+    """The day-independent part of :func:`day_key`; cached because a day asks for the same streams again."""
+    return _mix_py(_mix_py(seed + _GOLDEN) ^ stream_id(stream))
+
+
 def day_key(seed: int, stream: str, day: int) -> np.uint64:
     """The key of one stream on one day: a pure function of its three arguments."""
-    k = _mix_py(_mix_py(seed + _GOLDEN) ^ stream_id(stream))
-    return np.uint64(_mix_py(k + (day + 1) * _GOLDEN))
+    return np.uint64(_mix_py(_stream_key(seed, stream) + (day + 1) * _GOLDEN))
 
 
 def static_key(seed: int, stream: str) -> np.uint64:
