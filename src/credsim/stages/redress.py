@@ -58,6 +58,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+from numba import njit
 
 from credsim import rng
 from credsim.day import Day, RedressDay
@@ -210,6 +211,40 @@ def _append(cols: tuple[np.ndarray, ...], rows: tuple[np.ndarray, ...]) -> tuple
     return tuple(np.concatenate([c, np.asarray(r, np.int64)]) for c, r in zip(cols, rows, strict=True))
 
 
+
+@njit(cache=True)
+def _listed_at_least(listed: np.ndarray, since: np.ndarray, entered_by: int) -> np.ndarray:
+    """Citizens on the list who entered it on day ``entered_by`` or before, in id order: two passes over
+    the list column instead of a day's worth of whole-population temporaries (a daily cost in long runs)."""
+    k = 0
+    for i in range(listed.shape[0]):
+        k += (listed[i] == 1) & (since[i] <= entered_by)
+    out = np.empty(k, dtype=np.int64)
+    k = 0
+    for i in range(listed.shape[0]):
+        if listed[i] == 1 and since[i] <= entered_by:
+            out[k] = i
+            k += 1
+    return out
+
+
+@njit(cache=True)
+def _uncontested(notice_day: np.ndarray, open_case: np.ndarray, last_rid: np.ndarray,
+                 contested: np.ndarray) -> np.ndarray:
+    """Citizens told of their listing, with no open case and a last record not yet contested, in id order."""
+    k = 0
+    for i in range(notice_day.shape[0]):
+        if notice_day[i] >= 0 and open_case[i] == 0 and last_rid[i] >= 0 and last_rid[i] != contested[i]:
+            k += 1
+    out = np.empty(k, dtype=np.int64)
+    k = 0
+    for i in range(notice_day.shape[0]):
+        if notice_day[i] >= 0 and open_case[i] == 0 and last_rid[i] >= 0 and last_rid[i] != contested[i]:
+            out[k] = i
+            k += 1
+    return out
+
+
 def _draw(seed: int, stream: str, day: int, cit: np.ndarray) -> np.ndarray:
     return rng.uniforms(rng.day_key(seed, stream, day), cit.astype(np.int64))
 
@@ -320,8 +355,7 @@ class Redress:
         for b, body in enumerate(rules.bodies):
             for li in np.flatnonzero(rules.heard_by == b):
                 nd = book.notice_day[li]
-                cand = np.flatnonzero((nd >= 0) & (book.open_case[li] == 0) & (book.last_rid[li] >= 0))
-                cand = cand[book.last_rid[li, cand] != book.contested[li, cand]]
+                cand = _uncontested(nd, book.open_case[li], book.last_rid[li], book.contested[li])
                 cand = cand[(st.listed[0, li, cand] == 1) | (st.pending[0, li, cand] >= 0)]
                 fday = book.last_rid[li, cand] >> 32
                 cand = cand[day < fday + p.entry_window[li]]  # the record still counts towards the list
@@ -432,7 +466,7 @@ class Redress:
         for li in np.flatnonzero(rules.repair_lists).tolist():
             for m in (0, 1):
                 since = st.listed_since[m, li]
-                cand = np.flatnonzero((st.listed[m, li] == 1) & (day - since >= rules.repair_after))
+                cand = _listed_at_least(st.listed[m, li], since, day - int(rules.repair_after))
                 if cand.shape[0] == 0:
                     continue
                 go = cand[_draw(self.seed, f"redress:repair:{self.plan.lists[li]}", day, cand) < p]
