@@ -214,35 +214,28 @@ def _append(cols: tuple[np.ndarray, ...], rows: tuple[np.ndarray, ...]) -> tuple
 
 @njit(cache=True)
 def _listed_at_least(listed: np.ndarray, since: np.ndarray, entered_by: int) -> np.ndarray:
-    """Citizens on the list who entered it on day ``entered_by`` or before, in id order: two passes over
-    the list column instead of a day's worth of whole-population temporaries (a daily cost in long runs)."""
-    k = 0
-    for i in range(listed.shape[0]):
-        k += (listed[i] == 1) & (since[i] <= entered_by)
-    out = np.empty(k, dtype=np.int64)
+    """Citizens on the list who entered it on day ``entered_by`` or before, in id order: one pass over the
+    list column instead of a day's worth of whole-population temporaries (a daily cost in long runs)."""
+    out = np.empty(listed.shape[0], dtype=np.int64)  # pages past the k-th are never touched
     k = 0
     for i in range(listed.shape[0]):
         if listed[i] == 1 and since[i] <= entered_by:
             out[k] = i
             k += 1
-    return out
+    return out[:k].copy()
 
 
 @njit(cache=True)
 def _uncontested(notice_day: np.ndarray, open_case: np.ndarray, last_rid: np.ndarray,
                  contested: np.ndarray) -> np.ndarray:
     """Citizens told of their listing, with no open case and a last record not yet contested, in id order."""
-    k = 0
-    for i in range(notice_day.shape[0]):
-        if notice_day[i] >= 0 and open_case[i] == 0 and last_rid[i] >= 0 and last_rid[i] != contested[i]:
-            k += 1
-    out = np.empty(k, dtype=np.int64)
+    out = np.empty(notice_day.shape[0], dtype=np.int64)
     k = 0
     for i in range(notice_day.shape[0]):
         if notice_day[i] >= 0 and open_case[i] == 0 and last_rid[i] >= 0 and last_rid[i] != contested[i]:
             out[k] = i
             k += 1
-    return out
+    return out[:k].copy()
 
 
 def _draw(seed: int, stream: str, day: int, cit: np.ndarray) -> np.ndarray:
