@@ -278,7 +278,7 @@ def shard_alone(scenario: str, n: int, shards: int, days: int, overrides: list[s
     """One shard (index 1 of ``shards``) of an ``n``-citizen run, alone in a fresh process as a Ray shard
     worker runs it (no transparent huge pages): RSS after each set-up step, the days, writing
     (:mod:`benchmarks.shard_memory`)."""
-    env = {**os.environ, "NUMPY_MADVISE_HUGEPAGE": "0",
+    env = {**os.environ, "NUMPY_MADVISE_HUGEPAGE": "0", "ARROW_DEFAULT_MEMORY_POOL": "system",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), str(Path(__file__).parents[1])])}
     cmd = [sys.executable, "-m", "benchmarks.shard_memory", scenario, str(n), "--shards", str(shards), "--index", "1",
            "--days", str(days)] + [x for o in overrides for x in ("--set", o)]
