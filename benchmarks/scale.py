@@ -255,6 +255,7 @@ def part_rss(n: int, days: int) -> dict[str, Any]:
     worst = max(four["shard_peak_rss_mb"])
     return {"n": n, "days": days, "single": one, "shards4": four,
             "ratio_worst_shard_to_single": round(worst / one["peak_rss_mb"], 3),
+            "ratio_before_write": round(max(four["shard_peak_before_write_mb"]) / one["peak_rss_mb"], 3),
             "same_metrics": one["metrics_sha"] == four["metrics_sha"]}
 
 
@@ -347,6 +348,22 @@ def markdown(res: dict[str, Any]) -> str:
                   f"metrics byte-identical: {r['same_metrics']}. Per shard: set-up {f['timings_s'].get('setup')} s, "
                   f"days {f['days_s']} s ({f['days_s'] / r['days']:.2f} s/day), exchange "
                   f"{f['exchange_bytes_per_day']:,.0f} B/day, parts written in {f['write_s']} s.", ""]
+        if "shard_peak_after_setup_mb" in f:
+            def mb(xs: list[float]) -> str:
+                return ", ".join(f"{x:,.0f}" for x in xs)
+
+            ph = s.get("peak_rss_by_phase_mb", {})
+            lines += ["Peaks by phase (MB; a shard's peak is its worker's VmHWM after each phase, the resident set "
+                      "is VmRSS then):", "",
+                      "| | set-up | the days | writing |", "|---|---|---|---|",
+                      f"| one process, highest sample in the phase | {ph.get('setup', 0):,.0f} "
+                      f"| {ph.get('days', 0):,.0f} | {ph.get('write', 0):,.0f} |",
+                      f"| shards, peak so far | {mb(f['shard_peak_after_setup_mb'])} | "
+                      f"{mb(f['shard_peak_before_write_mb'])} | {mb(f['shard_peak_rss_mb'])} |",
+                      f"| shards, resident at the end of the phase | {mb(f['shard_rss_after_setup_mb'])} | "
+                      f"{mb(f['shard_rss_after_days_mb'])} | |", "",
+                      f"Worst shard before writing / single process: {r.get('ratio_before_write', '-')}; "
+                      f"driver peak {f['driver_peak_rss_mb']:,.0f} MB.", ""]
         if "rss_before" in res:
             b = res["rss_before"]
             lines += [f"Before (shards holding whole-population arrays, measured {b.get('measured', '?')}): one "
