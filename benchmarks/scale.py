@@ -364,6 +364,22 @@ def markdown(res: dict[str, Any]) -> str:
                       f"{mb(f['shard_rss_after_days_mb'])} | |", "",
                       f"Worst shard before writing / single process: {r.get('ratio_before_write', '-')}; "
                       f"driver peak {f['driver_peak_rss_mb']:,.0f} MB.", ""]
+        if "rss_trial" in res:
+            t = res["rss_trial"]
+            tf = t["shards4"]
+            lines += [f"Before (the code this was measured against, {t.get('code', '')}, measured "
+                      f"{t.get('measured', '?')}): one process {t['single']['peak_rss_mb']:,.0f} MB (load "
+                      f"{t['single']['load_before']}), shards "
+                      f"{', '.join(f'{x:,.0f}' for x in tf['shard_peak_rss_mb'])} MB after writing, "
+                      f"{', '.join(f'{x:,.0f}' for x in tf['shard_peak_before_write_mb'])} MB before "
+                      f"(load {tf['load_before']}): ratio {t['ratio_worst_shard_to_single']} "
+                      f"({t['ratio_before_write']} before writing).", ""]
+        if "rss_range_local" in res:
+            b = res["rss_range_local"]
+            lines += [f"Earlier ({b.get('code', '')}, measured {b.get('measured', '?')}): one process "
+                      f"{b['single']['peak_rss_mb']:,.0f} MB (load {b['single']['load_before']}), shards "
+                      f"{', '.join(f'{x:,.0f}' for x in b['shards4']['shard_peak_rss_mb'])} MB (load "
+                      f"{b['shards4']['load_before']}), ratio {b['ratio_worst_shard_to_single']}.", ""]
         if "rss_before" in res:
             b = res["rss_before"]
             lines += [f"Before (shards holding whole-population arrays, measured {b.get('measured', '?')}): one "
