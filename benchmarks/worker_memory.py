@@ -17,7 +17,9 @@ grouped: the heap, anonymous mappings, LLVM, Arrow, DuckDB, ...):
 
 The same steps run in a plain process (no Ray) for comparison. Each step's figure is the
 worker's own resident set; file-backed pages (shared libraries) count in every process that maps
-them, as ``VmRSS`` and peak RSS (``VmHWM``) count them. The last line is the JSON of the figures.
+them, as ``VmRSS`` and peak RSS (``VmHWM``) count them. The figures go to
+``benchmarks/results/worker_memory.json``; run ``--where ray`` and ``--where plain`` as separate commands
+(a plain pass after the Ray pass would find everything already imported by the driver).
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+RESULTS = Path(__file__).parent / "results"
 # libraries in the order a shard worker loads them (credsim imports numba first: credsim.threads)
 LIBRARIES = ("numpy", "numba", "pydantic", "pyarrow", "pyarrow.parquet", "scipy.special", "scipy.sparse", "duckdb")
 GROUPS = (("llvm", ("libllvmlite",)), ("arrow", ("/pyarrow/", "libarrow", "libparquet")), ("duckdb", ("duckdb",)),
@@ -132,18 +136,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40_000)
     ap.add_argument("--days", type=int, default=2)
-    ap.add_argument("--where", default="ray,plain")
+    ap.add_argument("--where", default="ray", choices=["ray", "plain"])
     args = ap.parse_args()
-    res: dict[str, Any] = {"n": args.n, "days": args.days, "load": round(os.getloadavg()[0], 2)}
-    for where in args.where.split(","):
-        res[where] = on_ray(args.n, args.days) if where == "ray" else steps(args.n, args.days)
-        print(f"== {where}")
-        for r in res[where]["steps"]:
-            print(f"  {r['step']:<34} rss {r['VmRSS']:7.1f}  anon {r['RssAnon']:7.1f}  file {r['RssFile']:7.1f}  "
-                  f"shmem {r['RssShmem']:5.1f}  peak {r['VmHWM']:7.1f} MB")
-            if "mappings" in r:
-                print("      " + ", ".join(f"{k} {v}" for k, v in r["mappings"].items() if v >= 0.5))
-        print("  kernels:", json.dumps({k: v for k, v in res[where]["kernels"].items() if k != "compiled"}))
+    path = RESULTS / "worker_memory.json"
+    res: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    where = args.where
+    la = round(os.getloadavg()[0], 2)
+    res[where] = on_ray(args.n, args.days) if where == "ray" else steps(args.n, args.days)
+    res[where].update({"n": args.n, "days": args.days, "load": la,
+                       "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+    print(f"== {where} (load {la})")
+    for r in res[where]["steps"]:
+        print(f"  {r['step']:<34} rss {r['VmRSS']:7.1f}  anon {r['RssAnon']:7.1f}  file {r['RssFile']:7.1f}  "
+              f"shmem {r['RssShmem']:5.1f}  peak {r['VmHWM']:7.1f} MB")
+        if "mappings" in r:
+            print("      " + ", ".join(f"{k} {v}" for k, v in r["mappings"].items() if v >= 0.5))
+    print("  kernels:", json.dumps({k: v for k, v in res[where]["kernels"].items() if k != "compiled"}))
+    RESULTS.mkdir(exist_ok=True)
+    path.write_text(json.dumps(res, indent=1) + "\n")
     print("@@" + json.dumps(res))
 
 
