@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,33 @@ def peak_kb() -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class RssSampler(threading.Thread):
+    """This process's resident set every ``every`` seconds, to tell in which phase of a run it peaked."""
+
+    def __init__(self, every: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.every = every
+        self.samples: list[tuple[float, int]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.samples.append((time.perf_counter(), rss_kb()))
+            self.done.wait(self.every)
+
+    def peak_mb(self, start: float, end: float) -> float:
+        """The highest sample in ``[start, end]`` (MB; 0 if none)."""
+        return round(max((kb for t, kb in self.samples if start <= t <= end), default=0) / 1024, 1)
 
 
 def _ray(cpus: int) -> Any:
@@ -93,13 +121,23 @@ def single(scenario: str, n: int, days: int, threads: int, before: bool = False)
         graph_mod.build = setup_before.build
 
     scen = _scenario(scenario, n, days)
+    sampler = RssSampler()
+    sampler.start()
     with tempfile.TemporaryDirectory() as tmp:
         la = load()
         t0 = time.perf_counter()
         run = credsim.run(scen, out=Path(tmp) / "run", threads=threads)
-        wall = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        sampler.done.set()
+        sampler.join()
+        wall = t1 - t0
         man = run.manifest
+        # phases from the manifest's timings, laid end to end (set-up first, writing last)
+        t_setup, t_write = t0 + man["timings_s"]["setup"], t1 - man["timings_s"]["write"]
+        phases = {"setup": sampler.peak_mb(t0, t_setup), "days": sampler.peak_mb(t_setup, t_write),
+                  "write": sampler.peak_mb(t_write, t1)}
         return {"wall_s": round(wall, 3), "timings_s": man["timings_s"], "peak_rss_mb": round(peak_kb() / 1024, 1),
+                "peak_rss_by_phase_mb": phases,
                 "metrics_sha": _sha(run.dir / "metrics.parquet"), "load_before": la, "load_after": load(),
                 "citizen_days_per_s": round(n * days / wall, 1)}
 
@@ -118,23 +156,32 @@ def sharded(scenario: str, n: int, days: int, shards: int, cpus: int,
             t0 = time.perf_counter()
             drv = ShardedDriver(scen, Layout(shards, True, None, 1.0), threads=1)
             t_built = time.perf_counter() - t0
+            backend: Any = drv.backend
+            built = (backend.peak_memory(), backend.memory())
             for day in range(drv.days):
                 drv.step(day)
             t_days = time.perf_counter() - t0 - t_built
-            peaks = drv.backend.peak_memory()  # type: ignore[union-attr]
+            ran = (backend.peak_memory(), backend.memory())
             result = drv.result()
             out = Path(tmp) / "run"
             t1 = time.perf_counter()
             store.write_run(result, scen, out, wall=0.0, extra={"sharded": drv.stats})
             t_write = time.perf_counter() - t1
             wall = time.perf_counter() - t0
+            # VmHWM only rises: the peak after set-up, after the days and after writing the parts, and the
+            # resident set (steady) after set-up and after the days
+            peaks = backend.peak_memory()
             drv.close()
             return {"wall_s": round(wall, 3), "build_s": round(t_built, 3), "days_s": round(t_days, 3),
                     "write_s": round(t_write, 3), "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
                     "shard_peak_rss_mb": [round(p / 2**20, 1) for p in peaks],
+                    "shard_peak_after_setup_mb": [round(p / 2**20, 1) for p in built[0]],
+                    "shard_rss_after_setup_mb": [round(p / 2**20, 1) for p in built[1]],
+                    "shard_peak_before_write_mb": [round(p / 2**20, 1) for p in ran[0]],
+                    "shard_rss_after_days_mb": [round(p / 2**20, 1) for p in ran[1]],
                     "driver_peak_rss_mb": round(peak_kb() / 1024, 1),
                     "exchange_bytes_per_day": round(drv.stats["exchange_bytes_per_day"], 1),
-                    "exchange_rows": drv.stats["exchange_rows"], "num_cpus_per_shard": drv.backend.num_cpus,  # type: ignore[union-attr]
+                    "exchange_rows": drv.stats["exchange_rows"], "num_cpus_per_shard": backend.num_cpus,
                     "metrics_sha": _sha(out / "metrics.parquet"), "load_before": la, "load_after": load(),
                     "citizen_days_per_s": round(n * days / wall, 1)}
     finally:
@@ -208,6 +255,7 @@ def part_rss(n: int, days: int) -> dict[str, Any]:
     worst = max(four["shard_peak_rss_mb"])
     return {"n": n, "days": days, "single": one, "shards4": four,
             "ratio_worst_shard_to_single": round(worst / one["peak_rss_mb"], 3),
+            "ratio_before_write": round(max(four["shard_peak_before_write_mb"]) / one["peak_rss_mb"], 3),
             "same_metrics": one["metrics_sha"] == four["metrics_sha"]}
 
 
@@ -231,7 +279,7 @@ def shard_alone(scenario: str, n: int, shards: int, days: int, overrides: list[s
     """One shard (index 1 of ``shards``) of an ``n``-citizen run, alone in a fresh process as a Ray shard
     worker runs it (no transparent huge pages): RSS after each set-up step, the days, writing
     (:mod:`benchmarks.shard_memory`)."""
-    env = {**os.environ, "NUMPY_MADVISE_HUGEPAGE": "0",
+    env = {**os.environ, "NUMPY_MADVISE_HUGEPAGE": "0", "ARROW_DEFAULT_MEMORY_POOL": "system",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), str(Path(__file__).parents[1])])}
     cmd = [sys.executable, "-m", "benchmarks.shard_memory", scenario, str(n), "--shards", str(shards), "--index", "1",
            "--days", str(days)] + [x for o in overrides for x in ("--set", o)]
@@ -300,6 +348,38 @@ def markdown(res: dict[str, Any]) -> str:
                   f"metrics byte-identical: {r['same_metrics']}. Per shard: set-up {f['timings_s'].get('setup')} s, "
                   f"days {f['days_s']} s ({f['days_s'] / r['days']:.2f} s/day), exchange "
                   f"{f['exchange_bytes_per_day']:,.0f} B/day, parts written in {f['write_s']} s.", ""]
+        if "shard_peak_after_setup_mb" in f:
+            def mb(xs: list[float]) -> str:
+                return ", ".join(f"{x:,.0f}" for x in xs)
+
+            ph = s.get("peak_rss_by_phase_mb", {})
+            lines += ["Peaks by phase (MB; a shard's peak is its worker's VmHWM after each phase, the resident set "
+                      "is VmRSS then):", "",
+                      "| | set-up | the days | writing |", "|---|---|---|---|",
+                      f"| one process, highest sample in the phase | {ph.get('setup', 0):,.0f} "
+                      f"| {ph.get('days', 0):,.0f} | {ph.get('write', 0):,.0f} |",
+                      f"| shards, peak so far | {mb(f['shard_peak_after_setup_mb'])} | "
+                      f"{mb(f['shard_peak_before_write_mb'])} | {mb(f['shard_peak_rss_mb'])} |",
+                      f"| shards, resident at the end of the phase | {mb(f['shard_rss_after_setup_mb'])} | "
+                      f"{mb(f['shard_rss_after_days_mb'])} | |", "",
+                      f"Worst shard before writing / single process: {r.get('ratio_before_write', '-')}; "
+                      f"driver peak {f['driver_peak_rss_mb']:,.0f} MB.", ""]
+        if "rss_trial" in res:
+            t = res["rss_trial"]
+            tf = t["shards4"]
+            lines += [f"Before (the code this was measured against, {t.get('code', '')}, measured "
+                      f"{t.get('measured', '?')}): one process {t['single']['peak_rss_mb']:,.0f} MB (load "
+                      f"{t['single']['load_before']}), shards "
+                      f"{', '.join(f'{x:,.0f}' for x in tf['shard_peak_rss_mb'])} MB after writing, "
+                      f"{', '.join(f'{x:,.0f}' for x in tf['shard_peak_before_write_mb'])} MB before "
+                      f"(load {tf['load_before']}): ratio {t['ratio_worst_shard_to_single']} "
+                      f"({t['ratio_before_write']} before writing).", ""]
+        if "rss_range_local" in res:
+            b = res["rss_range_local"]
+            lines += [f"Earlier ({b.get('code', '')}, measured {b.get('measured', '?')}): one process "
+                      f"{b['single']['peak_rss_mb']:,.0f} MB (load {b['single']['load_before']}), shards "
+                      f"{', '.join(f'{x:,.0f}' for x in b['shards4']['shard_peak_rss_mb'])} MB (load "
+                      f"{b['shards4']['load_before']}), ratio {b['ratio_worst_shard_to_single']}.", ""]
         if "rss_before" in res:
             b = res["rss_before"]
             lines += [f"Before (shards holding whole-population arrays, measured {b.get('measured', '?')}): one "

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from credsim import arrowcols, names
 from credsim import graph as graph_mod
-from credsim import names
 from credsim import population as pop_mod
 from credsim import threads as threads_mod
 from credsim.day import Day, DayObserver, Stage
@@ -156,33 +156,32 @@ def citizens_table(p: Plan, st: State, traced: np.ndarray, lo: int, hi: int) -> 
     """One row per citizen of ``[lo, hi)`` (``citizens.parquet``, or a shard's part of it): the same
     columns and dictionaries for every range, so the parts of a sharded run concatenate to the rows
     of the single-process table."""
-    cols: dict[str, pa.Array] = {"citizen": pa.array(np.arange(lo, hi, dtype=np.int64))}
+    cols: dict[str, pa.Array] = {"citizen": arrowcols.numeric(np.arange(lo, hi, dtype=np.int64))}
     for d, dim in enumerate(p.dims):
         g = st.groups[d, lo:hi]
         codes = g.view(np.int8) if len(p.dim_values[d]) < 128 else g.astype(np.int16)
-        cols[dim] = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(p.dim_values[d]))
+        cols[dim] = arrowcols.dictionary(codes, p.dim_values[d])
     for t, name in enumerate(p.traits):
-        cols[f"trait_{name}"] = pa.array(st.traits[t, lo:hi])
-    cols["score"] = pa.array(st.score[0, lo:hi])
-    cols["shadow_score"] = pa.array(st.score[1, lo:hi])
+        cols[f"trait_{name}"] = arrowcols.numeric(st.traits[t, lo:hi])
+    cols["score"] = arrowcols.numeric(st.score[0, lo:hi])
+    cols["shadow_score"] = arrowcols.numeric(st.score[1, lo:hi])
     if p.has_model:
-        cols["model_score"] = pa.array(st.mscore[0, lo:hi])
-        cols["shadow_model_score"] = pa.array(st.mscore[1, lo:hi])
+        cols["model_score"] = arrowcols.numeric(st.mscore[0, lo:hi])
+        cols["shadow_model_score"] = arrowcols.numeric(st.mscore[1, lo:hi])
     if p.grades:
-        gd = pa.array(p.grades)
-        cols["grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[0, lo:hi]), gd)
-        cols["shadow_grade"] = pa.DictionaryArray.from_arrays(pa.array(st.grade[1, lo:hi]), gd)
+        cols["grade"] = arrowcols.dictionary(st.grade[0, lo:hi], p.grades)
+        cols["shadow_grade"] = arrowcols.dictionary(st.grade[1, lo:hi], p.grades)
     for li, name in enumerate(p.lists):
-        cols[f"on_{name}"] = pa.array(st.listed[0, li, lo:hi].astype(np.bool_))
-        cols[f"shadow_on_{name}"] = pa.array(st.listed[1, li, lo:hi].astype(np.bool_))
+        cols[f"on_{name}"] = arrowcols.numeric(st.listed[0, li, lo:hi], np.bool_)
+        cols[f"shadow_on_{name}"] = arrowcols.numeric(st.listed[1, li, lo:hi], np.bool_)
     for c, name in enumerate(COUNTERS):
-        cols[f"n_{name}"] = pa.array(st.counters[c, lo:hi])
+        cols[f"n_{name}"] = arrowcols.numeric(st.counters[c, lo:hi])
     for m, name in enumerate(p.econ.money if p.econ is not None else []):
-        cols[names.money_column(name)] = pa.array(st.money[m, lo:hi])
+        cols[names.money_column(name)] = arrowcols.numeric(st.money[m, lo:hi])
     if st.dependants.shape[0]:  # family ties, only when the scenario declares them
-        cols["dependants"] = pa.array(st.dependants[lo:hi])
-        cols["n_dependants_denied"] = pa.array(st.dep_denied[lo:hi])
-    cols["traced"] = pa.array(traced[lo:hi])
+        cols["dependants"] = arrowcols.numeric(st.dependants[lo:hi])
+        cols["n_dependants_denied"] = arrowcols.numeric(st.dep_denied[lo:hi])
+    cols["traced"] = arrowcols.numeric(traced[lo:hi])
     return pa.table(cols)
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from credsim import arrowcols
 from credsim.day import Day
 from credsim.plan import Plan
 from credsim.state import State
@@ -139,24 +140,24 @@ class EventLog:
                 else np.zeros(0, dtype=dtype)
 
         def coded(c: str, table: list[str] | tuple[str, ...]) -> pa.Array:
-            return pa.DictionaryArray.from_arrays(pa.array(col(c, np.int32)), pa.array(list(table), pa.string()))
+            return arrowcols.dictionary(col(c, np.int32), table)
 
         def prev(part: dict[str, np.ndarray]) -> np.ndarray:
             # float32 in the log, as before: a value kept as an integer is exact in both
             return part["prev"].astype(np.float32).astype(np.float64)
 
         return pa.table({
-            "day": pa.array(col("day", np.int32)),
-            "citizen": pa.array(col("citizen", np.int64)),
+            "day": arrowcols.numeric(col("day", np.int32)),
+            "citizen": arrowcols.numeric(col("citizen", np.int64)),
             "kind": coded("kind", KINDS),
             "item": coded("item", self.items),
             "view": coded("view", VIEWS),
-            "value": pa.array(col("value", np.float64)),
-            "prev": pa.array(np.concatenate([prev(part) for part in parts]) if parts else np.zeros(0)),
+            "value": arrowcols.numeric(col("value", np.float64)),
+            "prev": arrowcols.numeric(np.concatenate([prev(part) for part in parts]) if parts else np.zeros(0)),
             "sanction": coded("sanction", self.sanctions),
-            "cross": pa.array(col("cross", np.float64)),
-            "gravity": pa.array(col("gravity", np.float64)),
-            "assoc": pa.array(col("assoc", np.int8)),
+            "cross": arrowcols.numeric(col("cross", np.float64)),
+            "gravity": arrowcols.numeric(col("gravity", np.float64)),
+            "assoc": arrowcols.numeric(col("assoc", np.int8)),
         })
 
     def to_arrow(self) -> pa.Table:

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
+from credsim import arrowcols
 from credsim.day import Day
 from credsim.plan import Plan
 from credsim.rng import static_key, uniform
@@ -50,14 +51,14 @@ class Tracer:
         cols = {k: (np.concatenate(v) if v else np.zeros(0, dtype=empty.get(k, object)))
                 for k, v in self.rows.items()}
         return pa.table({
-            "day": pa.array(cols["day"], pa.int32()),
-            "citizen": pa.array(cols["citizen"], pa.int64()),
-            "stage": pa.array(cols["stage"], pa.string()).dictionary_encode(),
-            "item": pa.array(cols["item"], pa.string()).dictionary_encode(),
-            "value": pa.array(cols["value"], pa.float64()),
-            "view": pa.array(cols["view"], pa.string()).dictionary_encode(),
-            "true": pa.array(cols["true"], pa.int8()),
-            "source": pa.array(cols["source"], pa.string()).dictionary_encode(),
+            "day": arrowcols.numeric(cols["day"], np.int32),
+            "citizen": arrowcols.numeric(cols["citizen"], np.int64),
+            "stage": arrowcols.strings(cols["stage"]).dictionary_encode(),
+            "item": arrowcols.strings(cols["item"]).dictionary_encode(),
+            "value": arrowcols.numeric(cols["value"], np.float64),
+            "view": arrowcols.strings(cols["view"]).dictionary_encode(),
+            "true": arrowcols.numeric(cols["true"], np.int8),
+            "source": arrowcols.strings(cols["source"]).dictionary_encode(),
         })
 
     def observe(self, st: State, d: Day) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
+from credsim import arrowcols
 from credsim import names as nm
 from credsim import population as pop_mod
 from credsim.day import Day
@@ -470,16 +471,16 @@ class Metrics:
         metric = np.tile(np.repeat(np.arange(M), S), d)
         slot = np.tile(np.arange(S), d * M)
 
-        def dictionary(values: list[str]) -> tuple[np.ndarray, pa.Array]:
+        def dictionary(values: list[str]) -> tuple[np.ndarray, list[str]]:
             uniq = list(dict.fromkeys(values))
-            return np.array([uniq.index(x) for x in values], dtype=np.int32), pa.array(uniq)
+            return np.array([uniq.index(x) for x in values], dtype=np.int32), uniq
 
         dim_codes, dim_dict = dictionary(self.slot_dim)
         grp_codes, grp_dict = dictionary(self.slot_group)
         return pa.table({
-            "day": day,
-            "dimension": pa.DictionaryArray.from_arrays(pa.array(dim_codes[slot]), dim_dict),
-            "group": pa.DictionaryArray.from_arrays(pa.array(grp_codes[slot]), grp_dict),
-            "metric": pa.DictionaryArray.from_arrays(pa.array(metric.astype(np.int32)), pa.array(self.names)),
-            "value": self.table[:d].ravel() / SCALE,
+            "day": arrowcols.numeric(day),
+            "dimension": arrowcols.dictionary(dim_codes[slot], dim_dict),
+            "group": arrowcols.dictionary(grp_codes[slot], grp_dict),
+            "metric": arrowcols.dictionary(metric.astype(np.int32), self.names),
+            "value": arrowcols.numeric(self.table[:d].ravel() / SCALE),
         })
