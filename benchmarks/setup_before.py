@@ -142,7 +142,7 @@ def build(plan: Plan, pop: Population, seed: int) -> Graph:
     m = plan.scen.graph.contacts // 2
     if m == 0 or n < 2:
         return Graph.empty(n)
-    p = _picks(plan, pop)
+    p = _picks(plan, pop, seed)
     tgt = _stubs(
         n, m, static_key(seed, "graph:mode"), static_key(seed, "graph:pick"),
         p.cum_mode, p.codes, p.orders, p.starts, p.sizes,
