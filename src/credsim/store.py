@@ -19,6 +19,7 @@ import platform
 import shutil
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from credsim import catalog, outdir
+from credsim import catalog, outdir, threads
 from credsim.engine import Result
 from credsim.partitions import Partitioned, table_files, write_events, write_part
 from credsim.safeio import MANIFEST_BYTES, read_json_object
@@ -55,18 +56,31 @@ def _atomic_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _write_tables(result: Result | Partitioned, tmp: Path) -> list[str]:
-    """The Parquet files of ``result`` in ``tmp``: one per table, or a sharded run's parts; their names."""
-    pq.write_table(result.metrics.to_arrow(), tmp / "metrics.parquet", compression="zstd")
+    """The Parquet files of ``result`` in ``tmp``: one per table, or a sharded run's parts; their names.
+
+    ``citizens.parquet`` is most of the bytes and pyarrow encodes it on one thread without holding
+    the interpreter: when the run may use more than one thread, it is encoded on a thread of its
+    own while this one writes the other tables (each file's bytes are what writing it alone gives)."""
     if isinstance(result, Partitioned):  # every shard writes its own rows; the driver holds none
+        pq.write_table(result.metrics.to_arrow(), tmp / "metrics.parquet", compression="zstd")
         return ["metrics.parquet", *result.write_parts(tmp)]
-    pq.write_table(result.citizens_table(), tmp / "citizens.parquet", compression="zstd")
-    pq.write_table(result.tracer.to_arrow(), tmp / "traces.parquet", compression="zstd")
-    names = ["metrics.parquet", "citizens.parquet", "traces.parquet"]
-    if result.events is not None:  # audit event log (eventlog.py)
-        names.append(write_events(result.events, tmp, "events.parquet"))
-    if result.redress is not None:  # objections and stays by exit route (stages/redress.py)
-        names.append(write_part(result.redress[0], tmp, "cases.parquet"))
-        names.append(write_part(result.redress[1], tmp, "stays.parquet"))
+    with ThreadPoolExecutor(1) as pool:
+        citizens: Future[None] | None = None
+        if threads.parallel_for(result.n):
+            citizens = pool.submit(pq.write_table, result.citizens_table(), tmp / "citizens.parquet",
+                                   compression="zstd")
+        pq.write_table(result.metrics.to_arrow(), tmp / "metrics.parquet", compression="zstd")
+        if citizens is None:
+            pq.write_table(result.citizens_table(), tmp / "citizens.parquet", compression="zstd")
+        pq.write_table(result.tracer.to_arrow(), tmp / "traces.parquet", compression="zstd")
+        names = ["metrics.parquet", "citizens.parquet", "traces.parquet"]
+        if result.events is not None:  # audit event log (eventlog.py)
+            names.append(write_events(result.events, tmp, "events.parquet"))
+        if result.redress is not None:  # objections and stays by exit route (stages/redress.py)
+            names.append(write_part(result.redress[0], tmp, "cases.parquet"))
+            names.append(write_part(result.redress[1], tmp, "stays.parquet"))
+        if citizens is not None:
+            citizens.result()  # the catalog's views read every file's schema
     return names
 
 
