@@ -139,3 +139,12 @@ def test_chunk_bounds_equal_the_rule(restore: None, scenario: str, nthreads: int
         got = sampling.chunk_bounds(N, b, gm, pop.groups, beta, tr)
         want = _rule_bounds(N, b, gm, pop.groups, beta, tr)
         assert np.array_equal(got.view(np.uint64), want.view(np.uint64)), scenario
+
+
+@pytest.mark.parametrize("n", [1, 1000, (1 << 16) * 3 + 17])
+def test_group_order_is_a_stable_argsort(restore: None, n: int) -> None:
+    codes = (np.arange(n, dtype=np.uint64) * np.uint64(2654435761) % np.uint64(7)).astype(np.uint8)
+    threads.configure(2, min_parallel_work=0)
+    want = np.argsort(codes, kind="stable").astype(np.int32)
+    assert np.array_equal(graph_mod._group_order(codes, 9), want)
+    assert np.array_equal(graph_mod._group_order_parallel(codes, 9), want)
