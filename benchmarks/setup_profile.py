@@ -13,6 +13,7 @@ copy first in the same process, so the difference is what loading costs, not wha
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -114,17 +115,47 @@ def profile(scenario: str, n: int, days: int, threads: int, warm: bool) -> dict[
         run = credsim.run(scen, out=Path(tmp) / "run", threads=threads)
         wall = time.perf_counter() - t
         man = run.manifest
+        shas = {f: _sha(run.dir / f) for f in ("metrics.parquet", "citizens.parquet")}
     out: dict[str, Any] = {"scenario": scenario, "n": n, "days": days, "threads": threads,
                            "threads_used": threads_mod.configure(threads), "warm": warm,
                            "load_before": la, "import_s": round(imported, 3), "wall_s": round(wall, 3),
                            "citizen_days_per_s": round(n * days / wall, 1),
-                           "timings_s": man["timings_s"],
+                           "timings_s": man["timings_s"], "sha256": shas,
                            "pieces_s": {k: round(v, 3) for k, v in sorted(TIMES.items())},
                            "calls": dict(sorted(CALLS.items()))}
     if warm:
         out["warm_up_s"] = round(warm_s, 3)
     out["load_after"] = round(os.getloadavg()[0], 2)
     return out
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            h.update(block)
+    return h.hexdigest()
+
+
+def warm(scenario: str, days: int) -> dict[str, Any]:
+    """Compile (or load) every kernel a run calls, serial and parallel, into numba's cache of the credsim
+    on the path: small runs with one thread, then two threads with no work cut-off."""
+    import tempfile
+
+    import credsim
+    from credsim import threads as threads_mod
+
+    t = time.perf_counter()
+    small = credsim.load_scenario(scenario, {"population.size": 3000, "run.days": days})
+    mid = credsim.load_scenario(scenario, {"population.size": 200_000, "run.days": days})
+    with tempfile.TemporaryDirectory() as tmp:
+        credsim.run(small, out=Path(tmp) / "one", threads=1)
+        credsim.run(mid, out=Path(tmp) / "one-mid", threads=1)  # paths only a bigger run takes
+        threads_mod.configure(2, min_parallel_work=0)
+        credsim.run(small, out=Path(tmp) / "two", threads=2)
+        threads_mod.configure(2, min_parallel_work=threads_mod.MIN_PARALLEL_WORK)
+        credsim.run(mid, out=Path(tmp) / "two-mid", threads=2)
+    return {"credsim": credsim.__file__, "seconds": round(time.perf_counter() - t, 1)}
 
 
 def in_subprocess(*args: Any) -> dict[str, Any]:
