@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from credsim import catalog, outdir, threads
+from credsim import catalog, outdir, rowgroups, threads
 from credsim.engine import Result
 from credsim.partitions import Partitioned, table_files, write_events, write_part
 from credsim.safeio import MANIFEST_BYTES, read_json_object
@@ -58,17 +58,18 @@ def _atomic_json(path: Path, data: dict[str, Any]) -> None:
 def _write_tables(result: Result | Partitioned, tmp: Path) -> list[str]:
     """The Parquet files of ``result`` in ``tmp``: one per table, or a sharded run's parts; their names.
 
-    ``citizens.parquet`` is most of the bytes and pyarrow encodes it on one thread without holding
-    the interpreter: when the run may use more than one thread, it is encoded on a thread of its
-    own while this one writes the other tables (each file's bytes are what writing it alone gives)."""
+    ``citizens.parquet`` is most of the bytes: when the run may use more than one thread, its row
+    groups are encoded on that many threads (:mod:`credsim.rowgroups`, the bytes of one writer),
+    on a thread of their own while this one writes the other tables."""
     if isinstance(result, Partitioned):  # every shard writes its own rows; the driver holds none
         pq.write_table(result.metrics.to_arrow(), tmp / "metrics.parquet", compression="zstd")
         return ["metrics.parquet", *result.write_parts(tmp)]
+    workers = threads.workers_for(result.n)
     with ThreadPoolExecutor(1) as pool:
         citizens: Future[None] | None = None
-        if threads.parallel_for(result.n):
-            citizens = pool.submit(pq.write_table, result.citizens_table(), tmp / "citizens.parquet",
-                                   compression="zstd")
+        if workers > 1:
+            citizens = pool.submit(rowgroups.write_table, result.citizens_table(), tmp / "citizens.parquet",
+                                   workers, compression="zstd")
         pq.write_table(result.metrics.to_arrow(), tmp / "metrics.parquet", compression="zstd")
         if citizens is None:
             pq.write_table(result.citizens_table(), tmp / "citizens.parquet", compression="zstd")

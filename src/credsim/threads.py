@@ -99,6 +99,11 @@ def parallel_for(work: float) -> bool:
     return numba.get_num_threads() > 1 and work >= _min_work
 
 
+def workers_for(work: float) -> int:
+    """Threads a call doing ``work`` units should use: the configured count when it pays, else 1."""
+    return numba.get_num_threads() if parallel_for(work) else 1
+
+
 def layer() -> str:
     """The threading layer numba uses (after the first parallel region), or the one it will use."""
     try:
