@@ -58,8 +58,9 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+from numba import njit, prange
 
-from credsim import rng
+from credsim import rng, threads
 from credsim.day import Day, RedressDay
 from credsim.exchange import Exchange
 from credsim.names import APPEAL_ORDERS, EXIT_ROUTES, NOTICE_AT
@@ -210,6 +211,77 @@ def _append(cols: tuple[np.ndarray, ...], rows: tuple[np.ndarray, ...]) -> tuple
     return tuple(np.concatenate([c, np.asarray(r, np.int64)]) for c, r in zip(cols, rows, strict=True))
 
 
+_SCAN = 1 << 16  # citizens a task scans in the candidate kernels below
+
+
+@njit(inline="always", cache=True)
+def _may_file(i: int, nd: np.ndarray, open_case: np.ndarray, last_rid: np.ndarray, contested: np.ndarray,
+              listed: np.ndarray, pending: np.ndarray, day: int, window: int, within: int) -> bool:
+    """Whether citizen ``i`` may object today (the conditions of :meth:`Redress._file`, in its order)."""
+    if nd[i] < 0 or open_case[i] != 0 or last_rid[i] < 0 or last_rid[i] == contested[i]:
+        return False
+    if listed[i] != 1 and pending[i] < 0:
+        return False
+    if not day < (last_rid[i] >> 32) + window:  # the record still counts towards the list
+        return False
+    return within < 0 or day - nd[i] <= within
+
+
+@njit(inline="always", cache=True)
+def _may_repair(i: int, listed: np.ndarray, since: np.ndarray, day: int, after: int) -> bool:
+    return listed[i] == 1 and day - since[i] >= after
+
+
+@njit(inline="always", cache=True)
+def _scan_block(b: int, n: int, kind: int, out: np.ndarray, at: int, a: tuple, day: int, x: int, y: int) -> int:
+    """Citizens of block ``b`` that pass test ``kind`` (0: may file, 1: may repair), in id order, written
+    from ``out[at]`` (``out`` empty: only counted); how many."""
+    k = 0
+    for i in range(b * _SCAN, min(n, (b + 1) * _SCAN)):
+        ok = (_may_file(i, a[0], a[1], a[2], a[3], a[4], a[5], day, x, y) if kind == 0
+              else _may_repair(i, a[4], a[6], day, x))
+        if ok:
+            if out.shape[0]:
+                out[at + k] = i
+            k += 1
+    return k
+
+
+@njit(cache=True)
+def _scan_serial(n: int, kind: int, a: tuple, day: int, x: int, y: int) -> np.ndarray:
+    nb = (n + _SCAN - 1) // _SCAN
+    none = np.empty(0, np.int64)
+    total = 0
+    for b in range(nb):
+        total += _scan_block(b, n, kind, none, 0, a, day, x, y)
+    out = np.empty(total, np.int64)
+    at = 0
+    for b in range(nb):
+        at += _scan_block(b, n, kind, out, at, a, day, x, y)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _scan_parallel(n: int, kind: int, a: tuple, day: int, x: int, y: int) -> np.ndarray:
+    nb = (n + _SCAN - 1) // _SCAN
+    none = np.empty(0, np.int64)
+    cnt = np.zeros(nb + 1, np.int64)
+    for b in prange(nb):
+        cnt[b + 1] = _scan_block(b, n, kind, none, 0, a, day, x, y)
+    for b in range(nb):
+        cnt[b + 1] += cnt[b]
+    out = np.empty(cnt[nb], np.int64)
+    for b in prange(nb):
+        _scan_block(b, n, kind, out, cnt[b], a, day, x, y)
+    return out
+
+
+def _scan(n: int, kind: int, a: tuple[np.ndarray, ...], day: int, x: int, y: int) -> np.ndarray:
+    """The citizens passing a daily test, in id order, in one pass over the columns it reads (rather
+    than a NumPy temporary per condition over every citizen, each day)."""
+    return (_scan_parallel if threads.parallel_for(n) else _scan_serial)(n, kind, a, day, x, y)
+
+
 def _draw(seed: int, stream: str, day: int, cit: np.ndarray) -> np.ndarray:
     return rng.uniforms(rng.day_key(seed, stream, day), cit.astype(np.int64))
 
@@ -320,13 +392,10 @@ class Redress:
         for b, body in enumerate(rules.bodies):
             for li in np.flatnonzero(rules.heard_by == b):
                 nd = book.notice_day[li]
-                cand = np.flatnonzero((nd >= 0) & (book.open_case[li] == 0) & (book.last_rid[li] >= 0))
-                cand = cand[book.last_rid[li, cand] != book.contested[li, cand]]
-                cand = cand[(st.listed[0, li, cand] == 1) | (st.pending[0, li, cand] >= 0)]
-                fday = book.last_rid[li, cand] >> 32
-                cand = cand[day < fday + p.entry_window[li]]  # the record still counts towards the list
-                if rules.file_within[b] >= 0:
-                    cand = cand[day - nd[cand] <= rules.file_within[b]]
+                # notified, no case open, a record not contested yet that still counts (listed or pending)
+                cand = _scan(st.n, 0, (nd, book.open_case[li], book.last_rid[li], book.contested[li], st.listed[0, li],
+                                       st.pending[0, li], st.listed_since[0, li]),
+                             day, int(p.entry_window[li]), int(rules.file_within[b]))
                 if cand.shape[0] == 0:
                     continue
                 fp = rules.file_p[b, book.last_false[li, cand].astype(np.int64)]
@@ -432,7 +501,9 @@ class Redress:
         for li in np.flatnonzero(rules.repair_lists).tolist():
             for m in (0, 1):
                 since = st.listed_since[m, li]
-                cand = np.flatnonzero((st.listed[m, li] == 1) & (day - since >= rules.repair_after))
+                none = np.zeros(0, np.int64)
+                cand = _scan(st.n, 1, (none, none, none, none, st.listed[m, li], none, since), day,
+                             int(rules.repair_after), 0)
                 if cand.shape[0] == 0:
                     continue
                 go = cand[_draw(self.seed, f"redress:repair:{self.plan.lists[li]}", day, cand) < p]
