@@ -215,45 +215,44 @@ _SCAN = 1 << 16  # citizens a task scans in the candidate kernels below
 
 
 @njit(inline="always", cache=True)
-def _may_file(i: int, nd: np.ndarray, open_case: np.ndarray, last_rid: np.ndarray, contested: np.ndarray,
-              listed: np.ndarray, pending: np.ndarray, day: int, window: int, within: int) -> bool:
-    """Whether citizen ``i`` may object today (the conditions of :meth:`Redress._file`). One test per
-    ``if``: the same tests as one chain of ``or`` compiled to code 200 times slower (10^6 citizens)."""
-    if nd[i] < 0:
-        return False
-    if open_case[i] != 0:
-        return False
-    if last_rid[i] < 0:
-        return False
-    if last_rid[i] == contested[i]:
-        return False
-    if listed[i] != 1 and pending[i] < 0:
-        return False
-    if day >= (last_rid[i] >> 32) + window:  # the record no longer counts towards the list
-        return False
-    return within < 0 or day - nd[i] <= within
-
-
-@njit(inline="always", cache=True)
-def _may_repair(i: int, listed: np.ndarray, since: np.ndarray, day: int, after: int) -> bool:
-    if listed[i] != 1:
-        return False
-    return day - since[i] >= after
-
-
-@njit(inline="always", cache=True)
-def _scan_block(b: int, n: int, kind: int, out: np.ndarray, at: int, a: tuple, day: int, x: int, y: int) -> int:
-    """Citizens of block ``b`` that pass test ``kind`` (0: may file, 1: may repair), in id order, written
-    from ``out[at]`` (``out`` empty: only counted); how many. The columns are unpacked before the loop
-    (indexing the tuple inside it made the scan 40 times slower)."""
+def _file_block(b: int, n: int, out: np.ndarray, at: int, nd: np.ndarray, open_case: np.ndarray,
+                last_rid: np.ndarray, contested: np.ndarray, listed: np.ndarray, pending: np.ndarray, day: int,
+                window: int, within: int) -> int:
+    """Citizens of block ``b`` who may object today (the conditions of :meth:`Redress._file`), in id order,
+    from ``out[at]`` (``out`` empty: only counted); how many."""
     k = 0
-    nd, open_case, last_rid, contested, listed, pending, since = a
     write = out.shape[0] > 0
     for i in range(b * _SCAN, min(n, (b + 1) * _SCAN)):
-        if kind == 0:
-            if not _may_file(i, nd, open_case, last_rid, contested, listed, pending, day, x, y):
-                continue
-        elif not _may_repair(i, listed, since, day, x):
+        # one test per statement: as a helper function or one chain of ``or``, numba's serial code was
+        # 70-200 times slower (10^6 citizens)
+        if nd[i] < 0:  # not notified
+            continue
+        if open_case[i] != 0 or last_rid[i] < 0:
+            continue
+        if last_rid[i] == contested[i]:  # contested already
+            continue
+        if listed[i] != 1 and pending[i] < 0:  # neither on the list nor about to be
+            continue
+        if day >= (last_rid[i] >> 32) + window:  # the record no longer counts towards the list
+            continue
+        if within >= 0 and day - nd[i] > within:  # too late to object
+            continue
+        if write:
+            out[at + k] = i
+        k += 1
+    return k
+
+
+@njit(inline="always", cache=True)
+def _repair_block(b: int, n: int, out: np.ndarray, at: int, listed: np.ndarray, since: np.ndarray, day: int,
+                  after: int) -> int:
+    """Citizens of block ``b`` whose stay may be repaired today, as :func:`_file_block`."""
+    k = 0
+    write = out.shape[0] > 0
+    for i in range(b * _SCAN, min(n, (b + 1) * _SCAN)):
+        if listed[i] != 1:
+            continue
+        if day - since[i] < after:
             continue
         if write:
             out[at + k] = i
@@ -262,38 +261,67 @@ def _scan_block(b: int, n: int, kind: int, out: np.ndarray, at: int, a: tuple, d
 
 
 @njit(cache=True)
-def _scan_serial(n: int, kind: int, a: tuple, day: int, x: int, y: int) -> np.ndarray:
+def _file_scan_serial(n: int, nd: np.ndarray, open_case: np.ndarray, last_rid: np.ndarray, contested: np.ndarray,
+                      listed: np.ndarray, pending: np.ndarray, day: int, window: int, within: int) -> np.ndarray:
     nb = (n + _SCAN - 1) // _SCAN
     none = np.empty(0, np.int64)
     total = 0
     for b in range(nb):
-        total += _scan_block(b, n, kind, none, 0, a, day, x, y)
+        total += _file_block(b, n, none, 0, nd, open_case, last_rid, contested, listed, pending, day, window, within)
     out = np.empty(total, np.int64)
     at = 0
     for b in range(nb):
-        at += _scan_block(b, n, kind, out, at, a, day, x, y)
+        at += _file_block(b, n, out, at, nd, open_case, last_rid, contested, listed, pending, day, window, within)
     return out
 
 
 @njit(parallel=True, cache=True)
-def _scan_parallel(n: int, kind: int, a: tuple, day: int, x: int, y: int) -> np.ndarray:
+def _file_scan_parallel(n: int, nd: np.ndarray, open_case: np.ndarray, last_rid: np.ndarray, contested: np.ndarray,
+               listed: np.ndarray, pending: np.ndarray, day: int, window: int, within: int) -> np.ndarray:
+    """Who may object today, in id order: blocks counted, then filled (the count before the fill makes
+    the order the blocks' order, whatever the threads)."""
     nb = (n + _SCAN - 1) // _SCAN
     none = np.empty(0, np.int64)
     cnt = np.zeros(nb + 1, np.int64)
     for b in prange(nb):
-        cnt[b + 1] = _scan_block(b, n, kind, none, 0, a, day, x, y)
+        cnt[b + 1] = _file_block(b, n, none, 0, nd, open_case, last_rid, contested, listed, pending, day, window,
+                                 within)
     for b in range(nb):
         cnt[b + 1] += cnt[b]
     out = np.empty(cnt[nb], np.int64)
     for b in prange(nb):
-        _scan_block(b, n, kind, out, cnt[b], a, day, x, y)
+        _file_block(b, n, out, cnt[b], nd, open_case, last_rid, contested, listed, pending, day, window, within)
     return out
 
 
-def _scan(n: int, kind: int, a: tuple[np.ndarray, ...], day: int, x: int, y: int) -> np.ndarray:
-    """The citizens passing a daily test, in id order, in one pass over the columns it reads (rather
-    than a NumPy temporary per condition over every citizen, each day)."""
-    return (_scan_parallel if threads.parallel_for(n) else _scan_serial)(n, kind, a, day, x, y)
+@njit(cache=True)
+def _repair_scan_serial(n: int, listed: np.ndarray, since: np.ndarray, day: int, after: int) -> np.ndarray:
+    nb = (n + _SCAN - 1) // _SCAN
+    none = np.empty(0, np.int64)
+    total = 0
+    for b in range(nb):
+        total += _repair_block(b, n, none, 0, listed, since, day, after)
+    out = np.empty(total, np.int64)
+    at = 0
+    for b in range(nb):
+        at += _repair_block(b, n, out, at, listed, since, day, after)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _repair_scan_parallel(n: int, listed: np.ndarray, since: np.ndarray, day: int, after: int) -> np.ndarray:
+    """Whose stay may be repaired today, in id order (as :func:`_file_scan_parallel`)."""
+    nb = (n + _SCAN - 1) // _SCAN
+    none = np.empty(0, np.int64)
+    cnt = np.zeros(nb + 1, np.int64)
+    for b in prange(nb):
+        cnt[b + 1] = _repair_block(b, n, none, 0, listed, since, day, after)
+    for b in range(nb):
+        cnt[b + 1] += cnt[b]
+    out = np.empty(cnt[nb], np.int64)
+    for b in prange(nb):
+        _repair_block(b, n, out, cnt[b], listed, since, day, after)
+    return out
 
 
 def _draw(seed: int, stream: str, day: int, cit: np.ndarray) -> np.ndarray:
@@ -407,9 +435,9 @@ class Redress:
             for li in np.flatnonzero(rules.heard_by == b):
                 nd = book.notice_day[li]
                 # notified, no case open, a record not contested yet that still counts (listed or pending)
-                cand = _scan(st.n, 0, (nd, book.open_case[li], book.last_rid[li], book.contested[li], st.listed[0, li],
-                                       st.pending[0, li], st.listed_since[0, li]),
-                             day, int(p.entry_window[li]), int(rules.file_within[b]))
+                cand = (_file_scan_parallel if threads.parallel_for(st.n) else _file_scan_serial)(
+                    st.n, nd, book.open_case[li], book.last_rid[li], book.contested[li],
+                    st.listed[0, li], st.pending[0, li], day, int(p.entry_window[li]), int(rules.file_within[b]))
                 if cand.shape[0] == 0:
                     continue
                 fp = rules.file_p[b, book.last_false[li, cand].astype(np.int64)]
@@ -515,9 +543,8 @@ class Redress:
         for li in np.flatnonzero(rules.repair_lists).tolist():
             for m in (0, 1):
                 since = st.listed_since[m, li]
-                none = np.zeros(0, np.int64)
-                cand = _scan(st.n, 1, (none, none, none, none, st.listed[m, li], none, since), day,
-                             int(rules.repair_after), 0)
+                cand = (_repair_scan_parallel if threads.parallel_for(st.n) else _repair_scan_serial)(
+                    st.n, st.listed[m, li], since, day, int(rules.repair_after))
                 if cand.shape[0] == 0:
                     continue
                 go = cand[_draw(self.seed, f"redress:repair:{self.plan.lists[li]}", day, cand) < p]
