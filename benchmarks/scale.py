@@ -311,6 +311,14 @@ def _setup_ref_lines(r: dict[str, Any]) -> list[str]:
         lines.append(f"| {label} | " + " | ".join(f"{fn(runs[c]):.2f}" for c in cols) + " |")
     lines.append("| citizen-days/s end to end | " + " | ".join(f"{runs[c]['citizen_days_per_s']:.3g}"
                                                            for c in cols) + " |")
+    if all("pieces_cpu_s" in runs[c] for c in cols):
+        lines.append("| **processor seconds** (all threads; less sensitive to the load) | " + " |" * len(cols))
+        for label, key in (("population", "setup.population"), ("contact graph", "setup.graph"),
+                           ("chunk bounds", "setup.stages.chunk_bounds"), ("set-up in all", "setup"),
+                           ("writing", "write"), ("- citizens.parquet", "write.parquet:citizens.parquet")):
+            lines.append(f"| {label} | " + " | ".join(f"{runs[c]['pieces_cpu_s'].get(key, 0.0):.2f}"
+                                                      for c in cols) + " |")
+        lines.append("| end to end | " + " | ".join(f"{runs[c]['cpu_s']:.2f}" for c in cols) + " |")
     lines.append("| load before / after | " + " | ".join(f"{runs[c]['load_before']} / {runs[c]['load_after']}"
                                                          for c in cols) + " |")
     same = ", ".join(f"{th} thread(s): {r.get(f'same_files_{th}')}" for th in (1, 2))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 TIMES: dict[str, float] = {}
+CPU: dict[str, float] = {}  # processor seconds of the whole process (all threads) during the piece
 CALLS: dict[str, int] = {}
 
 
@@ -32,12 +33,13 @@ def _wrap(owner: Any, attr: str, label: str, key: Callable[..., str] | None = No
     fn = getattr(owner, attr)
 
     def timed(*args: Any, **kw: Any) -> Any:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             return fn(*args, **kw)
         finally:
             name = label if key is None else f"{label}:{key(*args, **kw)}"
             TIMES[name] = TIMES.get(name, 0.0) + time.perf_counter() - t
+            CPU[name] = CPU.get(name, 0.0) + time.process_time() - c
             CALLS[name] = CALLS.get(name, 0) + 1
 
     setattr(owner, attr, timed)
@@ -109,11 +111,12 @@ def profile(scenario: str, n: int, days: int, threads: int, warm: bool) -> dict[
             credsim.run(small, out=Path(tmp) / "small", threads=threads)
             warm_s = time.perf_counter() - t
             TIMES.clear()
+            CPU.clear()
             CALLS.clear()
         scen = credsim.load_scenario(scenario, {"population.size": n, "run.days": days})
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         run = credsim.run(scen, out=Path(tmp) / "run", threads=threads)
-        wall = time.perf_counter() - t
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
         man = run.manifest
         shas = {f: _sha(run.dir / f) for f in ("metrics.parquet", "citizens.parquet")}
     out: dict[str, Any] = {"scenario": scenario, "n": n, "days": days, "threads": threads,
@@ -121,7 +124,9 @@ def profile(scenario: str, n: int, days: int, threads: int, warm: bool) -> dict[
                            "load_before": la, "import_s": round(imported, 3), "wall_s": round(wall, 3),
                            "citizen_days_per_s": round(n * days / wall, 1),
                            "timings_s": man["timings_s"], "sha256": shas,
+                           "cpu_s": round(cpu, 3),
                            "pieces_s": {k: round(v, 3) for k, v in sorted(TIMES.items())},
+                           "pieces_cpu_s": {k: round(v, 3) for k, v in sorted(CPU.items())},
                            "calls": dict(sorted(CALLS.items()))}
     if warm:
         out["warm_up_s"] = round(warm_s, 3)
