@@ -89,6 +89,8 @@ def instrument() -> None:
     _wrap(measure.Metrics, "to_arrow", "write.metrics_table")
     _wrap(Tracer, "to_arrow", "write.traces_table")
     _wrap(pq, "write_table", "write.parquet", lambda table, where, **kw: Path(str(where)).name)
+    if hasattr(store, "rowgroups"):  # citizens.parquet's row groups on several threads (not in older trees)
+        _wrap(store.rowgroups, "write_table", "write.parquet", lambda table, where, *a, **kw: Path(str(where)).name)
     _wrap(duckdb, "connect", "write.duckdb_connect")
     _wrap(resumable, "make_driver", "driver")
 
