@@ -13,6 +13,11 @@ Parts (each measurement in a fresh subprocess, so each has its own peak RSS; nev
   graph, state), the 30 days, writing, end to end, citizen-days per second end to end; each also
   with the set-up kernels as they were (``benchmarks/setup_before.py``) in the same run, and
   whether both give identical population, graph and metrics.
+- ``setup-ref``: ``court-defaulters`` at ``--n-setup`` x 30 days in one process, with 1 and 2
+  threads, each run end to end with the credsim of git revision ``--ref`` (its ``src`` exported
+  into a temporary folder) and then with this tree's, back to back: every piece of set-up, the
+  days and writing (``benchmarks/setup_profile.py``), and whether metrics.parquet and
+  citizens.parquet are byte-identical.
 - ``ray2``: ``integrated`` at ``--n-ray`` x 30 days, one process (2 threads) vs 2 shards on local
   Ray (1 thread each), end to end, same seed; the metrics must be byte-identical.
 - ``big``: ``court-defaulters`` at ``--n-big`` x 30 days as 4 shards on local Ray (peak RSS of
@@ -28,15 +33,19 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks import setup_profile
 
 RESULTS = Path(__file__).parent / "results"
 # city-points with every cross-shard path but the model feature (association records, cut ties,
@@ -235,12 +244,13 @@ def setup_parts(scenario: str, n: int) -> dict[str, Any]:
     return out
 
 
-def in_subprocess(fn: str, *args: Any) -> dict[str, Any]:
-    """Call ``fn(*args)`` of this module in a fresh interpreter (its own peak RSS); its JSON result."""
+def in_subprocess(fn: str, *args: Any, src: Path | None = None) -> dict[str, Any]:
+    """Call ``fn(*args)`` of this module in a fresh interpreter (its own peak RSS); its JSON result.
+    ``src``: the credsim sources it imports (default: this tree's)."""
     code = (f"import json, sys; from benchmarks import scale; "
             f"print('@@' + json.dumps(scale.{fn}(*{list(args)!r})))")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
-                                                        str(Path(__file__).parents[1])])}
+    root = Path(__file__).parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src or root / "src"), str(root)])}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
     for line in proc.stdout.splitlines():
         if line.startswith("@@"):
@@ -265,6 +275,103 @@ def part_setup(n: int) -> dict[str, Any]:
     parts = in_subprocess("setup_parts", "court-defaulters", n)
     return {"n": n, "days": 30, "run": run, "run_before": before, "setup_parts": parts,
             "same_metrics": run["metrics_sha"] == before["metrics_sha"]}
+
+
+def ref_src(ref: str) -> Path:
+    """The ``src`` folder of git revision ``ref`` of this repository, exported once into a temporary
+    folder (numba keeps its compiled kernels next to it, so later runs load them)."""
+    root = Path(__file__).parents[1]
+    sha = subprocess.run(["git", "-C", str(root), "rev-parse", ref], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    dest = Path(tempfile.gettempdir()) / f"credsim-src-{sha[:12]}"
+    if not (dest / "src").is_dir():
+        tar = subprocess.run(["git", "-C", str(root), "archive", sha, "src"], capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+            tf.extractall(dest, filter="data")
+    return dest / "src"
+
+
+def warm(scenario: str, days: int) -> dict[str, Any]:
+    return setup_profile.warm(scenario, days)
+
+
+def profile_run(scenario: str, n: int, days: int, threads: int, warm: bool) -> dict[str, Any]:
+    return setup_profile.profile(scenario, n, days, threads, warm)
+
+
+def part_setup_ref(n: int, ref: str) -> dict[str, Any]:
+    """court-defaulters end to end with the credsim of ``ref`` and with this tree's, back to back, per
+    thread count; every piece timed the same way (``setup_profile``)."""
+    trees = {"before": ref_src(ref), "after": Path(__file__).parents[1] / "src"}
+    sha = subprocess.run(["git", "-C", str(Path(__file__).parents[1]), "rev-parse", "--short", ref],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    out: dict[str, Any] = {"n": n, "days": 30, "ref": ref, "ref_sha": sha,
+                           "warm": {k: in_subprocess("warm", "court-defaulters", 30, src=v) for k, v in trees.items()},
+                           "runs": {}}
+    for th in (1, 2):
+        for label, src in trees.items():
+            out["runs"][f"{label}-{th}"] = in_subprocess("profile_run", "court-defaulters", n, 30, th, False, src=src)
+        b, a = out["runs"][f"before-{th}"], out["runs"][f"after-{th}"]
+        out[f"same_files_{th}"] = b["sha256"] == a["sha256"]
+    # the same run with every kernel already loaded: what loading them costs a fresh process
+    out["runs"]["after-2-warm"] = in_subprocess("profile_run", "court-defaulters", n, 30, 2, True)
+    return out
+
+
+def _setup_ref_lines(r: dict[str, Any]) -> list[str]:
+    """The table of the ``setup-ref`` part: each piece before and after, one and two threads."""
+    runs = r["runs"]
+    cols = [k for k in ("before-1", "after-1", "before-2", "after-2", "after-2-warm") if k in runs]
+
+    def piece(run: dict[str, Any], key: str) -> float:
+        return float(run["pieces_s"].get(key, 0.0))
+
+    def days(run: dict[str, Any]) -> float:
+        return sum(v for k, v in run["timings_s"].items() if k not in ("setup", "write", "wall"))
+
+    rows: list[tuple[str, Any]] = [
+        ("set-up inside the run", lambda x: x["timings_s"]["setup"]),
+        ("- population (first kernel call: numba's start-up)", lambda x: piece(x, "setup.population")),
+        ("- contact graph", lambda x: piece(x, "setup.graph")),
+        ("  - pick tables (group order)", lambda x: piece(x, "setup.graph.picks")),
+        ("  - stubs", lambda x: piece(x, "setup.graph.stubs")),
+        ("  - scatter + rows + pack", lambda x: piece(x, "setup.graph.scatter") + piece(x, "setup.graph.rows")
+         + piece(x, "setup.graph.pack")),
+        ("- initial state", lambda x: piece(x, "setup.initial_state")),
+        ("- stages (samplers' chunk bounds)", lambda x: piece(x, "setup.stages")),
+        ("  - chunk bounds", lambda x: piece(x, "setup.stages.chunk_bounds")),
+        ("- the rest (metrics, tracer, grades, model)", lambda x: x["timings_s"]["setup"] - piece(x, "setup.population")
+         - piece(x, "setup.graph") - piece(x, "setup.initial_state") - piece(x, "setup.stages")),
+        ("the 30 days", days),
+        ("finish (cases and stays tables)", lambda x: piece(x, "finish")),
+        ("writing", lambda x: x["timings_s"]["write"]),
+        ("- citizens.parquet (encoding)", lambda x: piece(x, "write.parquet:citizens.parquet")),
+        ("end to end", lambda x: x["wall_s"]),
+    ]
+    lines = [f"## Set-up, days and writing against `{r['ref']}` ({r['ref_sha']}): court-defaulters, "
+             f"{r['n']:,} x {r['days']} days, one process", "",
+             f"Each run in a fresh process, end to end (`credsim.run`), before (the credsim of `{r['ref']}`) "
+             "and after (this tree) back to back per thread count; `after-2-warm` is the after run with every "
+             "kernel loaded by a small run first (the difference is loading, not work). Seconds, wall; a piece "
+             "includes the pieces under it.", "",
+             "| part | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for label, fn in rows:
+        lines.append(f"| {label} | " + " | ".join(f"{fn(runs[c]):.2f}" for c in cols) + " |")
+    lines.append("| citizen-days/s end to end | " + " | ".join(f"{runs[c]['citizen_days_per_s']:.3g}"
+                                                           for c in cols) + " |")
+    if all("pieces_cpu_s" in runs[c] for c in cols):
+        lines.append("| **processor seconds** (all threads; less sensitive to the load) | " + " |" * len(cols))
+        for label, key in (("population", "setup.population"), ("contact graph", "setup.graph"),
+                           ("chunk bounds", "setup.stages.chunk_bounds"), ("set-up in all", "setup"),
+                           ("writing", "write"), ("- citizens.parquet", "write.parquet:citizens.parquet")):
+            lines.append(f"| {label} | " + " | ".join(f"{runs[c]['pieces_cpu_s'].get(key, 0.0):.2f}"
+                                                      for c in cols) + " |")
+        lines.append("| end to end | " + " | ".join(f"{runs[c]['cpu_s']:.2f}" for c in cols) + " |")
+    lines.append("| load before / after | " + " | ".join(f"{runs[c]['load_before']} / {runs[c]['load_after']}"
+                                                         for c in cols) + " |")
+    same = ", ".join(f"{th} thread(s): {r.get(f'same_files_{th}')}" for th in (1, 2))
+    lines += ["", f"metrics.parquet and citizens.parquet byte-identical before/after: {same}.", ""]
+    return lines
 
 
 def part_ray2(n: int) -> dict[str, Any]:
@@ -420,6 +527,8 @@ def markdown(res: dict[str, Any]) -> str:
                       f"End to end {b['citizen_days_per_s']:.3g} -> **{r['run']['citizen_days_per_s']:.3g} "
                       f"citizen-days/s** (target 1e8). Identical results: population {p['same_population']}, "
                       f"graph {p['same_graph']}, metrics.parquet {r['same_metrics']}.", ""]
+    if "setup_ref" in res:
+        lines += _setup_ref_lines(res["setup_ref"])
     if "ray2" in res:
         r = res["ray2"]
         lines += [f"## integrated, {r['n']:,} x 30 days: one process (2 threads) vs 2 shards on Ray", "",
@@ -463,6 +572,7 @@ def main() -> None:
     ap.add_argument("--days-rss", type=int, default=10)
     ap.add_argument("--n-setup", type=int, default=10_000_000)
     ap.add_argument("--n-ray", type=int, default=10_000_000)
+    ap.add_argument("--ref", default="trial", help="setup-ref: the git revision to compare with")
     ap.add_argument("--n-big", type=int, default=100_000_000)
     ap.add_argument("--n-shard", type=int, default=10_000_000)
     args = ap.parse_args()
@@ -477,6 +587,8 @@ def main() -> None:
             res["rss"] = part_rss(args.n_rss, args.days_rss)
         elif part == "setup":
             res["setup"] = part_setup(args.n_setup)
+        elif part == "setup-ref":
+            res["setup_ref"] = part_setup_ref(args.n_setup, args.ref)
         elif part == "ray2":
             res["ray2"] = part_ray2(args.n_ray)
         elif part == "shard":
@@ -485,8 +597,9 @@ def main() -> None:
             res["big"] = part_big(args.n_big)
         else:
             raise SystemExit(f"unknown part {part!r}")
-        res[part]["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        print(f"{part}: {time.perf_counter() - t0:.0f} s", json.dumps(res[part])[:2000], flush=True)
+        key = part.replace("-", "_")
+        res[key]["measured"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        print(f"{part}: {time.perf_counter() - t0:.0f} s", json.dumps(res[key])[:2000], flush=True)
         path.write_text(json.dumps(res, indent=1) + "\n")
         (RESULTS / "scale.md").write_text(markdown(res))
 

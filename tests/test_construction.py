@@ -5,7 +5,8 @@ the same sorted, de-duplicated sets whatever the block width and the thread coun
 the rule read literally (each stub's other end from :func:`credsim.graph._target`, both
 directions kept). The population's categorical draws count past cumulative shares without a
 branch and its traits are shifted and cast in one kernel; both must equal the NumPy reading of
-the rule, value for value.
+the rule, value for value. The samplers' chunk bounds leave out factors that cannot change a
+rate; they must equal the largest :func:`credsim.sampling.static_rate` of each chunk bit for bit.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from collections.abc import Iterator
 import numba
 import numpy as np
 import pytest
+from numba import njit
 from scipy.special import ndtri
 
 import credsim
 from credsim import graph as graph_mod
 from credsim import population as pop_mod
-from credsim import threads
+from credsim import sampling, threads
 from credsim.plan import Plan, compile_plan
 from credsim.rng import static_key, uniform
+from credsim.stages.behave import behaviour_streams
 
 N, SEED = 3000, 5
 
@@ -103,3 +106,45 @@ def test_population_equals_the_rule(restore: None, nthreads: int) -> None:
             z += table[pop.groups[d]]
         want = (tr.mean + tr.sd * z).astype(np.float32)
         assert np.array_equal(pop.traits[t].view(np.int32), want.view(np.int32)), name
+
+
+@njit
+def _rule_bounds(n: int, base: np.ndarray, gm: np.ndarray, groups: np.ndarray, beta: np.ndarray,
+                 traits: np.ndarray) -> np.ndarray:
+    """Each chunk's largest static rate, every factor of every stream for every citizen."""
+    ub = np.zeros(((n + sampling.CHUNK - 1) // sampling.CHUNK, base.shape[0]))
+    for i in range(n):
+        for s in range(base.shape[0]):
+            ub[i // sampling.CHUNK, s] = max(ub[i // sampling.CHUNK, s],
+                                             sampling.static_rate(i, s, base, gm, groups, beta, traits))
+    return ub
+
+
+@pytest.mark.parametrize("scenario", ["city-points", "court-defaulters", "commercial-score"])
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_chunk_bounds_equal_the_rule(restore: None, scenario: str, nthreads: int) -> None:
+    scen = credsim.load_scenario(scenario, {"population.size": N})
+    plan = compile_plan(scen)
+    pop = pop_mod.generate(plan, N, SEED)
+    st = behaviour_streams(plan)
+    threads.configure(nthreads, min_parallel_work=0)
+    base = st.base.copy()
+    base[-1] = 0.7  # a stream whose rate is capped at 1 for some citizens
+    base[0] = 0.0  # and one that never happens
+    cases = [(base, st.group, st.beta, pop.traits)]
+    traits = pop.traits.copy()
+    traits[-1, :sampling.CHUNK] = np.inf  # 0 x an infinite trait is NaN: the first chunk draws nothing
+    cases.append((base, st.group, st.beta, traits))
+    for b, gm, beta, tr in cases:
+        got = sampling.chunk_bounds(N, b, gm, pop.groups, beta, tr)
+        want = _rule_bounds(N, b, gm, pop.groups, beta, tr)
+        assert np.array_equal(got.view(np.uint64), want.view(np.uint64)), scenario
+
+
+@pytest.mark.parametrize("n", [1, 1000, (1 << 16) * 3 + 17])
+def test_group_order_is_a_stable_argsort(restore: None, n: int) -> None:
+    codes = (np.arange(n, dtype=np.uint64) * np.uint64(2654435761) % np.uint64(7)).astype(np.uint8)
+    threads.configure(2, min_parallel_work=0)
+    want = np.argsort(codes, kind="stable").astype(np.int32)
+    assert np.array_equal(graph_mod._group_order(codes, 9), want)
+    assert np.array_equal(graph_mod._group_order_parallel(codes, 9), want)

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import credsim
+from credsim import threads
 
 RICH = {
     # exercise every stage: association penalties, cut ties, a model score, grades
@@ -80,3 +81,18 @@ def test_population_is_a_prefix_property(tmp_path: Path) -> None:
     big = credsim.run("city-points", population=8000, days=1, out=tmp_path / "b").citizens().slice(0, 5000)
     for col in ("region", "hukou", "occupation", "trait_conscientiousness"):
         assert small.column(col).equals(big.column(col))
+
+
+def test_every_kernel_parallel_writes_the_same_bytes(tmp_path: Path) -> None:
+    """With every kernel parallel (no work cut-off), every file has the bytes of a one-thread run."""
+    scen = credsim.load_scenario("court-defaulters", {"population.size": 3000, "run.days": 20})
+    files = ("metrics.parquet", "citizens.parquet", "traces.parquet", "events.parquet", "cases.parquet",
+             "stays.parquet")
+    one = credsim.run(scen, out=tmp_path / "one", threads=1)
+    try:
+        threads.configure(2, min_parallel_work=0)
+        two = credsim.run(scen, out=tmp_path / "two", threads=2)
+    finally:
+        threads.configure(numba.config.NUMBA_NUM_THREADS, min_parallel_work=threads.MIN_PARALLEL_WORK)
+    for f in files:
+        assert (one.dir / f).read_bytes() == (two.dir / f).read_bytes(), f

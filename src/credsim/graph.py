@@ -119,6 +119,35 @@ def _group_order(codes: np.ndarray, maxv: int) -> np.ndarray:
     return out
 
 
+_ORDER_BLOCK = 1 << 16  # citizens a task counts and places in :func:`_group_order_parallel`
+
+
+@njit(parallel=True, cache=True)
+def _group_order_parallel(codes: np.ndarray, maxv: int) -> np.ndarray:
+    """:func:`_group_order` by blocks of citizens: each block counts its codes, a prefix sum over
+    (code, block) gives each block its first slot per code, and each block places its ids in id
+    order -- the same stable order, whatever the threads."""
+    n = codes.shape[0]
+    nb = (n + _ORDER_BLOCK - 1) // _ORDER_BLOCK
+    cnt = np.zeros((nb, maxv), dtype=np.int64)
+    for b in prange(nb):
+        for i in range(b * _ORDER_BLOCK, min(n, (b + 1) * _ORDER_BLOCK)):
+            cnt[b, codes[i]] += 1
+    at = np.empty((nb, maxv), dtype=np.int64)
+    q = 0
+    for g in range(maxv):
+        for b in range(nb):
+            at[b, g] = q
+            q += cnt[b, g]
+    out = np.empty(n, dtype=np.int32)
+    for b in prange(nb):
+        pos = at[b].copy()
+        for i in range(b * _ORDER_BLOCK, min(n, (b + 1) * _ORDER_BLOCK)):
+            out[pos[codes[i]]] = i
+            pos[codes[i]] += 1
+    return out
+
+
 @dataclass
 class _Picks:
     """What the stub rule reads: homophily modes and, per homophily dimension, the citizens by group."""
@@ -144,7 +173,7 @@ def _picks(plan: Plan, pop: Population, seed: int) -> _Picks:
     for h, dim in enumerate(hdims):
         d = plan.dims.index(dim)
         codes[h] = pop.groups[d] if whole else dim_codes(plan, seed, d, n)
-        orders[h] = _group_order(codes[h], maxv)
+        orders[h] = (_group_order_parallel if threads.parallel_for(n) else _group_order)(codes[h], maxv)
         cnt = np.bincount(codes[h], minlength=maxv)
         starts[h] = np.concatenate([[0], np.cumsum(cnt)[:-1]])
         sizes[h] = np.maximum(cnt, 1)
