@@ -1,0 +1,537 @@
+"""The fused day: one kernel per execution block for scenarios of the points shape.
+
+Why: for a scenario like the toy points model, a day at 10^7 citizens is ~30,000 events, and the
+staged loop (behave -> observe -> file -> classify -> respond -> measure) visits each event's
+citizen once per stage, builds the typed :class:`~credsim.day.Day` columns between stages and counts
+the metrics from them afterwards. When none of the machinery that crosses citizens or days is in
+use (:func:`obstacles` names it), everything that happens to a citizen today depends only on that
+citizen, so one kernel can take each execution block from its events to its metric deltas:
+
+    sample -> observe -> file -> regrade -> lists -> responses -> counters -> metric flows and stock deltas
+
+Why the numbers are the same, bit for bit:
+
+- Events are drawn by the sampler's own block function (:func:`credsim.sampling._sample_block`,
+  inlined here): the same keys, counters, RNG chunks and order. Thinning reads the start-of-day
+  ``resp_day``; a response triggered today is written after the citizen's events are drawn, as
+  the staged ``respond`` writes it after every event is drawn.
+- Everything after sampling is per citizen (no delays, caps, expiry within the run, cures, terms,
+  graph, sanctions: see :func:`obstacles`), so doing citizen after citizen leaves each citizen's
+  columns as stage after stage does. Within a citizen the order is the staged one: official
+  records (in event order), then shadow-only records, then view 0 regraded before view 1.
+  Float32 scores therefore see the same additions in the same order.
+- Metric sums are fixed-point integers (:mod:`credsim.stages.measure`): per-block sums added in any
+  order give the same bits as the staged counts.
+- The ``Day`` parts observers read are rebuilt in the staged order: events (block segments in
+  block order), grade changes (view 0, then view 1), list changes (per list: entries then exits,
+  each view 0 then view 1), responses; observations and filed records only when an observer
+  needs them (:attr:`FusedDay.parts`: the traced sample does; the event log and the metrics do not).
+
+Blocks touch disjoint citizens, so they run in parallel as the sampler's do. A block whose events
+overflow its buffer has drawn but changed nothing; it is drawn again, with room, serially.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from credsim import names as nm
+from credsim import threads
+from credsim.day import Day, Events, Filed, GradeChanges, ListChanges, Observations, Responses
+from credsim.exchange import Exchange
+from credsim.names import KINDS, TRIGGERS
+from credsim.plan import Plan
+from credsim.prefetch import AHEAD, prefetch2, prefetch3
+from credsim.rng import day_key, uniform
+from credsim.sampling import Coverage, People, RateTables, Sampler, Today, _sample_block, covered, group_factor
+from credsim.stages.classify import _band
+from credsim.stages.measure import SCALE, Metrics
+from credsim.state import C, Records, State
+
+MAX_ACCUMULATOR = 1 << 22  # int64 cells of the per-block metric accumulators (32 MB)
+_C_EVENTS = C["events"]
+
+
+def obstacles(plan: Plan, days: int) -> list[str]:
+    """Why the scenario's day cannot be fused (empty: it is points-shaped and can).
+
+    Each condition is what makes a citizen's day depend on nothing but that citizen and today:
+    no delay or expiry puts work on another day, no cap or window makes the order across days
+    matter, no graph, sanction, money or appeal reaches other citizens or other stages' books."""
+    why: list[str] = []
+
+    def need(ok: bool, reason: str) -> None:
+        if not ok:
+            why.append(reason)
+
+    scen, econ = plan.scen, plan.econ
+    live = plan.rule_points != 0
+    need(plan.has_points, "no points score")
+    need(not plan.has_model and not plan.features, "a model score")
+    need(not plan.grades or plan.grade_source == "points", "grades from a model score")
+    need(plan.cap_period == 0, "a cap on points per period")
+    need(not live.any() or int(plan.rule_expiry[live].min()) >= days, "points expire inside the run")
+    need(not plan.entry_types.any(), "a list entered by a count of records")
+    need(not plan.cure_types.any(), "a list left by a cure record")
+    need(not (plan.exit_term > 0).any() and not plan.list_grounds, "a fixed list term or listing grounds")
+    need(not (plan.assoc_points != 0).any(), "association records")
+    need(not plan.resp_cut.any() and all(TRIGGERS[int(t)] == "own_listed" for t in plan.resp_trigger),
+         "a response other than the citizen's own listing lowering its own rates")
+    need(not (plan.sen_false > 0).any(), "false records")
+    need(not (plan.sen_delay > 0).any(), "a sensor delay")
+    need(not (plan.sen_suppress > 0).any(), "a censor")
+    need(not plan.sanctions and not (plan.beh_kind == KINDS.index("attempt")).any(), "sanctions or attempts")
+    need(not scen.investigations, "investigations")
+    need(scen.redress is None, "redress")
+    need(econ is None or (not econ.active and econ.n_cond == 0 and not econ.beh_has_state.any()),
+         "money, outcomes or state-dependent rates")
+    need(not plan.beh_schedule, "rate schedules")
+    need(not (plan.beh_only_listed >= 0).any(), "a behaviour only listed citizens do")
+    return why
+
+
+def run_obstacles(plan: Plan, days: int, n: int, block: int, sharded: bool, metrics: Metrics) -> list[str]:
+    """:func:`obstacles` plus what this run adds: one process (the exchange's barriers belong to the
+    staged loop) and metric cells few enough for per-block accumulators."""
+    why = obstacles(plan, days)
+    if sharded:
+        why.append("a sharded run")
+    if metrics.by_slot:
+        why.append("metrics counted by slot (too many group cells)")
+    nb = (n + block - 1) // block
+    if nb * 2 * len(metrics.names) * metrics.n_cells > MAX_ACCUMULATOR:
+        why.append("too many metric cells for per-block accumulators")
+    return why
+
+
+def points_shaped(plan: Plan, days: int) -> bool:
+    """Whether the scenario can take the fused day (see :func:`obstacles`)."""
+    return not obstacles(plan, days)
+
+
+class FusedRules(NamedTuple):
+    """The scenario as the fused kernel takes it: kinds, sensors, points, grades, lists, responses, and the
+    metric rows each count goes to."""
+
+    n_beh: int
+    beh_kind: np.ndarray  # (B,)
+    k_inf: int
+    k_speech: int
+    counter_rows: np.ndarray  # events, infractions, speech, records_true, records_adverse, times_listed, days_listed
+    cov_keys: np.ndarray  # (S,) sensors
+    cov: np.ndarray
+    cov_group: np.ndarray
+    det: np.ndarray
+    surv: np.ndarray
+    obs: np.ndarray  # (S, B)
+    shared: np.ndarray
+    in_scope: np.ndarray  # (B,)
+    rule_points: np.ndarray  # (R,)
+    rtype_domain: np.ndarray
+    rtype_adverse: np.ndarray
+    grade_mins: np.ndarray
+    n_grades: int
+    list_by_grade: np.ndarray  # (L,)
+    entry_grades: np.ndarray  # (L, G)
+    exit_on_recovery: np.ndarray  # (L,)
+    resp_lists: np.ndarray  # (Q, L): own_listed responses started by an official entry on the list
+    row_events: np.ndarray  # (B,) metric rows (flows unless named stock)
+    row_observed: np.ndarray  # (S,)
+    row_rec: np.ndarray  # records official true, records shadow, points lost; stocks score sum, shadow score sum
+    row_grade: np.ndarray  # (2, G) stocks
+    row_entries: np.ndarray  # (2, L) flows
+    row_exits: np.ndarray  # (2, L) flows
+    row_listed: np.ndarray  # (2, L) stocks
+    row_response: np.ndarray  # (Q,) flows
+
+
+class FusedColumns(NamedTuple):
+    """The state columns the fused day changes, and the metrics' cell of each citizen (empty: one cell)."""
+
+    counters: np.ndarray
+    score: np.ndarray
+    neg_by_domain: np.ndarray
+    grade: np.ndarray
+    listed: np.ndarray
+    listed_since: np.ndarray
+    resp_day: np.ndarray
+    groups: np.ndarray
+    cell: np.ndarray
+
+
+class Slots(NamedTuple):
+    """Per-block output slots: block j owns events ``[start, start + cap)``, grade rows ``2 x`` that and list
+    rows ``2 L x`` that (each citizen changes grade at most once per view a day, and list at most once per view
+    and list)."""
+
+    buf: np.ndarray  # (E,) event codes citizen * B + behaviour, as the sampler writes them
+    seen: np.ndarray  # (E, S) uint8
+    filer: np.ndarray  # (E,) sensor filing the official record, or -1
+    applied: np.ndarray  # (E, 2) float32 points applied per view
+    grades: np.ndarray  # (4, 2E) cit, mode, old, new
+    lists: np.ndarray  # (6, 2LE) cit, mode, list, direction, since, order key
+    acc: np.ndarray  # (blocks, 2, M, cells) fixed-point flows (0) and stock deltas (1)
+
+
+@njit(inline="always", cache=True)
+def _fx(x: float) -> np.int64:
+    """``measure.fixed`` of one value."""
+    return np.int64(np.rint(x * SCALE))
+
+
+@njit(inline="always", cache=True)
+def _file_one(e: int, i: int, t: int, official: bool, cell: int, blk: int, rules: FusedRules, cols: FusedColumns,
+              out: Slots) -> None:
+    """File event ``e``'s record (type ``t``) for citizen ``i``: official and shadow, or shadow only."""
+    acc = out.acc
+    if official:
+        if t < rules.n_beh:
+            cols.counters[rules.counter_rows[3], i] += 1
+            if rules.rtype_adverse[t]:
+                cols.counters[rules.counter_rows[4], i] += 1
+        acc[blk, 0, rules.row_rec[0], cell] += SCALE
+    acc[blk, 0, rules.row_rec[1], cell] += SCALE
+    pts = rules.rule_points[t]
+    for m in range(2):
+        if m == 0 and not official:
+            continue
+        if pts != 0.0:
+            a = pts
+            cols.score[m, i] += a
+            out.applied[e, m] = a
+            if m == 0 and a < 0 and cols.neg_by_domain.shape[0] > 0:
+                cols.neg_by_domain[rules.rtype_domain[t], i] += -a
+    a0 = np.float64(out.applied[e, 0])
+    if a0 < 0:
+        acc[blk, 0, rules.row_rec[2], cell] += _fx(-a0)
+    acc[blk, 1, rules.row_rec[3], cell] += _fx(a0)
+    acc[blk, 1, rules.row_rec[4], cell] += _fx(np.float64(out.applied[e, 1]))
+
+
+@njit(inline="always", cache=True)
+def _regrade(m: int, i: int, cell: int, blk: int, gs: int, rules: FusedRules, cols: FusedColumns, out: Slots) -> int:
+    """Regrade citizen ``i`` in view ``m``; on a change write grade row ``gs`` and the stock deltas and return the
+    new grade, else -1."""
+    g = _band(np.float64(cols.score[m, i]), rules.grade_mins)
+    old = cols.grade[m, i]
+    if g == old:
+        return -1
+    cols.grade[m, i] = g
+    out.grades[0, gs] = i
+    out.grades[1, gs] = m
+    out.grades[2, gs] = old
+    out.grades[3, gs] = g
+    out.acc[blk, 1, rules.row_grade[m, old], cell] -= SCALE
+    out.acc[blk, 1, rules.row_grade[m, g], cell] += SCALE
+    return g
+
+
+@njit(inline="always", cache=True)
+def _hint(i: int, cols: FusedColumns) -> None:
+    """Prefetch the lines a citizen's day touches beyond what sampling read (see :mod:`credsim.prefetch`)."""
+    prefetch2(cols.counters, _C_EVENTS, i)
+    prefetch2(cols.score, 0, i)
+    prefetch2(cols.score, 1, i)
+    prefetch2(cols.grade, 0, i)
+    prefetch2(cols.grade, 1, i)
+    for li in range(cols.listed.shape[1]):
+        prefetch3(cols.listed, 0, li, i)
+        prefetch3(cols.listed, 1, li, i)
+
+
+@njit(cache=True)
+def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det_keys: np.ndarray,
+           rules: FusedRules, cols: FusedColumns, out: Slots) -> tuple[int, int]:
+    """Observe, file, regrade, list, respond and count the block's ``k`` events (``out.buf[start:start + k]``,
+    sorted by citizen); return the grade and list rows written."""
+    B = rules.n_beh
+    S = rules.obs.shape[0]
+    L = cols.listed.shape[1]
+    buf, acc, groups = out.buf, out.acc, cols.groups
+    cr = rules.counter_rows
+    ng = 0
+    nl = 0
+    end = start + k
+    j = start
+    while j < end:
+        i = buf[j] // B
+        j1 = j + 1
+        while j1 < end and buf[j1] // B == i:
+            j1 += 1
+        if j + AHEAD < end:  # the lines of the citizen a few events on (several events a citizen are rare)
+            _hint(buf[j + AHEAD] // B, cols)
+        cell = 0 if cols.cell.shape[0] == 0 else cols.cell[i]
+        nrec = 0
+        for e in range(j, j1):  # behave's counters, observe
+            b = buf[e] % B
+            cols.counters[cr[0], i] += 1
+            if rules.beh_kind[b] == rules.k_inf:
+                cols.counters[cr[1], i] += 1
+            elif rules.beh_kind[b] == rules.k_speech:
+                cols.counters[cr[2], i] += 1
+            acc[blk, 0, rules.row_events[b], cell] += SCALE
+            filer = -1
+            for s in range(S):
+                seen = 0
+                if rules.obs[s, b] and covered(s, i, rules.cov_keys, rules.cov, rules.cov_group, groups):
+                    p = min(1.0, rules.det[s] * group_factor(rules.surv, s, groups, i))
+                    if uniform(det_keys[s, b], np.uint64(i)) < p:
+                        seen = 1
+                        acc[blk, 0, rules.row_observed[s], cell] += SCALE
+                        if rules.shared[s] and filer < 0:
+                            filer = s
+                out.seen[e, s] = seen
+            out.filer[e] = filer
+            out.applied[e, 0] = 0.0
+            out.applied[e, 1] = 0.0
+            if filer >= 0 or rules.in_scope[b]:
+                nrec += 1
+        for e in range(j, j1):  # file: official records first (the observe stage queues them first) ...
+            if out.filer[e] >= 0:
+                _file_one(e, i, buf[e] % B, True, cell, blk, rules, cols, out)
+        for e in range(j, j1):  # ... then shadow-only ones
+            b = buf[e] % B
+            if out.filer[e] < 0 and rules.in_scope[b]:
+                _file_one(e, i, b, False, cell, blk, rules, cols, out)
+        j = j1
+        if nrec == 0 or rules.n_grades == 0:
+            continue
+        new0 = _regrade(0, i, cell, blk, gstart + ng, rules, cols, out)  # regrade: view 0, then view 1
+        if new0 >= 0:
+            ng += 1
+        new1 = _regrade(1, i, cell, blk, gstart + ng, rules, cols, out)
+        if new1 >= 0:
+            ng += 1
+        for li in range(L):  # lists entered by grade: entries, then exits on recovery
+            if not rules.list_by_grade[li]:
+                continue
+            for m in range(2):
+                new = new0 if m == 0 else new1
+                if new < 0:
+                    continue
+                into = rules.entry_grades[li, new]
+                if into and cols.listed[m, li, i] == 0:
+                    cols.listed[m, li, i] = 1
+                    cols.listed_since[m, li, i] = day
+                    since = day
+                    direction = 1
+                    acc[blk, 0, rules.row_entries[m, li], cell] += SCALE
+                    acc[blk, 1, rules.row_listed[m, li], cell] += SCALE
+                    if m == 0:
+                        cols.counters[cr[5], i] += 1
+                        for q in range(rules.resp_lists.shape[0]):  # respond: own listing
+                            if rules.resp_lists[q, li]:
+                                cols.resp_day[q, i] = day
+                                acc[blk, 0, rules.row_response[q], cell] += SCALE
+                elif not into and rules.exit_on_recovery[li] and cols.listed[m, li, i] == 1:
+                    cols.listed[m, li, i] = 0
+                    since = cols.listed_since[m, li, i]
+                    direction = -1
+                    acc[blk, 0, rules.row_exits[m, li], cell] += SCALE
+                    acc[blk, 1, rules.row_listed[m, li], cell] -= SCALE
+                    if m == 0:
+                        cols.counters[cr[6], i] += day - since
+                else:
+                    continue
+                ls = lstart + nl
+                out.lists[0, ls] = i
+                out.lists[1, ls] = m
+                out.lists[2, ls] = li
+                out.lists[3, ls] = direction
+                out.lists[4, ls] = since
+                out.lists[5, ls] = li * 4 + (0 if into else 2) + m
+                nl += 1
+    return ng, nl
+
+
+@njit(inline="always", cache=True)
+def _day_block(j: int, blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, counts: np.ndarray, n: int,
+               block: int, day: int, rates: RateTables, people: People, today: Today, coverage: Coverage,
+               det_keys: np.ndarray, rules: FusedRules, cols: FusedColumns, out: Slots) -> None:
+    """Block ``blocks[j]``'s whole day; ``counts[j]`` = (events, grade rows, list rows). A block whose events
+    do not fit its slot changes nothing (it is drawn again with room); its metric rows ``out.acc[blk]`` start at
+    zero."""
+    blk = blocks[j]
+    L = max(cols.listed.shape[1], 1)
+    k = _sample_block(blk, starts[j], caps[j], out.buf, n, block, day, rates, people, today, coverage)
+    counts[j, 0] = k
+    counts[j, 1] = 0
+    counts[j, 2] = 0
+    if k > caps[j]:
+        return
+    ng, nl = _apply(blk, starts[j], k, 2 * starts[j], 2 * L * starts[j], day, det_keys, rules, cols, out)
+    counts[j, 1] = ng
+    counts[j, 2] = nl
+
+
+@njit(cache=True)
+def _day_serial(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, counts: np.ndarray, n: int, block: int,
+                day: int, rates: RateTables, people: People, today: Today, coverage: Coverage, det_keys: np.ndarray,
+                rules: FusedRules, cols: FusedColumns, out: Slots) -> None:
+    for j in range(blocks.shape[0]):
+        _day_block(j, blocks, starts, caps, counts, n, block, day, rates, people, today, coverage, det_keys, rules,
+                   cols, out)
+
+
+@njit(parallel=True, cache=True)
+def _day_parallel(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, counts: np.ndarray, n: int, block: int,
+                  day: int, rates: RateTables, people: People, today: Today, coverage: Coverage,
+                  det_keys: np.ndarray, rules: FusedRules, cols: FusedColumns, out: Slots) -> None:
+    for j in prange(blocks.shape[0]):
+        _day_block(j, blocks, starts, caps, counts, n, block, day, rates, people, today, coverage, det_keys, rules,
+                   cols, out)
+
+
+def _slots(caps: np.ndarray, S: int, L: int, acc: np.ndarray) -> tuple[Slots, np.ndarray]:
+    """Output slots for blocks of these event capacities, and each block's start."""
+    starts = np.concatenate([[0], np.cumsum(caps)[:-1]]).astype(np.int64)
+    E = int(caps.sum())
+    return Slots(np.empty(E, np.int64), np.empty((E, max(S, 1)), np.uint8), np.empty(E, np.int64),
+                 np.empty((E, 2), np.float32), np.empty((4, 2 * E), np.int64),
+                 np.empty((6, 2 * max(L, 1) * E), np.int64), acc), starts
+
+
+class FusedDay:
+    """The day of a points-shaped scenario in one kernel (see the module docstring); a stage in form."""
+
+    name: str = "fused"
+    reads: tuple[str, ...] = ("state.listed", "state.resp_day", "state.score", "state.grade")
+    writes: tuple[str, ...] = ("day.events", "day.grades", "day.lists", "day.responses", "state.counters",
+                               "state.score", "state.neg_by_domain", "state.grade", "state.listed",
+                               "state.listed_since", "state.resp_day", "metrics")
+
+    def __init__(self, plan: Plan, st: State, seed: int, block: int, sampler: Sampler, cov_keys: np.ndarray,
+                 metrics: Metrics, parts: bool) -> None:
+        self.plan, self.seed, self.block, self.sampler, self.metrics = plan, seed, block, sampler, metrics
+        self.parts = parts  # also hand over observations and filed records (an observer reads them)
+        p, idx = plan, metrics.idx
+        S, L, Q, G = len(p.sensors), len(p.lists), len(p.responses), len(p.grades)
+        D = len(p.dims)
+        self.S = S
+        self.cov = Coverage(np.zeros(max(S, 1), np.uint64), np.zeros(max(S, 1)), np.ones((max(S, 1), D, p.maxv)))
+        self.rules = FusedRules(
+            p.n_beh, p.beh_kind, KINDS.index("infraction"), KINDS.index("speech"),
+            np.array([C[k] for k in ("events", "infractions", "speech", "records_true", "records_adverse",
+                                     "times_listed", "days_listed")], np.int64),
+            cov_keys, p.sen_cov, p.sen_cov_group, p.sen_det, p.sen_surv, p.sen_obs, p.sen_shared, p.beh_in_scope,
+            p.rule_points, p.rtype_domain, p.rtype_adverse, p.grade_mins, G,
+            p.list_by_grade if L else np.zeros(1, np.bool_),
+            p.entry_grades, p.exit_on_recovery if L else np.zeros(1, np.bool_),
+            np.array([[TRIGGERS[int(p.resp_trigger[q])] == "own_listed" and p.resp_lists[q, li]
+                       for li in range(L)] for q in range(Q)], np.bool_).reshape(Q, L),
+            np.array([idx[nm.EVENTS(b)] for b in p.beh], np.int64),
+            np.array([idx[nm.OBSERVED(s)] for s in p.sensors], np.int64),
+            np.array([idx[k] for k in (nm.RECORDS_OFFICIAL_TRUE, nm.RECORDS_SHADOW, nm.POINTS_LOST, nm.SCORE_SUM,
+                                       nm.SHADOW_SCORE_SUM)], np.int64),
+            np.array([[idx[f(g)] for g in p.grades] for f in (nm.GRADE, nm.SHADOW_GRADE)], np.int64).reshape(2, G),
+            np.array([[idx[f(li)] for li in p.lists] for f in (nm.ENTRIES, nm.SHADOW_ENTRIES)], np.int64).reshape(2, L),
+            np.array([[idx[f(li)] for li in p.lists] for f in (nm.EXITS, nm.SHADOW_EXITS)], np.int64).reshape(2, L),
+            np.array([[idx[f(li)] for li in p.lists] for f in (nm.LISTED, nm.SHADOW_LISTED)], np.int64).reshape(2, L),
+            np.array([idx[nm.RESPONSE(q)] for q in p.responses], np.int64),
+        )
+        self.cols = FusedColumns(st.counters, st.score, st.neg_by_domain, st.grade, st.listed, st.listed_since,
+                                 st.resp_day, st.groups, metrics.cell)
+        self.listed_off = st.listed[0] if L else np.zeros((1, 1), dtype=np.uint8)
+        self.rates = RateTables(sampler.ubc, sampler.st.base, sampler.st.group, sampler.st.beta,
+                                sampler.st.only_listed, sampler.st.applies, sampler.st.cover_sensor)
+        exp = sampler.expected_per_block(block)
+        self.caps = (exp + 8 * np.sqrt(exp) + 64).astype(np.int64)
+        nb = self.caps.shape[0]
+        self.blocks = np.arange(nb, dtype=np.int64)
+        self.acc = np.zeros((nb, 2, len(metrics.names), metrics.n_cells), np.int64)
+        self.out, self.starts = _slots(self.caps, S, L, self.acc)
+        self.counts = np.zeros((nb, 3), np.int64)
+        # a candidate draw is a unit of work (threads.parallel_for); observing, filing and counting an event
+        # cost a few more
+        self.work = 4.0 * float(exp.sum()) + sampler.ubc.shape[0] * len(sampler.st)
+
+    def _keys(self, day: int) -> tuple[Today, np.ndarray]:
+        p, seed = self.plan, self.seed
+        names = self.sampler.st.names
+        cand = np.array([day_key(seed, f"behave:cand:{b}", day) for b in names], dtype=np.uint64)
+        thin = np.array([day_key(seed, f"behave:{b}", day) for b in names], dtype=np.uint64)
+        det = np.zeros((max(self.S, 1), max(p.n_beh, 1)), dtype=np.uint64)
+        for s in range(self.S):
+            for b in range(p.n_beh):
+                if p.sen_obs[s, b]:
+                    det[s, b] = day_key(seed, f"detect:{p.sensors[s]}:{p.beh[b]}", day)
+        return Today(cand, thin, self.listed_off, self.cols.resp_day, p.resp_size, p.resp_half), det
+
+    def run(self, st: State, d: Day, x: Exchange) -> None:
+        """Run the day; add its metric counts to the metrics; fill the Day parts observers read."""
+        day, p = d.day, self.plan
+        if p.n_beh == 0 or st.n == 0:
+            return
+        today, det = self._keys(day)
+        self.acc.fill(0)  # (zeroing a block's rows inside the parallel kernel was not reliable under numba's parfors)
+        args = (st.n, self.block, day, self.rates, People(st.groups, st.traits), today, self.cov, det, self.rules,
+                self.cols)
+        if threads.parallel_for(self.work):
+            with numba.parallel_chunksize(1):  # as the sampler: a descheduled worker holds up one block
+                _day_parallel(self.blocks, self.starts, self.caps, self.counts, *args, self.out)
+        else:
+            _day_serial(self.blocks, self.starts, self.caps, self.counts, *args, self.out)
+        # each block's rows: (slots, event start, counts)
+        rows: list[tuple[Slots, int, np.ndarray]] = [(self.out, int(self.starts[b]), self.counts[b])
+                                                     for b in range(self.blocks.shape[0])]
+        over = np.flatnonzero(self.counts[:, 0] > self.caps)
+        if over.shape[0]:  # rare: draw those blocks again with room for every event
+            caps2 = self.counts[over, 0].copy()
+            out2, starts2 = _slots(caps2, self.S, len(p.lists), self.acc)
+            counts2 = np.zeros((over.shape[0], 3), np.int64)
+            _day_serial(over.astype(np.int64), starts2, caps2, counts2, *args, out2)
+            for j, b in enumerate(over.tolist()):
+                rows[b] = (out2, int(starts2[j]), counts2[j])
+        m = self.metrics
+        m.flow_cells += self.acc[:, 0].sum(axis=0)
+        m.stock_cells += self.acc[:, 1].sum(axis=0)
+        self._hand_over(d, rows)
+
+    def _hand_over(self, d: Day, rows: list[tuple[Slots, int, np.ndarray]]) -> None:
+        """The Day parts in the staged loop's order (see the module docstring)."""
+        p, B = self.plan, self.plan.n_beh
+        Lw = 2 * max(len(p.lists), 1)
+        flat = np.concatenate([o.buf[s:s + c[0]] for o, s, c in rows])
+        cit, beh = flat // B, flat % B
+        d.events = Events(cit, beh)
+        g = np.concatenate([o.grades[:, 2 * s:2 * s + c[1]] for o, s, c in rows], axis=1)
+        d.grades = GradeChanges(*g[:, np.argsort(g[1], kind="stable")]) if g.shape[1] else GradeChanges()
+        lc = np.concatenate([o.lists[:, Lw * s:Lw * s + c[2]] for o, s, c in rows], axis=1)
+        d.lists = ListChanges(*lc[:5, np.argsort(lc[5], kind="stable")]) if lc.shape[1] else ListChanges()
+        out = Responses()
+        ecit, emode, elist, edir = d.lists.cit, d.lists.mode, d.lists.lst, d.lists.direction
+        for q, name in enumerate(p.responses):
+            sel = (emode == 0) & (edir == 1) & p.resp_lists[q, elist] if ecit.shape[0] else np.zeros(0, np.bool_)
+            out.triggered[name] = ecit[sel]
+        d.responses = out
+        if not self.parts:
+            return
+        seen = np.concatenate([o.seen[s:s + c[0], :self.S] for o, s, c in rows])
+        filer = np.concatenate([o.filer[s:s + c[0]] for o, s, c in rows])
+        applied = np.concatenate([o.applied[s:s + c[0]] for o, s, c in rows])
+        d.observations = Observations(seen, np.zeros(0, np.int64), np.zeros(0, np.int64))
+        off = np.flatnonzero(filer >= 0)
+        sh = np.flatnonzero((filer < 0) & p.beh_in_scope[beh])
+        order = np.concatenate([off, sh])
+        k0, k1 = off.shape[0], sh.shape[0]
+        one = np.ones(k0 + k1, np.uint8)
+        official = np.concatenate([np.ones(k0, np.uint8), np.zeros(k1, np.uint8)])
+        rec = Records(cit[order], beh[order], np.concatenate([filer[off], np.full(k1, -1, np.int64)]),
+                      np.full(k0 + k1, d.day, np.int64), official, one, one.copy())
+        d.filed = Filed(rec, applied[order])
+
+
+class CountedDay:
+    """The metrics observer of a fused day: the kernel has added the day's flows and stock deltas, so the day
+    is only closed (projected onto the group slots), as :meth:`Metrics.observe` closes it."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def observe(self, st: State, d: Day) -> None:
+        self.metrics.close_day(d.day)
+
