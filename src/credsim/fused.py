@@ -45,7 +45,7 @@ from credsim.day import Day, Events, Filed, GradeChanges, ListChanges, Observati
 from credsim.exchange import Exchange
 from credsim.names import KINDS, TRIGGERS
 from credsim.plan import Plan
-from credsim.prefetch import AHEAD, prefetch2, prefetch3
+from credsim.prefetch import AHEAD, prefetch, prefetch2, prefetch3
 from credsim.rng import day_key, uniform
 from credsim.sampling import Coverage, People, RateTables, Sampler, Today, _sample_block, covered, group_factor
 from credsim.stages.classify import _band
@@ -53,7 +53,6 @@ from credsim.stages.measure import SCALE, Metrics
 from credsim.state import C, Records, State
 
 MAX_ACCUMULATOR = 1 << 22  # int64 cells of the per-block metric accumulators (32 MB)
-_C_EVENTS = C["events"]
 
 
 def obstacles(plan: Plan, days: int) -> list[str]:
@@ -231,9 +230,18 @@ def _regrade(m: int, i: int, cell: int, blk: int, gs: int, rules: FusedRules, co
 
 
 @njit(inline="always", cache=True)
-def _hint(i: int, cols: FusedColumns) -> None:
-    """Prefetch the lines a citizen's day touches beyond what sampling read (see :mod:`credsim.prefetch`)."""
-    prefetch2(cols.counters, _C_EVENTS, i)
+def _hint(i: int, b: int, rules: FusedRules, cols: FusedColumns) -> None:
+    """Prefetch the lines event (``i``, ``b``)'s day touches beyond what sampling read: its counters, scores,
+    grades and list flags (see :mod:`credsim.prefetch`)."""
+    cr = rules.counter_rows
+    prefetch2(cols.counters, cr[0], i)
+    if rules.beh_kind[b] == rules.k_inf:
+        prefetch2(cols.counters, cr[1], i)
+    prefetch2(cols.counters, cr[3], i)
+    if rules.rtype_adverse[b]:
+        prefetch2(cols.counters, cr[4], i)
+        if cols.neg_by_domain.shape[0] > 0:
+            prefetch2(cols.neg_by_domain, rules.rtype_domain[b], i)
     prefetch2(cols.score, 0, i)
     prefetch2(cols.score, 1, i)
     prefetch2(cols.grade, 0, i)
@@ -241,6 +249,8 @@ def _hint(i: int, cols: FusedColumns) -> None:
     for li in range(cols.listed.shape[1]):
         prefetch3(cols.listed, 0, li, i)
         prefetch3(cols.listed, 1, li, i)
+    if cols.cell.shape[0] > 0:
+        prefetch(cols.cell, i)
 
 
 @njit(cache=True)
@@ -256,14 +266,16 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
     ng = 0
     nl = 0
     end = start + k
+    for h in range(start, min(start + AHEAD, end)):  # the first few events' lines; then one event ahead each
+        _hint(buf[h] // B, buf[h] % B, rules, cols)
     j = start
     while j < end:
         i = buf[j] // B
         j1 = j + 1
         while j1 < end and buf[j1] // B == i:
             j1 += 1
-        if j + AHEAD < end:  # the lines of the citizen a few events on (several events a citizen are rare)
-            _hint(buf[j + AHEAD] // B, cols)
+        for h in range(j + AHEAD, min(j1 + AHEAD, end)):  # the lines of the events a few on
+            _hint(buf[h] // B, buf[h] % B, rules, cols)
         cell = 0 if cols.cell.shape[0] == 0 else cols.cell[i]
         nrec = 0
         for e in range(j, j1):  # behave's counters, observe
@@ -436,7 +448,7 @@ class FusedDay:
         self.cols = FusedColumns(st.counters, st.score, st.neg_by_domain, st.grade, st.listed, st.listed_since,
                                  st.resp_day, st.groups, metrics.cell)
         self.listed_off = st.listed[0] if L else np.zeros((1, 1), dtype=np.uint8)
-        self.rates = RateTables(sampler.ubc, sampler.st.base, sampler.st.group, sampler.st.beta,
+        self.rates = RateTables(sampler.ubc, sampler.lg, sampler.st.base, sampler.st.group, sampler.st.beta,
                                 sampler.st.only_listed, sampler.st.applies, sampler.st.cover_sensor)
         exp = sampler.expected_per_block(block)
         self.caps = (exp + 8 * np.sqrt(exp) + 64).astype(np.int64)

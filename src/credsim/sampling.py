@@ -137,10 +137,22 @@ def _insertion_sort(a: np.ndarray, lo: int, hi: int) -> None:
         a[k + 1] = x
 
 
+@njit(cache=True)
+def gap_logs(ubc: np.ndarray) -> np.ndarray:
+    """``log1p(-ub)`` of every chunk bound: the divisor of each geometric gap, computed once per run rather
+    than once per chunk, stream and day (the same ``math.log1p`` of the same number, so the same gaps)."""
+    out = np.empty(ubc.shape)
+    for c in range(ubc.shape[0]):
+        for s in range(ubc.shape[1]):
+            out[c, s] = math.log1p(-ubc[c, s])
+    return out
+
+
 class RateTables(NamedTuple):
     """The streams' rate model as the kernel takes it (see :class:`Streams`), with the chunk bounds."""
 
     ubc: np.ndarray  # (chunks, S) largest static rate per RNG chunk; 0 = nothing to draw there
+    lg: np.ndarray  # (chunks, S) gap_logs(ubc)
     base: np.ndarray
     group: np.ndarray
     beta: np.ndarray
@@ -195,7 +207,7 @@ def _candidates(c: int, lo: int, hi: int, rates: RateTables, people: People, tod
                 m += 1
             continue
         pos = c * CHUNK - 1
-        lg = math.log1p(-ub)
+        lg = rates.lg[c, s]
         kk = np.uint64(0)
         ckey = mix64(today.cand_keys[s] ^ mix64(np.uint64(c)))
         while True:
@@ -314,6 +326,7 @@ class Sampler:
             self.ubc = chunk_bounds(n, streams.base, streams.group, groups, streams.beta, traits)
         else:
             self.ubc = np.zeros(((n + CHUNK - 1) // CHUNK, 0))
+        self.lg = gap_logs(self.ubc)
         self._block = -1
         self._caps = np.zeros(0, dtype=np.int64)
         self._work = 0.0
@@ -346,7 +359,7 @@ class Sampler:
         buf = np.empty(int(self._caps.sum()), dtype=np.int64)
         st = self.st
         args = (self.n, block, day,
-                RateTables(self.ubc, st.base, st.group, st.beta, st.only_listed, st.applies, st.cover_sensor),
+                RateTables(self.ubc, self.lg, st.base, st.group, st.beta, st.only_listed, st.applies, st.cover_sensor),
                 People(self.groups, self.traits), Today(cand, thin, listed_off, resp_day, rsize, rhalf),
                 Coverage(cov_keys, cov, cov_group))
         if threads.parallel_for(self._work):
