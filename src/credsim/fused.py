@@ -183,91 +183,112 @@ def _fx(x: float) -> np.int64:
 
 
 @njit(inline="always", cache=True)
-def _file_one(e: int, i: int, t: int, official: bool, cell: int, blk: int, rules: FusedRules, cols: FusedColumns,
-              out: Slots) -> None:
-    """File event ``e``'s record (type ``t``) for citizen ``i``: official and shadow, or shadow only."""
-    acc = out.acc
+def _file_one(e: int, i: int, t: int, official: bool, cell: int, acc: np.ndarray, n_beh: int, cr: np.ndarray,
+              rtype_adverse: np.ndarray, rule_points: np.ndarray, rtype_domain: np.ndarray, row_rec: np.ndarray,
+              counters: np.ndarray, score: np.ndarray, neg_by_domain: np.ndarray, applied: np.ndarray) -> None:
+    """File event ``e``'s record (type ``t``) for citizen ``i``: official and shadow, or shadow only; ``acc`` is the
+    block's (2, M, cells) metric rows."""
     if official:
-        if t < rules.n_beh:
-            cols.counters[rules.counter_rows[3], i] += 1
-            if rules.rtype_adverse[t]:
-                cols.counters[rules.counter_rows[4], i] += 1
-        acc[blk, 0, rules.row_rec[0], cell] += SCALE
-    acc[blk, 0, rules.row_rec[1], cell] += SCALE
-    pts = rules.rule_points[t]
+        if t < n_beh:
+            counters[cr[3], i] += 1
+            if rtype_adverse[t]:
+                counters[cr[4], i] += 1
+        acc[0, row_rec[0], cell] += SCALE
+    acc[0, row_rec[1], cell] += SCALE
+    pts = rule_points[t]
     for m in range(2):
         if m == 0 and not official:
             continue
         if pts != 0.0:
             a = pts
-            cols.score[m, i] += a
-            out.applied[e, m] = a
-            if m == 0 and a < 0 and cols.neg_by_domain.shape[0] > 0:
-                cols.neg_by_domain[rules.rtype_domain[t], i] += -a
-    a0 = np.float64(out.applied[e, 0])
+            score[m, i] += a
+            applied[e, m] = a
+            if m == 0 and a < 0 and neg_by_domain.shape[0] > 0:
+                neg_by_domain[rtype_domain[t], i] += -a
+    a0 = np.float64(applied[e, 0])
     if a0 < 0:
-        acc[blk, 0, rules.row_rec[2], cell] += _fx(-a0)
-    acc[blk, 1, rules.row_rec[3], cell] += _fx(a0)
-    acc[blk, 1, rules.row_rec[4], cell] += _fx(np.float64(out.applied[e, 1]))
+        acc[0, row_rec[2], cell] += _fx(-a0)
+    acc[1, row_rec[3], cell] += _fx(a0)
+    acc[1, row_rec[4], cell] += _fx(np.float64(applied[e, 1]))
 
 
 @njit(inline="always", cache=True)
-def _regrade(m: int, i: int, cell: int, blk: int, gs: int, rules: FusedRules, cols: FusedColumns, out: Slots) -> int:
+def _regrade(m: int, i: int, cell: int, acc: np.ndarray, gs: int, mins: np.ndarray, row_grade: np.ndarray,
+             score: np.ndarray, grade: np.ndarray, grades_out: np.ndarray) -> int:
     """Regrade citizen ``i`` in view ``m``; on a change write grade row ``gs`` and the stock deltas and return the
     new grade, else -1."""
-    g = _band(np.float64(cols.score[m, i]), rules.grade_mins)
-    old = cols.grade[m, i]
+    g = _band(np.float64(score[m, i]), mins)
+    old = grade[m, i]
     if g == old:
         return -1
-    cols.grade[m, i] = g
-    out.grades[0, gs] = i
-    out.grades[1, gs] = m
-    out.grades[2, gs] = old
-    out.grades[3, gs] = g
-    out.acc[blk, 1, rules.row_grade[m, old], cell] -= SCALE
-    out.acc[blk, 1, rules.row_grade[m, g], cell] += SCALE
+    grade[m, i] = g
+    grades_out[0, gs] = i
+    grades_out[1, gs] = m
+    grades_out[2, gs] = old
+    grades_out[3, gs] = g
+    acc[1, row_grade[m, old], cell] -= SCALE
+    acc[1, row_grade[m, g], cell] += SCALE
     return g
 
 
 @njit(inline="always", cache=True)
-def _hint(i: int, b: int, rules: FusedRules, cols: FusedColumns) -> None:
+def _hint(i: int, b: int, cr: np.ndarray, infraction: bool, adverse: bool, domain: int, counters: np.ndarray,
+          neg_by_domain: np.ndarray, score: np.ndarray, grade: np.ndarray, listed: np.ndarray,
+          cell: np.ndarray) -> None:
     """Prefetch the lines event (``i``, ``b``)'s day touches beyond what sampling read: its counters, scores,
     grades and list flags (see :mod:`credsim.prefetch`)."""
-    cr = rules.counter_rows
-    prefetch2(cols.counters, cr[0], i)
-    if rules.beh_kind[b] == rules.k_inf:
-        prefetch2(cols.counters, cr[1], i)
-    prefetch2(cols.counters, cr[3], i)
-    if rules.rtype_adverse[b]:
-        prefetch2(cols.counters, cr[4], i)
-        if cols.neg_by_domain.shape[0] > 0:
-            prefetch2(cols.neg_by_domain, rules.rtype_domain[b], i)
-    prefetch2(cols.score, 0, i)
-    prefetch2(cols.score, 1, i)
-    prefetch2(cols.grade, 0, i)
-    prefetch2(cols.grade, 1, i)
-    for li in range(cols.listed.shape[1]):
-        prefetch3(cols.listed, 0, li, i)
-        prefetch3(cols.listed, 1, li, i)
-    if cols.cell.shape[0] > 0:
-        prefetch(cols.cell, i)
+    prefetch2(counters, cr[0], i)
+    if infraction:
+        prefetch2(counters, cr[1], i)
+    prefetch2(counters, cr[3], i)
+    if adverse:
+        prefetch2(counters, cr[4], i)
+        if neg_by_domain.shape[0] > 0:
+            prefetch2(neg_by_domain, domain, i)
+    prefetch2(score, 0, i)
+    prefetch2(score, 1, i)
+    prefetch2(grade, 0, i)
+    prefetch2(grade, 1, i)
+    for li in range(listed.shape[1]):
+        prefetch3(listed, 0, li, i)
+        prefetch3(listed, 1, li, i)
+    if cell.shape[0] > 0:
+        prefetch(cell, i)
 
 
 @njit(cache=True)
 def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det_keys: np.ndarray,
            rules: FusedRules, cols: FusedColumns, out: Slots) -> tuple[int, int]:
     """Observe, file, regrade, list, respond and count the block's ``k`` events (``out.buf[start:start + k]``,
-    sorted by citizen); return the grade and list rows written."""
-    B = rules.n_beh
-    S = rules.obs.shape[0]
-    L = cols.listed.shape[1]
-    buf, acc, groups = out.buf, out.acc, cols.groups
-    cr = rules.counter_rows
+    sorted by citizen); return the grade and list rows written.
+
+    Every array is taken out of its tuple once, here: reading a tuple's field inside the loop costs a reference
+    count update each time."""
+    B, beh_kind, k_inf, k_speech, cr = rules.n_beh, rules.beh_kind, rules.k_inf, rules.k_speech, rules.counter_rows
+    cov_keys, cov, cov_group, det, surv = rules.cov_keys, rules.cov, rules.cov_group, rules.det, rules.surv
+    obs, shared, in_scope = rules.obs, rules.shared, rules.in_scope
+    rule_points, rtype_domain, rtype_adverse = rules.rule_points, rules.rtype_domain, rules.rtype_adverse
+    mins, n_grades, by_grade = rules.grade_mins, rules.n_grades, rules.list_by_grade
+    entry_grades, exit_on_recovery, resp_lists = rules.entry_grades, rules.exit_on_recovery, rules.resp_lists
+    row_events, row_observed, row_rec, row_grade = rules.row_events, rules.row_observed, rules.row_rec, rules.row_grade
+    row_entries, row_exits, row_listed = rules.row_entries, rules.row_exits, rules.row_listed
+    row_response = rules.row_response
+    counters, score, neg_by_domain, grade = cols.counters, cols.score, cols.neg_by_domain, cols.grade
+    listed, listed_since, resp_day = cols.listed, cols.listed_since, cols.resp_day
+    groups, cells = cols.groups, cols.cell
+    buf, seen_out, filer_out, applied = out.buf, out.seen, out.filer, out.applied
+    grades_out, lists_out = out.grades, out.lists
+    acc = out.acc[blk]
+    S = obs.shape[0]
+    L = listed.shape[1]
+    Q = resp_lists.shape[0]
     ng = 0
     nl = 0
     end = start + k
     for h in range(start, min(start + AHEAD, end)):  # the first few events' lines; then one event ahead each
-        _hint(buf[h] // B, buf[h] % B, rules, cols)
+        bh = buf[h] % B
+        _hint(buf[h] // B, bh, cr, beh_kind[bh] == k_inf, rtype_adverse[bh], rtype_domain[bh], counters,
+              neg_by_domain, score, grade, listed, cells)
     j = start
     while j < end:
         i = buf[j] // B
@@ -275,87 +296,91 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
         while j1 < end and buf[j1] // B == i:
             j1 += 1
         for h in range(j + AHEAD, min(j1 + AHEAD, end)):  # the lines of the events a few on
-            _hint(buf[h] // B, buf[h] % B, rules, cols)
-        cell = 0 if cols.cell.shape[0] == 0 else cols.cell[i]
+            bh = buf[h] % B
+            _hint(buf[h] // B, bh, cr, beh_kind[bh] == k_inf, rtype_adverse[bh], rtype_domain[bh], counters,
+                  neg_by_domain, score, grade, listed, cells)
+        cell = 0 if cells.shape[0] == 0 else cells[i]
         nrec = 0
         for e in range(j, j1):  # behave's counters, observe
             b = buf[e] % B
-            cols.counters[cr[0], i] += 1
-            if rules.beh_kind[b] == rules.k_inf:
-                cols.counters[cr[1], i] += 1
-            elif rules.beh_kind[b] == rules.k_speech:
-                cols.counters[cr[2], i] += 1
-            acc[blk, 0, rules.row_events[b], cell] += SCALE
+            counters[cr[0], i] += 1
+            if beh_kind[b] == k_inf:
+                counters[cr[1], i] += 1
+            elif beh_kind[b] == k_speech:
+                counters[cr[2], i] += 1
+            acc[0, row_events[b], cell] += SCALE
             filer = -1
             for s in range(S):
                 seen = 0
-                if rules.obs[s, b] and covered(s, i, rules.cov_keys, rules.cov, rules.cov_group, groups):
-                    p = min(1.0, rules.det[s] * group_factor(rules.surv, s, groups, i))
+                if obs[s, b] and covered(s, i, cov_keys, cov, cov_group, groups):
+                    p = min(1.0, det[s] * group_factor(surv, s, groups, i))
                     if uniform(det_keys[s, b], np.uint64(i)) < p:
                         seen = 1
-                        acc[blk, 0, rules.row_observed[s], cell] += SCALE
-                        if rules.shared[s] and filer < 0:
+                        acc[0, row_observed[s], cell] += SCALE
+                        if shared[s] and filer < 0:
                             filer = s
-                out.seen[e, s] = seen
-            out.filer[e] = filer
-            out.applied[e, 0] = 0.0
-            out.applied[e, 1] = 0.0
-            if filer >= 0 or rules.in_scope[b]:
+                seen_out[e, s] = seen
+            filer_out[e] = filer
+            applied[e, 0] = 0.0
+            applied[e, 1] = 0.0
+            if filer >= 0 or in_scope[b]:
                 nrec += 1
         for e in range(j, j1):  # file: official records first (the observe stage queues them first) ...
-            if out.filer[e] >= 0:
-                _file_one(e, i, buf[e] % B, True, cell, blk, rules, cols, out)
+            if filer_out[e] >= 0:
+                _file_one(e, i, buf[e] % B, True, cell, acc, B, cr, rtype_adverse, rule_points, rtype_domain,
+                          row_rec, counters, score, neg_by_domain, applied)
         for e in range(j, j1):  # ... then shadow-only ones
             b = buf[e] % B
-            if out.filer[e] < 0 and rules.in_scope[b]:
-                _file_one(e, i, b, False, cell, blk, rules, cols, out)
+            if filer_out[e] < 0 and in_scope[b]:
+                _file_one(e, i, b, False, cell, acc, B, cr, rtype_adverse, rule_points, rtype_domain,
+                          row_rec, counters, score, neg_by_domain, applied)
         j = j1
-        if nrec == 0 or rules.n_grades == 0:
+        if nrec == 0 or n_grades == 0:
             continue
-        new0 = _regrade(0, i, cell, blk, gstart + ng, rules, cols, out)  # regrade: view 0, then view 1
+        new0 = _regrade(0, i, cell, acc, gstart + ng, mins, row_grade, score, grade, grades_out)  # view 0, then 1
         if new0 >= 0:
             ng += 1
-        new1 = _regrade(1, i, cell, blk, gstart + ng, rules, cols, out)
+        new1 = _regrade(1, i, cell, acc, gstart + ng, mins, row_grade, score, grade, grades_out)
         if new1 >= 0:
             ng += 1
         for li in range(L):  # lists entered by grade: entries, then exits on recovery
-            if not rules.list_by_grade[li]:
+            if not by_grade[li]:
                 continue
             for m in range(2):
                 new = new0 if m == 0 else new1
                 if new < 0:
                     continue
-                into = rules.entry_grades[li, new]
-                if into and cols.listed[m, li, i] == 0:
-                    cols.listed[m, li, i] = 1
-                    cols.listed_since[m, li, i] = day
+                into = entry_grades[li, new]
+                if into and listed[m, li, i] == 0:
+                    listed[m, li, i] = 1
+                    listed_since[m, li, i] = day
                     since = day
                     direction = 1
-                    acc[blk, 0, rules.row_entries[m, li], cell] += SCALE
-                    acc[blk, 1, rules.row_listed[m, li], cell] += SCALE
+                    acc[0, row_entries[m, li], cell] += SCALE
+                    acc[1, row_listed[m, li], cell] += SCALE
                     if m == 0:
-                        cols.counters[cr[5], i] += 1
-                        for q in range(rules.resp_lists.shape[0]):  # respond: own listing
-                            if rules.resp_lists[q, li]:
-                                cols.resp_day[q, i] = day
-                                acc[blk, 0, rules.row_response[q], cell] += SCALE
-                elif not into and rules.exit_on_recovery[li] and cols.listed[m, li, i] == 1:
-                    cols.listed[m, li, i] = 0
-                    since = cols.listed_since[m, li, i]
+                        counters[cr[5], i] += 1
+                        for q in range(Q):  # respond: own listing
+                            if resp_lists[q, li]:
+                                resp_day[q, i] = day
+                                acc[0, row_response[q], cell] += SCALE
+                elif not into and exit_on_recovery[li] and listed[m, li, i] == 1:
+                    listed[m, li, i] = 0
+                    since = listed_since[m, li, i]
                     direction = -1
-                    acc[blk, 0, rules.row_exits[m, li], cell] += SCALE
-                    acc[blk, 1, rules.row_listed[m, li], cell] -= SCALE
+                    acc[0, row_exits[m, li], cell] += SCALE
+                    acc[1, row_listed[m, li], cell] -= SCALE
                     if m == 0:
-                        cols.counters[cr[6], i] += day - since
+                        counters[cr[6], i] += day - since
                 else:
                     continue
                 ls = lstart + nl
-                out.lists[0, ls] = i
-                out.lists[1, ls] = m
-                out.lists[2, ls] = li
-                out.lists[3, ls] = direction
-                out.lists[4, ls] = since
-                out.lists[5, ls] = li * 4 + (0 if into else 2) + m
+                lists_out[0, ls] = i
+                lists_out[1, ls] = m
+                lists_out[2, ls] = li
+                lists_out[3, ls] = direction
+                lists_out[4, ls] = since
+                lists_out[5, ls] = li * 4 + (0 if into else 2) + m
                 nl += 1
     return ng, nl
 
