@@ -47,8 +47,7 @@ from credsim.names import KINDS, TRIGGERS
 from credsim.plan import Plan
 from credsim.prefetch import AHEAD, prefetch, prefetch2, prefetch3
 from credsim.rng import day_key, uniform
-from credsim.sampling import Coverage, People, RateTables, Sampler, Today, _sample_block, covered, group_factor
-from credsim.stages.classify import _band
+from credsim.sampling import Coverage, People, RateTables, Sampler, Today, _sample_block
 from credsim.stages.measure import SCALE, Metrics
 from credsim.state import C, Records, State
 
@@ -182,88 +181,15 @@ def _fx(x: float) -> np.int64:
     return np.int64(np.rint(x * SCALE))
 
 
-@njit(inline="always", cache=True)
-def _file_one(e: int, i: int, t: int, official: bool, cell: int, acc: np.ndarray, n_beh: int, cr: np.ndarray,
-              rtype_adverse: np.ndarray, rule_points: np.ndarray, rtype_domain: np.ndarray, row_rec: np.ndarray,
-              counters: np.ndarray, score: np.ndarray, neg_by_domain: np.ndarray, applied: np.ndarray) -> None:
-    """File event ``e``'s record (type ``t``) for citizen ``i``: official and shadow, or shadow only; ``acc`` is the
-    block's (2, M, cells) metric rows."""
-    if official:
-        if t < n_beh:
-            counters[cr[3], i] += 1
-            if rtype_adverse[t]:
-                counters[cr[4], i] += 1
-        acc[0, row_rec[0], cell] += SCALE
-    acc[0, row_rec[1], cell] += SCALE
-    pts = rule_points[t]
-    for m in range(2):
-        if m == 0 and not official:
-            continue
-        if pts != 0.0:
-            a = pts
-            score[m, i] += a
-            applied[e, m] = a
-            if m == 0 and a < 0 and neg_by_domain.shape[0] > 0:
-                neg_by_domain[rtype_domain[t], i] += -a
-    a0 = np.float64(applied[e, 0])
-    if a0 < 0:
-        acc[0, row_rec[2], cell] += _fx(-a0)
-    acc[1, row_rec[3], cell] += _fx(a0)
-    acc[1, row_rec[4], cell] += _fx(np.float64(applied[e, 1]))
-
-
-@njit(inline="always", cache=True)
-def _regrade(m: int, i: int, cell: int, acc: np.ndarray, gs: int, mins: np.ndarray, row_grade: np.ndarray,
-             score: np.ndarray, grade: np.ndarray, grades_out: np.ndarray) -> int:
-    """Regrade citizen ``i`` in view ``m``; on a change write grade row ``gs`` and the stock deltas and return the
-    new grade, else -1."""
-    g = _band(np.float64(score[m, i]), mins)
-    old = grade[m, i]
-    if g == old:
-        return -1
-    grade[m, i] = g
-    grades_out[0, gs] = i
-    grades_out[1, gs] = m
-    grades_out[2, gs] = old
-    grades_out[3, gs] = g
-    acc[1, row_grade[m, old], cell] -= SCALE
-    acc[1, row_grade[m, g], cell] += SCALE
-    return g
-
-
-@njit(inline="always", cache=True)
-def _hint(i: int, b: int, cr: np.ndarray, infraction: bool, adverse: bool, domain: int, counters: np.ndarray,
-          neg_by_domain: np.ndarray, score: np.ndarray, grade: np.ndarray, listed: np.ndarray,
-          cell: np.ndarray) -> None:
-    """Prefetch the lines event (``i``, ``b``)'s day touches beyond what sampling read: its counters, scores,
-    grades and list flags (see :mod:`credsim.prefetch`)."""
-    prefetch2(counters, cr[0], i)
-    if infraction:
-        prefetch2(counters, cr[1], i)
-    prefetch2(counters, cr[3], i)
-    if adverse:
-        prefetch2(counters, cr[4], i)
-        if neg_by_domain.shape[0] > 0:
-            prefetch2(neg_by_domain, domain, i)
-    prefetch2(score, 0, i)
-    prefetch2(score, 1, i)
-    prefetch2(grade, 0, i)
-    prefetch2(grade, 1, i)
-    for li in range(listed.shape[1]):
-        prefetch3(listed, 0, li, i)
-        prefetch3(listed, 1, li, i)
-    if cell.shape[0] > 0:
-        prefetch(cell, i)
-
-
 @njit(cache=True)
 def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det_keys: np.ndarray,
            rules: FusedRules, cols: FusedColumns, out: Slots) -> tuple[int, int]:
     """Observe, file, regrade, list, respond and count the block's ``k`` events (``out.buf[start:start + k]``,
     sorted by citizen); return the grade and list rows written.
 
-    Every array is taken out of its tuple once, here: reading a tuple's field inside the loop costs a reference
-    count update each time."""
+    What the stages' helpers do (``covered``, ``group_factor``, ``_band``, filing a record) is written out
+    here, with every array taken out of its tuple once: an inlined call that takes arrays, inside a loop
+    with branches, keeps a reference count update per array per call, which cost more than the work."""
     B, beh_kind, k_inf, k_speech, cr = rules.n_beh, rules.beh_kind, rules.k_inf, rules.k_speech, rules.counter_rows
     cov_keys, cov, cov_group, det, surv = rules.cov_keys, rules.cov, rules.cov_group, rules.det, rules.surv
     obs, shared, in_scope = rules.obs, rules.shared, rules.in_scope
@@ -279,70 +205,129 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
     buf, seen_out, filer_out, applied = out.buf, out.seen, out.filer, out.applied
     grades_out, lists_out = out.grades, out.lists
     acc = out.acc[blk]
-    S = obs.shape[0]
-    L = listed.shape[1]
-    Q = resp_lists.shape[0]
+    S, L, Q, D, G1 = obs.shape[0], listed.shape[1], resp_lists.shape[0], groups.shape[0], mins.shape[0]
+    c_events, c_inf, c_speech, c_true, c_adverse, c_times, c_days = cr[0], cr[1], cr[2], cr[3], cr[4], cr[5], cr[6]
+    r_off_true, r_shadow, r_lost, r_sum0, r_sum1 = row_rec[0], row_rec[1], row_rec[2], row_rec[3], row_rec[4]
+    has_neg = neg_by_domain.shape[0] > 0
+    one_cell = cells.shape[0] == 0
     ng = 0
     nl = 0
     end = start + k
-    for h in range(start, min(start + AHEAD, end)):  # the first few events' lines; then one event ahead each
-        bh = buf[h] % B
-        _hint(buf[h] // B, bh, cr, beh_kind[bh] == k_inf, rtype_adverse[bh], rtype_domain[bh], counters,
-              neg_by_domain, score, grade, listed, cells)
+    hinted = start
     j = start
     while j < end:
         i = buf[j] // B
         j1 = j + 1
         while j1 < end and buf[j1] // B == i:
             j1 += 1
-        for h in range(j + AHEAD, min(j1 + AHEAD, end)):  # the lines of the events a few on
-            bh = buf[h] % B
-            _hint(buf[h] // B, bh, cr, beh_kind[bh] == k_inf, rtype_adverse[bh], rtype_domain[bh], counters,
-                  neg_by_domain, score, grade, listed, cells)
-        cell = 0 if cells.shape[0] == 0 else cells[i]
+        while hinted < min(j1 + AHEAD, end):  # the lines each event's day touches, a few events ahead
+            ih, bh = buf[hinted] // B, buf[hinted] % B
+            prefetch2(counters, c_events, ih)
+            if beh_kind[bh] == k_inf:
+                prefetch2(counters, c_inf, ih)
+            prefetch2(counters, c_true, ih)
+            if rtype_adverse[bh]:
+                prefetch2(counters, c_adverse, ih)
+                if has_neg:
+                    prefetch2(neg_by_domain, rtype_domain[bh], ih)
+            prefetch2(score, 0, ih)
+            prefetch2(score, 1, ih)
+            prefetch2(grade, 0, ih)
+            prefetch2(grade, 1, ih)
+            for li in range(L):
+                prefetch3(listed, 0, li, ih)
+                prefetch3(listed, 1, li, ih)
+            if not one_cell:
+                prefetch(cells, ih)
+            hinted += 1
+        cell = 0 if one_cell else cells[i]
         nrec = 0
-        for e in range(j, j1):  # behave's counters, observe
+        for e in range(j, j1):  # behave's counters, observe (covered, then detected)
             b = buf[e] % B
-            counters[cr[0], i] += 1
+            counters[c_events, i] += 1
             if beh_kind[b] == k_inf:
-                counters[cr[1], i] += 1
+                counters[c_inf, i] += 1
             elif beh_kind[b] == k_speech:
-                counters[cr[2], i] += 1
+                counters[c_speech, i] += 1
             acc[0, row_events[b], cell] += SCALE
             filer = -1
             for s in range(S):
                 seen = 0
-                if obs[s, b] and covered(s, i, cov_keys, cov, cov_group, groups):
-                    p = min(1.0, det[s] * group_factor(surv, s, groups, i))
-                    if uniform(det_keys[s, b], np.uint64(i)) < p:
-                        seen = 1
-                        acc[0, row_observed[s], cell] += SCALE
-                        if shared[s] and filer < 0:
-                            filer = s
+                if obs[s, b]:
+                    fc = 1.0
+                    for d in range(D):
+                        fc *= cov_group[s, d, groups[d, i]]
+                    if uniform(cov_keys[s], np.uint64(i)) < min(1.0, cov[s] * fc):
+                        fs = 1.0
+                        for d in range(D):
+                            fs *= surv[s, d, groups[d, i]]
+                        if uniform(det_keys[s, b], np.uint64(i)) < min(1.0, det[s] * fs):
+                            seen = 1
+                            acc[0, row_observed[s], cell] += SCALE
+                            if shared[s] and filer < 0:
+                                filer = s
                 seen_out[e, s] = seen
             filer_out[e] = filer
             applied[e, 0] = 0.0
             applied[e, 1] = 0.0
             if filer >= 0 or in_scope[b]:
                 nrec += 1
-        for e in range(j, j1):  # file: official records first (the observe stage queues them first) ...
-            if filer_out[e] >= 0:
-                _file_one(e, i, buf[e] % B, True, cell, acc, B, cr, rtype_adverse, rule_points, rtype_domain,
-                          row_rec, counters, score, neg_by_domain, applied)
-        for e in range(j, j1):  # ... then shadow-only ones
-            b = buf[e] % B
-            if filer_out[e] < 0 and in_scope[b]:
-                _file_one(e, i, b, False, cell, acc, B, cr, rtype_adverse, rule_points, rtype_domain,
-                          row_rec, counters, score, neg_by_domain, applied)
+        # file: official records first (the observe stage queues them first), then shadow-only ones
+        for rnd in range(2):
+            for e in range(j, j1):
+                t = buf[e] % B
+                official = filer_out[e] >= 0
+                if official != (rnd == 0) or not (official or in_scope[t]):
+                    continue
+                if official:
+                    if t < B:
+                        counters[c_true, i] += 1
+                        if rtype_adverse[t]:
+                            counters[c_adverse, i] += 1
+                    acc[0, r_off_true, cell] += SCALE
+                acc[0, r_shadow, cell] += SCALE
+                pts = rule_points[t]
+                if pts != 0.0:
+                    for m in range(0 if official else 1, 2):
+                        a = pts
+                        score[m, i] += a
+                        applied[e, m] = a
+                        if m == 0 and a < 0 and has_neg:
+                            neg_by_domain[rtype_domain[t], i] += -a
+                a0 = np.float64(applied[e, 0])
+                if a0 < 0:
+                    acc[0, r_lost, cell] += _fx(-a0)
+                acc[1, r_sum0, cell] += _fx(a0)
+                acc[1, r_sum1, cell] += _fx(np.float64(applied[e, 1]))
         j = j1
         if nrec == 0 or n_grades == 0:
             continue
-        new0 = _regrade(0, i, cell, acc, gstart + ng, mins, row_grade, score, grade, grades_out)  # view 0, then 1
-        if new0 >= 0:
+        new0 = -1  # regrade: view 0, then view 1 (classify's _band)
+        new1 = -1
+        for m in range(2):
+            x = np.float64(score[m, i])
+            g = G1
+            if x == x:
+                g = 0
+                for q in range(G1):
+                    if mins[q] > x:
+                        g += 1
+            old = grade[m, i]
+            if g == old:
+                continue
+            grade[m, i] = g
+            gs = gstart + ng
+            grades_out[0, gs] = i
+            grades_out[1, gs] = m
+            grades_out[2, gs] = old
+            grades_out[3, gs] = g
             ng += 1
-        new1 = _regrade(1, i, cell, acc, gstart + ng, mins, row_grade, score, grade, grades_out)
-        if new1 >= 0:
-            ng += 1
+            acc[1, row_grade[m, old], cell] -= SCALE
+            acc[1, row_grade[m, g], cell] += SCALE
+            if m == 0:
+                new0 = g
+            else:
+                new1 = g
         for li in range(L):  # lists entered by grade: entries, then exits on recovery
             if not by_grade[li]:
                 continue
@@ -359,7 +344,7 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
                     acc[0, row_entries[m, li], cell] += SCALE
                     acc[1, row_listed[m, li], cell] += SCALE
                     if m == 0:
-                        counters[cr[5], i] += 1
+                        counters[c_times, i] += 1
                         for q in range(Q):  # respond: own listing
                             if resp_lists[q, li]:
                                 resp_day[q, i] = day
@@ -371,7 +356,7 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
                     acc[0, row_exits[m, li], cell] += SCALE
                     acc[1, row_listed[m, li], cell] -= SCALE
                     if m == 0:
-                        counters[cr[6], i] += day - since
+                        counters[c_days, i] += day - since
                 else:
                     continue
                 ls = lstart + nl
@@ -421,6 +406,75 @@ def _day_parallel(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, coun
     for j in prange(blocks.shape[0]):
         _day_block(j, blocks, starts, caps, counts, n, block, day, rates, people, today, coverage, det_keys, rules,
                    cols, out)
+
+
+@njit(cache=True)
+def _gather(which: np.ndarray, starts: np.ndarray, counts: np.ndarray, B: int, lw: int, out: Slots, spare: Slots,
+            flows: np.ndarray, stocks: np.ndarray, parts: bool):  # type: ignore[no-untyped-def]
+    """The blocks' rows, in block order, from their slots (``which``: 0 the day's slots, 1 the slots of blocks
+    drawn again): events as (citizen, behaviour); grade rows ordered by view and list rows by (list, entry
+    or exit, view), stably (so citizens stay in order within each); observations, filing sensors and points
+    applied when ``parts``. Adds the blocks' metric rows to ``flows`` and ``stocks``. One pass, in place of
+    a concatenation and a sort per part and block."""
+    nb = counts.shape[0]
+    E, NG, NL = counts[:, 0].sum(), counts[:, 1].sum(), counts[:, 2].sum()
+    S = out.seen.shape[1]
+    cit = np.empty(E, np.int64)
+    beh = np.empty(E, np.int64)
+    seen = np.empty((E if parts else 0, S), np.uint8)
+    filer = np.empty(E if parts else 0, np.int64)
+    applied = np.empty((E if parts else 0, 2), np.float32)
+    grades = np.empty((4, NG), np.int64)
+    lists = np.empty((5, NL), np.int64)
+    n_gkey = 2
+    n_lkey = 2 * lw
+    gcut = np.zeros(n_gkey + 1, np.int64)
+    lcut = np.zeros(n_lkey + 1, np.int64)
+    for b in range(nb):
+        o = out if which[b] == 0 else spare
+        s0 = starts[b]
+        for r in range(counts[b, 1]):
+            gcut[o.grades[1, 2 * s0 + r] + 1] += 1
+        for r in range(counts[b, 2]):
+            lcut[o.lists[5, lw * s0 + r] + 1] += 1
+    for q in range(n_gkey):
+        gcut[q + 1] += gcut[q]
+    for q in range(n_lkey):
+        lcut[q + 1] += lcut[q]
+    e = 0
+    for b in range(nb):
+        o = out if which[b] == 0 else spare
+        s0 = starts[b]
+        for r in range(counts[b, 0]):
+            code = o.buf[s0 + r]
+            cit[e] = code // B
+            beh[e] = code % B
+            if parts:
+                for s in range(S):
+                    seen[e, s] = o.seen[s0 + r, s]
+                filer[e] = o.filer[s0 + r]
+                applied[e, 0] = o.applied[s0 + r, 0]
+                applied[e, 1] = o.applied[s0 + r, 1]
+            e += 1
+        for r in range(counts[b, 1]):
+            src = 2 * s0 + r
+            dst = gcut[o.grades[1, src]]
+            gcut[o.grades[1, src]] += 1
+            for f in range(4):
+                grades[f, dst] = o.grades[f, src]
+        for r in range(counts[b, 2]):
+            src = lw * s0 + r
+            dst = lcut[o.lists[5, src]]
+            lcut[o.lists[5, src]] += 1
+            for f in range(5):
+                lists[f, dst] = o.lists[f, src]
+    acc = out.acc
+    for b in range(acc.shape[0]):
+        for m in range(acc.shape[2]):
+            for c in range(acc.shape[3]):
+                flows[m, c] += acc[b, 0, m, c]
+                stocks[m, c] += acc[b, 1, m, c]
+    return cit, beh, seen, filer, applied, grades, lists
 
 
 def _slots(caps: np.ndarray, S: int, L: int, acc: np.ndarray) -> tuple[Slots, np.ndarray]:
@@ -512,33 +566,31 @@ class FusedDay:
                 _day_parallel(self.blocks, self.starts, self.caps, self.counts, *args, self.out)
         else:
             _day_serial(self.blocks, self.starts, self.caps, self.counts, *args, self.out)
-        # each block's rows: (slots, event start, counts)
-        rows: list[tuple[Slots, int, np.ndarray]] = [(self.out, int(self.starts[b]), self.counts[b])
-                                                     for b in range(self.blocks.shape[0])]
+        which = np.zeros(self.blocks.shape[0], np.int64)
+        starts, counts, spare = self.starts, self.counts, self.out
         over = np.flatnonzero(self.counts[:, 0] > self.caps)
-        if over.shape[0]:  # rare: draw those blocks again with room for every event
+        if over.shape[0]:  # rare: draw those blocks again, serially, with room for every event
             caps2 = self.counts[over, 0].copy()
-            out2, starts2 = _slots(caps2, self.S, len(p.lists), self.acc)
+            spare, starts2 = _slots(caps2, self.S, len(p.lists), self.acc)
             counts2 = np.zeros((over.shape[0], 3), np.int64)
-            _day_serial(over.astype(np.int64), starts2, caps2, counts2, *args, out2)
-            for j, b in enumerate(over.tolist()):
-                rows[b] = (out2, int(starts2[j]), counts2[j])
+            _day_serial(over.astype(np.int64), starts2, caps2, counts2, *args, spare)
+            which[over] = 1
+            starts, counts = starts.copy(), counts.copy()
+            starts[over], counts[over] = starts2, counts2
         m = self.metrics
-        m.flow_cells += self.acc[:, 0].sum(axis=0)
-        m.stock_cells += self.acc[:, 1].sum(axis=0)
-        self._hand_over(d, rows)
+        cit, beh, seen, filer, applied, g, lc = _gather(which, starts, counts, p.n_beh, 2 * max(len(p.lists), 1),
+                                                        self.out, spare, m.flow_cells, m.stock_cells, self.parts)
+        self._hand_over(d, cit, beh, seen, filer, applied, g, lc)
 
-    def _hand_over(self, d: Day, rows: list[tuple[Slots, int, np.ndarray]]) -> None:
-        """The Day parts in the staged loop's order (see the module docstring)."""
-        p, B = self.plan, self.plan.n_beh
-        Lw = 2 * max(len(p.lists), 1)
-        flat = np.concatenate([o.buf[s:s + c[0]] for o, s, c in rows])
-        cit, beh = flat // B, flat % B
+    def _hand_over(self, d: Day, cit: np.ndarray, beh: np.ndarray, seen: np.ndarray, filer: np.ndarray,
+                   applied: np.ndarray, g: np.ndarray, lc: np.ndarray) -> None:
+        """The Day parts in the staged loop's order (see the module docstring), from the gathered rows."""
+        p = self.plan
         d.events = Events(cit, beh)
-        g = np.concatenate([o.grades[:, 2 * s:2 * s + c[1]] for o, s, c in rows], axis=1)
-        d.grades = GradeChanges(*g[:, np.argsort(g[1], kind="stable")]) if g.shape[1] else GradeChanges()
-        lc = np.concatenate([o.lists[:, Lw * s:Lw * s + c[2]] for o, s, c in rows], axis=1)
-        d.lists = ListChanges(*lc[:5, np.argsort(lc[5], kind="stable")]) if lc.shape[1] else ListChanges()
+        if g.shape[1]:
+            d.grades = GradeChanges(g[0], g[1], g[2], g[3])
+        if lc.shape[1]:
+            d.lists = ListChanges(lc[0], lc[1], lc[2], lc[3], lc[4])
         out = Responses()
         ecit, emode, elist, edir = d.lists.cit, d.lists.mode, d.lists.lst, d.lists.direction
         for q, name in enumerate(p.responses):
@@ -547,10 +599,7 @@ class FusedDay:
         d.responses = out
         if not self.parts:
             return
-        seen = np.concatenate([o.seen[s:s + c[0], :self.S] for o, s, c in rows])
-        filer = np.concatenate([o.filer[s:s + c[0]] for o, s, c in rows])
-        applied = np.concatenate([o.applied[s:s + c[0]] for o, s, c in rows])
-        d.observations = Observations(seen, np.zeros(0, np.int64), np.zeros(0, np.int64))
+        d.observations = Observations(seen[:, :self.S], np.zeros(0, np.int64), np.zeros(0, np.int64))
         off = np.flatnonzero(filer >= 0)
         sh = np.flatnonzero((filer < 0) & p.beh_in_scope[beh])
         order = np.concatenate([off, sh])
