@@ -218,8 +218,13 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
     st = initial_state(plan, pop, g, lo, hi)
     score.recompute_model(plan, st, 0, lo, hi)
     if plan.grades:
-        src = st.score if plan.grade_source == "points" else st.mscore
-        st.grade[:, lo:hi] = classify_mod.grade_of(src[:, lo:hi].ravel(), plan.grade_mins).reshape(2, hi - lo)
+        if plan.grade_source == "points" and plan.points_base_dim < 0:
+            # everyone starts on the same points (state.starting_points): one grade, the same grade_of
+            start = np.full(1, np.float32(plan.points_base), np.float32)
+            st.grade[:, lo:hi] = classify_mod.grade_of(start, plan.grade_mins)[0]
+        else:
+            src = st.score if plan.grade_source == "points" else st.mscore
+            st.grade[:, lo:hi] = classify_mod.grade_of(src[:, lo:hi].ravel(), plan.grade_mins).reshape(2, hi - lo)
         classify_mod.enter_start_grades(plan, st, lo, hi)  # lists entered by grade follow the starting grades
     metrics = Metrics(plan, st, days, lo, hi, seed=seed)
     metrics.init_stocks(st, plan.grades)

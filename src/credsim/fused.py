@@ -45,13 +45,14 @@ from credsim.day import Day, Events, Filed, GradeChanges, ListChanges, Observati
 from credsim.exchange import Exchange
 from credsim.names import KINDS, TRIGGERS
 from credsim.plan import Plan
-from credsim.prefetch import AHEAD, prefetch, prefetch2, prefetch3
+from credsim.prefetch import prefetch, prefetch2, prefetch3
 from credsim.rng import day_key, uniform
 from credsim.sampling import Coverage, People, RateTables, Sampler, Today, _sample_block
 from credsim.stages.measure import SCALE, Metrics
 from credsim.state import C, Records, State
 
 MAX_ACCUMULATOR = 1 << 22  # int64 cells of the per-block metric accumulators (32 MB)
+HINT_AHEAD = 6  # events between the prefetch of an event's lines and its use (about ten lines an event)
 
 
 def obstacles(plan: Plan, days: int) -> list[str]:
@@ -220,7 +221,7 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
         j1 = j + 1
         while j1 < end and buf[j1] // B == i:
             j1 += 1
-        while hinted < min(j1 + AHEAD, end):  # the lines each event's day touches, a few events ahead
+        while hinted < min(j1 + HINT_AHEAD, end):  # the lines each event's day touches, a few events ahead
             ih, bh = buf[hinted] // B, buf[hinted] % B
             prefetch2(counters, c_events, ih)
             if beh_kind[bh] == k_inf:
