@@ -290,6 +290,8 @@ class Metrics:
         self.table[day, self.idx[name], -1] += int(fixed(value))
 
     def _project(self, rows: np.ndarray) -> np.ndarray:
+        if self.n_cells == 1 and not self.by_slot:  # every slot holds the one cell: P is a column of ones
+            return np.repeat(rows, self.n_slots, axis=1)
         return np.asarray((self.P @ rows.T).T)
 
     def close_day(self, day: int) -> None:
