@@ -47,7 +47,7 @@ from credsim.names import KINDS, TRIGGERS
 from credsim.plan import Plan
 from credsim.prefetch import prefetch, prefetch2, prefetch3
 from credsim.rng import day_key, uniform
-from credsim.sampling import Coverage, People, RateTables, Sampler, Today, _sample_block
+from credsim.sampling import Coverage, Hints, People, RateTables, Sampler, Today, _sample_block
 from credsim.stages.measure import SCALE, Metrics
 from credsim.state import C, Records, State
 
@@ -374,13 +374,13 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
 @njit(inline="always", cache=True)
 def _day_block(j: int, blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, counts: np.ndarray, n: int,
                block: int, day: int, rates: RateTables, people: People, today: Today, coverage: Coverage,
-               det_keys: np.ndarray, rules: FusedRules, cols: FusedColumns, out: Slots) -> None:
+               hints: Hints, det_keys: np.ndarray, rules: FusedRules, cols: FusedColumns, out: Slots) -> None:
     """Block ``blocks[j]``'s whole day; ``counts[j]`` = (events, grade rows, list rows). A block whose events
     do not fit its slot changes nothing (it is drawn again with room); its metric rows ``out.acc[blk]`` start at
     zero."""
     blk = blocks[j]
     L = max(cols.listed.shape[1], 1)
-    k = _sample_block(blk, starts[j], caps[j], out.buf, n, block, day, rates, people, today, coverage)
+    k = _sample_block(blk, starts[j], caps[j], out.buf, n, block, day, rates, people, today, coverage, hints)
     counts[j, 0] = k
     counts[j, 1] = 0
     counts[j, 2] = 0
@@ -393,20 +393,20 @@ def _day_block(j: int, blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray,
 
 @njit(cache=True)
 def _day_serial(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, counts: np.ndarray, n: int, block: int,
-                day: int, rates: RateTables, people: People, today: Today, coverage: Coverage, det_keys: np.ndarray,
-                rules: FusedRules, cols: FusedColumns, out: Slots) -> None:
+                day: int, rates: RateTables, people: People, today: Today, coverage: Coverage, hints: Hints,
+                det_keys: np.ndarray, rules: FusedRules, cols: FusedColumns, out: Slots) -> None:
     for j in range(blocks.shape[0]):
-        _day_block(j, blocks, starts, caps, counts, n, block, day, rates, people, today, coverage, det_keys, rules,
-                   cols, out)
+        _day_block(j, blocks, starts, caps, counts, n, block, day, rates, people, today, coverage, hints, det_keys,
+                   rules, cols, out)
 
 
 @njit(parallel=True, cache=True)
 def _day_parallel(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, counts: np.ndarray, n: int, block: int,
-                  day: int, rates: RateTables, people: People, today: Today, coverage: Coverage,
+                  day: int, rates: RateTables, people: People, today: Today, coverage: Coverage, hints: Hints,
                   det_keys: np.ndarray, rules: FusedRules, cols: FusedColumns, out: Slots) -> None:
     for j in prange(blocks.shape[0]):
-        _day_block(j, blocks, starts, caps, counts, n, block, day, rates, people, today, coverage, det_keys, rules,
-                   cols, out)
+        _day_block(j, blocks, starts, caps, counts, n, block, day, rates, people, today, coverage, hints, det_keys,
+                   rules, cols, out)
 
 
 @njit(cache=True)
@@ -528,6 +528,10 @@ class FusedDay:
         self.cols = FusedColumns(st.counters, st.score, st.neg_by_domain, st.grade, st.listed, st.listed_since,
                                  st.resp_day, st.groups, metrics.cell)
         self.listed_off = st.listed[0] if L else np.zeros((1, 1), dtype=np.uint8)
+        # what the day touches at each event beyond what sampling reads: prefetched with each candidate
+        self.hints = Hints(st.counters, np.array([C[k] for k in ("events", "infractions", "records_true",
+                                                                 "records_adverse")], np.int64),
+                           st.score, st.grade, st.listed)
         self.rates = RateTables(sampler.ubc, sampler.lg, sampler.st.base, sampler.st.group, sampler.st.beta,
                                 sampler.st.only_listed, sampler.st.applies, sampler.st.cover_sensor)
         exp = sampler.expected_per_block(block)
@@ -560,8 +564,8 @@ class FusedDay:
             return
         today, det = self._keys(day)
         self.acc.fill(0)  # (zeroing a block's rows inside the parallel kernel was not reliable under numba's parfors)
-        args = (st.n, self.block, day, self.rates, People(st.groups, st.traits), today, self.cov, det, self.rules,
-                self.cols)
+        args = (st.n, self.block, day, self.rates, People(st.groups, st.traits), today, self.cov, self.hints, det,
+                self.rules, self.cols)
         if threads.parallel_for(self.work):
             with numba.parallel_chunksize(1):  # as the sampler: a descheduled worker holds up one block
                 _day_parallel(self.blocks, self.starts, self.caps, self.counts, *args, self.out)

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from credsim import threads
-from credsim.prefetch import prefetch2
+from credsim.prefetch import prefetch2, prefetch3
 from credsim.rng import day_key, mix64, uniform
 
 CHUNK = 1024
@@ -185,9 +185,25 @@ class Coverage(NamedTuple):
     cov_group: np.ndarray
 
 
+class Hints(NamedTuple):
+    """Lines a caller will touch at each event after drawing the block (the fused day): prefetched with each
+    candidate's own, so they arrive while the sampler works. Empty arrays: nothing more (the staged loop)."""
+
+    i32: np.ndarray  # (R, N) int32 columns ...
+    i32_rows: np.ndarray  # ... of which these rows
+    f32: np.ndarray  # (V, N) float32, every row
+    i8: np.ndarray  # (V, N) int8, every row
+    u8: np.ndarray  # (V, L, N) uint8, every row and list
+
+
+def no_hints() -> Hints:
+    return Hints(np.zeros((0, 0), np.int32), np.zeros(0, np.int64), np.zeros((0, 0), np.float32),
+                 np.zeros((0, 0), np.int8), np.zeros((0, 0, 0), np.uint8))
+
+
 @njit(inline="always", cache=True)
 def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block: int, day: int,
-                  rates: RateTables, people: People, today: Today, coverage: Coverage) -> int:
+                  rates: RateTables, people: People, today: Today, coverage: Coverage, hints: Hints) -> int:
     """Draw the events of execution block ``blk`` into ``buf[start:start + cap]``; return how many there were
     (more than ``cap`` means the buffer was too small and the caller draws the block again).
 
@@ -207,7 +223,9 @@ def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block
     cand_keys, thin_keys, listed_off = today.cand_keys, today.thin_keys, today.listed_off
     resp_day, rsize, rhalf = today.resp_day, today.rsize, today.rhalf
     cov_keys, cov, cov_group = coverage.keys, coverage.cov, coverage.cov_group
+    h32, h32_rows, h_f32, h_i8, h_u8 = hints.i32, hints.i32_rows, hints.f32, hints.i8, hints.u8
     S, D, T, Q = base.shape[0], groups.shape[0], traits.shape[0], resp_day.shape[0]
+    H32, HF, HI, HU, HL = h32_rows.shape[0], h_f32.shape[0], h_i8.shape[0], h_u8.shape[0], h_u8.shape[1]
     lo, hi = blk * block, min(n, (blk + 1) * block)
     W = CHUNK * S
     cpos = np.empty(2 * W, dtype=np.int64)  # two chunks' candidates: the one being thinned, the next
@@ -258,6 +276,15 @@ def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block
                         prefetch2(resp_day, q, pos)
                     if only_listed[s] >= 0:
                         prefetch2(listed_off, only_listed[s], pos)
+                    for r in range(H32):
+                        prefetch2(h32, h32_rows[r], pos)
+                    for r in range(HF):
+                        prefetch2(h_f32, r, pos)
+                    for r in range(HI):
+                        prefetch2(h_i8, r, pos)
+                    for r in range(HU):
+                        for li in range(HL):
+                            prefetch3(h_u8, r, li, pos)
             if cc & 1:
                 n_odd = m
             else:
@@ -314,20 +341,23 @@ def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block
 
 @njit(cache=True)
 def _sample_serial(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, buf: np.ndarray, n: int, block: int,
-                   day: int, rates: RateTables, people: People, today: Today, coverage: Coverage) -> np.ndarray:
+                   day: int, rates: RateTables, people: People, today: Today, coverage: Coverage,
+                   hints: Hints) -> np.ndarray:
     counts = np.zeros(blocks.shape[0], dtype=np.int64)
     for j in range(blocks.shape[0]):
-        counts[j] = _sample_block(blocks[j], starts[j], caps[j], buf, n, block, day, rates, people, today, coverage)
+        counts[j] = _sample_block(blocks[j], starts[j], caps[j], buf, n, block, day, rates, people, today, coverage,
+                                  hints)
     return counts
 
 
 @njit(parallel=True, cache=True)
 def _sample_parallel(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, buf: np.ndarray, n: int,
                      block: int, day: int, rates: RateTables, people: People, today: Today,
-                     coverage: Coverage) -> np.ndarray:
+                     coverage: Coverage, hints: Hints) -> np.ndarray:
     counts = np.zeros(blocks.shape[0], dtype=np.int64)
     for j in prange(blocks.shape[0]):
-        counts[j] = _sample_block(blocks[j], starts[j], caps[j], buf, n, block, day, rates, people, today, coverage)
+        counts[j] = _sample_block(blocks[j], starts[j], caps[j], buf, n, block, day, rates, people, today, coverage,
+                                  hints)
     return counts
 
 
@@ -346,6 +376,7 @@ class Sampler:
         else:
             self.ubc = np.zeros(((n + CHUNK - 1) // CHUNK, 0))
         self.lg = gap_logs(self.ubc)
+        self._no_hints = no_hints()
         self._block = -1
         self._caps = np.zeros(0, dtype=np.int64)
         self._work = 0.0
@@ -380,7 +411,7 @@ class Sampler:
         args = (self.n, block, day,
                 RateTables(self.ubc, self.lg, st.base, st.group, st.beta, st.only_listed, st.applies, st.cover_sensor),
                 People(self.groups, self.traits), Today(cand, thin, listed_off, resp_day, rsize, rhalf),
-                Coverage(cov_keys, cov, cov_group))
+                Coverage(cov_keys, cov, cov_group), self._no_hints)
         if threads.parallel_for(self._work):
             # blocks are handed out one at a time: a worker the OS has descheduled holds up one block, not half
             with numba.parallel_chunksize(1):
