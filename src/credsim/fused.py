@@ -46,7 +46,7 @@ from credsim.exchange import Exchange
 from credsim.names import KINDS, TRIGGERS
 from credsim.plan import Plan
 from credsim.prefetch import prefetch, prefetch2, prefetch3
-from credsim.rng import day_key, uniform
+from credsim.rng import key_on_day, run_key, uniform
 from credsim.sampling import Coverage, Hints, People, RateTables, Sampler, Today, _sample_block
 from credsim.stages.measure import SCALE, Metrics
 from credsim.state import C, Records, State
@@ -528,6 +528,7 @@ class FusedDay:
         self.cols = FusedColumns(st.counters, st.score, st.neg_by_domain, st.grade, st.listed, st.listed_since,
                                  st.resp_day, st.groups, metrics.cell)
         self.listed_off = st.listed[0] if L else np.zeros((1, 1), dtype=np.uint8)
+        self._run_keys: dict[str, list[int]] = {}
         # what the day touches at each event beyond what sampling reads: prefetched with each candidate
         self.hints = Hints(st.counters, np.array([C[k] for k in ("events", "infractions", "records_true",
                                                                  "records_adverse")], np.int64),
@@ -546,15 +547,22 @@ class FusedDay:
         self.work = 4.0 * float(exp.sum()) + sampler.ubc.shape[0] * len(sampler.st)
 
     def _keys(self, day: int) -> tuple[Today, np.ndarray]:
-        p, seed = self.plan, self.seed
-        names = self.sampler.st.names
-        cand = np.array([day_key(seed, f"behave:cand:{b}", day) for b in names], dtype=np.uint64)
-        thin = np.array([day_key(seed, f"behave:{b}", day) for b in names], dtype=np.uint64)
+        """Today's keys: the behaviours' candidate and thinning streams (as :class:`Behave` draws them) and the
+        sensors' detection streams (as :class:`Observer` does), from run keys kept since the first day."""
+        p = self.plan
+        if not self._run_keys:
+            names = self.sampler.st.names
+            self._run_keys = {"cand": [run_key(self.seed, f"behave:cand:{b}") for b in names],
+                              "thin": [run_key(self.seed, f"behave:{b}") for b in names],
+                              "detect": [run_key(self.seed, f"detect:{p.sensors[s]}:{p.beh[b]}") if p.sen_obs[s, b]
+                                         else -1 for s in range(self.S) for b in range(p.n_beh)]}
+        rk = self._run_keys
+        cand = np.array([key_on_day(k, day) for k in rk["cand"]], dtype=np.uint64)
+        thin = np.array([key_on_day(k, day) for k in rk["thin"]], dtype=np.uint64)
         det = np.zeros((max(self.S, 1), max(p.n_beh, 1)), dtype=np.uint64)
-        for s in range(self.S):
-            for b in range(p.n_beh):
-                if p.sen_obs[s, b]:
-                    det[s, b] = day_key(seed, f"detect:{p.sensors[s]}:{p.beh[b]}", day)
+        for j, k in enumerate(rk["detect"]):
+            if k >= 0:
+                det[j // p.n_beh, j % p.n_beh] = key_on_day(k, day)
         return Today(cand, thin, self.listed_off, self.cols.resp_day, p.resp_size, p.resp_half), det
 
     def run(self, st: State, d: Day, x: Exchange) -> None:

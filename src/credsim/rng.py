@@ -45,7 +45,16 @@ def stream_id(name: str) -> int:
 
 def day_key(seed: int, stream: str, day: int) -> np.uint64:
     """The key of one stream on one day: a pure function of its three arguments."""
-    k = _mix_py(_mix_py(seed + _GOLDEN) ^ stream_id(stream))
+    return key_on_day(run_key(seed, stream), day)
+
+
+def run_key(seed: int, stream: str) -> int:
+    """The part of :func:`day_key` that does not change with the day (a daily kernel keeps it for the run)."""
+    return _mix_py(_mix_py(seed + _GOLDEN) ^ stream_id(stream))
+
+
+def key_on_day(k: int, day: int) -> np.uint64:
+    """:func:`day_key` from its :func:`run_key` ``k``."""
     return np.uint64(_mix_py(k + (day + 1) * _GOLDEN))
 
 
