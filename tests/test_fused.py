@@ -19,7 +19,7 @@ import pyarrow as pa
 import pytest
 
 import credsim
-from credsim import engine, threads
+from credsim import checkpoint, engine, threads
 from credsim.day import Day
 from credsim.fused import obstacles, points_shaped
 from credsim.plan import compile_plan
@@ -179,3 +179,23 @@ def test_sharded_and_fused_false_runs_stay_staged() -> None:
     d = Day(0)
     for _ in loop.day_rounds(0, d):
         loop.exchange.loopback()
+
+
+def test_fused_run_resumes_from_a_checkpoint(tmp_path: Path) -> None:
+    """The fused day keeps no state of its own (it is not in a checkpoint): a resumed run equals a straight one."""
+    scen = credsim.load_scenario(TOY, {"population.size": 5000, "run.days": 30, "run.trace": 5})
+    ref, _ = engine.prepare(scen)
+    assert ref.fused is not None
+    for day in range(30):
+        ref.step(day)
+    loop, _ = engine.prepare(scen)
+    for day in range(12):
+        loop.step(day)
+    path = checkpoint.save(tmp_path, loop, 12, {})
+    again, _ = engine.prepare(scen)
+    checkpoint.restore(path, again, max_bytes=2**34)
+    for day in range(12, 30):
+        again.step(day)
+    assert np.array_equal(ref.metrics.table, again.metrics.table)
+    assert np.array_equal(ref.st.score, again.st.score) and np.array_equal(ref.st.resp_day, again.st.resp_day)
+    _same_table(ref.events.to_arrow(), again.events.to_arrow())

@@ -525,16 +525,9 @@ class FusedDay:
             np.array([[idx[f(li)] for li in p.lists] for f in (nm.LISTED, nm.SHADOW_LISTED)], np.int64).reshape(2, L),
             np.array([idx[nm.RESPONSE(q)] for q in p.responses], np.int64),
         )
-        self.cols = FusedColumns(st.counters, st.score, st.neg_by_domain, st.grade, st.listed, st.listed_since,
-                                 st.resp_day, st.groups, metrics.cell)
-        self.listed_off = st.listed[0] if L else np.zeros((1, 1), dtype=np.uint8)
         self._run_keys: dict[str, list[int]] = {}
-        # what the day touches at each event beyond what sampling reads: prefetched with each candidate
-        self.hints = Hints(st.counters, np.array([C[k] for k in ("events", "infractions", "records_true",
-                                                                 "records_adverse")], np.int64),
-                           st.score, st.grade, st.listed)
-        self.rates = RateTables(sampler.ubc, sampler.lg, sampler.st.base, sampler.st.group, sampler.st.beta,
-                                sampler.st.only_listed, sampler.st.applies, sampler.st.cover_sensor)
+        self.hint_rows = np.array([C[k] for k in ("events", "infractions", "records_true", "records_adverse")],
+                                  np.int64)
         exp = sampler.expected_per_block(block)
         self.caps = (exp + 8 * np.sqrt(exp) + 64).astype(np.int64)
         nb = self.caps.shape[0]
@@ -546,7 +539,7 @@ class FusedDay:
         # cost a few more
         self.work = 4.0 * float(exp.sum()) + sampler.ubc.shape[0] * len(sampler.st)
 
-    def _keys(self, day: int) -> tuple[Today, np.ndarray]:
+    def _keys(self, st: State, day: int) -> tuple[Today, np.ndarray]:
         """Today's keys: the behaviours' candidate and thinning streams (as :class:`Behave` draws them) and the
         sensors' detection streams (as :class:`Observer` does), from run keys kept since the first day."""
         p = self.plan
@@ -563,17 +556,30 @@ class FusedDay:
         for j, k in enumerate(rk["detect"]):
             if k >= 0:
                 det[j // p.n_beh, j % p.n_beh] = key_on_day(k, day)
-        return Today(cand, thin, self.listed_off, self.cols.resp_day, p.resp_size, p.resp_half), det
+        return Today(cand, thin, self._listed_off(st), st.resp_day, p.resp_size, p.resp_half), det
+
+    @staticmethod
+    def _listed_off(st: State) -> np.ndarray:
+        return st.listed[0] if st.listed.shape[1] else np.zeros((1, 1), dtype=np.uint8)
 
     def run(self, st: State, d: Day, x: Exchange) -> None:
         """Run the day; add its metric counts to the metrics; fill the Day parts observers read."""
         day, p = d.day, self.plan
         if p.n_beh == 0 or st.n == 0:
             return
-        today, det = self._keys(day)
+        # the columns are read from the state and the metrics every day, never kept: a checkpoint restores
+        # them (in place, or not), and this object holds nothing a checkpoint needs (it is not saved)
+        today, det = self._keys(st, day)
+        m, smp = self.metrics, self.sampler
+        cols = FusedColumns(st.counters, st.score, st.neg_by_domain, st.grade, st.listed, st.listed_since,
+                            st.resp_day, st.groups, m.cell)
+        # what the day touches at each event beyond what sampling reads: prefetched with each candidate
+        hints = Hints(st.counters, self.hint_rows, st.score, st.grade, st.listed)
+        rates = RateTables(smp.ubc, smp.lg, smp.st.base, smp.st.group, smp.st.beta, smp.st.only_listed,
+                           smp.st.applies, smp.st.cover_sensor)
         self.acc.fill(0)  # (zeroing a block's rows inside the parallel kernel was not reliable under numba's parfors)
-        args = (st.n, self.block, day, self.rates, People(st.groups, st.traits), today, self.cov, self.hints, det,
-                self.rules, self.cols)
+        args = (st.n, self.block, day, rates, People(st.groups, st.traits), today, self.cov, hints, det, self.rules,
+                cols)
         if threads.parallel_for(self.work):
             with numba.parallel_chunksize(1):  # as the sampler: a descheduled worker holds up one block
                 _day_parallel(self.blocks, self.starts, self.caps, self.counts, *args, self.out)
@@ -590,7 +596,6 @@ class FusedDay:
             which[over] = 1
             starts, counts = starts.copy(), counts.copy()
             starts[over], counts[over] = starts2, counts2
-        m = self.metrics
         cit, beh, seen, filer, applied, g, lc = _gather(which, starts, counts, p.n_beh, 2 * max(len(p.lists), 1),
                                                         self.out, spare, m.flow_cells, m.stock_cells, self.parts)
         self._hand_over(d, cit, beh, seen, filer, applied, g, lc)

@@ -201,6 +201,9 @@ def no_hints() -> Hints:
                  np.zeros((0, 0), np.int8), np.zeros((0, 0, 0), np.uint8))
 
 
+_NO_HINTS = no_hints()  # a module constant, not a Sampler attribute: checkpoints restore attributes as tuples
+
+
 @njit(inline="always", cache=True)
 def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block: int, day: int,
                   rates: RateTables, people: People, today: Today, coverage: Coverage, hints: Hints) -> int:
@@ -376,7 +379,6 @@ class Sampler:
         else:
             self.ubc = np.zeros(((n + CHUNK - 1) // CHUNK, 0))
         self.lg = gap_logs(self.ubc)
-        self._no_hints = no_hints()
         self._block = -1
         self._caps = np.zeros(0, dtype=np.int64)
         self._work = 0.0
@@ -411,7 +413,7 @@ class Sampler:
         args = (self.n, block, day,
                 RateTables(self.ubc, self.lg, st.base, st.group, st.beta, st.only_listed, st.applies, st.cover_sensor),
                 People(self.groups, self.traits), Today(cand, thin, listed_off, resp_day, rsize, rhalf),
-                Coverage(cov_keys, cov, cov_group), self._no_hints)
+                Coverage(cov_keys, cov, cov_group), _NO_HINTS)
         if threads.parallel_for(self._work):
             # blocks are handed out one at a time: a worker the OS has descheduled holds up one block, not half
             with numba.parallel_chunksize(1):
