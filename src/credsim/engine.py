@@ -253,7 +253,7 @@ def _fused_day(plan: Plan, st: State, seed: int, days: int, block: int, stages: 
     # the traced sample reads today's events, observations and records; the metrics are counted in the
     # kernel and the event log reads only grade and list changes, which the fused day always hands over
     parts = tracer.ids.shape[0] > 0
-    return FusedDay(plan, st, seed, block, behave.sampler, observe.cov_keys, metrics, parts)
+    return FusedDay(plan, seed, block, behave.sampler, observe.cov_keys, metrics, parts)
 
 
 def _restrict_sampling(stages: list[Stage], lo: int, hi: int) -> None:

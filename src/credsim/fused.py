@@ -491,13 +491,14 @@ class FusedDay:
     """The day of a points-shaped scenario in one kernel (see the module docstring); a stage in form."""
 
     name: str = "fused"
-    reads: tuple[str, ...] = ("state.listed", "state.resp_day", "state.score", "state.grade")
+    reads: tuple[str, ...] = ("state.groups", "state.traits", "state.listed", "state.resp_day", "state.score",
+                              "state.grade")
     writes: tuple[str, ...] = ("day.events", "day.grades", "day.lists", "day.responses", "state.counters",
                                "state.score", "state.neg_by_domain", "state.grade", "state.listed",
                                "state.listed_since", "state.resp_day", "metrics")
 
-    def __init__(self, plan: Plan, st: State, seed: int, block: int, sampler: Sampler, cov_keys: np.ndarray,
-                 metrics: Metrics, parts: bool) -> None:
+    def __init__(self, plan: Plan, seed: int, block: int, sampler: Sampler, cov_keys: np.ndarray, metrics: Metrics,
+                 parts: bool) -> None:
         self.plan, self.seed, self.block, self.sampler, self.metrics = plan, seed, block, sampler, metrics
         self.parts = parts  # also hand over observations and filed records (an observer reads them)
         p, idx = plan, metrics.idx
