@@ -219,7 +219,10 @@ def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block
     :func:`response_multiplier`, for a citizen the stream's sensor :func:`covered`). Those helpers are
     written out in the loops here, with every array taken out of its tuple once: an inlined call that takes
     arrays, inside a loop with branches, kept a reference count update per array per call (~450 ns a chunk
-    with nothing to draw, before); the arithmetic, and so every number, is theirs."""
+    with nothing to draw, before); the arithmetic, and so every number, is theirs.
+
+    Inlined into :mod:`credsim.fused`'s kernels too, whose numba cache is keyed by ``fused.py`` alone:
+    after changing this function, touch ``fused.py`` (or clear its cache) so they are compiled again."""
     ubc, lgs, base, gm, beta = rates.ubc, rates.lg, rates.base, rates.group, rates.beta
     only_listed, applies, cover_sensor = rates.only_listed, rates.applies, rates.cover_sensor
     groups, traits = people.groups, people.traits
