@@ -1,4 +1,4 @@
-"""Run the benchmark suite: ``python -m benchmarks [--quick] [--only toy,scenarios,bandwidth]``.
+"""Run the benchmark suite: ``python -m benchmarks [--quick] [--only toy,scenarios,bandwidth,fused]``.
 
 Everything is timed in one process run (scenarios in subprocesses for their own peak RSS)
 and reported side by side as ratios; results go to ``benchmarks/results/`` as JSON and a
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bandwidth, scenarios, toy
+from benchmarks import bandwidth, fused, scenarios, toy
 
 RESULTS = Path(__file__).with_name("results")
 MESA_BUDGET_S = 150.0
@@ -89,6 +89,8 @@ def markdown(res: dict[str, Any]) -> str:
                          f"{r['peak_rss_bytes'] / 2**30:.2f} | {r['bytes_per_citizen']:.0f} | "
                          f"{r['estimate_bytes'] / 2**30:.2f} | {top} |")
         lines.append("")
+    if "fused" in res:
+        lines += [fused.markdown(res["fused"]), ""]
     if "bandwidth" in res:
         b = res["bandwidth"]
         lines += ["## Memory bandwidth reference", "",
@@ -120,6 +122,9 @@ def main() -> None:
         names = args.scenarios.split(",") if args.scenarios else credsim.builtin_names()
         sizes = [(100_000, 30)] if args.quick else [(1_000_000, args.days), (10_000_000, args.big_days)]
         res["scenarios"] = bench_scenarios(names, sizes)
+    if "fused" in only:  # the toy through the fused day and the staged loop, alternately (benchmarks/fused.py)
+        res["fused"] = fused.bench([100_000, 1_000_000] if args.quick else [1_000_000, 10_000_000],
+                                   60 if args.quick else args.days, 2, None)
     if "bandwidth" in only:
         res["bandwidth"] = {"copy": bandwidth.stream_copy(1 << 28 if args.quick else 1 << 30),
                             "dense": bandwidth.dense_rate_pass(1_000_000 if args.quick else 10_000_000)}

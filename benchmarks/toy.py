@@ -24,13 +24,14 @@ P_INF, P_GOOD, LOSS, GAIN, BASE, THRESHOLD = 0.002, 0.001, 10.0, 5.0, 1000.0, 99
 TOY = Path(__file__).with_name("toy.yaml")
 
 
-def run_credsim(n: int, days: int, seed: int = 1) -> dict[str, Any]:
+def run_credsim(n: int, days: int, seed: int = 1, fused: bool | None = None) -> dict[str, Any]:
+    """credsim end to end (``fused``: None takes the fused day, which the toy qualifies for; False the staged loop)."""
     import credsim
     from credsim.engine import simulate
 
     scen = credsim.load_scenario(TOY, {"population.size": n, "run.days": days, "run.seed": seed})
     t0 = time.perf_counter()
-    res = simulate(scen)
+    res = simulate(scen, fused=fused)
     wall = time.perf_counter() - t0
     loop = sum(v for k, v in res.timings.items() if k != "setup")
     score = res.state.score[0].astype(np.float64)

@@ -313,9 +313,12 @@ def _fsync_dir(d: Path) -> None:
 
 
 def _skip_ids(loop: Any) -> set[int]:
-    """The plan and the arrays it owns are derived from the scenario: never snapshotted."""
+    """The plan and the arrays it owns are derived from the scenario, the fused day (``engine.Loop.fused``)
+    from the plan and the loop's own state, metrics and sampler: never snapshotted."""
     plan = loop.plan
-    return {id(plan)} | {id(v) for v in vars(plan).values() if isinstance(v, np.ndarray)}
+    fused = getattr(loop, "fused", None)
+    return {id(plan)} | {id(v) for v in vars(plan).values() if isinstance(v, np.ndarray)} | \
+        ({id(fused)} if fused is not None else set())
 
 
 def snapshot(loop: Any, day: int, meta: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -35,6 +35,7 @@ from credsim import threads as threads_mod
 from credsim.day import Day, DayObserver, Stage
 from credsim.eventlog import EventLog
 from credsim.exchange import Exchange
+from credsim.fused import CountedDay, FusedDay, run_obstacles
 from credsim.plan import Plan, compile_plan
 from credsim.sampling import CHUNK, Sampler
 from credsim.scenario.schema import Scenario
@@ -55,7 +56,8 @@ from credsim.tracing import Tracer, trace_ids
 
 STAGE_TYPES: tuple[type[Stage], ...] = (Behave, Observer, File, score.Score, Investigate, Classify, Sanction, Money,
                                         Redress, Respond)
-STAGES = tuple(s.name for s in STAGE_TYPES) + ("measure",)  # timing keys; "measure" times the observers
+# timing keys; "measure" times the observers, "fused" the one-kernel day of points-shaped scenarios
+STAGES = tuple(s.name for s in STAGE_TYPES) + ("measure", FusedDay.name)
 DEFAULT_BLOCK = 1 << 16
 
 
@@ -77,6 +79,8 @@ def describe_loop() -> str:
         lines.append(f"   {'':<9} writes {', '.join(s.writes)}")
     lines.append("then the observers see the finished day (timed as 'measure'): metrics (Metrics.observe), "
                  "the traced sample (Tracer.observe), the event log (EventLog.observe)")
+    lines.append(f"A points-shaped scenario (credsim.fused.obstacles is empty) runs stages 1-10 and the metric counts "
+                 f"as one kernel instead ('{FusedDay.name}'); the observers see the same Day")
     return "\n".join(lines)
 
 
@@ -94,17 +98,19 @@ class Loop:
     events: EventLog  # audit: status changes of everyone (eventlog.py)
     exchange: Exchange
     stages: list[Stage]
+    fused: FusedDay | None = None  # the whole day as one kernel, when the scenario is points-shaped (see prepare)
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     @property
     def observers(self) -> tuple[DayObserver, ...]:
-        return (self.metrics, self.tracer, self.events)
+        # a fused day has counted the metrics in its kernel: their observer only closes the day
+        return (self.metrics if self.fused is None else CountedDay(self.metrics), self.tracer, self.events)
 
     def day_rounds(self, day: int, d: Day | None = None) -> Iterator[None]:
         """Run ``day`` (filling ``d``, a fresh :class:`Day` when None), pausing at each barrier of the
-        exchange (a sharded driver swaps messages there)."""
+        exchange (a sharded driver swaps messages there). A fused day has no barrier: it is never sharded."""
         d = Day(day) if d is None else d
-        for stage in self.stages:
+        for stage in self.stages if self.fused is None else [self.fused]:
             t = time.perf_counter()
             rounds = stage.run(self.st, d, self.exchange)
             if rounds is not None:
@@ -187,12 +193,14 @@ def citizens_table(p: Plan, st: State, traced: np.ndarray, lo: int, hi: int) -> 
 
 def prepare(scen: Scenario, *, population: int | None = None, days: int | None = None,
             seed: int | None = None, block: int = DEFAULT_BLOCK, threads: int | None = None,
-            cuts: list[int] | None = None, index: int = 0) -> tuple[Loop, float]:
+            cuts: list[int] | None = None, index: int = 0, fused: bool | None = None) -> tuple[Loop, float]:
     """The loop before day 0 (population, graph, state, metrics, tracer) and the setup time in seconds.
 
     Split from :func:`simulate` so that :mod:`credsim.checkpoint` can rebuild a loop and
     overwrite its state from a checkpoint before running the remaining days. ``cuts`` and
-    ``index`` make it the loop of one range of a sharded run (default: everyone).
+    ``index`` make it the loop of one range of a sharded run (default: everyone). ``fused``: None takes
+    the fused day whenever :func:`credsim.fused.run_obstacles` finds nothing against it, False keeps the
+    staged stages, True insists (a ValueError names what stands in the way).
     """
     n = population if population is not None else scen.population.size
     days = days if days is not None else scen.run.days
@@ -209,8 +217,13 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
     st = initial_state(plan, pop, g, lo, hi)
     score.recompute_model(plan, st, 0, lo, hi)
     if plan.grades:
-        src = st.score if plan.grade_source == "points" else st.mscore
-        st.grade[:, lo:hi] = classify_mod.grade_of(src[:, lo:hi].ravel(), plan.grade_mins).reshape(2, hi - lo)
+        if plan.grade_source == "points" and plan.points_base_dim < 0:
+            # everyone starts on the same points (state.starting_points): one grade, the same grade_of
+            start = np.full(1, np.float32(plan.points_base), np.float32)
+            st.grade[:, lo:hi] = classify_mod.grade_of(start, plan.grade_mins)[0]
+        else:
+            src = st.score if plan.grade_source == "points" else st.mscore
+            st.grade[:, lo:hi] = classify_mod.grade_of(src[:, lo:hi].ravel(), plan.grade_mins).reshape(2, hi - lo)
         classify_mod.enter_start_grades(plan, st, lo, hi)  # lists entered by grade follow the starting grades
     metrics = Metrics(plan, st, days, lo, hi, seed=seed)
     metrics.init_stocks(st, plan.grades)
@@ -219,8 +232,27 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
     stages = build_stages(plan, st, seed, days, block, lo, hi)
     if (lo, hi) != (0, n):
         _restrict_sampling(stages, lo, hi)
+    fused_day = _fused_day(plan, st, seed, days, block, stages, metrics, tracer, cuts is not None, fused)
     setup = time.perf_counter() - t0
-    return Loop(plan, st, seed, days, block, metrics, tracer, EventLog(plan), exchange, stages), setup
+    return Loop(plan, st, seed, days, block, metrics, tracer, EventLog(plan), exchange, stages, fused_day), setup
+
+
+def _fused_day(plan: Plan, st: State, seed: int, days: int, block: int, stages: list[Stage], metrics: Metrics,
+               tracer: Tracer, sharded: bool, want: bool | None) -> FusedDay | None:
+    """The fused day when it may and should be taken (see :func:`prepare`), else None: the staged loop."""
+    if want is False:
+        return None
+    why = run_obstacles(plan, days, st.n, block, sharded, metrics)
+    if why:
+        if want:
+            raise ValueError(f"this run cannot take the fused day: {'; '.join(why)}")
+        return None
+    behave = next(s for s in stages if isinstance(s, Behave))
+    observe = next(s for s in stages if isinstance(s, Observer))
+    # the traced sample reads today's events, observations and records; the metrics are counted in the
+    # kernel and the event log reads only grade and list changes, which the fused day always hands over
+    parts = tracer.ids.shape[0] > 0
+    return FusedDay(plan, seed, block, behave.sampler, observe.cov_keys, metrics, parts)
 
 
 def _restrict_sampling(stages: list[Stage], lo: int, hi: int) -> None:
@@ -258,8 +290,10 @@ def finish(loop: Loop, setup: float) -> Result:
 
 def simulate(scen: Scenario, *, population: int | None = None, days: int | None = None,
              seed: int | None = None, block: int = DEFAULT_BLOCK, threads: int | None = None,
-             on_day: Callable[[int, int], None] | None = None) -> Result:
-    """Run the daily pipeline in memory and return the result (see :func:`credsim.run`)."""
-    loop, setup = prepare(scen, population=population, days=days, seed=seed, block=block, threads=threads)
+             on_day: Callable[[int, int], None] | None = None, fused: bool | None = None) -> Result:
+    """Run the daily pipeline in memory and return the result (see :func:`credsim.run`; ``fused``: see
+    :func:`prepare`)."""
+    loop, setup = prepare(scen, population=population, days=days, seed=seed, block=block, threads=threads,
+                          fused=fused)
     run_days(loop, 0, on_day)
     return finish(loop, setup)

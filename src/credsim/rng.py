@@ -44,14 +44,20 @@ def stream_id(name: str) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def _stream_key(seed: int, stream: str) -> int:
-    """The day-independent part of :func:`day_key`; cached because a day asks for the same streams again."""
+def run_key(seed: int, stream: str) -> int:
+    """The part of :func:`day_key` that does not change with the day (a daily kernel keeps it for the run);
+    cached because a day asks for the same streams again."""
     return _mix_py(_mix_py(seed + _GOLDEN) ^ stream_id(stream))
 
 
 def day_key(seed: int, stream: str, day: int) -> np.uint64:
     """The key of one stream on one day: a pure function of its three arguments."""
-    return np.uint64(_mix_py(_stream_key(seed, stream) + (day + 1) * _GOLDEN))
+    return key_on_day(run_key(seed, stream), day)
+
+
+def key_on_day(k: int, day: int) -> np.uint64:
+    """:func:`day_key` from its :func:`run_key` ``k``."""
+    return np.uint64(_mix_py(k + (day + 1) * _GOLDEN))
 
 
 def static_key(seed: int, stream: str) -> np.uint64:

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from credsim import threads
-from credsim.prefetch import prefetch2
+from credsim.prefetch import prefetch2, prefetch3
 from credsim.rng import day_key, mix64, uniform
 
 CHUNK = 1024
@@ -197,10 +197,22 @@ def _insertion_sort(a: np.ndarray, lo: int, hi: int) -> None:
         a[k + 1] = x
 
 
+@njit(cache=True)
+def gap_logs(ubc: np.ndarray) -> np.ndarray:
+    """``log1p(-ub)`` of every chunk bound: the divisor of each geometric gap, computed once per run rather
+    than once per chunk, stream and day (the same ``math.log1p`` of the same number, so the same gaps)."""
+    out = np.empty(ubc.shape)
+    for c in range(ubc.shape[0]):
+        for s in range(ubc.shape[1]):
+            out[c, s] = math.log1p(-ubc[c, s])
+    return out
+
+
 class RateTables(NamedTuple):
     """The streams' rate model as the kernel takes it (see :class:`Streams`), with the chunk bounds."""
 
     ubc: np.ndarray  # (chunks, S) largest static rate per RNG chunk; 0 = nothing to draw there
+    lg: np.ndarray  # (chunks, S) gap_logs(ubc)
     base: np.ndarray
     group: np.ndarray
     beta: np.ndarray
@@ -233,89 +245,124 @@ class Coverage(NamedTuple):
     cov_group: np.ndarray
 
 
-@njit(inline="always", cache=True)
-def _candidates(c: int, lo: int, hi: int, rates: RateTables, people: People, today: Today, cpos: np.ndarray,
-                cstr: np.ndarray) -> int:
-    """Candidates of RNG chunk ``c`` within ``[lo, hi)``, stream by stream in increasing position, into
-    ``cpos``/``cstr``; return how many. Each candidate's lines (groups, traits, list status, responses)
-    are prefetched, so that they arrive while the chunk before is evaluated (see :mod:`credsim.prefetch`)."""
-    ubc, base, only_listed = rates.ubc, rates.base, rates.only_listed
-    groups, traits, listed_off, resp_day = people.groups, people.traits, today.listed_off, today.resp_day
-    S = base.shape[0]
-    a, z = max(lo, c * CHUNK), min(hi, (c + 1) * CHUNK)
-    m = 0
-    for s in range(S):
-        ub = ubc[c, s]
-        if ub <= 0.0:
-            continue
-        if ub >= DENSE:
-            for i in range(a, z):
-                cpos[m] = i
-                cstr[m] = s
-                m += 1
-            continue
-        pos = c * CHUNK - 1
-        lg = math.log1p(-ub)
-        kk = np.uint64(0)
-        ckey = mix64(today.cand_keys[s] ^ mix64(np.uint64(c)))
-        while True:
-            u = uniform(ckey, kk)
-            kk += np.uint64(1)
-            g = math.log1p(-u) / lg
-            if g >= z - pos:
-                break
-            pos += 1 + int(g)
-            if pos >= z:
-                break
-            if pos < a:
-                continue
-            cpos[m] = pos
-            cstr[m] = s
-            m += 1
-            for d in range(groups.shape[0]):
-                prefetch2(groups, d, pos)
-            for t in range(traits.shape[0]):
-                prefetch2(traits, t, pos)
-            for q in range(resp_day.shape[0]):
-                prefetch2(resp_day, q, pos)
-            if only_listed[s] >= 0:
-                prefetch2(listed_off, only_listed[s], pos)
-    return m
+class Hints(NamedTuple):
+    """Lines a caller will touch at each event after drawing the block (the fused day): prefetched with each
+    candidate's own, so they arrive while the sampler works. Empty arrays: nothing more (the staged loop)."""
+
+    i32: np.ndarray  # (R, N) int32 columns ...
+    i32_rows: np.ndarray  # ... of which these rows
+    f32: np.ndarray  # (V, N) float32, every row
+    i8: np.ndarray  # (V, N) int8, every row
+    u8: np.ndarray  # (V, L, N) uint8, every row and list
+
+
+def no_hints() -> Hints:
+    return Hints(np.zeros((0, 0), np.int32), np.zeros(0, np.int64), np.zeros((0, 0), np.float32),
+                 np.zeros((0, 0), np.int8), np.zeros((0, 0, 0), np.uint8))
+
+
+_NO_HINTS = no_hints()  # a module constant, not a Sampler attribute: checkpoints restore attributes as tuples
 
 
 @njit(inline="always", cache=True)
 def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block: int, day: int,
-                  rates: RateTables, people: People, today: Today, coverage: Coverage) -> int:
+                  rates: RateTables, people: People, today: Today, coverage: Coverage, hints: Hints) -> int:
     """Draw the events of execution block ``blk`` into ``buf[start:start + cap]``; return how many there were
     (more than ``cap`` means the buffer was too small and the caller draws the block again).
 
     Chunk by chunk: the candidates of the next chunk are drawn (and their lines prefetched) before the
     candidates of this one are thinned, so the memory of one overlaps the work of the other; which
-    candidates become events, and their order, are those of drawing and thinning one chunk at a time."""
-    ubc, base, gm, beta = rates.ubc, rates.base, rates.group, rates.beta
+    candidates become events, and their order, are those of drawing and thinning one chunk at a time.
+
+    Each candidate is drawn as a Bernoulli(``ub``) process by geometric gaps, stream by stream in increasing
+    position; a candidate becomes an event with probability ``rate / ub`` (:func:`static_rate` times
+    :func:`response_multiplier`, for a citizen the stream's sensor :func:`covered`). Those helpers are
+    written out in the loops here, with every array taken out of its tuple once: an inlined call that takes
+    arrays, inside a loop with branches, kept a reference count update per array per call (~450 ns a chunk
+    with nothing to draw, before); the arithmetic, and so every number, is theirs.
+
+    Inlined into :mod:`credsim.fused`'s kernels too, whose numba cache is keyed by ``fused.py`` alone:
+    after changing this function, touch ``fused.py`` (or clear its cache) so they are compiled again."""
+    ubc, lgs, base, gm, beta = rates.ubc, rates.lg, rates.base, rates.group, rates.beta
     only_listed, applies, cover_sensor = rates.only_listed, rates.applies, rates.cover_sensor
     groups, traits = people.groups, people.traits
-    thin_keys, listed_off = today.thin_keys, today.listed_off
+    cand_keys, thin_keys, listed_off = today.cand_keys, today.thin_keys, today.listed_off
     resp_day, rsize, rhalf = today.resp_day, today.rsize, today.rhalf
     cov_keys, cov, cov_group = coverage.keys, coverage.cov, coverage.cov_group
-    S = base.shape[0]
+    h32, h32_rows, h_f32, h_i8, h_u8 = hints.i32, hints.i32_rows, hints.f32, hints.i8, hints.u8
+    S, D, T, Q = base.shape[0], groups.shape[0], traits.shape[0], resp_day.shape[0]
+    H32, HF, HI, HU, HL = h32_rows.shape[0], h_f32.shape[0], h_i8.shape[0], h_u8.shape[0], h_u8.shape[1]
     lo, hi = blk * block, min(n, (blk + 1) * block)
-    cpos = np.empty((2, CHUNK * S), dtype=np.int64)
-    cstr = np.empty((2, CHUNK * S), dtype=np.int64)
-    ncand = np.zeros(2, dtype=np.int64)
+    W = CHUNK * S
+    cpos = np.empty(2 * W, dtype=np.int64)  # two chunks' candidates: the one being thinned, the next
+    cstr = np.empty(2 * W, dtype=np.int64)
+    n_even = 0
+    n_odd = 0
     k = 0
-    c = lo // CHUNK
-    if c * CHUNK < hi:
-        ncand[c & 1] = _candidates(c, lo, hi, rates, people, today, cpos[c & 1], cstr[c & 1])
-    while c * CHUNK < hi:
-        if (c + 1) * CHUNK < hi:
-            ncand[(c + 1) & 1] = _candidates(c + 1, lo, hi, rates, people, today, cpos[(c + 1) & 1],
-                                             cstr[(c + 1) & 1])
-        h = c & 1
+    c0 = lo // CHUNK
+    c_end = (hi + CHUNK - 1) // CHUNK
+    for cc in range(c0, c_end + 1):
+        if cc < c_end:  # candidates of chunk cc, stream by stream in increasing position
+            slot = (cc & 1) * W
+            a, z = max(lo, cc * CHUNK), min(hi, (cc + 1) * CHUNK)
+            m = 0
+            for s in range(S):
+                ub = ubc[cc, s]
+                if ub <= 0.0:
+                    continue
+                if ub >= DENSE:
+                    for i in range(a, z):
+                        cpos[slot + m] = i
+                        cstr[slot + m] = s
+                        m += 1
+                    continue
+                pos = cc * CHUNK - 1
+                lg = lgs[cc, s]
+                kk = np.uint64(0)
+                ckey = mix64(cand_keys[s] ^ mix64(np.uint64(cc)))
+                while True:
+                    u = uniform(ckey, kk)
+                    kk += np.uint64(1)
+                    g = math.log1p(-u) / lg
+                    if g >= z - pos:
+                        break
+                    pos += 1 + int(g)
+                    if pos >= z:
+                        break
+                    if pos < a:
+                        continue
+                    cpos[slot + m] = pos
+                    cstr[slot + m] = s
+                    m += 1
+                    for d in range(D):
+                        prefetch2(groups, d, pos)
+                    for t in range(T):
+                        prefetch2(traits, t, pos)
+                    for q in range(Q):
+                        prefetch2(resp_day, q, pos)
+                    if only_listed[s] >= 0:
+                        prefetch2(listed_off, only_listed[s], pos)
+                    for r in range(H32):
+                        prefetch2(h32, h32_rows[r], pos)
+                    for r in range(HF):
+                        prefetch2(h_f32, r, pos)
+                    for r in range(HI):
+                        prefetch2(h_i8, r, pos)
+                    for r in range(HU):
+                        for li in range(HL):
+                            prefetch3(h_u8, r, li, pos)
+            if cc & 1:
+                n_odd = m
+            else:
+                n_even = m
+        if cc == c0:
+            continue
+        c = cc - 1  # thin chunk c
+        off = (c & 1) * W
         seg = k
-        for j in range(ncand[h]):
-            i = cpos[h, j]
-            s = cstr[h, j]
+        for j in range(n_odd if c & 1 else n_even):
+            i = cpos[off + j]
+            s = cstr[off + j]
             ub = ubc[c, s]
             ol = only_listed[s]
             cs = cover_sensor[s]
@@ -324,39 +371,59 @@ def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block
             v = uniform(thin_keys[s], np.uint64(i))
             if ub < DENSE:
                 v *= ub
-            r = static_rate(i, s, base, gm, groups, beta, traits)
+            f = 1.0  # static_rate
+            for d in range(D):
+                f *= gm[s, d, groups[d, i]]
+            r = base[s] * f
+            x = 0.0
+            for t in range(T):
+                x += beta[s, t] * traits[t, i]
+            if x != 0.0:
+                r *= math.exp(x)
+            r = min(r, 1.0)
             if v >= r:
                 continue
-            r *= response_multiplier(i, s, day, resp_day, applies, rsize, rhalf)
+            mult = 1.0  # response_multiplier
+            for q in range(Q):
+                if applies[q, s] and resp_day[q, i] >= 0:
+                    mult *= 1.0 - rsize[q] * 0.5 ** ((day - resp_day[q, i]) / rhalf[q])
+            r *= mult
             if v >= r:
                 continue
-            if cs >= 0 and not covered(cs, i, cov_keys, cov, cov_group, groups):
-                continue
+            if cs >= 0:  # covered
+                fc = 1.0
+                for d in range(D):
+                    fc *= cov_group[cs, d, groups[d, i]]
+                p = min(1.0, cov[cs] * fc)
+                if not uniform(cov_keys[cs], np.uint64(i)) < p:
+                    continue
             if k < cap:
                 buf[start + k] = np.int64(i) * S + s
             k += 1
         if k <= cap:
             _insertion_sort(buf, start + seg, start + k)
-        c += 1
     return k
 
 
 @njit(cache=True)
 def _sample_serial(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, buf: np.ndarray, n: int, block: int,
-                   day: int, rates: RateTables, people: People, today: Today, coverage: Coverage) -> np.ndarray:
+                   day: int, rates: RateTables, people: People, today: Today, coverage: Coverage,
+                   hints: Hints) -> np.ndarray:
     counts = np.zeros(blocks.shape[0], dtype=np.int64)
     for j in range(blocks.shape[0]):
-        counts[j] = _sample_block(blocks[j], starts[j], caps[j], buf, n, block, day, rates, people, today, coverage)
+        counts[j] = _sample_block(blocks[j], starts[j], caps[j], buf, n, block, day, rates, people, today, coverage,
+                                  hints)
     return counts
 
 
 @njit(parallel=True, cache=True)
 def _sample_parallel(blocks: np.ndarray, starts: np.ndarray, caps: np.ndarray, buf: np.ndarray, n: int,
                      block: int, day: int, rates: RateTables, people: People, today: Today,
-                     coverage: Coverage) -> np.ndarray:
+                     coverage: Coverage, hints: Hints) -> np.ndarray:
     counts = np.zeros(blocks.shape[0], dtype=np.int64)
     for j in prange(blocks.shape[0]):
-        counts[j] = _sample_block(blocks[j], starts[j], caps[j], buf, n, block, day, rates, people, today, coverage)
+        counts[j] = _sample_block(blocks[j], starts[j], caps[j], buf, n, block, day, rates, people, today, coverage,
+                                  hints)
     return counts
 
 
@@ -374,6 +441,7 @@ class Sampler:
             self.ubc = chunk_bounds(n, streams.base, streams.group, groups, streams.beta, traits)
         else:
             self.ubc = np.zeros(((n + CHUNK - 1) // CHUNK, 0))
+        self.lg = gap_logs(self.ubc)
         self._block = -1
         self._caps = np.zeros(0, dtype=np.int64)
         self._work = 0.0
@@ -406,9 +474,9 @@ class Sampler:
         buf = np.empty(int(self._caps.sum()), dtype=np.int64)
         st = self.st
         args = (self.n, block, day,
-                RateTables(self.ubc, st.base, st.group, st.beta, st.only_listed, st.applies, st.cover_sensor),
+                RateTables(self.ubc, self.lg, st.base, st.group, st.beta, st.only_listed, st.applies, st.cover_sensor),
                 People(self.groups, self.traits), Today(cand, thin, listed_off, resp_day, rsize, rhalf),
-                Coverage(cov_keys, cov, cov_group))
+                Coverage(cov_keys, cov, cov_group), _NO_HINTS)
         if threads.parallel_for(self._work):
             # blocks are handed out one at a time: a worker the OS has descheduled holds up one block, not half
             with numba.parallel_chunksize(1):

@@ -293,6 +293,9 @@ def enter_start_grades(plan: Plan, st: State, lo: int = 0, hi: int | None = None
     hi = st.n if hi is None else hi
     for li in np.flatnonzero(plan.list_by_grade):
         for m in range(2):
+            g = st.grade[m, lo:hi]
+            if hi > lo and not plan.entry_grades[li, g[0]] and g.min() == g.max():
+                continue  # everyone starts in one grade, and not an entry grade (a common start: no pass over ids)
             cit = lo + np.flatnonzero(plan.entry_grades[li, st.grade[m, lo:hi]]
                                       & (st.listed[m, li, lo:hi] == 0)).astype(np.int64)
             if cit.shape[0] == 0:
