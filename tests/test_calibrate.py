@@ -32,6 +32,7 @@ from credsim.scenario.keypath import dump
 from credsim.scenario.load import ScenarioError, load_scenario
 
 TARGETS = Path(__file__).resolve().parents[1] / "src" / "credsim" / "scenario" / "targets" / "court-defaulters.yaml"
+WELFARE = TARGETS.with_name("welfare-risk.yaml")
 FLIGHT_EARLY = ["behaviours", "travel.flight_attempt", "schedule", 0, "multiplier"]
 
 
@@ -54,6 +55,19 @@ def test_shipped_targets_load_and_point_into_the_scenario() -> None:
     for k, t in tf.targets.items():
         if k.startswith("listed_cumulative"):
             assert t.metric == "entries.court_defaulters" and t.kind == "sum" and t.from_day == 0
+
+
+def test_welfare_targets_fit_and_validate_on_seeds_of_their_own() -> None:
+    """The welfare-risk fit averages three seeds at 200,000 (the smallest E6 count, 65 per 100,000,
+    has a Poisson sd of ~9% a seed there), and its validation seeds are new people: neither the
+    fit's seeds nor any an earlier fit or validation used (2017, 2018, 2020-2022)."""
+    tf = load_targets(WELFARE)
+    check_paths(tf, dump(load_scenario("welfare-risk")), str(WELFARE))
+    assert tf.simulate.population == 200_000 and len(tf.simulate.fit_seeds) == 3
+    assert tf.validation is not None and tf.validation.population == 200_000
+    assert len(tf.validation.seeds) == 3
+    assert not set(tf.validation.seeds) & ({2017, 2018, 2020, 2021, 2022} | set(tf.simulate.fit_seeds))
+    assert {t.source for t in tf.targets.values()} == {"E3", "E4", "E6"}
 
 
 def test_bad_targets_file_names_every_problem(tmp_path: Path) -> None:
