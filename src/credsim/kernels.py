@@ -6,15 +6,19 @@ so the command line prints a one-line notice when the cache is cold.
 
 A kernel counts as cached when numba's index for it exists *and* matches the current source
 (numba's own check: same file stamp). Kernels inlined into others are never cached on their
-own and are not counted. A scenario may not use every kernel, so some stay cold for ever on
-a given machine: the notice is given only when at least half are cold, which is the case on
-a first run and after an upgrade, and not otherwise.
+own and are not counted. A scenario may not use every kernel (serial and parallel twins, the
+fused day of points-shaped scenarios, stages a scenario lacks), so many stay cold for ever on a
+given machine. So the notice follows the kernels every run calls -- those closing a day's
+metrics (:data:`EVERY_RUN`) -- which are cold on a first run and after an upgrade, and warm
+otherwise.
 """
 
 from __future__ import annotations
 
 import sys
 from typing import Any
+
+from credsim.stages import measure
 
 COMPILE_NOTICE = "compiling kernels (first run only, ~40 s; later runs start in a few seconds)"
 
@@ -40,15 +44,21 @@ def cold_kernels() -> tuple[int, int]:
     kernels = _cached_kernels()
     cold = 0
     for _name, disp in kernels:
-        try:
-            warm = bool(disp._cache._cache_file._load_index())
-        except Exception:  # numba internals moved, or an unreadable index: count as cold, never fail a run
-            warm = False
-        cold += not warm
+        cold += not _warm(disp)
     return cold, len(kernels)
+
+
+# every run, staged or fused, closes each day's metrics with these
+EVERY_RUN = (measure._close_flows, measure._project_stocks)
+
+
+def _warm(disp: Any) -> bool:
+    try:
+        return bool(disp._cache._cache_file._load_index())
+    except Exception:  # numba internals moved, or an unreadable index: count as cold, never fail a run
+        return False
 
 
 def needs_compiling() -> bool:
     """True when a run will first spend a while compiling (see the module docstring)."""
-    cold, total = cold_kernels()
-    return total > 0 and 2 * cold >= total
+    return not all(_warm(k) for k in EVERY_RUN)

@@ -60,7 +60,7 @@ import numpy as np
 import pyarrow as pa
 from numba import njit, prange
 
-from credsim import rng, threads
+from credsim import arrowcols, rng, threads
 from credsim.day import Day, RedressDay
 from credsim.exchange import Exchange
 from credsim.names import APPEAL_ORDERS, EXIT_ROUTES, NOTICE_AT
@@ -577,15 +577,14 @@ class Redress:
         Stays still running at the end are included with ``exit`` -1 and a null route (censored
         for the audit's Kaplan-Meier curves)."""
         p, book = self.plan, self.book
-        cases = {c: pa.array(a) for c, a in zip(CASE_COLUMNS, book.cases, strict=True)}
-        cases["lst"] = pa.DictionaryArray.from_arrays(pa.array(book.case("lst").astype(np.int32)), pa.array(p.lists))
-        cases["body"] = pa.DictionaryArray.from_arrays(pa.array(book.case("body").astype(np.int32)),
-                                                       pa.array(self.rules.bodies, pa.string()))
+        cases = {c: arrowcols.numeric(a) for c, a in zip(CASE_COLUMNS, book.cases, strict=True)}
+        cases["lst"] = arrowcols.dictionary(book.case("lst").astype(np.int32), p.lists)
+        cases["body"] = arrowcols.dictionary(book.case("body").astype(np.int32), self.rules.bodies)
         li, c = np.nonzero(st.listed[0])
         k = c.shape[0]
         stays = _append(book.stays, (c, li, st.listed_since[0, li, c], np.full(k, -1), np.full(k, -1)))
-        cols = {name: pa.array(a) for name, a in zip(STAY_COLUMNS, stays, strict=True)}
-        cols["lst"] = pa.DictionaryArray.from_arrays(pa.array(stays[1].astype(np.int32)), pa.array(p.lists))
+        cols = {name: arrowcols.numeric(a) for name, a in zip(STAY_COLUMNS, stays, strict=True)}
+        cols["lst"] = arrowcols.dictionary(stays[1].astype(np.int32), p.lists)
         route = stays[4].astype(np.int32)
-        cols["route"] = pa.DictionaryArray.from_arrays(pa.array(route, mask=route < 0), pa.array(list(EXIT_ROUTES)))
+        cols["route"] = arrowcols.dictionary(route, list(EXIT_ROUTES), null=route < 0)
         return pa.table(cases), pa.table(cols)
