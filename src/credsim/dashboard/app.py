@@ -296,7 +296,7 @@ class Dashboard:
         return html.Div([
             dcc.Location(id="url", refresh=False), header,
             dcc.Store(id="job"), dcc.Store(id="current"), dcc.Store(id="previous"), dcc.Store(id="ran-with"),
-            dcc.Store(id="live-seen"),
+            dcc.Store(id="live-mark"), dcc.Store(id="live-seen"),
             dcc.Interval(id="poll", interval=400, disabled=True),
             html.Div(dcc.Tabs(id="tabs", value="explore", children=[
                 dcc.Tab(explore, label="Explore a policy", value="explore"),
@@ -390,8 +390,10 @@ class Dashboard:
            *[o for key, _t in LIVE_TITLES
              for o in (Output(f"live-{key}", "figure"), Output(f"live-{key}-cell", "style"),
                        Output(f"live-{key}-alt", "children"), Output(f"live-{key}-table", "children"))],
-           Output("live-seen", "data"), Input("poll", "n_intervals"), Input("current", "data"), State("job", "data"),
-           State("live-seen", "data"), prevent_initial_call=True)(self.on_live)
+           Output("live-seen", "data"), Input("live-mark", "data"), Input("current", "data"), State("job", "data"),
+           prevent_initial_call=True)(self.on_live)
+        cb(Output("live-mark", "data"), Input("poll", "n_intervals"), State("job", "data"), State("live-mark", "data"),
+           State("live-seen", "data"), prevent_initial_call=True)(self.on_live_mark)
         cb(Output("message", "children", allow_duplicate=True), Input("cancel", "n_clicks"), State("job", "data"),
            prevent_initial_call=True)(self.on_cancel)
         cb(Output("results-charts", "children"), Output("charts-bar", "style"), Input("compare-with", "value"),
@@ -503,8 +505,8 @@ class Dashboard:
             return (job.id, False, {"width": "0%"}, "0", f"starting {scen.name} ...", "", keep, keep, keep,
                     st.to_search(settings), settings.key())
         found = self.runner.jobs.get(job_id) if isinstance(job_id, str) else None
-        if found is None:
-            return (keep, True, keep, keep, "", keep, keep, keep, keep, keep, keep)
+        if found is None:  # a poll that left before the finished run's answer came back: it must not blank "done in"
+            return (keep, True, keep, keep, keep, keep, keep, keep, keep, keep, keep)
         job = found
         pct = f"{100 * job.fraction:.0f}"
         if not job.finished:
@@ -521,19 +523,41 @@ class Dashboard:
         text = f"done in {job.wall:.1f} s{cached}: {job.name}"
         return (None, True, {"width": "100%"}, "100", text, "", page, job.name, current, keep, keep)
 
-    def on_live(self, _n: Any, _current: Any, job_id: Any, seen: Any) -> tuple[Any, ...]:
-        """The policy run's charts so far, redrawn when the run has reached a new snapshot; hidden once it ends.
+    def on_live_mark(self, _n: Any, job_id: Any, mark: Any, seen: Any) -> Any:
+        """The snapshot the live charts should show next, or no change; polled with the progress bar.
 
-        Polled with the progress bar; a snapshot already drawn is not sent again, so most polls cost nothing.
+        Drawing a snapshot takes longer than a poll (about a second at 360 days), and Dash drops
+        a callback's answer when the same callback is asked again before it answers (plotly/dash
+        issue 1613), so charts drawn straight from the poll stopped growing after the first slow
+        draw. This poll is cheap; it hands over a new snapshot only once the page has finished
+        drawing the last one (``seen`` caught up with ``mark``), so at most one draw is ever in flight.
+        """
+        job = self.runner.jobs.get(job_id) if isinstance(job_id, str) else None
+        if job is None:
+            return no_update
+        if job.finished:
+            done = f"{job.id}:done"
+            return done if mark != done else no_update
+        snap = job.partial
+        if snap is None:
+            return no_update
+        new = f"{job.id}:{snap.day}"
+        drawing = isinstance(mark, str) and mark.startswith(f"{job.id}:") and mark != seen
+        return no_update if new == mark or drawing else new
+
+    def on_live(self, mark: Any, _current: Any, job_id: Any) -> tuple[Any, ...]:
+        """The policy run's charts so far, drawn when :meth:`on_live_mark` names a new snapshot; hidden once it ends.
+
+        Always answers with ``mark`` as seen, even when drawing failed, so the next snapshot is not held back.
         """
         keep = no_update
-        unchanged = (keep,) * (2 + LIVE_OUTPUTS * len(LIVE_TITLES)) + (keep,)
+        seen = mark if isinstance(mark, str) else None
+        unchanged = (keep,) * (2 + LIVE_OUTPUTS * len(LIVE_TITLES)) + (seen,)
         job = self.runner.jobs.get(job_id) if isinstance(job_id, str) else None
-        if job is None or job.finished or ctx.triggered_id == "current":
-            return (HIDDEN,) + (keep,) * (1 + LIVE_OUTPUTS * len(LIVE_TITLES)) + (None,)
+        if job is None or job.finished:  # a new "current" run means the job has finished
+            return (HIDDEN,) + (keep,) * (1 + LIVE_OUTPUTS * len(LIVE_TITLES)) + (seen,)
         snap = job.partial
-        mark = f"{job.id}:{snap.day}" if snap is not None else None
-        if snap is None or mark == seen:
+        if snap is None:
             return unchanged
         try:
             drawn = {c.key: c for c in live.figures(snap, job.labels)}
@@ -548,7 +572,7 @@ class Dashboard:
             fig = c.fig if c is not None else None
             out += [fig if fig is not None else {}, {} if fig is not None else HIDDEN,
                     c.alt if c is not None else "", live_table(c) if c is not None and fig is not None else None]
-        return (*out, mark)
+        return (*out, seen)
 
     def results_page(self, name: str, previous: Any) -> list[Any]:
         res = self.runner.result(name)
