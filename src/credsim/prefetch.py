@@ -43,42 +43,32 @@ def _as_intp(context: Any, builder: Any, ty: Any, val: Any) -> Any:
     return context.cast(builder, val, ty, types.intp)
 
 
+def _codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+    """The hint for ``args[0][args[1:]]``, whatever the array's rank (the intrinsics below check the rank)."""
+    idx = [_as_intp(context, builder, t, v) for t, v in zip(sig.args[1:], args[1:], strict=True)]
+    _emit(context, builder, sig.args[0], args[0], idx)
+    return context.get_dummy_value()
+
+
 @intrinsic
 def _prefetch1(typingctx: Any, arr: Any, i: Any) -> Any:
     if not isinstance(arr, types.Array) or arr.ndim != 1 or not isinstance(i, types.Integer):
         return None
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        _emit(context, builder, sig.args[0], args[0], [_as_intp(context, builder, sig.args[1], args[1])])
-        return context.get_dummy_value()
-
-    return types.void(arr, i), codegen
+    return types.void(arr, i), _codegen
 
 
 @intrinsic
 def _prefetch2(typingctx: Any, arr: Any, j: Any, i: Any) -> Any:
     if not isinstance(arr, types.Array) or arr.ndim != 2:
         return None
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        idx = [_as_intp(context, builder, t, v) for t, v in zip(sig.args[1:], args[1:], strict=True)]
-        _emit(context, builder, sig.args[0], args[0], idx)
-        return context.get_dummy_value()
-
-    return types.void(arr, j, i), codegen
+    return types.void(arr, j, i), _codegen
 
 
 @intrinsic
 def _prefetch3(typingctx: Any, arr: Any, k: Any, j: Any, i: Any) -> Any:
     if not isinstance(arr, types.Array) or arr.ndim != 3:
         return None
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        idx = [_as_intp(context, builder, t, v) for t, v in zip(sig.args[1:], args[1:], strict=True)]
-        _emit(context, builder, sig.args[0], args[0], idx)
-        return context.get_dummy_value()
-
-    return types.void(arr, k, j, i), codegen
+    return types.void(arr, k, j, i), _codegen
 
 
 # the kernels' names for the hints, typed as what a kernel calls (numba sees the intrinsics)
