@@ -188,16 +188,16 @@ class EventLog:
         if piece or not self.parts:
             yield piece
 
-    def write_parquet(self, path: Path, compression: str = "zstd", row_group: int = ROW_GROUP) -> None:
+    def write_parquet(self, path: Path, row_group: int = ROW_GROUP) -> None:
         """Write ``events.parquet`` one row group at a time: the same bytes as
-        ``pq.write_table(self.to_arrow(), path, compression=..., row_group_size=row_group)`` with a
-        peak of one row group's widened columns rather than the whole log's."""
+        ``pq.write_table(self.to_arrow(), path, row_group_size=row_group, **arrowcols.parquet_options(...))``
+        with a peak of one row group's widened columns rather than the whole log's."""
         writer: pq.ParquetWriter | None = None
         try:
             for piece in self._groups(row_group):
                 tbl = self._table(piece)
                 if writer is None:
-                    writer = pq.ParquetWriter(path, tbl.schema, compression=compression)
+                    writer = pq.ParquetWriter(path, tbl.schema, **arrowcols.parquet_options(tbl.schema))
                 writer.write_table(tbl, row_group_size=row_group)
         finally:
             if writer is not None:

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from credsim.arrowcols import parquet_options
 from credsim.catalog import PART_TABLES
 from credsim.eventlog import EventLog
 from credsim.plan import Plan
@@ -74,8 +75,8 @@ def write_events(events: EventLog, directory: Path, name: str) -> str:
 
 
 def write_part(table: pa.Table, directory: Path, name: str) -> str:
-    """Write one part (creating its table's folder) and return ``name``."""
+    """Write one table or part (creating its table's folder) as every run's files are written; return ``name``."""
     path = directory / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, compression="zstd")
+    pq.write_table(table, path, **parquet_options(table.schema))
     return name

@@ -56,12 +56,11 @@ def _atomic_json(path: Path, data: dict[str, Any]) -> None:
 
 def _write_tables(result: Result | Partitioned, tmp: Path) -> list[str]:
     """The Parquet files of ``result`` in ``tmp``: one per table, or a sharded run's parts; their names."""
-    pq.write_table(result.metrics.to_arrow(), tmp / "metrics.parquet", compression="zstd")
+    write_part(result.metrics.to_arrow(), tmp, "metrics.parquet")
     if isinstance(result, Partitioned):  # every shard writes its own rows; the driver holds none
         return ["metrics.parquet", *result.write_parts(tmp)]
-    pq.write_table(result.citizens_table(), tmp / "citizens.parquet", compression="zstd")
-    pq.write_table(result.tracer.to_arrow(), tmp / "traces.parquet", compression="zstd")
-    names = ["metrics.parquet", "citizens.parquet", "traces.parquet"]
+    names = ["metrics.parquet", write_part(result.citizens_table(), tmp, "citizens.parquet"),
+             write_part(result.tracer.to_arrow(), tmp, "traces.parquet")]
     if result.events is not None:  # audit event log (eventlog.py)
         names.append(write_events(result.events, tmp, "events.parquet"))
     if result.redress is not None:  # objections and stays by exit route (stages/redress.py)

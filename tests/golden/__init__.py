@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 import credsim
 from credsim import store
+from credsim.arrowcols import parquet_options
 from credsim.distributed import run_sharded
 from tests.test_determinism import RICH
 
@@ -81,7 +82,8 @@ def _bytes(run_dir: Path, name: str) -> bytes:
     if (run_dir / name).exists():
         return (run_dir / name).read_bytes()
     buf = io.BytesIO()
-    pq.write_table(store.read_table(run_dir, name), buf, compression="zstd")
+    table = store.read_table(run_dir, name)
+    pq.write_table(table, buf, **parquet_options(table.schema))
     return buf.getvalue()
 
 
