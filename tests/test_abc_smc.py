@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from scipy.stats import binom
 
 from credsim.abc_smc import Prior, abc_smc, distance, weighted_quantiles
+from credsim.calib_pipeline import PREDICTIVE_SEED0, predictive_seeds
 
 PRIOR = Prior(("a", "b"), (0.1, 0.1), (10.0, 10.0))
 SIM_SEEDS = list(range(1000))  # the observations use seeds 10**8 + r, never one of these
@@ -85,3 +87,26 @@ def test_weighted_quantiles_and_distance() -> None:
     assert weighted_quantiles(x, np.array([0.0, 1.0, 0.0]), [0.1, 0.9]) == [1.0, 1.0]
     assert math.isclose(distance({"y": 200.0}, {"y": 100.0}), math.log(2))
     assert math.isclose(distance({"y": 0.0}, {"y": 1.0}), math.log(2))  # zero counts are taken as 0.5
+
+
+def test_posterior_predictive_runs_use_a_seed_of_their_own() -> None:
+    """Each final particle's predictive run gets its own seed, outside the fit's: drawn from a few fit
+    seeds, every particle shared one of a few noise draws (3 in a calibration), and a figure that
+    does not depend on the parameters got an interval of width ~0."""
+    asked: list[list[int]] = []
+
+    def recording(batch: list[tuple[dict[str, float], int]]) -> list[dict[str, float]]:
+        asked.append([s for _, s in batch])
+        return poisson_model(batch)
+
+    obs = poisson_model([({"a": 1.5, "b": 0.6}, 10**8)])[0]
+    fit_seeds = [2017, 2018, 2019]
+    fresh = predictive_seeds(12, set(fit_seeds) | {PREDICTIVE_SEED0 + 1})
+    assert fresh == [PREDICTIVE_SEED0] + list(range(PREDICTIVE_SEED0 + 2, PREDICTIVE_SEED0 + 13))
+    post = abc_smc(recording, PRIOR, obs, fit_seeds, particles=12, generations=2, seed=1, predictive_seeds=fresh)
+    assert asked[-1] == fresh  # the last batch is the predictive one, particle by particle
+    assert all(set(b) <= set(fit_seeds) for b in asked[:-1])  # the generations still run at the fit seeds
+    spread = np.ptp(post.predictive["y1"])
+    assert spread > 0
+    with pytest.raises(ValueError, match="12 particles need as many predictive seeds"):
+        abc_smc(poisson_model, PRIOR, obs, fit_seeds, particles=12, generations=1, predictive_seeds=fresh[:3])

@@ -101,6 +101,22 @@ def prior_of(tf: TargetsFile) -> Prior:
                  tuple(tf.parameters[k].integer for k in names))
 
 
+PREDICTIVE_SEED0 = 900_000  # posterior-predictive runs: seeds from here up, skipping any the file uses
+
+
+def predictive_seeds(particles: int, taken: set[int]) -> list[int]:
+    """One seed per final particle for its posterior-predictive run, none of them a fit or validation
+    seed: a posterior-predictive interval is meant to carry the run-to-run noise of fresh citizens,
+    which a handful of fit seeds shared among all particles would not."""
+    out: list[int] = []
+    s = PREDICTIVE_SEED0
+    while len(out) < particles:
+        if s not in taken:
+            out.append(s)
+        s += 1
+    return out
+
+
 def run_calibration(scen: Scenario, tf: TargetsFile, targets_file: str, runner: Runner, *, max_evals: int,
                     particles: int, generations: int, abc_seed: int = 0,
                     on_eval: Callable[[Evaluation], None] | None = None,
@@ -119,9 +135,10 @@ def run_calibration(scen: Scenario, tf: TargetsFile, targets_file: str, runner: 
         def simulate(batch: list[tuple[dict[str, float], int]]) -> list[dict[str, float]]:
             return [ev.values() for ev in runner(batch)]
 
+        taken = set(tf.simulate.fit_seeds) | set(tf.validation.seeds if tf.validation is not None else [])
         cal.posterior = abc_smc(simulate, prior_of(tf), observed, tf.simulate.fit_seeds, particles=particles,
                                 generations=generations, seed=abc_seed, centre=f.best.params,
-                                on_generation=on_generation)
+                                predictive_seeds=predictive_seeds(particles, taken), on_generation=on_generation)
     if tf.validation is not None:
         n = tf.validation.population or tf.simulate.population
         stage(f"validation: {n:,} citizens at seeds {tf.validation.seeds} (never used in the fit)")

@@ -125,7 +125,8 @@ def _abc_section(cal: Calibration) -> str:
                     f"<td class=l>{note}</td></tr>")
     return ("<table>" + "".join(rows) + "</table>"
             f"<p class=caption>{len(post.particles)} particles; effective sample size of the final weights "
-            f"{post.ess:.1f}; {post.runs} runs including one posterior-predictive run per particle. "
+            f"{post.ess:.1f}; {post.runs} runs including one posterior-predictive run per particle, each at a "
+            "seed of its own that neither the fit nor the validation uses. "
             "Intervals are weighted 5% and 95% quantiles of the final particles; ABC with eps &gt; 0 widens "
             "the posterior, so the intervals are conservative.</p>")
 
