@@ -296,7 +296,7 @@ class Dashboard:
         return html.Div([
             dcc.Location(id="url", refresh=False), header,
             dcc.Store(id="job"), dcc.Store(id="current"), dcc.Store(id="previous"), dcc.Store(id="ran-with"),
-            dcc.Store(id="live-mark"), dcc.Store(id="live-seen"),
+            dcc.Store(id="live-mark"), dcc.Store(id="live-seen"), dcc.Store(id="finished"),
             dcc.Interval(id="poll", interval=400, disabled=True),
             html.Div(dcc.Tabs(id="tabs", value="explore", children=[
                 dcc.Tab(explore, label="Explore a policy", value="explore"),
@@ -379,13 +379,14 @@ class Dashboard:
            Input("upload", "contents"), State("upload", "filename"), prevent_initial_call=True)(self.on_upload)
         cb(Output("job", "data"), Output("poll", "disabled"), Output("progress-fill", "style"),
            Output("progress", "aria-valuenow"), Output("progress-text", "children"), Output("message", "children"),
-           Output("results", "children"), Output("current", "data"), Output("previous", "data"),
-           Output("url", "search"), Output("ran-with", "data"),
+           Output("finished", "data"), Output("url", "search"), Output("ran-with", "data"),
            Input("run", "n_clicks"), Input("poll", "n_intervals"),
            State("scenario", "value"), State({"type": "knob", "id": ALL}, "value"),
            State({"type": "knob", "id": ALL}, "id"), State("population", "value"), State("days", "value"),
-           State("seed", "value"), State("job", "data"), State("current", "data"), State("previous", "data"),
-           prevent_initial_call=True)(self.on_run)
+           State("seed", "value"), State("job", "data"), prevent_initial_call=True)(self.on_run)
+        cb(Output("results", "children"), Output("current", "data"), Output("previous", "data"),
+           Output("message", "children", allow_duplicate=True), Input("finished", "data"), State("current", "data"),
+           prevent_initial_call=True)(self.on_finished)
         cb(Output("live-box", "style"), Output("live-caption", "children"),
            *[o for key, _t in LIVE_TITLES
              for o in (Output(f"live-{key}", "figure"), Output(f"live-{key}-cell", "style"),
@@ -490,7 +491,14 @@ class Dashboard:
         return "cancelling: the run stops after its current day" if job else "no run in progress to cancel"
 
     def on_run(self, _clicks: Any, _n: Any, key: Any, vals: list[Any], ids: list[dict[str, str]], population: Any,
-               days: Any, seed: Any, job_id: Any, current: Any, previous: Any) -> tuple[Any, ...]:
+               days: Any, seed: Any, job_id: Any) -> tuple[Any, ...]:
+        """Start a run (Run pressed) or report its progress (the poll); a finished run is named in ``finished``.
+
+        The poll must answer within its 400 ms: Dash drops the answer of a callback asked again before
+        it answers (plotly/dash issue 1613), so a poll that rendered the results page itself (a second
+        or more) could have every answer dropped and the page stuck at 100 % for good. Rendering is
+        :meth:`on_finished`'s, asked once.
+        """
         keep = no_update
         if ctx.triggered_id == "run":
             values = self._values(vals, ids)
@@ -498,30 +506,37 @@ class Dashboard:
                 scen, changes = self.build(key, values, population, days, seed)
                 job = self.runner.start(scen, changes)
             except USER_ERRORS as exc:
-                return (keep, keep, keep, keep, "", str(exc), keep, keep, keep, keep, keep)
+                return (keep, keep, keep, keep, "", str(exc), keep, keep, keep)
             except Exception as exc:
-                return (keep, keep, keep, keep, "", self._oops(exc), keep, keep, keep, keep, keep)
+                return (keep, keep, keep, keep, "", self._oops(exc), keep, keep, keep)
             settings = st.Settings(str(key), values, population, days, seed)
-            return (job.id, False, {"width": "0%"}, "0", f"starting {scen.name} ...", "", keep, keep, keep,
+            return (job.id, False, {"width": "0%"}, "0", f"starting {scen.name} ...", "", keep,
                     st.to_search(settings), settings.key())
         found = self.runner.jobs.get(job_id) if isinstance(job_id, str) else None
         if found is None:  # a poll that left before the finished run's answer came back: it must not blank "done in"
-            return (keep, True, keep, keep, keep, keep, keep, keep, keep, keep, keep)
+            return (keep, True, keep, keep, keep, keep, keep, keep, keep)
         job = found
         pct = f"{100 * job.fraction:.0f}"
         if not job.finished:
             text = f"{job.phase}: day {job.stage_day} of {job.days} ({pct}% of both runs)"
-            return (keep, False, {"width": f"{pct}%"}, pct, text, keep, keep, keep, keep, keep, keep)
+            return (keep, False, {"width": f"{pct}%"}, pct, text, keep, keep, keep, keep)
         if job.error:
-            return (None, True, {"width": "0%"}, "0", "the run did not finish", job.error, keep, keep, keep, keep,
-                    keep)
-        try:
-            page = self.results_page(job.name, current)
-        except Exception as exc:
-            return (None, True, {"width": "100%"}, "100", "", self._oops(exc), keep, keep, keep, keep, keep)
+            return (None, True, {"width": "0%"}, "0", "the run did not finish", job.error, keep, keep, keep)
         cached = " (baseline reused)" if job.baseline_cached else ""
         text = f"done in {job.wall:.1f} s{cached}: {job.name}"
-        return (None, True, {"width": "100%"}, "100", text, "", page, job.name, current, keep, keep)
+        return (None, True, {"width": "100%"}, "100", text, "", job.name, keep, keep)
+
+    def on_finished(self, name: Any, current: Any) -> tuple[Any, ...]:
+        """The results page of a run that has just finished (named by :meth:`on_run`); the run shown until now
+        becomes the previous one."""
+        keep = no_update
+        if not isinstance(name, str) or name == current:  # a second poll may name the same run again
+            return (keep, keep, keep, keep)
+        try:
+            page = self.results_page(name, current)
+        except Exception as exc:
+            return (keep, keep, keep, self._oops(exc))
+        return (page, name, current, "")
 
     def on_live_mark(self, _n: Any, job_id: Any, mark: Any, seen: Any) -> Any:
         """The snapshot the live charts should show next, or no change; polled with the progress bar.

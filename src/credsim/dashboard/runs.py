@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -31,11 +32,14 @@ import threading
 import time
 import traceback
 import uuid
+import weakref
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +80,7 @@ class Job:
     error: str | None = None
     finished: bool = False
     started: float = field(default_factory=time.perf_counter)
+    wall_clock: float = field(default_factory=time.time)  # the same moment, for the run process's audit.json
     wall: float = 0.0
     baseline_cached: bool = False
     cancelled: bool = False  # asked to stop: the run ends after its current day
@@ -114,12 +119,165 @@ class JobCancelled(Exception):
     """Raised from a run's day callback once its job is cancelled (nothing of the job is kept)."""
 
 
+# The runs go in a process of their own, never a thread of the server: the page's polls and chart drawing
+# are pure Python, and a run thread had to win the GIL back from them after each of its many short
+# releases (numba kernels, I/O). With the live charts being drawn, a 40,000-citizen x 360-day pair took
+# over 180 s instead of 15 s. "spawn": forking a server that runs threads (werkzeug, numba) is unsafe.
+_CTX = multiprocessing.get_context("spawn")
+_WARM_SIZE, _WARM_DAYS = 500, 10
+
+
+def _serve(conn: Connection, cancel: EventType, warm: Scenario | None) -> None:
+    """The run process: warm up on ``warm`` (if given), say ``ready``, then run each job sent until the pipe closes.
+
+    A job is ``(scenario, changes, out, started)`` (``started``: ``time.time()`` when the page asked); what
+    it does comes back as ``(kind, value)`` messages (:meth:`Runner._apply` reads them), ending with ``end``.
+    """
+    if warm is not None:
+        _warm_up(warm)
+    conn.send(("ready", None))
+    while True:
+        try:
+            scen, changes, out, started = conn.recv()
+        except (EOFError, OSError):  # the server has gone: so does this process
+            return
+        _run_job(scen, changes, out, started, lambda kind, value=None: conn.send((kind, value)), cancel)
+        conn.send(("end", None))
+
+
+def _warm_up(scen: Scenario) -> None:
+    """Run ``scen`` tiny and assemble it: the first real run then loads no kernel and no module."""
+    with tempfile.TemporaryDirectory(prefix="credsim-warm-") as tmp:
+        try:
+            small = scen.model_copy(update={
+                "population": scen.population.model_copy(update={"size": min(_WARM_SIZE, scen.population.size)}),
+                "run": scen.run.model_copy(update={"days": min(_WARM_DAYS, scen.run.days), "trace": 0,
+                                                   "trace_ids": []})})
+            run_api(small, out=Path(tmp) / "warm", threads=run_threads(scen.population.size))
+            assemble([(Path(tmp) / "warm", None)])
+        except Exception:  # a failed warm-up only means a slower first run
+            traceback.print_exc()
+
+
+def _run_job(scen: Scenario, changes: list[str], out: Path, started: float, tell: Callable[..., None],
+             cancel: EventType) -> None:
+    """The paired run of one job, told as messages: the result (or error) first, then the report file."""
+    try:
+        result = _pair(scen, changes, out, tell, cancel)
+        result["meta"]["wall_s"] = round(time.time() - started, 2)
+        (out / "audit.json").write_text(json.dumps(result, indent=1, default=_json_default))
+    except JobCancelled:
+        shutil.rmtree(out, ignore_errors=True)  # a half-made audit directory is of no use
+        tell("error", "cancelled: nothing was kept")
+        return
+    except (ScenarioError, MemoryRefused, FileExistsError, OSError, ValueError) as exc:
+        tell("error", str(exc))
+        return
+    except Exception as exc:  # shown on the page as a message; the details go to the server log
+        traceback.print_exc()
+        tell("error", f"the run failed: {type(exc).__name__}: {exc}")
+        return
+    tell("result", result)
+    try:  # the page draws its own charts from the result, so the reader need not wait for the file
+        write_report(result, out / "report.html")  # plotly.js beside it, as credsim audit writes it
+    except Exception:  # the report is served from the result instead; the details go to the server log
+        traceback.print_exc()
+    tell("report")
+
+
+def _pair(scen: Scenario, changes: list[str], out: Path, tell: Callable[..., None],
+          cancel: EventType) -> dict[str, Any]:
+    days, seed = scen.run.days, scen.run.seed
+    (out / "runs").mkdir(parents=True)
+    header = "".join(f"#   {c}\n" for c in changes) or "#   (none: the scenario's own settings)\n"
+    (out / "scenario.yaml").write_text(f"# {scen.name}, as edited in the credsim dashboard. Changes:\n{header}"
+                                       + dump_yaml(scen), encoding="utf-8")
+    sys_dir = out / "runs" / f"system-s{seed}"
+    base_dir = out / "runs" / f"baseline-s{seed}"
+
+    def progress(offset: int) -> Callable[[int, int], None]:
+        def on_day(day: int, _total: int) -> None:
+            if cancel.is_set():
+                raise JobCancelled
+            tell("done", offset + day + 1)
+
+        return on_day
+
+    tell("phase", f"{scen.name}: simulating {scen.population.size:,} citizens")
+    tell("labels", from_scenario(dump(scen)))
+    threads = run_threads(scen.population.size)
+    run_api(scen, out=sys_dir, threads=threads, on_day=progress(0),
+            on_metrics=live.watcher(days, lambda snap: tell("partial", snap)))
+    base = counterfactual(scen)
+    cached = out.parent / CACHE_DIR / scenario_hash(base)
+    if (cached / "manifest.json").is_file():
+        tell("baseline_cached", True)
+        tell("phase", "baseline (no system): reusing an identical earlier run")
+        shutil.copytree(cached, base_dir)
+    else:
+        tell("phase", "baseline (no system): same citizens, same seed")
+        run_api(base, out=base_dir, threads=threads, on_day=progress(days))
+        tmp = cached.with_name(cached.name + f".tmp-{uuid.uuid4().hex[:8]}")
+        shutil.copytree(base_dir, tmp)
+        try:
+            tmp.rename(cached)
+        except OSError:  # another copy got there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    tell("done", 2 * days)
+    tell("phase", "computing the audit figures")
+    result = assemble([(sys_dir, base_dir)], root=out)
+    result["meta"].update({"against": "baseline", "dashboard_changes": changes})
+    return result
+
+
+class _Worker:
+    """The run process and its end of the pipe; one job at a time (the caller holds the runner's worker lock)."""
+
+    def __init__(self, warm: Scenario | None) -> None:
+        self.conn, child = _CTX.Pipe()
+        self.cancel = _CTX.Event()
+        self.proc = _CTX.Process(target=_serve, args=(child, self.cancel, warm), daemon=True,
+                                 name="credsim-dashboard-runs")
+        self.proc.start()
+        child.close()
+        self.ready = False
+        self.closing = False  # the runner is closed: the pipe is closed as soon as nobody is waiting on it
+
+    def wait_ready(self) -> bool:
+        """Wait for the process's ``ready`` (after its warm-up); False if it died first."""
+        while not self.ready:
+            kind, _ = self.recv()
+            if kind == "gone":
+                return False
+            self.ready = kind == "ready"
+        return True
+
+    def recv(self) -> tuple[str, Any]:
+        try:
+            msg: tuple[str, Any] = self.conn.recv()
+            return msg
+        except (EOFError, OSError):
+            return ("gone", self.proc.exitcode)
+
+    def alive(self) -> bool:
+        return self.proc.is_alive() and not self.conn.closed
+
+    def close(self) -> None:
+        """Close the pipe (only by whoever holds the worker lock): the process ends after its current job."""
+        self.conn.close()
+
+    def close_if_closing(self) -> None:
+        if self.closing:
+            self.close()
+
+
 class Runner:
-    """Starts paired runs in a background thread, one at a time, and browses the runs root.
+    """Starts paired runs, one at a time, in a run process of its own, and browses the runs root.
 
     A run's memory estimate (system and counterfactual) is checked *before* it starts, so a
-    request that cannot fit is refused at once, not after a thread has begun; a started run
-    can be cancelled (it stops after its current day and its directory is removed).
+    request that cannot fit is refused at once, not after a process has begun; a started run
+    can be cancelled (it stops after its current day and its directory is removed). The run
+    process is started once (:meth:`warm_up`, or the first run) and kept for the next runs.
     """
 
     def __init__(self, root: str | Path, max_memory: float | None = None) -> None:
@@ -130,6 +288,39 @@ class Runner:
         self._lock = threading.Lock()
         self._busy: Job | None = None
         self._results: OrderedDict[tuple[str, float], dict[str, Any]] = OrderedDict()
+        self._worker: _Worker | None = None
+        self._worker_lock = threading.Lock()  # held by whoever talks to the run process
+        # when the dashboard goes, its run process goes too (it ends once its pipe is closed)
+        self._finalizer = weakref.finalize(self, Runner._close_worker, self.__dict__)
+
+    @staticmethod
+    def _close_worker(state: dict[str, Any]) -> None:
+        worker: _Worker | None = state.get("_worker")
+        if worker is None:
+            return
+        worker.closing = True
+        lock: threading.Lock = state["_worker_lock"]
+        if lock.acquire(blocking=False):  # else whoever talks to the process closes the pipe when done
+            try:
+                worker.close()
+            finally:
+                lock.release()
+
+    def close(self) -> None:
+        """Let the run process end (after the run under way, if any)."""
+        self._finalizer()
+
+    def _ready_worker(self, warm: Scenario | None = None) -> _Worker | None:
+        """The run process, started (and warmed up on ``warm``) if there is none alive; None if it died starting.
+        The caller holds ``_worker_lock``."""
+        if self._worker is None or not self._worker.alive():
+            try:
+                self._worker = _Worker(warm)
+            except Exception:  # the page says the run could not start; the details go to the server log
+                traceback.print_exc()
+                self._worker = None
+                return None
+        return self._worker if self._worker.wait_ready() else None
 
     # ---- running -------------------------------------------------------------------------------------------
     def start(self, scen: Scenario, changes: list[str]) -> Job:
@@ -151,7 +342,7 @@ class Runner:
             for old in [j for j in self.jobs if self.jobs[j].finished][:-MAX_JOBS]:  # forget old finished runs
                 del self.jobs[old]
             self._busy = job
-        threading.Thread(target=self._work, args=(job, changes), daemon=True, name=f"credsim-{name}").start()
+        threading.Thread(target=self._watch, args=(job, changes), daemon=True, name=f"credsim-{name}").start()
         return job
 
     def cancel(self, job_id: object) -> Job | None:
@@ -161,107 +352,85 @@ class Runner:
             return None
         job.cancelled = True
         job.phase = "cancelling after the current day"
+        worker = self._worker
+        if worker is not None:
+            worker.cancel.set()
         return job
 
-    def _progress(self, job: Job, offset: int) -> Callable[[int, int], None]:
-        def on_day(day: int, _total: int) -> None:
-            if job.cancelled:
-                raise JobCancelled
-            job.done = offset + day + 1
+    def _watch(self, job: Job, changes: list[str]) -> None:
+        """Hand the job to the run process and mirror what it says onto ``job`` until it ends."""
+        with self._worker_lock:
+            worker = self._ready_worker()
+            if worker is None:
+                self._end(job, "the run process did not start (see the server log)")
+                return
+            try:
+                self._talk(worker, job, changes)
+            except Exception as exc:  # the page shows a message; the details go to the server log
+                traceback.print_exc()
+                if not job.finished:
+                    self._end(job, f"the dashboard lost track of the run: {type(exc).__name__}: {exc}")
+            finally:
+                worker.close_if_closing()
 
-        return on_day
+    def _talk(self, worker: _Worker, job: Job, changes: list[str]) -> None:
+        worker.cancel.clear()
+        if job.cancelled:  # cancelled while the process was starting
+            self._end(job, "cancelled: nothing was kept")
+            return
+        worker.conn.send((job.scenario, changes, job.out, job.wall_clock))
+        while True:
+            kind, value = worker.recv()
+            if kind == "end":
+                return
+            if kind == "gone":  # killed (out of memory?) or crashed: the next run starts a new process
+                shutil.rmtree(job.out, ignore_errors=True)
+                job.report_written = True
+                if not job.finished:
+                    self._end(job, f"the run process ended unexpectedly (exit code {value}); nothing was kept")
+                return
+            self._apply(job, kind, value)
 
-    def _work(self, job: Job, changes: list[str]) -> None:
-        result: dict[str, Any] | None = None
-        try:
-            result = self._pair(job, changes)
-        except JobCancelled:
-            shutil.rmtree(job.out, ignore_errors=True)  # a half-made audit directory is of no use
-            job.error = "cancelled: nothing was kept"
-        except (ScenarioError, MemoryRefused, FileExistsError, OSError, ValueError) as exc:
-            job.error = str(exc)
-        except Exception as exc:  # shown on the page as a message; the details go to the server log
-            traceback.print_exc()
-            job.error = f"the run failed: {type(exc).__name__}: {exc}"
-        finally:
-            job.wall = time.perf_counter() - job.started
-            job.finished = True
-        if result is not None:
-            self._write_report(job, result)
-
-    def _write_report(self, job: Job, result: dict[str, Any]) -> None:
-        """The audit directory's report.html, written after the page has its numbers.
-
-        The page draws its own charts from the result, so the reader need not wait for the file;
-        until it exists, the report link renders the same page on request (the write is atomic).
-        """
-        try:
-            write_report(result, job.out / "report.html")  # plotly.js beside it, as credsim audit writes it
-        except Exception:  # the report is served from the result instead; the details go to the server log
-            traceback.print_exc()
-        finally:
+    def _apply(self, job: Job, kind: str, value: Any) -> None:
+        if kind == "done":
+            job.done = int(value)
+        elif kind == "phase":
+            if not job.cancelled:
+                job.phase = str(value)
+        elif kind == "partial":
+            job.partial = value  # one reference swapped: the page's poll reads whole snapshots only
+        elif kind == "labels":
+            job.labels = value
+        elif kind == "baseline_cached":
+            job.baseline_cached = bool(value)
+        elif kind == "result":
+            job.phase = "done"
+            self._remember(job.out, value)
+            self._end(job, None)
+        elif kind == "error":
+            job.report_written = True
+            self._end(job, str(value))
+        elif kind == "report":
             job.report_written = True
 
-    def _pair(self, job: Job, changes: list[str]) -> dict[str, Any]:
-        scen, out = job.scenario, job.out
-        days, seed = scen.run.days, scen.run.seed
-        (out / "runs").mkdir(parents=True)
-        header = "".join(f"#   {c}\n" for c in changes) or "#   (none: the scenario's own settings)\n"
-        (out / "scenario.yaml").write_text(f"# {scen.name}, as edited in the credsim dashboard. Changes:\n{header}"
-                                           + dump_yaml(scen), encoding="utf-8")
-        sys_dir = out / "runs" / f"system-s{seed}"
-        base_dir = out / "runs" / f"baseline-s{seed}"
-
-        job.phase = f"{scen.name}: simulating {scen.population.size:,} citizens"
-        job.labels = from_scenario(dump(scen))
-
-        def keep(snap: live.Snapshot) -> None:
-            job.partial = snap  # one reference swapped: the page's poll reads whole snapshots only
-
-        threads = run_threads(scen.population.size)
-        run_api(scen, out=sys_dir, threads=threads, on_day=self._progress(job, 0), on_metrics=live.watcher(days, keep))
-        base = counterfactual(scen)
-        cached = self.root / CACHE_DIR / scenario_hash(base)
-        if (cached / "manifest.json").is_file():
-            job.baseline_cached = True
-            job.phase = "baseline (no system): reusing an identical earlier run"
-            shutil.copytree(cached, base_dir)
-        else:
-            job.phase = "baseline (no system): same citizens, same seed"
-            run_api(base, out=base_dir, threads=threads, on_day=self._progress(job, days))
-            tmp = cached.with_name(cached.name + f".tmp-{uuid.uuid4().hex[:8]}")
-            shutil.copytree(base_dir, tmp)
-            try:
-                tmp.rename(cached)
-            except OSError:  # another copy got there first
-                shutil.rmtree(tmp, ignore_errors=True)
-        job.done = job.total
-        job.phase = "computing the audit figures"
-        result = assemble([(sys_dir, base_dir)], root=out)
-        result["meta"].update({"against": "baseline", "dashboard_changes": changes,
-                               "wall_s": round(time.perf_counter() - job.started, 2)})
-        (out / "audit.json").write_text(json.dumps(result, indent=1, default=_json_default))
-        self._remember(out, result)
-        job.phase = "done"
-        return result
+    @staticmethod
+    def _end(job: Job, error: str | None) -> None:
+        job.error = error
+        job.wall = time.perf_counter() - job.started
+        job.finished = True
 
     def warm_up(self, scen: Scenario) -> threading.Thread:
-        """Run ``scen`` tiny (500 citizens, 10 days) and assemble it, in the background, once at server start.
+        """Start the run process and run ``scen`` tiny (500 citizens, 10 days) in it, once at server start.
 
         The first run of a fresh process otherwise pays for loading (or compiling) the engine's kernels
         and the audit's imports, which the page would count in its first result's time. Nothing is kept.
+        The thread returned ends when the process is ready.
         """
         def work() -> None:
-            with tempfile.TemporaryDirectory(prefix="credsim-warm-") as tmp:
-                try:
-                    small = scen.model_copy(update={
-                        "population": scen.population.model_copy(update={"size": min(500, scen.population.size)}),
-                        "run": scen.run.model_copy(update={"days": min(10, scen.run.days), "trace": 0,
-                                                           "trace_ids": []})})
-                    run_api(small, out=Path(tmp) / "warm", threads=run_threads(scen.population.size))
-                    assemble([(Path(tmp) / "warm", None)])
-                except Exception:  # a failed warm-up only means a slower first run
-                    traceback.print_exc()
+            with self._worker_lock:
+                worker = self._ready_worker(scen)
+                if worker is not None:
+                    worker.close_if_closing()
 
         t = threading.Thread(target=work, daemon=True, name="credsim-warm-up")
         t.start()
