@@ -186,6 +186,10 @@ def test_runs_go_in_a_process_of_their_own_that_can_be_cancelled_or_killed(tmp_p
     _wait_day(job, 5)
     worker = d.runner._worker
     assert worker is not None and worker.proc.pid != os.getpid() and worker.proc.is_alive()
+    # Ctrl-C in the terminal stops the server; the run process never sees it (no traceback of its own)
+    status = Path(f"/proc/{worker.proc.pid}/status").read_text().splitlines()
+    blocked = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
+    assert blocked & (1 << (signal.SIGINT - 1))
     assert d.runner.cancel(job.id) is job
     _wait(job, allow_error=True)
     assert job.error == "cancelled: nothing was kept" and job.done < 2 * 400

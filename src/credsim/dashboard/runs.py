@@ -27,6 +27,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -238,7 +239,14 @@ class _Worker:
         self.cancel = _CTX.Event()
         self.proc = _CTX.Process(target=_serve, args=(child, self.cancel, warm), daemon=True,
                                  name="credsim-dashboard-runs")
-        self.proc.start()
+        # Ctrl-C in the terminal goes to the whole process group: the server stops, and the run process
+        # must not print a KeyboardInterrupt of its own (it ends with the server). A blocked signal stays
+        # blocked across fork and exec, so the process never sees it; this thread unblocks it at once.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         child.close()
         self.ready = False
         self.closing = False  # the runner is closed: the pipe is closed as soon as nobody is waiting on it
