@@ -2,14 +2,18 @@
 
 ``pyproject.toml`` says what credsim needs (with upper bounds where an API is known to move);
 ``constraints.txt`` pins what it is tested with; ``scripts/setup`` installs with it. These
-checks are static and fast; the README harness runs the commands in a fresh core-only install.
+checks are static and fast, but for one: the wheel ``pip install credsim`` gets carries every
+file of the package. The README harness runs the commands in a fresh core-only install.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import re
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -89,3 +93,19 @@ def test_scripts_install_the_right_tier() -> None:
 def test_pyproject_comments_name_no_issues() -> None:
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     assert not re.search(r"#.*\bissue", text, re.IGNORECASE)
+
+
+def test_the_wheel_carries_every_module_and_every_scenario_file(tmp_path: Path) -> None:
+    # the README harness installs editable, as scripts/setup does; a user's `pip install credsim` gets this wheel
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (wheel,) = tmp_path.glob("credsim-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        packed = set(z.namelist())
+    src = ROOT / "src"
+    shipped = {p.relative_to(src).as_posix() for p in src.joinpath("credsim").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".yaml")}
+    assert any(f.startswith("credsim/scenario/builtin/") for f in shipped)
+    assert any(f.startswith("credsim/scenario/targets/") for f in shipped)
+    assert shipped - packed == set()

@@ -26,8 +26,10 @@ What is changed from the text, and why (the same rules for every command):
   machine); it is started, asked for its page once on 127.0.0.1 and stopped.
 - Commands listed in ``SKIPPED`` are reported as skipped with their reason, never silently.
 
-Two environments share one directory, in this order: a fresh core-only venv made with
-``pip install -c constraints.txt .`` (so it needs PyPI or a pip cache), or the venv named by
+Two environments share one directory, in this order: a fresh core-only venv made as the README's
+``scripts/setup core`` makes one, ``pip install -c constraints.txt -e .`` (so it needs PyPI or a pip
+cache; editable, so it loads the kernels numba has already compiled for this checkout instead of
+compiling them all again for a copy: about two minutes of this harness), or the venv named by
 ``$CREDSIM_CORE_VENV``, runs every command that needs no extra; then the development venv (every
 extra installed) runs the commands that need one (``EXTRA_ONLY``), on what the core commands
 wrote. Each command thus runs once, in the smallest install that should support it, which keeps
@@ -375,10 +377,11 @@ def test_size_rules() -> None:
 
 
 def make_core_venv(where: Path) -> Path:
-    """A fresh venv with ``pip install -c constraints.txt .``: the core install, no extras."""
+    """A fresh venv with ``pip install -c constraints.txt -e .``: the core install, no extras, as
+    ``scripts/setup core`` makes it (a wheel's contents are checked by tests/test_install.py)."""
     subprocess.run([sys.executable, "-m", "venv", str(where)], check=True, timeout=300)
     pip = [str(where / "bin" / "python"), "-m", "pip", "install", "--quiet", "-c", str(ROOT / "constraints.txt")]
-    out = subprocess.run([*pip, str(ROOT)], capture_output=True, text=True, timeout=1200, check=False)
+    out = subprocess.run([*pip, "-e", str(ROOT)], capture_output=True, text=True, timeout=1200, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     return where / "bin"
 
