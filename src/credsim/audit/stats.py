@@ -17,8 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-# scipy.special's inverse Student t, not scipy.stats: importing scipy.stats costs every command ~1 s
-from scipy.special import stdtrit
+from scipy.special import stdtrit  # not scipy.stats: importing it costs every command ~1 s
 
 
 @dataclass

@@ -512,7 +512,7 @@ class Dashboard:
             settings = st.Settings(str(key), values, population, days, seed)
             return (job.id, False, {"width": "0%"}, "0", f"starting {scen.name} ...", "", keep,
                     st.to_search(settings), settings.key())
-        found = self.runner.jobs.get(job_id) if isinstance(job_id, str) else None
+        found = self.runner.job(job_id)
         if found is None:  # a poll that left before the finished run's answer came back: it must not blank "done in"
             return (keep, True, keep, keep, keep, keep, keep, keep, keep)
         job = found
@@ -547,7 +547,7 @@ class Dashboard:
         draw. This poll is cheap; it hands over a new snapshot only once the page has finished
         drawing the last one (``seen`` caught up with ``mark``), so at most one draw is ever in flight.
         """
-        job = self.runner.jobs.get(job_id) if isinstance(job_id, str) else None
+        job = self.runner.job(job_id)
         if job is None:
             return no_update
         if job.finished:
@@ -568,7 +568,7 @@ class Dashboard:
         keep = no_update
         seen = mark if isinstance(mark, str) else None
         unchanged = (keep,) * (2 + LIVE_OUTPUTS * len(LIVE_TITLES)) + (seen,)
-        job = self.runner.jobs.get(job_id) if isinstance(job_id, str) else None
+        job = self.runner.job(job_id)
         if job is None or job.finished:  # a new "current" run means the job has finished
             return (HIDDEN,) + (keep,) * (1 + LIVE_OUTPUTS * len(LIVE_TITLES)) + (seen,)
         snap = job.partial

@@ -2,9 +2,9 @@
 
 The engine keeps its daily metrics table in memory while it runs (:class:`credsim.stages.measure.Metrics`).
 Every few days (:func:`every`, about :data:`POINTS` snapshots per run, never every day) the
-dashboard's worker thread copies the whole-population rows of the few series the charts need into
-an immutable :class:`Snapshot`; the page's progress poll draws the newest one with the report's own
-chart functions, so the live lines are exactly the final ones cut at the day reached. A snapshot is a
+dashboard's run process copies the whole-population rows of the few series the charts need into
+an immutable :class:`Snapshot` and sends it to the server; the page's poll draws the newest one with
+the report's own chart functions, so the live lines are exactly the final ones cut at the day reached. A snapshot is a
 pure function of the run's metrics up to its day, so a run shows the same lines every time.
 """
 

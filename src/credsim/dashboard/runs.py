@@ -353,9 +353,13 @@ class Runner:
         threading.Thread(target=self._watch, args=(job, changes), daemon=True, name=f"credsim-{name}").start()
         return job
 
+    def job(self, job_id: object) -> Job | None:
+        """The job of an id sent by the page (None for anything else: an old page, a forgotten job, junk)."""
+        return self.jobs.get(job_id) if isinstance(job_id, str) else None
+
     def cancel(self, job_id: object) -> Job | None:
         """Ask a running job to stop after its current day; the job, or None if there is no such running job."""
-        job = self.jobs.get(job_id) if isinstance(job_id, str) else None
+        job = self.job(job_id)
         if job is None or job.finished:
             return None
         job.cancelled = True
