@@ -93,9 +93,14 @@ def run(pg: Any, before: str | None, click: bool = True) -> str:
     """Press Run (unless already pressed) and wait for a new run's numbers and charts; return its name."""
     if click:
         pg.click("#run")
-    pg.wait_for_function("old => { const t = document.querySelector('#headline-table');"
-                         " return t && t.dataset.run && t.dataset.run !== old; }", arg=before or "",
-                         timeout=RUN_TIMEOUT)
+    try:
+        pg.wait_for_function("old => { const t = document.querySelector('#headline-table');"
+                             " return t && t.dataset.run && t.dataset.run !== old; }", arg=before or "",
+                             timeout=RUN_TIMEOUT)
+    except Exception as exc:  # what the page showed, for the failure's message
+        state = pg.evaluate("() => ['#progress-text', '#message', '#results'].map(s => "
+                            "(document.querySelector(s)?.innerText || '').slice(0, 300))")
+        raise AssertionError(f"no new run's numbers on the page: {state}") from exc
     name = pg.get_attribute("#headline-table", "data-run")
     pg.wait_for_selector(f'.charts[data-run="{name}"]', timeout=RUN_TIMEOUT)
     assert "done in" in pg.inner_text("#progress-text")

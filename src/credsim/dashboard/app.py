@@ -297,6 +297,7 @@ class Dashboard:
             dcc.Location(id="url", refresh=False), header,
             dcc.Store(id="job"), dcc.Store(id="current"), dcc.Store(id="previous"), dcc.Store(id="ran-with"),
             dcc.Store(id="live-mark"), dcc.Store(id="live-seen"), dcc.Store(id="finished"),
+            dcc.Store(id="poll-ask"), dcc.Store(id="poll-answered"),
             dcc.Interval(id="poll", interval=400, disabled=True),
             html.Div(dcc.Tabs(id="tabs", value="explore", children=[
                 dcc.Tab(explore, label="Explore a policy", value="explore"),
@@ -377,10 +378,20 @@ class Dashboard:
         cb(Output("scenario", "options"), Output("scenario", "value", allow_duplicate=True),
            Output("upload-message", "children"),
            Input("upload", "contents"), State("upload", "filename"), prevent_initial_call=True)(self.on_upload)
+        # The progress poll asks again only once its last question was answered (or 4 s have gone): Dash
+        # drops a callback's answer when the callback is asked again first (plotly/dash issue 1613), and on a
+        # loaded machine, where an answer took longer than the 400 ms tick, every answer was dropped and the
+        # page stayed at its last progress line although the run had finished.
+        app.clientside_callback(
+            "function(n, answered, asked) {"
+            " if (asked === undefined || asked === null || answered === asked || n - asked >= 10) { return n; }"
+            " return window.dash_clientside.no_update; }",
+            Output("poll-ask", "data"), Input("poll", "n_intervals"), State("poll-answered", "data"),
+            State("poll-ask", "data"), prevent_initial_call=True)
         cb(Output("job", "data"), Output("poll", "disabled"), Output("progress-fill", "style"),
            Output("progress", "aria-valuenow"), Output("progress-text", "children"), Output("message", "children"),
            Output("finished", "data"), Output("url", "search"), Output("ran-with", "data"),
-           Input("run", "n_clicks"), Input("poll", "n_intervals"),
+           Output("poll-answered", "data"), Input("run", "n_clicks"), Input("poll-ask", "data"),
            State("scenario", "value"), State({"type": "knob", "id": ALL}, "value"),
            State({"type": "knob", "id": ALL}, "id"), State("population", "value"), State("days", "value"),
            State("seed", "value"), State("job", "data"), prevent_initial_call=True)(self.on_run)
@@ -490,7 +501,7 @@ class Dashboard:
         job = self.runner.cancel(job_id)
         return "cancelling: the run stops after its current day" if job else "no run in progress to cancel"
 
-    def on_run(self, _clicks: Any, _n: Any, key: Any, vals: list[Any], ids: list[dict[str, str]], population: Any,
+    def on_run(self, _clicks: Any, asked: Any, key: Any, vals: list[Any], ids: list[dict[str, str]], population: Any,
                days: Any, seed: Any, job_id: Any) -> tuple[Any, ...]:
         """Start a run (Run pressed) or report its progress (the poll); a finished run is named in ``finished``.
 
@@ -506,25 +517,25 @@ class Dashboard:
                 scen, changes = self.build(key, values, population, days, seed)
                 job = self.runner.start(scen, changes)
             except USER_ERRORS as exc:
-                return (keep, keep, keep, keep, "", str(exc), keep, keep, keep)
+                return (keep, keep, keep, keep, "", str(exc), keep, keep, keep, keep)
             except Exception as exc:
-                return (keep, keep, keep, keep, "", self._oops(exc), keep, keep, keep)
+                return (keep, keep, keep, keep, "", self._oops(exc), keep, keep, keep, keep)
             settings = st.Settings(str(key), values, population, days, seed)
             return (job.id, False, {"width": "0%"}, "0", f"starting {scen.name} ...", "", keep,
-                    st.to_search(settings), settings.key())
+                    st.to_search(settings), settings.key(), keep)
         found = self.runner.job(job_id)
         if found is None:  # a poll that left before the finished run's answer came back: it must not blank "done in"
-            return (keep, True, keep, keep, keep, keep, keep, keep, keep)
+            return (keep, True, keep, keep, keep, keep, keep, keep, keep, asked)
         job = found
         pct = f"{100 * job.fraction:.0f}"
         if not job.finished:
             text = f"{job.phase}: day {job.stage_day} of {job.days} ({pct}% of both runs)"
-            return (keep, False, {"width": f"{pct}%"}, pct, text, keep, keep, keep, keep)
+            return (keep, False, {"width": f"{pct}%"}, pct, text, keep, keep, keep, keep, asked)
         if job.error:
-            return (None, True, {"width": "0%"}, "0", "the run did not finish", job.error, keep, keep, keep)
+            return (None, True, {"width": "0%"}, "0", "the run did not finish", job.error, keep, keep, keep, asked)
         cached = " (baseline reused)" if job.baseline_cached else ""
         text = f"done in {job.wall:.1f} s{cached}: {job.name}"
-        return (None, True, {"width": "100%"}, "100", text, "", job.name, keep, keep)
+        return (None, True, {"width": "100%"}, "100", text, "", job.name, keep, keep, asked)
 
     def on_finished(self, name: Any, current: Any) -> tuple[Any, ...]:
         """The results page of a run that has just finished (named by :meth:`on_run`); the run shown until now
