@@ -505,10 +505,9 @@ class Dashboard:
                days: Any, seed: Any, job_id: Any) -> tuple[Any, ...]:
         """Start a run (Run pressed) or report its progress (the poll); a finished run is named in ``finished``.
 
-        The poll must answer within its 400 ms: Dash drops the answer of a callback asked again before
-        it answers (plotly/dash issue 1613), so a poll that rendered the results page itself (a second
-        or more) could have every answer dropped and the page stuck at 100 % for good. Rendering is
-        :meth:`on_finished`'s, asked once.
+        A poll answers with the question it answers (``poll-answered``), so the page asks again only then
+        (see the clientside gate in :meth:`_callbacks`). It stays cheap: the results page, a second or more
+        to render, is :meth:`on_finished`'s, asked once.
         """
         keep = no_update
         if ctx.triggered_id == "run":
