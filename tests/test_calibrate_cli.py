@@ -106,6 +106,29 @@ def test_calibrate_as_typed_writes_report_and_resumes_without_rerunning(tmp_path
     assert _numbers(one.out) == _numbers(first.out)
 
 
+def test_laplace_posterior_as_typed(tmp_path: Path) -> None:
+    """``--posterior laplace``: the fitted point at the fit seeds and fresh noise seeds, one step of
+    the parameter at each fit seed, two check runs at posterior draws; intervals for the parameter
+    and a predictive interval for every figure, in the terminal and in the report."""
+    targets = _tiny(tmp_path)
+    args = ["calibrate", "court-defaulters", str(targets), "--out", "fitted.yaml", "--max-evals", "1",
+            "--posterior", "laplace", "--particles", "2", "--threads", "1", "--workers", "2"]
+    r = typed(*args, cwd=tmp_path)
+    assert r.rc in (0, 1) and not r.traceback, r.out
+    assert "posterior: Laplace at the fit, 1 parameter steps x 2 seeds, noise from 6 seeds, 2 check runs" in r.out
+    assert re.search(r"Laplace posterior: misfit chi2 \S+ against \S+ .*6 noise seeds \(t, 5 df\); check runs: "
+                     r"\d of 4 figures inside", r.out), r.out
+    assert re.search(r"flight_early +\S+ +\S+ \[\S+, \S+\]", r.out)
+    # run: 1 fit point x 2 seeds, 4 fresh noise seeds, 1 step x 2 seeds, 2 check runs, 2 validation
+    # seeds; the noise's runs at the 2 fit seeds are the fit's own, read back from the cache
+    assert re.search(r"\b12 runs, 2 from the cache", r.out), r.out
+    page = (tmp_path / "fitted-report.html").read_text()
+    assert "Posterior (Laplace)" in page and "sandwich variance" in page
+    assert re.search(r"<td>\d\.\d{3}–\d\.\d{3}</td>", page)  # a predictive interval, not '-'
+    bad = typed(*args[:3], "--posterior", "mcmc", cwd=tmp_path)
+    assert bad.rc == 2 and not bad.traceback and "'mcmc': expected one of abc-smc, laplace" in bad.out, bad.out
+
+
 def test_bad_targets_file_is_a_clear_error_as_typed(tmp_path: Path) -> None:
     bad = _tiny(tmp_path, validation={"seeds": [3]})
     r = typed("calibrate", "court-defaulters", str(bad), cwd=tmp_path)

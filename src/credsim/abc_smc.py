@@ -103,6 +103,9 @@ class Posterior:
         lo, med, hi = weighted_quantiles(self.particles[:, j], self.weights, [(1 - level) / 2, 0.5, (1 + level) / 2])
         return math.exp(lo), math.exp(med), math.exp(hi)
 
+    def predicts(self, name: str) -> bool:
+        return name in self.predictive
+
     def predictive_interval(self, name: str, level: float = 0.9) -> tuple[float, float, float]:
         """(low, median, high) of a simulated value over the posterior, one fresh run per particle."""
         lo, med, hi = weighted_quantiles(self.predictive[name], self.weights, [(1 - level) / 2, 0.5, (1 + level) / 2])

@@ -1,12 +1,14 @@
-"""A whole calibration: point fit across seeds, ABC-SMC posterior, out-of-sample validation.
+"""A whole calibration: point fit across seeds, a posterior, out-of-sample validation.
 
 This is what ``credsim calibrate`` runs and what its report shows; it works for any scenario
 and targets file (nothing here knows about the court list). The steps, each using the same
 cached, parallel :class:`credsim.calib_runs.Runner`:
 
 1. least squares on the log-ratios, averaged over the fit seeds (``simulate.seeds``);
-2. ABC-SMC centred on that point (prior: log-uniform bounds of the targets file), giving
-   parameter intervals and posterior-predictive intervals of every target and check;
+2. a posterior around that point (prior: log-uniform bounds of the targets file), giving
+   parameter intervals and posterior-predictive intervals of every target and check: ABC-SMC
+   (:mod:`credsim.abc_smc`) or a Laplace approximation (:mod:`credsim.laplace`), which needs far
+   fewer runs when there are many parameters;
 3. the fitted point re-run at the validation seeds (and size), which the fit never used:
    each target's and check's value there, with its spread across those seeds.
 """
@@ -24,7 +26,10 @@ import numpy as np
 from credsim.abc_smc import Generation, Posterior, Prior, abc_smc
 from credsim.calib_runs import Runner
 from credsim.calibrate import Evaluation, Fit, TargetsFile, fit
+from credsim.laplace import Laplace, laplace
 from credsim.scenario.schema import Scenario
+
+POSTERIOR_METHODS = ("abc-smc", "laplace")  # what --posterior accepts
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class Calibration:
     tf: TargetsFile
     fit: Fit
     fit_spread: dict[str, Spread]
-    posterior: Posterior | None = None
+    posterior: Posterior | Laplace | None = None
     validation: dict[str, Spread] = field(default_factory=dict)
     validation_population: int | None = None
     wall_seconds: float = 0.0
@@ -88,7 +93,7 @@ class Calibration:
 
     def predictive_ratio(self, key: str, level: float = 0.9) -> tuple[float, float, float] | None:
         """Posterior-predictive (low, median, high) of a figure as ratios to the scaled figure."""
-        if self.posterior is None or key not in self.posterior.predictive:
+        if self.posterior is None or not self.posterior.predicts(key):
             return None
         fig = self.fit_spread[key].figure
         lo, med, hi = self.posterior.predictive_interval(key, level)
@@ -117,25 +122,50 @@ def predictive_seeds(particles: int, taken: set[int]) -> list[int]:
     return out
 
 
+def noise_seed_count(parameters: int) -> int:
+    """Default number of runs of the fitted point for the Laplace posterior's noise: the sandwich
+    needs more than ``parameters + 1`` (rank), and its t has one degree of freedom fewer."""
+    return parameters + 5
+
+
 def run_calibration(scen: Scenario, tf: TargetsFile, targets_file: str, runner: Runner, *, max_evals: int,
-                    particles: int, generations: int, abc_seed: int = 0,
+                    particles: int, generations: int, abc_seed: int = 0, method: str = "abc-smc",
+                    noise_seeds: int | None = None,
                     on_eval: Callable[[Evaluation], None] | None = None,
                     on_generation: Callable[[int, Generation], None] | None = None,
                     on_stage: Callable[[str], None] | None = None) -> Calibration:
-    """Fit, posterior (if ``particles`` > 0 and there are parameters) and validation (if the file asks)."""
+    """Fit, posterior and validation (if the file asks).
+
+    ``method`` "abc-smc": ``particles`` x ``generations`` (no posterior when ``particles`` is 0).
+    "laplace": the fitted point at ``noise_seeds`` seeds (the fit seeds and fresh ones; default
+    :func:`noise_seed_count`), one step of each parameter at each fit seed, and ``particles`` runs
+    at posterior draws, each at a fresh seed, that check the linear model."""
+    if method not in POSTERIOR_METHODS:
+        raise ValueError(f"posterior method {method!r}: expected one of {POSTERIOR_METHODS}")
     t0 = time.perf_counter()
     stage = on_stage or (lambda _s: None)
     stage(f"fit: least squares over seeds {tf.simulate.fit_seeds}")
     f = fit(scen, tf, max_evals=max_evals, on_eval=on_eval, run=runner)
     cal = Calibration(scen.name, targets_file, tf, f, spreads(f.best_by_seed), workers=runner.workers)
-    if particles > 0 and tf.parameters:
+    taken = set(tf.simulate.fit_seeds) | set(tf.validation.seeds if tf.validation is not None else [])
+
+    def simulate(batch: list[tuple[dict[str, float], int]]) -> list[dict[str, float]]:
+        return [ev.values() for ev in runner(batch)]
+
+    if method == "laplace" and tf.parameters:
+        fit_seeds = tf.simulate.fit_seeds
+        total = noise_seeds or noise_seed_count(len(tf.parameters))
+        extra = max(0, total - len(fit_seeds))
+        fresh = predictive_seeds(extra + particles, taken)
+        stage(f"posterior: Laplace at the fit, {len(tf.parameters)} parameter steps x {len(fit_seeds)} seeds, "
+              f"noise from {len(fit_seeds) + extra} seeds, {particles} check runs")
+        figures = list(tf.targets) + list(tf.checks)
+        cal.posterior = laplace(simulate, prior_of(tf), dict(f.best.scaled), f.best.params, fit_seeds,
+                                [*fit_seeds, *fresh[:extra]], seed=abc_seed, check_seeds=fresh[extra:],
+                                names=figures)
+    elif particles > 0 and tf.parameters:
         stage(f"posterior: ABC-SMC, {particles} particles x {generations} generations")
         observed = dict(f.best.scaled)
-
-        def simulate(batch: list[tuple[dict[str, float], int]]) -> list[dict[str, float]]:
-            return [ev.values() for ev in runner(batch)]
-
-        taken = set(tf.simulate.fit_seeds) | set(tf.validation.seeds if tf.validation is not None else [])
         cal.posterior = abc_smc(simulate, prior_of(tf), observed, tf.simulate.fit_seeds, particles=particles,
                                 generations=generations, seed=abc_seed, centre=f.best.params,
                                 predictive_seeds=predictive_seeds(particles, taken), on_generation=on_generation)

@@ -1,5 +1,5 @@
 """``credsim calibrate``: fit a scenario's parameters to published targets across seeds, give
-their uncertainty (ABC-SMC), validate at seeds the fit never used, and write the fitted
+their uncertainty (ABC-SMC or a Laplace approximation), validate at seeds the fit never used, and write the fitted
 scenario and an HTML report (see :mod:`credsim.calib_pipeline`).
 
 Every run is cached under ``--cache`` as it finishes, keyed by the configured scenario's
@@ -9,16 +9,26 @@ it already has.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from credsim.abc_smc import Generation
-from credsim.calib_pipeline import Calibration, Spread, run_calibration, spreads, verdict, write_text
+from credsim.calib_pipeline import (
+    POSTERIOR_METHODS,
+    Calibration,
+    Spread,
+    run_calibration,
+    spreads,
+    verdict,
+    write_text,
+)
 from credsim.calib_runs import Runner
 from credsim.calibrate import Evaluation, TargetsFile, load_targets, render_yaml
 from credsim.cli.common import fail
+from credsim.laplace import Laplace
 from credsim.scenario.load import ScenarioError, load_scenario
 
 app = typer.Typer()
@@ -40,15 +50,25 @@ def calibrate_cmd(
     workers: Annotated[int, typer.Option(min=1, help="runs in parallel (processes)")] = 1,
     ray: Annotated[bool, typer.Option("--ray", help="run as tasks on a local Ray (half a CPU each, --workers "
                                       "at a time) instead of processes; same results")] = False,
-    particles: Annotated[int, typer.Option(min=0, help="ABC-SMC particles (0: no posterior)")] = 24,
+    posterior: Annotated[str, typer.Option(help=f"how the parameters' uncertainty is found: "
+                                           f"{' or '.join(POSTERIOR_METHODS)} (see docs/calibration.md)")]
+    = "abc-smc",
+    particles: Annotated[int, typer.Option(min=0, help="ABC-SMC particles (0: no posterior); laplace: runs "
+                                           "at posterior draws that check its linear model")] = 24,
     generations: Annotated[int, typer.Option(min=1, help="ABC-SMC generations")] = 3,
-    abc_seed: Annotated[int, typer.Option(min=0, help="seed of the ABC-SMC sampler's draws")] = 0,
+    noise_seeds: Annotated[int | None, typer.Option(min=3, help="laplace: seeds of the fitted point's runs "
+                                                    "for the run-to-run noise, fit seeds included "
+                                                    "(default: parameters + 5)")] = None,
+    abc_seed: Annotated[int, typer.Option(min=0, help="seed of the sampler's draws")] = 0,
     cache: Annotated[Path | None, typer.Option(help="directory of finished runs (default: "
                                                "<scenario>-calibration-runs)")] = None,
     check: Annotated[bool, typer.Option("--check", help="only evaluate the scenario as it is, at the fit "
                                         "and validation seeds")] = False,
 ) -> None:
     """Fit scenario parameters to published targets (scaled to N), with intervals and out-of-sample checks."""
+    if posterior not in POSTERIOR_METHODS:
+        raise typer.BadParameter(f"{posterior!r}: expected one of {', '.join(POSTERIOR_METHODS)}",
+                                 param_hint="--posterior")
     try:
         scen = load_scenario(scenario)
         tf = load_targets(targets)
@@ -66,7 +86,8 @@ def calibrate_cmd(
                 _check(runner, tf)
                 return
             cal = run_calibration(scen, tf, str(targets), runner, max_evals=max_evals, particles=particles,
-                                  generations=generations, abc_seed=abc_seed, on_eval=_echo_point,
+                                  generations=generations, abc_seed=abc_seed, method=posterior,
+                                  noise_seeds=noise_seeds, on_eval=_echo_point,
                                   on_generation=_echo_generation, on_stage=lambda s: typer.echo(s, err=True))
     except ScenarioError as exc:
         fail(exc)
@@ -133,6 +154,14 @@ def _print(cal: Calibration) -> None:
     if cal.validation:
         _print_spreads(f"validation seeds (never fitted), {cal.validation_population:,} citizens", cal.tf,
                        cal.validation)
+    if isinstance(cal.posterior, Laplace):
+        post = cal.posterior
+        inside, total = post.check_coverage()
+        typer.echo(f"Laplace posterior: misfit chi2 {post.chi2:.3g} against {post.chi2_expected:.3g} from the "
+                   f"runs' noise, intervals widened x{math.sqrt(post.inflation):.2f}; {len(post.noise_seeds)} noise "
+                   f"seeds (t, {len(post.noise_seeds) - 1} df)"
+                   + (f"; check runs: {inside} of {total} figures inside their 90% predictive interval"
+                      if total else ""))
     if cal.posterior is not None:
         typer.echo("parameters: fitted, posterior median [90% interval]")
         for k in cal.tf.parameters:
