@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from credsim.abc_smc import Prior
+from credsim.abc_smc import Prior, distance
+from credsim.calibrate import TargetSpec
 from credsim.laplace import laplace
 
 PRIOR = Prior(("a", "b"), (0.1, 0.1), (10.0, 10.0))
@@ -126,3 +127,23 @@ def test_too_few_noise_seeds_for_the_parameters_are_refused() -> None:
     obs = {"y1": 400.0, "y2": 400.0, "y3": 600.0}
     with pytest.raises(ValueError, match="needs >= 4 noise seeds"):
         laplace(model, PRIOR, obs, {"a": 1.0, "b": 1.0}, FIT_SEEDS, [0, 1, 2])
+
+
+def test_a_rate_below_one_half_is_not_read_as_one_half() -> None:
+    """Half an event is the floor of a count's log; a rate (precision 0.43, a group's share of picks)
+    needs its own, or every value below 0.5 reads the same and the figure pins nothing."""
+    def rate_model(batch: list[tuple[dict[str, float], int]]) -> list[dict[str, float]]:
+        return [{"r": _poisson(seed, 1, 4000 * p["a"]) / 10000, "n": _poisson(seed, 2, 400 * p["b"])}
+                for p, seed in batch]
+
+    obs = {"r": 0.3, "n": 400.0}
+    floors = {"r": TargetSpec(metric="m", per="d", to_day=1, value=0.3).log_floor,
+              "n": TargetSpec(metric="m", to_day=1, value=400).log_floor}
+    assert floors == {"r": 1e-6, "n": 0.5}
+    post = laplace(rate_model, PRIOR, obs, {"a": 0.75, "b": 1.0}, FIT_SEEDS, NOISE_SEEDS, floors=floors)
+    assert post.jacobian[0, 0] == pytest.approx(1.0, abs=0.15)
+    assert post.interval("a")[2] < 0.9  # 0.3 pins a near 0.75
+    floored = laplace(rate_model, PRIOR, obs, {"a": 0.75, "b": 1.0}, FIT_SEEDS, NOISE_SEEDS)
+    assert floored.jacobian[0, 0] == 0.0  # what every rate below 0.5 read before
+    assert distance({"r": 0.2}, {"r": 0.4}, floors) == pytest.approx(math.log(2))
+    assert distance({"r": 0.2}, {"r": 0.4}) == pytest.approx(math.log(1.25))

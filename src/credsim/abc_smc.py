@@ -36,7 +36,7 @@ selected for being close and would be too narrow.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -127,9 +127,12 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs: Sequence[float]) -> lis
     return [float(np.interp(q, cdf, xs)) for q in qs]
 
 
-def distance(values: dict[str, float], observed: dict[str, float]) -> float:
-    """Root-mean-square log-ratio of simulated to observed (counts below 0.5 taken as 0.5)."""
-    return math.sqrt(sum(math.log(max(values[k], 0.5) / v) ** 2 for k, v in observed.items()) / len(observed))
+def distance(values: dict[str, float], observed: dict[str, float], floors: Mapping[str, float] | None = None) -> float:
+    """Root-mean-square log-ratio of simulated to observed; a value below its floor (default 0.5,
+    half an event of a count) is read as the floor."""
+    fl = floors or {}
+    return math.sqrt(sum(math.log(max(values[k], fl.get(k, 0.5)) / v) ** 2 for k, v in observed.items())
+                     / len(observed))
 
 
 def draws(seed: int, generation: int, particle: int, rnd: int) -> np.random.Generator:
@@ -140,14 +143,15 @@ def draws(seed: int, generation: int, particle: int, rnd: int) -> np.random.Gene
 def abc_smc(simulate: Simulator, prior: Prior, observed: dict[str, float], seeds: Sequence[int], *,
             particles: int = 24, generations: int = 3, seed: int = 0, quantile: float = 0.5,
             max_rounds: int = 6, centre: dict[str, float] | None = None, centre_sd: float = 0.25,
-            predictive_seeds: Sequence[int] | None = None,
+            predictive_seeds: Sequence[int] | None = None, floors: Mapping[str, float] | None = None,
             on_generation: Callable[[int, Generation], None] | None = None) -> Posterior:
     """The ABC-SMC posterior of ``prior`` given ``observed`` (see the module docstring).
 
     ``predictive_seeds``: final particle p's posterior-predictive run is made at
     ``predictive_seeds[p]`` (one seed per particle, so each run brings its own noise); without them,
     at a seed drawn from ``seeds``, which, when ``seeds`` are a few fit seeds, lets every
-    particle share one of a few noise draws and narrows the intervals of noisy figures."""
+    particle share one of a few noise draws and narrows the intervals of noisy figures.
+    ``floors``: the least value each figure's log-ratio reads (default 0.5, for counts)."""
     if particles < 4 or generations < 1 or not seeds or not observed:
         raise ValueError("ABC-SMC needs >= 4 particles, >= 1 generation, seeds and observed values")
     d = len(prior.names)
@@ -178,7 +182,7 @@ def abc_smc(simulate: Simulator, prior: Prior, observed: dict[str, float], seeds
             results = simulate([(params, s) for _, _, params, s in batch])
             runs += len(batch)
             for (p, x, _, _), vals in zip(batch, results, strict=True):
-                dist = distance(vals, observed)
+                dist = distance(vals, observed, floors)
                 w = _weight(x, g, prior, mu0, centre_sd, prev_x, prev_w, sd)
                 seen.append((dist, x, w))
                 if dist <= eps:

@@ -152,6 +152,8 @@ def run_calibration(scen: Scenario, tf: TargetsFile, targets_file: str, runner: 
     def simulate(batch: list[tuple[dict[str, float], int]]) -> list[dict[str, float]]:
         return [ev.values() for ev in runner(batch)]
 
+    floors = {k: spec.log_floor for k, spec in (tf.targets | tf.checks).items()}  # targets first
+
     if method == "laplace" and tf.parameters:
         fit_seeds = tf.simulate.fit_seeds
         total = noise_seeds or noise_seed_count(len(tf.parameters))
@@ -159,16 +161,16 @@ def run_calibration(scen: Scenario, tf: TargetsFile, targets_file: str, runner: 
         fresh = predictive_seeds(extra + particles, taken)
         stage(f"posterior: Laplace at the fit, {len(tf.parameters)} parameter steps x {len(fit_seeds)} seeds, "
               f"noise from {len(fit_seeds) + extra} seeds, {particles} check runs")
-        figures = list(tf.targets) + list(tf.checks)
         cal.posterior = laplace(simulate, prior_of(tf), dict(f.best.scaled), f.best.params, fit_seeds,
                                 [*fit_seeds, *fresh[:extra]], seed=abc_seed, check_seeds=fresh[extra:],
-                                names=figures)
+                                names=list(floors), floors=floors)
     elif particles > 0 and tf.parameters:
         stage(f"posterior: ABC-SMC, {particles} particles x {generations} generations")
         observed = dict(f.best.scaled)
         cal.posterior = abc_smc(simulate, prior_of(tf), observed, tf.simulate.fit_seeds, particles=particles,
                                 generations=generations, seed=abc_seed, centre=f.best.params,
-                                predictive_seeds=predictive_seeds(particles, taken), on_generation=on_generation)
+                                predictive_seeds=predictive_seeds(particles, taken), floors=floors,
+                                on_generation=on_generation)
     if tf.validation is not None:
         n = tf.validation.population or tf.simulate.population
         stage(f"validation: {n:,} citizens at seeds {tf.validation.seeds} (never used in the fit)")

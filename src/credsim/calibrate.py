@@ -45,6 +45,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+COUNT_FLOOR = 0.5  # a count of 0 is read as half an event in a log-ratio (it would be -inf)
+RATE_FLOOR = 1e-6  # a rate of 0 likewise: far off, but finite
+
+
 class TargetSpec(_Strict):
     metric: str = Field(min_length=1, max_length=200)
     kind: Literal["sum", "at"] = "sum"
@@ -75,6 +79,12 @@ class TargetSpec(_Strict):
     def is_rate(self) -> bool:
         """A ratio of two counts of the same run: compared as it is, whatever the population."""
         return self.per is not None
+
+    @property
+    def log_floor(self) -> float:
+        """The least value a log-ratio reads: half an event for a count; for a rate (precision 0.43, a
+        share) half an event would swallow every value below 0.5, so a rate's floor is tiny."""
+        return RATE_FLOOR if self.is_rate else COUNT_FLOOR
 
 
 class ParameterSpec(_Strict):
@@ -398,8 +408,8 @@ def fit(scen: Scenario, tf: TargetsFile, *, max_evals: int = 60, threads: int | 
             by_seed[key] = evs
             if on_eval is not None:
                 on_eval(ev)
-            cache[key] = np.array([weight * math.log(max(e.simulated[k], 0.5) / e.scaled[k])
-                                   for e in evs for k in tf.targets])
+            cache[key] = np.array([weight * math.log(max(e.simulated[k], spec.log_floor) / e.scaled[k])
+                                   for e in evs for k, spec in tf.targets.items()])
         return cache[key]
 
     if names and max_evals > 1:

@@ -46,7 +46,7 @@ interval and how far they sit from the linear prediction, in units of a run's no
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,6 +80,7 @@ class Laplace:
     draws: np.ndarray  # (D, p) log parameters, inside the bounds
     acceptance: float  # share of draws inside the bounds
     z: np.ndarray  # (D, m) one run's noise for each draw, in noise sds (t scale included)
+    floors: np.ndarray  # (m,) the least value each figure's log reads
     runs: int = 0
     check_draws: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # (K, p) run at fresh seeds
     check_seeds: tuple[int, ...] = ()
@@ -124,13 +125,13 @@ class Laplace:
             k = self.figures.index(name)
             pred = self.mu[k] + (self.check_draws - self.fitted) @ self.jacobian[k]
             sd = math.sqrt(max(float(self.noise[k, k]), 1e-300))
-            out.append(math.sqrt(float(np.mean((_log(vals) - pred) ** 2))) / sd)
+            out.append(math.sqrt(float(np.mean((_log(vals, self.floors[k]) - pred) ** 2))) / sd)
         return float(np.median(out))
 
 
-def _log(v: np.ndarray | Sequence[float] | float) -> np.ndarray:
-    """Log of a figure, counts below 0.5 taken as 0.5 (as the fit and ABC's distance do)."""
-    return np.log(np.maximum(np.asarray(v, dtype=float), 0.5))
+def _log(v: np.ndarray | Sequence[float] | float, floor: np.ndarray | float = 0.5) -> np.ndarray:
+    """Log of a figure, a value below its floor read as the floor (as the fit and ABC's distance do)."""
+    return np.log(np.maximum(np.asarray(v, dtype=float), floor))
 
 
 def _step_point(prior: Prior, x: np.ndarray, j: int, h: float) -> tuple[dict[str, float], float]:
@@ -150,14 +151,16 @@ def _step_point(prior: Prior, x: np.ndarray, j: int, h: float) -> tuple[dict[str
 
 def laplace(simulate: Simulator, prior: Prior, observed: dict[str, float], fitted: dict[str, float],
             fit_seeds: Sequence[int], noise_seeds: Sequence[int], *, step: float = 0.1, draws: int = 4000,
-            seed: int = 0, check_seeds: Sequence[int] = (), names: Sequence[str] | None = None) -> Laplace:
+            seed: int = 0, check_seeds: Sequence[int] = (), names: Sequence[str] | None = None,
+            floors: Mapping[str, float] | None = None) -> Laplace:
     """The Laplace posterior around ``fitted`` (see the module docstring).
 
     ``observed``: the scaled targets; ``noise_seeds``: seeds of the fitted point's runs for the
     noise (the fit seeds should be among them: their runs are then shared with the Jacobian's);
     ``check_seeds``: one run per seed at the first posterior draws, to check the linear model;
     ``names``: every figure the simulator returns that should get a predictive interval
-    (default: what it returns, targets first)."""
+    (default: what it returns, targets first); ``floors``: the least value each figure's log
+    reads (default 0.5, half an event of a count; a rate needs a smaller one)."""
     p = len(prior.names)
     if len(noise_seeds) < p + 2 or not fit_seeds or not observed:
         raise ValueError(f"a Laplace posterior of {p} parameters needs >= {p + 2} noise seeds (a run-to-run "
@@ -176,21 +179,22 @@ def laplace(simulate: Simulator, prior: Prior, observed: dict[str, float], fitte
     m, mt = len(figs), len(targets)
     if figs[:mt] != targets:
         raise ValueError("names must list the observed targets first")
+    fl = np.array([(floors or {}).get(k, 0.5) for k in figs])
     steps = np.array([h for _, h in moves])
     jac = np.zeros((m, p))
     for j in range(p):
         for i_s, s in enumerate(fit_seeds):
             moved = out[len(seeds) + j * len(fit_seeds) + i_s]
-            jac[:, j] += (_log([moved[k] for k in figs]) - _log([at[s][k] for k in figs])) / steps[j]
+            jac[:, j] += (_log([moved[k] for k in figs], fl) - _log([at[s][k] for k in figs], fl)) / steps[j]
     jac /= len(fit_seeds)
-    logs = np.array([_log([at[s][k] for k in figs]) for s in noise_seeds])
+    logs = np.array([_log([at[s][k] for k in figs], fl) for s in noise_seeds])
     n_noise = len(noise_seeds)
     mu = logs.mean(axis=0)
     noise = np.cov(logs, rowvar=False, ddof=1).reshape(m, m)
     var_t = np.maximum(np.diag(noise)[:mt], 1e-12)
     w = 1.0 / var_t  # working weights: each target by its own run-to-run variance
     jt = jac[:mt]
-    r = _log([observed[k] for k in targets]) - mu[:mt]
+    r = _log([observed[k] for k in targets], fl[:mt]) - mu[:mt]
     width = prior.hi - prior.lo
     p0 = np.diag(1.0 / (PRIOR_SD_WIDTHS * width) ** 2)
     bread = np.linalg.inv(jt.T @ (w[:, None] * jt) + p0)
@@ -211,7 +215,7 @@ def laplace(simulate: Simulator, prior: Prior, observed: dict[str, float], fitte
     sample, scale, acceptance = _truncated_t(centre, cov, nu, prior, draws, seed)
     z = _normals(seed, "laplace-noise", (len(sample), m)) * scale[:, None]
     post = Laplace(prior, tuple(figs), mt, x_fit, centre, steps, jac, mu, noise, tuple(noise_seeds), chi2,
-                   expected, dof, inflation, cov, sample, acceptance, z, runs)
+                   expected, dof, inflation, cov, sample, acceptance, z, fl, runs)
     if check_seeds:
         k = len(check_seeds)
         if k > len(sample):
