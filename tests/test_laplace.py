@@ -107,20 +107,40 @@ def test_same_seed_same_posterior_and_the_runs_add_up() -> None:
     assert abs(a.jacobian[0, 1]) < 0.15
 
 
+def _days_model(batch: list[tuple[dict[str, float], int]]) -> list[dict[str, float]]:
+    """A day count that matters only below 45 days (like a listing term few listings outlive)."""
+    return [{"y": _poisson(seed, 1, 20 * min(p["days"], 45) * p["rate"]), "z": _poisson(seed, 2, 300 * p["rate"])}
+            for p, seed in batch]
+
+
+DAYS_PRIOR = Prior(("days", "rate"), (10.0, 0.1), (50.0, 10.0), (True, False))
+
+
 def test_integer_parameters_step_by_at_least_one_and_backwards_at_the_upper_bound() -> None:
-    prior = Prior(("days", "rate"), (10.0, 0.1), (50.0, 10.0), (True, False))
-
-    def days_model(batch: list[tuple[dict[str, float], int]]) -> list[dict[str, float]]:
-        out = []
-        for p, seed in batch:
-            r = np.random.Generator(np.random.Philox(key=seed))
-            out.append({"y": float(r.poisson(20 * p["days"] * p["rate"])), "z": float(r.poisson(300 * p["rate"]))})
-        return out
-
-    obs = {"y": 1000.0, "z": 300.0}
-    post = laplace(days_model, prior, obs, {"days": 50, "rate": 1.0}, FIT_SEEDS, NOISE_SEEDS, step=0.01)
+    obs = {"y": 900.0, "z": 300.0}
+    post = laplace(_days_model, DAYS_PRIOR, obs, {"days": 50, "rate": 1.0}, FIT_SEEDS, NOISE_SEEDS, step=0.01,
+                   refine_rounds=0)
     assert post.steps[0] == pytest.approx(math.log(49 / 50))  # 50 * e^0.01 rounds to 50; backwards from the bound
     assert post.steps[1] == pytest.approx(0.01, rel=1e-3)
+    assert post.jacobian[0, 0] == 0.0 and post.refined == ()
+
+
+def test_a_parameter_flat_at_the_fit_is_stepped_again_at_the_posteriors_scale() -> None:
+    """At 50 days the figures do not move one day back, so the first posterior of ``days`` is about
+    its prior, reaching 10 days where ``y`` would fall by 78%. It is stepped again by its posterior sd
+    (a secant over the range the posterior covers), which the figures do see."""
+    obs = {"y": 900.0, "z": 300.0}
+    asked: list[int] = []
+
+    def counting(batch: list[tuple[dict[str, float], int]]) -> list[dict[str, float]]:
+        asked.append(len(batch))
+        return _days_model(batch)
+
+    post = laplace(counting, DAYS_PRIOR, obs, {"days": 50, "rate": 1.0}, FIT_SEEDS, NOISE_SEEDS)
+    assert post.refined[0] == "days" and "rate" not in post.refined
+    assert post.steps[0] < math.log(40 / 50) and post.jacobian[0, 0] > 0.1
+    assert post.interval("days")[0] > 20  # the short terms the figures rule out are ruled out
+    assert post.runs == sum(asked) and asked[1:] == [len(FIT_SEEDS)] * len(post.refined)
 
 
 def test_too_few_noise_seeds_for_the_parameters_are_refused() -> None:
@@ -143,7 +163,7 @@ def test_a_rate_below_one_half_is_not_read_as_one_half() -> None:
     post = laplace(rate_model, PRIOR, obs, {"a": 0.75, "b": 1.0}, FIT_SEEDS, NOISE_SEEDS, floors=floors)
     assert post.jacobian[0, 0] == pytest.approx(1.0, abs=0.15)
     assert post.interval("a")[2] < 0.9  # 0.3 pins a near 0.75
-    floored = laplace(rate_model, PRIOR, obs, {"a": 0.75, "b": 1.0}, FIT_SEEDS, NOISE_SEEDS)
+    floored = laplace(rate_model, PRIOR, obs, {"a": 0.75, "b": 1.0}, FIT_SEEDS, NOISE_SEEDS, refine_rounds=0)
     assert floored.jacobian[0, 0] == 0.0  # what every rate below 0.5 read before
     assert distance({"r": 0.2}, {"r": 0.4}, floors) == pytest.approx(math.log(2))
     assert distance({"r": 0.2}, {"r": 0.4}) == pytest.approx(math.log(1.25))

@@ -55,6 +55,7 @@ from credsim.abc_smc import Prior, Simulator
 from credsim.rng import day_key
 
 PRIOR_SD_WIDTHS = 3.0  # sd of the weak normal standing in for the flat prior, in bound widths
+WIDE_STEPS = 2.0  # a posterior sd beyond this many steps: step again, by the sd
 MIN_ACCEPTANCE = 1e-3  # truncated draws: refuse a posterior almost wholly outside the bounds
 
 
@@ -81,6 +82,7 @@ class Laplace:
     acceptance: float  # share of draws inside the bounds
     z: np.ndarray  # (D, m) one run's noise for each draw, in noise sds (t scale included)
     floors: np.ndarray  # (m,) the least value each figure's log reads
+    refined: tuple[str, ...]  # parameters stepped again at the posterior's scale, once per round
     runs: int = 0
     check_draws: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # (K, p) run at fresh seeds
     check_seeds: tuple[int, ...] = ()
@@ -152,7 +154,7 @@ def _step_point(prior: Prior, x: np.ndarray, j: int, h: float) -> tuple[dict[str
 def laplace(simulate: Simulator, prior: Prior, observed: dict[str, float], fitted: dict[str, float],
             fit_seeds: Sequence[int], noise_seeds: Sequence[int], *, step: float = 0.1, draws: int = 4000,
             seed: int = 0, check_seeds: Sequence[int] = (), names: Sequence[str] | None = None,
-            floors: Mapping[str, float] | None = None) -> Laplace:
+            floors: Mapping[str, float] | None = None, refine_rounds: int = 2) -> Laplace:
     """The Laplace posterior around ``fitted`` (see the module docstring).
 
     ``observed``: the scaled targets; ``noise_seeds``: seeds of the fitted point's runs for the
@@ -160,7 +162,8 @@ def laplace(simulate: Simulator, prior: Prior, observed: dict[str, float], fitte
     ``check_seeds``: one run per seed at the first posterior draws, to check the linear model;
     ``names``: every figure the simulator returns that should get a predictive interval
     (default: what it returns, targets first); ``floors``: the least value each figure's log
-    reads (default 0.5, half an event of a count; a rate needs a smaller one)."""
+    reads (default 0.5, half an event of a count; a rate needs a smaller one); ``refine_rounds``:
+    how often a parameter whose posterior sd exceeds twice its step is stepped again by that sd."""
     p = len(prior.names)
     if len(noise_seeds) < p + 2 or not fit_seeds or not observed:
         raise ValueError(f"a Laplace posterior of {p} parameters needs >= {p + 2} noise seeds (a run-to-run "
@@ -183,39 +186,41 @@ def laplace(simulate: Simulator, prior: Prior, observed: dict[str, float], fitte
     steps = np.array([h for _, h in moves])
     jac = np.zeros((m, p))
     for j in range(p):
-        for i_s, s in enumerate(fit_seeds):
-            moved = out[len(seeds) + j * len(fit_seeds) + i_s]
-            jac[:, j] += (_log([moved[k] for k in figs], fl) - _log([at[s][k] for k in figs], fl)) / steps[j]
-    jac /= len(fit_seeds)
+        jac[:, j] = _column(out[len(seeds) + j * len(fit_seeds):len(seeds) + (j + 1) * len(fit_seeds)],
+                            [at[s] for s in fit_seeds], figs, fl, steps[j])
     logs = np.array([_log([at[s][k] for k in figs], fl) for s in noise_seeds])
     n_noise = len(noise_seeds)
     mu = logs.mean(axis=0)
     noise = np.cov(logs, rowvar=False, ddof=1).reshape(m, m)
-    var_t = np.maximum(np.diag(noise)[:mt], 1e-12)
-    w = 1.0 / var_t  # working weights: each target by its own run-to-run variance
-    jt = jac[:mt]
     r = _log([observed[k] for k in targets], fl[:mt]) - mu[:mt]
-    width = prior.hi - prior.lo
-    p0 = np.diag(1.0 / (PRIOR_SD_WIDTHS * width) ** 2)
-    bread = np.linalg.inv(jt.T @ (w[:, None] * jt) + p0)
-    delta = bread @ (jt.T @ (w * r))
     # r = log obs - mu carries one run's noise and the noise of mu, a mean of n_noise runs
     s_r = (1 + 1 / n_noise) * noise[:mt, :mt]
-    wj = w[:, None] * jt
-    meat = wj.T @ s_r @ wj + p0  # the weak prior as one more observation with its own variance
-    resid = r - jt @ delta
-    chi2 = float(resid @ (w * resid))
-    proj = np.eye(mt) - jt @ bread @ wj.T  # the residual after the step, as a map of the noise
-    expected = float(np.trace(proj.T @ np.diag(w) @ proj @ s_r))
+    width = prior.hi - prior.lo
+    g = _gaussian(jac[:mt], r, s_r, width)
+    refined: list[str] = []
+    for _ in range(refine_rounds):
+        # a posterior reaching far past the step was linearised where the figures may be flat (a
+        # term at its bound barely moves anything 10% away): measure the slope at the posterior's scale
+        wide = [j for j in range(p) if math.sqrt(g.cov[j, j]) > WIDE_STEPS * abs(steps[j])]
+        if not wide:
+            break
+        again = {j: _step_point(prior, x_fit, j, min(math.sqrt(g.cov[j, j]), 0.5 * width[j])) for j in wide}
+        out2 = simulate([(again[j][0], s) for j in wide for s in fit_seeds])
+        runs += len(out2)
+        for i, j in enumerate(wide):
+            steps[j] = again[j][1]
+            jac[:, j] = _column(out2[i * len(fit_seeds):(i + 1) * len(fit_seeds)], [at[s] for s in fit_seeds],
+                                figs, fl, steps[j])
+            refined.append(prior.names[j])
+        g = _gaussian(jac[:mt], r, s_r, width)
+    delta, cov, chi2, expected, inflation = g.delta, g.cov, g.chi2, g.expected, g.inflation
     dof = mt - p
-    inflation = max(1.0, chi2 / expected) if dof > 0 and expected > 0 else 1.0
-    cov = inflation * (bread @ meat @ bread)
     centre = x_fit + delta
     nu = len(noise_seeds) - 1
     sample, scale, acceptance = _truncated_t(centre, cov, nu, prior, draws, seed)
     z = _normals(seed, "laplace-noise", (len(sample), m)) * scale[:, None]
     post = Laplace(prior, tuple(figs), mt, x_fit, centre, steps, jac, mu, noise, tuple(noise_seeds), chi2,
-                   expected, dof, inflation, cov, sample, acceptance, z, fl, runs)
+                   expected, dof, inflation, cov, sample, acceptance, z, fl, tuple(refined), runs)
     if check_seeds:
         k = len(check_seeds)
         if k > len(sample):
@@ -226,6 +231,41 @@ def laplace(simulate: Simulator, prior: Prior, observed: dict[str, float], fitte
         post.checked = {f: np.array([v[f] for v in res]) for f in figs}
         post.runs += k
     return post
+
+
+def _column(moved: Sequence[dict[str, float]], base: Sequence[dict[str, float]], figs: list[str], fl: np.ndarray,
+            h: float) -> np.ndarray:
+    """One Jacobian column: the log figures' change over the step, averaged over the fit seeds (each
+    pair of runs at one seed shares its random numbers)."""
+    diffs = [_log([mv[k] for k in figs], fl) - _log([b[k] for k in figs], fl)
+             for mv, b in zip(moved, base, strict=True)]
+    return np.asarray(np.mean(diffs, axis=0) / h)
+
+
+@dataclass(frozen=True)
+class _Gaussian:
+    delta: np.ndarray  # the weighted least-squares step from the fit
+    cov: np.ndarray
+    chi2: float
+    expected: float
+    inflation: float
+
+
+def _gaussian(jt: np.ndarray, r: np.ndarray, s_r: np.ndarray, width: np.ndarray) -> _Gaussian:
+    """The sandwich posterior of the targets' Jacobian ``jt``, residual ``r`` and its noise ``s_r``."""
+    mt, p = jt.shape
+    w = 1.0 / np.maximum(np.diag(s_r), 1e-12)  # working weights: each target by its own run-to-run variance
+    p0 = np.diag(1.0 / (PRIOR_SD_WIDTHS * width) ** 2)
+    bread = np.linalg.inv(jt.T @ (w[:, None] * jt) + p0)
+    delta = bread @ (jt.T @ (w * r))
+    wj = w[:, None] * jt
+    meat = wj.T @ s_r @ wj + p0  # the weak prior as one more observation with its own variance
+    resid = r - jt @ delta
+    chi2 = float(resid @ (w * resid))
+    proj = np.eye(mt) - jt @ bread @ wj.T  # the residual after the step, as a map of the noise
+    expected = float(np.trace(proj.T @ np.diag(w) @ proj @ s_r))
+    inflation = max(1.0, chi2 / expected) if mt > p and expected > 0 else 1.0
+    return _Gaussian(delta, inflation * (bread @ meat @ bread), chi2, expected, inflation)
 
 
 def _normals(seed: int, stream: str, shape: tuple[int, int]) -> np.ndarray:

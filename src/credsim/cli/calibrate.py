@@ -160,6 +160,7 @@ def _print(cal: Calibration) -> None:
         typer.echo(f"Laplace posterior: misfit chi2 {post.chi2:.3g} against {post.chi2_expected:.3g} from the "
                    f"runs' noise, intervals widened x{math.sqrt(post.inflation):.2f}; {len(post.noise_seeds)} noise "
                    f"seeds (t, {len(post.noise_seeds) - 1} df)"
+                   + (f"; stepped again: {', '.join(dict.fromkeys(post.refined))}" if post.refined else "")
                    + (f"; check runs: {inside} of {total} figures inside their 90% predictive interval"
                       if total else ""))
     if cal.posterior is not None:

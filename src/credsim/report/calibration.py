@@ -135,7 +135,10 @@ def _laplace_section(post: Laplace) -> str:
             f"{post.chi2:.3g} against {post.chi2_expected:.3g} expected from the runs' own noise"
             + (f", so every interval is widened {math.sqrt(post.inflation):.2f}x (Birge ratio)"
                if post.inflation > 1 else ", so no widening")
-            + f". The table shows each parameter's correlation with the others. {check}. "
+            + (f". Stepped again at the posterior's scale (its first sd was more than twice the step, so the "
+               f"figures were linearised where they may be flat): {_e(', '.join(dict.fromkeys(post.refined)))}"
+               if post.refined else "")
+            + f". The table shows each parameter's final step and its correlation with the others. {check}. "
             f"{post.runs} runs.</p>")
 
 
