@@ -38,6 +38,11 @@ variance (``W = diag(S)^-1``), and the correlations enter the variance through t
 - posterior-predictive: each draw's linear prediction plus one run's noise (a draw of ``S``'s
   diagonal with the same t scale), for targets and checks.
 
+A parameter whose posterior sd comes out more than twice its step was linearised where the
+figures may be flat (a listing term at its bound: few listings outlive it, so a 10% shorter term
+moves nothing while a much shorter one empties the list); it is stepped again by that sd, a secant
+over the range the posterior covers, at most ``refine_rounds`` times.
+
 The linearity is checked, not assumed silently: ``check_runs`` draws are run at seeds of their
 own, and the report shows how many of those runs' figures fall inside their 90% predictive
 interval and how far they sit from the linear prediction, in units of a run's noise.
