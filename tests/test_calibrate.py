@@ -136,7 +136,7 @@ def test_cli_calibrate_writes_the_fitted_scenario(tmp_path: Path) -> None:
     targets = _tiny_targets(tmp_path, sim * 1.0e6 / 5000)
     out = tmp_path / "fitted.yaml"
     r = CliRunner().invoke(app, ["calibrate", "court-defaulters", str(targets), "--out", str(out),
-                                 "--max-evals", "12", "--particles", "0", "--cache", str(tmp_path / "runs")])
+                                 "--max-evals", "12", "--posterior", "none", "--cache", str(tmp_path / "runs")])
     assert r.exit_code == 0, r.output
     assert "ok " in r.output and out.exists()
     fitted = load_scenario(out).behaviours["travel.flight_attempt"].schedule[0].multiplier

@@ -82,7 +82,7 @@ def _numbers(text: str) -> list[str]:
 def test_calibrate_as_typed_writes_report_and_resumes_without_rerunning(tmp_path: Path) -> None:
     targets = _tiny(tmp_path)
     args = ["calibrate", "court-defaulters", str(targets), "--out", "fitted.yaml", "--max-evals", "4",
-            "--particles", "6", "--generations", "2", "--threads", "1"]
+            "--posterior", "abc-smc", "--particles", "6", "--generations", "2", "--threads", "1"]
     first = typed(*args, "--workers", "2", cwd=tmp_path)
     assert first.rc in (0, 1) and not first.traceback, first.out
     assert "validation seeds (never fitted), 3,000 citizens" in first.out
@@ -126,7 +126,7 @@ def test_laplace_posterior_as_typed(tmp_path: Path) -> None:
     assert "Posterior (Laplace)" in page and "sandwich variance" in page
     assert re.search(r"<td>\d\.\d{3}–\d\.\d{3}</td>", page)  # a predictive interval, not '-'
     bad = typed(*args[:3], "--posterior", "mcmc", cwd=tmp_path)
-    assert bad.rc == 2 and not bad.traceback and "'mcmc': expected one of abc-smc, laplace" in bad.out, bad.out
+    assert bad.rc == 2 and not bad.traceback and "'mcmc': expected one of laplace, abc-smc, none" in bad.out, bad.out
 
 
 def test_bad_targets_file_is_a_clear_error_as_typed(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from credsim.calibrate import Evaluation, Fit, TargetsFile, fit
 from credsim.laplace import Laplace, laplace
 from credsim.scenario.schema import Scenario
 
-POSTERIOR_METHODS = ("abc-smc", "laplace")  # what --posterior accepts
+POSTERIOR_METHODS = ("laplace", "abc-smc", "none")  # what --posterior accepts; none: the point fit only
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,8 @@ def run_calibration(scen: Scenario, tf: TargetsFile, targets_file: str, runner: 
                     on_stage: Callable[[str], None] | None = None) -> Calibration:
     """Fit, posterior and validation (if the file asks).
 
-    ``method`` "abc-smc": ``particles`` x ``generations`` (no posterior when ``particles`` is 0).
+    ``method`` "abc-smc": ``particles`` x ``generations`` (no posterior when ``particles`` is 0);
+    "none": no posterior.
     "laplace": the fitted point at ``noise_seeds`` seeds (the fit seeds and fresh ones; default
     :func:`noise_seed_count`), one step of each parameter at each fit seed, and ``particles`` runs
     at posterior draws, each at a fresh seed, that check the linear model."""
@@ -164,7 +165,7 @@ def run_calibration(scen: Scenario, tf: TargetsFile, targets_file: str, runner: 
         cal.posterior = laplace(simulate, prior_of(tf), dict(f.best.scaled), f.best.params, fit_seeds,
                                 [*fit_seeds, *fresh[:extra]], seed=abc_seed, check_seeds=fresh[extra:],
                                 names=list(floors), floors=floors)
-    elif particles > 0 and tf.parameters:
+    elif method == "abc-smc" and particles > 0 and tf.parameters:
         stage(f"posterior: ABC-SMC, {particles} particles x {generations} generations")
         observed = dict(f.best.scaled)
         cal.posterior = abc_smc(simulate, prior_of(tf), observed, tf.simulate.fit_seeds, particles=particles,

@@ -32,6 +32,7 @@ from credsim.laplace import Laplace
 from credsim.scenario.load import ScenarioError, load_scenario
 
 app = typer.Typer()
+DEFAULT_PARTICLES = {"laplace": 8, "abc-smc": 24, "none": 0}  # check runs / particles when --particles is not given
 
 
 @app.command("calibrate")
@@ -52,9 +53,10 @@ def calibrate_cmd(
                                       "at a time) instead of processes; same results")] = False,
     posterior: Annotated[str, typer.Option(help=f"how the parameters' uncertainty is found: "
                                            f"{' or '.join(POSTERIOR_METHODS)} (see docs/calibration.md)")]
-    = "abc-smc",
-    particles: Annotated[int, typer.Option(min=0, help="ABC-SMC particles (0: no posterior); laplace: runs "
-                                           "at posterior draws that check its linear model")] = 24,
+    = "laplace",
+    particles: Annotated[int | None, typer.Option(min=0, help="laplace: runs at posterior draws that check its "
+                                                  "linear model (default 8); abc-smc: particles (default 24, "
+                                                  "0: no posterior)")] = None,
     generations: Annotated[int, typer.Option(min=1, help="ABC-SMC generations")] = 3,
     noise_seeds: Annotated[int | None, typer.Option(min=3, help="laplace: seeds of the fitted point's runs "
                                                     "for the run-to-run noise, fit seeds included "
@@ -85,7 +87,8 @@ def calibrate_cmd(
             if check:
                 _check(runner, tf)
                 return
-            cal = run_calibration(scen, tf, str(targets), runner, max_evals=max_evals, particles=particles,
+            n_particles = particles if particles is not None else DEFAULT_PARTICLES[posterior]
+            cal = run_calibration(scen, tf, str(targets), runner, max_evals=max_evals, particles=n_particles,
                                   generations=generations, abc_seed=abc_seed, method=posterior,
                                   noise_seeds=noise_seeds, on_eval=_echo_point,
                                   on_generation=_echo_generation, on_stage=lambda s: typer.echo(s, err=True))
