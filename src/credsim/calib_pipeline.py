@@ -129,7 +129,7 @@ def noise_seed_count(parameters: int) -> int:
 
 
 def run_calibration(scen: Scenario, tf: TargetsFile, targets_file: str, runner: Runner, *, max_evals: int,
-                    particles: int, generations: int, abc_seed: int = 0, method: str = "abc-smc",
+                    particles: int, generations: int, abc_seed: int = 0, method: str = "laplace",
                     noise_seeds: int | None = None,
                     on_eval: Callable[[Evaluation], None] | None = None,
                     on_generation: Callable[[int, Generation], None] | None = None,

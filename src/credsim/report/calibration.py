@@ -139,7 +139,7 @@ def _laplace_section(post: Laplace) -> str:
                f"figures were linearised where they may be flat): {_e(', '.join(dict.fromkeys(post.refined)))}"
                if post.refined else "")
             + f". The table shows each parameter's final step and its correlation with the others. {check}. "
-            f"{post.runs} runs.</p>")
+            f"{post.runs} evaluations, those read from the cache included.</p>")
 
 
 def _abc_section(cal: Calibration) -> str:
