@@ -40,7 +40,7 @@ variance (``W = diag(S)^-1``), and the correlations enter the variance through t
 
 A parameter whose posterior sd comes out more than twice its step was linearised where the
 figures may be flat (a listing term at its bound: few listings outlive it, so a 10% shorter term
-moves nothing while a much shorter one empties the list); it is stepped again by that sd, a secant
+moves nothing while a much shorter one takes most names off); it is stepped again by that sd, a secant
 over the range the posterior covers, at most ``refine_rounds`` times.
 
 The linearity is checked, not assumed silently: ``check_runs`` draws are run at seeds of their
