@@ -127,6 +127,8 @@ def test_laplace_posterior_as_typed(tmp_path: Path) -> None:
     assert re.search(r"<td>\d\.\d{3}–\d\.\d{3}</td>", page)  # a predictive interval, not '-'
     bad = typed(*args[:3], "--posterior", "mcmc", cwd=tmp_path)
     assert bad.rc == 2 and not bad.traceback and "'mcmc': expected one of laplace, abc-smc, none" in bad.out, bad.out
+    few = typed("calibrate", "court-defaulters", str(TARGETS), "--noise-seeds", "5", cwd=tmp_path)
+    assert few.rc == 2 and not few.traceback and "need at least 13 noise seeds" in few.out, few.out
 
 
 def test_bad_targets_file_is_a_clear_error_as_typed(tmp_path: Path) -> None:

@@ -80,6 +80,10 @@ def calibrate_cmd(
                 tf.validation.population = population
         if days is not None:
             tf.simulate.days = days
+        least = len(tf.parameters) + 2  # the sandwich's meat needs a rank above the parameters
+        if posterior == "laplace" and noise_seeds is not None and noise_seeds < least:
+            raise typer.BadParameter(f"{noise_seeds}: the {len(tf.parameters)} parameters of {targets} need at "
+                                     f"least {least} noise seeds", param_hint="--noise-seeds")
         runner = Runner(scen, tf, threads=threads, workers=workers, ray=ray,
                         cache=cache or Path(f"{scen.name}-calibration-runs"),
                         on_result=_echo_result)
