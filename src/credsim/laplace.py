@@ -156,6 +156,12 @@ def _step_point(prior: Prior, x: np.ndarray, j: int, h: float) -> tuple[dict[str
     return p, math.log(p[name] / base[name])
 
 
+def min_noise_seeds(parameters: int) -> int:
+    """The fewest runs of the fitted point that give the sandwich's meat (rank <= runs - 1) a rank
+    above the number of parameters."""
+    return parameters + 2
+
+
 def laplace(simulate: Simulator, prior: Prior, observed: dict[str, float], fitted: dict[str, float],
             fit_seeds: Sequence[int], noise_seeds: Sequence[int], *, step: float = 0.1, draws: int = 4000,
             seed: int = 0, check_seeds: Sequence[int] = (), names: Sequence[str] | None = None,
@@ -170,9 +176,10 @@ def laplace(simulate: Simulator, prior: Prior, observed: dict[str, float], fitte
     reads (default 0.5, half an event of a count; a rate needs a smaller one); ``refine_rounds``:
     how often a parameter whose posterior sd exceeds twice its step is stepped again by that sd."""
     p = len(prior.names)
-    if len(noise_seeds) < p + 2 or not fit_seeds or not observed:
-        raise ValueError(f"a Laplace posterior of {p} parameters needs >= {p + 2} noise seeds (a run-to-run "
-                         f"covariance of rank >= {p + 1}), fit seeds and observed figures; got {len(noise_seeds)}")
+    if len(noise_seeds) < min_noise_seeds(p) or not fit_seeds or not observed:
+        raise ValueError(f"a Laplace posterior of {p} parameters needs >= {min_noise_seeds(p)} noise seeds (a "
+                         f"run-to-run covariance of rank >= {p + 1}), fit seeds and observed figures; "
+                         f"got {len(noise_seeds)}")
     x_fit = np.log(np.array([prior.params(np.log([fitted[k] for k in prior.names]))[k] for k in prior.names],
                             dtype=float))
     base = prior.params(x_fit)

@@ -28,7 +28,7 @@ from credsim.calib_pipeline import (
 from credsim.calib_runs import Runner
 from credsim.calibrate import Evaluation, TargetsFile, load_targets, render_yaml
 from credsim.cli.common import fail
-from credsim.laplace import Laplace
+from credsim.laplace import Laplace, min_noise_seeds
 from credsim.scenario.load import ScenarioError, load_scenario
 
 app = typer.Typer()
@@ -80,7 +80,7 @@ def calibrate_cmd(
                 tf.validation.population = population
         if days is not None:
             tf.simulate.days = days
-        least = len(tf.parameters) + 2  # the sandwich's meat needs a rank above the parameters
+        least = min_noise_seeds(len(tf.parameters))
         if posterior == "laplace" and noise_seeds is not None and noise_seeds < least:
             raise typer.BadParameter(f"{noise_seeds}: the {len(tf.parameters)} parameters of {targets} need at "
                                      f"least {least} noise seeds", param_hint="--noise-seeds")
