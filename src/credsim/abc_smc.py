@@ -43,6 +43,14 @@ import numpy as np
 
 from credsim.rng import day_key
 
+COUNT_FLOOR = 0.5  # a count of 0 is read as half an event in a log-ratio (it would be -inf)
+
+
+def quantile_levels(level: float) -> list[float]:
+    """The (low, median, high) probabilities of a central ``level`` interval."""
+    return [(1 - level) / 2, 0.5, (1 + level) / 2]
+
+
 Simulator = Callable[[list[tuple[dict[str, float], int]]], list[dict[str, float]]]
 """Runs (parameters, seed) pairs and returns each run's values by name, in the order given."""
 
@@ -100,7 +108,7 @@ class Posterior:
     def interval(self, name: str, level: float = 0.9) -> tuple[float, float, float]:
         """(low, median, high) of a parameter: weighted quantiles of the final particles."""
         j = self.prior.names.index(name)
-        lo, med, hi = weighted_quantiles(self.particles[:, j], self.weights, [(1 - level) / 2, 0.5, (1 + level) / 2])
+        lo, med, hi = weighted_quantiles(self.particles[:, j], self.weights, quantile_levels(level))
         return math.exp(lo), math.exp(med), math.exp(hi)
 
     def predicts(self, name: str) -> bool:
@@ -108,7 +116,7 @@ class Posterior:
 
     def predictive_interval(self, name: str, level: float = 0.9) -> tuple[float, float, float]:
         """(low, median, high) of a simulated value over the posterior, one fresh run per particle."""
-        lo, med, hi = weighted_quantiles(self.predictive[name], self.weights, [(1 - level) / 2, 0.5, (1 + level) / 2])
+        lo, med, hi = weighted_quantiles(self.predictive[name], self.weights, quantile_levels(level))
         return lo, med, hi
 
     @property
@@ -128,16 +136,22 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs: Sequence[float]) -> lis
 
 
 def distance(values: dict[str, float], observed: dict[str, float], floors: Mapping[str, float] | None = None) -> float:
-    """Root-mean-square log-ratio of simulated to observed; a value below its floor (default 0.5,
-    half an event of a count) is read as the floor."""
+    """Root-mean-square log-ratio of simulated to observed; a value below its floor (default
+    :data:`COUNT_FLOOR`) is read as the floor."""
     fl = floors or {}
-    return math.sqrt(sum(math.log(max(values[k], fl.get(k, 0.5)) / v) ** 2 for k, v in observed.items())
+    return math.sqrt(sum(math.log(max(values[k], fl.get(k, COUNT_FLOOR)) / v) ** 2 for k, v in observed.items())
                      / len(observed))
+
+
+def sampler_rng(seed: int, stream: str, counter: int = 0) -> np.random.Generator:
+    """A calibration sampler's random numbers: Philox keyed by (seed, stream, counter), so a draw
+    depends on nothing but what names it (not on the number of workers or the order of runs)."""
+    return np.random.Generator(np.random.Philox(key=int(day_key(seed, stream, counter))))
 
 
 def draws(seed: int, generation: int, particle: int, rnd: int) -> np.random.Generator:
     """The sampler's random numbers for one proposal: Philox keyed by (seed, generation, particle, round)."""
-    return np.random.Generator(np.random.Philox(key=int(day_key(seed, f"abc-smc:{generation}:{rnd}", particle))))
+    return sampler_rng(seed, f"abc-smc:{generation}:{rnd}", particle)
 
 
 def abc_smc(simulate: Simulator, prior: Prior, observed: dict[str, float], seeds: Sequence[int], *,
@@ -151,7 +165,7 @@ def abc_smc(simulate: Simulator, prior: Prior, observed: dict[str, float], seeds
     ``predictive_seeds[p]`` (one seed per particle, so each run brings its own noise); without them,
     at a seed drawn from ``seeds``, which, when ``seeds`` are a few fit seeds, lets every
     particle share one of a few noise draws and narrows the intervals of noisy figures.
-    ``floors``: the least value each figure's log-ratio reads (default 0.5, for counts)."""
+    ``floors``: the least value each figure's log-ratio reads (default :data:`COUNT_FLOOR`)."""
     if particles < 4 or generations < 1 or not seeds or not observed:
         raise ValueError("ABC-SMC needs >= 4 particles, >= 1 generation, seeds and observed values")
     d = len(prior.names)

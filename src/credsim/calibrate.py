@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from credsim.abc_smc import COUNT_FLOOR
 from credsim.engine import simulate
 from credsim.scenario import keypath
 from credsim.scenario.keypath import KeyPathError
@@ -45,7 +46,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-COUNT_FLOOR = 0.5  # a count of 0 is read as half an event in a log-ratio (it would be -inf)
 RATE_FLOOR = 1e-6  # a rate of 0 likewise: far off, but finite
 
 

@@ -56,8 +56,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from credsim.abc_smc import Prior, Simulator
-from credsim.rng import day_key
+from credsim.abc_smc import COUNT_FLOOR, Prior, Simulator, quantile_levels, sampler_rng
 
 PRIOR_SD_WIDTHS = 3.0  # sd of the weak normal standing in for the flat prior, in bound widths
 WIDE_STEPS = 2.0  # a posterior sd beyond this many steps: step again, by the sd
@@ -96,7 +95,7 @@ class Laplace:
     def interval(self, name: str, level: float = 0.9) -> tuple[float, float, float]:
         """(low, median, high) of a parameter from the truncated draws."""
         j = self.prior.names.index(name)
-        lo, med, hi = np.quantile(self.draws[:, j], [(1 - level) / 2, 0.5, (1 + level) / 2])
+        lo, med, hi = np.quantile(self.draws[:, j], quantile_levels(level))
         return math.exp(lo), math.exp(med), math.exp(hi)
 
     def predicts(self, name: str) -> bool:
@@ -110,7 +109,7 @@ class Laplace:
 
     def predictive_interval(self, name: str, level: float = 0.9) -> tuple[float, float, float]:
         """(low, median, high) of a figure over the posterior, one run's noise included."""
-        qs = np.quantile(self.predictive_log(name), [(1 - level) / 2, 0.5, (1 + level) / 2])
+        qs = np.quantile(self.predictive_log(name), quantile_levels(level))
         return float(math.exp(qs[0])), float(math.exp(qs[1])), float(math.exp(qs[2]))
 
     def check_coverage(self, level: float = 0.9) -> tuple[int, int]:
@@ -136,7 +135,7 @@ class Laplace:
         return float(np.median(out))
 
 
-def _log(v: np.ndarray | Sequence[float] | float, floor: np.ndarray | float = 0.5) -> np.ndarray:
+def _log(v: np.ndarray | Sequence[float] | float, floor: np.ndarray | float = COUNT_FLOOR) -> np.ndarray:
     """Log of a figure, a value below its floor read as the floor (as the fit and ABC's distance do)."""
     return np.log(np.maximum(np.asarray(v, dtype=float), floor))
 
@@ -194,7 +193,7 @@ def laplace(simulate: Simulator, prior: Prior, observed: dict[str, float], fitte
     m, mt = len(figs), len(targets)
     if figs[:mt] != targets:
         raise ValueError("names must list the observed targets first")
-    fl = np.array([(floors or {}).get(k, 0.5) for k in figs])
+    fl = np.array([(floors or {}).get(k, COUNT_FLOOR) for k in figs])
     steps = np.array([h for _, h in moves])
     jac = np.zeros((m, p))
     for j in range(p):
@@ -281,8 +280,7 @@ def _gaussian(jt: np.ndarray, r: np.ndarray, s_r: np.ndarray, width: np.ndarray)
 
 
 def _normals(seed: int, stream: str, shape: tuple[int, int]) -> np.ndarray:
-    rng = np.random.Generator(np.random.Philox(key=int(day_key(seed, stream, 0))))
-    return rng.standard_normal(shape)
+    return sampler_rng(seed, stream).standard_normal(shape)
 
 
 def _truncated_t(mean: np.ndarray, cov: np.ndarray, nu: int, prior: Prior, n: int,
@@ -296,7 +294,7 @@ def _truncated_t(mean: np.ndarray, cov: np.ndarray, nu: int, prior: Prior, n: in
     tried = got = 0
     for rnd in range(1000):
         z = _normals(seed, f"laplace-draws:{rnd}", (n, len(mean)))
-        g = np.random.Generator(np.random.Philox(key=int(day_key(seed, f"laplace-scale:{rnd}", 0)))).chisquare(nu, n)
+        g = sampler_rng(seed, f"laplace-scale:{rnd}").chisquare(nu, n)
         scale = np.sqrt(nu / g)
         x = mean + (z * scale[:, None]) @ chol.T
         ok = np.all((x >= prior.lo) & (x <= prior.hi), axis=1)
