@@ -13,6 +13,7 @@ import math
 
 import plotly.graph_objects as go
 
+from credsim.abc_smc import Posterior
 from credsim.calib_pipeline import Calibration, Spread, verdict
 from credsim.laplace import Laplace
 from credsim.report.charts import PALETTE, Chart, _layout
@@ -142,12 +143,18 @@ def _laplace_section(post: Laplace) -> str:
             f"{post.runs} evaluations, those read from the cache included.</p>")
 
 
-def _abc_section(cal: Calibration) -> str:
+def _posterior_section(cal: Calibration) -> str:
+    """The posterior's heading and diagnostics, for either method."""
     post = cal.posterior
     if post is None:
-        return "<p class=\"nodata\">No posterior: run with --particles above 0 (and parameters to fit).</p>"
+        return ("<h2>Posterior</h2><p class=\"nodata\">No posterior: run with --posterior laplace or abc-smc "
+                "(and parameters to fit).</p>")
     if isinstance(post, Laplace):
-        return _laplace_section(post)
+        return "<h2>Posterior (Laplace)</h2>" + _laplace_section(post)
+    return "<h2>Posterior (ABC-SMC)</h2>" + _abc_section(post)
+
+
+def _abc_section(post: Posterior) -> str:
     rows = ["<tr><th>generation</th><th>eps (RMS log-ratio)</th><th>runs</th><th>accepted within eps</th>"
             "<th class=l>note</th></tr>"]
     for i, g in enumerate(post.generations):
@@ -202,6 +209,5 @@ def calibration_html(cal: Calibration) -> str:
                           "objective", "calibration-objective"),
              f"<p class=caption>{cal.fit.evaluations} parameter points, each run at every fit seed "
              "(SciPy least squares on log-ratios, finite differences).</p>",
-             "<h2>Posterior (Laplace)</h2>" if isinstance(cal.posterior, Laplace) else "<h2>Posterior (ABC-SMC)</h2>",
-             _abc_section(cal)]
+             _posterior_section(cal)]
     return page(f"credsim calibration: {cal.scenario}", "\n".join(body))
