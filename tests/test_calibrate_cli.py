@@ -116,8 +116,9 @@ def test_laplace_posterior_as_typed(tmp_path: Path) -> None:
     r = typed(*args, cwd=tmp_path)
     assert r.rc in (0, 1) and not r.traceback, r.out
     assert "posterior: Laplace at the fit, 1 parameter steps x 2 seeds, noise from 6 seeds, 2 check runs" in r.out
-    assert re.search(r"Laplace posterior: misfit chi2 \S+ against \S+ .*6 noise seeds \(t, 5 df\); check runs: "
-                     r"\d of 4 figures inside", r.out), r.out
+    # one target, one parameter: the step fits it exactly, so there is no misfit to widen by
+    assert re.search(r"Laplace posterior: misfit not estimable \(no more targets than parameters\), no widening; "
+                     r"6 noise seeds \(t, 5 df\); check runs: \d of 4 figures inside", r.out), r.out
     assert re.search(r"flight_early +\S+ +\S+ \[\S+, \S+\]", r.out)
     # run: 1 fit point x 2 seeds, 4 fresh noise seeds, 1 step x 2 seeds, 2 check runs, 2 validation
     # seeds; the noise's runs at the 2 fit seeds are the fit's own, read back from the cache

@@ -101,6 +101,11 @@ class Laplace:
     def predicts(self, name: str) -> bool:
         return name in self.figures
 
+    @property
+    def misfit_estimable(self) -> bool:
+        """More targets than parameters: with as many, the step fits them all and chi2 is noise."""
+        return self.dof > 0
+
     def predictive_log(self, name: str) -> np.ndarray:
         """One predictive log value per draw: the draw's linear prediction plus one run's noise."""
         k = self.figures.index(name)

@@ -164,9 +164,11 @@ def _print(cal: Calibration) -> None:
     if isinstance(cal.posterior, Laplace):
         post = cal.posterior
         inside, total = post.check_coverage()
-        typer.echo(f"Laplace posterior: misfit chi2 {post.chi2:.3g} against {post.chi2_expected:.3g} from the "
-                   f"runs' noise, intervals widened x{math.sqrt(post.inflation):.2f}; {len(post.noise_seeds)} noise "
-                   f"seeds (t, {len(post.noise_seeds) - 1} df)"
+        misfit = (f"misfit chi2 {post.chi2:.3g} against {post.chi2_expected:.3g} from the runs' noise, intervals "
+                  f"widened x{math.sqrt(post.inflation):.2f}" if post.misfit_estimable
+                  else "misfit not estimable (no more targets than parameters), no widening")
+        seeds = len(post.noise_seeds)
+        typer.echo(f"Laplace posterior: {misfit}; {seeds} noise seeds (t, {seeds - 1} df)"
                    + (f"; stepped again: {', '.join(dict.fromkeys(post.refined))}" if post.refined else "")
                    + (f"; check runs: {inside} of {total} figures inside their 90% predictive interval"
                       if total else ""))

@@ -132,10 +132,12 @@ def _laplace_section(post: Laplace) -> str:
             f"sandwich variance; docs/calibration.md). Jacobian by forward differences of the log figures at "
             f"the fit seeds (steps above); run-to-run noise from the fitted point at {len(post.noise_seeds)} "
             f"seeds; posterior: a multivariate t with {len(post.noise_seeds) - 1} degrees of freedom truncated "
-            f"to the bounds ({post.acceptance:.0%} of draws inside). Misfit: weighted chi-square "
-            f"{post.chi2:.3g} against {post.chi2_expected:.3g} expected from the runs' own noise"
-            + (f", so every interval is widened {math.sqrt(post.inflation):.2f}x (Birge ratio)"
-               if post.inflation > 1 else ", so no widening")
+            f"to the bounds ({post.acceptance:.0%} of draws inside). "
+            + (f"Misfit: weighted chi-square {post.chi2:.3g} against {post.chi2_expected:.3g} expected from the "
+               "runs' own noise" + (f", so every interval is widened {math.sqrt(post.inflation):.2f}x (Birge ratio)"
+                                    if post.inflation > 1 else ", so no widening")
+               if post.misfit_estimable else
+               "Misfit: not estimable (no more targets than parameters: the step fits them all), so no widening")
             + (f". Stepped again at the posterior's scale (its first sd was more than twice the step, so the "
                f"figures were linearised where they may be flat): {_e(', '.join(dict.fromkeys(post.refined)))}"
                if post.refined else "")
