@@ -229,7 +229,7 @@ def explain_view(ex: Any, show_all: bool = False, limit: int = 400) -> html.Div:
         denied_days = sorted({t["day"] for t in ex.timeline if t["what"] == "denied"})
         for day in denied_days:
             fig.add_vline(x=day, line_color="#b3301e", line_dash="dash", opacity=0.6)
-        fig.update_layout(height=300, template="plotly_white", xaxis_title="day", yaxis_title="score",
+        charts.white(fig).update_layout(height=300, xaxis_title="day", yaxis_title="score",
                           legend={"orientation": "h", "y": -0.3}, margin={"l": 50, "r": 10, "t": 20, "b": 40})
         parts.append(dcc.Graph(id="explain-score", figure=fig, config=GRAPH_CONFIG))
         parts.append(html.P("Orange: the official score, from every record including false ones. Green dotted: "

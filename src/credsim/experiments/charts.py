@@ -13,6 +13,8 @@ from typing import Any
 import duckdb
 import plotly.graph_objects as go
 
+from credsim.report.charts import white
+
 try:  # the run report's page frame; a minimal one if it is not there
     from credsim.report.html import page
 except ImportError:  # pragma: no cover
@@ -24,7 +26,7 @@ except ImportError:  # pragma: no cover
 
 
 def _fig(fig: go.Figure, div_id: str) -> str:
-    fig.update_layout(template="plotly_white", height=460, margin={"l": 60, "r": 20, "t": 50, "b": 50})
+    white(fig).update_layout(height=460, margin={"l": 60, "r": 20, "t": 50, "b": 50})
     return str(fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"displaylogo": False}))
 
 
