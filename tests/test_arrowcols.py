@@ -45,6 +45,15 @@ def test_strings_equal_pa_array() -> None:
         arrowcols.strings([None])  # type: ignore[list-item]
 
 
+def test_encoded_equals_dictionary_encode() -> None:
+    """The same codes (int32), the same dictionary in order of first occurrence: the traces file's bytes
+    do not change with the way it is built."""
+    for values in (np.array(["b", "é", "", "b", "a", "é"], dtype=object), [], ["x"], ["z"] * 5 + ["y"]):
+        got, want = arrowcols.encoded(values), arrowcols.strings(values).dictionary_encode()
+        assert got.type == want.type == pa.dictionary(pa.int32(), pa.string())
+        assert got.equals(want)
+
+
 def test_a_run_and_a_shard_write_without_pandas(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import sys, tempfile

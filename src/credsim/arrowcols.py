@@ -52,6 +52,16 @@ def dictionary(codes: np.ndarray, values: Sequence[str], null: np.ndarray | None
     return pa.DictionaryArray.from_arrays(numeric(codes, null=null), strings(values))
 
 
+def encoded(values: Sequence[str] | np.ndarray) -> pa.DictionaryArray:
+    """Strings as a dictionary column, the same array as ``strings(values).dictionary_encode()`` (int32
+    codes, the distinct values in order of first occurrence) without encoding every value to UTF-8:
+    a run's traces repeat a few dozen words hundreds of thousands of times, and encoding each was most
+    of the time a small run took to write (0.6 s of a 2,000-citizen year)."""
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int32, count=len(values))
+    return dictionary(codes, list(index))
+
+
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     """How credsim writes every Parquet file of a run: zstd; dictionary pages for the columns that are
     dictionaries already (categories: region, kind, item, ...), and min/max statistics for the others.

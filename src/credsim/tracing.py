@@ -53,12 +53,12 @@ class Tracer:
         return pa.table({
             "day": arrowcols.numeric(cols["day"], np.int32),
             "citizen": arrowcols.numeric(cols["citizen"], np.int64),
-            "stage": arrowcols.strings(cols["stage"]).dictionary_encode(),
-            "item": arrowcols.strings(cols["item"]).dictionary_encode(),
+            "stage": arrowcols.encoded(cols["stage"]),
+            "item": arrowcols.encoded(cols["item"]),
             "value": arrowcols.numeric(cols["value"], np.float64),
-            "view": arrowcols.strings(cols["view"]).dictionary_encode(),
+            "view": arrowcols.encoded(cols["view"]),
             "true": arrowcols.numeric(cols["true"], np.int8),
-            "source": arrowcols.strings(cols["source"]).dictionary_encode(),
+            "source": arrowcols.encoded(cols["source"]),
         })
 
     def observe(self, st: State, d: Day) -> None:
