@@ -1,4 +1,4 @@
-"""Fill numba's cache before the test workers start: ``python -m tests.warm``.
+"""Fill numba's cache before the test workers start: ``python -m tests.warm [serial|parallel]``.
 
 Why: on a fresh checkout every kernel is compiled on first use, and the two pytest-xdist workers
 (``scripts/check``) start at the same moment, so both compiled the same kernels side by side,
@@ -28,9 +28,9 @@ HALVES = ("serial", "parallel")
 
 
 def warm(half: str, tmp: Path) -> None:
-    """One half of the cache: the serial kernels (every scenario run at the default cut-off, the fused toy
-    and a sharded run), or the parallel twins (every kernel forced parallel). Compiling the twins alone
-    takes about as long as the rest (measured: 50-60 s each on one core)."""
+    """One half of the cache: the serial kernels (every scenario and the fused toy run at the default
+    cut-off, and a sharded run), or the parallel twins (the same runs with every kernel forced parallel).
+    Compiling the twins alone takes about as long as the rest (measured: 50-60 s each on one core)."""
     min_work = threads.MIN_PARALLEL_WORK if half == "serial" else 0
     threads.configure(2, min_parallel_work=min_work)
     names = (*BUILTIN, str(TOY))
@@ -39,8 +39,8 @@ def warm(half: str, tmp: Path) -> None:
     for name in names if half == "serial" else reversed(names):
         scen = credsim.load_scenario(name, SMALL)
         credsim.run(scen, out=tmp / f"{Path(name).stem}-{half}")
+    simulate(credsim.load_scenario(TOY, SMALL), fused=True)
     if half == "serial":
-        simulate(credsim.load_scenario(TOY, SMALL), fused=True)
         run_sharded(credsim.load_scenario("city-points", SMALL), tmp / "sharded", 2, threads=1)
 
 
