@@ -230,7 +230,8 @@ def explain_view(ex: Any, show_all: bool = False, limit: int = 400) -> html.Div:
         for day in denied_days:
             fig.add_vline(x=day, line_color="#b3301e", line_dash="dash", opacity=0.6)
         charts.white(fig).update_layout(height=300, xaxis_title="day", yaxis_title="score",
-                          legend={"orientation": "h", "y": -0.3}, margin={"l": 50, "r": 10, "t": 20, "b": 40})
+                                        legend={"orientation": "h", "y": -0.3},
+                                        margin={"l": 50, "r": 10, "t": 20, "b": 40})
         parts.append(dcc.Graph(id="explain-score", figure=fig, config=GRAPH_CONFIG))
         parts.append(html.P("Orange: the official score, from every record including false ones. Green dotted: "
                             "the score on true records only."

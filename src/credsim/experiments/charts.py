@@ -14,15 +14,7 @@ import duckdb
 import plotly.graph_objects as go
 
 from credsim.report.charts import white
-
-try:  # the run report's page frame; a minimal one if it is not there
-    from credsim.report.html import page
-except ImportError:  # pragma: no cover
-    from plotly.offline import get_plotlyjs
-
-    def page(title: str, body: str) -> str:
-        return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                f"<script>{get_plotlyjs()}</script></head><body>{body}</body></html>")
+from credsim.report.html import page
 
 
 def _fig(fig: go.Figure, div_id: str) -> str:
