@@ -100,6 +100,7 @@ class Plan:
     entry_grace: np.ndarray
     entry_grades: np.ndarray  # (L, G) bool
     cure_types: np.ndarray  # (R, L) bool
+    cure_slot: np.ndarray  # (L,) row of the list in State.cured_seq, -1 for a list no record cures
     exit_term: np.ndarray  # (L,) 0 = none
     exit_on_recovery: np.ndarray
     assoc_points: np.ndarray
@@ -159,6 +160,15 @@ class Plan:
     @property
     def n_beh(self) -> int:
         return len(self.beh)
+
+
+def cure_slots(cure_types: np.ndarray) -> np.ndarray:
+    """Each list's row in ``State.cured_seq``, -1 for a list no record cures.
+
+    Why: a cure's sequence number is int64 per view, list and citizen (16 B a citizen per list); most
+    lists have no cure (``integrated``: 1 of 5), so the column holds rows only for those that do."""
+    cured = cure_types.any(axis=0) if cure_types.ndim == 2 else np.zeros(0, np.bool_)
+    return np.where(cured, np.cumsum(cured) - 1, -1).astype(np.int64)
 
 
 def compile_plan(scen: Scenario) -> Plan:
@@ -348,6 +358,7 @@ def compile_plan(scen: Scenario) -> Plan:
         entry_grace=np.array([x.entry.grace_days for x in ls], dtype=np.int64),
         entry_grades=entry_grades,
         cure_types=cure_types,
+        cure_slot=cure_slots(cure_types),
         exit_term=np.array([x.exit.term_days or 0 for x in ls], dtype=np.int64),
         exit_on_recovery=np.array([x.exit.on_grade_recovery for x in ls], dtype=np.bool_),
         assoc_points=np.array([x.association_points for x in ls], dtype=np.float64),
@@ -387,3 +398,4 @@ def compile_plan(scen: Scenario) -> Plan:
                           np.array([g.no_term for g in x.exit.grounds.values()], np.bool_))
                       for j, x in enumerate(ls) if x.exit.grounds},
     )
+

@@ -236,7 +236,8 @@ class State:
     listed: np.ndarray  # (2, L, N) uint8
     listed_since: np.ndarray  # (2, L, N) int32
     list_count: np.ndarray  # (2, L, N) int32: live entry records
-    cured_seq: np.ndarray  # (2, L, N) int64: records filed up to this sequence number no longer count
+    cured_seq: np.ndarray  # (2, lists with a cure, N) int64: records filed up to this sequence number no longer
+    # count (the list's row: plan.cure_slot)
     pending: np.ndarray  # (2, L, N) int32: day a pending entry falls due, or -1
     cap_used: np.ndarray  # (2, 2, N) float32: points lost / gained this cap period
     resp_day: np.ndarray  # (Q, N) int32: day a response was last triggered, or -1
@@ -291,7 +292,7 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
         listed=np.zeros((2, L, n), dtype=np.uint8),
         listed_since=column((2, L, n), -1, np.int32),
         list_count=np.zeros((2, L, n), dtype=np.int32),
-        cured_seq=column((2, L, n), -1, np.int64),
+        cured_seq=column((2, int((plan.cure_slot >= 0).sum()), n), -1, np.int64),
         pending=column((2, L, n), -1, np.int32),
         # optional columns are allocated only when the scenario uses them (100M-citizen runs)
         cap_used=np.zeros((2, 2, n if plan.cap_period else 0), dtype=np.float32),
@@ -330,7 +331,8 @@ def bytes_per_citizen(plan: Plan) -> int:
         + 4 * len(plan.traits)
         + 8  # score
         + 2  # grade
-        + 2 * L * (1 + 4 + 4 + 8 + 4)
+        + 2 * L * (1 + 4 + 4 + 4)
+        + 2 * 8 * int((plan.cure_slot >= 0).sum())  # cured_seq
         + (16 if plan.cap_period else 0)
         + 4 * Q
         + 2 * F * 4

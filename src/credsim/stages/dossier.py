@@ -53,6 +53,7 @@ class FileRules(NamedTuple):
     entry_window: np.ndarray  # (L,)
     entry_grace: np.ndarray  # (L,)
     cure_types: np.ndarray  # (R, L) record types that clear a list
+    cure_slot: np.ndarray  # (L,) the list's row of cured_seq (-1: no cure)
     c_true: int  # counter rows
     c_false: int
     c_adverse: int
@@ -87,7 +88,7 @@ def file_rules(plan: Plan) -> FileRules:
     return FileRules(plan.n_beh, plan.rule_points, plan.rule_expiry, plan.rtype_domain, plan.rtype_adverse,
                      plan.cap_period, plan.cap_loss, plan.cap_gain, plan.feat_types, plan.feat_expiry,
                      plan.entry_types, plan.entry_count, plan.entry_count_dim, plan.entry_count_g,
-                     plan.entry_window, plan.entry_grace, plan.cure_types,
+                     plan.entry_window, plan.entry_grace, plan.cure_types, plan.cure_slot,
                      C["records_true"], C["records_false"], C["records_adverse"])
 
 
@@ -133,6 +134,7 @@ def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: Do
     feat_types, feat_expiry = rules.feat_types, rules.feat_expiry
     entry_types, entry_count, entry_window = rules.entry_types, rules.entry_count, rules.entry_window
     entry_grace, cure_types, c_true, c_false = rules.entry_grace, rules.cure_types, rules.c_true, rules.c_false
+    cure_slot = rules.cure_slot
     score, cap_used, neg_by_domain, assoc_pts = cols.score, cols.cap_used, cols.neg_by_domain, cols.assoc_pts
     feat_count, list_count, cured_seq = cols.feat_count, cols.list_count, cols.cured_seq
     pending, listed, counters = cols.pending, cols.listed, cols.counters
@@ -220,7 +222,7 @@ def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: Do
             for li in range(L):
                 if cure_types[t, li]:
                     list_count[m, li, i] = 0
-                    cured_seq[m, li, i] = seq
+                    cured_seq[m, cure_slot[li], i] = seq
                     pending[m, li, i] = -1
                     if listed[m, li, i]:
                         c_cit[nc] = i; c_mode[nc] = m; c_list[nc] = li
@@ -290,12 +292,13 @@ def _expire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, n_beh: int, rtyp
 
 @njit(cache=True)
 def _expire_lists(cit: np.ndarray, code: np.ndarray, seq: np.ndarray, list_count: np.ndarray,
-                  cured_seq: np.ndarray) -> None:
+                  cured_seq: np.ndarray, cure_slot: np.ndarray) -> None:
     """Drop list-window counts, unless a cure has cleared the record already."""
     for k in range(cit.shape[0]):
         i, v, j = cit[k], code[k] & 3, code[k] >> 4
+        cs = cure_slot[j]
         for m in range(2):
-            if (v == 2 or v == m) and seq[k] > cured_seq[m, j, i]:
+            if (v == 2 or v == m) and (cs < 0 or seq[k] > cured_seq[m, cs, i]):
                 list_count[m, j, i] -= 1
 
 
@@ -317,11 +320,12 @@ def _unexpire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, n_beh: int, rt
 
 @njit(cache=True)
 def _unexpire_lists(cit: np.ndarray, code: np.ndarray, seq: np.ndarray, list_count: np.ndarray,
-                    cured_seq: np.ndarray) -> None:
+                    cured_seq: np.ndarray, cure_slot: np.ndarray) -> None:
     """Cancel list-window drops of retracted records: the inverse of ``_expire_lists``."""
     for k in range(cit.shape[0]):
         i, m, j = cit[k], code[k] & 3, code[k] >> 4
-        if seq[k] > cured_seq[m, j, i]:
+        cs = cure_slot[j]
+        if cs < 0 or seq[k] > cured_seq[m, cs, i]:
             list_count[m, j, i] += 1
 
 
@@ -344,7 +348,7 @@ def expire(plan: Plan, st: State, day: int) -> ScoreChanges:
     """Take back what expires today; return the points taken off each score."""
     lc, lcode, lseq = st.list_expiry.pop(day)
     if lc.shape[0]:
-        _expire_lists(lc, lcode, lseq, st.list_count, st.cured_seq)
+        _expire_lists(lc, lcode, lseq, st.list_count, st.cured_seq, plan.cure_slot)
     cit, code, amt = st.expiry.pop(day)
     if cit.shape[0]:
         _expire(cit, code, amt, plan.n_beh, plan.rtype_domain, st.score, st.neg_by_domain,
@@ -365,7 +369,7 @@ def _undo_expiry(plan: Plan, st: State, day: int) -> ScoreChanges | None:
     """Undo items of retracted records due today; None when there are none (the usual day)."""
     lc, lcode, lseq = st.list_undo.pop(day)
     if lc.shape[0]:
-        _unexpire_lists(lc, lcode, lseq, st.list_count, st.cured_seq)
+        _unexpire_lists(lc, lcode, lseq, st.list_count, st.cured_seq, plan.cure_slot)
     cit, code, amt = st.expiry_undo.pop(day)
     if cit.shape[0] == 0:
         return None

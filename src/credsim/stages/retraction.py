@@ -128,7 +128,10 @@ def _lists(plan: Plan, st: State, day: int, horizon: int, m: int, i: np.ndarray,
     out_c, out_l = [], []
     for li in range(len(plan.lists)):
         due = f + plan.entry_window[li]
-        live = plan.entry_types[t, li] & (day < due) & (seq > st.cured_seq[m, li, i])
+        cs = int(plan.cure_slot[li])
+        live = plan.entry_types[t, li] & (day < due)
+        if cs >= 0:  # (a list no record cures has no row: nothing of it was cured)
+            live &= seq > st.cured_seq[m, cs, i]
         if not live.any():
             continue
         np.subtract.at(st.list_count[m, li], i[live], 1)
