@@ -54,6 +54,7 @@ def _bincount_fx(keys: np.ndarray, w: np.ndarray, size: int, unit: int) -> np.nd
 
 
 _NO_W = np.zeros(0, dtype=np.int64)
+DENSE_BLOCK = 1 << 16  # citizens per pass of a stock recomputed from a whole column
 
 
 @njit(cache=True)
@@ -282,9 +283,17 @@ class Metrics:
             self._add(self.stock_cells, self.idx[name], cit, fixed(wa), SCALE)
 
     def set_stock_dense(self, name: str, values: np.ndarray) -> None:
-        """Recompute a stock from a full per-citizen array, over this table's citizens (model-score days)."""
-        own = np.arange(self.lo, self.hi, dtype=np.int64)
-        self.stock_cells[self.idx[name]] = self._bins(own, np.asarray(values[self.lo:self.hi], dtype=np.float64))
+        """Recompute a stock from a full per-citizen array, over this table's citizens (model-score days).
+
+        ``DENSE_BLOCK`` citizens at a time: the sums are integers (the same bits in any order), and the
+        temporaries (ids, float64 values, their fixed-point form) are one block's, not the range's
+        (~32 B a citizen: 300 MB at 10^7)."""
+        row = self.idx[name]
+        self.stock_cells[row] = 0
+        for a in range(self.lo, self.hi, DENSE_BLOCK):
+            b = min(self.hi, a + DENSE_BLOCK)
+            own = np.arange(a, b, dtype=np.int64)
+            self.stock_cells[row] += self._bins(own, np.asarray(values[a:b], dtype=np.float64))
 
     def init_stocks(self, st: State, grades: list[str]) -> None:
         """Population, score sums, grade counts and list sizes at the start (one pass over this

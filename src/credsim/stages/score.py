@@ -21,6 +21,8 @@ from credsim.exchange import Exchange
 from credsim.plan import Plan
 from credsim.state import State
 
+BLOCK = 1 << 16  # citizens scored at a time (see recompute_model)
+
 
 @njit(inline="always", cache=True)
 def _share_of(out: np.ndarray, i: int, indptr: np.ndarray, indices: np.ndarray, active: np.ndarray,
@@ -63,35 +65,47 @@ def recompute_model(plan: Plan, st: State, day: int, a: int = 0, b: int | None =
     """Recompute the model score of the citizens ``[a, b)`` (default: everyone) when due; return whether it ran.
 
     Only the range is computed and written, so a shard neither spends time on nor touches the
-    memory of other shards' citizens; each score is an elementwise function of its citizen's row."""
+    memory of other shards' citizens; each score is an elementwise function of its citizen's row.
+    It is computed ``BLOCK`` citizens at a time: the same operations on each element, in the same
+    order (so the same bits), with float64 temporaries of one block rather than of the whole range
+    (commercial-score at 10^7 re-grades everyone monthly: whole-range temporaries held ~390 MB)."""
     spec = plan.scen.scoring.model
     if spec is None or day % spec.every_days != 0:
         return False
     b = st.n if b is None else b
     lo, hi = spec.range
+    tables: dict[int, list[tuple[int, np.ndarray]]] = {}  # feature -> its group terms' (dimension, values)
+    for f, name in enumerate(plan.features):
+        group = spec.features[name].group
+        if group is not None:
+            tables[f] = []
+            for dim, vals in group.items():
+                d = plan.dims.index(dim)
+                table = np.zeros(len(plan.dim_values[d]))
+                for v, x in vals.items():
+                    table[plan.dim_values[d].index(v)] = x
+                tables[f].append((d, table))
+    g = st.graph
     for m in range(2):
-        z = np.zeros(b - a, dtype=np.float64)
-        for f, name in enumerate(plan.features):
-            w = plan.feat_weight[f]
-            if w == 0:
-                continue
-            feat = spec.features[name]
-            if feat.records is not None:
-                z += w * st.feat_count[m, f, a:b]
-            elif feat.group is not None:
-                for dim, vals in feat.group.items():
-                    d = plan.dims.index(dim)
-                    table = np.zeros(len(plan.dim_values[d]))
-                    for v, x in vals.items():
-                        table[plan.dim_values[d].index(v)] = x
-                    z += w * table[st.groups[d, a:b]]
-            elif feat.trait is not None:
-                z += w * st.traits[plan.traits.index(feat.trait), a:b]
-            elif feat.contacts_listed is not None:
-                li = plan.lists.index(feat.contacts_listed)
-                g = st.graph
-                z += w * contacts_share(g.indptr[a - g.lo:b - g.lo + 1], g.indices, g.active, st.listed[m, li])
-        st.mscore[m, a:b] = np.clip(spec.center + spec.scale * z, lo, hi).astype(np.float32)
+        for s in range(a, b, BLOCK):
+            e = min(b, s + BLOCK)
+            z = np.zeros(e - s, dtype=np.float64)
+            for f, name in enumerate(plan.features):
+                w = plan.feat_weight[f]
+                if w == 0:
+                    continue
+                feat = spec.features[name]
+                if feat.records is not None:
+                    z += w * st.feat_count[m, f, s:e]
+                elif feat.group is not None:
+                    for d, table in tables[f]:
+                        z += w * table[st.groups[d, s:e]]
+                elif feat.trait is not None:
+                    z += w * st.traits[plan.traits.index(feat.trait), s:e]
+                elif feat.contacts_listed is not None:
+                    li = plan.lists.index(feat.contacts_listed)
+                    z += w * contacts_share(g.indptr[s - g.lo:e - g.lo + 1], g.indices, g.active, st.listed[m, li])
+            st.mscore[m, s:e] = np.clip(spec.center + spec.scale * z, lo, hi).astype(np.float32)
     return True
 
 
