@@ -14,9 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from credsim import arrowcols
+import credsim
+from credsim import arrowcols, partitions
+from credsim.engine import simulate
 
 
 @pytest.mark.parametrize("values", [
@@ -68,3 +71,20 @@ def test_a_run_and_a_shard_write_without_pandas(tmp_path: Path) -> None:
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
+
+
+def test_citizens_written_a_row_group_at_a_time_are_the_whole_tables_bytes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``partitions.write_rows`` builds and writes one row group at a time; the file must be the one
+    ``write_part`` writes from the whole table, byte for byte (row groups of 1,000 rows here, so a
+    5,500-citizen run has six, the last shorter; dictionary, boolean and numeric columns)."""
+    res = simulate(credsim.load_scenario("integrated", {"population.size": 5_500, "run.days": 20}))
+    monkeypatch.setattr(partitions, "ROW_GROUP", 1_000)
+    partitions.write_rows(res.citizens_table, 0, res.state.n, tmp_path, "pieces.parquet")
+    whole = res.citizens_table()
+    pq.write_table(whole, tmp_path / "whole.parquet", row_group_size=1_000, **arrowcols.parquet_options(whole.schema))
+    assert pq.ParquetFile(tmp_path / "pieces.parquet").metadata.num_row_groups == 6
+    assert (tmp_path / "pieces.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+    partitions.write_rows(res.citizens_table, 7, 7, tmp_path, "empty.parquet")  # an empty range: its empty table
+    pq.write_table(res.citizens_table(7, 7), tmp_path / "empty-whole.parquet", row_group_size=1_000,
+                   **arrowcols.parquet_options(whole.schema))
+    assert (tmp_path / "empty.parquet").read_bytes() == (tmp_path / "empty-whole.parquet").read_bytes()

@@ -62,6 +62,11 @@ def encoded(values: Sequence[str] | np.ndarray) -> pa.DictionaryArray:
     return dictionary(codes, list(index))
 
 
+# rows per Parquet row group: pyarrow's default for ``pq.write_table``, so a table written a row group at a
+# time gives the same file, byte for byte, as writing it whole
+ROW_GROUP = 1024 * 1024
+
+
 def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     """How credsim writes every Parquet file of a run: zstd; dictionary pages for the columns that are
     dictionaries already (categories: region, kind, item, ...), and min/max statistics for the others.

@@ -154,8 +154,9 @@ class Result:
     events: EventLog | None = None  # audit event log (events.parquet)
     redress: tuple[pa.Table, pa.Table] | None = None  # cases and stays (cases.parquet, stays.parquet)
 
-    def citizens_table(self) -> pa.Table:
-        return citizens_table(self.plan, self.state, self.tracer.mask, 0, self.state.n)
+    def citizens_table(self, lo: int = 0, hi: int | None = None) -> pa.Table:
+        """The rows of citizens ``[lo, hi)`` (default: everyone) of ``citizens.parquet``."""
+        return citizens_table(self.plan, self.state, self.tracer.mask, lo, self.state.n if hi is None else hi)
 
 
 def citizens_table(p: Plan, st: State, traced: np.ndarray, lo: int, hi: int) -> pa.Table:

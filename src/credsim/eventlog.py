@@ -50,9 +50,7 @@ KINDS = ("list", "grade", "denial")
 VIEWS = ("official", "shadow", "both")
 
 
-# rows per Parquet row group: pyarrow's default for ``pq.write_table``, so writing the log in pieces
-# gives the same file, byte for byte, as writing it whole
-ROW_GROUP = 1024 * 1024
+ROW_GROUP = arrowcols.ROW_GROUP  # the log is written one row group at a time (write_parquet)
 
 
 def _same(value: float | int, k: int, dtype: type) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from credsim.arrowcols import parquet_options
+from credsim.arrowcols import ROW_GROUP, parquet_options
 from credsim.catalog import PART_TABLES
 from credsim.eventlog import EventLog
 from credsim.plan import Plan
@@ -71,6 +71,26 @@ def write_events(events: EventLog, directory: Path, name: str) -> str:
     path = directory / name
     path.parent.mkdir(parents=True, exist_ok=True)
     events.write_parquet(path)
+    return name
+
+
+def write_rows(rows: Callable[[int, int], pa.Table], lo: int, hi: int, directory: Path, name: str) -> str:
+    """Write the citizen rows ``[lo, hi)`` of a table that ``rows(a, b)`` builds for any range, one row group
+    at a time: the bytes of ``write_part(rows(lo, hi), ...)`` (the same row groups), with one group's new
+    columns in memory instead of the whole range's (``citizens.parquet``: the id column alone is 8 B a
+    citizen, 80 MB at 10^7, beside the state it is read from)."""
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer: pq.ParquetWriter | None = None
+    try:
+        for a in range(lo, max(hi, lo + 1), ROW_GROUP):  # an empty range still writes its (empty) table
+            table = rows(a, min(hi, a + ROW_GROUP))
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, **parquet_options(table.schema))
+            writer.write_table(table, row_group_size=ROW_GROUP)
+    finally:
+        if writer is not None:
+            writer.close()
     return name
 
 

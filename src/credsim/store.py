@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from credsim import catalog, outdir
 from credsim.engine import Result
-from credsim.partitions import Partitioned, table_files, write_events, write_part
+from credsim.partitions import Partitioned, table_files, write_events, write_part, write_rows
 from credsim.safeio import MANIFEST_BYTES, read_json_object
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import scenario_hash
@@ -59,7 +59,7 @@ def _write_tables(result: Result | Partitioned, tmp: Path) -> list[str]:
     write_part(result.metrics.to_arrow(), tmp, "metrics.parquet")
     if isinstance(result, Partitioned):  # every shard writes its own rows; the driver holds none
         return ["metrics.parquet", *result.write_parts(tmp)]
-    names = ["metrics.parquet", write_part(result.citizens_table(), tmp, "citizens.parquet"),
+    names = ["metrics.parquet", write_rows(result.citizens_table, 0, result.state.n, tmp, "citizens.parquet"),
              write_part(result.tracer.to_arrow(), tmp, "traces.parquet")]
     if result.events is not None:  # audit event log (eventlog.py)
         names.append(write_events(result.events, tmp, "events.parquet"))

@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from credsim import checkpoint as ckpt
 from credsim.engine import DEFAULT_BLOCK, Loop, citizens_table, prepare
 from credsim.exchange import Inbox, Outbox
-from credsim.partitions import part_name, write_events, write_part
+from credsim.partitions import part_name, write_events, write_part, write_rows
 from credsim.sampling import CHUNK
 from credsim.scenario.schema import Scenario
 from credsim.stages.redress import Redress
@@ -122,8 +123,10 @@ class Shard:
         redress section) into ``run_dir``; return their run-relative names. Nothing citizen-level
         leaves the shard: at country scale the driver could not hold it."""
         lp, k, out = self.loop, self.index, Path(run_dir)
-        names = [write_part(citizens_table(lp.plan, lp.st, lp.tracer.mask, self.lo, self.hi), out,
-                            part_name("citizens", k)),
+        def rows(a: int, b: int) -> pa.Table:
+            return citizens_table(lp.plan, lp.st, lp.tracer.mask, a, b)
+
+        names = [write_rows(rows, self.lo, self.hi, out, part_name("citizens", k)),
                  write_part(lp.tracer.to_arrow(), out, part_name("traces", k)),
                  write_events(lp.events, out, part_name("events", k))]
         for stage in lp.stages:
