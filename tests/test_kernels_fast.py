@@ -12,7 +12,7 @@ from numba import njit
 
 from credsim import rng as rng_mod
 from credsim.prefetch import prefetch, prefetch2, prefetch3
-from credsim.stages.classify import _regrade_cand, grade_of, unique_sorted
+from credsim.stages.classify import _regrade_cand, _regrade_range, grade_of, unique_sorted
 from credsim.stages.measure import _add_fx, _group_by
 
 
@@ -61,6 +61,28 @@ def test_regrade_kernel_matches_grade_of() -> None:
         expect.append((idx, np.full(idx.shape[0], m), g2[m, idx].astype(np.int64), newv[sel].astype(np.int64)))
         g2[m, idx] = newv[sel]
     got = _regrade_cand(score, grade, mins, cand)
+    for k in range(4):
+        assert np.array_equal(got[k], np.concatenate([e[k] for e in expect]))
+    assert np.array_equal(grade, g2)
+
+
+def test_regrade_range_matches_the_whole_population_regrade() -> None:
+    """A model-score day regrades a range without temporaries of its size: the same changes, in the same
+    order (view 0, then view 1, by citizen), as ``grade_of`` over the range (NaN scores included)."""
+    rng = np.random.default_rng(3)
+    n, lo, hi = 2000, 150, 1900
+    mins = np.array([990.0, 950.0, 900.0])
+    score = rng.choice([1000.0, 990.0, 989.5, 950.0, 900.0, 850.0, np.nan], size=(2, n)).astype(np.float32)
+    grade = rng.integers(0, 4, size=(2, n)).astype(np.int8)
+    g2 = grade.copy()
+    expect = []
+    for m in range(2):
+        new = grade_of(score[m, lo:hi], mins)
+        idx = lo + np.flatnonzero(new != g2[m, lo:hi])
+        expect.append((idx, np.full(idx.shape[0], m), g2[m, idx].astype(np.int64), new[idx - lo].astype(np.int64)))
+        g2[m, idx] = new[idx - lo]
+    got = _regrade_range(score, grade, mins, lo, hi)
+    assert got[0].shape[0] > 0
     for k in range(4):
         assert np.array_equal(got[k], np.concatenate([e[k] for e in expect]))
     assert np.array_equal(grade, g2)

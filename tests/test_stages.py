@@ -18,6 +18,7 @@ from credsim import engine
 from credsim.day import Day, Events, ListChanges, Stage
 from credsim.engine import Loop
 from credsim.exchange import Exchange, deliver
+from credsim.stages import measure, score
 from credsim.state import C, Queue, State
 from tests.conftest import tiny
 
@@ -263,3 +264,18 @@ def test_every_stage_changes_only_what_it_declares(extra: dict[str, Any]) -> Non
     if "money" in extra:
         assert {"day.money", "state.money", "state.records"} <= seen["money"]
     assert {"day.events", "state.counters"} <= seen["behave"]
+
+
+def test_model_days_in_blocks_give_the_bits_of_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model score and its metric stock are computed a block of citizens at a time (no temporaries of
+    the whole population); blocks of 999 citizens must give the bits of one pass over 5,000 (two model
+    days, contacts-share and group features included)."""
+    scen = credsim.load_scenario("commercial-score", {"population.size": 5_000, "run.days": 35})
+    one = engine.simulate(scen)
+    monkeypatch.setattr(score, "BLOCK", 999)
+    monkeypatch.setattr(measure, "DENSE_BLOCK", 999)
+    blocks = engine.simulate(scen)
+    assert one.state.mscore.shape[1] == 5_000
+    assert np.array_equal(one.state.mscore, blocks.state.mscore)
+    assert np.array_equal(one.state.grade, blocks.state.grade)
+    assert np.array_equal(one.metrics.table, blocks.metrics.table)
