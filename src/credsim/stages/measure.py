@@ -54,7 +54,7 @@ def _bincount_fx(keys: np.ndarray, w: np.ndarray, size: int, unit: int) -> np.nd
 
 
 _NO_W = np.zeros(0, dtype=np.int64)
-DENSE_BLOCK = 1 << 16  # citizens per pass of a stock recomputed from a whole column
+DENSE_BLOCK = 1 << 20  # citizens per pass of a stock recomputed from a whole column (8 MB temporaries)
 
 
 @njit(cache=True)

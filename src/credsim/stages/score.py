@@ -21,7 +21,7 @@ from credsim.exchange import Exchange
 from credsim.plan import Plan
 from credsim.state import State
 
-BLOCK = 1 << 16  # citizens scored at a time (see recompute_model)
+BLOCK = 1 << 20  # citizens scored at a time (see recompute_model): 8 MB float64 temporaries
 
 
 @njit(inline="always", cache=True)
