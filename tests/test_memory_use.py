@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 import credsim
+from credsim import engine
 from credsim.engine import simulate
-from credsim.memory import EVENT_ROW_BYTES
+from credsim.memory import EVENT_ROW_BYTES, LIVE_ITEM_BYTES, estimate_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,3 +47,23 @@ def test_event_log_rows_are_compact() -> None:
     assert kept / rows <= EVENT_ROW_BYTES, f"{kept / rows:.1f} bytes a row"
     assert res.events.to_arrow().num_rows == rows
     assert np.isin(res.events.to_arrow().column("kind").to_pylist(), ["grade", "list", "denial"]).all()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_live_records_are_estimated_as_queued_within_the_run() -> None:
+    """An expiry item falling due after the run's last day is never queued, so the estimate of live
+    records counts at most ``min(life, days - life)`` days of filings per lifetime: none for a run shorter
+    than every lifetime, and the busiest day of a real run stays within it."""
+    for days in (60, 200):  # points live 90 days; every list window and feature is longer than 60 days
+        scen = credsim.load_scenario("integrated", {"population.size": 3_000, "run.days": days,
+                                                    "scoring.points.expiry_days": 90})
+        est = estimate_memory(scen).parts["live records"]
+        loop, _ = engine.prepare(scen)
+        busiest = 0
+        for day in range(days):
+            loop.step(day)
+            busiest = max(busiest, loop.st.expiry.size() + loop.st.list_expiry.size())
+        if days == 60:
+            assert est == 0 and busiest == 0, (est, busiest)
+        else:
+            assert 0 < busiest * LIVE_ITEM_BYTES <= est, (busiest, est)

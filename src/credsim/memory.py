@@ -79,21 +79,31 @@ def _mean_multiplier(scen: Scenario, table: dict[str, dict[str, float]]) -> floa
     return out
 
 
+def _queued_days(life: int, days: int) -> int:
+    """Days' worth of filings whose items of lifetime ``life`` are queued at once, at the busiest moment.
+
+    An item falling due on or after the run's last day is never queued (``dossier._file`` keeps only
+    ``due < horizon``): only filings of days ``[0, days - life)`` queue one, each for ``life`` days, so at
+    most ``min(life, days - life)`` days' filings are waiting together, and none when ``life >= days``
+    (``commercial-score``: 365-day feature windows in a 365-day run queue nothing)."""
+    return max(0, min(life, days - life))
+
+
 def _live_item_days(scen: Scenario, plan: Plan) -> float:
-    """Expected live expiry items per citizen at the end of the run (the peak: they only grow
-    until the longest lifetime has passed). Each record filed in a view schedules one item per
-    points rule, model feature and list counter it feeds, alive for that item's lifetime."""
+    """Expected live expiry items per citizen at the busiest moment of the run. Each record filed in
+    a view schedules one item per points rule, model feature and list counter it feeds, queued for
+    that item's lifetime when it falls due before the run ends (:func:`_queued_days`)."""
     days = scen.run.days
     total = 0.0
 
     def item_days(rtype: int) -> float:
         t = 0.0
         if plan.rule_points[rtype] != 0:
-            t += min(days, int(plan.rule_expiry[rtype]))
+            t += _queued_days(int(plan.rule_expiry[rtype]), days)
         for f in np.flatnonzero(plan.feat_types[rtype]):
-            t += min(days, int(plan.feat_expiry[f]))
+            t += _queued_days(int(plan.feat_expiry[f]), days)
         for li in np.flatnonzero(plan.entry_types[rtype]):
-            t += min(days, int(plan.entry_window[li]))
+            t += _queued_days(int(plan.entry_window[li]), days)
         return t
 
     for i, spec in enumerate(scen.behaviours.values()):
