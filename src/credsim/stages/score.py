@@ -68,7 +68,8 @@ def recompute_model(plan: Plan, st: State, day: int, a: int = 0, b: int | None =
     memory of other shards' citizens; each score is an elementwise function of its citizen's row.
     It is computed ``BLOCK`` citizens at a time: the same operations on each element, in the same
     order (so the same bits), with float64 temporaries of one block rather than of the whole range
-    (commercial-score at 10^7 re-grades everyone monthly: whole-range temporaries held ~390 MB)."""
+    (commercial-score re-scores everyone monthly: at 10^7 each whole-range temporary is 80 MB, and the
+    expression holds several at once)."""
     spec = plan.scen.scoring.model
     if spec is None or day % spec.every_days != 0:
         return False
