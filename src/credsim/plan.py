@@ -167,7 +167,7 @@ def cure_slots(cure_types: np.ndarray) -> np.ndarray:
 
     Why: a cure's sequence number is int64 per view, list and citizen (16 B a citizen per list); most
     lists have no cure (``integrated``: 1 of 5), so the column holds rows only for those that do."""
-    cured = cure_types.any(axis=0) if cure_types.ndim == 2 else np.zeros(0, np.bool_)
+    cured = cure_types.any(axis=0)
     return np.where(cured, np.cumsum(cured) - 1, -1).astype(np.int64)
 
 
@@ -398,4 +398,3 @@ def compile_plan(scen: Scenario) -> Plan:
                           np.array([g.no_term for g in x.exit.grounds.values()], np.bool_))
                       for j, x in enumerate(ls) if x.exit.grounds},
     )
-
