@@ -78,22 +78,23 @@ def _band(x: float, mins: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def _regrade_cand(src: np.ndarray, grade: np.ndarray, mins: np.ndarray, cand: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Regrade the distinct citizens ``cand`` in view 0, then view 1: the changes, in that order (the
-    order :func:`regrade` has always returned), with the score and grade lines prefetched."""
-    n = cand.shape[0]
-    c_out = np.empty(2 * n, dtype=np.int64)
-    m_out = np.empty(2 * n, dtype=np.int64)
-    old_out = np.empty(2 * n, dtype=np.int64)
-    new_out = np.empty(2 * n, dtype=np.int64)
+def _regrade_ids(src: np.ndarray, grade: np.ndarray, mins: np.ndarray, cand: np.ndarray, by_cand: bool, lo: int,
+                 hi: int, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Regrade the distinct citizens ``cand`` (``by_cand``), or every citizen of ``[lo, hi)``, in view 0, then
+    view 1: the changes, in that order (the order :func:`regrade` has always returned), at most ``cap`` of
+    them; the score and grade lines of ``cand`` are prefetched."""
+    n = cand.shape[0] if by_cand else hi - lo
+    c_out = np.empty(cap, dtype=np.int64)
+    m_out = np.empty(cap, dtype=np.int64)
+    old_out = np.empty(cap, dtype=np.int64)
+    new_out = np.empty(cap, dtype=np.int64)
     k = 0
     for m in range(2):
         for j in range(n):
-            if j + AHEAD < n:
+            if by_cand and j + AHEAD < n:
                 prefetch2(src, m, cand[j + AHEAD])
                 prefetch2(grade, m, cand[j + AHEAD])
-            i = cand[j]
+            i = cand[j] if by_cand else lo + j
             g = _band(np.float64(src[m, i]), mins)
             old = grade[m, i]
             if g != old:
@@ -107,34 +108,24 @@ def _regrade_cand(src: np.ndarray, grade: np.ndarray, mins: np.ndarray, cand: np
 
 
 @njit(cache=True)
+def _regrade_cand(src: np.ndarray, grade: np.ndarray, mins: np.ndarray, cand: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Regrade the distinct citizens ``cand`` (see :func:`_regrade_ids`); room for every one to change."""
+    return _regrade_ids(src, grade, mins, cand, True, 0, 0, 2 * cand.shape[0])
+
+
+@njit(cache=True)
 def _regrade_range(src: np.ndarray, grade: np.ndarray, mins: np.ndarray, lo: int, hi: int
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Regrade every citizen of ``[lo, hi)`` in view 0, then view 1: the changes, in that order (as
-    :func:`_regrade_cand` of the whole range returns them). The changes are counted in a first pass, so
-    nothing the size of the range is allocated (a model-score day regrades everyone: whole-range
+    """Regrade every citizen of ``[lo, hi)`` (see :func:`_regrade_ids`). The changes are counted in a first
+    pass, so nothing the size of the range is allocated (a model-score day regrades everyone: whole-range
     temporaries held ~24 B a citizen, 240 MB at 10^7)."""
     k = 0
     for m in range(2):
         for i in range(lo, hi):
             if _band(np.float64(src[m, i]), mins) != grade[m, i]:
                 k += 1
-    c_out = np.empty(k, dtype=np.int64)
-    m_out = np.empty(k, dtype=np.int64)
-    old_out = np.empty(k, dtype=np.int64)
-    new_out = np.empty(k, dtype=np.int64)
-    k = 0
-    for m in range(2):
-        for i in range(lo, hi):
-            g = _band(np.float64(src[m, i]), mins)
-            old = grade[m, i]
-            if g != old:
-                grade[m, i] = g
-                c_out[k] = i
-                m_out[k] = m
-                old_out[k] = old
-                new_out[k] = g
-                k += 1
-    return c_out, m_out, old_out, new_out
+    return _regrade_ids(src, grade, mins, np.empty(0, np.int64), False, lo, hi, k)
 
 
 def regrade(plan: Plan, st: State, cand: np.ndarray | tuple[int, int]) -> GradeChanges:
