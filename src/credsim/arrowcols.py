@@ -12,11 +12,13 @@ so the files written from them are the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 
 def _bits(flags: np.ndarray) -> pa.Buffer:
@@ -81,3 +83,20 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     cats = [f.name for f in schema if pa.types.is_dictionary(f.type)]
     return {"compression": "zstd", "use_dictionary": cats,
             "write_statistics": [f.name for f in schema if f.name not in cats]}
+
+
+def write_row_groups(tables: Iterable[pa.Table], path: Path, row_group: int = ROW_GROUP) -> None:
+    """Write ``tables`` (consecutive pieces of one table, each at most ``row_group`` rows, every one but the
+    last exactly that) as one Parquet file, a row group each: the bytes of writing their concatenation with
+    ``pq.write_table(..., row_group_size=row_group, **parquet_options(...))``, with one piece in memory at a
+    time. The schema is the first piece's; there must be at least one piece (an empty table writes the
+    empty file)."""
+    writer: pq.ParquetWriter | None = None
+    try:
+        for table in tables:
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema, **parquet_options(table.schema))
+            writer.write_table(table, row_group_size=row_group)
+    finally:
+        if writer is not None:
+            writer.close()

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from credsim import arrowcols
 from credsim.day import Day
@@ -190,13 +189,4 @@ class EventLog:
         """Write ``events.parquet`` one row group at a time: the same bytes as
         ``pq.write_table(self.to_arrow(), path, row_group_size=row_group, **arrowcols.parquet_options(...))``
         with a peak of one row group's widened columns rather than the whole log's."""
-        writer: pq.ParquetWriter | None = None
-        try:
-            for piece in self._groups(row_group):
-                tbl = self._table(piece)
-                if writer is None:
-                    writer = pq.ParquetWriter(path, tbl.schema, **arrowcols.parquet_options(tbl.schema))
-                writer.write_table(tbl, row_group_size=row_group)
-        finally:
-            if writer is not None:
-                writer.close()
+        arrowcols.write_row_groups((self._table(piece) for piece in self._groups(row_group)), path, row_group)

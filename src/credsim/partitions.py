@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from credsim.arrowcols import ROW_GROUP, parquet_options
+from credsim.arrowcols import ROW_GROUP, parquet_options, write_row_groups
 from credsim.catalog import PART_TABLES
 from credsim.eventlog import EventLog
 from credsim.plan import Plan
@@ -81,16 +81,9 @@ def write_rows(rows: Callable[[int, int], pa.Table], lo: int, hi: int, directory
     citizen, 80 MB at 10^7, beside the state it is read from)."""
     path = directory / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer: pq.ParquetWriter | None = None
-    try:
-        for a in range(lo, max(hi, lo + 1), ROW_GROUP):  # an empty range still writes its (empty) table
-            table = rows(a, min(hi, a + ROW_GROUP))
-            if writer is None:
-                writer = pq.ParquetWriter(path, table.schema, **parquet_options(table.schema))
-            writer.write_table(table, row_group_size=ROW_GROUP)
-    finally:
-        if writer is not None:
-            writer.close()
+    # an empty range still writes its (empty) table
+    write_row_groups((rows(a, min(hi, a + ROW_GROUP)) for a in range(lo, max(hi, lo + 1), ROW_GROUP)), path,
+                     ROW_GROUP)
     return name
 
 
