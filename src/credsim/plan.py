@@ -161,6 +161,11 @@ class Plan:
     def n_beh(self) -> int:
         return len(self.beh)
 
+    @property
+    def n_cured(self) -> int:
+        """Lists a record can cure: the rows of ``State.cured_seq``."""
+        return int((self.cure_slot >= 0).sum())
+
 
 def cure_slots(cure_types: np.ndarray) -> np.ndarray:
     """Each list's row in ``State.cured_seq``, -1 for a list no record cures.

@@ -292,7 +292,7 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
         listed=np.zeros((2, L, n), dtype=np.uint8),
         listed_since=column((2, L, n), -1, np.int32),
         list_count=np.zeros((2, L, n), dtype=np.int32),
-        cured_seq=column((2, int((plan.cure_slot >= 0).sum()), n), -1, np.int64),
+        cured_seq=column((2, plan.n_cured, n), -1, np.int64),
         pending=column((2, L, n), -1, np.int32),
         # optional columns are allocated only when the scenario uses them (100M-citizen runs)
         cap_used=np.zeros((2, 2, n if plan.cap_period else 0), dtype=np.float32),
@@ -332,7 +332,7 @@ def bytes_per_citizen(plan: Plan) -> int:
         + 8  # score
         + 2  # grade
         + 2 * L * (1 + 4 + 4 + 4)
-        + 2 * 8 * int((plan.cure_slot >= 0).sum())  # cured_seq
+        + 2 * 8 * plan.n_cured  # cured_seq
         + (16 if plan.cap_period else 0)
         + 4 * Q
         + 2 * F * 4
