@@ -12,7 +12,15 @@ from numba import njit
 
 from credsim import rng as rng_mod
 from credsim.prefetch import prefetch, prefetch2, prefetch3
-from credsim.stages.classify import _regrade_cand, _regrade_range, grade_of, unique_sorted
+from credsim.stages.classify import (
+    ListColumns,
+    ListRules,
+    _apply_grades,
+    _regrade_cand,
+    _regrade_range,
+    grade_of,
+    unique_sorted,
+)
 from credsim.stages.measure import _add_fx, _group_by
 
 
@@ -86,6 +94,47 @@ def test_regrade_range_matches_the_whole_population_regrade() -> None:
     for k in range(4):
         assert np.array_equal(got[k], np.concatenate([e[k] for e in expect]))
     assert np.array_equal(grade, g2)
+
+
+def test_grade_list_pass_matches_the_plain_formulation() -> None:
+    """A grade list's entries and exits are read from the day's grade changes in place: entries of whoever moved
+    into an entry grade and was off the list, in the changes' order, then exits of whoever moved out and was on
+    it; the stay's first day, the list columns and the two counters as the plain NumPy formulation gives them."""
+    rng = np.random.default_rng(6)
+    n, L, G, li, day = 3000, 3, 5, 1, 40
+    into = np.array([True, True, False, False, False])
+    for exits in (True, False):
+        listed = rng.integers(0, 2, size=(2, L, n)).astype(np.uint8)
+        since = np.where(listed == 1, rng.integers(0, day, size=(2, L, n)), -1).astype(np.int32)
+        counters = rng.integers(0, 9, size=(3, n)).astype(np.int32)
+        # distinct citizens within each view, views interleaved as regrade returns them (view 0, then view 1)
+        cit = np.concatenate([rng.permutation(n)[:700], rng.permutation(n)[:600]]).astype(np.int64)
+        mode = np.repeat([0, 1], [700, 600]).astype(np.int64)
+        new = rng.integers(0, G, cit.shape[0]).astype(np.int64)
+        want_l, want_s, want_c = listed.copy(), since.copy(), counters.copy()
+        rows = []
+        for enter in (True, False):
+            if not enter and not exits:
+                break
+            for i, m, g in zip(cit, mode, new, strict=True):
+                if into[g] != enter or want_l[m, li, i] != (0 if enter else 1):
+                    continue
+                first = day if enter else int(want_s[m, li, i])
+                want_l[m, li, i] = 1 if enter else 0
+                if enter:
+                    want_s[m, li, i] = day
+                if m == 0:
+                    want_c[1 if enter else 2, i] += 1 if enter else day - first
+                rows.append((i, m, li, 1 if enter else -1, first))
+        cols = ListColumns(listed, since, np.zeros((2, L, n), np.int32), np.full((2, L, n), -1, np.int32), counters,
+                           np.zeros((1, n), np.uint8))
+        rules = ListRules(np.ones(L, np.int64), np.full(L, -1, np.int64), np.zeros((L, 1), np.int64), 1, 2)
+        got = _apply_grades(cit, mode, new, li, into, exits, day, rules, cols)
+        expect = np.array(rows, dtype=np.int64).reshape(-1, 5)
+        assert expect.shape[0] > 100
+        for k in range(5):
+            assert np.array_equal(got[k], expect[:, k])
+        assert np.array_equal(listed, want_l) and np.array_equal(since, want_s) and np.array_equal(counters, want_c)
 
 
 def test_add_fx_matches_bincount() -> None:

@@ -71,8 +71,8 @@ def _narrow(a: np.ndarray) -> np.ndarray:
     lo, hi = int(a.min()), int(a.max())
     for t, tmin, tmax in _NARROW:
         if tmin <= lo and hi <= tmax:
-            return a.astype(t)
-    return a.astype(np.int64)
+            return a.astype(t, copy=False)  # already narrow: the same array (a grade row's item is its value)
+    return a.astype(np.int64, copy=False)
 
 
 class EventLog:
@@ -116,7 +116,8 @@ class EventLog:
         G, L = len(p.grades), len(p.lists)
         g = d.grades
         if g.cit.shape[0] and p.grades:
-            self._add(day, g.cit, 1, _narrow(g.new), g.mode, _narrow(g.new), _narrow(g.old))
+            new = _narrow(g.new)  # a grade row's item and value are both the new grade: one array, held once
+            self._add(day, g.cit, 1, new, g.mode, new, _narrow(g.old))
         lc = d.lists
         if lc.cit.shape[0]:
             self._add(day, lc.cit, 0, G + lc.lst, lc.mode, _narrow(lc.direction), _narrow(lc.since))

@@ -310,7 +310,11 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
 
 def starting_points(plan: Plan, pop: Population, lo: int, hi: int) -> np.ndarray:
     """Official and shadow points before day 0: each citizen's group's base where ``base_by`` says,
-    written only for ``[lo, hi)`` (the rest stays zero pages, as in :func:`initial_state`)."""
+    written only for ``[lo, hi)`` (the rest stays zero pages, as in :func:`initial_state`). A base of 0 (every
+    scenario without points) is zero pages throughout: such a column is never written, and ``np.full`` would
+    have made all of it resident (8 B a citizen)."""
+    if plan.points_base_dim < 0 and plan.points_base == 0 and not np.signbit(plan.points_base):
+        return np.zeros((2, pop.n), np.float32)
     if plan.points_base_dim < 0 and (lo, hi) == (0, pop.n):
         return np.full((2, pop.n), np.float32(plan.points_base), np.float32)
     out: np.ndarray = np.zeros((2, pop.n), np.float32)

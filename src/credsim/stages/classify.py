@@ -158,12 +158,46 @@ class ListRules(NamedTuple):
     c_days: int
 
 
-@njit(cache=True)
-def _apply(cit: np.ndarray, mode: np.ndarray, lst: np.ndarray, action: np.ndarray, aux: np.ndarray,
-           day: int, rules: ListRules, cols: ListColumns):  # type: ignore[no-untyped-def]
+@njit(inline="always", cache=True)
+def _act(i: int, m: int, li: int, a: int, aux: int, day: int, rules: ListRules, cols: ListColumns
+         ) -> tuple[int, int]:
+    """One list action on citizen ``i``'s list ``li`` in view ``m``, checked against the state now: +1 (entered),
+    -1 (left) or 0 (nothing), and the first day of the stay entered or left."""
     listed, listed_since, list_count = cols.listed, cols.listed_since, cols.list_count
     pending, counters = cols.pending, cols.counters
-    entry_count, c_times, c_days = rules.entry_count, rules.c_times, rules.c_days
+    enter = False
+    leave = False
+    if a == A_CURE or a == A_GRADE_OUT:
+        leave = listed[m, li, i] == 1
+    elif a == A_TERM:
+        leave = listed[m, li, i] == 1 and listed_since[m, li, i] == aux
+    elif a == A_PENDING:
+        if pending[m, li, i] == day:
+            pending[m, li, i] = -1
+            enter = listed[m, li, i] == 0 and list_count[m, li, i] >= entry_need(
+                li, i, rules.entry_count, rules.entry_count_dim, rules.entry_count_g, cols.groups)
+    elif a == A_GRADE_IN:
+        enter = listed[m, li, i] == 0
+    if enter:
+        listed[m, li, i] = 1
+        listed_since[m, li, i] = day
+        if m == 0:
+            counters[rules.c_times, i] += 1
+        return 1, day
+    if leave:
+        listed[m, li, i] = 0
+        since = listed_since[m, li, i]
+        if m == 0:
+            counters[rules.c_days, i] += day - since
+        return -1, since
+    return 0, 0
+
+
+@njit(cache=True)
+def _apply(cit: np.ndarray, mode: np.ndarray, lst: np.ndarray, action: int, aux: np.ndarray, day: int,
+           rules: ListRules, cols: ListColumns
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Apply one kind of action to each row in order; the accepted ones (``aux``: a term's entry day)."""
     n = cit.shape[0]
     e_cit = np.empty(n, dtype=np.int64)
     e_mode = np.empty(n, dtype=np.int64)
@@ -172,36 +206,51 @@ def _apply(cit: np.ndarray, mode: np.ndarray, lst: np.ndarray, action: np.ndarra
     e_since = np.empty(n, dtype=np.int64)
     k = 0
     for r in range(n):
-        i, m, li, a = cit[r], mode[r], lst[r], action[r]
-        enter = False
-        leave = False
-        if a == A_CURE or a == A_GRADE_OUT:
-            leave = listed[m, li, i] == 1
-        elif a == A_TERM:
-            leave = listed[m, li, i] == 1 and listed_since[m, li, i] == aux[r]
-        elif a == A_PENDING:
-            if pending[m, li, i] == day:
-                pending[m, li, i] = -1
-                enter = listed[m, li, i] == 0 and list_count[m, li, i] >= entry_need(
-                    li, i, entry_count, rules.entry_count_dim, rules.entry_count_g, cols.groups)
-        elif a == A_GRADE_IN:
-            enter = listed[m, li, i] == 0
-        if enter:
-            listed[m, li, i] = 1
-            listed_since[m, li, i] = day
-            if m == 0:
-                counters[c_times, i] += 1
-            e_since[k] = day
-        elif leave:
-            listed[m, li, i] = 0
-            e_since[k] = listed_since[m, li, i]
-            if m == 0:
-                counters[c_days, i] += day - listed_since[m, li, i]
-        else:
-            continue
-        e_cit[k] = i; e_mode[k] = m; e_list[k] = li; e_dir[k] = 1 if enter else -1
-        k += 1
+        d, since = _act(cit[r], mode[r], lst[r], action, aux[r], day, rules, cols)
+        if d != 0:
+            e_cit[k] = cit[r]; e_mode[k] = mode[r]; e_list[k] = lst[r]; e_dir[k] = d; e_since[k] = since
+            k += 1
     return e_cit[:k], e_mode[:k], e_list[:k], e_dir[:k], e_since[:k]
+
+
+@njit(cache=True)
+def _apply_grades(gc: np.ndarray, gm: np.ndarray, gnew: np.ndarray, li: int, into: np.ndarray, exits: bool, day: int,
+                  rules: ListRules, cols: ListColumns
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The grade list ``li``'s actions, read from the grade changes in place: entries of whoever moved into an entry
+    grade (``into[new grade]``), in the changes' order, then, with ``exits``, exits of whoever moved out of one.
+
+    A model-score day changes millions of grades and few of them move anyone on or off a list, so the accepted
+    actions are counted first and only they are allocated (columns of actions for every change held ~120 B a
+    change, 120 MiB at 10^7). The count is exact because a citizen changes grade at most once per view a day
+    (:func:`regrade` takes distinct citizens), so no action here sees another's write."""
+    n = gc.shape[0]
+    listed = cols.listed
+    k = 0
+    for r in range(n):
+        if into[gnew[r]]:
+            k += listed[gm[r], li, gc[r]] == 0
+        elif exits:
+            k += listed[gm[r], li, gc[r]] == 1
+    e_cit = np.empty(k, dtype=np.int64)
+    e_mode = np.empty(k, dtype=np.int64)
+    e_list = np.empty(k, dtype=np.int64)
+    e_dir = np.empty(k, dtype=np.int64)
+    e_since = np.empty(k, dtype=np.int64)
+    j = 0
+    for a in (A_GRADE_IN, A_GRADE_OUT):
+        if a == A_GRADE_OUT and not exits:
+            break
+        for r in range(n):
+            if into[gnew[r]] != (a == A_GRADE_IN):
+                continue
+            d, since = _act(gc[r], gm[r], li, a, 0, day, rules, cols)
+            if d != 0:
+                if j == k:
+                    raise AssertionError("a citizen changed grade twice in one view")
+                e_cit[j] = gc[r]; e_mode[j] = gm[r]; e_list[j] = li; e_dir[j] = d; e_since[j] = since
+                j += 1
+    return e_cit, e_mode, e_list, e_dir, e_since
 
 
 def ground_terms(plan: Plan, seed: int, day: int, cit: np.ndarray, lst: np.ndarray, term: np.ndarray) -> np.ndarray:
@@ -229,34 +278,33 @@ def ground_terms(plan: Plan, seed: int, day: int, cit: np.ndarray, lst: np.ndarr
 def update_lists(plan: Plan, st: State, day: int, cures: ListExits, grade_changes: GradeChanges,
                  seed: int | None = None) -> ListChanges:
     """Apply today's list actions; return the accepted entries and exits (``seed``: draw listing grounds)."""
+    rules = ListRules(plan.entry_count, plan.entry_count_dim, plan.entry_count_g, C["times_listed"], C["days_listed"])
+    cols = ListColumns(st.listed, st.listed_since, st.list_count, st.pending, st.counters, st.groups)
+    # The actions run in a fixed order, each against the state left by those before it: cures, entries falling
+    # due, each grade list's entries then exits, fixed-term exits.
     parts: list[tuple[np.ndarray, ...]] = []
 
-    def add(c: np.ndarray, m: np.ndarray, li: np.ndarray, action: int, aux: np.ndarray | None = None) -> None:
+    def run(c: np.ndarray, m: np.ndarray, li: np.ndarray, action: int, aux: np.ndarray | None = None) -> None:
         if c.shape[0]:
-            parts.append((c, m, li, np.full(c.shape[0], action, np.int64),
-                          aux if aux is not None else np.zeros(c.shape[0], np.int64)))
+            i64 = np.int64
+            parts.append(_apply(c.astype(i64, copy=False), m.astype(i64, copy=False), li.astype(i64, copy=False),
+                                action, aux.astype(i64, copy=False) if aux is not None else np.zeros(c.shape[0], i64),
+                                day, rules, cols))
 
-    add(cures.cit, cures.mode, cures.lst, A_CURE)
+    run(cures.cit, cures.mode, cures.lst, A_CURE)
     pc, pm, pl = st.entries.pop(day)
-    add(pc, pm, pl, A_PENDING)
-    gc, gm, gnew = grade_changes.cit, grade_changes.mode, grade_changes.new
-    for li in np.flatnonzero(plan.list_by_grade):
-        into = plan.entry_grades[li, gnew] if gnew.shape[0] else np.zeros(0, np.bool_)
-        sel = np.flatnonzero(into)
-        add(gc[sel], gm[sel], np.full(sel.shape[0], li, np.int64), A_GRADE_IN)
-        if plan.exit_on_recovery[li]:
-            sel = np.flatnonzero(~into)
-            add(gc[sel], gm[sel], np.full(sel.shape[0], li, np.int64), A_GRADE_OUT)
+    run(pc, pm, pl, A_PENDING)
+    g = grade_changes
+    if g.cit.shape[0]:
+        for li in np.flatnonzero(plan.list_by_grade):
+            parts.append(_apply_grades(g.cit.astype(np.int64, copy=False), g.mode.astype(np.int64, copy=False),
+                                       g.new.astype(np.int64, copy=False), int(li), plan.entry_grades[li],
+                                       bool(plan.exit_on_recovery[li]), day, rules, cols))
     tc, tm, tl, ts = st.terms.pop(day)
-    add(tc, tm, tl, A_TERM, ts)
+    run(tc, tm, tl, A_TERM, ts)
     if not parts:
         return ListChanges()
-    cols = [np.concatenate([p[k] for p in parts]).astype(np.int64, copy=False) for k in range(5)]
-    ev = ListChanges(*_apply(cols[0], cols[1], cols[2], cols[3], cols[4], day,
-                             ListRules(plan.entry_count, plan.entry_count_dim, plan.entry_count_g,
-                                       C["times_listed"], C["days_listed"]),
-                             ListColumns(st.listed, st.listed_since, st.list_count, st.pending, st.counters,
-                                         st.groups)))
+    ev = ListChanges(*(np.concatenate([p[k] for p in parts]) for k in range(5)))
     ent = ev.direction == 1
     if ent.any():
         term = plan.exit_term[ev.lst[ent]]
