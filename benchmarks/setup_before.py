@@ -153,4 +153,4 @@ def build(plan: Plan, pop: Population, seed: int) -> Graph:
     deg = _sort_dedupe_rows(indptr, indices)
     indptr = _compact(indptr, indices, deg)
     indices = indices[: indptr[n]]  # a view: duplicates are rare, the slack is tiny
-    return Graph(indptr, indices, np.ones(indices.shape[0], dtype=np.uint8))
+    return Graph(indptr, indices, np.zeros(indices.shape[0], dtype=np.uint8))

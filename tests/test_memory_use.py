@@ -67,3 +67,45 @@ def test_live_records_are_estimated_as_queued_within_the_run() -> None:
             assert est == 0 and busiest == 0, (est, busiest)
         else:
             assert 0 < busiest * LIVE_ITEM_BYTES <= est, (busiest, est)
+
+
+def _written_pages(a: np.ndarray) -> np.ndarray:
+    """Whether each page of the contiguous ``a`` holds memory of this process's own: present and exclusively mapped
+    in ``/proc/self/pagemap``. A page never written is absent or the shared zero page (present, not exclusive), and
+    the resident set counts neither."""
+    assert a.flags.c_contiguous
+    page = os.sysconf("SC_PAGE_SIZE")
+    first, last = a.ctypes.data // page, (a.ctypes.data + a.nbytes - 1) // page
+    with open("/proc/self/pagemap", "rb") as fh:
+        fh.seek(first * 8)
+        ent = np.frombuffer(fh.read((last - first + 1) * 8), np.uint64)
+    return ((ent >> np.uint64(63)) & (ent >> np.uint64(56)) & np.uint64(1)).astype(bool)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/pagemap")
+@pytest.mark.usefixtures("one_thread")
+def test_columns_a_run_never_writes_take_no_memory() -> None:
+    """commercial-score has no points, no tie a response cuts, and a list entered by grade (no pending entries):
+    its points scores, the graph's cut flags and that list's pending days are never written, so they stay zero
+    pages (80 MB each at 10^7 citizens when they were filled with a start value) -- read by the run and its
+    outputs, not resident. The model scores it does write are resident, which shows the probe sees pages.
+
+    The scores and the cut flags are arrays of their own: at most the allocator's first page is written. A pending
+    row shares its ends with written rows, and NumPy asks for transparent huge pages (2 MiB) for large arrays, so
+    only the row's pages more than 2 MiB from either end are required to be unwritten (2,000,000 citizens: a row
+    of 7.6 MiB)."""
+    n = 2_000_000
+    res = simulate(credsim.load_scenario("commercial-score", {"population.size": n, "run.days": 35}))
+    st = res.state
+    grade_list = res.plan.lists.index("featured_profiles")
+    assert res.plan.list_by_grade[grade_list] and not res.plan.list_by_grade[1 - grade_list]
+    assert res.events is not None and res.events.to_arrow().num_rows > 0
+    assert res.citizens_table().num_rows == n  # the outputs read every column
+    for name, a in (("score", st.score), ("graph.cut", st.graph.cut)):
+        assert _written_pages(a)[1:].sum() == 0, name
+    edge = (2 << 20) // os.sysconf("SC_PAGE_SIZE")
+    for m in range(2):
+        inner = _written_pages(st.pending[m, grade_list])[edge:-edge]
+        assert inner.shape[0] > 900 and inner.sum() == 0, f"pending[{m}, {grade_list}]: {inner.sum()} pages written"
+        assert _written_pages(st.pending[m, 1 - grade_list])[edge:-edge].any()  # the court list's entries
+    assert _written_pages(st.mscore).all()

@@ -91,7 +91,8 @@ def test_file_applies_points_counts_the_list_and_schedules_the_entry() -> None:
     s = loop.st
     assert d.filed.records.cit.tolist() == [9] and d.filed.applied.tolist() == [[-50.0, -50.0]]
     assert s.score[:, 9].tolist() == [950.0, 950.0] and s.list_count[:, 0, 9].tolist() == [1, 1]
-    assert s.pending[:, 0, 9].tolist() == [7, 7] and s.entries.pop(7).cit.tolist() == [9, 9]
+    # state.pending holds the due day plus 1 (0: none)
+    assert s.pending[:, 0, 9].tolist() == [8, 8] and s.entries.pop(7).cit.tolist() == [9, 9]
     assert s.ledger.size() == 1 and s.counters[C["records_true"], 9] == 1
 
 
@@ -99,7 +100,7 @@ def test_classify_regrades_and_applies_a_due_entry() -> None:
     loop, st = build()
     s = loop.st
     s.list_count[0, 0, 4] = 1
-    s.pending[0, 0, 4] = 3
+    s.pending[0, 0, 4] = 3 + 1  # due on day 3 (state.pending holds the day plus 1)
     s.entries.push(3, np.array([4]), np.array([0]), np.array([0]))
     s.score[:, 7] = 950.0  # below grade A (960)
     d = Day(3)
@@ -110,7 +111,7 @@ def test_classify_regrades_and_applies_a_due_entry() -> None:
         [(7, 0, 0, 1), (7, 1, 0, 1)]
     lc = d.lists
     assert (lc.cit.tolist(), lc.mode.tolist(), lc.direction.tolist(), lc.since.tolist()) == ([4], [0], [1], [3])
-    assert s.listed[0, 0, 4] == 1 and s.pending[0, 0, 4] == -1
+    assert s.listed[0, 0, 4] == 1 and s.pending[0, 0, 4] == 0
     assert s.terms.pop(103).cit.tolist() == [4], "the fixed term of 100 days is scheduled"
 
 
@@ -166,10 +167,10 @@ def test_respond_cuts_ties_in_both_directions_before_association() -> None:
     j, contacts = _hub(loop)
     d = Day(6, lists=_listing(j, 6))
     run(loop, st["respond"], d)
-    assert d.responses.ties_cut == contacts.shape[0] and not g.active[g.indptr[j]:g.indptr[j + 1]].any()
+    assert d.responses.ties_cut == contacts.shape[0] and g.cut[g.indptr[j]:g.indptr[j + 1]].all()
     for i in contacts:
         row = slice(g.indptr[i], g.indptr[i + 1])
-        assert not g.active[row][g.indices[row] == j].any()
+        assert g.cut[row][g.indices[row] == j].all()
     assert d.responses.assoc == 0 and loop.st.records.pop(7).cit.shape[0] == 0, \
         "association reaches only the ties left after today's cuts"
 
@@ -198,7 +199,7 @@ def _columns(st: State) -> dict[str, Any]:
             out[k] = v.copy()
         elif isinstance(v, Queue):
             out[k] = {d: [tuple(a.copy() for a in p) for p in parts] for d, parts in v.buckets.items()}
-    out["graph"] = st.graph.active.copy()
+    out["graph"] = st.graph.cut.copy()
     out["ledger"] = {d: tuple(a.copy() for a in b) for d, b in st.ledger.buckets.items()}
     return out
 

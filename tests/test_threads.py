@@ -48,7 +48,7 @@ def test_the_threading_environment_is_in_place_when_a_parallel_region_runs(resto
     unless the user chose glibc's threshold."""
     assert all(k in os.environ for k in threads.THREAD_ENV)
     threads.configure(2, min_parallel_work=0)
-    contacts_share(np.array([0, 1, 1]), np.array([1]), np.ones(1, np.uint8), np.ones(2, np.uint8))
+    contacts_share(np.array([0, 1, 1]), np.array([1]), np.zeros(1, np.uint8), np.ones(2, np.uint8))
     assert numba.threading_layer() == os.environ["NUMBA_THREADING_LAYER"]
     assert credsim.allocator.applied() == ("MALLOC_MMAP_THRESHOLD_" not in os.environ)
 

@@ -2,7 +2,7 @@
 
 A checkpoint is taken *between* two days, when every stage has finished, so the loop is
 consistent. It holds everything that changes while a run goes on: all :class:`State`
-columns (the graph's ``active`` bytes included; a shard's per-citizen columns for its own
+columns (the graph's ``cut`` bytes included; a shard's per-citizen columns for its own
 range only, as it never writes the rest), every :class:`Queue` bucket in order,
 the metrics table and running stocks, the traced rows, the event log, timings and the
 next day to run. Resuming rebuilds a fresh loop from the scenario (the same code path as
@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-FORMAT = 1
+FORMAT = 2  # 2: state.pending holds the due day plus 1, 0 for none (was the day, or -1); graph.cut (was active)
 CHECKPOINT_DIR = "checkpoint"
 KEEP = 2
 _NAME = re.compile(r"^day-(\d{6,9})\.npz$")

@@ -75,14 +75,25 @@ def _narrow(a: np.ndarray) -> np.ndarray:
     return a.astype(np.int64, copy=False)
 
 
+def _view_runs(mode: np.ndarray) -> list[tuple[int, int, np.ndarray | int]]:
+    """The rows ``[a, b)`` of each view: a day's grade changes come view 0 first, then view 1
+    (:func:`credsim.stages.classify.regrade`), so each view is one run and its column takes no memory
+    (a row otherwise; any other order keeps the column)."""
+    k0 = int(np.searchsorted(mode, 1))
+    if not ((mode[:k0] == 0).all() and (mode[k0:] == 1).all()):
+        return [(0, mode.shape[0], mode)]
+    return [(a, b, v) for a, b, v in ((0, k0, 0), (k0, mode.shape[0], 1)) if b > a]
+
+
 class EventLog:
     """Collects today's status changes (an observer of the day).
 
     Why it is compact: grade changes of a monthly re-grading can reach tens of millions of rows at
     10^7 citizens. Grade and list rows keep only their citizen, item, view and one small integer
     (previous grade, stay start) in narrow integer types; their constant columns (day, kind, no
-    sanction, NaN cross and gravity) are zero-memory broadcast views. About 8-12 bytes a row for
-    those, 40 for denials. On output the columns are widened to the types of ``events.parquet``
+    sanction, NaN cross and gravity; a grade row's view, one part per view) are zero-memory broadcast
+    views, and a grade row's item is its value. About 6 bytes a grade row, 8-12 a list row, 40 a denial.
+    On output the columns are widened to the types of ``events.parquet``
     (every value exact) one row group at a time (:meth:`write_parquet`), never the whole log at once."""
 
     def __init__(self, plan: Plan) -> None:
@@ -92,7 +103,7 @@ class EventLog:
         self.items = list(plan.grades) + list(plan.lists) + list(plan.beh)
         self.sanctions = list(plan.sanctions) + [""]
 
-    def _add(self, day: int, cit: np.ndarray, kind: int, item: np.ndarray, view: np.ndarray,
+    def _add(self, day: int, cit: np.ndarray, kind: int, item: np.ndarray, view: np.ndarray | int,
              value: np.ndarray, prev: np.ndarray, sanction: np.ndarray | None = None,
              cross: np.ndarray | None = None, gravity: np.ndarray | None = None,
              assoc: np.ndarray | None = None) -> None:
@@ -101,7 +112,8 @@ class EventLog:
             return
         self.parts.append({
             "day": _same(day, k, np.int32), "citizen": cit.astype(np.int32),
-            "kind": _same(kind, k, np.int8), "item": _narrow(item), "view": view.astype(np.int8),
+            "kind": _same(kind, k, np.int8), "item": _narrow(item),
+            "view": _same(view, k, np.int8) if isinstance(view, int) else view.astype(np.int8),
             "value": value if value.dtype.kind in "iu" else value.astype(np.float64),
             "prev": prev if prev.dtype.kind in "iu" else prev.astype(np.float32),
             "sanction": (_same(len(self.sanctions) - 1, k, np.int16) if sanction is None
@@ -116,8 +128,9 @@ class EventLog:
         G, L = len(p.grades), len(p.lists)
         g = d.grades
         if g.cit.shape[0] and p.grades:
-            new = _narrow(g.new)  # a grade row's item and value are both the new grade: one array, held once
-            self._add(day, g.cit, 1, new, g.mode, new, _narrow(g.old))
+            new, old = _narrow(g.new), _narrow(g.old)  # a row's item and value are both the new grade: held once
+            for lo, hi, view in _view_runs(g.mode):
+                self._add(day, g.cit[lo:hi], 1, new[lo:hi], view, new[lo:hi], old[lo:hi])
         lc = d.lists
         if lc.cit.shape[0]:
             self._add(day, lc.cit, 0, G + lc.lst, lc.mode, _narrow(lc.direction), _narrow(lc.since))

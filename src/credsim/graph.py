@@ -20,8 +20,9 @@ parallel, keeps those that touch its range (its own ties and the reverse directi
 ties opened towards it) and never holds the whole graph. The rows are exactly the rows of
 the whole graph, so results do not depend on the layout.
 
-Cutting a tie (a response) clears a byte in ``active`` for both directions instead of
-rebuilding the arrays.
+Cutting a tie (a response) sets a byte in ``cut`` for both directions instead of
+rebuilding the arrays. The flags say *cut*, not active, so that a graph no response cuts leaves them
+zero pages: not resident (a byte a tie direction, 80 MB at 10^7 citizens with 8 ties each).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Graph:
 
     indptr: np.ndarray  # (rows + 1,) int64
     indices: np.ndarray  # (E,) int32
-    active: np.ndarray  # (E,) uint8
+    cut: np.ndarray  # (E,) uint8: 1 when the tie has been cut (a response)
     lo: int = 0  # the first row's citizen
 
     @property
@@ -57,7 +58,7 @@ class Graph:
         return int(self.indptr.shape[0]) - 1
 
     def degree(self) -> np.ndarray:
-        """Each held row's length (active or not), in row order."""
+        """Each held row's length (cut ties included), in row order."""
         return np.diff(self.indptr)
 
     @staticmethod
@@ -515,7 +516,7 @@ def build_rows(plan: Plan, pop: Population, seed: int, lo: int, hi: int) -> Grap
     deg = _sort_dedupe_rows(indptr, indices)
     indptr = _compact(indptr, indices, deg)
     indices = indices[: indptr[k]].copy()
-    return Graph(indptr, indices, np.ones(indices.shape[0], dtype=np.uint8), lo)
+    return Graph(indptr, indices, np.zeros(indices.shape[0], dtype=np.uint8), lo)
 
 
 def _block_shift(n: int) -> int:
@@ -559,4 +560,4 @@ def build(plan: Plan, pop: Population, seed: int) -> Graph:
     del tgt, low
     indptr = _pack(shift, region, deg, indices)
     indices = indices[: indptr[n]]  # a view: duplicates are rare, the slack is tiny
-    return Graph(indptr, indices, np.ones(indices.shape[0], dtype=np.uint8))
+    return Graph(indptr, indices, np.zeros(indices.shape[0], dtype=np.uint8))

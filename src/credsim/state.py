@@ -238,7 +238,8 @@ class State:
     list_count: np.ndarray  # (2, L, N) int32: live entry records
     cured_seq: np.ndarray  # (2, lists with a cure, N) int64: records filed up to this sequence number no longer
     # count (the list's row: plan.cure_slot)
-    pending: np.ndarray  # (2, L, N) int32: day a pending entry falls due, or -1
+    pending: np.ndarray  # (2, L, N) int32: the day a pending entry falls due plus 1, or 0 (none): so a list that never
+    # has a pending entry (entered by grade) leaves its rows zero pages, not resident
     cap_used: np.ndarray  # (2, 2, N) float32: points lost / gained this cap period
     resp_day: np.ndarray  # (Q, N) int32: day a response was last triggered, or -1
     feat_count: np.ndarray  # (2, F, N) int32: live records counted by each model feature
@@ -293,7 +294,7 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
         listed_since=column((2, L, n), -1, np.int32),
         list_count=np.zeros((2, L, n), dtype=np.int32),
         cured_seq=column((2, plan.n_cured, n), -1, np.int64),
-        pending=column((2, L, n), -1, np.int32),
+        pending=np.zeros((2, L, n), dtype=np.int32),
         # optional columns are allocated only when the scenario uses them (100M-citizen runs)
         cap_used=np.zeros((2, 2, n if plan.cap_period else 0), dtype=np.float32),
         resp_day=column((Q, n), -1, np.int32),
@@ -335,7 +336,7 @@ def bytes_per_citizen(plan: Plan) -> int:
         + 4 * len(plan.traits)
         + 8  # score
         + 2  # grade
-        + 2 * L * (1 + 4 + 4 + 4)
+        + 2 * L * (1 + 4 + 4 + 4)  # listed, listed_since, list_count, pending
         + 2 * 8 * plan.n_cured  # cured_seq
         + (16 if plan.cap_period else 0)
         + 4 * Q

@@ -172,8 +172,8 @@ def _act(i: int, m: int, li: int, a: int, aux: int, day: int, rules: ListRules, 
     elif a == A_TERM:
         leave = listed[m, li, i] == 1 and listed_since[m, li, i] == aux
     elif a == A_PENDING:
-        if pending[m, li, i] == day:
-            pending[m, li, i] = -1
+        if pending[m, li, i] == day + 1:  # due today (state.pending holds the day plus 1)
+            pending[m, li, i] = 0
             enter = listed[m, li, i] == 0 and list_count[m, li, i] >= entry_need(
                 li, i, rules.entry_count, rules.entry_count_dim, rules.entry_count_g, cols.groups)
     elif a == A_GRADE_IN:

@@ -223,7 +223,7 @@ def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: Do
                 if cure_types[t, li]:
                     list_count[m, li, i] = 0
                     cured_seq[m, cure_slot[li], i] = seq
-                    pending[m, li, i] = -1
+                    pending[m, li, i] = 0
                     if listed[m, li, i]:
                         c_cit[nc] = i; c_mode[nc] = m; c_list[nc] = li
                         nc += 1
@@ -237,9 +237,9 @@ def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: Do
                     if (list_count[m, li, i] >= entry_need(li, i, entry_count, rules.entry_count_dim,
                                                            rules.entry_count_g, cols.groups)
                             and listed[m, li, i] == 0
-                            and pending[m, li, i] < 0):
+                            and pending[m, li, i] == 0):
                         due = day + entry_grace[li]
-                        pending[m, li, i] = due
+                        pending[m, li, i] = due + 1  # 0 is none (state.pending)
                         p_day[np_] = due; p_cit[np_] = i; p_mode[np_] = m; p_list[np_] = li
                         np_ += 1
         # a record in both views usually schedules the same items twice: keep one, marked "both"

@@ -104,14 +104,14 @@ def _project_stocks(cells: np.ndarray, rows: np.ndarray, cell_slots: np.ndarray,
 
 
 @njit(cache=True)
-def _active_degree(indptr: np.ndarray, active: np.ndarray, cit: np.ndarray, lo: int) -> np.ndarray:
+def _active_degree(indptr: np.ndarray, cut: np.ndarray, cit: np.ndarray, lo: int) -> np.ndarray:
     """Active ties of each citizen in ``cit`` (ties cut by a response no longer carry posts); rows held
     from citizen ``lo`` on."""
     out = np.zeros(cit.shape[0], dtype=np.int64)
     for j in range(cit.shape[0]):
         i = cit[j] - lo
         for e in range(indptr[i], indptr[i + 1]):
-            out[j] += active[e]
+            out[j] += 1 - cut[e]
     return out
 
 
@@ -383,7 +383,7 @@ class Metrics:
             sel = order[cuts[b]:cuts[b + 1]]
             if sel.shape[0] == 0:
                 continue
-            deg = _active_degree(g.indptr, g.active, cit[sel], g.lo).astype(np.float64)
+            deg = _active_degree(g.indptr, g.cut, cit[sel], g.lo).astype(np.float64)
             kept = np.ones(sel.shape[0])
             if seen.shape[0]:
                 for s in np.flatnonzero(p.sen_suppress > 0):

@@ -231,7 +231,7 @@ def _file_block(b: int, n: int, out: np.ndarray, at: int, nd: np.ndarray, open_c
             continue
         if last_rid[i] == contested[i]:  # contested already
             continue
-        if listed[i] != 1 and pending[i] < 0:  # neither on the list nor about to be
+        if listed[i] != 1 and pending[i] == 0:  # neither on the list nor about to be
             continue
         if day >= (last_rid[i] >> 32) + window:  # the record no longer counts towards the list
             continue
@@ -403,7 +403,7 @@ class Redress:
         key = np.unique(due.lst.astype(np.int64) * st.n + due.cit)  # one notice per (list, citizen)
         dc, dl = key % st.n, key // st.n
         # a notice that arrives after the stay (or the pending entry) ended has nothing left to tell
-        fresh = (book.notice_day[dl, dc] < 0) & ((st.listed[0, dl, dc] == 1) | (st.pending[0, dl, dc] >= 0))
+        fresh = (book.notice_day[dl, dc] < 0) & ((st.listed[0, dl, dc] == 1) | (st.pending[0, dl, dc] > 0))
         book.notice_day[dl[fresh], dc[fresh]] = day
         nc, nl = [dc[fresh]], [dl[fresh]]
         a = d.attempts
@@ -471,7 +471,7 @@ class Redress:
         to = rules.reconsider_by[book.case("body")[pool]]
         since = book.case("decided")[pool]
         within = rules.file_within[to]
-        alive = (((st.listed[0, lst, cit] == 1) | (st.pending[0, lst, cit] >= 0))
+        alive = (((st.listed[0, lst, cit] == 1) | (st.pending[0, lst, cit] > 0))
                  & (day < (rid >> 32) + p.entry_window[lst]) & (book.open_case[lst, cit] == 0)
                  & (book.last_rid[lst, cit] == rid) & ((within < 0) | (day - since <= within)))
         go = np.zeros(pool.shape[0], np.bool_)

@@ -34,7 +34,7 @@ from credsim.state import State
 
 
 @njit(cache=True)
-def _neighbours(src: np.ndarray, indptr: np.ndarray, indices: np.ndarray, active: np.ndarray, lo: int
+def _neighbours(src: np.ndarray, indptr: np.ndarray, indices: np.ndarray, cut: np.ndarray, lo: int
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Active contacts of the citizens ``src`` (rows held from citizen ``lo`` on), with whose contact each is."""
     tot = 0
@@ -45,7 +45,7 @@ def _neighbours(src: np.ndarray, indptr: np.ndarray, indices: np.ndarray, active
     k = 0
     for j in src:
         for e in range(indptr[j - lo], indptr[j - lo + 1]):
-            if active[e]:
+            if not cut[e]:
                 nb[k] = indices[e]
                 origin[k] = j
                 k += 1
@@ -54,14 +54,14 @@ def _neighbours(src: np.ndarray, indptr: np.ndarray, indices: np.ndarray, active
 
 @njit(cache=True)
 def cut_ties(src: np.ndarray, key: np.uint64, prob: float, indptr: np.ndarray, indices: np.ndarray,
-             active: np.ndarray, lo: int, hi: int) -> tuple[int, np.ndarray, np.ndarray]:
+             cut: np.ndarray, lo: int, hi: int) -> tuple[int, np.ndarray, np.ndarray]:
     """Each active contact ``i`` of a newly listed ``j`` drops the tie with probability ``prob``.
 
     Both directions are cleared when ``i`` is in ``[lo, hi)`` (the whole population in one
     process); otherwise the ``i -> j`` direction belongs to another shard and the pair is
     returned so that shard can clear it. The rows held are those of ``[lo, hi)`` (``indptr[i - lo]``).
     Returns (ties cut, foreign i, foreign j)."""
-    cut = 0
+    n_cut = 0
     tot = 0
     for j in src:
         tot += indptr[j - lo + 1] - indptr[j - lo]
@@ -70,26 +70,26 @@ def cut_ties(src: np.ndarray, key: np.uint64, prob: float, indptr: np.ndarray, i
     k = 0
     for j in src:
         for e in range(indptr[j - lo], indptr[j - lo + 1]):
-            if not active[e]:
+            if cut[e]:
                 continue
             i = indices[e]
             c = (np.uint64(i) << np.uint64(32)) | np.uint64(j)
             if uniform(key, c) < prob:
-                active[e] = 0
-                cut += 1
+                cut[e] = 1
+                n_cut += 1
                 if lo <= i < hi:
                     for f in range(indptr[i - lo], indptr[i - lo + 1]):
                         if indices[f] == j:
-                            active[f] = 0
+                            cut[f] = 1
                 else:
                     fi[k] = i
                     fj[k] = j
                     k += 1
-    return cut, fi[:k], fj[:k]
+    return n_cut, fi[:k], fj[:k]
 
 
 @njit(cache=True)
-def apply_cuts(ci: np.ndarray, cj: np.ndarray, indptr: np.ndarray, indices: np.ndarray, active: np.ndarray,
+def apply_cuts(ci: np.ndarray, cj: np.ndarray, indptr: np.ndarray, indices: np.ndarray, cut: np.ndarray,
                lo: int) -> int:
     """Clear ties ``i -> j`` cut by j's owner (rows held from citizen ``lo`` on); return how many were
     cleared already (cut from both sides)."""
@@ -98,8 +98,8 @@ def apply_cuts(ci: np.ndarray, cj: np.ndarray, indptr: np.ndarray, indices: np.n
         i, j = ci[k], cj[k]
         for f in range(indptr[i - lo], indptr[i - lo + 1]):
             if indices[f] == j:
-                if active[f]:
-                    active[f] = 0
+                if not cut[f]:
+                    cut[f] = 1
                 else:
                     twice += 1
     return twice
@@ -136,13 +136,13 @@ class Respond:
                 src = ecit[sel]
                 if p.resp_cut[q]:
                     key = day_key(self.seed, f"cut:{name}", day)
-                    n_cut, fi, fj = cut_ties(src, key, p.resp_prob[q], g.indptr, g.indices, g.active, x.lo, x.hi)
+                    n_cut, fi, fj = cut_ties(src, key, p.resp_prob[q], g.indptr, g.indices, g.cut, x.lo, x.hi)
                     out.ties_cut += int(n_cut)
                     x.send("cut", fi, fj)
                     yield  # barrier: later responses must see every range's cuts
                     out.ties_cut -= self._apply_round(st, x, day)
                     continue
-                who, _o = _neighbours(src, g.indptr, g.indices, g.active, g.lo)
+                who, _o = _neighbours(src, g.indptr, g.indices, g.cut, g.lo)
                 mine = x.mine(who)
                 x.send("resp", who[~mine], np.full(int((~mine).sum()), q, np.int64))
                 who_own = who[mine]
@@ -159,14 +159,14 @@ class Respond:
                 sel = (emode == m) & (edir == 1) & (elist == li)
                 if not sel.any():
                     continue
-                nb, _o = _neighbours(ecit[sel], g.indptr, g.indices, g.active, g.lo)
+                nb, _o = _neighbours(ecit[sel], g.indptr, g.indices, g.cut, g.lo)
                 out.assoc += int(nb.shape[0])
                 x.send("assoc", nb, np.full(nb.shape[0], int(li) * 2 + m, np.int64))
         # today's list changes, to the ranges holding a contact (only a model feature reads them);
         # a tie cut later is never read again, so a stale flag behind it does not matter
         if ecit.shape[0] and self.needs_listed and x.ranges > 1:
             rows = np.stack([ecit, emode, elist, edir]).astype(np.int64)
-            nb, origin = _neighbours(np.unique(ecit), g.indptr, g.indices, g.active, g.lo)
+            nb, origin = _neighbours(np.unique(ecit), g.indptr, g.indices, g.cut, g.lo)
             dest = x.owner(nb)
             for k in np.unique(dest[dest != x.index]).tolist():
                 x.send_to(int(k), "listed", rows[:, np.isin(ecit, origin[dest == k])])
@@ -185,7 +185,7 @@ class Respond:
         g = st.graph
         twice = 0
         for rows in x.received("cut"):
-            twice += int(apply_cuts(rows[0], rows[1], g.indptr, g.indices, g.active, g.lo))
+            twice += int(apply_cuts(rows[0], rows[1], g.indptr, g.indices, g.cut, g.lo))
         for rows in x.received("resp"):
             st.resp_day[rows[1], rows[0]] = day
         return twice

@@ -145,7 +145,7 @@ def _lists(plan: Plan, st: State, day: int, horizon: int, m: int, i: np.ndarray,
         who, first = ii[starts], ff[starts]
         below = st.list_count[m, li, who] < plan.entry_count_of(li, st.groups, who)
         who, first = who[below], first[below]
-        st.pending[m, li, who] = -1  # the queued entry finds no pending entry on its day
+        st.pending[m, li, who] = 0  # the queued entry finds no pending entry on its day
         if plan.list_by_grade[li]:
             continue
         leave = (st.listed[m, li, who] == 1) & (st.listed_since[m, li, who] >= first)

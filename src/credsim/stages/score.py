@@ -25,12 +25,12 @@ BLOCK = 1 << 20  # citizens scored at a time (see recompute_model): 8 MB float64
 
 
 @njit(inline="always", cache=True)
-def _share_of(out: np.ndarray, i: int, indptr: np.ndarray, indices: np.ndarray, active: np.ndarray,
+def _share_of(out: np.ndarray, i: int, indptr: np.ndarray, indices: np.ndarray, cut: np.ndarray,
               flag: np.ndarray) -> None:
     tot = 0
     hit = 0
     for e in range(indptr[i], indptr[i + 1]):
-        if active[e]:
+        if not cut[e]:
             tot += 1
             hit += flag[indices[e]]
     if tot:
@@ -38,27 +38,27 @@ def _share_of(out: np.ndarray, i: int, indptr: np.ndarray, indices: np.ndarray, 
 
 
 @njit(cache=True)
-def _contacts_share_serial(indptr: np.ndarray, indices: np.ndarray, active: np.ndarray, flag: np.ndarray
+def _contacts_share_serial(indptr: np.ndarray, indices: np.ndarray, cut: np.ndarray, flag: np.ndarray
                            ) -> np.ndarray:
     out = np.zeros(indptr.shape[0] - 1, dtype=np.float64)
     for i in range(out.shape[0]):
-        _share_of(out, i, indptr, indices, active, flag)
+        _share_of(out, i, indptr, indices, cut, flag)
     return out
 
 
 @njit(parallel=True, cache=True)
-def _contacts_share_parallel(indptr: np.ndarray, indices: np.ndarray, active: np.ndarray, flag: np.ndarray
+def _contacts_share_parallel(indptr: np.ndarray, indices: np.ndarray, cut: np.ndarray, flag: np.ndarray
                              ) -> np.ndarray:
     out = np.zeros(indptr.shape[0] - 1, dtype=np.float64)
     for i in prange(out.shape[0]):
-        _share_of(out, i, indptr, indices, active, flag)
+        _share_of(out, i, indptr, indices, cut, flag)
     return out
 
 
-def contacts_share(indptr: np.ndarray, indices: np.ndarray, active: np.ndarray, flag: np.ndarray) -> np.ndarray:
+def contacts_share(indptr: np.ndarray, indices: np.ndarray, cut: np.ndarray, flag: np.ndarray) -> np.ndarray:
     """Share of each citizen's active contacts whose flag is set (serial when the graph is too small to split)."""
     par = threads.parallel_for(indptr.shape[0] + indices.shape[0])
-    return (_contacts_share_parallel if par else _contacts_share_serial)(indptr, indices, active, flag)
+    return (_contacts_share_parallel if par else _contacts_share_serial)(indptr, indices, cut, flag)
 
 
 def recompute_model(plan: Plan, st: State, day: int, a: int = 0, b: int | None = None) -> bool:
@@ -105,7 +105,7 @@ def recompute_model(plan: Plan, st: State, day: int, a: int = 0, b: int | None =
                     z += w * st.traits[plan.traits.index(feat.trait), s:e]
                 elif feat.contacts_listed is not None:
                     li = plan.lists.index(feat.contacts_listed)
-                    z += w * contacts_share(g.indptr[s - g.lo:e - g.lo + 1], g.indices, g.active, st.listed[m, li])
+                    z += w * contacts_share(g.indptr[s - g.lo:e - g.lo + 1], g.indices, g.cut, st.listed[m, li])
             st.mscore[m, s:e] = np.clip(spec.center + spec.scale * z, lo, hi).astype(np.float32)
     return True
 
