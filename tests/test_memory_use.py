@@ -23,6 +23,8 @@ import credsim
 from credsim import engine
 from credsim.engine import simulate
 from credsim.memory import EVENT_ROW_BYTES, LIVE_ITEM_BYTES, estimate_memory
+from credsim.plan import compile_plan
+from credsim.state import bytes_per_citizen, feat_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,3 +111,27 @@ def test_columns_a_run_never_writes_take_no_memory() -> None:
         assert inner.shape[0] > 900 and inner.sum() == 0, f"pending[{m}, {grade_list}]: {inner.sum()} pages written"
         assert _written_pages(st.pending[m, 1 - grade_list])[edge:-edge].any()  # the court list's entries
     assert _written_pages(st.mscore).all()
+
+
+def test_feature_counts_take_int16_only_where_no_count_can_outgrow_it() -> None:
+    """A citizen files at most one true record of a behaviour a day in each view, and one false record per sensor
+    observing it: ``late_payments`` (two behaviours, one sensor each) holds at most 4 x 730 live records in a year,
+    and 4 x 36,500 when its records live a century and the run lasts one -- past int16."""
+    plan = compile_plan(credsim.load_scenario("commercial-score"))
+    assert feat_dtype(plan, 365) is np.int16 and feat_dtype(plan, 36_500) is np.int16  # expiry 1,825 days at most
+    long = compile_plan(credsim.load_scenario("commercial-score", {
+        "scoring.model.features.late_payments.expiry_days": 36_500}))
+    assert feat_dtype(long, 8_191) is np.int16 and feat_dtype(long, 8_192) is np.int32  # 4 x 8,192 > 32,767
+    assert bytes_per_citizen(long, 8_192) - bytes_per_citizen(long, 8_191) == 2 * len(long.features) * 2
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_filing_refuses_to_wrap_a_feature_count() -> None:
+    """Were the bound wrong, a count at int16's top would wrap to -32,768 and silently turn a penalty into a
+    bonus; filing raises instead."""
+    loop, _ = engine.prepare(credsim.load_scenario("commercial-score", {"population.size": 2_000}))
+    st = loop.st
+    assert st.feat_count.dtype == np.int16
+    st.feat_count[:, loop.plan.features.index("on_time_payments")] = np.iinfo(np.int16).max
+    with pytest.raises(OverflowError, match="feat_count"):
+        engine.run_days(loop)

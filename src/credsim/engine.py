@@ -215,7 +215,7 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
     pop = pop_mod.generate(plan, n, seed, block, lo, hi)
     # a range builds only its own graph rows and writes only its own state: memory O(N/K) per shard
     g = graph_mod.build(plan, pop, seed) if (lo, hi) == (0, n) else graph_mod.build_rows(plan, pop, seed, lo, hi)
-    st = initial_state(plan, pop, g, lo, hi)
+    st = initial_state(plan, pop, g, lo, hi, days)
     score.recompute_model(plan, st, 0, lo, hi)
     if plan.grades:
         if plan.grade_source == "points" and plan.points_base_dim < 0:

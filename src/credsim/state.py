@@ -242,7 +242,7 @@ class State:
     # has a pending entry (entered by grade) leaves its rows zero pages, not resident
     cap_used: np.ndarray  # (2, 2, N) float32: points lost / gained this cap period
     resp_day: np.ndarray  # (Q, N) int32: day a response was last triggered, or -1
-    feat_count: np.ndarray  # (2, F, N) int32: live records counted by each model feature
+    feat_count: np.ndarray  # (2, F, N) int16 or int32 (feat_dtype): live records counted by each model feature
     neg_by_domain: np.ndarray  # (domains, N) float32: official points lost, by domain
     assoc_pts: np.ndarray  # (2, N) float32: points from association records
     counters: np.ndarray  # (len(COUNTERS), N) int32
@@ -262,8 +262,10 @@ class State:
     dep_denied: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
 
 
-def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: int | None = None) -> State:
-    """The state before day 0 for the citizens ``[lo, hi)`` (default: everyone).
+def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: int | None = None,
+                  days: int | None = None) -> State:
+    """The state before day 0 for the citizens ``[lo, hi)`` (default: everyone), for a run of ``days`` days
+    (default: the scenario's).
 
     Columns keep global citizen indexing (the stage kernels index them by citizen id), but for a
     range only the range is written: every column starts as zero pages, which the operating
@@ -298,7 +300,7 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
         # optional columns are allocated only when the scenario uses them (100M-citizen runs)
         cap_used=np.zeros((2, 2, n if plan.cap_period else 0), dtype=np.float32),
         resp_day=column((Q, n), -1, np.int32),
-        feat_count=np.zeros((2, F, n), dtype=np.int32),
+        feat_count=np.zeros((2, F, n), dtype=feat_dtype(plan, plan.scen.run.days if days is None else days)),
         neg_by_domain=np.zeros((len(plan.domains) if plan.has_points else 0, n), dtype=np.float32),
         assoc_pts=np.zeros((2, n if (plan.assoc_points != 0).any() else 0), dtype=np.float32),
         counters=np.zeros((len(COUNTERS), n), dtype=np.int32),
@@ -323,13 +325,34 @@ def starting_points(plan: Plan, pop: Population, lo: int, hi: int) -> np.ndarray
     return out
 
 
+def feat_dtype(plan: Plan, days: int) -> type[np.signedinteger[Any]]:
+    """int16 for the feature counts when no citizen can hold more than 32,767 live records of one feature in
+    ``days`` days, else int32: half the bytes of the column that is the largest of a model score's state (feature
+    counts were 64 B a citizen in commercial-score, ~45 of them resident).
+
+    The bound, per view and feature: a citizen does a behaviour at most once a day (one draw a stream), which files
+    at most one true record in each view, and each sensor observing it files at most one false record a day (its
+    own stream); records live ``expiry_days``, and never longer than the run. A feature that counts association
+    records (one per listed contact) has no such bound. Filing refuses to wrap the count all the same."""
+    limit = int(np.iinfo(np.int16).max)
+    for f in range(len(plan.features)):
+        types = np.flatnonzero(plan.feat_types[:, f])
+        if (types >= plan.n_beh).any():
+            return np.int32
+        per_day = sum(1 + int(plan.sen_obs[:, t].sum()) for t in types)
+        if per_day * min(days, int(plan.feat_expiry[f])) > limit:
+            return np.int32
+    return np.int16
+
+
 def keeps_ledger(plan: Plan) -> bool:
     """Whether a run keeps the record ledger: only retraction reads it, and only redress retracts."""
     return plan.scen.redress is not None
 
 
-def bytes_per_citizen(plan: Plan) -> int:
-    """Dense state bytes per citizen (the graph and queues are estimated separately)."""
+def bytes_per_citizen(plan: Plan, days: int | None = None) -> int:
+    """Dense state bytes per citizen for a run of ``days`` days (default: the scenario's; the graph and queues are
+    estimated separately)."""
     L, Q, F = len(plan.lists), len(plan.responses), len(plan.features)
     return (
         len(plan.dims)
@@ -340,7 +363,7 @@ def bytes_per_citizen(plan: Plan) -> int:
         + 2 * 8 * plan.n_cured  # cured_seq
         + (16 if plan.cap_period else 0)
         + 4 * Q
-        + 2 * F * 4
+        + 2 * F * np.dtype(feat_dtype(plan, plan.scen.run.days if days is None else days)).itemsize
         + (4 * len(plan.domains) if plan.has_points else 0)
         + (8 if (plan.assoc_points != 0).any() else 0)
         + 4  # metrics cell

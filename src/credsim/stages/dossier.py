@@ -57,6 +57,7 @@ class FileRules(NamedTuple):
     c_true: int  # counter rows
     c_false: int
     c_adverse: int
+    feat_max: int  # the largest count state.feat_count's type holds (state.feat_dtype)
 
 
 class DossierColumns(NamedTuple):
@@ -83,13 +84,14 @@ class RecordColumns(NamedTuple):
     true: np.ndarray
 
 
-def file_rules(plan: Plan) -> FileRules:
-    """Compile the file stage's rules from the plan (references to its arrays: free to rebuild)."""
+def file_rules(plan: Plan, feat_max: int) -> FileRules:
+    """Compile the file stage's rules from the plan (references to its arrays: free to rebuild); ``feat_max``: the
+    largest feature count the state's column holds."""
     return FileRules(plan.n_beh, plan.rule_points, plan.rule_expiry, plan.rtype_domain, plan.rtype_adverse,
                      plan.cap_period, plan.cap_loss, plan.cap_gain, plan.feat_types, plan.feat_expiry,
                      plan.entry_types, plan.entry_count, plan.entry_count_dim, plan.entry_count_g,
                      plan.entry_window, plan.entry_grace, plan.cure_types, plan.cure_slot,
-                     C["records_true"], C["records_false"], C["records_adverse"])
+                     C["records_true"], C["records_false"], C["records_adverse"], feat_max)
 
 
 def dossier_columns(st: State) -> DossierColumns:
@@ -213,6 +215,8 @@ def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: Do
                         nx += 1
             for f in range(F):
                 if feat_types[t, f]:
+                    if feat_count[m, f, i] == rules.feat_max:  # state.feat_dtype's bound was wrong: never wrap
+                        raise OverflowError("a model feature's live records outgrew state.feat_count's type")
                     feat_count[m, f, i] += 1
                     due = day + feat_expiry[f]
                     if due < horizon:
@@ -335,7 +339,8 @@ def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Filed, 
     if len(rec) == 0:
         return Filed(rec), ListExits()
     applied, exp, lexp, pend, cures = _file(
-        RecordColumns(rec.cit, rec.rtype, rec.official, rec.shadow, rec.true), day, horizon, file_rules(plan),
+        RecordColumns(rec.cit, rec.rtype, rec.official, rec.shadow, rec.true), day, horizon,
+        file_rules(plan, int(np.iinfo(st.feat_count.dtype).max)),
         dossier_columns(st))
     st.expiry.push_by_day(exp[0], *exp[1:])
     st.list_expiry.push_by_day(lexp[0], *lexp[1:])
