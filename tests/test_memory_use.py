@@ -25,7 +25,7 @@ from credsim import engine, threads
 from credsim.engine import simulate
 from credsim.memory import EVENT_ROW_BYTES, LIVE_ITEM_BYTES, estimate_memory
 from credsim.plan import compile_plan
-from credsim.state import bytes_per_citizen, feat_dtype
+from credsim.state import bytes_per_citizen, feat_dtype, list_count_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -146,13 +146,26 @@ def test_feature_counts_take_int16_only_where_no_count_can_outgrow_it() -> None:
     assert bytes_per_citizen(long, 8_192) - bytes_per_citizen(long, 8_191) == 2 * len(long.features) * 2
 
 
+def test_list_counts_take_int16_only_where_no_count_can_outgrow_it() -> None:
+    """The same bound for a list's entry count: the court list counts ``court.judgment_default`` (one sensor, the
+    courts) within its window, so 2 x 730 at most; with a window of a century, 2 x 16,384 passes int16."""
+    plan = compile_plan(credsim.load_scenario("commercial-score"))
+    assert list_count_dtype(plan, 36_500) is np.int16
+    long = compile_plan(credsim.load_scenario("commercial-score", {"lists.court_defaulters.entry.window_days": 36_500}))
+    assert list_count_dtype(long, 16_383) is np.int16 and list_count_dtype(long, 16_384) is np.int32
+    assert bytes_per_citizen(long, 16_384) - bytes_per_citizen(long, 16_383) == 2 * len(long.lists) * 2
+
+
 @pytest.mark.usefixtures("one_thread")
-def test_filing_refuses_to_wrap_a_feature_count() -> None:
+@pytest.mark.parametrize(("column", "row"), [("feat_count", "on_time_payments"), ("list_count", "court_defaulters")])
+def test_filing_refuses_to_wrap_a_count(column: str, row: str) -> None:
     """Were the bound wrong, a count at int16's top would wrap to -32,768 and silently turn a penalty into a
-    bonus; filing raises instead."""
-    loop, _ = engine.prepare(credsim.load_scenario("commercial-score", {"population.size": 2_000}))
-    st = loop.st
-    assert st.feat_count.dtype == np.int16
-    st.feat_count[:, loop.plan.features.index("on_time_payments")] = np.iinfo(np.int16).max
-    with pytest.raises(OverflowError, match="feat_count"):
+    bonus (or keep a citizen off a list); filing raises instead."""
+    loop, _ = engine.prepare(credsim.load_scenario("commercial-score", {
+        "population.size": 2_000, 'behaviours["court.judgment_default"].rate': 0.01}))
+    counts = getattr(loop.st, column)
+    assert counts.dtype == np.int16
+    names = loop.plan.features if column == "feat_count" else loop.plan.lists
+    counts[:, names.index(row)] = np.iinfo(np.int16).max
+    with pytest.raises(OverflowError, match=column):
         engine.run_days(loop)

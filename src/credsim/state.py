@@ -235,7 +235,7 @@ class State:
     grade: np.ndarray  # (2, N) int8
     listed: np.ndarray  # (2, L, N) uint8
     listed_since: np.ndarray  # (2, L, N) int32
-    list_count: np.ndarray  # (2, L, N) int32: live entry records
+    list_count: np.ndarray  # (2, L, N) int16 or int32 (list_count_dtype): live entry records
     cured_seq: np.ndarray  # (2, lists with a cure, N) int64: records filed up to this sequence number no longer
     # count (the list's row: plan.cure_slot)
     pending: np.ndarray  # (2, L, N) int32: the day a pending entry falls due plus 1, or 0 (none): so a list that never
@@ -275,6 +275,7 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
     hi = n if hi is None else hi
     model = plan.scen.scoring.model
     whole = (lo, hi) == (0, n)
+    run_days = plan.scen.run.days if days is None else days
 
     def column(shape: tuple[int, ...], value: Any, dtype: Any) -> np.ndarray:
         if whole:
@@ -294,13 +295,13 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
         grade=np.zeros((2, n), dtype=np.int8),
         listed=np.zeros((2, L, n), dtype=np.uint8),
         listed_since=column((2, L, n), -1, np.int32),
-        list_count=np.zeros((2, L, n), dtype=np.int32),
+        list_count=np.zeros((2, L, n), dtype=list_count_dtype(plan, run_days)),
         cured_seq=column((2, plan.n_cured, n), -1, np.int64),
         pending=np.zeros((2, L, n), dtype=np.int32),
         # optional columns are allocated only when the scenario uses them (100M-citizen runs)
         cap_used=np.zeros((2, 2, n if plan.cap_period else 0), dtype=np.float32),
         resp_day=column((Q, n), -1, np.int32),
-        feat_count=np.zeros((2, F, n), dtype=feat_dtype(plan, plan.scen.run.days if days is None else days)),
+        feat_count=np.zeros((2, F, n), dtype=feat_dtype(plan, run_days)),
         neg_by_domain=np.zeros((len(plan.domains) if plan.has_points else 0, n), dtype=np.float32),
         assoc_pts=np.zeros((2, n if (plan.assoc_points != 0).any() else 0), dtype=np.float32),
         counters=np.zeros((len(COUNTERS), n), dtype=np.int32),
@@ -325,24 +326,35 @@ def starting_points(plan: Plan, pop: Population, lo: int, hi: int) -> np.ndarray
     return out
 
 
-def feat_dtype(plan: Plan, days: int) -> type[np.signedinteger[Any]]:
-    """int16 for the feature counts when no citizen can hold more than 32,767 live records of one feature in
-    ``days`` days, else int32: half the bytes of the column that is the largest of a model score's state (feature
-    counts were 64 B a citizen in commercial-score, ~45 of them resident).
+def count_dtype(plan: Plan, types: np.ndarray, life: np.ndarray, days: int) -> type[np.signedinteger[Any]]:
+    """int16 for counts of live records (``types``: (R, K) record types counted by each of K counts, each living
+    ``life`` days) when no citizen can hold more than 32,767 of one count in ``days`` days, else int32.
 
-    The bound, per view and feature: a citizen does a behaviour at most once a day (one draw a stream), which files
+    The bound, per view and count: a citizen does a behaviour at most once a day (one draw a stream), which files
     at most one true record in each view, and each sensor observing it files at most one false record a day (its
-    own stream); records live ``expiry_days``, and never longer than the run. A feature that counts association
-    records (one per listed contact) has no such bound. Filing refuses to wrap the count all the same."""
+    own stream); records count for their ``life`` days, and never longer than the run. A count of association
+    records (one per listed contact) has no such bound. Filing refuses to wrap a count all the same."""
     limit = int(np.iinfo(np.int16).max)
-    for f in range(len(plan.features)):
-        types = np.flatnonzero(plan.feat_types[:, f])
-        if (types >= plan.n_beh).any():
+    for k in range(types.shape[1]):
+        kinds = np.flatnonzero(types[:, k])
+        if (kinds >= plan.n_beh).any():
             return np.int32
-        per_day = sum(1 + int(plan.sen_obs[:, t].sum()) for t in types)
-        if per_day * min(days, int(plan.feat_expiry[f])) > limit:
+        per_day = sum(1 + int(plan.sen_obs[:, t].sum()) for t in kinds)
+        if per_day * min(days, int(life[k])) > limit:
             return np.int32
     return np.int16
+
+
+def feat_dtype(plan: Plan, days: int) -> type[np.signedinteger[Any]]:
+    """The type of the model features' counts (:func:`count_dtype`): half the bytes of the widest column of a model
+    score's state when int16 (commercial-score: 64 B a citizen, ~45 of them resident)."""
+    return count_dtype(plan, plan.feat_types, plan.feat_expiry, days)
+
+
+def list_count_dtype(plan: Plan, days: int) -> type[np.signedinteger[Any]]:
+    """The type of the lists' entry counts (:func:`count_dtype`: the records of a list's entry rule within its
+    window): 2 B a list and view when int16, not 4."""
+    return count_dtype(plan, plan.entry_types, plan.entry_window, days)
 
 
 def keeps_ledger(plan: Plan) -> bool:
@@ -354,16 +366,17 @@ def bytes_per_citizen(plan: Plan, days: int | None = None) -> int:
     """Dense state bytes per citizen for a run of ``days`` days (default: the scenario's; the graph and queues are
     estimated separately)."""
     L, Q, F = len(plan.lists), len(plan.responses), len(plan.features)
+    run_days = plan.scen.run.days if days is None else days
     return (
         len(plan.dims)
         + 4 * len(plan.traits)
         + 8  # score
         + 2  # grade
-        + 2 * L * (1 + 4 + 4 + 4)  # listed, listed_since, list_count, pending
+        + 2 * L * (1 + 4 + np.dtype(list_count_dtype(plan, run_days)).itemsize + 4)  # listed, since, count, pending
         + 2 * 8 * plan.n_cured  # cured_seq
         + (16 if plan.cap_period else 0)
         + 4 * Q
-        + 2 * F * np.dtype(feat_dtype(plan, plan.scen.run.days if days is None else days)).itemsize
+        + 2 * F * np.dtype(feat_dtype(plan, run_days)).itemsize
         + (4 * len(plan.domains) if plan.has_points else 0)
         + (8 if (plan.assoc_points != 0).any() else 0)
         + 4  # metrics cell

@@ -58,6 +58,7 @@ class FileRules(NamedTuple):
     c_false: int
     c_adverse: int
     feat_max: int  # the largest count state.feat_count's type holds (state.feat_dtype)
+    list_max: int  # the same for state.list_count (state.list_count_dtype)
 
 
 class DossierColumns(NamedTuple):
@@ -84,14 +85,15 @@ class RecordColumns(NamedTuple):
     true: np.ndarray
 
 
-def file_rules(plan: Plan, feat_max: int) -> FileRules:
-    """Compile the file stage's rules from the plan (references to its arrays: free to rebuild); ``feat_max``: the
-    largest feature count the state's column holds."""
+def file_rules(plan: Plan, st: State) -> FileRules:
+    """Compile the file stage's rules from the plan (references to its arrays: free to rebuild), with the largest
+    counts the state's count columns hold."""
     return FileRules(plan.n_beh, plan.rule_points, plan.rule_expiry, plan.rtype_domain, plan.rtype_adverse,
                      plan.cap_period, plan.cap_loss, plan.cap_gain, plan.feat_types, plan.feat_expiry,
                      plan.entry_types, plan.entry_count, plan.entry_count_dim, plan.entry_count_g,
                      plan.entry_window, plan.entry_grace, plan.cure_types, plan.cure_slot,
-                     C["records_true"], C["records_false"], C["records_adverse"], feat_max)
+                     C["records_true"], C["records_false"], C["records_adverse"],
+                     int(np.iinfo(st.feat_count.dtype).max), int(np.iinfo(st.list_count.dtype).max))
 
 
 def dossier_columns(st: State) -> DossierColumns:
@@ -232,6 +234,8 @@ def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: Do
                         c_cit[nc] = i; c_mode[nc] = m; c_list[nc] = li
                         nc += 1
                 if entry_types[t, li]:
+                    if list_count[m, li, i] == rules.list_max:  # state.list_count_dtype's bound was wrong: never wrap
+                        raise OverflowError("a list's live entry records outgrew state.list_count's type")
                     list_count[m, li, i] += 1
                     due = day + entry_window[li]
                     if due < horizon:
@@ -340,7 +344,7 @@ def file_records(plan: Plan, st: State, day: int, horizon: int) -> tuple[Filed, 
         return Filed(rec), ListExits()
     applied, exp, lexp, pend, cures = _file(
         RecordColumns(rec.cit, rec.rtype, rec.official, rec.shadow, rec.true), day, horizon,
-        file_rules(plan, int(np.iinfo(st.feat_count.dtype).max)),
+        file_rules(plan, st),
         dossier_columns(st))
     st.expiry.push_by_day(exp[0], *exp[1:])
     st.list_expiry.push_by_day(lexp[0], *lexp[1:])
