@@ -193,24 +193,37 @@ def _act(i: int, m: int, li: int, a: int, aux: int, day: int, rules: ListRules, 
     return 0, 0
 
 
+@njit(inline="always", cache=True)
+def _changes(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Room for ``k`` accepted list actions: the columns of :class:`~credsim.day.ListChanges`."""
+    return (np.empty(k, dtype=np.int64), np.empty(k, dtype=np.int64), np.empty(k, dtype=np.int64),
+            np.empty(k, dtype=np.int64), np.empty(k, dtype=np.int64))
+
+
+@njit(inline="always", cache=True)
+def _put(out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], k: int, i: int, m: int, li: int,
+         d: int, since: int) -> None:
+    """Row ``k`` of :func:`_changes`: citizen, view, list, direction, first day of the stay."""
+    out[0][k] = i
+    out[1][k] = m
+    out[2][k] = li
+    out[3][k] = d
+    out[4][k] = since
+
+
 @njit(cache=True)
 def _apply(cit: np.ndarray, mode: np.ndarray, lst: np.ndarray, action: int, aux: np.ndarray, day: int,
            rules: ListRules, cols: ListColumns
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Apply one kind of action to each row in order; the accepted ones (``aux``: a term's entry day)."""
-    n = cit.shape[0]
-    e_cit = np.empty(n, dtype=np.int64)
-    e_mode = np.empty(n, dtype=np.int64)
-    e_list = np.empty(n, dtype=np.int64)
-    e_dir = np.empty(n, dtype=np.int64)
-    e_since = np.empty(n, dtype=np.int64)
+    out = _changes(cit.shape[0])
     k = 0
-    for r in range(n):
+    for r in range(cit.shape[0]):
         d, since = _act(cit[r], mode[r], lst[r], action, aux[r], day, rules, cols)
         if d != 0:
-            e_cit[k] = cit[r]; e_mode[k] = mode[r]; e_list[k] = lst[r]; e_dir[k] = d; e_since[k] = since
+            _put(out, k, cit[r], mode[r], lst[r], d, since)
             k += 1
-    return e_cit[:k], e_mode[:k], e_list[:k], e_dir[:k], e_since[:k]
+    return out[0][:k], out[1][:k], out[2][:k], out[3][:k], out[4][:k]
 
 
 @njit(cache=True)
@@ -232,11 +245,7 @@ def _apply_grades(gc: np.ndarray, gm: np.ndarray, gnew: np.ndarray, li: int, int
             k += listed[gm[r], li, gc[r]] == 0
         elif exits:
             k += listed[gm[r], li, gc[r]] == 1
-    e_cit = np.empty(k, dtype=np.int64)
-    e_mode = np.empty(k, dtype=np.int64)
-    e_list = np.empty(k, dtype=np.int64)
-    e_dir = np.empty(k, dtype=np.int64)
-    e_since = np.empty(k, dtype=np.int64)
+    out = _changes(k)
     j = 0
     for a in (A_GRADE_IN, A_GRADE_OUT):
         if a == A_GRADE_OUT and not exits:
@@ -248,9 +257,9 @@ def _apply_grades(gc: np.ndarray, gm: np.ndarray, gnew: np.ndarray, li: int, int
             if d != 0:
                 if j == k:
                     raise AssertionError("a citizen changed grade twice in one view")
-                e_cit[j] = gc[r]; e_mode[j] = gm[r]; e_list[j] = li; e_dir[j] = d; e_since[j] = since
+                _put(out, j, gc[r], gm[r], li, d, since)
                 j += 1
-    return e_cit, e_mode, e_list, e_dir, e_since
+    return out
 
 
 def ground_terms(plan: Plan, seed: int, day: int, cit: np.ndarray, lst: np.ndarray, term: np.ndarray) -> np.ndarray:
