@@ -25,7 +25,7 @@ from credsim import engine, threads
 from credsim.engine import simulate
 from credsim.memory import EVENT_ROW_BYTES, LIVE_ITEM_BYTES, estimate_memory
 from credsim.plan import compile_plan
-from credsim.state import bytes_per_citizen, feat_dtype, list_count_dtype
+from credsim.state import bytes_per_citizen, day_dtype, feat_dtype, list_count_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,11 +86,11 @@ def _written_pages(a: np.ndarray) -> np.ndarray:
 
 
 def unwritten_probe() -> dict[str, Any]:
-    """Run commercial-score at 2,000,000 x 35 in this process, read its outputs, and report which pages of the columns
+    """Run commercial-score at 4,000,000 x 35 in this process, read its outputs, and report which pages of the columns
     it should never write are written (run by :func:`test_columns_a_run_never_writes_take_no_memory` in a fresh
     process: see there)."""
     threads.configure(1)
-    n = 2_000_000
+    n = 4_000_000  # a pending row (2 B a citizen) of 7.6 MiB: pages more than 2 MiB from both ends
     res = simulate(credsim.load_scenario("commercial-score", {"population.size": n, "run.days": 35}))
     st = res.state
     grade_list = res.plan.lists.index("featured_profiles")
@@ -117,7 +117,7 @@ def test_columns_a_run_never_writes_take_no_memory() -> None:
 
     The scores and the cut flags are arrays of their own: at most the allocator's first page is written. A pending
     row shares its ends with written rows, and NumPy asks for transparent huge pages (2 MiB) for large arrays, so
-    only the row's pages more than 2 MiB from either end are required to be unwritten (2,000,000 citizens: a row
+    only the row's pages more than 2 MiB from either end are required to be unwritten (4,000,000 citizens: a row
     of 7.6 MiB). In a fresh process, as a run is: after other work glibc serves a large request from heap it has
     freed (the mmap threshold only decides how the heap grows), and clears it, so a long test worker would show
     every page written."""
@@ -154,6 +154,25 @@ def test_list_counts_take_int16_only_where_no_count_can_outgrow_it() -> None:
     long = compile_plan(credsim.load_scenario("commercial-score", {"lists.court_defaulters.entry.window_days": 36_500}))
     assert list_count_dtype(long, 16_383) is np.int16 and list_count_dtype(long, 16_384) is np.int32
     assert bytes_per_citizen(long, 16_384) - bytes_per_citizen(long, 16_383) == 2 * len(long.lists) * 2
+
+
+def test_day_columns_take_uint16_while_every_day_they_hold_fits() -> None:
+    """The largest day a run stores is a pending entry's due day plus 1: the last day plus the longest grace plus 1.
+    The schema's longest run (36,500 days) with its longest grace (3,650) fits uint16; a run the API asks to be
+    longer than 65,535 less the grace keeps int32, and a step past a loop's last day is refused rather than stored
+    wrapped."""
+    plan = compile_plan(credsim.load_scenario("integrated"))
+    grace = int(plan.entry_grace.max())
+    assert grace == 30 and day_dtype(plan, 36_500) is np.uint16
+    assert day_dtype(plan, 65_535 - grace) is np.uint16 and day_dtype(plan, 65_536 - grace) is np.int32
+    longest = compile_plan(credsim.load_scenario("integrated", {"lists.court_defaulters.entry.grace_days": 3_650}))
+    assert day_dtype(longest, 36_500) is np.uint16
+    columns = 2 * 2 * len(plan.lists) + len(plan.responses)  # since and pending per view and list; resp_day
+    assert bytes_per_citizen(plan, 65_536 - grace) - bytes_per_citizen(plan, 65_535 - grace) == 2 * columns
+    loop, _ = engine.prepare(credsim.load_scenario("integrated", {"population.size": 500, "run.days": 3}))
+    assert loop.st.resp_day.dtype == np.uint16 and not loop.st.resp_day.any()  # 0: never (the day plus 1 else)
+    with pytest.raises(ValueError, match="outside this run's days 0-2"):
+        loop.step(3)
 
 
 @pytest.mark.usefixtures("one_thread")

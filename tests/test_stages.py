@@ -155,7 +155,7 @@ def test_respond_reaches_contacts_and_files_association_records_for_tomorrow() -
     run(loop, st["respond"], d)
     q = loop.plan.responses.index("chill")
     assert np.array_equal(np.sort(d.responses.triggered["chill"]), contacts)
-    assert (s.resp_day[q, contacts] == 6).all()
+    assert (s.resp_day[q, contacts] == 6 + 1).all()  # the day plus 1 (state.resp_day)
     rec = s.records.pop(7)
     assert np.array_equal(rec.cit, contacts) and (rec.rtype == idx(loop, "association.defaulters")).all()
     assert rec.official.all() and not rec.shadow.any() and d.responses.assoc == contacts.shape[0]

@@ -46,7 +46,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-FORMAT = 2  # 2: state.pending holds the due day plus 1, 0 for none (was the day, or -1); graph.cut (was active)
+FORMAT = 3  # 2: state.pending holds the due day plus 1, 0 for none (was the day, or -1); graph.cut (was active)
+# 3: state.resp_day holds the day plus 1, 0 for never (was the day, or -1); the day columns are state.day_dtype
 CHECKPOINT_DIR = "checkpoint"
 KEEP = 2
 _NAME = re.compile(r"^day-(\d{6,9})\.npz$")

@@ -109,6 +109,8 @@ class Loop:
     def day_rounds(self, day: int, d: Day | None = None) -> Iterator[None]:
         """Run ``day`` (filling ``d``, a fresh :class:`Day` when None), pausing at each barrier of the
         exchange (a sharded driver swaps messages there). A fused day has no barrier: it is never sharded."""
+        if not 0 <= day < self.days:  # the state's day columns (state.day_dtype) and metric rows end there
+            raise ValueError(f"day {day} is outside this run's days 0-{self.days - 1}")
         d = Day(day) if d is None else d
         for stage in self.stages if self.fused is None else [self.fused]:
             t = time.perf_counter()

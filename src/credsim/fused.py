@@ -348,11 +348,11 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
                         counters[c_times, i] += 1
                         for q in range(Q):  # respond: own listing
                             if resp_lists[q, li]:
-                                resp_day[q, i] = day
+                                resp_day[q, i] = day + 1  # the day plus 1 (state.resp_day)
                                 acc[0, row_response[q], cell] += SCALE
                 elif not into and exit_on_recovery[li] and listed[m, li, i] == 1:
                     listed[m, li, i] = 0
-                    since = listed_since[m, li, i]
+                    since = int(listed_since[m, li, i])
                     direction = -1
                     acc[0, row_exits[m, li], cell] += SCALE
                     acc[1, row_listed[m, li], cell] -= SCALE

@@ -70,8 +70,8 @@ def response_multiplier(i: int, s: int, day: int, resp_day: np.ndarray, applies:
                         size: np.ndarray, half: np.ndarray) -> float:
     m = 1.0
     for q in range(resp_day.shape[0]):
-        if applies[q, s] and resp_day[q, i] >= 0:
-            m *= 1.0 - size[q] * 0.5 ** ((day - resp_day[q, i]) / half[q])
+        if applies[q, s] and resp_day[q, i] > 0:  # state.resp_day holds the day plus 1, 0 for never
+            m *= 1.0 - size[q] * 0.5 ** ((day + 1 - resp_day[q, i]) / half[q])
     return m
 
 
@@ -385,8 +385,8 @@ def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block
                 continue
             mult = 1.0  # response_multiplier
             for q in range(Q):
-                if applies[q, s] and resp_day[q, i] >= 0:
-                    mult *= 1.0 - rsize[q] * 0.5 ** ((day - resp_day[q, i]) / rhalf[q])
+                if applies[q, s] and resp_day[q, i] > 0:  # the day plus 1, 0 for never
+                    mult *= 1.0 - rsize[q] * 0.5 ** ((day + 1 - resp_day[q, i]) / rhalf[q])
             r *= mult
             if v >= r:
                 continue

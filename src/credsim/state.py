@@ -234,14 +234,15 @@ class State:
     mscore: np.ndarray  # (2, N or 0) float32: model score, when the scenario has one
     grade: np.ndarray  # (2, N) int8
     listed: np.ndarray  # (2, L, N) uint8
-    listed_since: np.ndarray  # (2, L, N) int32
+    listed_since: np.ndarray  # (2, L, N) day_dtype: the first day of the stay, read only while listed (0 otherwise)
     list_count: np.ndarray  # (2, L, N) int16 or int32 (list_count_dtype): live entry records
     cured_seq: np.ndarray  # (2, lists with a cure, N) int64: records filed up to this sequence number no longer
     # count (the list's row: plan.cure_slot)
-    pending: np.ndarray  # (2, L, N) int32: the day a pending entry falls due plus 1, or 0 (none): so a list that never
-    # has a pending entry (entered by grade) leaves its rows zero pages, not resident
+    pending: np.ndarray  # (2, L, N) day_dtype: the day a pending entry falls due plus 1, or 0 (none): so a list that
+    # never has a pending entry (entered by grade) leaves its rows zero pages, not resident
     cap_used: np.ndarray  # (2, 2, N) float32: points lost / gained this cap period
-    resp_day: np.ndarray  # (Q, N) int32: day a response was last triggered, or -1
+    resp_day: np.ndarray  # (Q, N) day_dtype: the day a response was last triggered plus 1, or 0 (never): zero pages
+    # for whom no response reaches
     feat_count: np.ndarray  # (2, F, N) int16 or int32 (feat_dtype): live records counted by each model feature
     neg_by_domain: np.ndarray  # (domains, N) float32: official points lost, by domain
     assoc_pts: np.ndarray  # (2, N) float32: points from association records
@@ -294,13 +295,13 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
         mscore=column((2, n if model else 0), np.float32(model.center if model else 0), np.float32),
         grade=np.zeros((2, n), dtype=np.int8),
         listed=np.zeros((2, L, n), dtype=np.uint8),
-        listed_since=column((2, L, n), -1, np.int32),
+        listed_since=np.zeros((2, L, n), dtype=day_dtype(plan, run_days)),
         list_count=np.zeros((2, L, n), dtype=list_count_dtype(plan, run_days)),
         cured_seq=column((2, plan.n_cured, n), -1, np.int64),
-        pending=np.zeros((2, L, n), dtype=np.int32),
+        pending=np.zeros((2, L, n), dtype=day_dtype(plan, run_days)),
         # optional columns are allocated only when the scenario uses them (100M-citizen runs)
         cap_used=np.zeros((2, 2, n if plan.cap_period else 0), dtype=np.float32),
-        resp_day=column((Q, n), -1, np.int32),
+        resp_day=np.zeros((Q, n), dtype=day_dtype(plan, run_days)),
         feat_count=np.zeros((2, F, n), dtype=feat_dtype(plan, run_days)),
         neg_by_domain=np.zeros((len(plan.domains) if plan.has_points else 0, n), dtype=np.float32),
         assoc_pts=np.zeros((2, n if (plan.assoc_points != 0).any() else 0), dtype=np.float32),
@@ -357,6 +358,15 @@ def list_count_dtype(plan: Plan, days: int) -> type[np.signedinteger[Any]]:
     return count_dtype(plan, plan.entry_types, plan.entry_window, days)
 
 
+def day_dtype(plan: Plan, days: int) -> type[np.integer[Any]]:
+    """The type of the day columns (``listed_since``, ``pending``, ``resp_day``): uint16 when the largest value they
+    can hold fits, else int32. That value is a pending entry's due day plus 1: the last day, ``days - 1``, plus the
+    longest grace, plus 1. Every scenario the schema accepts fits (36,500 days and 3,650 grace days): 2 B a
+    column, not 4, and zero (not -1) for "none", so a column nobody writes stays zero pages."""
+    grace = int(plan.entry_grace.max()) if plan.entry_grace.shape[0] else 0
+    return np.uint16 if days + grace <= int(np.iinfo(np.uint16).max) else np.int32
+
+
 def keeps_ledger(plan: Plan) -> bool:
     """Whether a run keeps the record ledger: only retraction reads it, and only redress retracts."""
     return plan.scen.redress is not None
@@ -367,15 +377,16 @@ def bytes_per_citizen(plan: Plan, days: int | None = None) -> int:
     estimated separately)."""
     L, Q, F = len(plan.lists), len(plan.responses), len(plan.features)
     run_days = plan.scen.run.days if days is None else days
+    day = np.dtype(day_dtype(plan, run_days)).itemsize
     return (
         len(plan.dims)
         + 4 * len(plan.traits)
         + 8  # score
         + 2  # grade
-        + 2 * L * (1 + 4 + np.dtype(list_count_dtype(plan, run_days)).itemsize + 4)  # listed, since, count, pending
+        + 2 * L * (1 + np.dtype(list_count_dtype(plan, run_days)).itemsize + 2 * day)  # listed, count; since, pending
         + 2 * 8 * plan.n_cured  # cured_seq
         + (16 if plan.cap_period else 0)
-        + 4 * Q
+        + day * Q  # resp_day
         + 2 * F * np.dtype(feat_dtype(plan, run_days)).itemsize
         + (4 * len(plan.domains) if plan.has_points else 0)
         + (8 if (plan.assoc_points != 0).any() else 0)

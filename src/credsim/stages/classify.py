@@ -186,7 +186,7 @@ def _act(i: int, m: int, li: int, a: int, aux: int, day: int, rules: ListRules, 
         return 1, day
     if leave:
         listed[m, li, i] = 0
-        since = listed_since[m, li, i]
+        since = int(listed_since[m, li, i])
         if m == 0:
             counters[rules.c_days, i] += day - since
         return -1, since

@@ -147,11 +147,11 @@ class Respond:
                 x.send("resp", who[~mine], np.full(int((~mine).sum()), q, np.int64))
                 who_own = who[mine]
                 if who_own.shape[0]:
-                    st.resp_day[q, who_own] = day
+                    st.resp_day[q, who_own] = day + 1  # the day plus 1 (state.resp_day)
                 out.triggered[name] = who
                 continue
             if who.shape[0]:
-                st.resp_day[q, who] = day
+                st.resp_day[q, who] = day + 1
             out.triggered[name] = who
         # association records for contacts of newly listed citizens, filed tomorrow by their owners
         for li in np.flatnonzero(p.assoc_points != 0):
@@ -187,7 +187,7 @@ class Respond:
         for rows in x.received("cut"):
             twice += int(apply_cuts(rows[0], rows[1], g.indptr, g.indices, g.cut, g.lo))
         for rows in x.received("resp"):
-            st.resp_day[rows[1], rows[0]] = day
+            st.resp_day[rows[1], rows[0]] = day + 1
         return twice
 
     def _file_association(self, st: State, x: Exchange, day: int) -> None:
