@@ -18,6 +18,7 @@ from credsim import engine
 from credsim.day import Day, Events, ListChanges, Stage
 from credsim.engine import Loop
 from credsim.exchange import Exchange, deliver
+from credsim.graph import Graph, is_cut, no_cuts, set_cut
 from credsim.stages import measure, score
 from credsim.state import C, Queue, State
 from tests.conftest import tiny
@@ -167,12 +168,26 @@ def test_respond_cuts_ties_in_both_directions_before_association() -> None:
     j, contacts = _hub(loop)
     d = Day(6, lists=_listing(j, 6))
     run(loop, st["respond"], d)
-    assert d.responses.ties_cut == contacts.shape[0] and g.cut[g.indptr[j]:g.indptr[j + 1]].all()
+    assert d.responses.ties_cut == contacts.shape[0] and g.cut_flags()[g.indptr[j]:g.indptr[j + 1]].all()
     for i in contacts:
         row = slice(g.indptr[i], g.indptr[i + 1])
-        assert g.cut[row][g.indices[row] == j].all()
+        assert g.cut_flags()[row][g.indices[row] == j].all()
     assert d.responses.assoc == 0 and loop.st.records.pop(7).cit.shape[0] == 0, \
         "association reaches only the ties left after today's cuts"
+
+
+def test_cut_bits_are_one_a_tie_direction_and_independent() -> None:
+    """A cut sets its own bit only: neighbours in the same byte, and the bytes either side, stay as they were."""
+    edges = 21
+    cut = no_cuts(edges)
+    assert cut.shape == (3,) and cut.dtype == np.uint8
+    for e in (0, 7, 8, 9, 20):
+        set_cut(cut, e)
+        set_cut(cut, e)  # cutting twice is cutting once
+    got = [is_cut(cut, e) for e in range(edges)]
+    assert got == [int(e in (0, 7, 8, 9, 20)) for e in range(edges)]
+    g = Graph(np.array([0, edges]), np.zeros(edges, np.int32), cut)
+    assert g.cut_flags().tolist() == [bool(x) for x in got]
 
 
 def test_exchange_routes_rows_to_owners_and_counts_what_leaves() -> None:

@@ -47,7 +47,8 @@ import numpy as np
 from pydantic import BaseModel
 
 FORMAT = 3  # 2: state.pending holds the due day plus 1, 0 for none (was the day, or -1); graph.cut (was active)
-# 3: state.resp_day holds the day plus 1, 0 for never (was the day, or -1); the day columns are state.day_dtype
+# 3: state.resp_day holds the day plus 1, 0 for never (was the day, or -1); the day columns are state.day_dtype;
+# graph.cut is a bit a tie direction (was a byte)
 CHECKPOINT_DIR = "checkpoint"
 KEEP = 2
 _NAME = re.compile(r"^day-(\d{6,9})\.npz$")

@@ -20,9 +20,10 @@ parallel, keeps those that touch its range (its own ties and the reverse directi
 ties opened towards it) and never holds the whole graph. The rows are exactly the rows of
 the whole graph, so results do not depend on the layout.
 
-Cutting a tie (a response) sets a byte in ``cut`` for both directions instead of
-rebuilding the arrays. The flags say *cut*, not active, so that a graph no response cuts leaves them
-zero pages: not resident (a byte a tie direction, 80 MB at 10^7 citizens with 8 ties each).
+Cutting a tie (a response) sets a bit in ``cut`` for both directions instead of
+rebuilding the arrays: a bit a tie direction, not a byte (integrated's 16 ties: 2 B a citizen, not 16).
+The bits say *cut*, not active, so that a graph no response cuts leaves them zero pages, not resident.
+Every cut is made by the one serial pass of ``Respond``, so no two threads write one byte.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Graph:
 
     indptr: np.ndarray  # (rows + 1,) int64
     indices: np.ndarray  # (E,) int32
-    cut: np.ndarray  # (E,) uint8: 1 when the tie has been cut (a response)
+    cut: np.ndarray  # (ceil(E / 8),) uint8 bits (no_cuts, is_cut, set_cut): tie e has been cut (a response)
     lo: int = 0  # the first row's citizen
 
     @property
@@ -61,11 +62,33 @@ class Graph:
         """Each held row's length (cut ties included), in row order."""
         return np.diff(self.indptr)
 
+    def cut_flags(self) -> np.ndarray:
+        """Whether each tie direction has been cut, one bool per entry of ``indices`` (for tests and tools)."""
+        flags: np.ndarray = np.unpackbits(self.cut, bitorder="little")[:self.n_edges].astype(bool)
+        return flags
+
     @staticmethod
     def empty(n: int, lo: int = 0) -> Graph:
         # every row is empty: a read-only zero-stride view costs no memory even at 100M citizens
         indptr = np.broadcast_to(np.zeros(1, dtype=np.int64), (n + 1,))
-        return Graph(indptr, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8), lo)
+        return Graph(indptr, np.zeros(0, dtype=np.int32), no_cuts(0), lo)
+
+
+def no_cuts(edges: int) -> np.ndarray:
+    """The cut bits of ``edges`` tie directions, none cut (zero pages until a response cuts one)."""
+    return np.zeros((edges + 7) // 8, dtype=np.uint8)
+
+
+@njit(inline="always", cache=True)
+def is_cut(cut: np.ndarray, e: int) -> int:
+    """1 when tie direction ``e`` has been cut, else 0."""
+    return (cut[e >> 3] >> (e & 7)) & 1
+
+
+@njit(inline="always", cache=True)
+def set_cut(cut: np.ndarray, e: int) -> None:
+    """Cut tie direction ``e``."""
+    cut[e >> 3] |= np.uint8(1 << (e & 7))
 
 
 @njit(parallel=True, cache=True)
@@ -516,7 +539,7 @@ def build_rows(plan: Plan, pop: Population, seed: int, lo: int, hi: int) -> Grap
     deg = _sort_dedupe_rows(indptr, indices)
     indptr = _compact(indptr, indices, deg)
     indices = indices[: indptr[k]].copy()
-    return Graph(indptr, indices, np.zeros(indices.shape[0], dtype=np.uint8), lo)
+    return Graph(indptr, indices, no_cuts(indices.shape[0]), lo)
 
 
 def _block_shift(n: int) -> int:
@@ -560,4 +583,4 @@ def build(plan: Plan, pop: Population, seed: int) -> Graph:
     del tgt, low
     indptr = _pack(shift, region, deg, indices)
     indices = indices[: indptr[n]]  # a view: duplicates are rare, the slack is tiny
-    return Graph(indptr, indices, np.zeros(indices.shape[0], dtype=np.uint8))
+    return Graph(indptr, indices, no_cuts(indices.shape[0]))

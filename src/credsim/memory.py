@@ -160,7 +160,7 @@ def estimate_memory(scen: Scenario, shards: int = 1) -> Estimate:
     n = -(-total_n // shards)  # the citizens of one shard (everyone in one process)
     m = scen.graph.contacts // 2
     edges = 2 * n * m
-    graph = (8 * (n + 1) + 5 * edges) if m else 0
+    graph = (8 * (n + 1) + 4 * edges + (edges + 7) // 8) if m else 0  # indptr, indices, a cut bit a tie direction
     if shards == 1:
         # building: the stub targets (int32) and the unsorted rows live together for a moment
         graph_build = (4 * n * m + 8 * n * len(scen.graph.homophily)) if m else 0

@@ -26,6 +26,7 @@ from credsim import arrowcols
 from credsim import names as nm
 from credsim import population as pop_mod
 from credsim.day import Day
+from credsim.graph import is_cut
 from credsim.names import KINDS
 from credsim.plan import Plan
 from credsim.prefetch import AHEAD, prefetch
@@ -111,7 +112,7 @@ def _active_degree(indptr: np.ndarray, cut: np.ndarray, cit: np.ndarray, lo: int
     for j in range(cit.shape[0]):
         i = cit[j] - lo
         for e in range(indptr[i], indptr[i + 1]):
-            out[j] += 1 - cut[e]
+            out[j] += 1 - is_cut(cut, e)
     return out
 
 

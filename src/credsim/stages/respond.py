@@ -27,6 +27,7 @@ from numba import njit
 
 from credsim.day import Day, Responses
 from credsim.exchange import Exchange
+from credsim.graph import is_cut, set_cut
 from credsim.names import TRIGGERS
 from credsim.plan import Plan
 from credsim.rng import day_key, uniform
@@ -45,7 +46,7 @@ def _neighbours(src: np.ndarray, indptr: np.ndarray, indices: np.ndarray, cut: n
     k = 0
     for j in src:
         for e in range(indptr[j - lo], indptr[j - lo + 1]):
-            if not cut[e]:
+            if not is_cut(cut, e):
                 nb[k] = indices[e]
                 origin[k] = j
                 k += 1
@@ -70,17 +71,17 @@ def cut_ties(src: np.ndarray, key: np.uint64, prob: float, indptr: np.ndarray, i
     k = 0
     for j in src:
         for e in range(indptr[j - lo], indptr[j - lo + 1]):
-            if cut[e]:
+            if is_cut(cut, e):
                 continue
             i = indices[e]
             c = (np.uint64(i) << np.uint64(32)) | np.uint64(j)
             if uniform(key, c) < prob:
-                cut[e] = 1
+                set_cut(cut, e)
                 n_cut += 1
                 if lo <= i < hi:
                     for f in range(indptr[i - lo], indptr[i - lo + 1]):
                         if indices[f] == j:
-                            cut[f] = 1
+                            set_cut(cut, f)
                 else:
                     fi[k] = i
                     fj[k] = j
@@ -98,8 +99,8 @@ def apply_cuts(ci: np.ndarray, cj: np.ndarray, indptr: np.ndarray, indices: np.n
         i, j = ci[k], cj[k]
         for f in range(indptr[i - lo], indptr[i - lo + 1]):
             if indices[f] == j:
-                if not cut[f]:
-                    cut[f] = 1
+                if not is_cut(cut, f):
+                    set_cut(cut, f)
                 else:
                     twice += 1
     return twice

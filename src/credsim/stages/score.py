@@ -18,6 +18,7 @@ from numba import njit, prange
 from credsim import threads
 from credsim.day import Day
 from credsim.exchange import Exchange
+from credsim.graph import is_cut
 from credsim.plan import Plan
 from credsim.state import State
 
@@ -30,7 +31,7 @@ def _share_of(out: np.ndarray, i: int, indptr: np.ndarray, indices: np.ndarray, 
     tot = 0
     hit = 0
     for e in range(indptr[i], indptr[i + 1]):
-        if not cut[e]:
+        if not is_cut(cut, e):
             tot += 1
             hit += flag[indices[e]]
     if tot:
