@@ -68,7 +68,7 @@ def build_stages(plan: Plan, st: State, seed: int, days: int, block: int, lo: in
     enforcement: list[Stage] = [Investigate(plan, st, seed, lo, hi)] if plan.scen.investigations else []
     money: list[Stage] = [Money(plan, st, seed)] if plan.econ is not None and plan.econ.active else []
     return [Behave(plan, st, seed, block), Observer(plan, st, seed, block), File(plan, days), score.Score(plan),
-            *enforcement, Classify(plan, lo, hi, st.n, seed), Sanction(plan), *money, *due_process, Respond(plan, seed)]
+            *enforcement, Classify(plan, lo, hi, seed), Sanction(plan), *money, *due_process, Respond(plan, seed)]
 
 
 def describe_loop() -> str:

@@ -334,9 +334,9 @@ class Classify:
     writes: tuple[str, ...] = ("day.grades", "day.lists", "state.grade", "state.listed", "state.listed_since",
                                "state.pending", "state.entries", "state.terms", "state.counters")
 
-    def __init__(self, plan: Plan, lo: int, hi: int, n: int, seed: int = 0) -> None:
+    def __init__(self, plan: Plan, lo: int, hi: int, seed: int = 0) -> None:
         self.plan = plan
-        self.lo, self.hi, self.n = lo, hi, n
+        self.lo, self.hi = lo, hi
         self.seed = seed
 
     def run(self, st: State, d: Day, x: Exchange) -> None:
