@@ -377,18 +377,14 @@ def test_size_rules() -> None:
 
 
 def make_core_venv(where: Path) -> Path:
-    """A fresh venv with ``pip install --no-compile -c constraints.txt -e .`` and its bytecode compiled: the core
-    install, no extras, as ``scripts/setup core`` makes it (a wheel's contents are checked by
+    """A fresh core-only venv in ``where``, made by the README's own ``scripts/setup core`` (``CREDSIM_VENV`` puts
+    it there instead of ``.venv``): the core install, no extras (a wheel's contents are checked by
     tests/test_install.py)."""
-    subprocess.run([sys.executable, "-m", "venv", str(where)], check=True, timeout=300)
-    py = str(where / "bin" / "python")
-    pip = [py, "-m", "pip", "install", "--quiet", "--no-compile", "-c", str(ROOT / "constraints.txt")]
-    out = subprocess.run([*pip, "-e", str(ROOT)], capture_output=True, text=True, timeout=1200, check=False)
+    env = {**os.environ, "CREDSIM_VENV": str(where), "PYTHON": sys.executable}
+    env.pop("CREDSIM_EXTRAS", None)
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "setup"), "core"], env=env, capture_output=True, text=True,
+                         timeout=1800, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
-    # the bytecode on every core, as scripts/setup compiles it (PYTHONDONTWRITEBYTECODE: never written later)
-    purelib = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    subprocess.run([py, "-m", "compileall", "-q", "-j", "0", purelib], capture_output=True, timeout=1200, check=True)
     return where / "bin"
 
 
