@@ -2,7 +2,7 @@
 
 A checkpoint is taken *between* two days, when every stage has finished, so the loop is
 consistent. It holds everything that changes while a run goes on: all :class:`State`
-columns (the graph's ``cut`` bytes included; a shard's per-citizen columns for its own
+columns (the graph's ``cut`` bits included; a shard's per-citizen columns for its own
 range only, as it never writes the rest), every :class:`Queue` bucket in order,
 the metrics table and running stocks, the traced rows, the event log, timings and the
 next day to run. Resuming rebuilds a fresh loop from the scenario (the same code path as
