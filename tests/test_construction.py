@@ -12,6 +12,7 @@ rate; they must equal the largest :func:`credsim.sampling.static_rate` of each c
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -20,9 +21,9 @@ from numba import njit
 from scipy.special import ndtri
 
 import credsim
+from credsim import engine, sampling, threads
 from credsim import graph as graph_mod
 from credsim import population as pop_mod
-from credsim import sampling, threads
 from credsim.plan import Plan, compile_plan
 from credsim.rng import static_key, uniform
 from credsim.stages.behave import behaviour_streams
@@ -148,3 +149,31 @@ def test_group_order_is_a_stable_argsort(restore: None, n: int) -> None:
     want = np.argsort(codes, kind="stable").astype(np.int32)
     assert np.array_equal(graph_mod._group_order(codes, 9), want)
     assert np.array_equal(graph_mod._group_order_parallel(codes, 9), want)
+
+
+READS_GRAPH = {"baseline": False, "city-points": True, "commercial-score": True, "court-defaulters": False,
+               "integrated": True, "welfare-risk": False}
+
+
+@pytest.mark.parametrize(("scenario", "reads"), sorted(READS_GRAPH.items()))
+def test_a_graph_is_built_only_where_a_stage_reads_it(scenario: str, reads: bool) -> None:
+    """city-points has a response to a contact's listing, commercial-score a model feature on contacts, integrated
+    association points, cut ties and censors; court-defaulters (own-listing deterrence only) and baseline have
+    contacts in their population section that nothing reads, and welfare-risk has none."""
+    plan = compile_plan(credsim.load_scenario(scenario))
+    assert plan.reads_graph is reads
+
+
+def test_a_graph_nothing_reads_changes_no_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """court-defaulters builds no graph; building it anyway (as every run did before) gives the same files, byte
+    for byte: no stage reads it, and no other draw depends on it (counter-based streams)."""
+    scen = credsim.load_scenario("court-defaulters", {"population.size": 4000, "run.days": 40})
+    skipped, _ = engine.prepare(scen, threads=1)
+    assert skipped.st.graph.n_edges == 0 and skipped.st.graph.rows == 4000
+    a = credsim.run(scen, out=tmp_path / "a", threads=1).dir
+    monkeypatch.setattr(Plan, "reads_graph", property(lambda self: True))
+    built, _ = engine.prepare(scen, threads=1)
+    assert built.st.graph.n_edges > 4000
+    b = credsim.run(scen, out=tmp_path / "b", threads=1).dir
+    for f in ("metrics.parquet", "citizens.parquet", "events.parquet", "traces.parquet", "cases.parquet"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f

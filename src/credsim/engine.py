@@ -216,7 +216,12 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
     lo, hi = exchange.lo, exchange.hi
     pop = pop_mod.generate(plan, n, seed, block, lo, hi)
     # a range builds only its own graph rows and writes only its own state: memory O(N/K) per shard
-    g = graph_mod.build(plan, pop, seed) if (lo, hi) == (0, n) else graph_mod.build_rows(plan, pop, seed, lo, hi)
+    if not plan.reads_graph:  # no stage would read it (court-defaulters: 80 million tie directions at 10^7)
+        g = graph_mod.Graph.empty(hi - lo, lo)
+    elif (lo, hi) == (0, n):
+        g = graph_mod.build(plan, pop, seed)
+    else:
+        g = graph_mod.build_rows(plan, pop, seed, lo, hi)
     st = initial_state(plan, pop, g, lo, hi, days)
     score.recompute_model(plan, st, 0, lo, hi)
     if plan.grades:

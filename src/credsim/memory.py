@@ -158,7 +158,7 @@ def estimate_memory(scen: Scenario, shards: int = 1) -> Estimate:
     plan = compile_plan(scen)
     total_n, days = scen.population.size, scen.run.days
     n = -(-total_n // shards)  # the citizens of one shard (everyone in one process)
-    m = scen.graph.contacts // 2
+    m = scen.graph.contacts // 2 if plan.reads_graph else 0  # a graph no stage reads is never built
     edges = 2 * n * m
     graph = (8 * (n + 1) + 4 * edges + (edges + 7) // 8) if m else 0  # indptr, indices, a cut bit a tie direction
     if shards == 1:

@@ -166,6 +166,23 @@ class Plan:
         """Lists a record can cure: the rows of ``State.cured_seq``."""
         return int((self.cure_slot >= 0).sum())
 
+    @property
+    def censors(self) -> np.ndarray:
+        """(S,) bool: the sensors that hide a caught post from part of its poster's contacts (``suppress``)."""
+        return np.array([self.scen.sensors[s].suppress is not None for s in self.sensors], dtype=np.bool_)
+
+    @property
+    def reads_graph(self) -> bool:
+        """Whether any stage reads the contact graph: a response triggered by a contact's listing (cut ties
+        included), association points, a model feature on contacts' list status, or a censor (a post's reach is
+        its poster's active ties). A scenario with none of these builds no graph (``engine.prepare``): nothing it
+        does or outputs depends on one, and its other draws do not either (every stream is counter-based)."""
+        model = self.scen.scoring.model
+        return bool(TRIGGERS.index("contact_listed") in self.resp_trigger.tolist()
+                    or (self.assoc_points != 0).any()
+                    or (model is not None and any(f.contacts_listed for f in model.features.values()))
+                    or self.censors.any())
+
 
 def cure_slots(cure_types: np.ndarray) -> np.ndarray:
     """Each list's row in ``State.cured_seq``, -1 for a list no record cures.

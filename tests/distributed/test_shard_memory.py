@@ -112,8 +112,12 @@ def test_held_bytes_do_not_grow_with_the_population(shards: dict[int, tuple[int,
 
 def test_estimate_of_shards_on_one_machine() -> None:
     """What ``credsim run --shards K`` checks: K interpreters, the citizens once (each shard its own),
-    and a shard's peak the larger of building its graph rows and running (not both at once)."""
-    scen = credsim.load_scenario("court-defaulters", {"population.size": 10**8, "run.days": 30, "redress": None})
+    and a shard's peak the larger of building its graph rows and running (not both at once). With association
+    points the graph is read (court-defaulters alone builds none: its estimate charges no graph)."""
+    plain = credsim.load_scenario("court-defaulters", {"population.size": 10**8, "run.days": 30, "redress": None})
+    assert estimate_memory(plain, 4).parts["graph"] == estimate_memory(plain, 4).parts["graph build (temporary)"] == 0
+    scen = credsim.load_scenario("court-defaulters", {"population.size": 10**8, "run.days": 30, "redress": None,
+                                                      "lists.court_defaulters.association_points": -10})
     one, four = estimate_memory(scen), estimate_memory(scen, 4)
     assert four.parts["interpreter"] == 4 * one.parts["interpreter"]
     assert abs(four.parts["state"] - one.parts["state"]) <= 4 * bytes_per_citizen(compile_plan(scen))

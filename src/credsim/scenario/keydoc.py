@@ -149,7 +149,9 @@ FIELDS: Final[dict[str, KeyDoc]] = {
     "Trait.shift": KeyDoc("shift of the mean for members of a group, per dimension and value", "trait sd",
                           "{income: {q1: 0.8, q5: -0.8}}"),
     # Graph
-    "Graph.contacts": KeyDoc("mean number of contacts per citizen; 0 builds no graph", "contacts", "8"),
+    "Graph.contacts": KeyDoc("mean number of contacts per citizen; 0 builds no graph, and neither does a "
+                             "scenario none of whose stages reads one (no response to a contact's listing, "
+                             "association points, model feature on contacts or censor)", "contacts", "8"),
     "Graph.homophily": KeyDoc("share of contacts drawn from the citizen's own value of a group dimension "
                               "(the rest at random); the shares sum to at most 1", "share (0-1)",
                               "{region: 0.5, occupation: 0.2}"),

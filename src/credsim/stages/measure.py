@@ -167,7 +167,7 @@ class Metrics:
         names += [nm.DENIED_CROSS_CONTEXT_SUM, nm.DENIED_ASSOCIATION_ONLY, nm.ASSOCIATION_RECORDS, nm.TIES_CUT]
         names += [nm.RESPONSE(q) for q in plan.responses]
         # reach is measured for the posts a censor watches (only speech: the scenario check says so)
-        censors = np.array([plan.scen.sensors[s].suppress is not None for s in plan.sensors], dtype=np.bool_)
+        censors = plan.censors
         self.censored = [b for b in range(plan.n_beh) if (plan.sen_obs[censors, b]).any()] if censors.any() else []
         names += [f(plan.beh[b]) for b in self.censored for f in (nm.REACH, nm.REACH_LOST)]
         red = plan.scen.redress
