@@ -89,6 +89,9 @@ def instrument() -> None:
     _wrap(measure.Metrics, "to_arrow", "write.metrics_table")
     _wrap(Tracer, "to_arrow", "write.traces_table")
     _wrap(pq, "write_table", "write.parquet", lambda table, where, **kw: Path(str(where)).name)
+    # citizens.parquet and events.parquet are written a row group at a time, not by pq.write_table
+    _wrap(store, "write_rows", "write.parquet", lambda rows, lo, hi, directory, name: Path(name).name)
+    _wrap(store, "write_events", "write.parquet", lambda events, directory, name: Path(name).name)
     _wrap(duckdb, "connect", "write.duckdb_connect")
     _wrap(resumable, "make_driver", "driver")
 
