@@ -234,7 +234,8 @@ class State:
     mscore: np.ndarray  # (2, N or 0) float32: model score, when the scenario has one
     grade: np.ndarray  # (2, N) int8
     listed: np.ndarray  # (2, L, N) uint8
-    listed_since: np.ndarray  # (2, L, N) day_dtype: the first day of the stay, read only while listed (0 otherwise)
+    listed_since: np.ndarray  # (2, L, N) day_dtype: the first day of the stay, read only while listed (0 before a
+    # first stay, that stay's first day after it ends)
     list_count: np.ndarray  # (2, L, N) int16 or int32 (list_count_dtype): live entry records
     cured_seq: np.ndarray  # (2, lists with a cure, N) int64: records filed up to this sequence number no longer
     # count (the list's row: plan.cure_slot)
