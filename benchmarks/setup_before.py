@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit, prange
 from scipy.special import ndtri
 
-from credsim.graph import Graph, _compact, _picks, _sort_dedupe_rows
+from credsim.graph import Graph, _compact, _sort_dedupe_rows, pick_tables
 from credsim.plan import Plan
 from credsim.population import Population
 from credsim.rng import static_key, uniform
@@ -142,7 +142,7 @@ def build(plan: Plan, pop: Population, seed: int) -> Graph:
     m = plan.scen.graph.contacts // 2
     if m == 0 or n < 2:
         return Graph.empty(n)
-    p = _picks(plan, pop, seed)
+    p = pick_tables(plan, pop, seed)
     tgt = _stubs(
         n, m, static_key(seed, "graph:mode"), static_key(seed, "graph:pick"),
         p.cum_mode, p.codes, p.orders, p.starts, p.sizes,

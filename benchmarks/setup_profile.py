@@ -64,7 +64,7 @@ def instrument() -> None:
     for k in ("_traits_serial", "_traits_parallel"):
         _wrap(population, k, "setup.population.traits")
     _wrap(graph, "build", "setup.graph")
-    _wrap(graph, "_picks", "setup.graph.picks")
+    _wrap(graph, "pick_tables", "setup.graph.picks")
     for k in ("_stubs_serial", "_stubs_parallel"):
         _wrap(graph, k, "setup.graph.stubs")
     _wrap(graph, "_layout", "setup.graph.layout")

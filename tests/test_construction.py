@@ -41,7 +41,7 @@ def restore() -> Iterator[None]:
 def _rule_rows(plan: Plan, pop: pop_mod.Population, seed: int) -> list[list[int]]:
     """Every row straight from the tie rule: own stubs and stubs opened towards the citizen, as sorted sets."""
     n, m = pop.n, plan.scen.graph.contacts // 2
-    p = graph_mod._picks(plan, pop, seed)
+    p = graph_mod.pick_tables(plan, pop, seed)
     km, kp = static_key(seed, "graph:mode"), static_key(seed, "graph:pick")
     rows: list[set[int]] = [set() for _ in range(n)]
     for i in range(n):

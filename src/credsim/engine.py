@@ -194,17 +194,30 @@ def citizens_table(p: Plan, st: State, traced: np.ndarray, lo: int, hi: int) -> 
     return pa.table(cols)
 
 
-def prepare(scen: Scenario, *, population: int | None = None, days: int | None = None,
-            seed: int | None = None, block: int = DEFAULT_BLOCK, threads: int | None = None,
-            cuts: list[int] | None = None, index: int = 0, fused: bool | None = None) -> tuple[Loop, float]:
-    """The loop before day 0 (population, graph, state, metrics, tracer) and the setup time in seconds.
+@dataclass
+class Begun:
+    """A loop's set-up up to its contact graph: the range's population and, for a range of a sharded run
+    whose stages read the graph, the ties its citizens open (:class:`credsim.graph.Stubs`). A shard holds
+    this while the shards swap the ties they open towards each other's citizens
+    (:mod:`credsim.distributed.run`); :func:`complete` builds the rest."""
 
-    Split from :func:`simulate` so that :mod:`credsim.checkpoint` can rebuild a loop and
-    overwrite its state from a checkpoint before running the remaining days. ``cuts`` and
-    ``index`` make it the loop of one range of a sharded run (default: everyone). ``fused``: None takes
-    the fused day whenever :func:`credsim.fused.run_obstacles` finds nothing against it, False keeps the
-    staged stages, True insists (a ValueError names what stands in the way).
-    """
+    plan: Plan
+    n: int
+    days: int
+    seed: int
+    block: int
+    exchange: Exchange
+    pop: pop_mod.Population
+    stubs: graph_mod.Stubs | None  # only a range (not everyone) whose stages read the graph draws them
+    picks: graph_mod.Picks | None  # what the stubs were drawn from: the other ranges' ties are drawn again from it
+    sharded: bool  # built for a range of a sharded run (``cuts`` given)
+    seconds: float  # set-up time so far
+
+
+def begin(scen: Scenario, *, population: int | None = None, days: int | None = None, seed: int | None = None,
+          block: int = DEFAULT_BLOCK, threads: int | None = None, cuts: list[int] | None = None,
+          index: int = 0) -> Begun:
+    """The first half of :func:`prepare`: the range's population and the ties its citizens open."""
     n = population if population is not None else scen.population.size
     days = days if days is not None else scen.run.days
     seed = seed if seed is not None else scen.run.seed
@@ -215,13 +228,53 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
     exchange = Exchange(cuts if cuts is not None else [0, n], index)
     lo, hi = exchange.lo, exchange.hi
     pop = pop_mod.generate(plan, n, seed, block, lo, hi)
+    # a range draws only the ties its own citizens open; the rows it needs from elsewhere come from the
+    # other ranges (or, alone, from drawing their stubs too: graph.build_rows)
+    ranged = (lo, hi) != (0, n) and plan.reads_graph and plan.scen.graph.contacts >= 2 and n >= 2
+    picks = graph_mod.pick_tables(plan, pop, seed) if ranged else None
+    stubs = graph_mod.draw_stubs(plan, pop, seed, lo, hi, picks) if picks is not None else None
+    return Begun(plan, n, days, seed, block, exchange, pop, stubs, picks, cuts is not None,
+                 time.perf_counter() - t0)
+
+
+def prepare(scen: Scenario, *, population: int | None = None, days: int | None = None,
+            seed: int | None = None, block: int = DEFAULT_BLOCK, threads: int | None = None,
+            cuts: list[int] | None = None, index: int = 0, fused: bool | None = None) -> tuple[Loop, float]:
+    """The loop before day 0 (population, graph, state, metrics, tracer) and the setup time in seconds.
+
+    Split from :func:`simulate` so that :mod:`credsim.checkpoint` can rebuild a loop and
+    overwrite its state from a checkpoint before running the remaining days. ``cuts`` and
+    ``index`` make it the loop of one range of a sharded run (default: everyone); alone, such a
+    range draws every other range's ties towards it itself. ``fused``: None takes
+    the fused day whenever :func:`credsim.fused.run_obstacles` finds nothing against it, False keeps the
+    staged stages, True insists (a ValueError names what stands in the way).
+    """
+    return complete(begin(scen, population=population, days=days, seed=seed, block=block, threads=threads, cuts=cuts,
+                          index=index), fused=fused)
+
+
+def complete(b: Begun, ties: list[np.ndarray | None] | None = None, *,
+           fused: bool | None = None) -> tuple[Loop, float]:
+    """The second half of :func:`prepare`: graph rows, state, metrics, tracer and stages.
+
+    ``ties``: for a range with stubs, the ties every range opens towards it, in range order
+    (:func:`credsim.graph.ties_towards` arrays, None at its own place); without them the range draws the
+    others' stubs itself (:func:`credsim.graph.build_rows`)."""
+    t0 = time.perf_counter()
+    plan, n, days, seed, block, exchange, pop = b.plan, b.n, b.days, b.seed, b.block, b.exchange, b.pop
+    lo, hi = exchange.lo, exchange.hi
     # a range builds only its own graph rows and writes only its own state: memory O(N/K) per shard
     if not plan.reads_graph:  # no stage would read it (court-defaulters: 80 million tie directions at 10^7)
         g = graph_mod.Graph.empty(hi - lo, lo)
     elif (lo, hi) == (0, n):
         g = graph_mod.build(plan, pop, seed)
+    elif b.stubs is None:  # fewer than 2 contacts or citizens: no ties
+        g = graph_mod.Graph.empty(hi - lo, lo)
+    elif ties is None:
+        g = graph_mod.build_rows(plan, pop, seed, lo, hi, b.stubs, b.picks)
     else:
-        g = graph_mod.build_rows(plan, pop, seed, lo, hi)
+        g = graph_mod.rows_from(b.stubs, ties)
+    b.stubs = b.picks = None
     st = initial_state(plan, pop, g, lo, hi, days)
     score.recompute_model(plan, st, 0, lo, hi)
     if plan.grades:
@@ -240,8 +293,8 @@ def prepare(scen: Scenario, *, population: int | None = None, days: int | None =
     stages = build_stages(plan, st, seed, days, block, lo, hi)
     if (lo, hi) != (0, n):
         _restrict_sampling(stages, lo, hi)
-    fused_day = _fused_day(plan, st, seed, days, block, stages, metrics, tracer, cuts is not None, fused)
-    setup = time.perf_counter() - t0
+    fused_day = _fused_day(plan, st, seed, days, block, stages, metrics, tracer, b.sharded, fused)
+    setup = b.seconds + time.perf_counter() - t0
     return Loop(plan, st, seed, days, block, metrics, tracer, EventLog(plan), exchange, stages, fused_day), setup
 
 

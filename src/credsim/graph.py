@@ -12,13 +12,16 @@ is drawn once, the reversed ties are partitioned by the block of their row, and 
 rows are merged and deduplicated while they sit in cache -- no random write per tie into the
 whole graph's arrays, which on a shared machine cost more than the draws.
 
-A shard builds only the rows of its citizens ``[lo, hi)`` (:func:`build_rows`, a :class:`Graph`
-whose ``indptr`` covers the range only, with the range's first id as ``lo``): the other
-end of every tie is a pure function of (seed, opener, tie number) and of the group codes
-(themselves pure functions of the citizen id), so the shard recomputes every stub in
-parallel, keeps those that touch its range (its own ties and the reverse direction of
-ties opened towards it) and never holds the whole graph. The rows are exactly the rows of
-the whole graph, so results do not depend on the layout.
+A shard builds only the rows of its citizens ``[lo, hi)`` (a :class:`Graph` whose ``indptr`` covers
+the range only, with the range's first id as ``lo``). The other end of every tie is a pure function
+of (seed, opener, tie number) and of the group codes (themselves pure functions of the citizen id),
+so both ends can compute it. Each shard draws only the stubs its own citizens open
+(:func:`draw_stubs`) and tells every other shard which of them point at its citizens: a bit a stub,
+or positions when few do (:class:`Marks`); the receiver draws those stubs again by the same rule
+(:func:`ties_marked`) and merges its rows as :func:`build` does (:func:`rows_from`). A tie crosses
+as a bit, not as its two ends, and no shard draws another's stubs. A range built alone, with no
+other shard to swap with, draws everyone's stubs itself (:func:`build_rows`). Either way the rows
+are exactly the rows of the whole graph, so results do not depend on the layout.
 
 Cutting a tie (a response) sets a bit in ``cut`` for both directions instead of
 rebuilding the arrays: a bit a tie direction, not a byte (integrated's 16 ties: 2 B a citizen, not 16).
@@ -173,7 +176,7 @@ def _group_order_parallel(codes: np.ndarray, maxv: int) -> np.ndarray:
 
 
 @dataclass
-class _Picks:
+class Picks:
     """What the stub rule reads: homophily modes and, per homophily dimension, the citizens by group."""
 
     cum_mode: np.ndarray  # (H,) cumulative homophily probabilities
@@ -183,7 +186,7 @@ class _Picks:
     sizes: np.ndarray  # (H, V) group sizes (at least 1)
 
 
-def _picks(plan: Plan, pop: Population, seed: int) -> _Picks:
+def pick_tables(plan: Plan, pop: Population, seed: int) -> Picks:
     """The pick tables; a population that holds only a range has its homophily codes drawn again for
     everyone (a stub may land on anyone), only while the rows are built."""
     spec = plan.scen.graph
@@ -202,7 +205,7 @@ def _picks(plan: Plan, pop: Population, seed: int) -> _Picks:
         starts[h] = np.concatenate([[0], np.cumsum(cnt)[:-1]])
         sizes[h] = np.maximum(cnt, 1)
     cum_mode = np.cumsum([spec.homophily[d] for d in hdims]).astype(np.float64)
-    return _Picks(cum_mode, codes, orders, starts, sizes)
+    return Picks(cum_mode, codes, orders, starts, sizes)
 
 
 @njit(inline="always", cache=True)
@@ -224,66 +227,6 @@ def _target(i: int, e: int, n: int, m: int, key_mode: np.uint64, key_pick: np.ui
     return -1 if j == i else j
 
 
-@njit(parallel=True, cache=True)
-def _range_pairs(n: int, m: int, lo: int, hi: int, key_mode: np.uint64, key_pick: np.uint64, cum_mode: np.ndarray,
-                 codes: np.ndarray, orders: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
-                 width: int) -> tuple[np.ndarray, np.ndarray]:
-    """(row - lo, other end) of every stub direction whose row lies in ``[lo, hi)``.
-
-    Two passes over all stubs in blocks of ``width`` openers (count, then write at each
-    block's offset), so the pairs come out in the same order for any number of threads and
-    nothing of size O(ties of the whole graph) is ever held."""
-    nb = (n + width - 1) // width
-    hits = np.zeros(nb + 1, dtype=np.int64)
-    for b in prange(nb):
-        k = 0
-        for i in range(b * width, min(n, (b + 1) * width)):
-            mine = lo <= i < hi
-            for e in range(m):
-                j = _target(i, e, n, m, key_mode, key_pick, cum_mode, codes, orders, starts, sizes)
-                if j >= 0:
-                    k += mine + (lo <= j < hi)
-        hits[b + 1] = k
-    for b in range(nb):
-        hits[b + 1] += hits[b]
-    rows = np.empty(hits[nb], dtype=np.int32)
-    cols = np.empty(hits[nb], dtype=np.int32)
-    for b in prange(nb):
-        k = hits[b]
-        for i in range(b * width, min(n, (b + 1) * width)):
-            mine = lo <= i < hi
-            for e in range(m):
-                j = _target(i, e, n, m, key_mode, key_pick, cum_mode, codes, orders, starts, sizes)
-                if j < 0:
-                    continue
-                if mine:
-                    rows[k] = i - lo
-                    cols[k] = j
-                    k += 1
-                if lo <= j < hi:
-                    rows[k] = j - lo
-                    cols[k] = i
-                    k += 1
-    return rows, cols
-
-
-@njit(cache=True)
-def _csr_rows(rows: np.ndarray, cols: np.ndarray, n: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """A CSR over all ``n`` citizens whose rows outside ``[lo, hi)`` are empty (rows unsorted)."""
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    for k in range(rows.shape[0]):
-        indptr[lo + rows[k] + 1] += 1
-    for i in range(lo, n):
-        indptr[i + 1] += indptr[i]
-    fill = indptr[lo:hi].copy()
-    indices = np.empty(rows.shape[0], dtype=np.int32)
-    for k in range(rows.shape[0]):
-        r = rows[k]
-        indices[fill[r]] = cols[k]
-        fill[r] += 1
-    return indptr, indices
-
-
 # Rows are built a block of 2**14 citizens at a time: a block's row starts (128 KiB) and rows (about
 # 0.5 MB at 8 contacts) stay in cache while they are filled, merged and deduplicated, and every tie
 # is moved to its row's block once, by a partition that writes a few hundred sequential streams
@@ -299,11 +242,41 @@ _SUB = 2048
 
 
 @njit(inline="always", cache=True)
-def _stub_block(b: int, shift: int, n: int, m: int, key_mode: np.uint64, key_pick: np.uint64, cum_mode: np.ndarray,
-                codes: np.ndarray, orders: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+def _position(i: int, e: int, n: int, m: int, nh: int, key_mode: np.uint64, key_pick: np.uint64, cum_mode: np.ndarray,
+              codes: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> int:
+    """Citizen i's e-th stub drawn (the rule of :func:`_target`) but not looked up: its position in the
+    flattened group orders, or, negative, ``-1 -`` its other end (a tie to anyone)."""
+    c = np.uint64(i * m + e)
+    u = uniform(key_mode, c)
+    v = uniform(key_pick, c)
+    h = 0
+    for k in range(nh):  # the first k with u < cum_mode[k], without a branch (cum_mode rises)
+        h += u >= cum_mode[k]
+    # both candidates, then a select: whether the tie stays in the group is a draw the
+    # CPU cannot predict (dimension 0 stands in when there is none: the tables have a row)
+    hh = min(h, max(nh - 1, 0))
+    g = codes[hh, i]
+    size = sizes[hh, g]
+    within = hh * n + starts[hh, g] + min(int(v * size), size - 1)
+    anyone = -1 - min(int(v * n), n - 1)
+    return within if h < nh else anyone
+
+
+@njit(inline="always", cache=True)
+def _resolve(x: int, i: int, flat: np.ndarray) -> int:
+    """The other end a :func:`_position` names (-1 for a self-tie)."""
+    looked = flat[max(x, 0)]
+    j = looked if x >= 0 else -1 - x
+    return -1 if j == i else j
+
+
+@njit(inline="always", cache=True)
+def _stub_block(b: int, shift: int, base: int, nloc: int, n: int, m: int, key_mode: np.uint64, key_pick: np.uint64,
+                cum_mode: np.ndarray, codes: np.ndarray, orders: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
                 tgt: np.ndarray, counts: np.ndarray) -> None:
-    """The stubs of opener block ``b`` into ``tgt`` (the rule of :func:`_target`) and, per target
-    block, how many of them point there.
+    """The stubs of opener block ``b`` of the openers ``[base, base + nloc)`` into ``tgt`` (indexed from
+    ``base``; the rule of :func:`_target`) and, per target block of the same range, how many of them point
+    there; the last column of ``counts`` counts those that point outside the range.
 
     Two passes over ``_SUB`` openers at a time: the draws give each stub a position in ``orders``
     (or, negative, its other end directly), then a short loop looks the positions up. The
@@ -312,50 +285,38 @@ def _stub_block(b: int, shift: int, n: int, m: int, key_mode: np.uint64, key_pic
     nh = cum_mode.shape[0]
     flat = orders.ravel()
     pos = np.empty(_SUB * m, dtype=np.int64)
-    end = min(n, (b + 1) << shift)
-    for s0 in range(b << shift, end, _SUB):
+    elsewhere = counts.shape[1] - 1
+    end = base + min(nloc, (b + 1) << shift)
+    for s0 in range(base + (b << shift), end, _SUB):
         s1 = min(end, s0 + _SUB)
         for i in range(s0, s1):
             for e in range(m):
-                c = np.uint64(i * m + e)
-                u = uniform(key_mode, c)
-                v = uniform(key_pick, c)
-                h = 0
-                for k in range(nh):  # the first k with u < cum_mode[k], without a branch (cum_mode rises)
-                    h += u >= cum_mode[k]
-                # both candidates, then a select: whether the tie stays in the group is a draw the
-                # CPU cannot predict (dimension 0 stands in when there is none: the tables have a row)
-                hh = min(h, max(nh - 1, 0))
-                g = codes[hh, i]
-                size = sizes[hh, g]
-                within = hh * n + starts[hh, g] + min(int(v * size), size - 1)
-                anyone = -1 - min(int(v * n), n - 1)
-                pos[(i - s0) * m + e] = within if h < nh else anyone
+                pos[(i - s0) * m + e] = _position(i, e, n, m, nh, key_mode, key_pick, cum_mode, codes, starts, sizes)
         for i in range(s0, s1):
             for e in range(m):
-                x = pos[(i - s0) * m + e]
-                looked = flat[max(x, 0)]
-                j = looked if x >= 0 else -1 - x
-                j = -1 if j == i else j
-                tgt[i * m + e] = j
+                j = _resolve(pos[(i - s0) * m + e], i, flat)
+                tgt[(i - base) * m + e] = j
                 if j >= 0:
-                    counts[b, j >> shift] += 1
+                    r = j - base
+                    counts[b, (r >> shift) if 0 <= r < nloc else elsewhere] += 1
 
 
 @njit(cache=True)
-def _stubs_serial(shift: int, n: int, m: int, key_mode: np.uint64, key_pick: np.uint64, cum_mode: np.ndarray,
-                  codes: np.ndarray, orders: np.ndarray, starts: np.ndarray, sizes: np.ndarray, tgt: np.ndarray,
-                  counts: np.ndarray) -> None:
+def _stubs_serial(shift: int, base: int, nloc: int, n: int, m: int, key_mode: np.uint64, key_pick: np.uint64,
+                  cum_mode: np.ndarray, codes: np.ndarray, orders: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+                  tgt: np.ndarray, counts: np.ndarray) -> None:
     for b in range(counts.shape[0]):
-        _stub_block(b, shift, n, m, key_mode, key_pick, cum_mode, codes, orders, starts, sizes, tgt, counts)
+        _stub_block(b, shift, base, nloc, n, m, key_mode, key_pick, cum_mode, codes, orders, starts, sizes, tgt,
+                    counts)
 
 
 @njit(parallel=True, cache=True)
-def _stubs_parallel(shift: int, n: int, m: int, key_mode: np.uint64, key_pick: np.uint64, cum_mode: np.ndarray,
-                    codes: np.ndarray, orders: np.ndarray, starts: np.ndarray, sizes: np.ndarray, tgt: np.ndarray,
-                    counts: np.ndarray) -> None:
+def _stubs_parallel(shift: int, base: int, nloc: int, n: int, m: int, key_mode: np.uint64, key_pick: np.uint64,
+                    cum_mode: np.ndarray, codes: np.ndarray, orders: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+                    tgt: np.ndarray, counts: np.ndarray) -> None:
     for b in prange(counts.shape[0]):
-        _stub_block(b, shift, n, m, key_mode, key_pick, cum_mode, codes, orders, starts, sizes, tgt, counts)
+        _stub_block(b, shift, base, nloc, n, m, key_mode, key_pick, cum_mode, codes, orders, starts, sizes, tgt,
+                    counts)
 
 
 @njit(cache=True)
@@ -518,28 +479,278 @@ def _pack(shift: int, region: np.ndarray, deg: np.ndarray, indices: np.ndarray) 
     return indptr
 
 
-def build_rows(plan: Plan, pop: Population, seed: int, lo: int, hi: int) -> Graph:
-    """The rows ``[lo, hi)`` of :func:`build`'s graph: what one shard holds (``indptr`` of the range only).
+@dataclass
+class Stubs:
+    """The ties the citizens ``[lo, hi)`` open: each one's ``m`` other ends (global ids, -1 for a self-tie), in
+    ``tgt`` from ``lo``; ``counts[b, t]``, how many of opener block ``b``'s point into block ``t`` of the same
+    range (the last column: elsewhere). What a shard draws before the shards swap the ties they open
+    towards each other's citizens."""
 
-    Memory kept is O(ties of the range); while building, 5 bytes per citizen and homophily
-    dimension (the codes and the group order every stub picks from); time is O(all stubs) but
-    each stub costs two counter draws."""
+    lo: int
+    hi: int
+    m: int
+    shift: int  # log2 of the block width over the range
+    tgt: np.ndarray  # ((hi - lo) * m,) int32
+    counts: np.ndarray  # (blocks, blocks + 1) int64
+
+
+def draw_stubs(plan: Plan, pop: Population, seed: int, lo: int, hi: int, picks: Picks | None = None) -> Stubs:
+    """The ties the citizens ``[lo, hi)`` open, drawn by the rule every range shares (:func:`_target`): work
+    and memory O(hi - lo), whatever the population (the pick tables aside: 5 bytes a citizen of the
+    population and homophily dimension)."""
+    n, k = pop.n, hi - lo
+    m = plan.scen.graph.contacts // 2
+    shift = _block_shift(k)
+    nb = ((k - 1) >> shift) + 1 if k else 0
+    p = picks if picks is not None else pick_tables(plan, pop, seed)
+    tgt = np.empty(k * m, dtype=np.int32)
+    counts = np.zeros((nb, nb + 1), dtype=np.int64)
+    (_stubs_parallel if threads.parallel_for(k * m) else _stubs_serial)(
+        shift, lo, k, n, m, static_key(seed, "graph:mode"), static_key(seed, "graph:pick"),
+        p.cum_mode, p.codes, p.orders, p.starts, p.sizes, tgt, counts,
+    )
+    return Stubs(lo, hi, m, shift, tgt, counts)
+
+
+@njit(cache=True)
+def _towards(tgt: np.ndarray, m: int, base: int, a: int, b: int) -> np.ndarray:
+    """(other end, opener) of every tie in ``tgt`` (openers from ``base``) whose other end is in ``[a, b)``, in
+    opener order."""
+    k = 0
+    for x in range(tgt.shape[0]):
+        k += a <= tgt[x] < b
+    out = np.empty((2, k), dtype=np.int32)
+    q = 0
+    for x in range(tgt.shape[0]):
+        j = tgt[x]
+        if a <= j < b:
+            out[0, q] = j
+            out[1, q] = base + x // m
+            q += 1
+    return out
+
+
+def ties_towards(stubs: Stubs, a: int, b: int, first: int = 0, last: int | None = None) -> np.ndarray:
+    """The ties ``stubs``' openers (those from ``first`` to ``last``, counted from ``stubs.lo``) open towards
+    the citizens ``[a, b)``: a (2, k) int32 array of (other end, opener) in opener order -- what one shard
+    sends the shard owning ``[a, b)``, 8 bytes a tie."""
+    m = stubs.m
+    last = stubs.hi - stubs.lo if last is None else last
+    return _towards(stubs.tgt[first * m: last * m], m, stubs.lo + first, a, b)
+
+
+# the stubs of each shard one round of the swap between shards covers (a bit each: 1 MiB a destination)
+SWAP_STUBS = 1 << 23
+
+
+@dataclass
+class Marks:
+    """Which of a range's stubs ``[first, first + count)`` (counted from its first citizen's first stub, ``m`` a
+    citizen) point into another range: a bit a stub, or their positions when they are few (fewer than
+    one in 32). What one shard tells another: the receiver draws those stubs again by the rule both
+    share (:func:`_target`), so a tie crosses as a bit, not as the 8 bytes of its two ends."""
+
+    lo: int  # the sender's first citizen
+    first: int
+    count: int
+    bits: np.ndarray  # uint8, little bit order; empty when ``positions`` holds them
+    positions: np.ndarray  # uint32 from ``first``; empty when ``bits`` holds them
+
+
+@njit(inline="always", cache=True)
+def _range_of(bounds: np.ndarray, j: int) -> int:
+    """The range ``d`` with ``bounds[d] <= j < bounds[d + 1]`` (a search without branches: which range a
+    random tie lands in is a coin toss the CPU would mispredict)."""
+    a, width = 0, bounds.shape[0] - 1
+    while width > 1:
+        half = width >> 1
+        a += half * (bounds[a + half] <= j)
+        width -= half
+    return a
+
+
+@njit(cache=True)
+def _hits(seg: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """How many stubs of ``seg`` point into each range."""
+    hits = np.zeros(bounds.shape[0] - 1, dtype=np.int64)
+    for q in range(seg.shape[0]):
+        if seg[q] >= 0:
+            hits[_range_of(bounds, seg[q])] += 1
+    return hits
+
+
+@njit(cache=True)
+def _mark(seg: np.ndarray, bounds: np.ndarray, skip: int, dense: np.ndarray, bits: np.ndarray, offsets: np.ndarray,
+          positions: np.ndarray) -> None:
+    """Set the bit of every stub of ``seg`` pointing into a dense range ``d`` (``bits[dense[d]]``), or write its
+    position in a sparse one's slice of ``positions`` (from ``offsets[d]``)."""
+    at = offsets[:-1].copy()
+    for q in range(seg.shape[0]):
+        j = seg[q]
+        if j < 0 or bounds[skip] <= j < bounds[skip + 1]:  # no self-tie; the sender's own range stays
+            continue
+        d = _range_of(bounds, j)
+        if dense[d] >= 0:
+            bits[dense[d], q >> 3] |= np.uint8(1 << (q & 7))
+        else:
+            positions[at[d]] = q
+            at[d] += 1
+
+
+def marks_towards(stubs: Stubs, cuts: list[int], first: int, last: int) -> list[Marks]:
+    """For every range of ``cuts``, the :class:`Marks` of the stubs of ``stubs``' openers ``first`` to ``last``
+    (counted from ``stubs.lo``) that point into it; none for ``stubs``' own range (those stay). One pass
+    over the stubs, whatever the number of ranges."""
+    m, k = stubs.m, len(cuts) - 1
+    seg = stubs.tgt[first * m: last * m]
+    bounds = np.asarray(cuts, dtype=np.int64)
+    skip = cuts.index(stubs.lo)
+    hits = _hits(seg, bounds)
+    hits[skip] = 0
+    is_dense = 32 * hits >= max(seg.shape[0], 1)
+    dense = np.where(is_dense, np.cumsum(is_dense) - 1, -1).astype(np.int64)
+    bits = np.zeros((int(is_dense.sum()), (seg.shape[0] + 7) // 8), dtype=np.uint8)
+    offsets = np.zeros(k + 1, dtype=np.int64)
+    np.cumsum(np.where(is_dense, 0, hits), out=offsets[1:])
+    positions = np.empty(int(offsets[k]), dtype=np.uint32)
+    _mark(seg, bounds, skip, dense, bits, offsets, positions)
+    none_b, none_p = np.zeros(0, np.uint8), np.zeros(0, np.uint32)
+    return [Marks(stubs.lo, first * m, int(seg.shape[0]), bits[dense[d]] if dense[d] >= 0 else none_b,
+                  positions[offsets[d]:offsets[d + 1]] if dense[d] < 0 else none_p) for d in range(k)]
+
+
+@njit(cache=True)
+def _redraw(pos: np.ndarray, lo: int, n: int, m: int, key_mode: np.uint64, key_pick: np.uint64, cum_mode: np.ndarray,
+            codes: np.ndarray, orders: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """(other end, opener) of the stubs at ``pos`` (from citizen ``lo``'s first), drawn again by the rule; in
+    two passes a slice at a time, as :func:`_stub_block` draws them."""
+    nh = cum_mode.shape[0]
+    flat = orders.ravel()
+    out = np.empty((2, pos.shape[0]), dtype=np.int32)
+    x = np.empty(_SUB * m, dtype=np.int64)
+    for q0 in range(0, pos.shape[0], _SUB * m):
+        q1 = min(pos.shape[0], q0 + _SUB * m)
+        for q in range(q0, q1):
+            a = pos[q] // m
+            i = lo + a
+            x[q - q0] = _position(i, pos[q] - a * m, n, m, nh, key_mode, key_pick, cum_mode, codes, starts, sizes)
+            out[1, q] = i
+        for q in range(q0, q1):
+            out[0, q] = _resolve(x[q - q0], out[1, q], flat)
+    return out
+
+
+@njit(cache=True)
+def _set_bits(bits: np.ndarray, count: int, first: int) -> np.ndarray:
+    """``first`` plus the index of every set bit among the first ``count`` (little bit order)."""
+    k = 0
+    for b in range(bits.shape[0]):
+        x = bits[b]
+        while x:
+            k += 1
+            x &= x - np.uint8(1)
+    out = np.empty(k, dtype=np.int64)
+    q = 0
+    for b in range(bits.shape[0]):
+        x = bits[b]
+        for t in range(8):
+            if (x >> t) & 1 and (b << 3) + t < count:
+                out[q] = first + (b << 3) + t
+                q += 1
+    return out[:q]
+
+
+def ties_marked(marks: Marks, picks: Picks, seed: int, n: int, m: int) -> np.ndarray:
+    """The ties ``marks`` names, drawn again: (other end, opener) in opener order, as :func:`ties_towards`
+    gives them to the sender."""
+    if marks.bits.shape[0]:
+        pos = _set_bits(marks.bits, marks.count, marks.first)
+    else:
+        pos = marks.positions.astype(np.int64) + marks.first
+    return _redraw(pos, marks.lo, n, m, static_key(seed, "graph:mode"), static_key(seed, "graph:pick"),
+                   picks.cum_mode, picks.codes, picks.orders, picks.starts, picks.sizes)
+
+
+@njit(cache=True)
+def _scatter_pairs(js: np.ndarray, ops: np.ndarray, lo: int, shift: int, at: np.ndarray, rat: np.ndarray,
+                   indices: np.ndarray, low: np.ndarray) -> None:
+    """Ties opened towards the range, in the order given, into the regions of their rows' blocks (the
+    opener in ``indices``, the row within the block in ``low``), as :func:`_scatter_block` does."""
+    mask = (1 << shift) - 1
+    for q in range(js.shape[0]):
+        r = js[q] - lo
+        t = r >> shift
+        indices[at[t]] = ops[q]
+        low[rat[t]] = r & mask
+        at[t] += 1
+        rat[t] += 1
+
+
+def rows_from(stubs: Stubs, incoming: list[np.ndarray | None]) -> Graph:
+    """The rows of ``stubs``' range: its own stubs and every tie opened towards it, ``incoming`` giving those
+    ties from each range in range order (:func:`ties_towards` arrays; None where the range's own stubs go).
+
+    The same blocked merge as :func:`build` over the range's blocks: ties arrive in opener order from
+    ranges in id order, so each row's reversed ties are already in id order. The rows are the
+    whole graph's rows, byte for byte."""
+    lo, hi, m, shift = stubs.lo, stubs.hi, stubs.m, stubs.shift
+    k = hi - lo
+    nb = stubs.counts.shape[0]
+    own = stubs.counts.sum(axis=1)
+    rev = stubs.counts[:, :nb].sum(axis=0)
+    for x in incoming:
+        if x is not None and x.shape[1]:
+            rev += np.bincount((x[0] - lo) >> shift, minlength=nb)[:nb]
+    region = np.zeros(nb + 1, dtype=np.int64)
+    np.cumsum(own + rev, out=region[1:])
+    rfirst = np.zeros(nb + 1, dtype=np.int64)
+    np.cumsum(rev, out=rfirst[1:])
+    indices = np.empty(int(region[nb]), dtype=np.int32)
+    low = np.empty(int(rfirst[nb]), dtype=np.uint16 if shift <= 16 else np.uint32)
+    at, rat = region[:nb] + own, rfirst[:nb].copy()
+    for x in incoming:
+        if x is None:
+            mine = _towards(stubs.tgt, m, lo, lo, hi)
+            _scatter_pairs(mine[0], mine[1], lo, shift, at, rat, indices, low)
+            del mine
+        elif x.shape[1]:
+            _scatter_pairs(x[0], x[1], lo, shift, at, rat, indices, low)
+    deg = np.empty(k, dtype=np.int64)
+    (_rows_parallel if threads.parallel_for(k * m) else _rows_serial)(
+        shift, k, m, stubs.tgt, region, own, rfirst[:nb].copy(), indices, low, deg)
+    del low
+    indptr = _pack(shift, region, deg, indices)
+    return Graph(indptr, indices[: indptr[k]], no_cuts(int(indptr[k])), lo)
+
+
+# a range built without the other shards draws their openers' stubs itself, this many at a time
+_PIECE = 1 << 20
+
+
+def build_rows(plan: Plan, pop: Population, seed: int, lo: int, hi: int, stubs: Stubs | None = None,
+               picks: Picks | None = None) -> Graph:
+    """The rows ``[lo, hi)`` of :func:`build`'s graph, by one range alone (no driver to swap ties through):
+    it draws every other citizen's stubs too, a piece at a time, keeping the ties towards its range.
+
+    Memory kept is O(ties of the range); time is O(all stubs). A shard of a sharded run draws only
+    its own openers' stubs and receives the rest from the other shards (:mod:`credsim.distributed`).
+    ``stubs`` and ``picks``: the range's own stubs and the pick tables, when already drawn."""
     n = pop.n
     m = plan.scen.graph.contacts // 2
     if m == 0 or n < 2:
         return Graph.empty(hi - lo, lo)
-    p = _picks(plan, pop, seed)
-    rows, cols = _range_pairs(n, m, lo, hi, static_key(seed, "graph:mode"), static_key(seed, "graph:pick"),
-                              p.cum_mode, p.codes, p.orders, p.starts, p.sizes, 1 << 14)
+    p = picks if picks is not None else pick_tables(plan, pop, seed)
+    if stubs is None:
+        stubs = draw_stubs(plan, pop, seed, lo, hi, p)
+    incoming: list[np.ndarray | None] = []
+    for a0, b0 in ((0, lo), (hi, n)):
+        for a in range(a0, b0, _PIECE):
+            piece = draw_stubs(plan, pop, seed, a, min(b0, a + _PIECE), p)
+            incoming.append(ties_towards(piece, lo, hi))
+        if a0 == 0:
+            incoming.append(None)
     del p
-    # rows are already range-local (row - lo): a CSR of hi - lo rows
-    k = hi - lo
-    indptr, indices = _csr_rows(rows, cols, k, 0, k)
-    del rows, cols
-    deg = _sort_dedupe_rows(indptr, indices)
-    indptr = _compact(indptr, indices, deg)
-    indices = indices[: indptr[k]].copy()
-    return Graph(indptr, indices, no_cuts(indices.shape[0]), lo)
+    return rows_from(stubs, incoming)
 
 
 def _block_shift(n: int) -> int:
@@ -564,12 +775,12 @@ def build(plan: Plan, pop: Population, seed: int) -> Graph:
     shift = _block_shift(n)
     nb = ((n - 1) >> shift) + 1
     par = threads.parallel_for(n * m)
-    p = _picks(plan, pop, seed)
+    p = pick_tables(plan, pop, seed)
     # the big arrays come from NumPy: it asks for huge pages, and first touches are costly here
     tgt = np.empty(n * m, dtype=np.int32)
-    counts = np.zeros((nb, nb), dtype=np.int64)
+    counts = np.zeros((nb, nb + 1), dtype=np.int64)  # the last column (elsewhere) stays 0: every tie is in range
     (_stubs_parallel if par else _stubs_serial)(
-        shift, n, m, static_key(seed, "graph:mode"), static_key(seed, "graph:pick"),
+        shift, 0, n, n, m, static_key(seed, "graph:mode"), static_key(seed, "graph:pick"),
         p.cum_mode, p.codes, p.orders, p.starts, p.sizes, tgt, counts,
     )
     del p

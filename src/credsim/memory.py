@@ -165,9 +165,11 @@ def estimate_memory(scen: Scenario, shards: int = 1) -> Estimate:
         # building: the stub targets (int32) and the unsorted rows live together for a moment
         graph_build = (4 * n * m + 8 * n * len(scen.graph.homophily)) if m else 0
     else:
-        # a shard's (row, other end) pairs (int32 x 2, both directions) and, for the whole population,
-        # the group codes and order every stub picks from (uint8 + int32 per homophily dimension)
-        graph_build = (16 * n * m + 5 * total_n * len(scen.graph.homophily)) if m else 0
+        # a shard's own stubs (int32), the ties opened towards it (int32 x 2), its rows while they are merged
+        # (int32, both directions) and each reversed tie's row within its block (at most uint32) and, for the
+        # whole population, the group codes and order every stub picks from (uint8 + int32 per homophily
+        # dimension)
+        graph_build = (24 * n * m + 5 * total_n * len(scen.graph.homophily)) if m else 0
     records = int(n * _live_item_days(scen, plan) * LIVE_ITEM_BYTES)
     # the dossier's ledger keeps each filed record until its longest lifetime has passed
     ledger = int(n * _filed_per_citizen_day(scen, plan) * min(days, lifetime(plan)) * LEDGER_RECORD_BYTES) \

@@ -20,7 +20,7 @@ from credsim import engine, security, store
 from credsim import graph as graph_mod
 from credsim import population as pop_mod
 from credsim.audit.harms import _citizens
-from credsim.distributed import boundaries, run_sharded
+from credsim.distributed import Shard, boundaries, run_sharded
 from credsim.plan import compile_plan
 from credsim.state import initial_state
 from tests.terminal import typed
@@ -62,6 +62,48 @@ def test_graph_rows_of_a_range_are_the_whole_graphs_rows(scen: credsim.Scenario)
         assert np.array_equal(part.indices, whole.indices[whole.indptr[lo]:whole.indptr[hi]]), (lo, hi)
         seen += part.n_edges
     assert seen == whole.n_edges  # every tie direction is held by exactly one range
+
+
+@pytest.mark.parametrize("shards", [2, 40])
+def test_shards_that_swap_tie_marks_hold_the_whole_graphs_rows(scen: credsim.Scenario, shards: int) -> None:
+    """Each shard draws only the ties its citizens open and tells every other shard which of them point
+    at its citizens (a bit a stub, or positions when fewer than 1 in 32 do: 40 shards); the receiver
+    draws those again. The rows must be the whole graph's, and the marks far smaller than the ties."""
+    n = 40 * 1024
+    big = scen.model_copy(update={"population": scen.population.model_copy(update={"size": n})})
+    plan = compile_plan(big)
+    whole = graph_mod.build(plan, pop_mod.generate(plan, n, 7), 7)
+    cuts = boundaries(n, shards)
+    parts = [Shard(big, k, cuts, seed=7, threads=1, swap_ties=True) for k in range(shards)]
+    rounds = max(p.swap_rounds() for p in parts)
+    assert rounds >= 1
+    sent = 0
+    for r in range(rounds):
+        outs = [p.ties_out(r) for p in parts]
+        kinds = {"bits" if x.bits.shape[0] else "positions" for k, o in enumerate(outs) for j, x in enumerate(o)
+                 if j != k and x.count}
+        # 2 shards: half of all stubs cross, every mark is a bitset; 40 shards: ~1 stub in 40 goes to each
+        # other shard, most below the 1-in-32 line (a few above it, by chance)
+        assert kinds == {"bits"} if shards == 2 else "positions" in kinds
+        sent += sum(x.bits.nbytes + x.positions.nbytes for o in outs for x in o)
+        for j, p in enumerate(parts):
+            p.ties_in(*(o[j] for o in outs))
+    for p in parts:
+        p.connect()
+    for k, p in enumerate(parts):
+        g, lo, hi = p.loop.st.graph, cuts[k], cuts[k + 1]
+        assert (g.lo, g.rows) == (lo, hi - lo)
+        assert np.array_equal(g.indptr, whole.indptr[lo:hi + 1] - whole.indptr[lo]), k
+        assert np.array_equal(g.indices, whole.indices[whole.indptr[lo]:whole.indptr[hi]]), k
+    crossing = sum(int(np.sum((whole.indices[whole.indptr[lo]:whole.indptr[hi]] < lo)
+                              | (whole.indices[whole.indptr[lo]:whole.indptr[hi]] >= hi)))
+                   for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)) // 2
+    # both ends would be 8 bytes a crossing tie; a position is 4, and a bitset (sent only where at least 1 stub
+    # in 32 crosses) at most 32 bits a tie plus a byte of rounding
+    assert sent <= 4 * crossing + shards * shards * rounds
+    if shards == 2:  # a bit a stub each shard opens (about half of them cross: ~2 bits a crossing tie)
+        m = big.graph.contacts // 2
+        assert rounds == 1 and sent == sum(-(-(hi - lo) * m // 8) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True))
 
 
 def test_a_range_writes_only_its_own_state(scen: credsim.Scenario) -> None:

@@ -66,13 +66,22 @@ class _Local:
 
     def __init__(self, make: Callable[[int], Shard], k: int) -> None:
         self.make = make
-        self.shards = [make(i) for i in range(k)]
+        self.k = k
+        self.shards: list[Shard] = []
+        self.restart()
 
     def call(self, method: str, args: list[tuple[Any, ...]]) -> list[Any]:
         return [getattr(s, method)(*a) for s, a in zip(self.shards, args, strict=True)]
 
     def restart(self) -> None:
-        self.shards = [self.make(i) for i in range(len(self.shards))]
+        """Every shard built afresh, the ties they open towards each other swapped."""
+        self.shards = [self.make(i) for i in range(self.k)]
+        for r in range(max(s.swap_rounds() for s in self.shards)):
+            outs = [s.ties_out(r) for s in self.shards]
+            for j, s in enumerate(self.shards):
+                s.ties_in(*(out[j] for out in outs))
+        for s in self.shards:
+            s.connect()
 
     def close(self) -> None:
         self.shards = []
@@ -142,8 +151,19 @@ class _Ray:
         self.num_cpus = actor_cpus(self.wanted, node_cpus(self.ray), self.k)
         cls: Any = self.cls.options(num_cpus=self.num_cpus,  # type: ignore[attr-defined]
                                     runtime_env={"env_vars": dict(SHARD_ENV)})
-        self.actors = [cls.remote(scen, i, cuts, **kw) for i in range(self.k)]
+        self.actors = [cls.remote(scen, i, cuts, swap_ties=True, **kw) for i in range(self.k)]
         self.ray.get([a.pid.remote() for a in self.actors])
+        # each shard's ties towards shard j go to j as object references, never through this process (at
+        # country scale they are gigabytes), a round at a time: the object store keeps every page it was
+        # ever given in the shards' resident memory, so only one round's worth is ever in flight
+        k = self.k
+        rounds = max(self.ray.get([a.call.remote("swap_rounds") for a in self.actors]))
+        for r in range(rounds):
+            outs = [a.call.options(num_returns=k).remote("ties_out", r) for a in self.actors]
+            refs = [list(o) if k > 1 else [o] for o in outs]
+            self.ray.get([a.call.remote("ties_in", *(x[j] for x in refs)) for j, a in enumerate(self.actors)])
+            del outs, refs
+        self.ray.get([a.call.remote("connect") for a in self.actors])
 
     def memory(self) -> list[int]:
         """Resident bytes of each shard's worker process (for benchmarks)."""
@@ -245,7 +265,7 @@ class ShardedDriver:
         if layout.ray:
             self.backend = _Ray((scen, self.cuts, self.kw), layout.shards, layout.address, layout.num_cpus)
         else:
-            self.backend = _Local(lambda i: Shard(scen, i, self.cuts, **self.kw), layout.shards)
+            self.backend = _Local(lambda i: Shard(scen, i, self.cuts, swap_ties=True, **self.kw), layout.shards)
         self.t0 = time.perf_counter()
 
     def _step(self, day: int) -> None:
@@ -307,6 +327,8 @@ class ShardedDriver:
         sent = [int(r["sent"]) for r in res]
         self.stats["exchange_bytes"] = sum(sent)
         self.stats["exchange_bytes_per_day"] = sum(sent) / max(self.days, 1)
+        # the set-up's swap of tie marks (graph.Marks), the last time the shards were built
+        self.stats["setup_exchange_bytes"] = sum(int(r.get("swap_sent", 0)) for r in res)
         kinds: dict[str, int] = {}
         for r in res:
             for key, v in r["sent_kind"].items():

@@ -18,7 +18,8 @@ Layout: a shard keeps global citizen indexing in its per-citizen columns, so the
 run unchanged, but it generates, builds and writes only its own range
 (:func:`credsim.engine.prepare` with ``cuts``): its citizens' groups and traits
 (:func:`credsim.population.generate` with a range), its graph rows with row pointers for the
-range only (:func:`credsim.graph.build_rows`, from the counter-based tie rule), its state
+range only (from the counter-based tie rule: it draws the ties its citizens open, and learns which
+of every other shard's ties point at it from their marks, a bit a stub: :meth:`Shard.ties_out`), its state
 columns, metric cells and traced mask (zero pages elsewhere, which the OS never backs) and its
 model scores. A contact elsewhere counted in this shard's group cells (a response it starts)
 has its groups drawn again from its id. So what a shard holds grows with ``hi - lo``; only
@@ -29,6 +30,7 @@ See benchmarks/results/scale.md for the measured costs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,8 @@ import numpy as np
 import pyarrow as pa
 
 from credsim import checkpoint as ckpt
-from credsim.engine import DEFAULT_BLOCK, Loop, citizens_table, prepare
+from credsim import graph as graph_mod
+from credsim.engine import DEFAULT_BLOCK, Begun, Loop, begin, citizens_table, complete
 from credsim.exchange import Inbox, Outbox
 from credsim.partitions import part_name, write_events, write_part, write_rows
 from credsim.sampling import CHUNK
@@ -58,18 +61,89 @@ def boundaries(n: int, shards: int) -> list[int]:
 
 
 class Shard:
-    """The citizens ``[lo, hi)`` of a run, stepped one barrier at a time by a driver."""
+    """The citizens ``[lo, hi)`` of a run, stepped one barrier at a time by a driver.
+
+    With ``swap_ties`` the set-up stops after the population and the ties the shard's citizens open
+    (:func:`credsim.engine.begin`): round by round, the driver takes every shard's :meth:`ties_out` and
+    hands each shard what the others open towards it (:meth:`ties_in`), then :meth:`connect` completes
+    the set-up; no shard draws another's ties.
+    Without it the shard is complete at once, drawing every other citizen's ties itself."""
+
+    loop: Loop
 
     def __init__(self, scen: Scenario, index: int, cuts: list[int], *, population: int | None = None,
                  days: int | None = None, seed: int | None = None, block: int = DEFAULT_BLOCK,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, swap_ties: bool = False) -> None:
         self.index = index
         self.cuts = cuts
         self.lo, self.hi = cuts[index], cuts[index + 1]
-        loop, self.setup = prepare(scen, population=population, days=days, seed=seed, block=block,
-                                   threads=threads, cuts=cuts, index=index)
-        self.loop: Loop = loop
+        self._begun: Begun | None = begin(scen, population=population, days=days, seed=seed, block=block,
+                                          threads=threads, cuts=cuts, index=index)
+        self.setup = self._begun.seconds
+        self._received: list[list[np.ndarray]] = [[] for _ in range(len(cuts) - 1)]
+        self.swap_sent = 0  # bytes of tie marks sent to other shards at set-up
         self._day: Iterator[None] | None = None
+        if not swap_ties:
+            self._complete(None)
+
+    # -- set-up: the ties the shards open towards each other ----------------------------------
+    def swap_rounds(self) -> int:
+        """How many rounds of :meth:`ties_out` this shard needs (the driver runs the largest number)."""
+        b = self._live()
+        if b.stubs is None:
+            return 0
+        return -(-(self.hi - self.lo) * b.stubs.m // graph_mod.SWAP_STUBS)
+
+    def ties_out(self, r: int) -> list[graph_mod.Marks]:
+        """For each shard in order, which stubs of this shard's round-``r`` openers point at its citizens
+        (:func:`credsim.graph.marks_towards`: a bit a stub, or positions when few); its own place's
+        are not read. A round is a slice of the openers, so what is in flight at once stays small."""
+        b = self._live()
+        t = time.perf_counter()
+        k = len(self.cuts) - 1
+        if b.stubs is None:
+            out = [graph_mod.Marks(self.lo, 0, 0, np.zeros(0, np.uint8), np.zeros(0, np.uint32))] * k
+        else:
+            per = max(graph_mod.SWAP_STUBS // b.stubs.m, 1)
+            size = self.hi - self.lo
+            out = graph_mod.marks_towards(b.stubs, self.cuts, min(r * per, size), min((r + 1) * per, size))
+            self.swap_sent += sum(x.bits.nbytes + x.positions.nbytes for x in out)
+        self.setup += time.perf_counter() - t
+        return out
+
+    def ties_in(self, *marks: graph_mod.Marks) -> None:
+        """Draw again, by the rule every shard shares, the ties one round of every shard's marks names (one
+        :class:`~credsim.graph.Marks` per shard, in shard order; this shard's own place is not read)."""
+        b = self._live()
+        if len(marks) != len(self.cuts) - 1:
+            raise ValueError(f"shard {self.index}: {len(marks)} tie marks for {len(self.cuts) - 1} shards")
+        t = time.perf_counter()
+        for j, x in enumerate(marks):
+            if j != self.index and x.count and b.stubs is not None and b.picks is not None:
+                ties = graph_mod.ties_marked(x, b.picks, b.seed, b.n, b.stubs.m)
+                if ties.shape[1]:
+                    self._received[j].append(ties)
+        self.setup += time.perf_counter() - t
+
+    def connect(self) -> None:
+        """Complete the set-up with the ties received (:meth:`ties_in`): every shard's, in shard order, its
+        own stubs at its own place."""
+        ties: list[np.ndarray | None] = []
+        for j, got in enumerate(self._received):
+            ties += [None] if j == self.index else got
+        self._received = []
+        self._complete(ties)
+
+    def _live(self) -> Begun:
+        if self._begun is None:
+            raise RuntimeError("this shard's set-up is already complete")
+        return self._begun
+
+    def _complete(self, ties: list[np.ndarray | None] | None) -> None:
+        b = self._live()
+        self.loop, seconds = complete(b, ties)
+        self._begun = None
+        self.setup += seconds - b.seconds  # complete's seconds include begin's, counted already
 
     # -- one day, barrier by barrier ------------------------------------------------------
     def begin_day(self, day: int) -> Outbox:
@@ -139,6 +213,7 @@ class Shard:
         """What the driver needs besides the parts: the metric table (added up exactly), timings, exchange counts."""
         lp, x = self.loop, self.loop.exchange
         return {"table": lp.metrics.table, "timings": dict(lp.timings), "setup": self.setup, "sent": x.sent,
+                "swap_sent": self.swap_sent,
                 "sent_kind": dict(x.sent_kind), "redress": any(isinstance(s, Redress) for s in lp.stages)}
 
     def results(self) -> dict[str, Any]:
