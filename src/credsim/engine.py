@@ -209,7 +209,7 @@ class Begun:
     exchange: Exchange
     pop: pop_mod.Population
     stubs: graph_mod.Stubs | None  # only a range (not everyone) whose stages read the graph draws them
-    picks: graph_mod.Picks | None  # what the stubs were drawn from: the other ranges' ties are drawn again from it
+    lean: graph_mod.Lean | None  # what the stubs were drawn from: the other ranges' ties are drawn again from it
     sharded: bool  # built for a range of a sharded run (``cuts`` given)
     seconds: float  # set-up time so far
 
@@ -231,9 +231,10 @@ def begin(scen: Scenario, *, population: int | None = None, days: int | None = N
     # a range draws only the ties its own citizens open; the rows it needs from elsewhere come from the
     # other ranges (or, alone, from drawing their stubs too: graph.build_rows)
     ranged = (lo, hi) != (0, n) and plan.reads_graph and plan.scen.graph.contacts >= 2 and n >= 2
-    picks = graph_mod.pick_tables(plan, pop, seed) if ranged else None
-    stubs = graph_mod.draw_stubs(plan, pop, seed, lo, hi, picks) if picks is not None else None
-    return Begun(plan, n, days, seed, block, exchange, pop, stubs, picks, cuts is not None,
+    # (from the lean tables: no table of the whole population's group codes or order is held)
+    lean = graph_mod.lean_tables(plan, seed, n) if ranged else None
+    stubs = graph_mod.draw_stubs_lean(plan, pop, seed, lo, hi, lean) if lean is not None else None
+    return Begun(plan, n, days, seed, block, exchange, pop, stubs, lean, cuts is not None,
                  time.perf_counter() - t0)
 
 
@@ -271,10 +272,10 @@ def complete(b: Begun, ties: list[np.ndarray | None] | None = None, *,
     elif b.stubs is None:  # fewer than 2 contacts or citizens: no ties
         g = graph_mod.Graph.empty(hi - lo, lo)
     elif ties is None:
-        g = graph_mod.build_rows(plan, pop, seed, lo, hi, b.stubs, b.picks)
+        g = graph_mod.build_rows(plan, pop, seed, lo, hi, b.stubs)
     else:
         g = graph_mod.rows_from(b.stubs, ties)
-    b.stubs = b.picks = None
+    b.stubs = b.lean = None
     st = initial_state(plan, pop, g, lo, hi, days)
     score.recompute_model(plan, st, 0, lo, hi)
     if plan.grades:

@@ -16,10 +16,14 @@ A shard builds only the rows of its citizens ``[lo, hi)`` (a :class:`Graph` whos
 the range only, with the range's first id as ``lo``). The other end of every tie is a pure function
 of (seed, opener, tie number) and of the group codes (themselves pure functions of the citizen id),
 so both ends can compute it. Each shard draws only the stubs its own citizens open
-(:func:`draw_stubs`) and tells every other shard which of them point at its citizens: a bit a stub,
-or positions when few do (:class:`Marks`); the receiver draws those stubs again by the same rule
-(:func:`ties_marked`) and merges its rows as :func:`build` does (:func:`rows_from`). A tie crosses
-as a bit, not as its two ends, and no shard draws another's stubs. A range built alone, with no
+(:func:`draw_stubs_lean`) and tells every other shard which of them point at its citizens: a bit a
+stub, or positions when few do (:class:`Marks`); the receiver draws those stubs again by the same
+rule (:func:`marked_positions`, :func:`ties_of`) and merges its rows as :func:`build` does
+(:func:`rows_from`). A tie crosses as a bit, not as its two ends, and no shard draws another's
+stubs. Nor does a shard hold the whole population's group codes and order that a pick within a
+group reads (5 bytes a citizen and homophily dimension): it keeps only the groups' sizes
+(:class:`Lean`), and resolves all the picks it needs at once, by one pass over the population that
+draws each citizen's code again (:func:`resolve`). A range built alone, with no
 other shard to swap with, draws everyone's stubs itself (:func:`build_rows`). Either way the rows
 are exactly the rows of the whole graph, so results do not depend on the layout.
 
@@ -38,7 +42,7 @@ from numba import njit, prange
 
 from credsim import threads
 from credsim.plan import Plan
-from credsim.population import Population, dim_codes
+from credsim.population import Population, code_at, code_rule, dim_codes
 from credsim.rng import static_key, uniform
 
 
@@ -242,24 +246,36 @@ _SUB = 2048
 
 
 @njit(inline="always", cache=True)
-def _position(i: int, e: int, n: int, m: int, nh: int, key_mode: np.uint64, key_pick: np.uint64, cum_mode: np.ndarray,
-              codes: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> int:
-    """Citizen i's e-th stub drawn (the rule of :func:`_target`) but not looked up: its position in the
-    flattened group orders, or, negative, ``-1 -`` its other end (a tie to anyone)."""
+def _mode(i: int, e: int, m: int, nh: int, key_mode: np.uint64, key_pick: np.uint64,
+          cum_mode: np.ndarray) -> tuple[int, int, float]:
+    """Citizen i's e-th stub's draws (the rule of :func:`_target`): the homophily dimension ``h`` (``nh``: to
+    anyone), the dimension whose group code the placing reads (``hh``; dimension 0 stands in when there is
+    none: the tables have a row) and the pick ``v``."""
     c = np.uint64(i * m + e)
     u = uniform(key_mode, c)
     v = uniform(key_pick, c)
     h = 0
     for k in range(nh):  # the first k with u < cum_mode[k], without a branch (cum_mode rises)
         h += u >= cum_mode[k]
-    # both candidates, then a select: whether the tie stays in the group is a draw the
-    # CPU cannot predict (dimension 0 stands in when there is none: the tables have a row)
-    hh = min(h, max(nh - 1, 0))
-    g = codes[hh, i]
+    return h, min(h, max(nh - 1, 0)), v
+
+
+@njit(inline="always", cache=True)
+def _place(h: int, hh: int, g: int, v: float, n: int, nh: int, starts: np.ndarray, sizes: np.ndarray) -> int:
+    """A stub's position in the flattened group orders, or, negative, ``-1 -`` its other end (a tie to anyone).
+    Both candidates, then a select: whether the tie stays in the group is a draw the CPU cannot predict."""
     size = sizes[hh, g]
     within = hh * n + starts[hh, g] + min(int(v * size), size - 1)
     anyone = -1 - min(int(v * n), n - 1)
     return within if h < nh else anyone
+
+
+@njit(inline="always", cache=True)
+def _position(i: int, e: int, n: int, m: int, nh: int, key_mode: np.uint64, key_pick: np.uint64, cum_mode: np.ndarray,
+              codes: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> int:
+    """Citizen i's e-th stub drawn (the rule of :func:`_target`) but not looked up: :func:`_place`."""
+    h, hh, v = _mode(i, e, m, nh, key_mode, key_pick, cum_mode)
+    return _place(h, hh, codes[hh, i], v, n, nh, starts, sizes)
 
 
 @njit(inline="always", cache=True)
@@ -620,27 +636,6 @@ def marks_towards(stubs: Stubs, cuts: list[int], first: int, last: int) -> list[
 
 
 @njit(cache=True)
-def _redraw(pos: np.ndarray, lo: int, n: int, m: int, key_mode: np.uint64, key_pick: np.uint64, cum_mode: np.ndarray,
-            codes: np.ndarray, orders: np.ndarray, starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """(other end, opener) of the stubs at ``pos`` (from citizen ``lo``'s first), drawn again by the rule; in
-    two passes a slice at a time, as :func:`_stub_block` draws them."""
-    nh = cum_mode.shape[0]
-    flat = orders.ravel()
-    out = np.empty((2, pos.shape[0]), dtype=np.int32)
-    x = np.empty(_SUB * m, dtype=np.int64)
-    for q0 in range(0, pos.shape[0], _SUB * m):
-        q1 = min(pos.shape[0], q0 + _SUB * m)
-        for q in range(q0, q1):
-            a = pos[q] // m
-            i = lo + a
-            x[q - q0] = _position(i, pos[q] - a * m, n, m, nh, key_mode, key_pick, cum_mode, codes, starts, sizes)
-            out[1, q] = i
-        for q in range(q0, q1):
-            out[0, q] = _resolve(x[q - q0], out[1, q], flat)
-    return out
-
-
-@njit(cache=True)
 def _set_bits(bits: np.ndarray, count: int, first: int) -> np.ndarray:
     """``first`` plus the index of every set bit among the first ``count`` (little bit order)."""
     k = 0
@@ -660,15 +655,216 @@ def _set_bits(bits: np.ndarray, count: int, first: int) -> np.ndarray:
     return out[:q]
 
 
-def ties_marked(marks: Marks, picks: Picks, seed: int, n: int, m: int) -> np.ndarray:
-    """The ties ``marks`` names, drawn again: (other end, opener) in opener order, as :func:`ties_towards`
-    gives them to the sender."""
+@dataclass
+class Lean:
+    """What a shard draws stubs from instead of :class:`Picks`: neither the whole population's group codes
+    nor its group order (5 bytes a citizen and homophily dimension: 14 GB a shard at 1.4e9 with two),
+    only each group's start and size in the order and each dimension's code rule. A stub that picks
+    within a group names a position in the order; the positions a shard needs are resolved together by
+    one pass over the population that draws each citizen's code again (:func:`resolve`), holding a bit a
+    position and a running count a 64 (0.25 bytes a citizen and dimension)."""
+
+    cum_mode: np.ndarray  # (H,) cumulative homophily probabilities
+    starts: np.ndarray  # (max(H, 1), V) first position of each group in the order
+    sizes: np.ndarray  # (max(H, 1), V) group sizes (at least 1)
+    keys: np.ndarray  # (max(H, 1),) uint64: each homophily dimension's code key (population.code_rule)
+    cums: np.ndarray  # (max(H, 1), V + 1) its cumulative shares, the first ``lens[h]`` of them used
+    lens: np.ndarray  # (max(H, 1),) int64
+    hdims: list[int]  # the homophily dimensions' indices among the plan's dimensions
+
+
+@njit(cache=True)
+def _count_codes(key: np.uint64, cum: np.ndarray, n: int, maxv: int) -> np.ndarray:
+    """How many of the ``n`` citizens draw each code (population.code_at)."""
+    cnt = np.zeros(maxv, dtype=np.int64)
+    for i in range(n):
+        cnt[code_at(key, cum, i)] += 1
+    return cnt
+
+
+def lean_tables(plan: Plan, seed: int, n: int) -> Lean:
+    """The :class:`Lean` tables of an ``n``-citizen population: every code is drawn once and counted, none kept."""
+    spec = plan.scen.graph
+    hdims = [plan.dims.index(d) for d in spec.homophily]
+    rows, maxv = max(len(hdims), 1), plan.maxv
+    starts = np.zeros((rows, maxv), dtype=np.int64)
+    sizes = np.ones((rows, maxv), dtype=np.int64)
+    keys = np.zeros(rows, dtype=np.uint64)
+    cums = np.full((rows, maxv + 1), 2.0)
+    lens = np.ones(rows, dtype=np.int64)
+    for h, d in enumerate(hdims):
+        key, cum = code_rule(plan, seed, d)
+        keys[h], lens[h] = key, cum.shape[0]
+        cums[h, : cum.shape[0]] = cum
+        cnt = _count_codes(key, cum, n, maxv)
+        starts[h] = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+        sizes[h] = np.maximum(cnt, 1)
+    cum_mode = np.cumsum([spec.homophily[d] for d in spec.homophily]).astype(np.float64)
+    return Lean(cum_mode, starts, sizes, keys, cums, lens, hdims)
+
+
+@njit(cache=True)
+def _own_positions(lo: int, k: int, n: int, m: int, key_mode: np.uint64, key_pick: np.uint64, cum_mode: np.ndarray,
+                   codes: np.ndarray, starts: np.ndarray, sizes: np.ndarray, x: np.ndarray) -> None:
+    """The stubs of the citizens ``[lo, lo + k)`` into ``x`` as :func:`_place` positions (``codes`` from ``lo``)."""
+    nh = cum_mode.shape[0]
+    for a in range(k):
+        for e in range(m):
+            h, hh, v = _mode(lo + a, e, m, nh, key_mode, key_pick, cum_mode)
+            x[a * m + e] = _place(h, hh, codes[hh, a], v, n, nh, starts, sizes)
+
+
+@njit(cache=True)
+def _marked_positions(pos: np.ndarray, lo: int, n: int, m: int, key_mode: np.uint64, key_pick: np.uint64,
+                      cum_mode: np.ndarray, keys: np.ndarray, cums: np.ndarray, lens: np.ndarray, starts: np.ndarray,
+                      sizes: np.ndarray, x: np.ndarray, ops: np.ndarray) -> None:
+    """The stubs at ``pos`` (from citizen ``lo``'s first) as :func:`_place` positions, each opener's group code
+    drawn again from its id; ``ops`` their openers."""
+    nh = cum_mode.shape[0]
+    for q in range(pos.shape[0]):
+        a = pos[q] // m
+        i = lo + a
+        h, hh, v = _mode(i, pos[q] - a * m, m, nh, key_mode, key_pick, cum_mode)
+        x[q] = _place(h, hh, code_at(keys[hh], cums[hh, : lens[hh]], i), v, n, nh, starts, sizes)
+        ops[q] = i
+
+
+@njit(inline="always", cache=True)
+def _popcount(w: np.uint64) -> int:
+    w = w - ((w >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    w = (w & np.uint64(0x3333333333333333)) + ((w >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    w = (w + (w >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return int((w * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(cache=True)
+def _set_positions(x: np.ndarray, bits: np.ndarray) -> None:
+    for q in range(x.shape[0]):
+        p = x[q]
+        if p >= 0:
+            bits[p >> 6] |= np.uint64(1) << np.uint64(p & 63)
+
+
+@njit(cache=True)
+def _ranks(bits: np.ndarray) -> np.ndarray:
+    """How many bits are set before each 64-bit word."""
+    rank = np.zeros(bits.shape[0] + 1, dtype=np.int64)
+    for w in range(bits.shape[0]):
+        rank[w + 1] = rank[w] + _popcount(bits[w])
+    return rank
+
+
+@njit(cache=True)
+def _stream(base: int, n: int, key: np.uint64, cum: np.ndarray, starts: np.ndarray, bits: np.ndarray, rank: np.ndarray,
+            answers: np.ndarray) -> None:
+    """Walk the population in id order, giving each citizen its position in its group's order (a running
+    count a group), and answer the positions marked in ``bits``."""
+    cnt = np.zeros(starts.shape[0], dtype=np.int64)
+    for i in range(n):
+        g = code_at(key, cum, i)
+        p = base + starts[g] + cnt[g]
+        cnt[g] += 1
+        w = p >> 6
+        b = np.uint64(1) << np.uint64(p & 63)
+        if bits[w] & b:
+            answers[rank[w] + _popcount(bits[w] & (b - np.uint64(1)))] = i
+
+
+@njit(cache=True)
+def _answer(x: np.ndarray, bits: np.ndarray, rank: np.ndarray, answers: np.ndarray) -> None:
+    """Each position in ``x`` replaced by its citizen, in place (a negative ``x`` is ``-1 -`` a citizen)."""
+    for q in range(x.shape[0]):
+        p = x[q]
+        if p >= 0:
+            w = p >> 6
+            x[q] = answers[rank[w] + _popcount(bits[w] & ((np.uint64(1) << np.uint64(p & 63)) - np.uint64(1)))]
+        else:
+            x[q] = -1 - p
+
+
+def resolve(lean: Lean, n: int, xs: list[np.ndarray]) -> None:
+    """Replace every :func:`_place` position in ``xs`` by the citizen at it, in place: what looking it up in
+    :class:`Picks`' group order gives, by one pass over the population per homophily dimension."""
+    total = max(len(lean.hdims), 1) * n
+    bits = np.zeros((total + 63) >> 6, dtype=np.uint64)
+    for x in xs:
+        _set_positions(x, bits)
+    rank = _ranks(bits)
+    answers = np.empty(int(rank[-1]), dtype=np.int32)
+    if answers.shape[0]:
+        for h in range(len(lean.hdims)):
+            _stream(h * n, n, lean.keys[h], lean.cums[h, : lean.lens[h]], lean.starts[h], bits, rank, answers)
+    for x in xs:
+        _answer(x, bits, rank, answers)
+
+
+@njit(cache=True)
+def _own_targets(x: np.ndarray, lo: int, k: int, m: int, shift: int, tgt: np.ndarray, counts: np.ndarray) -> None:
+    """Resolved stubs into ``tgt`` (a self-tie as -1) and, per opener block, how many point into each block of
+    the range ``[lo, lo + k)`` (the last column: elsewhere), as :func:`_stub_block` counts them."""
+    elsewhere = counts.shape[1] - 1
+    for a in range(k):
+        for e in range(m):
+            j = x[a * m + e]
+            j = -1 if j == lo + a else j
+            tgt[a * m + e] = j
+            if j >= 0:
+                r = j - lo
+                counts[a >> shift, (r >> shift) if 0 <= r < k else elsewhere] += 1
+
+
+def draw_stubs_lean(plan: Plan, pop: Population, seed: int, lo: int, hi: int, lean: Lean) -> Stubs:
+    """:func:`draw_stubs` from :class:`Lean` tables: the same stubs, with memory O(hi - lo) (and 0.25 bytes a
+    citizen of the population and homophily dimension while the positions are resolved)."""
+    n, k = pop.n, hi - lo
+    m = plan.scen.graph.contacts // 2
+    shift = _block_shift(k)
+    nb = ((k - 1) >> shift) + 1 if k else 0
+    codes = np.zeros((max(len(lean.hdims), 1), k), dtype=np.uint8)
+    for h, d in enumerate(lean.hdims):
+        codes[h] = pop.groups[d, lo:hi]
+    x: np.ndarray = np.empty(k * m, dtype=_position_dtype(lean, n))
+    _own_positions(lo, k, n, m, static_key(seed, "graph:mode"), static_key(seed, "graph:pick"), lean.cum_mode,
+                   codes, lean.starts, lean.sizes, x)
+    del codes
+    resolve(lean, n, [x])
+    tgt = np.empty(k * m, dtype=np.int32)
+    counts = np.zeros((nb, nb + 1), dtype=np.int64)
+    _own_targets(x, lo, k, m, shift, tgt, counts)
+    return Stubs(lo, hi, m, shift, tgt, counts)
+
+
+def _position_dtype(lean: Lean, n: int) -> type:
+    """int32 while every position fits (H * n below 2**31), else int64."""
+    return np.int32 if max(len(lean.hdims), 1) * n < 2**31 else np.int64
+
+
+@dataclass
+class Marked:
+    """The stubs one shard's marks name, drawn again up to their positions: resolved with every other
+    shard's at once (:func:`resolve`), they become the (other end, opener) ties :func:`ties_towards` gives."""
+
+    x: np.ndarray  # positions (:func:`_place`), then other ends
+    ops: np.ndarray  # int32 openers
+
+
+def marked_positions(marks: Marks, lean: Lean, seed: int, n: int, m: int) -> Marked:
+    """The stubs ``marks`` names, drawn again by the rule up to their positions in the group order."""
     if marks.bits.shape[0]:
         pos = _set_bits(marks.bits, marks.count, marks.first)
     else:
         pos = marks.positions.astype(np.int64) + marks.first
-    return _redraw(pos, marks.lo, n, m, static_key(seed, "graph:mode"), static_key(seed, "graph:pick"),
-                   picks.cum_mode, picks.codes, picks.orders, picks.starts, picks.sizes)
+    x: np.ndarray = np.empty(pos.shape[0], dtype=_position_dtype(lean, n))
+    ops = np.empty(pos.shape[0], dtype=np.int32)
+    _marked_positions(pos, marks.lo, n, m, static_key(seed, "graph:mode"), static_key(seed, "graph:pick"),
+                      lean.cum_mode, lean.keys, lean.cums, lean.lens, lean.starts, lean.sizes, x, ops)
+    return Marked(x, ops)
+
+
+def ties_of(lean: Lean, n: int, marked: list[Marked]) -> list[np.ndarray]:
+    """Every :class:`Marked` resolved in one pass: (other end, opener) ties, as :func:`ties_towards` gives."""
+    resolve(lean, n, [k.x for k in marked])
+    return [np.stack([k.x.astype(np.int32, copy=False), k.ops]) for k in marked]
 
 
 @njit(cache=True)
@@ -727,19 +923,18 @@ def rows_from(stubs: Stubs, incoming: list[np.ndarray | None]) -> Graph:
 _PIECE = 1 << 20
 
 
-def build_rows(plan: Plan, pop: Population, seed: int, lo: int, hi: int, stubs: Stubs | None = None,
-               picks: Picks | None = None) -> Graph:
+def build_rows(plan: Plan, pop: Population, seed: int, lo: int, hi: int, stubs: Stubs | None = None) -> Graph:
     """The rows ``[lo, hi)`` of :func:`build`'s graph, by one range alone (no driver to swap ties through):
     it draws every other citizen's stubs too, a piece at a time, keeping the ties towards its range.
 
     Memory kept is O(ties of the range); time is O(all stubs). A shard of a sharded run draws only
     its own openers' stubs and receives the rest from the other shards (:mod:`credsim.distributed`).
-    ``stubs`` and ``picks``: the range's own stubs and the pick tables, when already drawn."""
+    ``stubs``: the range's own, when already drawn."""
     n = pop.n
     m = plan.scen.graph.contacts // 2
     if m == 0 or n < 2:
         return Graph.empty(hi - lo, lo)
-    p = picks if picks is not None else pick_tables(plan, pop, seed)
+    p = pick_tables(plan, pop, seed)
     if stubs is None:
         stubs = draw_stubs(plan, pop, seed, lo, hi, p)
     incoming: list[np.ndarray | None] = []

@@ -153,8 +153,8 @@ def _filed_per_citizen_day(scen: Scenario, plan: Plan) -> float:
 
 def estimate_memory(scen: Scenario, shards: int = 1) -> Estimate:
     """The run's peak memory; with ``shards`` > 1, the sum of its shards' peaks (each holds its own
-    citizens and interpreter, and the whole population's pick tables while it builds its graph rows, before
-    its state exists). ``parts`` add up over the shards; with shards the total is not their sum."""
+    citizens and interpreter, and a bit a group-order position of the whole population while it builds its
+    graph rows, before its state exists). ``parts`` add up over the shards; with shards the total is not their sum."""
     plan = compile_plan(scen)
     total_n, days = scen.population.size, scen.run.days
     n = -(-total_n // shards)  # the citizens of one shard (everyone in one process)
@@ -167,9 +167,9 @@ def estimate_memory(scen: Scenario, shards: int = 1) -> Estimate:
     else:
         # a shard's own stubs (int32), the ties opened towards it (int32 x 2), its rows while they are merged
         # (int32, both directions) and each reversed tie's row within its block (at most uint32) and, for the
-        # whole population, the group codes and order every stub picks from (uint8 + int32 per homophily
-        # dimension)
-        graph_build = (24 * n * m + 5 * total_n * len(scen.graph.homophily)) if m else 0
+        # whole population, a bit a group-order position and a running count a 64 while the picks within
+        # groups are looked up (graph.Lean: 0.25 B per citizen and homophily dimension)
+        graph_build = (24 * n * m + total_n * max(len(scen.graph.homophily), 1) // 4) if m else 0
     records = int(n * _live_item_days(scen, plan) * LIVE_ITEM_BYTES)
     # the dossier's ledger keeps each filed record until its longest lifetime has passed
     ledger = int(n * _filed_per_citizen_day(scen, plan) * min(days, lifetime(plan)) * LEDGER_RECORD_BYTES) \

@@ -41,17 +41,23 @@ class Population:
 
 
 @njit(inline="always", cache=True)
+def code_at(key: np.uint64, cum: np.ndarray, i: int) -> int:
+    """Citizen ``i``'s value index of a dimension drawn with ``key`` and cumulative shares ``cum``: the first
+    ``k`` with ``u < cum[k]``, counted without a branch (``cum`` rises, so it is the number of
+    ``cum[k] <= u`` before the last), which a random ``u`` would otherwise mispredict about once a
+    citizen. The one rule every group code comes from."""
+    u = uniform(key, np.uint64(i))
+    k = 0
+    for v in range(cum.shape[0] - 1):
+        k += u >= cum[v]
+    return k
+
+
+@njit(inline="always", cache=True)
 def _categorical_block(c: int, key: np.uint64, cum: np.ndarray, n: int, block: int, out: np.ndarray) -> None:
-    """The values of the citizens of block ``c``: the first ``k`` with ``u < cum[k]``, counted without a
-    branch (``cum`` rises, so it is the number of ``cum[k] <= u`` before the last), which a random
-    ``u`` would otherwise mispredict about once a citizen."""
-    last = cum.shape[0] - 1
+    """The values of the citizens of block ``c`` (:func:`code_at`)."""
     for i in range(c * block, min(n, (c + 1) * block)):
-        u = uniform(key, np.uint64(i))
-        k = 0
-        for v in range(last):
-            k += u >= cum[v]
-        out[i] = k
+        out[i] = code_at(key, cum, i)
 
 
 @njit(cache=True)
@@ -135,11 +141,7 @@ def _categorical_at(key: np.uint64, cum: np.ndarray, ids: np.ndarray) -> np.ndar
     """The draw of :func:`_categorical` for the citizens ``ids`` only."""
     out = np.empty(ids.shape[0], dtype=np.uint8)
     for j in prange(ids.shape[0]):
-        u = uniform(key, np.uint64(ids[j]))
-        k = 0
-        while k < cum.shape[0] - 1 and u >= cum[k]:
-            k += 1
-        out[j] = k
+        out[j] = code_at(key, cum, ids[j])
     return out
 
 
@@ -157,6 +159,12 @@ def _shares(values: list[float]) -> np.ndarray:
     cum = np.cumsum(np.array(values, dtype=np.float64))
     cum[-1] = 1.0 + 1e-12  # the last value catches rounding
     return cum
+
+
+def code_rule(plan: Plan, seed: int, d: int) -> tuple[np.uint64, np.ndarray]:
+    """The key and cumulative shares :func:`code_at` draws dimension ``d``'s codes with."""
+    dim = plan.dims[d]
+    return static_key(seed, f"pop:{dim}"), _shares(list(plan.scen.population.groups[dim].values()))
 
 
 def dim_codes(plan: Plan, seed: int, d: int, n: int, block: int = 1 << 16) -> np.ndarray:

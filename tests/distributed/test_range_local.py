@@ -106,6 +106,20 @@ def test_shards_that_swap_tie_marks_hold_the_whole_graphs_rows(scen: credsim.Sce
         assert rounds == 1 and sent == sum(-(-(hi - lo) * m // 8) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True))
 
 
+def test_a_shards_pick_tables_do_not_grow_with_the_population(scen: credsim.Scenario) -> None:
+    """A shard keeps only group sizes and code rules (graph.Lean), not every citizen's code and place in
+    the group order; its stubs are the ones the full tables give, bit for bit."""
+    plan = compile_plan(scen)
+    sizes = {n: sum(a.nbytes for a in vars(graph_mod.lean_tables(plan, 7, n)).values() if isinstance(a, np.ndarray))
+             for n in (5_000, 500_000)}
+    assert sizes[5_000] == sizes[500_000] < 10_000, sizes
+    for lo, hi in ((0, 1024), (2048, N)):
+        pop = pop_mod.generate(plan, N, 7, lo=lo, hi=hi)
+        full = graph_mod.draw_stubs(plan, pop, 7, lo, hi)
+        lean = graph_mod.draw_stubs_lean(plan, pop, 7, lo, hi, graph_mod.lean_tables(plan, 7, N))
+        assert np.array_equal(full.tgt, lean.tgt) and np.array_equal(full.counts, lean.counts)
+
+
 def test_a_range_writes_only_its_own_state(scen: credsim.Scenario) -> None:
     plan = compile_plan(scen)
     pop = pop_mod.generate(plan, N, 7)

@@ -23,8 +23,9 @@ of every other shard's ties point at it from their marks, a bit a stub: :meth:`S
 columns, metric cells and traced mask (zero pages elsewhere, which the OS never backs) and its
 model scores. A contact elsewhere counted in this shard's group cells (a response it starts)
 has its groups drawn again from its id. So what a shard holds grows with ``hi - lo``; only
-while its graph rows are built does it hold 5 bytes per citizen of the population and
-homophily dimension (the codes and group order every stub picks from).
+while its graph rows are built does it hold a quarter of a byte per citizen of the population
+and homophily dimension (a bit per position of the group order its stubs pick from, and a count a
+64: :class:`credsim.graph.Lean`).
 See benchmarks/results/scale.md for the measured costs.
 """
 
@@ -80,7 +81,7 @@ class Shard:
         self._begun: Begun | None = begin(scen, population=population, days=days, seed=seed, block=block,
                                           threads=threads, cuts=cuts, index=index)
         self.setup = self._begun.seconds
-        self._received: list[list[np.ndarray]] = [[] for _ in range(len(cuts) - 1)]
+        self._received: list[list[graph_mod.Marked]] = [[] for _ in range(len(cuts) - 1)]
         self.swap_sent = 0  # bytes of tie marks sent to other shards at set-up
         self._day: Iterator[None] | None = None
         if not swap_ties:
@@ -112,26 +113,33 @@ class Shard:
         return out
 
     def ties_in(self, *marks: graph_mod.Marks) -> None:
-        """Draw again, by the rule every shard shares, the ties one round of every shard's marks names (one
-        :class:`~credsim.graph.Marks` per shard, in shard order; this shard's own place is not read)."""
+        """Draw again, by the rule every shard shares, the ties one round of every shard's marks names, up to
+        their positions in the group order (one :class:`~credsim.graph.Marks` per shard, in shard order;
+        this shard's own place is not read); :meth:`connect` looks the positions up."""
         b = self._live()
         if len(marks) != len(self.cuts) - 1:
             raise ValueError(f"shard {self.index}: {len(marks)} tie marks for {len(self.cuts) - 1} shards")
         t = time.perf_counter()
         for j, x in enumerate(marks):
-            if j != self.index and x.count and b.stubs is not None and b.picks is not None:
-                ties = graph_mod.ties_marked(x, b.picks, b.seed, b.n, b.stubs.m)
-                if ties.shape[1]:
-                    self._received[j].append(ties)
+            if j != self.index and x.count and b.stubs is not None and b.lean is not None:
+                got = graph_mod.marked_positions(x, b.lean, b.seed, b.n, b.stubs.m)
+                if got.x.shape[0]:
+                    self._received[j].append(got)
         self.setup += time.perf_counter() - t
 
     def connect(self) -> None:
-        """Complete the set-up with the ties received (:meth:`ties_in`): every shard's, in shard order, its
-        own stubs at its own place."""
+        """Complete the set-up with the ties received (:meth:`ties_in`), their other ends looked up all at
+        once (:func:`credsim.graph.ties_of`): every shard's, in shard order, its own stubs at its own place."""
+        b = self._live()
+        t = time.perf_counter()
+        marked = [x for j, got in enumerate(self._received) if j != self.index for x in got]
+        found = iter(graph_mod.ties_of(b.lean, b.n, marked) if b.lean is not None and marked else [])
         ties: list[np.ndarray | None] = []
         for j, got in enumerate(self._received):
-            ties += [None] if j == self.index else got
+            ties += [None] if j == self.index else [next(found) for _ in got]
         self._received = []
+        del marked
+        self.setup += time.perf_counter() - t
         self._complete(ties)
 
     def _live(self) -> Begun:
