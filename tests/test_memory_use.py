@@ -105,6 +105,8 @@ def unwritten_probe() -> dict[str, Any]:
             inner = _written_pages(st.pending[m, li])[edge:-edge]
             out[f"pending {what} view {m}"] = [int(inner.sum()), int(inner.shape[0])]
     out["mscore unwritten"] = int((~_written_pages(st.mscore)).sum())
+    out["cured"] = int((st.cured_seq != 0).sum())
+    out["cured_seq written"] = int(_written_pages(st.cured_seq)[1:].sum())
     return out
 
 
@@ -113,7 +115,8 @@ def test_columns_a_run_never_writes_take_no_memory() -> None:
     """commercial-score has no points, no tie a response cuts, and a list entered by grade (no pending entries):
     its points scores, the graph's cut flags and that list's pending days are never written, so they stay zero
     pages (80 MB each at 10^7 citizens when they were filled with a start value) -- read by the run and its
-    outputs, not resident. The model scores it does write are resident, which shows the probe sees pages.
+    outputs, not resident; nor are the cure numbers of citizens never cured. The model scores it does write are
+    resident, which shows the probe sees pages.
 
     The scores and the cut flags are arrays of their own: at most the allocator's first page is written. A pending
     row shares its ends with written rows, and NumPy asks for transparent huge pages (2 MiB) for large arrays, so
@@ -132,6 +135,8 @@ def test_columns_a_run_never_writes_take_no_memory() -> None:
         assert pages > 900 and written == 0, got
         assert got[f"pending court list view {m}"][0] > 0, got  # the court list's pending entries are written
     assert got["mscore unwritten"] == 0, got
+    # a citizen never cured keeps cured_seq 0: each cure writes one entry, which backs at most one 2 MiB page
+    assert got["cured_seq written"] <= got["cured"] * (2 << 20) // os.sysconf("SC_PAGE_SIZE"), got
 
 
 def test_feature_counts_take_int16_only_where_no_count_can_outgrow_it() -> None:

@@ -37,7 +37,6 @@ from credsim.eventlog import EventLog
 from credsim.exchange import Exchange
 from credsim.fused import CountedDay, FusedDay, run_obstacles
 from credsim.plan import Plan, compile_plan
-from credsim.sampling import CHUNK, Sampler
 from credsim.scenario.schema import Scenario
 from credsim.stages import classify as classify_mod
 from credsim.stages import score
@@ -67,8 +66,10 @@ def build_stages(plan: Plan, st: State, seed: int, days: int, block: int, lo: in
     due_process: list[Stage] = [Redress(plan, st, seed, lo, hi)] if plan.scen.redress is not None else []
     enforcement: list[Stage] = [Investigate(plan, st, seed, lo, hi)] if plan.scen.investigations else []
     money: list[Stage] = [Money(plan, st, seed)] if plan.econ is not None and plan.econ.active else []
-    return [Behave(plan, st, seed, block), Observer(plan, st, seed, block), File(plan, days), score.Score(plan),
-            *enforcement, Classify(plan, lo, hi, seed), Sanction(plan), *money, *due_process, Respond(plan, seed)]
+    # only the range's RNG chunks draw events: every event is drawn by exactly one range, with the same numbers
+    return [Behave(plan, st, seed, block, lo, hi), Observer(plan, st, seed, block, lo, hi), File(plan, days),
+            score.Score(plan), *enforcement, Classify(plan, lo, hi, seed), Sanction(plan), *money, *due_process,
+            Respond(plan, seed)]
 
 
 def describe_loop() -> str:
@@ -292,8 +293,6 @@ def complete(b: Begun, ties: list[np.ndarray | None] | None = None, *,
     ids = trace_ids(plan, n, seed)
     tracer = Tracer(plan, n, ids[(ids >= lo) & (ids < hi)])  # a range marks only its own (the mask's pages)
     stages = build_stages(plan, st, seed, days, block, lo, hi)
-    if (lo, hi) != (0, n):
-        _restrict_sampling(stages, lo, hi)
     fused_day = _fused_day(plan, st, seed, days, block, stages, metrics, tracer, b.sharded, fused)
     setup = b.seconds + time.perf_counter() - t0
     return Loop(plan, st, seed, days, block, metrics, tracer, EventLog(plan), exchange, stages, fused_day), setup
@@ -315,18 +314,6 @@ def _fused_day(plan: Plan, st: State, seed: int, days: int, block: int, stages: 
     # kernel and the event log reads only grade and list changes, which the fused day always hands over
     parts = tracer.ids.shape[0] > 0
     return FusedDay(plan, seed, block, behave.sampler, observe.cov_keys, metrics, parts)
-
-
-def _restrict_sampling(stages: list[Stage], lo: int, hi: int) -> None:
-    """Only the range's RNG chunks draw events: the other chunks' rate bounds are zero, so every
-    event is drawn by exactly one range with the same random numbers."""
-    c0, c1 = lo // CHUNK, (hi + CHUNK - 1) // CHUNK
-    for stage in stages:
-        samplers: list[Sampler] = [stage.sampler] if isinstance(stage, Behave) else \
-            [stage.false_sampler] if isinstance(stage, Observer) else []
-        for smp in samplers:
-            smp.ubc[:c0] = 0.0
-            smp.ubc[c1:] = 0.0
 
 
 def run_days(loop: Loop, start: int = 0, on_day: Callable[[int, int], None] | None = None,

@@ -136,26 +136,22 @@ _BOUND_CHUNKS = 64  # chunks per parallel task: one scratch pair per task
 
 
 @njit(cache=True)
-def _chunk_bounds_serial(n: int, base: np.ndarray, gm: np.ndarray, groups: np.ndarray, beta: np.ndarray,
-                         traits: np.ndarray, dims: np.ndarray, nd: np.ndarray, trs: np.ndarray,
-                         nt: np.ndarray) -> np.ndarray:
-    ub = np.zeros(((n + CHUNK - 1) // CHUNK, base.shape[0]))
+def _chunk_bounds_serial(n: int, c0: int, c1: int, base: np.ndarray, gm: np.ndarray, groups: np.ndarray,
+                         beta: np.ndarray, traits: np.ndarray, dims: np.ndarray, nd: np.ndarray, trs: np.ndarray,
+                         nt: np.ndarray, ub: np.ndarray) -> None:
     f, x = np.empty(CHUNK), np.empty(CHUNK)
-    for c in range(ub.shape[0]):
+    for c in range(c0, c1):
         _chunk_bound(ub, c, n, base, gm, groups, beta, traits, dims, nd, trs, nt, f, x)
-    return ub
 
 
 @njit(parallel=True, cache=True)
-def _chunk_bounds_parallel(n: int, base: np.ndarray, gm: np.ndarray, groups: np.ndarray, beta: np.ndarray,
-                           traits: np.ndarray, dims: np.ndarray, nd: np.ndarray, trs: np.ndarray,
-                           nt: np.ndarray) -> np.ndarray:
-    ub = np.zeros(((n + CHUNK - 1) // CHUNK, base.shape[0]))
-    for t in prange((ub.shape[0] + _BOUND_CHUNKS - 1) // _BOUND_CHUNKS):
+def _chunk_bounds_parallel(n: int, c0: int, c1: int, base: np.ndarray, gm: np.ndarray, groups: np.ndarray,
+                           beta: np.ndarray, traits: np.ndarray, dims: np.ndarray, nd: np.ndarray, trs: np.ndarray,
+                           nt: np.ndarray, ub: np.ndarray) -> None:
+    for t in prange((c1 - c0 + _BOUND_CHUNKS - 1) // _BOUND_CHUNKS):
         f, x = np.empty(CHUNK), np.empty(CHUNK)
-        for c in range(t * _BOUND_CHUNKS, min(ub.shape[0], (t + 1) * _BOUND_CHUNKS)):
+        for c in range(c0 + t * _BOUND_CHUNKS, min(c1, c0 + (t + 1) * _BOUND_CHUNKS)):
             _chunk_bound(ub, c, n, base, gm, groups, beta, traits, dims, nd, trs, nt, f, x)
-    return ub
 
 
 def _factors(gm: np.ndarray, beta: np.ndarray, traits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
@@ -180,10 +176,16 @@ def _factors(gm: np.ndarray, beta: np.ndarray, traits: np.ndarray) -> tuple[np.n
 
 
 def chunk_bounds(n: int, base: np.ndarray, gm: np.ndarray, groups: np.ndarray, beta: np.ndarray,
-                 traits: np.ndarray) -> np.ndarray:
-    """``ub[c, s]``: the largest static rate of stream s in RNG chunk c (once per run)."""
-    kernel = _chunk_bounds_parallel if threads.parallel_for(n * base.shape[0]) else _chunk_bounds_serial
-    return kernel(n, base, gm, groups, beta, traits, *_factors(gm, beta, traits[:, :n]))
+                 traits: np.ndarray, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """``ub[c, s]``: the largest static rate of stream s in RNG chunk c (once per run), for the chunks of the
+    citizens ``[lo, hi)`` only (``lo`` a multiple of ``CHUNK``); 0 elsewhere, where nothing is drawn. The
+    other chunks are never written, so a shard's table is zero pages but for its own chunks: O(N/K)."""
+    hi = n if hi is None else hi
+    c0, c1 = lo // CHUNK, (hi + CHUNK - 1) // CHUNK
+    ub = np.zeros(((n + CHUNK - 1) // CHUNK, base.shape[0]))
+    kernel = _chunk_bounds_parallel if threads.parallel_for((hi - lo) * base.shape[0]) else _chunk_bounds_serial
+    kernel(n, c0, c1, base, gm, groups, beta, traits, *_factors(gm, beta, traits[:, lo:hi]), ub)
+    return ub
 
 
 @njit(cache=True)
@@ -198,11 +200,12 @@ def _insertion_sort(a: np.ndarray, lo: int, hi: int) -> None:
 
 
 @njit(cache=True)
-def gap_logs(ubc: np.ndarray) -> np.ndarray:
-    """``log1p(-ub)`` of every chunk bound: the divisor of each geometric gap, computed once per run rather
-    than once per chunk, stream and day (the same ``math.log1p`` of the same number, so the same gaps)."""
-    out = np.empty(ubc.shape)
-    for c in range(ubc.shape[0]):
+def gap_logs(ubc: np.ndarray, c0: int = 0, c1: int = -1) -> np.ndarray:
+    """``log1p(-ub)`` of every chunk bound of chunks ``[c0, c1)`` (``c1`` -1: all), 0 (the log of a bound of 0)
+    elsewhere: the divisor of each geometric gap, computed once per run rather than once per chunk, stream
+    and day (the same ``math.log1p`` of the same number, so the same gaps)."""
+    out = np.zeros(ubc.shape)
+    for c in range(c0, ubc.shape[0] if c1 < 0 else c1):
         for s in range(ubc.shape[1]):
             out[c, s] = math.log1p(-ubc[c, s])
     return out
@@ -431,17 +434,19 @@ class Sampler:
     """Draws the daily events of a set of streams over a population."""
 
     def __init__(self, streams: Streams, groups: np.ndarray, traits: np.ndarray, seed: int,
-                 prefix: str, n: int) -> None:
+                 prefix: str, n: int, lo: int = 0, hi: int | None = None) -> None:
+        """Streams over ``n`` citizens, of which only ``[lo, hi)`` (a shard's range: whole RNG chunks) draw."""
         self.st = streams
         self.n = n
         self.seed = seed
         self.prefix = prefix
         self.groups, self.traits = groups, traits
+        hi = n if hi is None else hi
         if len(streams):
-            self.ubc = chunk_bounds(n, streams.base, streams.group, groups, streams.beta, traits)
+            self.ubc = chunk_bounds(n, streams.base, streams.group, groups, streams.beta, traits, lo, hi)
         else:
             self.ubc = np.zeros(((n + CHUNK - 1) // CHUNK, 0))
-        self.lg = gap_logs(self.ubc)
+        self.lg = gap_logs(self.ubc, lo // CHUNK, (hi + CHUNK - 1) // CHUNK)
         self._block = -1
         self._caps = np.zeros(0, dtype=np.int64)
         self._work = 0.0

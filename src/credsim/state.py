@@ -237,8 +237,9 @@ class State:
     listed_since: np.ndarray  # (2, L, N) day_dtype: the first day of the stay, read only while listed (0 before a
     # first stay, that stay's first day after it ends)
     list_count: np.ndarray  # (2, L, N) int16 or int32 (list_count_dtype): live entry records
-    cured_seq: np.ndarray  # (2, lists with a cure, N) int64: records filed up to this sequence number no longer
-    # count (the list's row: plan.cure_slot)
+    cured_seq: np.ndarray  # (2, lists with a cure, N) int64: records filed before this sequence number (the cure's
+    # own number plus 1; 0: never cured, so a citizen never cured leaves zero pages) no longer count (the list's row:
+    # plan.cure_slot)
     pending: np.ndarray  # (2, L, N) day_dtype: the day a pending entry falls due plus 1, or 0 (none): so a list that
     # never has a pending entry (entered by grade) leaves its rows zero pages, not resident
     cap_used: np.ndarray  # (2, 2, N) float32: points lost / gained this cap period
@@ -280,7 +281,7 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
     run_days = plan.scen.run.days if days is None else days
 
     def column(shape: tuple[int, ...], value: Any, dtype: Any) -> np.ndarray:
-        if whole:
+        if whole and value != 0:  # a column of zeros stays zero pages until a citizen's entry is written
             return np.full(shape, value, dtype=dtype)
         out: np.ndarray = np.zeros(shape, dtype=dtype)
         if value != 0 and shape[-1]:
@@ -298,7 +299,7 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
         listed=np.zeros((2, L, n), dtype=np.uint8),
         listed_since=np.zeros((2, L, n), dtype=day_dtype(plan, run_days)),
         list_count=np.zeros((2, L, n), dtype=list_count_dtype(plan, run_days)),
-        cured_seq=column((2, plan.n_cured, n), -1, np.int64),
+        cured_seq=column((2, plan.n_cured, n), 0, np.int64),
         pending=np.zeros((2, L, n), dtype=day_dtype(plan, run_days)),
         # optional columns are allocated only when the scenario uses them (100M-citizen runs)
         cap_used=np.zeros((2, 2, n if plan.cap_period else 0), dtype=np.float32),

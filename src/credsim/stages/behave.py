@@ -49,8 +49,8 @@ def behaviour_streams(plan: Plan) -> Streams:
     )
 
 
-def make_sampler(plan: Plan, st: State, seed: int) -> Sampler:
-    return Sampler(behaviour_streams(plan), st.groups, st.traits, seed, "behave:", st.n)
+def make_sampler(plan: Plan, st: State, seed: int, lo: int = 0, hi: int | None = None) -> Sampler:
+    return Sampler(behaviour_streams(plan), st.groups, st.traits, seed, "behave:", st.n, lo, hi)
 
 
 def behave(plan: Plan, st: State, day: int, block: int, sampler: Sampler) -> tuple[np.ndarray, np.ndarray]:
@@ -131,10 +131,10 @@ class Behave:
                               "state.money")
     writes: tuple[str, ...] = ("day.events", "state.counters")
 
-    def __init__(self, plan: Plan, st: State, seed: int, block: int) -> None:
+    def __init__(self, plan: Plan, st: State, seed: int, block: int, lo: int = 0, hi: int | None = None) -> None:
         self.plan = plan
         self.block = block
-        self.sampler = make_sampler(plan, st, seed)
+        self.sampler = make_sampler(plan, st, seed, lo, hi)  # only the range's RNG chunks draw
 
     def run(self, st: State, d: Day, x: Exchange) -> None:
         cit, beh = behave(self.plan, st, d.day, self.block, self.sampler)

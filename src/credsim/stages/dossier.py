@@ -228,7 +228,7 @@ def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: Do
             for li in range(L):
                 if cure_types[t, li]:
                     list_count[m, li, i] = 0
-                    cured_seq[m, cure_slot[li], i] = seq
+                    cured_seq[m, cure_slot[li], i] = seq + 1  # 0: nothing cured yet
                     pending[m, li, i] = 0
                     if listed[m, li, i]:
                         c_cit[nc] = i; c_mode[nc] = m; c_list[nc] = li
@@ -306,7 +306,7 @@ def _expire_lists(cit: np.ndarray, code: np.ndarray, seq: np.ndarray, list_count
         i, v, j = cit[k], code[k] & 3, code[k] >> 4
         cs = cure_slot[j]
         for m in range(2):
-            if (v == 2 or v == m) and (cs < 0 or seq[k] > cured_seq[m, cs, i]):
+            if (v == 2 or v == m) and (cs < 0 or seq[k] >= cured_seq[m, cs, i]):
                 list_count[m, j, i] -= 1
 
 
@@ -333,7 +333,7 @@ def _unexpire_lists(cit: np.ndarray, code: np.ndarray, seq: np.ndarray, list_cou
     for k in range(cit.shape[0]):
         i, m, j = cit[k], code[k] & 3, code[k] >> 4
         cs = cure_slot[j]
-        if cs < 0 or seq[k] > cured_seq[m, cs, i]:
+        if cs < 0 or seq[k] >= cured_seq[m, cs, i]:
             list_count[m, j, i] += 1
 
 

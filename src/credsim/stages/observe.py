@@ -61,7 +61,7 @@ class Observer:
     reads: tuple[str, ...] = ("day.events",)
     writes: tuple[str, ...] = ("day.observations", "state.records")
 
-    def __init__(self, plan: Plan, st: State, seed: int, block: int) -> None:
+    def __init__(self, plan: Plan, st: State, seed: int, block: int, lo: int = 0, hi: int | None = None) -> None:
         self.plan, self.seed, self.block = plan, seed, block
         S = len(plan.sensors)
         self.cov_keys = np.array([static_key(seed, f"coverage:{s}") for s in plan.sensors], dtype=np.uint64)
@@ -81,7 +81,7 @@ class Observer:
             applies=np.zeros((len(plan.responses), P), dtype=np.bool_),
             cover_sensor=self.pair_s.copy(),
         )
-        self.false_sampler = Sampler(streams, st.groups, st.traits, seed, "false:", st.n)
+        self.false_sampler = Sampler(streams, st.groups, st.traits, seed, "false:", st.n, lo, hi)
 
     def run(self, st: State, d: Day, x: Exchange) -> None:
         _rec, seen, fcit, fsen = self.observe(st, d.events.cit, d.events.beh, d.day, self.block)

@@ -131,7 +131,7 @@ def _lists(plan: Plan, st: State, day: int, horizon: int, m: int, i: np.ndarray,
         cs = int(plan.cure_slot[li])
         live = plan.entry_types[t, li] & (day < due)
         if cs >= 0:  # (a list no record cures has no row: nothing of it was cured)
-            live &= seq > st.cured_seq[m, cs, i]
+            live &= seq >= st.cured_seq[m, cs, i]  # cured_seq holds the cure's number plus 1
         if not live.any():
             continue
         np.subtract.at(st.list_count[m, li], i[live], 1)
