@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 import credsim
-from credsim import engine, threads
-from credsim import graph as graph_mod
+from credsim import engine, shard_graph, threads
 from credsim import population as pop_mod
 from credsim.distributed import Shard, boundaries
 from credsim.exchange import deliver
@@ -122,7 +121,7 @@ def main() -> None:
     pop = pop_mod.generate(plan, args.n, seed, engine.DEFAULT_BLOCK, lo, hi)
     mark("population", t0)
     t0 = time.perf_counter()
-    g = graph_mod.build_rows(plan, pop, seed, lo, hi)
+    g = shard_graph.build_rows(plan, pop, seed, lo, hi)
     mark("graph rows", t0)
     t0 = time.perf_counter()
     st = initial_state(plan, pop, g, lo, hi)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from credsim import arrowcols, names
+from credsim import arrowcols, names, shard_graph
 from credsim import graph as graph_mod
 from credsim import population as pop_mod
 from credsim import threads as threads_mod
@@ -198,7 +198,7 @@ def citizens_table(p: Plan, st: State, traced: np.ndarray, lo: int, hi: int) -> 
 @dataclass
 class Begun:
     """A loop's set-up up to its contact graph: the range's population and, for a range of a sharded run
-    whose stages read the graph, the ties its citizens open (:class:`credsim.graph.Stubs`). A shard holds
+    whose stages read the graph, the ties its citizens open (:class:`credsim.shard_graph.Stubs`). A shard holds
     this while the shards swap the ties they open towards each other's citizens
     (:mod:`credsim.distributed.run`); :func:`complete` builds the rest."""
 
@@ -209,8 +209,8 @@ class Begun:
     block: int
     exchange: Exchange
     pop: pop_mod.Population
-    stubs: graph_mod.Stubs | None  # only a range (not everyone) whose stages read the graph draws them
-    lean: graph_mod.Lean | None  # what the stubs were drawn from: the other ranges' ties are drawn again from it
+    stubs: shard_graph.Stubs | None  # only a range (not everyone) whose stages read the graph draws them
+    lean: shard_graph.Lean | None  # what the stubs were drawn from: the other ranges' ties are drawn again from it
     sharded: bool  # built for a range of a sharded run (``cuts`` given)
     seconds: float  # set-up time so far
 
@@ -233,8 +233,8 @@ def begin(scen: Scenario, *, population: int | None = None, days: int | None = N
     # other ranges (or, alone, from drawing their stubs too: graph.build_rows)
     ranged = (lo, hi) != (0, n) and plan.reads_graph and plan.scen.graph.contacts >= 2 and n >= 2
     # (from the lean tables: no table of the whole population's group codes or order is held)
-    lean = graph_mod.lean_tables(plan, seed, n) if ranged else None
-    stubs = graph_mod.draw_stubs_lean(plan, pop, seed, lo, hi, lean) if lean is not None else None
+    lean = shard_graph.lean_tables(plan, seed, n) if ranged else None
+    stubs = shard_graph.draw_stubs_lean(plan, pop, seed, lo, hi, lean) if lean is not None else None
     return Begun(plan, n, days, seed, block, exchange, pop, stubs, lean, cuts is not None,
                  time.perf_counter() - t0)
 
@@ -260,8 +260,8 @@ def complete(b: Begun, ties: list[np.ndarray | None] | None = None, *,
     """The second half of :func:`prepare`: graph rows, state, metrics, tracer and stages.
 
     ``ties``: for a range with stubs, the ties every range opens towards it, in range order
-    (:func:`credsim.graph.ties_towards` arrays, None at its own place); without them the range draws the
-    others' stubs itself (:func:`credsim.graph.build_rows`)."""
+    (:func:`credsim.shard_graph.ties_towards` arrays, None at its own place); without them the range draws the
+    others' stubs itself (:func:`credsim.shard_graph.build_rows`)."""
     t0 = time.perf_counter()
     plan, n, days, seed, block, exchange, pop = b.plan, b.n, b.days, b.seed, b.block, b.exchange, b.pop
     lo, hi = exchange.lo, exchange.hi
@@ -273,9 +273,9 @@ def complete(b: Begun, ties: list[np.ndarray | None] | None = None, *,
     elif b.stubs is None:  # fewer than 2 contacts or citizens: no ties
         g = graph_mod.Graph.empty(hi - lo, lo)
     elif ties is None:
-        g = graph_mod.build_rows(plan, pop, seed, lo, hi, b.stubs)
+        g = shard_graph.build_rows(plan, pop, seed, lo, hi, b.stubs)
     else:
-        g = graph_mod.rows_from(b.stubs, ties)
+        g = shard_graph.rows_from(b.stubs, ties)
     b.stubs = b.lean = None
     st = initial_state(plan, pop, g, lo, hi, days)
     score.recompute_model(plan, st, 0, lo, hi)

@@ -168,7 +168,7 @@ def estimate_memory(scen: Scenario, shards: int = 1) -> Estimate:
         # a shard's own stubs (int32), the ties opened towards it (int32 x 2), its rows while they are merged
         # (int32, both directions) and each reversed tie's row within its block (at most uint32) and, for the
         # whole population, a bit a group-order position and a running count a 64 while the picks within
-        # groups are looked up (graph.Lean: 0.25 B per citizen and homophily dimension)
+        # groups are looked up (shard_graph.Lean: 0.25 B per citizen and homophily dimension)
         graph_build = (24 * n * m + total_n * max(len(scen.graph.homophily), 1) // 4) if m else 0
     records = int(n * _live_item_days(scen, plan) * LIVE_ITEM_BYTES)
     # the dossier's ledger keeps each filed record until its longest lifetime has passed

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import credsim
-from credsim import engine, security, store
+from credsim import engine, security, shard_graph, store
 from credsim import graph as graph_mod
 from credsim import population as pop_mod
 from credsim.audit.harms import _citizens
@@ -52,11 +52,11 @@ def test_graph_rows_of_a_range_are_the_whole_graphs_rows(scen: credsim.Scenario)
     cuts = boundaries(N, 3)
     seen = 0
     for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-        part = graph_mod.build_rows(plan, pop, 7, lo, hi)
+        part = shard_graph.build_rows(plan, pop, 7, lo, hi)
         assert (part.lo, part.rows) == (lo, hi - lo), "a range holds the row pointers of its own rows only"
         assert np.array_equal(part.degree(), np.diff(whole.indptr)[lo:hi])
         # the same rows from a population that holds only the range (the other codes drawn again)
-        mine = graph_mod.build_rows(plan, pop_mod.generate(plan, N, 7, lo=lo, hi=hi), 7, lo, hi)
+        mine = shard_graph.build_rows(plan, pop_mod.generate(plan, N, 7, lo=lo, hi=hi), 7, lo, hi)
         assert np.array_equal(mine.indptr, part.indptr) and np.array_equal(mine.indices, part.indices)
         # same degrees and the same concatenated rows: every row is the same sorted set
         assert np.array_equal(part.indices, whole.indices[whole.indptr[lo]:whole.indptr[hi]]), (lo, hi)
@@ -107,16 +107,16 @@ def test_shards_that_swap_tie_marks_hold_the_whole_graphs_rows(scen: credsim.Sce
 
 
 def test_a_shards_pick_tables_do_not_grow_with_the_population(scen: credsim.Scenario) -> None:
-    """A shard keeps only group sizes and code rules (graph.Lean), not every citizen's code and place in
+    """A shard keeps only group sizes and code rules (shard_graph.Lean), not every citizen's code and place in
     the group order; its stubs are the ones the full tables give, bit for bit."""
     plan = compile_plan(scen)
-    sizes = {n: sum(a.nbytes for a in vars(graph_mod.lean_tables(plan, 7, n)).values() if isinstance(a, np.ndarray))
+    sizes = {n: sum(a.nbytes for a in vars(shard_graph.lean_tables(plan, 7, n)).values() if isinstance(a, np.ndarray))
              for n in (5_000, 500_000)}
     assert sizes[5_000] == sizes[500_000] < 10_000, sizes
     for lo, hi in ((0, 1024), (2048, N)):
         pop = pop_mod.generate(plan, N, 7, lo=lo, hi=hi)
-        full = graph_mod.draw_stubs(plan, pop, 7, lo, hi)
-        lean = graph_mod.draw_stubs_lean(plan, pop, 7, lo, hi, graph_mod.lean_tables(plan, 7, N))
+        full = shard_graph.draw_stubs(plan, pop, 7, lo, hi)
+        lean = shard_graph.draw_stubs_lean(plan, pop, 7, lo, hi, shard_graph.lean_tables(plan, 7, N))
         assert np.array_equal(full.tgt, lean.tgt) and np.array_equal(full.counts, lean.counts)
 
 

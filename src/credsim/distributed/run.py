@@ -327,7 +327,7 @@ class ShardedDriver:
         sent = [int(r["sent"]) for r in res]
         self.stats["exchange_bytes"] = sum(sent)
         self.stats["exchange_bytes_per_day"] = sum(sent) / max(self.days, 1)
-        # the set-up's swap of tie marks (graph.Marks), the last time the shards were built
+        # the set-up's swap of tie marks (shard_graph.Marks), the last time the shards were built
         self.stats["setup_exchange_bytes"] = sum(int(r.get("swap_sent", 0)) for r in res)
         kinds: dict[str, int] = {}
         for r in res:

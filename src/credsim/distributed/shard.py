@@ -25,7 +25,7 @@ model scores. A contact elsewhere counted in this shard's group cells (a respons
 has its groups drawn again from its id. So what a shard holds grows with ``hi - lo``; only
 while its graph rows are built does it hold a quarter of a byte per citizen of the population
 and homophily dimension (a bit per position of the group order its stubs pick from, and a count a
-64: :class:`credsim.graph.Lean`).
+64: :class:`credsim.shard_graph.Lean`).
 See benchmarks/results/scale.md for the measured costs.
 """
 
@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 
 from credsim import checkpoint as ckpt
-from credsim import graph as graph_mod
+from credsim import shard_graph
 from credsim.engine import DEFAULT_BLOCK, Begun, Loop, begin, citizens_table, complete
 from credsim.exchange import Inbox, Outbox
 from credsim.partitions import part_name, write_events, write_part, write_rows
@@ -81,7 +81,7 @@ class Shard:
         self._begun: Begun | None = begin(scen, population=population, days=days, seed=seed, block=block,
                                           threads=threads, cuts=cuts, index=index)
         self.setup = self._begun.seconds
-        self._received: list[list[graph_mod.Marked]] = [[] for _ in range(len(cuts) - 1)]
+        self._received: list[list[shard_graph.Marked]] = [[] for _ in range(len(cuts) - 1)]
         self.swap_sent = 0  # bytes of tie marks sent to other shards at set-up
         self._day: Iterator[None] | None = None
         if not swap_ties:
@@ -93,28 +93,28 @@ class Shard:
         b = self._live()
         if b.stubs is None:
             return 0
-        return -(-(self.hi - self.lo) * b.stubs.m // graph_mod.SWAP_STUBS)
+        return -(-(self.hi - self.lo) * b.stubs.m // shard_graph.SWAP_STUBS)
 
-    def ties_out(self, r: int) -> list[graph_mod.Marks]:
+    def ties_out(self, r: int) -> list[shard_graph.Marks]:
         """For each shard in order, which stubs of this shard's round-``r`` openers point at its citizens
-        (:func:`credsim.graph.marks_towards`: a bit a stub, or positions when few); its own place's
+        (:func:`credsim.shard_graph.marks_towards`: a bit a stub, or positions when few); its own place's
         are not read. A round is a slice of the openers, so what is in flight at once stays small."""
         b = self._live()
         t = time.perf_counter()
         k = len(self.cuts) - 1
         if b.stubs is None:
-            out = [graph_mod.Marks(self.lo, 0, 0, np.zeros(0, np.uint8), np.zeros(0, np.uint32))] * k
+            out = [shard_graph.Marks(self.lo, 0, 0, np.zeros(0, np.uint8), np.zeros(0, np.uint32))] * k
         else:
-            per = max(graph_mod.SWAP_STUBS // b.stubs.m, 1)
+            per = max(shard_graph.SWAP_STUBS // b.stubs.m, 1)
             size = self.hi - self.lo
-            out = graph_mod.marks_towards(b.stubs, self.cuts, min(r * per, size), min((r + 1) * per, size))
+            out = shard_graph.marks_towards(b.stubs, self.cuts, min(r * per, size), min((r + 1) * per, size))
             self.swap_sent += sum(x.bits.nbytes + x.positions.nbytes for x in out)
         self.setup += time.perf_counter() - t
         return out
 
-    def ties_in(self, *marks: graph_mod.Marks) -> None:
+    def ties_in(self, *marks: shard_graph.Marks) -> None:
         """Draw again, by the rule every shard shares, the ties one round of every shard's marks names, up to
-        their positions in the group order (one :class:`~credsim.graph.Marks` per shard, in shard order;
+        their positions in the group order (one :class:`~credsim.shard_graph.Marks` per shard, in shard order;
         this shard's own place is not read); :meth:`connect` looks the positions up."""
         b = self._live()
         if len(marks) != len(self.cuts) - 1:
@@ -122,18 +122,18 @@ class Shard:
         t = time.perf_counter()
         for j, x in enumerate(marks):
             if j != self.index and x.count and b.stubs is not None and b.lean is not None:
-                got = graph_mod.marked_positions(x, b.lean, b.seed, b.n, b.stubs.m)
+                got = shard_graph.marked_positions(x, b.lean, b.seed, b.n, b.stubs.m)
                 if got.x.shape[0]:
                     self._received[j].append(got)
         self.setup += time.perf_counter() - t
 
     def connect(self) -> None:
         """Complete the set-up with the ties received (:meth:`ties_in`), their other ends looked up all at
-        once (:func:`credsim.graph.ties_of`): every shard's, in shard order, its own stubs at its own place."""
+        once (:func:`credsim.shard_graph.ties_of`): every shard's, in shard order, its own stubs at its own place."""
         b = self._live()
         t = time.perf_counter()
         marked = [x for j, got in enumerate(self._received) if j != self.index for x in got]
-        found = iter(graph_mod.ties_of(b.lean, b.n, marked) if b.lean is not None and marked else [])
+        found = iter(shard_graph.ties_of(b.lean, b.n, marked) if b.lean is not None and marked else [])
         ties: list[np.ndarray | None] = []
         for j, got in enumerate(self._received):
             ties += [None] if j == self.index else [next(found) for _ in got]
