@@ -22,6 +22,7 @@ from numba import njit, prange
 from scipy.special import ndtri
 
 from credsim import threads
+from credsim.allocator import unreserved_zeros
 from credsim.plan import Plan
 from credsim.rng import static_key, uniform
 
@@ -188,9 +189,10 @@ def _generate_range(plan: Plan, n: int, seed: int, lo: int, hi: int) -> Populati
     stay zero pages."""
     pop = plan.scen.population
     ids = np.arange(lo, hi, dtype=np.int64)
-    groups = np.zeros((len(plan.dims), n), dtype=np.uint8)
+    # indexed by every citizen, written only in the range: reserved nothing for (allocator.unreserved_zeros)
+    groups = unreserved_zeros((len(plan.dims), n), np.uint8)
     groups[:, lo:hi] = groups_at(plan, seed, ids)
-    traits = np.zeros((len(plan.traits), n), dtype=np.float32)
+    traits = unreserved_zeros((len(plan.traits), n), np.float32)
     for t, name in enumerate(plan.traits):
         spec = pop.traits[name]
         z = ndtri(_open_uniforms_at(static_key(seed, f"trait:{name}"), ids))

@@ -13,11 +13,13 @@ buckets keyed by day, so each day touches only what is due.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
+from credsim.allocator import unreserved_zeros
 from credsim.graph import Graph
 from credsim.plan import Plan
 from credsim.population import Population
@@ -298,10 +300,15 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
     whole = (lo, hi) == (0, n)
     run_days = plan.scen.run.days if days is None else days
 
+    # a range's columns are indexed by every citizen but written only in the range: mappings the kernel
+    # reserves nothing for (allocator.unreserved_zeros), or a shard of a large population could not allocate them
+    zeros: Callable[..., np.ndarray] = np.zeros if whole else unreserved_zeros
+    sparse: Callable[..., np.ndarray] = sparse_zeros if whole else unreserved_zeros
+
     def column(shape: tuple[int, ...], value: Any, dtype: Any) -> np.ndarray:
         if whole and value != 0:  # a column of zeros stays zero pages until a citizen's entry is written
             return np.full(shape, value, dtype=dtype)
-        out: np.ndarray = np.zeros(shape, dtype=dtype)
+        out: np.ndarray = zeros(shape, dtype=dtype)
         if value != 0 and shape[-1]:
             out[..., lo:hi] = value
         return out
@@ -311,38 +318,39 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
         groups=pop.groups,
         traits=pop.traits,
         graph=graph,
-        score=starting_points(plan, pop, lo, hi),
+        score=starting_points(plan, pop, lo, hi, zeros),
         mscore=column((2, n if model else 0), np.float32(model.center if model else 0), np.float32),
-        grade=np.zeros((2, n), dtype=np.int8),
-        listed=np.zeros((2, L, n), dtype=np.uint8),
-        listed_since=np.zeros((2, L, n), dtype=day_dtype(plan, run_days)),
-        list_count=np.zeros((2, L, n), dtype=list_count_dtype(plan, run_days)),
-        cured_seq=sparse_zeros((2, plan.n_cured, n), np.int64),
-        pending=sparse_zeros((2, L, n), day_dtype(plan, run_days)),
+        grade=zeros((2, n), dtype=np.int8),
+        listed=zeros((2, L, n), dtype=np.uint8),
+        listed_since=zeros((2, L, n), dtype=day_dtype(plan, run_days)),
+        list_count=zeros((2, L, n), dtype=list_count_dtype(plan, run_days)),
+        cured_seq=sparse((2, plan.n_cured, n), np.int64),
+        pending=sparse((2, L, n), day_dtype(plan, run_days)),
         # optional columns are allocated only when the scenario uses them (100M-citizen runs)
-        cap_used=np.zeros((2, 2, n if plan.cap_period else 0), dtype=np.float32),
-        resp_day=np.zeros((Q, n), dtype=day_dtype(plan, run_days)),
-        feat_count=np.zeros((2, F, n), dtype=feat_dtype(plan, run_days)),
-        neg_by_domain=np.zeros((len(plan.domains) if plan.has_points else 0, n), dtype=np.float32),
-        assoc_pts=np.zeros((2, n if (plan.assoc_points != 0).any() else 0), dtype=np.float32),
-        counters=np.zeros((len(COUNTERS), n), dtype=np.int32),
-        money=np.zeros((len(plan.econ.money) if plan.econ is not None else 0, n), dtype=np.float64),
+        cap_used=zeros((2, 2, n if plan.cap_period else 0), dtype=np.float32),
+        resp_day=zeros((Q, n), dtype=day_dtype(plan, run_days)),
+        feat_count=zeros((2, F, n), dtype=feat_dtype(plan, run_days)),
+        neg_by_domain=zeros((len(plan.domains) if plan.has_points else 0, n), dtype=np.float32),
+        assoc_pts=zeros((2, n if (plan.assoc_points != 0).any() else 0), dtype=np.float32),
+        counters=zeros((len(COUNTERS), n), dtype=np.int32),
+        money=zeros((len(plan.econ.money) if plan.econ is not None else 0, n), dtype=np.float64),
         dependants=pop.dependants,
         dep_denied=np.zeros(pop.dependants.shape[0], dtype=np.int32),
         ledger=Ledger(keep=keeps_ledger(plan)),
     )
 
 
-def starting_points(plan: Plan, pop: Population, lo: int, hi: int) -> np.ndarray:
+def starting_points(plan: Plan, pop: Population, lo: int, hi: int,
+                    zeros: Callable[..., np.ndarray] = np.zeros) -> np.ndarray:
     """Official and shadow points before day 0: each citizen's group's base where ``base_by`` says,
     written only for ``[lo, hi)`` (the rest stays zero pages, as in :func:`initial_state`). A base of 0 (every
     scenario without points) is zero pages throughout: such a column is never written, and ``np.full`` would
     have made all of it resident (8 B a citizen)."""
     if plan.points_base_dim < 0 and plan.points_base == 0 and not np.signbit(plan.points_base):
-        return np.zeros((2, pop.n), np.float32)
+        return zeros((2, pop.n), np.float32)
     if plan.points_base_dim < 0 and (lo, hi) == (0, pop.n):
         return np.full((2, pop.n), np.float32(plan.points_base), np.float32)
-    out: np.ndarray = np.zeros((2, pop.n), np.float32)
+    out: np.ndarray = zeros((2, pop.n), np.float32)
     out[:, lo:hi] = plan.points_base_of(pop.groups[:, lo:hi])
     return out
 
