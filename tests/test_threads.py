@@ -42,6 +42,34 @@ def test_configure_applies_the_count_and_the_cut_off(restore: None) -> None:
         assert threads.parallel_for(1000) and not threads.parallel_for(999)
 
 
+@pytest.mark.skipif(POOL < 2, reason="needs two threads")
+def test_a_choice_runs_the_version_measured_faster_and_keeps_checking(restore: None) -> None:
+    """The fused day's serial/parallel choice (threads.Choice), fed timings rather than measured: it tries each
+    version twice, then runs the faster, and every EXPLORE-th call the other; when the load changes and the
+    other becomes faster, it follows. Small work and one thread never run the parallel version."""
+    threads.configure(2)
+    c = threads.Choice(10**6)
+    cost = {True: 1.0, False: 2.0}  # parallel twice as fast
+    ran = []
+    for _ in range(64):
+        par = c.parallel()
+        ran.append(par)
+        c.record(par, cost[par])
+    assert ran[:4] == [False, True, False, True]
+    later = ran[4:]
+    assert sum(later) == len(later) - sum(1 for k in range(4, 64) if k % c.EXPLORE == 0)  # the rest, parallel
+    cost = {True: 3.0, False: 2.0}  # a neighbour arrives: parallel now slower
+    ran = []
+    for _ in range(3 * c.EXPLORE):
+        par = c.parallel()
+        ran.append(par)
+        c.record(par, cost[par])
+    assert sum(ran[-c.EXPLORE:]) == 1, "it switched to serial, trying parallel once in EXPLORE calls"
+    assert not threads.Choice(threads.MIN_PROBE_WORK - 1).parallel(), "too little work is never parallel"
+    threads.configure(1)
+    assert not c.parallel(), "one thread never runs the parallel version"
+
+
 def test_the_threading_environment_is_in_place_when_a_parallel_region_runs(restore: None) -> None:
     """Importing credsim put the threading variables in the environment (its own values, or the
     user's), and numba's parallel regions run on the layer named there; the allocator was tuned

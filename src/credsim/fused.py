@@ -33,6 +33,7 @@ overflow its buffer has drawn but changed nothing; it is drawn again, with room,
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import numba
@@ -539,6 +540,7 @@ class FusedDay:
         # a candidate draw is a unit of work (threads.parallel_for); observing, filing and counting an event
         # cost a few more
         self.work = 4.0 * float(exp.sum()) + sampler.ubc.shape[0] * len(sampler.st)
+        self.choice = threads.Choice(self.work)  # serial or parallel: measured, day by day
 
     def _keys(self, st: State, day: int) -> tuple[Today, np.ndarray]:
         """Today's keys: the behaviours' candidate and thinning streams (as :class:`Behave` draws them) and the
@@ -581,11 +583,14 @@ class FusedDay:
         self.acc.fill(0)  # (zeroing a block's rows inside the parallel kernel was not reliable under numba's parfors)
         args = (st.n, self.block, day, rates, People(st.groups, st.traits), today, self.cov, hints, det, self.rules,
                 cols)
-        if threads.parallel_for(self.work):
+        par = self.choice.parallel()
+        t0 = time.perf_counter()
+        if par:
             with numba.parallel_chunksize(1):  # as the sampler: a descheduled worker holds up one block
                 _day_parallel(self.blocks, self.starts, self.caps, self.counts, *args, self.out)
         else:
             _day_serial(self.blocks, self.starts, self.caps, self.counts, *args, self.out)
+        self.choice.record(par, time.perf_counter() - t0)
         which = np.zeros(self.blocks.shape[0], np.int64)
         starts, counts, spare = self.starts, self.counts, self.out
         over = np.flatnonzero(self.counts[:, 0] > self.caps)

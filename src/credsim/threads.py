@@ -105,3 +105,45 @@ def layer() -> str:
         return str(numba.threading_layer())
     except ValueError:  # no parallel region has run yet
         return str(numba.config.THREADING_LAYER)  # type: ignore[attr-defined]
+
+
+# a kernel call of at least this much work is worth measuring both ways (below it the serial one always runs)
+MIN_PROBE_WORK = 20_000
+
+
+class Choice:
+    """Serial or parallel for one kernel called once a day, chosen by timing both.
+
+    Why: whether a parallel region pays depends on the machine *now*. The fused day of a points toy
+    model at 10^6 citizens runs 1.6x faster on two threads of a quiet machine, but 4% slower than on
+    one when another process holds a core (``benchmarks/threads.py``); no fixed cut-off in work
+    units gets both. So the first calls alternate serial and parallel, then the faster (by mean
+    seconds a call, an exponentially weighted average) runs, and every :attr:`EXPLORE`-th call runs
+    the other to notice a change of load. Results never depend on the choice: both versions compute
+    the same thing in the same order of blocks."""
+
+    EXPLORE = 16  # one call in this many runs the version not chosen
+    WEIGHT = 0.25  # of the newest timing in the running average
+
+    def __init__(self, work: float) -> None:
+        self.work = work
+        self.calls = 0
+        self.mean: dict[bool, float] = {}
+
+    def parallel(self) -> bool:
+        """Whether the next call should run the parallel version."""
+        if _min_work == 0:  # every kernel parallel (tests)
+            return numba.get_num_threads() > 1
+        # the cut-off scales with the configured one (tests lower it to exercise both versions at small sizes)
+        if numba.get_num_threads() < 2 or self.work < _min_work * (MIN_PROBE_WORK / MIN_PARALLEL_WORK):
+            return False
+        if len(self.mean) < 2 or self.calls < 4:  # the first calls: each version twice, in turn
+            return self.calls % 2 == 1
+        best = self.mean[True] < self.mean[False]
+        return (not best) if self.calls % self.EXPLORE == 0 else best
+
+    def record(self, parallel: bool, seconds: float) -> None:
+        """The wall seconds of a call just made with ``parallel``."""
+        old = self.mean.get(parallel)
+        self.mean[parallel] = seconds if old is None else (1 - self.WEIGHT) * old + self.WEIGHT * seconds
+        self.calls += 1
