@@ -118,17 +118,25 @@ class Choice:
     model at 10^6 citizens runs 1.6x faster on two threads of a quiet machine, but 4% slower than on
     one when another process holds a core (``benchmarks/threads.py``); no fixed cut-off in work
     units gets both. So the first calls alternate serial and parallel, then the faster (by mean
-    seconds a call, an exponentially weighted average) runs, and every :attr:`EXPLORE`-th call runs
-    the other to notice a change of load. Results never depend on the choice: both versions compute
-    the same thing in the same order of blocks."""
+    seconds a call, an exponentially weighted average) runs, and now and then a call runs the other
+    to notice a change of load: :attr:`EXPLORE` calls after a switch, then twice as long after each
+    check that changes nothing, up to :attr:`EXPLORE_MAX` (a check of the slower version costs its
+    extra time once). Results never depend on the choice: both versions compute the same thing in
+    the same order of blocks."""
 
-    EXPLORE = 16  # one call in this many runs the version not chosen
+    EXPLORE = 16  # calls from a switch to the first check of the version not chosen
+    EXPLORE_MAX = 256
     WEIGHT = 0.25  # of the newest timing in the running average
 
     def __init__(self, work: float) -> None:
         self.work = work
         self.calls = 0
         self.mean: dict[bool, float] = {}
+        self.interval = self.EXPLORE
+        self.check = 4 + self.EXPLORE  # the call that next runs the version not chosen
+
+    def _best(self) -> bool:
+        return self.mean[True] < self.mean[False]
 
     def parallel(self) -> bool:
         """Whether the next call should run the parallel version."""
@@ -139,11 +147,17 @@ class Choice:
             return False
         if len(self.mean) < 2 or self.calls < 4:  # the first calls: each version twice, in turn
             return self.calls % 2 == 1
-        best = self.mean[True] < self.mean[False]
-        return (not best) if self.calls % self.EXPLORE == 0 else best
+        return (not self._best()) if self.calls == self.check else self._best()
 
     def record(self, parallel: bool, seconds: float) -> None:
         """The wall seconds of a call just made with ``parallel``."""
+        before = self._best() if len(self.mean) == 2 else None
         old = self.mean.get(parallel)
         self.mean[parallel] = seconds if old is None else (1 - self.WEIGHT) * old + self.WEIGHT * seconds
+        if before is not None and self._best() != before:  # switched: check the other again soon
+            self.interval = self.EXPLORE
+            self.check = self.calls + 1 + self.interval
+        elif self.calls == self.check:  # a check that changed nothing: check less often
+            self.interval = min(2 * self.interval, self.EXPLORE_MAX)
+            self.check = self.calls + self.interval
         self.calls += 1
