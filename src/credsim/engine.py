@@ -230,7 +230,7 @@ def begin(scen: Scenario, *, population: int | None = None, days: int | None = N
     lo, hi = exchange.lo, exchange.hi
     pop = pop_mod.generate(plan, n, seed, block, lo, hi)
     # a range draws only the ties its own citizens open; the rows it needs from elsewhere come from the
-    # other ranges (or, alone, from drawing their stubs too: graph.build_rows)
+    # other ranges (or, alone, from drawing their stubs too: shard_graph.build_rows)
     ranged = (lo, hi) != (0, n) and plan.reads_graph and plan.scen.graph.contacts >= 2 and n >= 2
     # (from the lean tables: no table of the whole population's group codes or order is held)
     lean = shard_graph.lean_tables(plan, seed, n) if ranged else None

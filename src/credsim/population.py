@@ -170,17 +170,14 @@ def code_rule(plan: Plan, seed: int, d: int) -> tuple[np.uint64, np.ndarray]:
 
 def dim_codes(plan: Plan, seed: int, d: int, n: int, block: int = 1 << 16) -> np.ndarray:
     """Group codes of dimension ``d`` for all ``n`` citizens (what :func:`generate` writes)."""
-    dim = plan.dims[d]
-    return _categorical(static_key(seed, f"pop:{dim}"), _shares(list(plan.scen.population.groups[dim].values())),
-                        n, block)
+    return _categorical(*code_rule(plan, seed, d), n, block)
 
 
 def groups_at(plan: Plan, seed: int, ids: np.ndarray) -> np.ndarray:
     """(D, len(ids)) group codes of any citizens, drawn again from their ids (the same as :func:`generate`'s)."""
-    pop = plan.scen.population
     out = np.empty((len(plan.dims), ids.shape[0]), dtype=np.uint8)
-    for d, dim in enumerate(plan.dims):
-        out[d] = _categorical_at(static_key(seed, f"pop:{dim}"), _shares(list(pop.groups[dim].values())), ids)
+    for d in range(len(plan.dims)):
+        out[d] = _categorical_at(*code_rule(plan, seed, d), ids)
     return out
 
 
@@ -218,11 +215,8 @@ def generate(plan: Plan, n: int, seed: int, block: int = 1 << 16, lo: int = 0, h
     pop = plan.scen.population
     par = threads.parallel_for(n)
     groups = np.empty((len(plan.dims), n), dtype=np.uint8)
-    for d, dim in enumerate(plan.dims):
-        shares = np.array(list(pop.groups[dim].values()), dtype=np.float64)
-        cum = np.cumsum(shares)
-        cum[-1] = 1.0 + 1e-12  # the last value catches rounding
-        _categorical(static_key(seed, f"pop:{dim}"), cum, n, block, groups[d])
+    for d in range(len(plan.dims)):
+        _categorical(*code_rule(plan, seed, d), n, block, groups[d])
     traits = np.empty((len(plan.traits), n), dtype=np.float32)
     z = np.empty(n if plan.traits else 0, dtype=np.float64)  # one buffer for every trait
     for t, name in enumerate(plan.traits):

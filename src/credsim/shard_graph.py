@@ -58,9 +58,9 @@ class Stubs:
 
 
 def draw_stubs(plan: Plan, pop: Population, seed: int, lo: int, hi: int, picks: Picks | None = None) -> Stubs:
-    """The ties the citizens ``[lo, hi)`` open, drawn by the rule every range shares (:func:`_target`): work
-    and memory O(hi - lo), whatever the population (the pick tables aside: 5 bytes a citizen of the
-    population and homophily dimension)."""
+    """The ties the citizens ``[lo, hi)`` open, drawn by the rule every range shares
+    (:func:`credsim.graph._target`): work and memory O(hi - lo), whatever the population (the pick tables
+    aside: 5 bytes a citizen of the population and homophily dimension)."""
     n, k = pop.n, hi - lo
     m = plan.scen.graph.contacts // 2
     shift = _block_shift(k)
@@ -111,7 +111,7 @@ class Marks:
     """Which of a range's stubs ``[first, first + count)`` (counted from its first citizen's first stub, ``m`` a
     citizen) point into another range: a bit a stub, or their positions when they are few (fewer than
     one in 32). What one shard tells another: the receiver draws those stubs again by the rule both
-    share (:func:`_target`), so a tie crosses as a bit, not as the 8 bytes of its two ends."""
+    share (:func:`credsim.graph._target`), so a tie crosses as a bit, not as the 8 bytes of its two ends."""
 
     lo: int  # the sender's first citizen
     first: int
