@@ -89,8 +89,12 @@ def instrument() -> None:
     _wrap(measure.Metrics, "to_arrow", "write.metrics_table")
     _wrap(Tracer, "to_arrow", "write.traces_table")
     _wrap(pq, "write_table", "write.parquet", lambda table, where, **kw: Path(str(where)).name)
-    # citizens.parquet and events.parquet are written a row group at a time, not by pq.write_table
-    _wrap(store, "write_rows", "write.parquet", lambda rows, lo, hi, directory, name: Path(name).name)
+    # citizens.parquet and events.parquet are written a row group at a time, not by pq.write_table; above a
+    # row group of citizens, as parts side by side (write_row_parts; a tree from before it has write_rows)
+    if hasattr(store, "write_row_parts"):
+        _wrap(store, "write_row_parts", "write.parquet", lambda rows, n, directory, table, threads: f"{table}.parquet")
+    else:
+        _wrap(store, "write_rows", "write.parquet", lambda rows, lo, hi, directory, name: Path(name).name)
     _wrap(store, "write_events", "write.parquet", lambda events, directory, name: Path(name).name)
     _wrap(duckdb, "connect", "write.duckdb_connect")
     _wrap(resumable, "make_driver", "driver")
@@ -121,7 +125,7 @@ def profile(scenario: str, n: int, days: int, threads: int, warm: bool) -> dict[
         run = credsim.run(scen, out=Path(tmp) / "run", threads=threads)
         wall, cpu = time.perf_counter() - t, time.process_time() - c
         man = run.manifest
-        shas = {f: _sha(run.dir / f) for f in ("metrics.parquet", "citizens.parquet")}
+        shas = {"metrics.parquet": _sha(run.dir / "metrics.parquet"), "citizens": _table_sha(run.citizens())}
     out: dict[str, Any] = {"scenario": scenario, "n": n, "days": days, "threads": threads,
                            "threads_used": threads_mod.configure(threads), "warm": warm,
                            "load_before": la, "import_s": round(imported, 3), "wall_s": round(wall, 3),
@@ -143,6 +147,16 @@ def _sha(path: Path) -> str:
         while block := fh.read(1 << 24):
             h.update(block)
     return h.hexdigest()
+
+
+def _table_sha(table: Any) -> str:
+    """A table's rows, whatever its files: one ``citizens.parquet`` or its parts (the same rows either way)."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table.combine_chunks())
+    return hashlib.sha256(sink.getvalue()).hexdigest()
 
 
 def warm(scenario: str, days: int) -> dict[str, Any]:

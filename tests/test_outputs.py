@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 import credsim
+from credsim.arrowcols import ROW_GROUP
 from credsim.cli import app
 
 
@@ -148,3 +150,26 @@ def test_scenario_without_sensors_runs(tmp_path: Path) -> None:
     assert cit.column("n_events").to_numpy().sum() > 0
     assert cit.column("n_records_true").to_numpy().sum() == 0
     assert cit.column("n_denied").to_numpy().sum() == 0
+
+
+def test_more_citizens_than_a_row_group_are_written_as_parts_the_same_for_any_thread_count(tmp_path: Path) -> None:
+    """Above one Parquet row group of citizens a single process writes ``citizens/part-NNNNN.parquet``, a row
+    group each, encoded side by side; the parts are the same bytes with one thread or two, and read together
+    (the API, the SQL views) they are every citizen once, in id order, with the columns of the one file."""
+    n = ROW_GROUP + 1_000
+    scen = credsim.load_scenario("court-defaulters", {"population.size": n, "run.days": 2})
+    runs = {t: credsim.run(scen, out=tmp_path / f"t{t}", threads=t) for t in (1, 2)}
+    one, two = runs[1].dir, runs[2].dir
+    parts = sorted(p.relative_to(one).as_posix() for p in (one / "citizens").iterdir())
+    assert parts == ["citizens/part-00000.parquet", "citizens/part-00001.parquet"]
+    assert not (one / "citizens.parquet").exists()
+    assert set(parts) <= set(runs[1].manifest["files"])
+    for name in [*parts, "metrics.parquet"]:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    assert [pq.ParquetFile(one / p).metadata.num_rows for p in parts] == [ROW_GROUP, 1_000]
+    table = runs[1].citizens()
+    assert table.column("citizen").to_numpy().tolist() == list(range(n))
+    small = credsim.run(credsim.load_scenario("court-defaulters", {"population.size": 1_000, "run.days": 2}),
+                        out=tmp_path / "small")
+    assert table.schema == pq.read_schema(small.dir / "citizens.parquet")
+    assert runs[2].sql("SELECT count(*), count(DISTINCT citizen) FROM citizens") == [(n, n)]

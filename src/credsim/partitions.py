@@ -6,12 +6,15 @@ shards write their own rows -- ``citizens/part-00000.parquet``, ``citizens/part-
 table passes through the driver. The manifest's ``files`` list names every part; readers
 (the SQL views, ``credsim sql``, the audit, :class:`credsim.api.Run`) take the parts of a
 table together, in part order, which is citizen-id order for ``citizens``. A single-process
-run writes the one file ``citizens.parquet``; both layouts are read the same way.
+run writes the one file ``citizens.parquet`` up to one row group of citizens (1,048,576), and above
+that parts of one row group each, encoded side by side on the run's threads (pyarrow's encoder runs
+on one thread per file: 2.3 s of a 10^7-citizen run's 5.7 s); both layouts are read the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,27 @@ def write_rows(rows: Callable[[int, int], pa.Table], lo: int, hi: int, directory
     write_row_groups((rows(a, min(hi, a + ROW_GROUP)) for a in range(lo, max(hi, lo + 1), ROW_GROUP)), path,
                      ROW_GROUP)
     return name
+
+
+def write_row_parts(rows: Callable[[int, int], pa.Table], n: int, directory: Path, table: str,
+                    threads: int) -> list[str]:
+    """Write the rows ``[0, n)`` of ``table`` that ``rows(a, b)`` builds: ``table.parquet`` when they fit in
+    one row group, else ``table/part-NNNNN.parquet``, one row group each, on up to ``threads`` threads
+    (pyarrow releases the GIL while it encodes); return the run-relative names in citizen order.
+
+    Why parts and not one file: pyarrow encodes a file's row groups one after another on one thread,
+    and joining row groups encoded apart behind one footer cost more processor time than it saved on
+    a busy machine. The parts depend on ``n`` alone, so the files are the same bytes for any thread
+    count; their rows, in part order, are the one file's."""
+    if n <= ROW_GROUP:
+        return [write_rows(rows, 0, n, directory, f"{table}.parquet")]
+    def one(index: int) -> str:
+        lo = index * ROW_GROUP
+        return write_rows(rows, lo, min(n, lo + ROW_GROUP), directory, part_name(table, index))
+
+    count = -(-n // ROW_GROUP)
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, count))) as pool:
+        return list(pool.map(one, range(count)))
 
 
 def write_part(table: pa.Table, directory: Path, name: str) -> str:

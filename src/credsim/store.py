@@ -27,9 +27,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from credsim import catalog, outdir
+from credsim import catalog, outdir, threads
 from credsim.engine import Result
-from credsim.partitions import Partitioned, table_files, write_events, write_part, write_rows
+from credsim.partitions import Partitioned, table_files, write_events, write_part, write_row_parts
 from credsim.safeio import MANIFEST_BYTES, read_json_object
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import scenario_hash
@@ -59,7 +59,8 @@ def _write_tables(result: Result | Partitioned, tmp: Path) -> list[str]:
     write_part(result.metrics.to_arrow(), tmp, "metrics.parquet")
     if isinstance(result, Partitioned):  # every shard writes its own rows; the driver holds none
         return ["metrics.parquet", *result.write_parts(tmp)]
-    names = ["metrics.parquet", write_rows(result.citizens_table, 0, result.state.n, tmp, "citizens.parquet"),
+    names = ["metrics.parquet",
+             *write_row_parts(result.citizens_table, result.state.n, tmp, "citizens", threads.current()),
              write_part(result.tracer.to_arrow(), tmp, "traces.parquet")]
     if result.events is not None:  # audit event log (eventlog.py)
         names.append(write_events(result.events, tmp, "events.parquet"))

@@ -87,6 +87,11 @@ def configure(threads: int | None = None, *, min_parallel_work: int | None = Non
     return n
 
 
+def current() -> int:
+    """The worker threads set now (:func:`configure`): also how many Parquet parts are encoded at once."""
+    return int(numba.get_num_threads())
+
+
 def min_parallel_work() -> int:
     """The current serial/parallel cut-off in work units (see :func:`configure`)."""
     return _min_work
