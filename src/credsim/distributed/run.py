@@ -106,6 +106,17 @@ class _ShardActor:
     def peak_rss(self) -> int:
         return _status_kb("VmHWM") * 1024
 
+    def rss_kinds(self) -> dict[str, int]:
+        """Resident bytes of this worker now by kind (benchmarks): ``anon`` (its own arrays), ``file`` (mapped
+        files: the libraries' code, shared with every process that maps them) and ``shmem`` (Ray's object
+        store pages)."""
+        return rss_kinds()
+
+
+def rss_kinds() -> dict[str, int]:
+    """This process's resident bytes now, by kind: anonymous, file-backed, shared memory (``/proc/self/status``)."""
+    return {k: _status_kb(f) * 1024 for k, f in (("anon", "RssAnon"), ("file", "RssFile"), ("shmem", "RssShmem"))}
+
 
 def _status_kb(field: str) -> int:
     with open("/proc/self/status") as fh:
@@ -172,6 +183,10 @@ class _Ray:
     def peak_memory(self) -> list[int]:
         """Peak resident bytes of each shard's worker process so far (for benchmarks)."""
         return list(self.ray.get([a.peak_rss.remote() for a in self.actors]))
+
+    def memory_kinds(self) -> list[dict[str, int]]:
+        """Each shard's worker's resident bytes now by kind (:func:`rss_kinds`; for benchmarks)."""
+        return list(self.ray.get([a.rss_kinds.remote() for a in self.actors]))
 
     def call(self, method: str, args: list[tuple[Any, ...]]) -> list[Any]:
         return list(self.ray.get([a.call.remote(method, *x) for a, x in zip(self.actors, args, strict=True)]))
