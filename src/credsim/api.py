@@ -34,7 +34,7 @@ class Run:
         return pq.read_table(self.dir / "metrics.parquet")
 
     def citizens(self) -> pa.Table:
-        return store.read_table(self.dir, "citizens.parquet")  # one file, or a sharded run's parts
+        return store.read_table(self.dir, "citizens.parquet")  # one file, or its parts (sharded, or > 1 row group)
 
     def traces(self) -> pa.Table:
         return store.read_table(self.dir, "traces.parquet")
