@@ -27,7 +27,7 @@ from credsim.exchange import Exchange
 from credsim.names import KINDS
 from credsim.plan import Plan
 from credsim.prefetch import AHEAD, prefetch2
-from credsim.rng import day_key, uniforms
+from credsim.rng import day_key, uniform, uniforms
 from credsim.sampling import Sampler, Streams
 from credsim.state import C, State
 
@@ -91,17 +91,32 @@ def apply_schedules(plan: Plan, day: int, seed: int, cit: np.ndarray, beh: np.nd
 
     An event survives when ``uniform(schedule:<behaviour>, day, citizen) < multiplier``: a
     pure function of (seed, stream, day, citizen), and a lower multiplier keeps a subset.
+    One pass over the events (:func:`_schedule_keep`): court-defaulters thins ~290,000 events a
+    day at 10^7 citizens, and a selection, a key and a draw array per behaviour took 7 ms of it.
     """
-    keep = np.ones(cit.shape[0], dtype=np.bool_)
+    mult = np.ones(plan.n_beh)
+    keys = np.zeros(plan.n_beh, dtype=np.uint64)
     for b in plan.beh_schedule:
-        m = plan.schedule_multiplier(b, day)
-        if m >= 1.0:
-            continue
-        sel = np.flatnonzero(beh == b)
-        if sel.shape[0]:
-            u = uniforms(day_key(seed, f"schedule:{plan.beh[b]}", day), cit[sel].astype(np.uint64))
-            keep[sel] = u < m
-    return (cit, beh) if keep.all() else (cit[keep], beh[keep])
+        mult[b] = plan.schedule_multiplier(b, day)
+        if mult[b] < 1.0:
+            keys[b] = day_key(seed, f"schedule:{plan.beh[b]}", day)
+    if (mult >= 1.0).all():
+        return cit, beh
+    keep = np.empty(cit.shape[0], dtype=np.bool_)
+    kept = _schedule_keep(cit, beh, mult, keys, keep)
+    return (cit, beh) if kept == cit.shape[0] else (cit[keep], beh[keep])
+
+
+@njit(cache=True)
+def _schedule_keep(cit: np.ndarray, beh: np.ndarray, mult: np.ndarray, keys: np.ndarray, keep: np.ndarray) -> int:
+    """``keep[j]``: event ``j`` survives its behaviour's multiplier (always, at 1 or more); how many do."""
+    kept = 0
+    for j in range(cit.shape[0]):
+        m = mult[beh[j]]
+        ok = m >= 1.0 or uniform(keys[beh[j]], np.uint64(cit[j])) < m
+        keep[j] = ok
+        kept += ok
+    return kept
 
 
 @njit(cache=True)
