@@ -13,16 +13,18 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 import yaml
 
 import credsim
-from credsim import engine
+from credsim import engine, threads
 from credsim import names as nm
 from credsim.day import Day
 from credsim.memory import REDRESS_BYTES_PER_LIST, estimate_memory
 from credsim.resumable import RunStopped
+from credsim.stages import redress as redress_mod
 from credsim.stages.redress import CASE_COLUMNS, Redress
 from credsim.state import F_RETRACTED_OFFICIAL, C
 from tests.conftest import tiny
@@ -363,3 +365,39 @@ def test_repair_schedule_scales_the_probability_from_each_era_on_with_the_same_d
     assert {d: v for d, v in eras.items() if d <= 30} == {d: v for d, v in plain.items() if d <= 30}
     assert all(not v for d, v in eras.items() if d > 30)
     assert any(v for d, v in plain.items() if d > 30)
+
+
+def test_the_daily_scans_find_exactly_whom_the_rules_name_on_one_thread_and_two() -> None:
+    """Who may object today and whose stay may be repaired: the kernels skip a block of 65,536 citizens in
+    which nobody is notified (or listed) after one count, and must still return every citizen the rules
+    name, in id order, with blocks empty and not, on one thread and on two."""
+    rng = np.random.default_rng(16)
+    n = 5 * redress_mod._SCAN + 123
+    day, window, within, after = 50, 30, 10, 7
+    nd = np.where(rng.random(n) < 0.002, rng.integers(30, 51, n), -1).astype(np.int32)
+    listed = (rng.random(n) < 0.002).astype(np.uint8)
+    for b in (1, 3):  # blocks with nobody notified or listed
+        nd[b * redress_mod._SCAN:(b + 1) * redress_mod._SCAN] = -1
+        listed[b * redress_mod._SCAN:(b + 1) * redress_mod._SCAN] = 0
+    rid_day = rng.integers(10, 51, n).astype(np.int64)
+    last_rid = np.where(rng.random(n) < 0.9, (rid_day << 32) + rng.integers(0, 1000, n), -1)
+    contested = np.where(rng.random(n) < 0.2, last_rid, -1)
+    open_case = (rng.random(n) < 0.1).astype(np.uint8)
+    pending = np.where(rng.random(n) < 0.3, day + 3, 0).astype(np.uint16)
+    since = rng.integers(0, 51, n).astype(np.uint16)
+    may_object = np.flatnonzero((nd >= 0) & (open_case == 0) & (last_rid >= 0) & (last_rid != contested)
+                                & ((listed == 1) | (pending != 0)) & (day < (last_rid >> 32) + window)
+                                & (day - nd <= within))
+    may_repair = np.flatnonzero((listed == 1) & (day - since.astype(np.int64) >= after))
+    assert may_object.shape[0] > 10 and may_repair.shape[0] > 10
+    before = numba.get_num_threads()
+    try:
+        for k in (1, 2):
+            threads.configure(k)
+            for scan in (redress_mod._file_scan_serial, redress_mod._file_scan_parallel):
+                got = scan(n, nd, open_case, last_rid, contested, listed, pending, day, window, within)
+                assert np.array_equal(got, may_object), (k, scan)
+            for scan in (redress_mod._repair_scan_serial, redress_mod._repair_scan_parallel):
+                assert np.array_equal(scan(n, listed, since, day, after), may_repair), (k, scan)
+    finally:
+        threads.configure(before)

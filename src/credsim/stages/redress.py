@@ -214,15 +214,31 @@ def _append(cols: tuple[np.ndarray, ...], rows: tuple[np.ndarray, ...]) -> tuple
 _SCAN = 1 << 16  # citizens a task scans in the candidate kernels below
 
 
+@njit(cache=True)
+def _count_at_least(values: np.ndarray, least: int) -> int:
+    """How many of ``values`` are at least ``least``. A loop over a whole array from 0, which LLVM
+    vectorises; the same test over a range of a larger array (``values[i]`` for ``i`` from ``lo``) is not,
+    as numba must allow for a negative index: 3.9 against 0.8 ms for 10^7 bytes."""
+    k = 0
+    for i in range(values.shape[0]):
+        if values[i] < least:
+            continue
+        k += 1
+    return k
+
+
 @njit(inline="always", cache=True)
 def _file_block(b: int, n: int, out: np.ndarray, at: int, nd: np.ndarray, open_case: np.ndarray,
                 last_rid: np.ndarray, contested: np.ndarray, listed: np.ndarray, pending: np.ndarray, day: int,
                 window: int, within: int) -> int:
     """Citizens of block ``b`` who may object today (the conditions of :meth:`Redress._file`), in id order,
     from ``out[at]`` (``out`` empty: only counted); how many."""
+    lo, hi = b * _SCAN, min(n, (b + 1) * _SCAN)
+    if _count_at_least(nd[lo:hi], 0) == 0:  # nobody in the block notified: most blocks, most days
+        return 0
     k = 0
     write = out.shape[0] > 0
-    for i in range(b * _SCAN, min(n, (b + 1) * _SCAN)):
+    for i in range(lo, hi):
         # one test per statement: as a helper function or one chain of ``or``, numba's serial code was
         # 70-200 times slower (10^6 citizens)
         if nd[i] < 0:  # not notified
@@ -247,9 +263,12 @@ def _file_block(b: int, n: int, out: np.ndarray, at: int, nd: np.ndarray, open_c
 def _repair_block(b: int, n: int, out: np.ndarray, at: int, listed: np.ndarray, since: np.ndarray, day: int,
                   after: int) -> int:
     """Citizens of block ``b`` whose stay may be repaired today, as :func:`_file_block`."""
+    lo, hi = b * _SCAN, min(n, (b + 1) * _SCAN)
+    if _count_at_least(listed[lo:hi], 1) == 0:  # nobody in the block listed
+        return 0
     k = 0
     write = out.shape[0] > 0
-    for i in range(b * _SCAN, min(n, (b + 1) * _SCAN)):
+    for i in range(lo, hi):
         if listed[i] != 1:
             continue
         if day - since[i] < after:
