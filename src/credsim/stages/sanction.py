@@ -31,6 +31,7 @@ from credsim.day import Attempts, Day
 from credsim.exchange import Exchange
 from credsim.names import KINDS
 from credsim.plan import Plan
+from credsim.prefetch import AHEAD, prefetch2, prefetch3
 from credsim.state import C, State
 
 
@@ -150,7 +151,14 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
     cross = np.full(A, np.nan)
     assoc_only = np.zeros(A, dtype=np.uint8)
     reach = np.zeros(A, dtype=np.uint8)
+    L = listed.shape[1]
     for a in range(A):
+        if a + AHEAD < A:  # the lines of the attempt a few rows on: their misses overlap (credsim.prefetch)
+            j = cit[a + AHEAD]
+            prefetch2(counters, c_att, j)
+            for li in range(L):
+                prefetch3(listed, 0, li, j)
+                prefetch3(listed, 1, li, j)
         i, b = cit[a], beh[a]
         for m in range(2):
             for k in range(K):
