@@ -90,11 +90,18 @@ def write_rows(rows: Callable[[int, int], pa.Table], lo: int, hi: int, directory
     return name
 
 
+# parts encoded at once, whatever the thread count: each writer holds a row group's new columns and their
+# encoded pages (the single process's peak while writing was ~30 MB above its days' with 1 writer and with 2,
+# city-points at 4x10^6), which the memory estimate does not count per thread
+MAX_WRITERS = 4
+
+
 def write_row_parts(rows: Callable[[int, int], pa.Table], n: int, directory: Path, table: str,
                     threads: int) -> list[str]:
     """Write the rows ``[0, n)`` of ``table`` that ``rows(a, b)`` builds: ``table.parquet`` when they fit in
-    one row group, else ``table/part-NNNNN.parquet``, one row group each, on up to ``threads`` threads
-    (pyarrow releases the GIL while it encodes); return the run-relative names in citizen order.
+    one row group, else ``table/part-NNNNN.parquet``, one row group each, on up to ``threads`` threads (at
+    most :data:`MAX_WRITERS`; pyarrow releases the GIL while it encodes); return the run-relative names in
+    citizen order.
 
     Why parts and not one file: pyarrow encodes a file's row groups one after another on one thread,
     and joining row groups encoded apart behind one footer cost more processor time than it saved on
@@ -107,7 +114,7 @@ def write_row_parts(rows: Callable[[int, int], pa.Table], n: int, directory: Pat
         return write_rows(rows, lo, min(n, lo + ROW_GROUP), directory, part_name(table, index))
 
     count = -(-n // ROW_GROUP)
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, count))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, count, MAX_WRITERS))) as pool:
         return list(pool.map(one, range(count)))
 
 
