@@ -48,7 +48,7 @@ from credsim.names import KINDS, TRIGGERS
 from credsim.plan import Plan
 from credsim.prefetch import prefetch, prefetch2, prefetch3
 from credsim.rng import key_on_day, run_key, uniform
-from credsim.sampling import Coverage, Hints, People, RateTables, Sampler, Today, _sample_block
+from credsim.sampling import Coverage, Hints, People, RateTables, Sampler, Today, _sample_block, code_bits
 from credsim.stages.measure import SCALE, Metrics
 from credsim.state import C, Records, State
 
@@ -168,7 +168,7 @@ class Slots(NamedTuple):
     rows ``2 L x`` that (each citizen changes grade at most once per view a day, and list at most once per view
     and list)."""
 
-    buf: np.ndarray  # (E,) event codes citizen * B + behaviour, as the sampler writes them
+    buf: np.ndarray  # (E,) event codes citizen << code_bits(B) | behaviour, as the sampler writes them
     seen: np.ndarray  # (E, S) uint8
     filer: np.ndarray  # (E,) sensor filing the official record, or -1
     applied: np.ndarray  # (E, 2) float32 points applied per view
@@ -212,18 +212,20 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
     r_off_true, r_shadow, r_lost, r_sum0, r_sum1 = row_rec[0], row_rec[1], row_rec[2], row_rec[3], row_rec[4]
     has_neg = neg_by_domain.shape[0] > 0
     one_cell = cells.shape[0] == 0
+    sb = code_bits(B)  # an event's code: citizen << sb | behaviour
+    bmask = (1 << sb) - 1
     ng = 0
     nl = 0
     end = start + k
     hinted = start
     j = start
     while j < end:
-        i = buf[j] // B
+        i = buf[j] >> sb
         j1 = j + 1
-        while j1 < end and buf[j1] // B == i:
+        while j1 < end and buf[j1] >> sb == i:
             j1 += 1
         while hinted < min(j1 + HINT_AHEAD, end):  # the lines each event's day touches, a few events ahead
-            ih, bh = buf[hinted] // B, buf[hinted] % B
+            ih, bh = buf[hinted] >> sb, buf[hinted] & bmask
             prefetch2(counters, c_events, ih)
             if beh_kind[bh] == k_inf:
                 prefetch2(counters, c_inf, ih)
@@ -245,7 +247,7 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
         cell = 0 if one_cell else cells[i]
         nrec = 0
         for e in range(j, j1):  # behave's counters, observe (covered, then detected)
-            b = buf[e] % B
+            b = buf[e] & bmask
             counters[c_events, i] += 1
             if beh_kind[b] == k_inf:
                 counters[c_inf, i] += 1
@@ -277,7 +279,7 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
         # file: official records first (the observe stage queues them first), then shadow-only ones
         for rnd in range(2):
             for e in range(j, j1):
-                t = buf[e] % B
+                t = buf[e] & bmask
                 official = filer_out[e] >= 0
                 if official != (rnd == 0) or not (official or in_scope[t]):
                     continue
@@ -421,6 +423,8 @@ def _gather(which: np.ndarray, starts: np.ndarray, counts: np.ndarray, B: int, l
     nb = counts.shape[0]
     E, NG, NL = counts[:, 0].sum(), counts[:, 1].sum(), counts[:, 2].sum()
     S = out.seen.shape[1]
+    sb = code_bits(B)  # an event's code: citizen << sb | behaviour
+    bmask = (1 << sb) - 1
     cit = np.empty(E, np.int64)
     beh = np.empty(E, np.int64)
     seen = np.empty((E if parts else 0, S), np.uint8)
@@ -449,8 +453,8 @@ def _gather(which: np.ndarray, starts: np.ndarray, counts: np.ndarray, B: int, l
         s0 = starts[b]
         for r in range(counts[b, 0]):
             code = o.buf[s0 + r]
-            cit[e] = code // B
-            beh[e] = code % B
+            cit[e] = code >> sb
+            beh[e] = code & bmask
             if parts:
                 for s in range(S):
                     seen[e, s] = o.seen[s0 + r, s]

@@ -268,6 +268,17 @@ _NO_HINTS = no_hints()  # a module constant, not a Sampler attribute: checkpoint
 
 
 @njit(inline="always", cache=True)
+def code_bits(S: int) -> int:
+    """Bits of the stream in an event's code, ``citizen << code_bits(S) | stream`` (:func:`_sample_block`'s
+    buffer): ordered as (citizen, stream), as ``citizen * S + stream`` is, and read back by a shift and a
+    mask instead of an integer division, which cost ~5 ns an event (12-15 ms a day for 3e6 events)."""
+    b = 0
+    while (1 << b) < S:
+        b += 1
+    return b
+
+
+@njit(inline="always", cache=True)
 def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block: int, day: int,
                   rates: RateTables, people: People, today: Today, coverage: Coverage, hints: Hints) -> int:
     """Draw the events of execution block ``blk`` into ``buf[start:start + cap]``; return how many there were
@@ -297,6 +308,7 @@ def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block
     H32, HF, HI, HU, HL = h32_rows.shape[0], h_f32.shape[0], h_i8.shape[0], h_u8.shape[0], h_u8.shape[1]
     lo, hi = blk * block, min(n, (blk + 1) * block)
     W = CHUNK * S
+    sb = code_bits(S)
     cpos = np.empty(2 * W, dtype=np.int64)  # two chunks' candidates: the one being thinned, the next
     cstr = np.empty(2 * W, dtype=np.int64)
     n_even = 0
@@ -401,7 +413,7 @@ def _sample_block(blk: int, start: int, cap: int, buf: np.ndarray, n: int, block
                 if not uniform(cov_keys[cs], np.uint64(i)) < p:
                     continue
             if k < cap:
-                buf[start + k] = np.int64(i) * S + s
+                buf[start + k] = (np.int64(i) << sb) | s
             k += 1
         if k <= cap:
             _insertion_sort(buf, start + seg, start + k)
@@ -498,7 +510,8 @@ class Sampler:
             for j, b in enumerate(over):
                 parts[b] = buf2[starts2[j]:starts2[j] + caps2[j]]
         flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-        return flat // S, flat % S
+        sb = code_bits(S)
+        return flat >> sb, flat & ((1 << sb) - 1)
 
 
 @njit(cache=True)
