@@ -425,17 +425,25 @@ class Metrics:
                 self.add_stock(lst(name), lc.cit[sel], lc.direction[sel].astype(np.float64))
 
     def _attempts(self, d: Day) -> None:
+        """Attempts, denials (both views), rewards, wrongful and missed denials by behaviour. The attempts are
+        grouped by behaviour once (a stable sort keeps each behaviour's in citizen order), so every count gets
+        the citizens a selection of the whole day would give, without a pass over the day per behaviour."""
         p, day, a = self.plan, d.day, d.attempts
         ac, ab, den, rew = a.cit, a.beh, a.denied, a.rewarded
-        for b in np.unique(ab) if ab.shape[0] else []:
-            sel = ab == b
-            name = p.beh[b]
-            self.count(day, nm.ATTEMPTS(name), ac[sel])
-            self.count(day, nm.DENIED(name), ac[sel & (den[:, 0] == 1)])
-            self.count(day, nm.SHADOW_DENIED(name), ac[sel & (den[:, 1] == 1)])
-            self.count(day, nm.REWARDED(name), ac[sel & (rew[:, 0] == 1)])
-            self.count(day, nm.WRONGFUL(name), ac[sel & (den[:, 0] == 1) & (den[:, 1] == 0)])
-            self.count(day, nm.MISSED(name), ac[sel & (den[:, 0] == 0) & (den[:, 1] == 1)])
+        if ab.shape[0]:
+            order = np.argsort(ab, kind="stable")
+            sb, sc = ab[order], ac[order]
+            off, sha, got = den[order, 0] == 1, den[order, 1] == 1, rew[order, 0] == 1
+            cuts = np.flatnonzero(sb[1:] != sb[:-1]) + 1
+            for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), sb.shape[0]], strict=True):
+                name = p.beh[sb[lo]]
+                c, o, sh = sc[lo:hi], off[lo:hi], sha[lo:hi]
+                self.count(day, nm.ATTEMPTS(name), c)
+                self.count(day, nm.DENIED(name), c[o])
+                self.count(day, nm.SHADOW_DENIED(name), c[sh])
+                self.count(day, nm.REWARDED(name), c[got[lo:hi]])
+                self.count(day, nm.WRONGFUL(name), c[o & ~sh])
+                self.count(day, nm.MISSED(name), c[~o & sh])
         d0 = den[:, 0] == 1
         self.count(day, nm.DENIED_CROSS_CONTEXT_SUM, ac[d0], np.nan_to_num(a.cross[d0]))
         self.count(day, nm.DENIED_ASSOCIATION_ONLY, ac[a.assoc_only == 1])
