@@ -70,18 +70,6 @@ def peak_kb() -> int:
     return 0
 
 
-def rss_kinds() -> dict[str, int]:
-    """This process's resident bytes now by kind (as a shard reports them: ``credsim.distributed.run.rss_kinds``)."""
-    want = {"RssAnon": "anon", "RssFile": "file", "RssShmem": "shmem"}
-    out: dict[str, int] = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            key = line.split(":")[0]
-            if key in want:
-                out[want[key]] = int(line.split()[1]) * 1024
-    return out
-
-
 def rss_kb() -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -132,6 +120,7 @@ def single(scenario: str, n: int, days: int, threads: int, before: bool = False)
     """One process end to end (credsim.run), its manifest timings and peak RSS; ``before``: with the
     set-up kernels as they were (``benchmarks/setup_before.py``), for a before/after in one run."""
     import credsim
+    from credsim.distributed.run import rss_kinds
 
     if before:
         from benchmarks import setup_before

@@ -166,7 +166,7 @@ def citizens_table(p: Plan, st: State, traced: np.ndarray, lo: int, hi: int) -> 
     """One row per citizen of ``[lo, hi)`` (``citizens.parquet``, or a shard's part of it): the same
     columns and dictionaries for every range, so the parts of a sharded run concatenate to the rows
     of the single-process table."""
-    cols: dict[str, pa.Array] = {"citizen": arrowcols.numeric(np.arange(lo, hi, dtype=np.int64))}
+    cols: dict[str, pa.Array] = {arrowcols.CITIZEN: arrowcols.numeric(np.arange(lo, hi, dtype=np.int64))}
     for d, dim in enumerate(p.dims):
         g = st.groups[d, lo:hi]
         codes = g.view(np.int8) if len(p.dim_values[d]) < 128 else g.astype(np.int16)
