@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import credsim
@@ -25,7 +26,7 @@ from credsim import engine, threads
 from credsim.engine import simulate
 from credsim.memory import EVENT_ROW_BYTES, LIVE_ITEM_BYTES, estimate_memory
 from credsim.plan import compile_plan
-from credsim.state import bytes_per_citizen, day_dtype, feat_dtype, list_count_dtype
+from credsim.state import COUNTERS, C, bytes_per_citizen, counter_dtype, day_dtype, feat_dtype, list_count_dtype
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,6 +179,52 @@ def test_day_columns_take_uint16_while_every_day_they_hold_fits() -> None:
     assert loop.st.resp_day.dtype == np.uint16 and not loop.st.resp_day.any()  # 0: never (the day plus 1 else)
     with pytest.raises(ValueError, match="outside this run's days 0-2"):
         loop.step(3)
+
+
+def test_counters_take_int16_only_while_no_count_can_outgrow_it() -> None:
+    """``integrated`` files at most 34 true records, 27 sensor observations' false records a citizen a day (and
+    no more events or attempts than its 34 behaviours): 61 x 366 fits int16 in its year; past 536 days the
+    counters are int32, 2 B a counter more a citizen."""
+    plan = compile_plan(credsim.load_scenario("integrated"))
+    assert plan.n_beh + int(plan.sen_obs.sum()) == 61
+    assert counter_dtype(plan, 365) is np.int16
+    assert counter_dtype(plan, 536) is np.int16 and counter_dtype(plan, 537) is np.int32  # 61 x 538 > 32,767
+    assert bytes_per_citizen(plan, 537) - bytes_per_citizen(plan, 536) == 2 * len(COUNTERS)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_no_counter_passes_its_bound_when_every_behaviour_is_done_every_day() -> None:
+    """The bound of :func:`credsim.state.counter_dtype` checked where it is tightest: every behaviour of
+    ``integrated`` done by everyone every day, every sensor reporting falsely half the time. Each counter stays
+    within its own part of the bound, and the written columns are int32 whatever the state holds."""
+    days = 20
+    over = {f'behaviours["{b}"].rate': 1.0 for b in credsim.load_scenario("integrated").behaviours}
+    scen = credsim.load_scenario("integrated", {"population.size": 400, "run.days": days, **over})
+    res = engine.simulate(scen)
+    plan, ctr = res.plan, res.state.counters.astype(np.int64)
+    assert res.state.counters.dtype == np.int16
+    records = plan.n_beh + int(plan.sen_obs.sum()) + len(plan.scen.investigations)
+    assert plan.n_beh * days // 2 < ctr[C["events"]].max() <= plan.n_beh * days  # one draw a behaviour a day
+    assert ctr[C["attempts"]].max() <= plan.n_beh * days
+    assert (ctr[C["records_true"]] + ctr[C["records_false"]]).max() <= records * days
+    assert ctr[C["times_listed"]].max() <= 2 * len(plan.lists) * (days + 1)
+    assert ctr[C["days_listed"]].max() <= len(plan.lists) * days
+    assert ctr.max() <= max(records, 2 * len(plan.lists)) * (days + 1)
+    table = res.citizens_table()
+    assert all(table.schema.field(f"n_{name}").type == pa.int32() for name in COUNTERS)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_counter_that_wrapped_is_not_written() -> None:
+    """Were the bound wrong, a count at int16's top would wrap to -32,768 on its next increment and be written
+    as a count; the citizens' table refuses it and names the counter."""
+    loop, _ = engine.prepare(credsim.load_scenario("court-defaulters", {"population.size": 2_000, "run.days": 5}))
+    assert loop.st.counters.dtype == np.int16
+    loop.st.counters[C["events"]] = np.iinfo(np.int16).max
+    engine.run_days(loop)
+    res = engine.finish(loop, 0.0)
+    with pytest.raises(OverflowError, match="n_events"):
+        res.citizens_table()
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -65,8 +65,8 @@ def unreserved_zeros(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     columns: indexed by every citizen of the population, written only in the shard's range.
 
     Why: Linux's default overcommit heuristic refuses any one mapping larger than RAM and swap, written or
-    not. A shard of 1.4e9 citizens holds event counters of 73 GiB of address space, of which its own
-    range writes 56 MB: ``np.zeros`` is refused on a 64 GB node (and on this 24 GB machine at far
+    not. A shard of 1.4e9 citizens holds event counters of 37 GiB of address space (int16), of which
+    its own range writes 28 MB: ``np.zeros`` is refused on a 64 GB node (and on this 24 GB machine at far
     fewer citizens). Pages are backed when first written, as with ``np.zeros``; no huge pages are
     asked for (a range's ends would back 2 MiB each). Small columns, and systems without
     ``MAP_NORESERVE``, get ``np.zeros``."""

@@ -46,10 +46,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-FORMAT = 4  # 2: state.pending holds the due day plus 1, 0 for none (was the day, or -1); graph.cut (was active)
+FORMAT = 5  # 2: state.pending holds the due day plus 1, 0 for none (was the day, or -1); graph.cut (was active)
 # 3: state.resp_day holds the day plus 1, 0 for never (was the day, or -1); the day columns are state.day_dtype;
 # graph.cut is a bit a tie direction (was a byte)
 # 4: state.cured_seq holds the cure's sequence number plus 1, 0 for never cured (was the number, or -1)
+# 5: state.counters are state.counter_dtype (int16 for most runs; was int32)
 CHECKPOINT_DIR = "checkpoint"
 KEEP = 2
 _NAME = re.compile(r"^day-(\d{6,9})\.npz$")

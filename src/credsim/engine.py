@@ -50,7 +50,7 @@ from credsim.stages.observe import Observer
 from credsim.stages.redress import Redress
 from credsim.stages.respond import Respond
 from credsim.stages.sanction import Sanction
-from credsim.state import COUNTERS, State, initial_state
+from credsim.state import COUNTERS, State, check_counters, initial_state
 from credsim.tracing import Tracer, trace_ids
 
 STAGE_TYPES: tuple[type[Stage], ...] = (Behave, Observer, File, score.Score, Investigate, Classify, Sanction, Money,
@@ -166,6 +166,7 @@ def citizens_table(p: Plan, st: State, traced: np.ndarray, lo: int, hi: int) -> 
     """One row per citizen of ``[lo, hi)`` (``citizens.parquet``, or a shard's part of it): the same
     columns and dictionaries for every range, so the parts of a sharded run concatenate to the rows
     of the single-process table."""
+    check_counters(st, lo, hi)
     cols: dict[str, pa.Array] = {arrowcols.CITIZEN: arrowcols.numeric(np.arange(lo, hi, dtype=np.int64))}
     for d, dim in enumerate(p.dims):
         g = st.groups[d, lo:hi]
@@ -185,7 +186,7 @@ def citizens_table(p: Plan, st: State, traced: np.ndarray, lo: int, hi: int) -> 
         cols[f"on_{name}"] = arrowcols.numeric(st.listed[0, li, lo:hi], np.bool_)
         cols[f"shadow_on_{name}"] = arrowcols.numeric(st.listed[1, li, lo:hi], np.bool_)
     for c, name in enumerate(COUNTERS):
-        cols[f"n_{name}"] = arrowcols.numeric(st.counters[c, lo:hi])
+        cols[f"n_{name}"] = arrowcols.numeric(st.counters[c, lo:hi], np.int32)  # state.counter_dtype: int16 or 32
     for m, name in enumerate(p.econ.money if p.econ is not None else []):
         cols[names.money_column(name)] = arrowcols.numeric(st.money[m, lo:hi])
     if st.dependants.shape[0]:  # family ties, only when the scenario declares them

@@ -102,26 +102,38 @@ class EventLog:
         # one string table for every item: grades, then lists, then behaviours
         self.items = list(plan.grades) + list(plan.lists) + list(plan.beh)
         self.sanctions = list(plan.sanctions) + [""]
+        # a denial's value by its sanction code (the last code: no sanction named)
+        self.severity = np.append(np.asarray(plan.san_severity, np.float64)[:len(plan.sanctions)], np.nan)
 
     def _add(self, day: int, cit: np.ndarray, kind: int, item: np.ndarray, view: np.ndarray | int,
-             value: np.ndarray, prev: np.ndarray, sanction: np.ndarray | None = None,
+             value: np.ndarray | None, prev: np.ndarray, sanction: np.ndarray | None = None,
              cross: np.ndarray | None = None, gravity: np.ndarray | None = None,
              assoc: np.ndarray | None = None) -> None:
+        """One part of rows; ``value`` None: the severity of each row's sanction (:meth:`_values`)."""
         k = cit.shape[0]
         if k == 0:
             return
-        self.parts.append({
+        part = {
             "day": _same(day, k, np.int32), "citizen": cit.astype(np.int32),
             "kind": _same(kind, k, np.int8), "item": _narrow(item),
             "view": _same(view, k, np.int8) if isinstance(view, int) else view.astype(np.int8),
-            "value": value if value.dtype.kind in "iu" else value.astype(np.float64),
             "prev": prev if prev.dtype.kind in "iu" else prev.astype(np.float32),
             "sanction": (_same(len(self.sanctions) - 1, k, np.int16) if sanction is None
                          else sanction.astype(np.int16)),
             "cross": _same(np.nan, k, np.float64) if cross is None else cross.astype(np.float64),
             "gravity": _same(np.nan, k, np.float32) if gravity is None else gravity.astype(np.float32),
             "assoc": _same(0, k, np.int8) if assoc is None else assoc.astype(np.int8),
-        })
+        }
+        if value is not None:
+            part["value"] = value if value.dtype.kind in "iu" else value.astype(np.float64)
+        self.parts.append(part)
+
+    def _values(self, part: dict[str, np.ndarray]) -> np.ndarray:
+        """A part's ``value`` column: as held, or a denial's sanction severity (NaN for a denial with no
+        sanction named), looked up from its sanction code on output rather than held as 8 B a row."""
+        if "value" in part:
+            return part["value"]
+        return self.severity[part["sanction"]]
 
     def observe(self, st: State, d: Day) -> None:
         p, day = self.plan, d.day
@@ -142,10 +154,10 @@ class EventLog:
             view = np.where((dd[:, 0] == 1) & (dd[:, 1] == 1), 2, np.where(dd[:, 0] == 1, 0, 1))
             first = a.first[sel]
             names = np.where(first >= 0, first, len(p.sanctions))
-            sev = np.where(first >= 0, p.san_severity[np.maximum(first, 0)] if len(p.sanctions) else 0.0, np.nan)
             gravity = st.neg_by_domain[:, cit].sum(axis=0) if st.neg_by_domain.shape[0] else np.zeros(cit.shape[0])
-            self._add(day, cit, 2, G + L + a.beh[sel], view, sev.astype(np.float64),
-                      np.full(cit.shape[0], np.nan, np.float32), names, a.cross[sel], gravity, a.assoc_only[sel])
+            # value: the sanction's severity, read back from ``names`` (self.severity); prev: NaN, held once
+            self._add(day, cit, 2, G + L + a.beh[sel], view, None, _same(np.nan, cit.shape[0], np.float32),
+                      names, a.cross[sel], gravity, a.assoc_only[sel])
 
     def rows(self) -> int:
         return sum(part["citizen"].shape[0] for part in self.parts)
@@ -169,7 +181,8 @@ class EventLog:
             "kind": coded("kind", KINDS),
             "item": coded("item", self.items),
             "view": coded("view", VIEWS),
-            "value": arrowcols.numeric(col("value", np.float64)),
+            "value": arrowcols.numeric(np.concatenate([self._values(part).astype(np.float64) for part in parts])
+                                       if parts else np.zeros(0)),
             "prev": arrowcols.numeric(np.concatenate([prev(part) for part in parts]) if parts else np.zeros(0)),
             "sanction": coded("sanction", self.sanctions),
             "cross": arrowcols.numeric(col("cross", np.float64)),

@@ -111,6 +111,14 @@ class Terms(NamedTuple):
     since: np.ndarray
 
 
+def term_rows(cit: np.ndarray, mode: np.ndarray, lst: np.ndarray, since: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A batch of :class:`Terms` rows as the queue holds them: int32 citizens (populations stop at 2e9) and entry
+    days, int8 views and int16 lists, 11 B a term rather than 32. A year of ``integrated`` holds a term for a
+    third of its citizens at its end (12 B a citizen as int64); the list pass widens them again when they fall
+    due."""
+    return cit.astype(np.int32), mode.astype(np.int8), lst.astype(np.int16), since.astype(np.int32)
+
+
 R = TypeVar("R")
 
 
@@ -250,7 +258,7 @@ class State:
     feat_count: np.ndarray  # (2, F, N) int16 or int32 (feat_dtype): live records counted by each model feature
     neg_by_domain: np.ndarray  # (domains, N) float32: official points lost, by domain
     assoc_pts: np.ndarray  # (2, N) float32: points from association records
-    counters: np.ndarray  # (len(COUNTERS), N) int32
+    counters: np.ndarray  # (len(COUNTERS), N) int16 or int32 (counter_dtype): lifetime counts
     records: Queue[Records] = field(default_factory=lambda: Queue(Records))  # due to be filed, by file day
     expiry: Queue[ExpiryItems] = field(default_factory=lambda: Queue(ExpiryItems))
     list_expiry: Queue[ListExpiryItems] = field(default_factory=lambda: Queue(ListExpiryItems))
@@ -332,7 +340,7 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
         feat_count=zeros((2, F, n), dtype=feat_dtype(plan, run_days)),
         neg_by_domain=zeros((len(plan.domains) if plan.has_points else 0, n), dtype=np.float32),
         assoc_pts=zeros((2, n if (plan.assoc_points != 0).any() else 0), dtype=np.float32),
-        counters=zeros((len(COUNTERS), n), dtype=np.int32),
+        counters=zeros((len(COUNTERS), n), dtype=counter_dtype(plan, run_days)),
         money=zeros((len(plan.econ.money) if plan.econ is not None else 0, n), dtype=np.float64),
         dependants=pop.dependants,
         dep_denied=np.zeros(pop.dependants.shape[0], dtype=np.int32),
@@ -386,6 +394,32 @@ def list_count_dtype(plan: Plan, days: int) -> type[np.signedinteger[Any]]:
     return count_dtype(plan, plan.entry_types, plan.entry_window, days)
 
 
+def counter_dtype(plan: Plan, days: int) -> type[np.signedinteger[Any]]:
+    """The type of the lifetime counters (``counters``, the ``n_*`` columns of ``citizens.parquet``): int16 when
+    none can pass 32,767 in ``days`` days, else int32. Written out as int32 either way.
+
+    The bound, per citizen and day: a behaviour is drawn at most once a day (one draw a stream), so events,
+    infractions, speech and attempts (and the denials, rewards, wrongful denials, misses and association-only
+    denials of those attempts) are at most ``n_beh`` a day; official records of behaviours are at most one true
+    record an event, one false record a sensor observing it and one finding an investigation a day; a list is
+    entered and left at most once a day each in one list pass, and a citizen spends at most one day a day on
+    it, so ``times_listed`` and ``days_listed`` are at most ``2 L`` a day. Over ``days`` days and the start (the
+    lists entered by starting grades) that is ``days + 1`` such days. :func:`check_counters` refuses a run whose
+    counters wrapped all the same. ``integrated``'s year: 61 x 366 = 22,326; 28 B a citizen, not 56."""
+    per_day = max(plan.n_beh + int(plan.sen_obs.sum()) + len(plan.scen.investigations), 2 * len(plan.lists), 1)
+    return np.int16 if per_day * (days + 1) <= int(np.iinfo(np.int16).max) else np.int32
+
+
+def check_counters(st: State, lo: int, hi: int) -> None:
+    """Raise if a counter of ``[lo, hi)`` is negative: counts only grow from 0, so a negative one has wrapped
+    past its type's largest value (:func:`counter_dtype`'s bound was wrong), and its column must not be
+    written as if it were a count."""
+    if hi > lo and st.counters.shape[0] and int(st.counters[:, lo:hi].min()) < 0:
+        row = int(np.flatnonzero(st.counters[:, lo:hi].min(axis=1) < 0)[0])
+        raise OverflowError(f"the counter n_{COUNTERS[row]} passed the largest value of its type "
+                            f"({st.counters.dtype}); credsim's bound on it (state.counter_dtype) is wrong")
+
+
 def day_dtype(plan: Plan, days: int) -> type[np.integer[Any]]:
     """The type of the day columns (``listed_since``, ``pending``, ``resp_day``): uint16 when the largest value they
     can hold fits, else int32. That value is a pending entry's due day plus 1: the last day, ``days - 1``, plus the
@@ -420,7 +454,7 @@ def bytes_per_citizen(plan: Plan, days: int | None = None) -> int:
         + (8 if (plan.assoc_points != 0).any() else 0)
         + 4  # metrics cell
         + (8 if plan.has_model else 0)
-        + 4 * len(COUNTERS)
+        + np.dtype(counter_dtype(plan, run_days)).itemsize * len(COUNTERS)
         + 8 * (len(plan.econ.money) if plan.econ is not None else 0)
         + (5 if plan.scen.population.dependants is not None else 0)  # dependants, dep_denied
     )

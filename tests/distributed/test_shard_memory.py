@@ -141,7 +141,7 @@ def _rss() -> int:
                     reason="Linux with its default overcommit heuristic (strict accounting refuses any large mapping)")
 def test_a_shard_of_more_citizens_than_memory_can_index_them_all() -> None:
     """A shard's columns are indexed by every citizen of the population (the kernels index by id) but written
-    only in its range. At 1.4e9 citizens its event counters alone are 73 GiB of address space: more than this
+    only in its range. At 1.4e9 citizens its event counters alone are 37 GiB of address space: more than this
     machine's memory, which Linux's default heuristic refuses for one mapping however little of it is
     written. So such columns are mappings the kernel reserves nothing for, and the shard's resident memory
     stays that of its own 65,536 citizens."""
@@ -150,7 +150,7 @@ def test_a_shard_of_more_citizens_than_memory_can_index_them_all() -> None:
     before = _rss()
     shard = Shard(scen, 0, [0, 1 << 16, n], population=n, days=3, threads=1)
     st = shard.loop.st
-    assert st.counters.nbytes > 70 * 2**30  # 73 GiB of address space for one column
+    assert st.counters.nbytes > 36 * 2**30  # 37 GiB of address space for one column (int16)
     for day in range(3):
         shard.begin_day(day)
         for _ in range(engine.rounds_per_day(shard.loop.plan) - 1):

@@ -25,7 +25,7 @@ from credsim.exchange import Exchange
 from credsim.plan import Plan
 from credsim.prefetch import AHEAD, prefetch2
 from credsim.stages.dossier import entry_need
-from credsim.state import C, State
+from credsim.state import C, State, term_rows
 
 A_CURE, A_PENDING, A_GRADE_IN, A_GRADE_OUT, A_TERM = 0, 1, 2, 3, 4
 
@@ -320,8 +320,8 @@ def update_lists(plan: Plan, st: State, day: int, cures: ListExits, grade_change
         if seed is not None:
             term = ground_terms(plan, seed, day, ev.cit[ent], ev.lst[ent], term)
         has = term > 0
-        st.terms.push_by_day((day + term)[has], ev.cit[ent][has], ev.mode[ent][has], ev.lst[ent][has],
-                             np.full(int(has.sum()), day, np.int64))
+        st.terms.push_by_day((day + term)[has], *term_rows(ev.cit[ent][has], ev.mode[ent][has], ev.lst[ent][has],
+                                                           np.full(int(has.sum()), day, np.int64)))
     return ev
 
 
@@ -377,8 +377,8 @@ def enter_start_grades(plan: Plan, st: State, lo: int = 0, hi: int | None = None
                 st.counters[C["times_listed"], cit] += 1
             if plan.exit_term[li] > 0:
                 k = cit.shape[0]
-                st.terms.push_by_day(np.full(k, int(plan.exit_term[li]), np.int64), cit, np.full(k, m, np.int64),
-                                     np.full(k, li, np.int64), np.zeros(k, np.int64))
+                rows = term_rows(cit, np.full(k, m, np.int64), np.full(k, li, np.int64), np.zeros(k, np.int64))
+                st.terms.push_by_day(np.full(k, int(plan.exit_term[li]), np.int64), *rows)
             made += int(cit.shape[0])
     return made
 

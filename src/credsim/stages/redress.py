@@ -67,7 +67,7 @@ from credsim.names import APPEAL_ORDERS, EXIT_ROUTES, NOTICE_AT
 from credsim.plan import Plan, _group_table
 from credsim.scenario.schema import Redress as RedressSpec
 from credsim.stages import retraction
-from credsim.state import Queue, State
+from credsim.state import Queue, State, term_rows
 
 ROUTE = {r: i for i, r in enumerate(EXIT_ROUTES)}
 
@@ -568,8 +568,7 @@ class Redress:
                     continue
                 go = cand[_draw(self.seed, f"redress:repair:{self.plan.lists[li]}", day, cand) < p]
                 k = go.shape[0]
-                st.terms.push(day + 1, go.astype(np.int64), np.full(k, m, np.int64), np.full(k, li, np.int64),
-                              since[go].astype(np.int64))
+                st.terms.push(day + 1, *term_rows(go, np.full(k, m, np.int64), np.full(k, li, np.int64), since[go]))
                 if m == 0:
                     self.book.repairs.push(day + 1, go.astype(np.int64), np.full(k, li, np.int64))
 
