@@ -131,7 +131,7 @@ class FusedRules(NamedTuple):
     shared: np.ndarray
     in_scope: np.ndarray  # (B,)
     rule_points: np.ndarray  # (R,)
-    rtype_domain: np.ndarray
+    rtype_neg_row: np.ndarray  # (R,) row of neg_by_domain of each record type's domain (plan.neg_row)
     rtype_adverse: np.ndarray
     grade_mins: np.ndarray
     n_grades: int
@@ -195,7 +195,7 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
     B, beh_kind, k_inf, k_speech, cr = rules.n_beh, rules.beh_kind, rules.k_inf, rules.k_speech, rules.counter_rows
     cov_keys, cov, cov_group, det, surv = rules.cov_keys, rules.cov, rules.cov_group, rules.det, rules.surv
     obs, shared, in_scope = rules.obs, rules.shared, rules.in_scope
-    rule_points, rtype_domain, rtype_adverse = rules.rule_points, rules.rtype_domain, rules.rtype_adverse
+    rule_points, rtype_neg_row, rtype_adverse = rules.rule_points, rules.rtype_neg_row, rules.rtype_adverse
     mins, n_grades, by_grade = rules.grade_mins, rules.n_grades, rules.list_by_grade
     entry_grades, exit_on_recovery, resp_lists = rules.entry_grades, rules.exit_on_recovery, rules.resp_lists
     row_events, row_observed, row_rec, row_grade = rules.row_events, rules.row_observed, rules.row_rec, rules.row_grade
@@ -233,7 +233,7 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
             if rtype_adverse[bh]:
                 prefetch2(counters, c_adverse, ih)
                 if has_neg:
-                    prefetch2(neg_by_domain, rtype_domain[bh], ih)
+                    prefetch2(neg_by_domain, rtype_neg_row[bh], ih)
             prefetch2(score, 0, ih)
             prefetch2(score, 1, ih)
             prefetch2(grade, 0, ih)
@@ -297,7 +297,7 @@ def _apply(blk: int, start: int, k: int, gstart: int, lstart: int, day: int, det
                         score[m, i] += a
                         applied[e, m] = a
                         if m == 0 and a < 0 and has_neg:
-                            neg_by_domain[rtype_domain[t], i] += -a
+                            neg_by_domain[rtype_neg_row[t], i] += -a
                 a0 = np.float64(applied[e, 0])
                 if a0 < 0:
                     acc[0, r_lost, cell] += _fx(-a0)
@@ -516,7 +516,7 @@ class FusedDay:
             np.array([C[k] for k in ("events", "infractions", "speech", "records_true", "records_adverse",
                                      "times_listed", "days_listed")], np.int64),
             cov_keys, p.sen_cov, p.sen_cov_group, p.sen_det, p.sen_surv, p.sen_obs, p.sen_shared, p.beh_in_scope,
-            p.rule_points, p.rtype_domain, p.rtype_adverse, p.grade_mins, G,
+            p.rule_points, p.rtype_neg_row, p.rtype_adverse, p.grade_mins, G,
             p.list_by_grade if L else np.zeros(1, np.bool_),
             p.entry_grades, p.exit_on_recovery if L else np.zeros(1, np.bool_),
             np.array([[TRIGGERS[int(p.resp_trigger[q])] == "own_listed" and p.resp_lists[q, li]

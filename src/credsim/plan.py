@@ -59,6 +59,10 @@ class Plan:
     # record types (behaviours then association.<list>)
     rtypes: list[str]
     rtype_domain: np.ndarray
+    # the row of state.neg_by_domain that holds a domain's official points lost: one row per domain some rule takes
+    # points in (in domain order), then one row never written, which every other domain reads as 0
+    neg_row: np.ndarray  # (domains,)
+    rtype_neg_row: np.ndarray  # (R,) neg_row of each record type's domain
     rtype_adverse: np.ndarray  # (R,) bool: counts against the citizen (points lost, negative feature, blacklist)
     # sensors
     sensors: list[str]
@@ -254,6 +258,12 @@ def compile_plan(scen: Scenario) -> Plan:
             cap_period = sc.points.cap.period_days
             cap_loss, cap_gain = sc.points.cap.max_loss, sc.points.cap.max_gain
 
+    # only a rule that takes points writes a domain's row (a < 0 in the filing kernels): a domain no rule takes
+    # points in is read from a row of zeros (integrated: 10 of its 13 domains, 44 B a citizen, not 52)
+    losing = sorted({int(rtype_domain[t]) for t in np.flatnonzero(rule_points < 0)})
+    neg_row = np.full(len(domains), len(losing), dtype=np.int64)
+    neg_row[losing] = np.arange(len(losing))
+
     features: list[str] = []
     feat_types = np.zeros((R, 0), dtype=np.bool_)
     feat_expiry = np.zeros(0, dtype=np.int64)
@@ -344,6 +354,8 @@ def compile_plan(scen: Scenario) -> Plan:
         ),
         rtypes=rtypes,
         rtype_domain=rtype_domain,
+        neg_row=neg_row,
+        rtype_neg_row=neg_row[rtype_domain],
         rtype_adverse=rtype_adverse,
         sensors=sensors,
         sen_cov=np.array([s.coverage for s in ss], dtype=np.float64),

@@ -256,7 +256,7 @@ class State:
     resp_day: np.ndarray  # (Q, N) day_dtype: the day a response was last triggered plus 1, or 0 (never): zero pages
     # for whom no response reaches
     feat_count: np.ndarray  # (2, F, N) int16 or int32 (feat_dtype): live records counted by each model feature
-    neg_by_domain: np.ndarray  # (domains, N) float32: official points lost, by domain
+    neg_by_domain: np.ndarray  # (neg_rows, N) float32: official points lost, by domain (row: plan.neg_row)
     assoc_pts: np.ndarray  # (2, N) float32: points from association records
     counters: np.ndarray  # (len(COUNTERS), N) int16 or int32 (counter_dtype): lifetime counts
     records: Queue[Records] = field(default_factory=lambda: Queue(Records))  # due to be filed, by file day
@@ -338,7 +338,7 @@ def initial_state(plan: Plan, pop: Population, graph: Graph, lo: int = 0, hi: in
         cap_used=zeros((2, 2, n if plan.cap_period else 0), dtype=np.float32),
         resp_day=zeros((Q, n), dtype=day_dtype(plan, run_days)),
         feat_count=zeros((2, F, n), dtype=feat_dtype(plan, run_days)),
-        neg_by_domain=zeros((len(plan.domains) if plan.has_points else 0, n), dtype=np.float32),
+        neg_by_domain=zeros((neg_rows(plan), n), dtype=np.float32),
         assoc_pts=zeros((2, n if (plan.assoc_points != 0).any() else 0), dtype=np.float32),
         counters=zeros((len(COUNTERS), n), dtype=counter_dtype(plan, run_days)),
         money=zeros((len(plan.econ.money) if plan.econ is not None else 0, n), dtype=np.float64),
@@ -392,6 +392,12 @@ def list_count_dtype(plan: Plan, days: int) -> type[np.signedinteger[Any]]:
     """The type of the lists' entry counts (:func:`count_dtype`: the records of a list's entry rule within its
     window): 2 B a list and view when int16, not 4."""
     return count_dtype(plan, plan.entry_types, plan.entry_window, days)
+
+
+def neg_rows(plan: Plan) -> int:
+    """Rows of ``neg_by_domain``: with a points score, one for each domain some rule takes points in and one of
+    zeros for all the others (:attr:`credsim.plan.Plan.neg_row`); none without points."""
+    return int(plan.neg_row.max()) + 1 if plan.has_points and plan.neg_row.shape[0] else 0
 
 
 def counter_dtype(plan: Plan, days: int) -> type[np.signedinteger[Any]]:
@@ -450,7 +456,7 @@ def bytes_per_citizen(plan: Plan, days: int | None = None) -> int:
         + (16 if plan.cap_period else 0)
         + day * Q  # resp_day
         + 2 * F * np.dtype(feat_dtype(plan, run_days)).itemsize
-        + (4 * len(plan.domains) if plan.has_points else 0)
+        + 4 * neg_rows(plan)
         + (8 if (plan.assoc_points != 0).any() else 0)
         + 4  # metrics cell
         + (8 if plan.has_model else 0)

@@ -39,7 +39,7 @@ class FileRules(NamedTuple):
     n_beh: int
     rule_points: np.ndarray  # (R,) points per record type
     rule_expiry: np.ndarray  # (R,) days until the points are taken back
-    rtype_domain: np.ndarray  # (R,) domain of each record type
+    rtype_neg_row: np.ndarray  # (R,) row of neg_by_domain of each record type's domain (plan.neg_row)
     rtype_adverse: np.ndarray  # (R,) counts against the citizen (plan.rtype_adverse)
     cap_period: int  # 0: no cap
     cap_loss: float
@@ -88,7 +88,7 @@ class RecordColumns(NamedTuple):
 def file_rules(plan: Plan, st: State) -> FileRules:
     """Compile the file stage's rules from the plan (references to its arrays: free to rebuild), with the largest
     counts the state's count columns hold."""
-    return FileRules(plan.n_beh, plan.rule_points, plan.rule_expiry, plan.rtype_domain, plan.rtype_adverse,
+    return FileRules(plan.n_beh, plan.rule_points, plan.rule_expiry, plan.rtype_neg_row, plan.rtype_adverse,
                      plan.cap_period, plan.cap_loss, plan.cap_gain, plan.feat_types, plan.feat_expiry,
                      plan.entry_types, plan.entry_count, plan.entry_count_dim, plan.entry_count_g,
                      plan.entry_window, plan.entry_grace, plan.cure_types, plan.cure_slot,
@@ -117,7 +117,7 @@ def _hint(i: int, t: int, rules: FileRules, cols: DossierColumns) -> None:
         prefetch2(cols.score, 0, i)
         prefetch2(cols.score, 1, i)
         if rules.rule_points[t] < 0.0 and cols.neg_by_domain.shape[0] > 0:
-            prefetch2(cols.neg_by_domain, rules.rtype_domain[t], i)
+            prefetch2(cols.neg_by_domain, rules.rtype_neg_row[t], i)
     if t < rules.n_beh:
         prefetch2(cols.counters, rules.c_true, i)
         if rules.rtype_adverse[t]:
@@ -133,7 +133,7 @@ def _hint(i: int, t: int, rules: FileRules, cols: DossierColumns) -> None:
 def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: DossierColumns):  # type: ignore[no-untyped-def]
     cit, rtype, official, shadow, true = rec.cit, rec.rtype, rec.official, rec.shadow, rec.true
     n_beh, rule_points, rule_expiry = rules.n_beh, rules.rule_points, rules.rule_expiry
-    rtype_domain, rtype_adverse, c_adverse = rules.rtype_domain, rules.rtype_adverse, rules.c_adverse
+    rtype_neg_row, rtype_adverse, c_adverse = rules.rtype_neg_row, rules.rtype_adverse, rules.c_adverse
     cap_period, cap_loss, cap_gain = rules.cap_period, rules.cap_loss, rules.cap_gain
     feat_types, feat_expiry = rules.feat_types, rules.feat_expiry
     entry_types, entry_count, entry_window = rules.entry_types, rules.entry_count, rules.entry_window
@@ -207,7 +207,7 @@ def _file(rec: RecordColumns, day: int, horizon: int, rules: FileRules, cols: Do
                     score[m, i] += a
                     applied[r, m] = a
                     if m == 0 and a < 0 and neg_by_domain.shape[0] > 0:
-                        neg_by_domain[rtype_domain[t], i] += -a
+                        neg_by_domain[rtype_neg_row[t], i] += -a
                     if t >= n_beh and assoc_pts.shape[1] > 0:
                         assoc_pts[m, i] += a
                     due = day + rule_expiry[t]
@@ -280,7 +280,7 @@ def _merge_views(s0: int, s1: int, end: int, day: np.ndarray, code: np.ndarray, 
 
 
 @njit(cache=True)
-def _expire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, n_beh: int, rtype_domain: np.ndarray,
+def _expire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, n_beh: int, rtype_neg_row: np.ndarray,
             score: np.ndarray, neg_by_domain: np.ndarray, assoc_pts: np.ndarray, feat_count: np.ndarray) -> None:
     """Take back points and feature counts (view 2 means both views)."""
     for k in range(cit.shape[0]):
@@ -291,7 +291,7 @@ def _expire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, n_beh: int, rtyp
             if kind == K_POINTS:
                 score[m, i] -= amt[k]
                 if m == 0 and amt[k] < 0 and neg_by_domain.shape[0] > 0:
-                    neg_by_domain[rtype_domain[j], i] -= -amt[k]
+                    neg_by_domain[rtype_neg_row[j], i] -= -amt[k]
                 if j >= n_beh and assoc_pts.shape[1] > 0:
                     assoc_pts[m, i] -= amt[k]
             else:
@@ -311,7 +311,7 @@ def _expire_lists(cit: np.ndarray, code: np.ndarray, seq: np.ndarray, list_count
 
 
 @njit(cache=True)
-def _unexpire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, n_beh: int, rtype_domain: np.ndarray,
+def _unexpire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, n_beh: int, rtype_neg_row: np.ndarray,
               score: np.ndarray, neg_by_domain: np.ndarray, assoc_pts: np.ndarray, feat_count: np.ndarray) -> None:
     """Cancel take-backs of retracted records (undo items name one view each): the inverse of ``_expire``."""
     for k in range(cit.shape[0]):
@@ -319,7 +319,7 @@ def _unexpire(cit: np.ndarray, code: np.ndarray, amt: np.ndarray, n_beh: int, rt
         if kind == K_POINTS:
             score[m, i] += amt[k]
             if m == 0 and amt[k] < 0 and neg_by_domain.shape[0] > 0:
-                neg_by_domain[rtype_domain[j], i] += -amt[k]
+                neg_by_domain[rtype_neg_row[j], i] += -amt[k]
             if j >= n_beh and assoc_pts.shape[1] > 0:
                 assoc_pts[m, i] += amt[k]
         else:
@@ -360,7 +360,7 @@ def expire(plan: Plan, st: State, day: int) -> ScoreChanges:
         _expire_lists(lc, lcode, lseq, st.list_count, st.cured_seq, plan.cure_slot)
     cit, code, amt = st.expiry.pop(day)
     if cit.shape[0]:
-        _expire(cit, code, amt, plan.n_beh, plan.rtype_domain, st.score, st.neg_by_domain,
+        _expire(cit, code, amt, plan.n_beh, plan.rtype_neg_row, st.score, st.neg_by_domain,
                 st.assoc_pts, st.feat_count)
     pts = ((code >> 2) & 3) == K_POINTS
     c, v, a = cit[pts].astype(np.int64), (code[pts] & 3).astype(np.int64), amt[pts].astype(np.float64)
@@ -382,7 +382,7 @@ def _undo_expiry(plan: Plan, st: State, day: int) -> ScoreChanges | None:
     cit, code, amt = st.expiry_undo.pop(day)
     if cit.shape[0] == 0:
         return None
-    _unexpire(cit, code, amt, plan.n_beh, plan.rtype_domain, st.score, st.neg_by_domain, st.assoc_pts, st.feat_count)
+    _unexpire(cit, code, amt, plan.n_beh, plan.rtype_neg_row, st.score, st.neg_by_domain, st.assoc_pts, st.feat_count)
     pts = ((code >> 2) & 3) == K_POINTS
     return ScoreChanges(cit[pts].astype(np.int64), (code[pts] & 3).astype(np.int64), amt[pts].astype(np.float64))
 

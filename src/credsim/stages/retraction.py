@@ -98,7 +98,7 @@ def _points(plan: Plan, st: State, day: int, horizon: int, m: int, i: np.ndarray
     np.subtract.at(st.score[m], i, a)
     if m == 0 and st.neg_by_domain.shape[0]:
         lost = a < 0
-        np.subtract.at(st.neg_by_domain, (plan.rtype_domain[t[lost]], i[lost]), -a[lost])
+        np.subtract.at(st.neg_by_domain, (plan.rtype_neg_row[t[lost]], i[lost]), -a[lost])
     if st.assoc_pts.shape[1]:
         assoc = t >= plan.n_beh
         np.subtract.at(st.assoc_pts[m], i[assoc], a[assoc])

@@ -55,6 +55,7 @@ class SanctionRules(NamedTuple):
     list_by_grade: np.ndarray  # (L,)
     entry_grades: np.ndarray  # (L, G)
     beh_domain: np.ndarray  # (B,)
+    neg_row: np.ndarray  # (domains,) row of neg_by_domain holding a domain's points lost (plan.neg_row)
     grade_mins: np.ndarray  # (G-1,) descending
     points_graded: bool  # grades come from the points score (association-only can be judged)
     own_domain: np.ndarray  # (K,) only records of the attempt's domain count (cross-context counterfactual)
@@ -84,7 +85,7 @@ def sanction_rules(plan: Plan) -> SanctionRules:
         plan.list_domain if has_lists else np.zeros(1, np.int64),
         plan.list_by_grade if has_lists else np.zeros(1, np.bool_),
         plan.entry_grades if has_lists else np.zeros((1, 1), np.bool_),
-        plan.beh_domain, plan.grade_mins, plan.grade_source == "points" and bool(plan.grades),
+        plan.beh_domain, plan.neg_row, plan.grade_mins, plan.grade_source == "points" and bool(plan.grades),
         plan.san_own_domain, float(plan.points_base),
         np.array([C[k] for k in ("attempts", "denied", "rewarded", "wrongful", "missed", "association_only")],
                  dtype=np.int64),
@@ -108,7 +109,7 @@ def _compound(k: int, i: int, m: int, how: int, dom: int, rules: SanctionRules, 
     mod = cols.mscore[m, i] if cols.mscore.shape[1] > 0 else 0.0
     g = cols.grade[m, i]
     if how == VIEW_OWN_DOMAIN and cols.neg_by_domain.shape[0] > 0:
-        pts = _base(i, rules, cols.groups) - cols.neg_by_domain[dom, i]
+        pts = _base(i, rules, cols.groups) - cols.neg_by_domain[rules.neg_row[dom], i]
     elif how == VIEW_ADJUSTED and cols.assoc_pts.shape[1] > 0:
         pts = cols.score[m, i] - cols.assoc_pts[m, i]
     if how != VIEW_AS_IS and rules.points_graded:
@@ -119,14 +120,15 @@ def _compound(k: int, i: int, m: int, how: int, dom: int, rules: SanctionRules, 
 
 
 @njit(cache=True)
-def _own_domain_hit(k: int, li: int, i: int, dom: int, san_grades: np.ndarray, list_domain: np.ndarray,
+def _own_domain_hit(k: int, li: int, i: int, dom: int, row: int, san_grades: np.ndarray, list_domain: np.ndarray,
                     list_by_grade: np.ndarray, entry_grades: np.ndarray, listed: np.ndarray, grade: np.ndarray,
                     neg_by_domain: np.ndarray, mins: np.ndarray, points_graded: bool, points_base: float) -> bool:
-    """Whether sanction ``k`` applies to citizen ``i`` counting only records of domain ``dom`` (official)."""
+    """Whether sanction ``k`` applies to citizen ``i`` counting only records of domain ``dom`` (official; its
+    points lost are in ``neg_by_domain``'s row ``row``)."""
     if li >= 0 and not list_by_grade[li]:
         return listed[0, li, i] == 1 and list_domain[li] == dom
     if points_graded and neg_by_domain.shape[0] > 0:
-        g = _grade(points_base - neg_by_domain[dom, i], mins)
+        g = _grade(points_base - neg_by_domain[row, i], mins)
     else:
         g = grade[0, i]
     return entry_grades[li, g] if li >= 0 else san_grades[k, g]
@@ -169,7 +171,8 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
                     hit = _compound(k, i, m, VIEW_OWN_DOMAIN if m == 0 and own_domain[k] else VIEW_AS_IS,
                                     beh_domain[b], rules, cols, reading)
                 elif m == 0 and own_domain[k]:
-                    hit = _own_domain_hit(k, li, i, beh_domain[b], san_grades, list_domain, list_by_grade,
+                    hit = _own_domain_hit(k, li, i, beh_domain[b], rules.neg_row[beh_domain[b]], san_grades,
+                                          list_domain, list_by_grade,
                                           entry_grades, listed, grade, neg_by_domain, mins, points_graded,
                                           _base(i, rules, cols.groups))
                 else:
@@ -202,7 +205,7 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
                 tot = 0.0
                 for d in range(neg_by_domain.shape[0]):
                     tot += neg_by_domain[d, i]
-                cross[a] = 0.0 if tot <= 0 else (tot - neg_by_domain[dom, i]) / tot
+                cross[a] = 0.0 if tot <= 0 else (tot - neg_by_domain[rules.neg_row[dom], i]) / tot
                 if points_graded and assoc_pts.shape[1] > 0 and assoc_pts[0, i] < 0:
                     g = _grade(score[0, i] - assoc_pts[0, i], mins)
                     still = entry_grades[li, g] if li >= 0 else san_grades[k, g]
@@ -235,7 +238,7 @@ def _compound_denial(a: int, k: int, i: int, dom: int, rules: SanctionRules, col
         tot = 0.0
         for d in range(cols.neg_by_domain.shape[0]):
             tot += cols.neg_by_domain[d, i]
-        cross[a] = 0.0 if tot <= 0 else (tot - cols.neg_by_domain[dom, i]) / tot
+        cross[a] = 0.0 if tot <= 0 else (tot - cols.neg_by_domain[rules.neg_row[dom], i]) / tot
     if (cols.assoc_pts.shape[1] > 0 and cols.assoc_pts[0, i] < 0
             and not _compound(k, i, 0, VIEW_ADJUSTED, dom, rules, cols, reading)):
         assoc_only[a] = 1
