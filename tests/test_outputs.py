@@ -8,13 +8,16 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 import credsim
+from credsim import store
 from credsim.arrowcols import ROW_GROUP
 from credsim.cli import app
+from credsim.engine import simulate
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +176,31 @@ def test_more_citizens_than_a_row_group_are_written_as_parts_the_same_for_any_th
                         out=tmp_path / "small")
     assert table.schema == pq.read_schema(small.dir / "citizens.parquet")
     assert runs[2].sql("SELECT count(*), count(DISTINCT citizen) FROM citizens") == [(n, n)]
+
+
+def _ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
+
+
+def test_a_run_writes_its_event_log_then_lets_it_go(tmp_path: Path) -> None:
+    """The event log is written before the citizens and, for a caller done with the result (as ``credsim.run``
+    is), dropped once written: the file holds every row, and the log refuses to be read again rather than
+    read as empty."""
+    scen = credsim.load_scenario("integrated", {"population.size": 5_000, "run.days": 90})
+    result = simulate(scen)
+    held = result.events.to_arrow()
+    assert held.num_rows > 400 and set(held.column("kind").to_pylist()) == {"list", "grade", "denial"}
+    out = store.write_run(result, scen, tmp_path / "run", wall=0.0, release_events=True)
+    assert _ipc(pq.read_table(out / "events.parquet")) == _ipc(held)  # bytes: NaN (no cross) is not == NaN
+    with pytest.raises(RuntimeError, match="released"):
+        result.events.to_arrow()
+    with pytest.raises(RuntimeError, match="released"):
+        result.events.rows()
+    # the same files as a run that keeps its log, and as credsim.run
+    kept = store.write_run(simulate(scen), scen, tmp_path / "kept", wall=0.0)
+    ran = credsim.run(scen, out=tmp_path / "ran").dir
+    for name in ("events.parquet", "citizens.parquet", "traces.parquet", "metrics.parquet"):
+        assert (out / name).read_bytes() == (kept / name).read_bytes() == (ran / name).read_bytes(), name

@@ -99,6 +99,7 @@ class EventLog:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.parts: list[dict[str, np.ndarray]] = []
+        self.released = False  # see release()
         # one string table for every item: grades, then lists, then behaviours
         self.items = list(plan.grades) + list(plan.lists) + list(plan.beh)
         self.sanctions = list(plan.sanctions) + [""]
@@ -159,8 +160,19 @@ class EventLog:
             self._add(day, cit, 2, G + L + a.beh[sel], view, None, _same(np.nan, cit.shape[0], np.float32),
                       names, a.cross[sel], gravity, a.assoc_only[sel])
 
+    def release(self) -> None:
+        """Drop the rows (once written, by a caller that reads the log no more): their memory goes back before
+        the run writes its citizens. A released log refuses to be read or written, rather than read as empty."""
+        self.parts = []
+        self.released = True
+
+    def _held(self) -> list[dict[str, np.ndarray]]:
+        if self.released:
+            raise RuntimeError("this event log was released after it was written; read events.parquet instead")
+        return self.parts
+
     def rows(self) -> int:
-        return sum(part["citizen"].shape[0] for part in self.parts)
+        return sum(part["citizen"].shape[0] for part in self._held())
 
     def _table(self, parts: list[dict[str, np.ndarray]]) -> pa.Table:
         def col(c: str, dtype: type) -> np.ndarray:
@@ -192,13 +204,13 @@ class EventLog:
 
     def to_arrow(self) -> pa.Table:
         """The whole log as one table (for small logs and tests; files are written by :meth:`write_parquet`)."""
-        return self._table(self.parts)
+        return self._table(self._held())
 
     def _groups(self, size: int) -> Iterator[list[dict[str, np.ndarray]]]:
         """The parts cut into consecutive pieces of exactly ``size`` rows (the last may be shorter)."""
         piece: list[dict[str, np.ndarray]] = []
         have = 0
-        for part in self.parts:
+        for part in self._held():
             k = part["citizen"].shape[0]
             at = 0
             while at < k:

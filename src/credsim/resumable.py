@@ -315,12 +315,13 @@ class _Session:
         if self.manifest.get("warnings"):
             extra["warnings"] = self.manifest["warnings"]
         if not self.durable:
-            store.write_run(result, self.scen, self.out, wall=wall, extra=extra, overwrite=self.overwrite)
+            store.write_run(result, self.scen, self.out, wall=wall, extra=extra, overwrite=self.overwrite,
+                            release_events=True)
             return self.out
         try:
             final = self.out / FINAL_DIR
             shutil.rmtree(final, ignore_errors=True)
-            store.write_run(result, self.scen, final, wall=wall, extra=extra)
+            store.write_run(result, self.scen, final, wall=wall, extra=extra, release_events=True)
             files = store.read_manifest(final)["files"]
             # a sharded run's parts sit in one folder per table (citizens/part-00000.parquet): move the folder
             for top in dict.fromkeys(name.split("/")[0] for name in files):
