@@ -52,6 +52,22 @@ def applied() -> bool:
     return _applied
 
 
+def give_back() -> bool:
+    """Return the free pages inside glibc's heap to the system (``malloc_trim``); whether glibc did.
+
+    Why: freeing many small blocks (the event log's daily parts, a few kilobytes each) leaves free space
+    between blocks still in use, which glibc keeps. After a run has written its event log and dropped it,
+    trimming gives back its memory (21 MB of 611 at 10^6 citizens x 365 days of ``integrated``; nothing
+    without the trim) before the citizens are written, where the run peaks."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return bool(trim(0))
+
+
 # a whole-population column of a shard smaller than this is allocated as usual
 UNRESERVED_MIN = 1 << 20
 # Linux's MAP_NORESERVE (Python's mmap names it from 3.12 on); its value on x86-64 and ARM64

@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from credsim import catalog, outdir, threads
+from credsim import allocator, catalog, outdir, threads
 from credsim.engine import Result
 from credsim.partitions import Partitioned, table_files, write_events, write_part, write_row_parts
 from credsim.safeio import MANIFEST_BYTES, read_json_object
@@ -68,6 +68,7 @@ def _write_tables(result: Result | Partitioned, tmp: Path, release_events: bool)
         events.append(write_events(result.events, tmp, "events.parquet"))
         if release_events:
             result.events.release()
+            allocator.give_back()  # its small parts' memory stays in glibc's heap otherwise
     names = ["metrics.parquet",
              *write_row_parts(result.citizens_table, result.state.n, tmp, "citizens", threads.current()),
              write_part(result.tracer.to_arrow(), tmp, "traces.parquet"), *events]
