@@ -1,7 +1,8 @@
 """Each built-in scenario at a given size: citizen-days/s, peak RSS, bytes per citizen, time per stage.
 
 Each measurement runs in a fresh subprocess (``python -m benchmarks.scenarios NAME N DAYS``), so
-peak RSS is that run's own and compile caches are warm but nothing else is shared.
+peak RSS is that run's own and compile caches are warm but nothing else is shared. Resident memory is also
+sampled every 20 ms, to tell the peak before the run writes its files from the peak while it writes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,37 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+class RssTrace:
+    """This process's resident memory every ``every`` seconds on a thread of its own, to split a run's peak into
+    the part reached before it writes its files and the part while it writes."""
+
+    def __init__(self, every: float = 0.02) -> None:
+        self.every = every
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        self.samples.append((time.perf_counter(), int(line.split()[1]) * 1024))
+                        break
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> RssTrace:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def max_between(self, t0: float, t1: float) -> int:
+        return max((r for t, r in self.samples if t0 <= t < t1), default=0)
+
+
 def measure_one(name: str, n: int, days: int, write: bool = True) -> dict[str, Any]:
     import credsim
     from credsim.engine import simulate
@@ -34,17 +67,23 @@ def measure_one(name: str, n: int, days: int, write: bool = True) -> dict[str, A
     scen = credsim.load_scenario(name, {"population.size": n, "run.days": days})
     est = estimate_memory(scen).total
     t0 = time.perf_counter()
-    if write:
-        with tempfile.TemporaryDirectory() as tmp:
-            run = credsim.run(scen, out=Path(tmp) / "run")
-            timings = run.manifest["timings_s"]
-    else:
-        res = simulate(scen)
-        timings = res.timings
-    wall = time.perf_counter() - t0
+    with RssTrace() as trace:
+        if write:
+            with tempfile.TemporaryDirectory() as tmp:
+                run = credsim.run(scen, out=Path(tmp) / "run")
+                timings = run.manifest["timings_s"]
+        else:
+            res = simulate(scen)
+            timings = res.timings
+        t1 = time.perf_counter()
+    wall = t1 - t0
     rss = peak_rss()
+    # the run's own clock: writing is its last ``write`` seconds (then the temporary directory is removed)
+    writing = t1 - timings.get("write", 0.0) if write else t1
     return {"scenario": name, "n": n, "days": days, "wall_s": round(wall, 3),
             "rate": n * days / wall, "peak_rss_bytes": rss, "bytes_per_citizen": rss / n,
+            "sampled_before_write_bytes": trace.max_between(t0, writing),
+            "sampled_while_writing_bytes": trace.max_between(writing, t1),
             "estimate_bytes": est, "timings_s": {k: round(v, 3) for k, v in timings.items()}}
 
 
