@@ -78,7 +78,7 @@ def test_citizens_written_a_row_group_at_a_time_are_the_whole_tables_bytes(tmp_p
     ``write_part`` writes from the whole table, byte for byte (row groups of 1,000 rows here, so a
     5,500-citizen run has six, the last shorter; dictionary, boolean and numeric columns)."""
     res = simulate(credsim.load_scenario("integrated", {"population.size": 5_500, "run.days": 20}))
-    monkeypatch.setattr(partitions, "ROW_GROUP", 1_000)
+    monkeypatch.setattr(partitions, "GROUP", 1_000)
     partitions.write_rows(res.citizens_table, 0, res.state.n, tmp_path, "pieces.parquet")
     whole = res.citizens_table()
     pq.write_table(whole, tmp_path / "whole.parquet", row_group_size=1_000, **arrowcols.parquet_options(whole.schema))

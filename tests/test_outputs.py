@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import credsim
-from credsim import store
+from credsim import partitions, store
 from credsim.arrowcols import ROW_GROUP
 from credsim.cli import app
 from credsim.engine import simulate
@@ -156,9 +156,10 @@ def test_scenario_without_sensors_runs(tmp_path: Path) -> None:
 
 
 def test_more_citizens_than_a_row_group_are_written_as_parts_the_same_for_any_thread_count(tmp_path: Path) -> None:
-    """Above one Parquet row group of citizens a single process writes ``citizens/part-NNNNN.parquet``, a row
-    group each, encoded side by side; the parts are the same bytes with one thread or two, and read together
-    (the API, the SQL views) they are every citizen once, in id order, with the columns of the one file."""
+    """Above a part's 2^20 citizens a single process writes ``citizens/part-NNNNN.parquet``, encoded side by side,
+    in row groups of 2^17 (what a writer holds at once); the parts are the same bytes with one thread or two,
+    and read together (the API, the SQL views) they are every citizen once, in id order, with the columns of
+    the one file."""
     n = ROW_GROUP + 1_000
     scen = credsim.load_scenario("court-defaulters", {"population.size": n, "run.days": 2})
     runs = {t: credsim.run(scen, out=tmp_path / f"t{t}", threads=t) for t in (1, 2)}
@@ -170,6 +171,8 @@ def test_more_citizens_than_a_row_group_are_written_as_parts_the_same_for_any_th
     for name in [*parts, "metrics.parquet"]:
         assert (one / name).read_bytes() == (two / name).read_bytes(), name
     assert [pq.ParquetFile(one / p).metadata.num_rows for p in parts] == [ROW_GROUP, 1_000]
+    first = pq.ParquetFile(one / parts[0]).metadata
+    assert [first.row_group(g).num_rows for g in range(first.num_row_groups)] == [partitions.GROUP] * 8
     table = runs[1].citizens()
     assert table.column("citizen").to_numpy().tolist() == list(range(n))
     small = credsim.run(credsim.load_scenario("court-defaulters", {"population.size": 1_000, "run.days": 2}),

@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from credsim import allocator, shard_graph
 from credsim import checkpoint as ckpt
-from credsim import shard_graph
 from credsim.engine import DEFAULT_BLOCK, Begun, Loop, begin, citizens_table, complete
 from credsim.exchange import Inbox, Outbox
 from credsim.partitions import part_name, write_events, write_part, write_rows
@@ -203,14 +203,19 @@ class Shard:
     def write_parts(self, run_dir: str) -> list[str]:
         """Write this shard's part of ``citizens``, ``traces``, ``events`` (and ``cases``/``stays`` with a
         redress section) into ``run_dir``; return their run-relative names. Nothing citizen-level
-        leaves the shard: at country scale the driver could not hold it."""
+        leaves the shard: at country scale the driver could not hold it. The shard's event log is let go once
+        written (:meth:`credsim.eventlog.EventLog.release`): this is the shard's last call."""
         lp, k, out = self.loop, self.index, Path(run_dir)
         def rows(a: int, b: int) -> pa.Table:
             return citizens_table(lp.plan, lp.st, lp.tracer.mask, a, b)
 
+        # the event log first, then let go, as a single process does (store._write_tables): the shard peaks
+        # while it writes its citizens
+        events = write_events(lp.events, out, part_name("events", k))
+        lp.events.release()
+        allocator.give_back()
         names = [write_rows(rows, self.lo, self.hi, out, part_name("citizens", k)),
-                 write_part(lp.tracer.to_arrow(), out, part_name("traces", k)),
-                 write_events(lp.events, out, part_name("events", k))]
+                 write_part(lp.tracer.to_arrow(), out, part_name("traces", k)), events]
         for stage in lp.stages:
             if isinstance(stage, Redress):
                 cases, stays = stage.tables(lp.st)
