@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -17,7 +18,8 @@ import credsim
 from credsim import partitions, store
 from credsim.arrowcols import ROW_GROUP
 from credsim.cli import app
-from credsim.engine import simulate
+from credsim.engine import citizen_rows, simulate
+from credsim.state import COUNTERS
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +209,20 @@ def test_a_run_writes_its_event_log_then_lets_it_go(tmp_path: Path) -> None:
     ran = credsim.run(scen, out=tmp_path / "ran").dir
     for name in ("events.parquet", "citizens.parquet", "traces.parquet", "metrics.parquet"):
         assert (out / name).read_bytes() == (kept / name).read_bytes() == (ran / name).read_bytes(), name
+
+
+def test_counters_written_through_one_reused_buffer_are_each_row_groups_own(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A writer widens the int16 counters of each row group into one buffer per thread, reused for the next
+    row group once the last is written (``engine.citizen_rows``): every row group read back holds its own
+    citizens' counts, equal to the state's, and the same bytes as tables built afresh."""
+    res = simulate(credsim.load_scenario("court-defaulters", {"population.size": 5_500, "run.days": 30}))
+    assert res.state.counters.dtype == np.int16 and res.state.counters.any()
+    monkeypatch.setattr(partitions, "GROUP", 1_000)
+    rows = citizen_rows(res.plan, res.state, res.tracer.mask)
+    partitions.write_rows(rows, 0, res.state.n, tmp_path, "reused.parquet")
+    partitions.write_rows(res.citizens_table, 0, res.state.n, tmp_path, "fresh.parquet")
+    back = pq.read_table(tmp_path / "reused.parquet")
+    assert pq.ParquetFile(tmp_path / "reused.parquet").metadata.num_row_groups == 6
+    for c, name in enumerate(COUNTERS):
+        assert np.array_equal(back.column(f"n_{name}").to_numpy(), res.state.counters[c]), name
+    assert (tmp_path / "reused.parquet").read_bytes() == (tmp_path / "fresh.parquet").read_bytes()

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from credsim import allocator, catalog, outdir, threads
-from credsim.engine import Result
+from credsim.engine import Result, citizen_rows
 from credsim.partitions import Partitioned, table_files, write_events, write_part, write_row_parts
 from credsim.safeio import MANIFEST_BYTES, read_json_object
 from credsim.scenario.keypath import dump
@@ -70,7 +70,8 @@ def _write_tables(result: Result | Partitioned, tmp: Path, release_events: bool)
             result.events.release()
             allocator.give_back()  # its small parts' memory stays in glibc's heap otherwise
     names = ["metrics.parquet",
-             *write_row_parts(result.citizens_table, result.state.n, tmp, "citizens", threads.current()),
+             *write_row_parts(citizen_rows(result.plan, result.state, result.tracer.mask), result.state.n, tmp,
+                              "citizens", threads.current()),
              write_part(result.tracer.to_arrow(), tmp, "traces.parquet"), *events]
     if result.redress is not None:  # objections and stays by exit route (stages/redress.py)
         names.append(write_part(result.redress[0], tmp, "cases.parquet"))

@@ -37,11 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from credsim import allocator, shard_graph
 from credsim import checkpoint as ckpt
-from credsim.engine import DEFAULT_BLOCK, Begun, Loop, begin, citizens_table, complete
+from credsim.engine import DEFAULT_BLOCK, Begun, Loop, begin, citizen_rows, complete
 from credsim.exchange import Inbox, Outbox
 from credsim.partitions import part_name, write_events, write_part, write_rows
 from credsim.sampling import CHUNK
@@ -206,8 +205,7 @@ class Shard:
         leaves the shard: at country scale the driver could not hold it. The shard's event log is let go once
         written (:meth:`credsim.eventlog.EventLog.release`): this is the shard's last call."""
         lp, k, out = self.loop, self.index, Path(run_dir)
-        def rows(a: int, b: int) -> pa.Table:
-            return citizens_table(lp.plan, lp.st, lp.tracer.mask, a, b)
+        rows = citizen_rows(lp.plan, lp.st, lp.tracer.mask)
 
         # the event log first, then let go, as a single process does (store._write_tables): the shard peaks
         # while it writes its citizens
