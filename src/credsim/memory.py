@@ -52,7 +52,10 @@ class Estimate:
     parts: dict[str, int]
 
     def describe(self) -> str:
-        return ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in self.parts.items())
+        text = ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in self.parts.items())
+        if self.total < sum(self.parts.values()):
+            text += "; the graph is built before the state exists, so the total is the larger phase, not the sum"
+        return text
 
 
 # contestable record int64, false flag uint8, notice day int32, contested record int64, open case uint8
@@ -196,11 +199,15 @@ def estimate_memory(scen: Scenario, shards: int = 1) -> Estimate:
         parts["redress book"] = n * len(plan.lists) * REDRESS_BYTES_PER_LIST
     if scen.investigations:  # the day each citizen was last investigated, int32 (stages/investigate.py)
         parts["investigation book"] = n * len(scen.investigations) * 4
-    if shards == 1:
-        return Estimate(sum(parts.values()), parts)
-    # a shard builds its graph rows before its state exists: its peak is the larger of the two phases
-    build = parts["interpreter"] + parts["graph build (temporary)"] + n * (len(plan.dims) + 4 * len(plan.traits))
+    # the graph is built before the state exists (engine.complete), so a run's peak is the larger of the two
+    # phases, not their sum: while it builds, the interpreter, the population and the graph with its temporaries
+    population = n * (len(plan.dims) + 4 * len(plan.traits))
     run = sum(v for k, v in parts.items() if k != "graph build (temporary)")
+    if shards == 1:
+        build = parts["interpreter"] + population + parts["graph"] + parts["graph build (temporary)"]
+        return Estimate(max(build, run), parts)
+    # a shard builds its graph rows before its state exists: its peak is the larger of the two phases
+    build = parts["interpreter"] + parts["graph build (temporary)"] + population
     return Estimate(shards * max(build, run), {k: v * shards for k, v in parts.items()})
 
 
