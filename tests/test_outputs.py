@@ -226,3 +226,25 @@ def test_counters_written_through_one_reused_buffer_are_each_row_groups_own(tmp_
     for c, name in enumerate(COUNTERS):
         assert np.array_equal(back.column(f"n_{name}").to_numpy(), res.state.counters[c]), name
     assert (tmp_path / "reused.parquet").read_bytes() == (tmp_path / "fresh.parquet").read_bytes()
+
+
+def test_events_are_written_in_row_groups_of_the_citizens_size(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The event log is written one row group of ``partitions.GROUP`` rows at a time (what the writer holds
+    while the run is at its peak): the rows read back are the log's, in order, whatever the group size."""
+    scen = credsim.load_scenario("integrated", {"population.size": 5_000, "run.days": 90})
+    result = simulate(scen)
+    held = result.events.to_arrow()
+    monkeypatch.setattr(partitions, "GROUP", 100)
+    out = store.write_run(result, scen, tmp_path / "run", wall=0.0)
+    meta = pq.ParquetFile(out / "events.parquet").metadata
+    assert meta.num_row_groups == -(-held.num_rows // 100) > 1
+    back = pq.read_table(out / "events.parquet")
+    assert back.schema == held.schema and back.num_rows == held.num_rows
+    for name in held.column_names:
+        x, y = back.column(name).combine_chunks(), held.column(name).combine_chunks()
+        if pa.types.is_dictionary(x.type):
+            x, y = x.dictionary_decode(), y.dictionary_decode()
+        if pa.types.is_floating(x.type):  # NaN (no cross-context share) is not == NaN
+            assert np.array_equal(x.to_numpy(), y.to_numpy(), equal_nan=True), name
+        else:
+            assert x.to_pylist() == y.to_pylist(), name

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from credsim.partitions import GROUP
 from credsim.plan import Plan, compile_plan
 from credsim.scenario.schema import Scenario
 from credsim.stages.dossier import lifetime
@@ -36,10 +37,11 @@ TRACE_ROWS_PER_EVENT = 3.0
 # the audit event log (eventlog.py): status changes are a fraction of the records filed; measured at
 # 10^6 x 365 days: 0.25 rows per filed record for integrated, 0.20 for commercial-score (monthly
 # re-grading included); twice the larger. A row takes 8-12 bytes (grade, list) or 40 (denial) while kept;
-# written, one row group of widened columns (1 Mi rows x 61 bytes) and its encoded copy are alive at once.
+# written, one row group of widened columns (partitions.GROUP rows x 61 bytes) and its encoded copy are alive
+# at once.
 EVENT_ROWS_PER_RECORD = 0.5
 EVENT_ROW_BYTES = 24
-EVENT_WRITE_BYTES = 2 * 1024 * 1024 * 61
+EVENT_WRITE_BYTES = 2 * GROUP * 61
 
 
 class MemoryRefused(RuntimeError):

@@ -9,7 +9,7 @@ table together, in part order, which is citizen-id order for ``citizens``. A sin
 run writes the one file ``citizens.parquet`` up to 1,048,576 citizens, and above that parts of that
 many each, encoded side by side on the run's threads (pyarrow's encoder runs on one thread per file:
 2.3 s of a 10^7-citizen run's 5.7 s); both layouts are read the same way. Citizens are written in row
-groups of 131,072 (:data:`GROUP`), the other tables in row groups of 1,048,576.
+groups of 131,072 (:data:`GROUP`), and so are events; the other tables in row groups of 1,048,576.
 """
 
 from __future__ import annotations
@@ -69,21 +69,22 @@ class Partitioned:
     has_redress: bool = False
 
 
+# the row groups of the citizens and events tables: 2^17 rows. A writer holds one row group's new columns (the
+# id, the counters widened to int32, an event's widened columns, ...) and its encoded pages until it is written,
+# and a run peaks while it writes. court-defaulters at 10^7: 130-155 MB above the days with row groups of a
+# part's 2^20 citizens, 35-56 MB with 2^17, in the same time and 0.2% more bytes (DuckDB's own row groups are
+# 122,880 rows)
+GROUP = 1 << 17
+
+
 def write_events(events: EventLog, directory: Path, name: str) -> str:
-    """Write an audit event log (the whole ``events.parquet`` or a shard's part) one row group at a time
-    (:meth:`credsim.eventlog.EventLog.write_parquet`: the bytes of one table, a fraction of its memory)."""
+    """Write an audit event log (the whole ``events.parquet`` or a shard's part) one row group of :data:`GROUP`
+    rows at a time (:meth:`credsim.eventlog.EventLog.write_parquet`: the bytes of one table, a fraction of its
+    memory)."""
     path = directory / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    events.write_parquet(path)
+    events.write_parquet(path, GROUP)
     return name
-
-
-# the row groups of a table written by write_rows (the citizens): 2^17 rows, an eighth of a part. A row group's
-# new columns (the id, the counters widened to int32, ...) and its encoded pages are held until it is written,
-# and a run peaks while it writes its citizens. court-defaulters at 10^7: 130-155 MB above the days with row
-# groups of a part's 2^20 rows, 35-56 MB with 2^17, in the same time and 0.2% more bytes (DuckDB's own row
-# groups are 122,880 rows)
-GROUP = 1 << 17
 
 
 def write_rows(rows: Callable[[int, int], pa.Table], lo: int, hi: int, directory: Path, name: str) -> str:
