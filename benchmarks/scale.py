@@ -92,9 +92,13 @@ class RssSampler(threading.Thread):
             self.samples.append((time.perf_counter(), rss_kb()))
             self.done.wait(self.every)
 
+    def peak_kb(self, start: float, end: float) -> int:
+        """The highest sample in ``[start, end]`` (kB; 0 if none)."""
+        return max((kb for t, kb in self.samples if start <= t <= end), default=0)
+
     def peak_mb(self, start: float, end: float) -> float:
         """The highest sample in ``[start, end]`` (MB; 0 if none)."""
-        return round(max((kb for t, kb in self.samples if start <= t <= end), default=0) / 1024, 1)
+        return round(self.peak_kb(start, end) / 1024, 1)
 
 
 def _ray(cpus: int) -> Any:

@@ -12,10 +12,11 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.scale import RssSampler
 
 
 def peak_rss() -> int:
@@ -28,37 +29,6 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-class RssTrace:
-    """This process's resident memory every ``every`` seconds on a thread of its own, to split a run's peak into
-    the part reached before it writes its files and the part while it writes."""
-
-    def __init__(self, every: float = 0.02) -> None:
-        self.every = every
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            with open("/proc/self/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        self.samples.append((time.perf_counter(), int(line.split()[1]) * 1024))
-                        break
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> RssTrace:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def max_between(self, t0: float, t1: float) -> int:
-        return max((r for t, r in self.samples if t0 <= t < t1), default=0)
-
-
 def measure_one(name: str, n: int, days: int, write: bool = True) -> dict[str, Any]:
     import credsim
     from credsim.engine import simulate
@@ -66,24 +36,27 @@ def measure_one(name: str, n: int, days: int, write: bool = True) -> dict[str, A
 
     scen = credsim.load_scenario(name, {"population.size": n, "run.days": days})
     est = estimate_memory(scen).total
+    sampler = RssSampler()  # to split the peak into the part before the run writes its files and while it does
+    sampler.start()
     t0 = time.perf_counter()
-    with RssTrace() as trace:
-        if write:
-            with tempfile.TemporaryDirectory() as tmp:
-                run = credsim.run(scen, out=Path(tmp) / "run")
-                timings = run.manifest["timings_s"]
-        else:
-            res = simulate(scen)
-            timings = res.timings
-        t1 = time.perf_counter()
+    if write:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = credsim.run(scen, out=Path(tmp) / "run")
+            timings = run.manifest["timings_s"]
+    else:
+        res = simulate(scen)
+        timings = res.timings
+    t1 = time.perf_counter()
+    sampler.done.set()
+    sampler.join()
     wall = t1 - t0
     rss = peak_rss()
     # the run's own clock: writing is its last ``write`` seconds (then the temporary directory is removed)
     writing = t1 - timings.get("write", 0.0) if write else t1
     return {"scenario": name, "n": n, "days": days, "wall_s": round(wall, 3),
             "rate": n * days / wall, "peak_rss_bytes": rss, "bytes_per_citizen": rss / n,
-            "sampled_before_write_bytes": trace.max_between(t0, writing),
-            "sampled_while_writing_bytes": trace.max_between(writing, t1),
+            "sampled_before_write_bytes": sampler.peak_kb(t0, writing) * 1024,
+            "sampled_while_writing_bytes": sampler.peak_kb(writing, t1) * 1024,
             "estimate_bytes": est, "timings_s": {k: round(v, 3) for k, v in timings.items()}}
 
 
