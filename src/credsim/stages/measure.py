@@ -426,17 +426,19 @@ class Metrics:
 
     def _attempts(self, d: Day) -> None:
         """Attempts, denials (both views), rewards, wrongful and missed denials by behaviour. The attempts are
-        grouped by behaviour once (a stable sort keeps each behaviour's in citizen order), so every count gets
-        the citizens a selection of the whole day would give, without a pass over the day per behaviour."""
+        grouped by behaviour once (:func:`_group_by`, stable: each behaviour's in citizen order), so every count
+        gets the citizens a selection of the whole day would give, without a pass over the day per behaviour."""
         p, day, a = self.plan, d.day, d.attempts
         ac, ab, den, rew = a.cit, a.beh, a.denied, a.rewarded
         if ab.shape[0]:
-            order = np.argsort(ab, kind="stable")
-            sb, sc = ab[order], ac[order]
+            order, cuts = _group_by(ab, p.n_beh)
+            sc = ac[order]
             off, sha, got = den[order, 0] == 1, den[order, 1] == 1, rew[order, 0] == 1
-            cuts = np.flatnonzero(sb[1:] != sb[:-1]) + 1
-            for lo, hi in zip([0, *cuts.tolist()], [*cuts.tolist(), sb.shape[0]], strict=True):
-                name = p.beh[sb[lo]]
+            for b in range(p.n_beh):
+                lo, hi = int(cuts[b]), int(cuts[b + 1])
+                if lo == hi:  # counted only for the behaviours attempted today
+                    continue
+                name = p.beh[b]
                 c, o, sh = sc[lo:hi], off[lo:hi], sha[lo:hi]
                 self.count(day, nm.ATTEMPTS(name), c)
                 self.count(day, nm.DENIED(name), c[o])
