@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from credsim import allocator
 from credsim.arrowcols import ROW_GROUP, parquet_options, write_row_groups
 from credsim.catalog import PART_TABLES
 from credsim.eventlog import EventLog
@@ -77,13 +78,19 @@ class Partitioned:
 GROUP = 1 << 17
 
 
-def write_events(events: EventLog, directory: Path, name: str) -> str:
+def write_events(events: EventLog, directory: Path, name: str, release: bool = False) -> str:
     """Write an audit event log (the whole ``events.parquet`` or a shard's part) one row group of :data:`GROUP`
     rows at a time (:meth:`credsim.eventlog.EventLog.write_parquet`: the bytes of one table, a fraction of its
-    memory)."""
+    memory). ``release``, for a writer done with the log: drop its rows once written
+    (:meth:`~credsim.eventlog.EventLog.release`) and give their memory back to the system
+    (:func:`credsim.allocator.give_back`: its small daily parts stay in glibc's heap otherwise), before the
+    citizens are written, where a run peaks."""
     path = directory / name
     path.parent.mkdir(parents=True, exist_ok=True)
     events.write_parquet(path, GROUP)
+    if release:
+        events.release()
+        allocator.give_back()
     return name
 
 

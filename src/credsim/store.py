@@ -27,7 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from credsim import allocator, catalog, outdir, threads
+from credsim import catalog, outdir, threads
 from credsim.engine import Result, citizen_rows
 from credsim.partitions import Partitioned, table_files, write_events, write_part, write_row_parts
 from credsim.safeio import MANIFEST_BYTES, read_json_object
@@ -65,10 +65,7 @@ def _write_tables(result: Result | Partitioned, tmp: Path, release_events: bool)
         return ["metrics.parquet", *result.write_parts(tmp)]
     events = []
     if result.events is not None:  # audit event log (eventlog.py)
-        events.append(write_events(result.events, tmp, "events.parquet"))
-        if release_events:
-            result.events.release()
-            allocator.give_back()  # its small parts' memory stays in glibc's heap otherwise
+        events.append(write_events(result.events, tmp, "events.parquet", release=release_events))
     names = ["metrics.parquet",
              *write_row_parts(citizen_rows(result.plan, result.state, result.tracer.mask), result.state.n, tmp,
                               "citizens", threads.current()),

@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from credsim import allocator, shard_graph
 from credsim import checkpoint as ckpt
+from credsim import shard_graph
 from credsim.engine import DEFAULT_BLOCK, Begun, Loop, begin, citizen_rows, complete
 from credsim.exchange import Inbox, Outbox
 from credsim.partitions import part_name, write_events, write_part, write_rows
@@ -209,9 +209,7 @@ class Shard:
 
         # the event log first, then let go, as a single process does (store._write_tables): the shard peaks
         # while it writes its citizens
-        events = write_events(lp.events, out, part_name("events", k))
-        lp.events.release()
-        allocator.give_back()
+        events = write_events(lp.events, out, part_name("events", k), release=True)
         names = [write_rows(rows, self.lo, self.hi, out, part_name("citizens", k)),
                  write_part(lp.tracer.to_arrow(), out, part_name("traces", k)), events]
         for stage in lp.stages:
