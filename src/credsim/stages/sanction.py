@@ -202,10 +202,7 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
             elif li >= 0 and not list_by_grade[li]:
                 cross[a] = 1.0 if list_domain[li] != dom else 0.0
             else:
-                tot = 0.0
-                for d in range(neg_by_domain.shape[0]):
-                    tot += neg_by_domain[d, i]
-                cross[a] = 0.0 if tot <= 0 else (tot - neg_by_domain[rules.neg_row[dom], i]) / tot
+                cross[a] = _share_elsewhere(neg_by_domain, rules.neg_row[dom], i)
                 if points_graded and assoc_pts.shape[1] > 0 and assoc_pts[0, i] < 0:
                     g = _grade(score[0, i] - assoc_pts[0, i], mins)
                     still = entry_grades[li, g] if li >= 0 else san_grades[k, g]
@@ -222,6 +219,16 @@ def _check(cit: np.ndarray, beh: np.ndarray, rules: SanctionRules, cols: Sanctio
 
 
 @njit(cache=True)
+def _share_elsewhere(neg_by_domain: np.ndarray, row: int, i: int) -> float:
+    """The share of citizen ``i``'s official points lost outside the domain whose losses are in ``row`` (the
+    cross-context share of a denial by points or grade); 0 when nothing was lost."""
+    tot = 0.0
+    for d in range(neg_by_domain.shape[0]):
+        tot += neg_by_domain[d, i]
+    return 0.0 if tot <= 0 else (tot - neg_by_domain[row, i]) / tot
+
+
+@njit(cache=True)
 def _compound_denial(a: int, k: int, i: int, dom: int, rules: SanctionRules, cols: SanctionColumns,
                      reading: Reading, cross: np.ndarray, assoc_only: np.ndarray) -> None:
     """Cross-context share and association-only test of an official denial by a compound condition.
@@ -235,10 +242,7 @@ def _compound_denial(a: int, k: int, i: int, dom: int, rules: SanctionRules, col
     if li >= 0 and not rules.list_by_grade[li]:
         cross[a] = 1.0 if rules.list_domain[li] != dom else 0.0
     else:
-        tot = 0.0
-        for d in range(cols.neg_by_domain.shape[0]):
-            tot += cols.neg_by_domain[d, i]
-        cross[a] = 0.0 if tot <= 0 else (tot - cols.neg_by_domain[rules.neg_row[dom], i]) / tot
+        cross[a] = _share_elsewhere(cols.neg_by_domain, rules.neg_row[dom], i)
     if (cols.assoc_pts.shape[1] > 0 and cols.assoc_pts[0, i] < 0
             and not _compound(k, i, 0, VIEW_ADJUSTED, dom, rules, cols, reading)):
         assoc_only[a] = 1
