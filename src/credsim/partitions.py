@@ -101,9 +101,8 @@ def write_rows(rows: Callable[[int, int], pa.Table], lo: int, hi: int, directory
     from)."""
     path = directory / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    g = GROUP
     # an empty range still writes its (empty) table
-    write_row_groups((rows(a, min(hi, a + g)) for a in range(lo, max(hi, lo + 1), g)), path, g)
+    write_row_groups((rows(a, min(hi, a + GROUP)) for a in range(lo, max(hi, lo + 1), GROUP)), path, GROUP)
     return name
 
 
@@ -117,9 +116,8 @@ def write_row_parts(rows: Callable[[int, int], pa.Table], n: int, directory: Pat
                     threads: int) -> list[str]:
     """Write the rows ``[0, n)`` of ``table`` that ``rows(a, b)`` builds: ``table.parquet`` up to a part's
     ``ROW_GROUP`` rows (2^20), else ``table/part-NNNNN.parquet`` of that many rows each (row groups of
-    :data:`GROUP`), on up to ``threads`` threads (at
-    most :data:`MAX_WRITERS`; pyarrow releases the GIL while it encodes); return the run-relative names in
-    citizen order.
+    :data:`GROUP`), on up to ``threads`` threads (at most :data:`MAX_WRITERS`; pyarrow releases the GIL while
+    it encodes); return the run-relative names in citizen order.
 
     Why parts and not one file: pyarrow encodes a file's row groups one after another on one thread,
     and joining row groups encoded apart behind one footer cost more processor time than it saved on
