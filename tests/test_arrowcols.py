@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import credsim
-from credsim import arrowcols, partitions
+from credsim import arrowcols, names, partitions
 from credsim.engine import simulate
 
 
@@ -88,3 +88,28 @@ def test_citizens_written_a_row_group_at_a_time_are_the_whole_tables_bytes(tmp_p
     pq.write_table(res.citizens_table(7, 7), tmp_path / "empty-whole.parquet", row_group_size=1_000,
                    **arrowcols.parquet_options(whole.schema))
     assert (tmp_path / "empty.parquet").read_bytes() == (tmp_path / "empty-whole.parquet").read_bytes()
+
+
+def test_citizens_columns_are_required_and_traits_stored_as_they_are(tmp_path: Path) -> None:
+    """Every column of ``citizens.parquet`` is declared REQUIRED (no definition levels), its trait columns are
+    written uncompressed and the rest with zstd; what is read back is the table the run built, nullable or not."""
+    res = simulate(credsim.load_scenario("integrated", {"population.size": 3_000, "run.days": 10}))
+    table = res.citizens_table()
+    partitions.write_rows(res.citizens_table, 0, res.state.n, tmp_path, "citizens.parquet")
+    meta = pq.ParquetFile(tmp_path / "citizens.parquet")
+    traits = [f.name for f in table.schema if f.name.startswith(names.TRAIT_PREFIX)]
+    assert len(traits) == len(res.plan.traits) > 0
+    for i, field in enumerate(meta.schema_arrow):
+        assert not field.nullable
+        assert meta.schema.column(i).max_definition_level == 0
+        codec = meta.metadata.row_group(0).column(i).compression
+        assert codec == ("UNCOMPRESSED" if field.name in traits else "ZSTD"), field.name
+    back = pq.read_table(tmp_path / "citizens.parquet")
+    assert back.equals(table)
+    loose = pa.Table.from_arrays(table.columns, names=table.column_names)  # every column nullable
+    assert loose.schema != table.schema and pa.Table.from_arrays(back.columns, schema=loose.schema).equals(loose)
+
+
+def test_a_column_with_nulls_cannot_be_required() -> None:
+    with pytest.raises(ValueError, match="'x' holds 1 nulls"):
+        arrowcols.required({"x": arrowcols.numeric(np.array([1, 2]), null=np.array([False, True]))})

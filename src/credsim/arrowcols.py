@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from credsim.names import TRAIT_PREFIX
+
 
 def _bits(flags: np.ndarray) -> pa.Buffer:
     """Arrow's bitmap of a boolean array (least significant bit first)."""
@@ -47,6 +49,20 @@ def strings(values: Sequence[str] | np.ndarray) -> pa.Array:
     offsets = np.zeros(len(data) + 1, dtype=np.int32)
     offsets[1:] = np.cumsum(np.array([len(b) for b in data], dtype=np.int64))
     return pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
+def required(columns: dict[str, pa.Array]) -> pa.Table:
+    """A table of ``columns`` none of which holds a null, declared so (Parquet's ``REQUIRED`` columns).
+
+    Why: a nullable column is written with a definition level a value, an RLE run of ones that every
+    reader decodes again; a column with no null needs none. Writing court-defaulters' 10^7 citizens took
+    1.34 s with nullable columns and 1.13 s without (2 threads, median of 4), for the same values read
+    back. Building a table from arrays with nulls under this schema raises."""
+    for name, col in columns.items():
+        if col.null_count:
+            raise ValueError(f"column {name!r} holds {col.null_count} nulls: it cannot be required")
+    schema = pa.schema([pa.field(name, col.type, nullable=False) for name, col in columns.items()])
+    return pa.Table.from_arrays(list(columns.values()), schema=schema)
 
 
 def dictionary(codes: np.ndarray, values: Sequence[str], null: np.ndarray | None = None) -> pa.DictionaryArray:
@@ -87,9 +103,17 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     The ``citizen`` column is delta-encoded: in ``citizens`` it counts up by one, and elsewhere (events,
     traces, cases) it is in citizen order within a day or a citizen's rows, so its differences are
     small. At 10^7 citizens the id column took 0.20 s to encode and 10 MB as plain zstd, 0.07 s and
-    55 kB delta-encoded."""
+    55 kB delta-encoded.
+
+    The traits (``trait_*`` float columns) are not compressed: they are continuous draws, which zstd
+    shrinks by 3% (3.88 of 4.19 MB a million citizens) in twice the time of writing them as they are
+    (12.5 against 6.8 ms a million, one thread)."""
     cats = [f.name for f in schema if pa.types.is_dictionary(f.type)]
-    out: dict[str, Any] = {"compression": "zstd", "use_dictionary": cats,
+    noise = {f.name for f in schema if f.name.startswith(TRAIT_PREFIX) and pa.types.is_floating(f.type)}
+    compression: str | dict[str, str] = "zstd"
+    if noise:
+        compression = {f.name: "none" if f.name in noise else "zstd" for f in schema}
+    out: dict[str, Any] = {"compression": compression, "use_dictionary": cats,
                            "write_statistics": [f.name for f in schema if f.name not in cats]}
     ids = [f.name for f in schema if f.name == CITIZEN and pa.types.is_integer(f.type)]
     if ids:

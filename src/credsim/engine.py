@@ -193,7 +193,7 @@ def citizens_table(p: Plan, st: State, traced: np.ndarray, lo: int, hi: int,
         codes = g.view(np.int8) if len(p.dim_values[d]) < 128 else g.astype(np.int16)
         cols[dim] = arrowcols.dictionary(codes, p.dim_values[d])
     for t, name in enumerate(p.traits):
-        cols[f"trait_{name}"] = arrowcols.numeric(st.traits[t, lo:hi])
+        cols[names.trait_column(name)] = arrowcols.numeric(st.traits[t, lo:hi])
     cols["score"] = arrowcols.numeric(st.score[0, lo:hi])
     cols["shadow_score"] = arrowcols.numeric(st.score[1, lo:hi])
     if p.has_model:
@@ -220,7 +220,7 @@ def citizens_table(p: Plan, st: State, traced: np.ndarray, lo: int, hi: int,
         cols["dependants"] = arrowcols.numeric(st.dependants[lo:hi])
         cols["n_dependants_denied"] = arrowcols.numeric(st.dep_denied[lo:hi])
     cols["traced"] = arrowcols.numeric(traced[lo:hi])
-    return pa.table(cols)
+    return arrowcols.required(cols)  # every column has a value for every citizen
 
 
 @dataclass

@@ -104,6 +104,14 @@ def exit_route(lst: str, route: str) -> str:
         raise ValueError(f"exit route {route!r} is not one of {', '.join(EXIT_ROUTES)}")
     return EXITS_BY(f"{lst}.{route}")
 
+TRAIT_PREFIX: Final = "trait_"
+
+
+def trait_column(name: str) -> str:
+    """The citizens.parquet column of the trait ``name`` (``trait_conscientiousness``, ...)."""
+    return f"{TRAIT_PREFIX}{name}"
+
+
 def money_column(name: str) -> str:
     """The citizens.parquet column of the money balance ``name`` (``money_taken``, ``money_benefits``, ...)."""
     return f"money_{name}"

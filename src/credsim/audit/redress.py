@@ -48,7 +48,7 @@ from credsim.api import run as run_api
 from credsim.audit.counterfactuals import BY_HARM, apply
 from credsim.audit.money import net_taken_wrongly
 from credsim.audit.stats import interval, kaplan_meier, km_quantile
-from credsim.names import APPEAL_BACKLOG, EXIT_ROUTES, INVESTIGATED, INVESTIGATED_TRUE
+from credsim.names import APPEAL_BACKLOG, EXIT_ROUTES, INVESTIGATED, INVESTIGATED_TRUE, trait_column
 from credsim.partitions import table_files
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import load_scenario
@@ -293,7 +293,7 @@ def investigation_figures(run_dir: str | Path) -> dict[str, Any]:
             fig: dict[str, Any] = {"rank_by": spec.get("rank_by", "model"), "investigated": n,
                                    "precision": Share(t, n).as_dict(), "groups": {}}
             for dim, vals in groups.items():
-                rows = con.execute(f'SELECT "{dim}"::VARCHAR, count(*) FILTER (WHERE "trait_{trait}" <= ?) '
+                rows = con.execute(f'SELECT "{dim}"::VARCHAR, count(*) FILTER (WHERE "{trait_column(trait)}" <= ?) '
                                    f'FROM citizens GROUP BY 1', [above]).fetchall()
                 without = {g: int(k) for g, k in rows}
                 per: dict[str, Any] = {}
