@@ -187,7 +187,7 @@ class EventLog:
             # float32 in the log, as before: a value kept as an integer is exact in both
             return part["prev"].astype(np.float32).astype(np.float64)
 
-        return pa.table({
+        return arrowcols.required({  # a row has every column (NaN, not null, where a value does not apply)
             "day": arrowcols.numeric(col("day", np.int32)),
             "citizen": arrowcols.numeric(col("citizen", np.int64)),
             "kind": coded("kind", KINDS),
