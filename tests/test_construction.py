@@ -64,7 +64,7 @@ def test_blocked_graph_equals_the_rule(restore: None, monkeypatch: pytest.Monkey
     threads.configure(nthreads, min_parallel_work=0)
     g = graph_mod.build(plan, pop, SEED)
     want = _rule_rows(plan, pop, SEED)
-    assert g.indptr.dtype == np.int64 and g.indices.dtype == np.int32
+    assert g.indptr.dtype == np.int32 and g.indices.dtype == np.int32  # offsets_dtype: below 2^31 ties
     assert np.array_equal(np.diff(g.indptr), [len(r) for r in want])
     assert np.array_equal(g.indices, np.concatenate([np.array(r, dtype=np.int32) for r in want]))
 
@@ -177,3 +177,11 @@ def test_a_graph_nothing_reads_changes_no_output(tmp_path: Path, monkeypatch: py
     b = credsim.run(scen, out=tmp_path / "b", threads=1).dir
     for f in ("metrics.parquet", "citizens.parquet", "events.parquet", "traces.parquet", "cases.parquet"):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_row_offsets_widen_only_past_int32() -> None:
+    """``indptr`` is int32 while every tie direction fits (4 B a citizen less for the whole run), int64 past it."""
+    assert graph_mod.offsets_dtype(0) is np.int32
+    assert graph_mod.offsets_dtype(2**31 - 1) is np.int32
+    assert graph_mod.offsets_dtype(2**31) is np.int64
+    assert graph_mod.Graph.empty(5).indptr.dtype == np.int32

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from credsim.graph import offsets_dtype
 from credsim.partitions import GROUP
 from credsim.plan import Plan, compile_plan
 from credsim.scenario.schema import Scenario
@@ -165,7 +166,8 @@ def estimate_memory(scen: Scenario, shards: int = 1) -> Estimate:
     n = -(-total_n // shards)  # the citizens of one shard (everyone in one process)
     m = scen.graph.contacts // 2 if plan.reads_graph else 0  # a graph no stage reads is never built
     edges = 2 * n * m
-    graph = (8 * (n + 1) + 4 * edges + (edges + 7) // 8) if m else 0  # indptr, indices, a cut bit a tie direction
+    offsets = np.dtype(offsets_dtype(edges)).itemsize
+    graph = (offsets * (n + 1) + 4 * edges + (edges + 7) // 8) if m else 0  # indptr, indices, a cut bit a tie direction
     if shards == 1:
         # building: the stub targets (int32) and the unsorted rows live together for a moment
         graph_build = (4 * n * m + 8 * n * len(scen.graph.homophily)) if m else 0

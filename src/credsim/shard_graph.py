@@ -28,13 +28,13 @@ from credsim.graph import (
     Picks,
     _block_shift,
     _mode,
-    _pack,
     _place,
     _rows_parallel,
     _rows_serial,
     _stubs_parallel,
     _stubs_serial,
     no_cuts,
+    pack,
     pick_tables,
 )
 from credsim.plan import Plan
@@ -458,11 +458,11 @@ def rows_from(stubs: Stubs, incoming: list[np.ndarray | None]) -> Graph:
             del mine
         elif x.shape[1]:
             _scatter_pairs(x[0], x[1], lo, shift, at, rat, indices, low)
-    deg = np.empty(k, dtype=np.int64)
+    deg = np.empty(k, dtype=np.int32)
     (_rows_parallel if threads.parallel_for(k * m) else _rows_serial)(
         shift, k, m, stubs.tgt, region, own, rfirst[:nb].copy(), indices, low, deg)
     del low
-    indptr = _pack(shift, region, deg, indices)
+    indptr = pack(shift, region, deg, indices)
     return Graph(indptr, indices[: indptr[k]], no_cuts(int(indptr[k])), lo)
 
 
