@@ -72,7 +72,7 @@ def instrument() -> None:
         _wrap(graph, k, "setup.graph.scatter")
     for k in ("_rows_serial", "_rows_parallel"):
         _wrap(graph, k, "setup.graph.rows")
-    _wrap(graph, "_pack", "setup.graph.pack")
+    _wrap(graph, "pack" if hasattr(graph, "pack") else "_pack", "setup.graph.pack")  # a tree before it: _pack
     _wrap(engine, "initial_state", "setup.initial_state")
     _wrap(state, "starting_points", "setup.initial_state.points")
     _wrap(score, "recompute_model", "setup.model_scores")
@@ -95,7 +95,7 @@ def instrument() -> None:
         _wrap(store, "write_row_parts", "write.parquet", lambda rows, n, directory, table, threads: f"{table}.parquet")
     else:
         _wrap(store, "write_rows", "write.parquet", lambda rows, lo, hi, directory, name: Path(name).name)
-    _wrap(store, "write_events", "write.parquet", lambda events, directory, name: Path(name).name)
+    _wrap(store, "write_events", "write.parquet", lambda events, directory, name, **kw: Path(name).name)
     _wrap(duckdb, "connect", "write.duckdb_connect")
     _wrap(resumable, "make_driver", "driver")
 
