@@ -150,12 +150,15 @@ def _sha(path: Path) -> str:
 
 
 def _table_sha(table: Any) -> str:
-    """A table's rows, whatever its files: one ``citizens.parquet`` or its parts (the same rows either way)."""
+    """A table's rows, whatever its files: one ``citizens.parquet`` or its parts (the same rows either way), and
+    whether its columns are declared nullable or required (a tree before the citizens' columns were required
+    wrote the same values as nullable)."""
     import pyarrow as pa
 
+    schema = pa.schema([f.with_nullable(True) for f in table.schema])
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table.combine_chunks())
+    with pa.ipc.new_stream(sink, schema) as writer:
+        writer.write_table(pa.Table.from_arrays(table.combine_chunks().columns, schema=schema))
     return hashlib.sha256(sink.getvalue()).hexdigest()
 
 
