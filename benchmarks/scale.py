@@ -1,6 +1,6 @@
 """Country scale, measured here: memory per shard, set-up, sharded runs on Ray, per-shard costs.
 
-    nice -n 5 .venv/bin/python -m benchmarks.scale [--parts rss,setup,ray2,big] [--n-rss 4000000] ...
+    nice -n 5 .venv/bin/python -m benchmarks.scale [--parts rss,rss-large,setup,ray2,big] [--n-rss 4000000] ...
 
 Parts (each measurement in a fresh subprocess, so each has its own peak RSS; never two at once):
 
@@ -9,6 +9,7 @@ Parts (each measurement in a fresh subprocess, so each has its own peak RSS; nev
   shards on local Ray (one thread each): peak RSS of the single process and of every shard's
   worker (``VmHWM``), the ratio, and the per-shard costs docs/scale.md extrapolates from
   (set-up, seconds per day, exchange bytes per day, parts written).
+- ``rss-large``: the same at ``--n-rss-large`` citizens (10^7), where the fixed costs of a process weigh less.
 - ``setup``: ``court-defaulters`` at ``--n-setup`` x 30 days in one process: set-up (population,
   graph, state), the 30 days, writing, end to end, citizen-days per second end to end; each also
   with the set-up kernels as they were (``benchmarks/setup_before.py``) in the same run, and
@@ -528,6 +529,14 @@ def markdown(res: dict[str, Any]) -> str:
                       f"process {b['single']['peak_rss_mb']:,.0f} MB (load {b['single']['load_before']}), shards "
                       f"{', '.join(f'{x:,.0f}' for x in b['shards4']['shard_peak_rss_mb'])} MB (load "
                       f"{b['shards4']['load_before']}), ratio {b['ratio_worst_shard_to_single']}.", ""]
+    if "rss_large" in res:
+        r = res["rss_large"]
+        s, f = r["single"], r["shards4"]
+        lines += [f"The same at {r['n']:,} citizens x {r['days']} days (`--parts rss-large`, measured "
+                  f"{r.get('measured', '?')}): one process {s['peak_rss_mb']:,.0f} MB (load {s['load_before']}), "
+                  f"4 shards {', '.join(f'{x:,.0f}' for x in f['shard_peak_rss_mb'])} MB (load {f['load_before']}): "
+                  f"worst shard / single process **{r['ratio_worst_shard_to_single']}** "
+                  f"({r['ratio_before_write']} before writing); metrics byte-identical: {r['same_metrics']}.", ""]
     if "setup" in res:
         r = res["setup"]
         t = r["run"]["timings_s"]
@@ -605,6 +614,7 @@ def main() -> None:
     ap.add_argument("--parts", default="rss,setup,ray2")
     ap.add_argument("--n-rss", type=int, default=4_000_000)
     ap.add_argument("--days-rss", type=int, default=10)
+    ap.add_argument("--n-rss-large", type=int, default=10_000_000)
     ap.add_argument("--n-setup", type=int, default=10_000_000)
     ap.add_argument("--n-ray", type=int, default=10_000_000)
     ap.add_argument("--ref", default="trial", help="setup-ref: the git revision to compare with")
@@ -620,6 +630,8 @@ def main() -> None:
             if "rss" in res and "rss_before" not in res:  # the figures before shards held only their own range
                 res["rss_before"] = res["rss"]
             res["rss"] = part_rss(args.n_rss, args.days_rss)
+        elif part == "rss-large":  # the same comparison where the fixed costs weigh less
+            res["rss_large"] = part_rss(args.n_rss_large, args.days_rss)
         elif part == "setup":
             res["setup"] = part_setup(args.n_setup)
         elif part == "setup-ref":
