@@ -78,6 +78,13 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, codes
 
 
+def _transient(obj: Any) -> tuple[str, ...]:
+    """The attributes an object of credsim's leaves out of checkpoints, by name (``CHECKPOINT_SKIP``): what it
+    holds outside the process's memory and hands over before a checkpoint is taken (the event log's spool)."""
+    skip: tuple[str, ...] = getattr(type(obj), "CHECKPOINT_SKIP", ())
+    return skip
+
+
 class _Encoder:
     """Turns an object tree into a JSON skeleton plus a dict of numeric arrays."""
 
@@ -167,7 +174,7 @@ class _Encoder:
         if id(obj) in self.skip or not _is_ours(obj) or isinstance(obj, BaseModel):
             return {"$skip": type(obj).__name__}
         return {"$obj": type(obj).__name__, "attrs": {k: self.encode(v) for k, v in vars(obj).items()
-                                                      if id(v) not in self.skip}}
+                                                      if id(v) not in self.skip and k not in _transient(obj)}}
 
 
 class _Decoder:
@@ -275,7 +282,7 @@ class _Decoder:
         attrs = node.get("attrs", {})
         if not isinstance(attrs, dict):
             raise CheckpointError(f"{self.where}: unexpected value at {path}")
-        mine = {k for k, v in vars(obj).items() if id(v) not in self.skip}
+        mine = {k for k, v in vars(obj).items() if id(v) not in self.skip and k not in _transient(obj)}
         theirs = set(attrs)
         if mine != theirs:
             raise CheckpointError(f"{self.where}: {path} ({type(obj).__name__}) has attributes "
@@ -329,6 +336,9 @@ def snapshot(loop: Any, day: int, meta: dict[str, Any]) -> dict[str, np.ndarray]
     """The arrays of a checkpoint of ``loop`` with ``day`` days done (``__skeleton__`` holds the JSON)."""
     x, n = getattr(loop, "exchange", None), loop.st.n
     span = (x.lo, x.hi, n) if x is not None and (x.lo, x.hi) != (0, n) else None
+    events = getattr(loop, "events", None)
+    if events is not None:
+        events.unspool()  # the log's spooled parts go into the checkpoint with the rest (its spool is left out)
     enc = _Encoder(_skip_ids(loop), span)
     tree = enc.encode(loop)
     head = {"format": FORMAT, "day": day, "meta": meta, "tree": tree}

@@ -40,6 +40,7 @@ import pyarrow as pa
 from credsim import arrowcols
 from credsim.day import Day
 from credsim.plan import Plan
+from credsim.spool import Spool, repeated
 from credsim.state import State
 
 COLUMNS = ("day", "citizen", "kind", "item", "view", "value", "prev", "sanction", "cross", "gravity", "assoc")
@@ -51,13 +52,14 @@ VIEWS = ("official", "shadow", "both")
 
 ROW_GROUP = arrowcols.ROW_GROUP  # the log is written one row group at a time (write_parquet)
 
+# a spooling log moves its parts to disk once it holds this many rows: ~1-2 MB in memory (8-16 B a row held)
+SPILL_ROWS = 1 << 17
+
 
 def _same(value: float | int, k: int, dtype: type) -> np.ndarray:
-    """A column of ``k`` equal values that takes no memory (a read-only view with stride 0; built directly,
-    as ``np.broadcast_to`` would, at a fraction of its cost on the daily path)."""
-    out = np.ndarray((k,), dtype=dtype, buffer=np.full(1, value, dtype=dtype), strides=(0,))
-    out.flags.writeable = False
-    return out
+    """A column of ``k`` equal values that takes no memory (:func:`credsim.spool.repeated`: a read-only view with
+    stride 0, built directly, as ``np.broadcast_to`` would, at a fraction of its cost on the daily path)."""
+    return repeated(np.full(1, value, dtype=dtype), k)
 
 
 _NARROW = tuple((t, int(np.iinfo(t).min), int(np.iinfo(t).max)) for t in (np.int8, np.int16, np.int32))
@@ -94,11 +96,19 @@ class EventLog:
     sanction, NaN cross and gravity; a grade row's view, one part per view) are zero-memory broadcast
     views, and a grade row's item is its value. About 6 bytes a grade row, 8-12 a list row, 40 a denial.
     On output the columns are widened to the types of ``events.parquet``
-    (every value exact) one row group at a time (:meth:`write_parquet`), never the whole log at once."""
+    (every value exact) one row group at a time (:meth:`write_parquet`), never the whole log at once.
+
+    A log that spools (:meth:`spool_to`) moves its parts to an anonymous file on disk whenever it holds
+    :data:`SPILL_ROWS` rows, so it holds at most about a row group whatever the number of days; the parts
+    are read back in order when the log is written, the same bytes."""
+
+    # left out of checkpoints (credsim.checkpoint): a checkpoint empties the spool into ``parts`` first (unspool)
+    CHECKPOINT_SKIP = ("spool",)
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.parts: list[dict[str, np.ndarray]] = []
+        self.spool: Spool | None = None
         self.released = False  # see release()
         # one string table for every item: grades, then lists, then behaviours
         self.items = list(plan.grades) + list(plan.lists) + list(plan.beh)
@@ -159,20 +169,56 @@ class EventLog:
             # value: the sanction's severity, read back from ``names`` (self.severity); prev: NaN, held once
             self._add(day, cit, 2, G + L + a.beh[sel], view, None, _same(np.nan, cit.shape[0], np.float32),
                       names, a.cross[sel], gravity, a.assoc_only[sel])
+        if self.spool is not None and self.held() >= SPILL_ROWS:
+            self._spill()
+
+    def spool_to(self, directory: Path) -> None:
+        """From now on keep the log's parts on disk, in an anonymous file in ``directory`` (the run's output
+        folder or the folder that will hold it: :mod:`credsim.spool`), all but the last :data:`SPILL_ROWS`."""
+        if self.spool is None:
+            self.spool = Spool(directory)
+
+    def _spill(self) -> None:
+        assert self.spool is not None
+        for part in self.parts:
+            self.spool.append(part)
+        self.parts = []
+
+    def unspool(self) -> None:
+        """Bring the spooled parts back into memory, before the held ones (a checkpoint stores ``parts``)."""
+        if self.spool is not None and self.spool.parts:
+            self.parts = list(self.spool.read()) + self.parts
+            self.spool.clear()
+
+    def close_spool(self) -> None:
+        """Close the spool (a run that stops here: what it held is in its checkpoint, or nowhere)."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
     def release(self) -> None:
         """Drop the rows (once written, by a caller that reads the log no more): their memory goes back before
         the run writes its citizens. A released log refuses to be read or written, rather than read as empty."""
         self.parts = []
+        self.close_spool()
         self.released = True
 
-    def _held(self) -> list[dict[str, np.ndarray]]:
+    def _all_parts(self) -> Iterator[dict[str, np.ndarray]]:
+        """Every part in order: the spooled ones (read back from disk), then the ones in memory."""
         if self.released:
             raise RuntimeError("this event log was released after it was written; read events.parquet instead")
-        return self.parts
+        if self.spool is not None:
+            yield from self.spool.read()
+        yield from self.parts
+
+    def held(self) -> int:
+        """Rows in memory (``parts``; all of them unless the log spools)."""
+        return sum(part["citizen"].shape[0] for part in self.parts)
 
     def rows(self) -> int:
-        return sum(part["citizen"].shape[0] for part in self._held())
+        if self.released:
+            raise RuntimeError("this event log was released after it was written; read events.parquet instead")
+        return self.held() + (self.spool.rows if self.spool is not None else 0)
 
     def _table(self, parts: list[dict[str, np.ndarray]]) -> pa.Table:
         def col(c: str, dtype: type) -> np.ndarray:
@@ -204,13 +250,13 @@ class EventLog:
 
     def to_arrow(self) -> pa.Table:
         """The whole log as one table (for small logs and tests; files are written by :meth:`write_parquet`)."""
-        return self._table(self._held())
+        return self._table(list(self._all_parts()))
 
     def _groups(self, size: int) -> Iterator[list[dict[str, np.ndarray]]]:
         """The parts cut into consecutive pieces of exactly ``size`` rows (the last may be shorter)."""
         piece: list[dict[str, np.ndarray]] = []
         have = 0
-        for part in self._held():
+        for part in self._all_parts():
             k = part["citizen"].shape[0]
             at = 0
             while at < k:
@@ -221,7 +267,7 @@ class EventLog:
                 if have == size:
                     yield piece
                     piece, have = [], 0
-        if piece or not self.parts:
+        if piece or not self.rows():
             yield piece
 
     def write_parquet(self, path: Path, row_group: int = ROW_GROUP) -> None:

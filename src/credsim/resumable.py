@@ -11,6 +11,10 @@ Two ways to run:
   a limit reached: with the command that resumes it) or ``failed`` (with the reason). A
   SIGKILL leaves ``running`` and the last checkpoint; :func:`resume` continues either way.
 
+Either way, one process keeps its audit event log on disk as the days go, in an anonymous file in
+the run directory or, for a plain run, the folder that will hold it (:mod:`credsim.spool`: it has no
+name, and the kernel frees it however the process ends).
+
 The final outputs are written to ``RUN_DIR/.final`` first and moved in one file at a time
 (each rename atomic), ``manifest.json`` last: a run is complete exactly when its manifest
 says so, and readers (:func:`credsim.store.connect`) refuse anything else.
@@ -172,13 +176,23 @@ class Driver(Protocol):
 
 
 class LoopDriver:
-    """One :class:`~credsim.engine.Loop` in this process; checkpoints are ``RUN_DIR/checkpoint/day-N.npz``."""
+    """One :class:`~credsim.engine.Loop` in this process; checkpoints are ``RUN_DIR/checkpoint/day-N.npz``.
 
-    def __init__(self, scen: Scenario, *, block: int, threads: int | None) -> None:
-        self.scen, self.block, self.threads = scen, block, threads
-        self.loop, self.setup = engine.prepare(scen, block=block, threads=threads)
+    ``spool``: the folder where the loop's event log keeps its parts on disk as the days go
+    (:meth:`credsim.eventlog.EventLog.spool_to`: an anonymous file, gone when the process is), so that
+    the log, which grows with every day, is not held in memory; None keeps it in memory."""
+
+    def __init__(self, scen: Scenario, *, block: int, threads: int | None, spool: Path | None = None) -> None:
+        self.scen, self.block, self.threads, self.spool = scen, block, threads, spool
+        self.loop, self.setup = self._prepare()
         self.days = self.loop.days
         self.warnings: list[str] = []
+
+    def _prepare(self) -> tuple[engine.Loop, float]:
+        loop, setup = engine.prepare(self.scen, block=self.block, threads=self.threads)
+        if self.spool is not None:
+            loop.events.spool_to(self.spool)
+        return loop, setup
 
     def step(self, day: int) -> None:
         self.loop.step(day)
@@ -195,7 +209,8 @@ class LoopDriver:
                 return ck.day, meta if isinstance(meta, dict) else {}
             except checkpoint.CheckpointError as exc:
                 self.warnings.append(f"skipped {ck.path.name}: {exc}")
-                self.loop, self.setup = engine.prepare(self.scen, block=self.block, threads=self.threads)
+                self.close()
+                self.loop, self.setup = self._prepare()
         return 0, {}
 
     def result(self) -> engine.Result:
@@ -205,12 +220,14 @@ class LoopDriver:
         return {}
 
     def close(self) -> None:
-        return None
+        self.loop.events.close_spool()
 
 
-def make_driver(scen: Scenario, layout: Layout | None, *, block: int, threads: int | None) -> Driver:
+def make_driver(scen: Scenario, layout: Layout | None, *, block: int, threads: int | None,
+                spool: Path | None = None) -> Driver:
+    """The driver of a run: one loop (its event log spooled in ``spool``, if given) or the shards of ``layout``."""
     if layout is None:
-        return LoopDriver(scen, block=block, threads=threads)
+        return LoopDriver(scen, block=block, threads=threads, spool=spool)
     return ShardedDriver(scen, layout, block=block, threads=threads)
 
 
@@ -390,9 +407,12 @@ def execute(scen: Scenario, out: Path, *, block: int = engine.DEFAULT_BLOCK, thr
                 shutil.rmtree(out)  # an idle credsim run: check_replaceable said so under the claim
             start_dir(out, manifest)
         lock = run_lock(out) if limits.durable else _nothing()
+        # a plain run's directory appears only when it is complete: its log spools beside it
+        out.parent.mkdir(parents=True, exist_ok=True)
         with lock:
             try:
-                drv = make_driver(scen, layout, block=block, threads=threads)
+                drv = make_driver(scen, layout, block=block, threads=threads,
+                                  spool=out if limits.durable else out.parent)
             except BaseException as exc:
                 if limits.durable:
                     write_manifest(out, {**manifest, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"})
@@ -440,7 +460,7 @@ def resume(run_dir: str | Path, *, threads: int | None = None, limits: Limits | 
     if limits.checkpoint_every is None and isinstance(every, int) and every > 0:
         limits = Limits(every, limits.max_days, limits.time_budget)
     with run_lock(out):
-        drv = make_driver(scen, layout, block=block, threads=threads)
+        drv = make_driver(scen, layout, block=block, threads=threads, spool=out)
         try:
             start, meta = drv.restore_latest(out)
             for key in ("scenario_hash", "seed", "population", "days"):
