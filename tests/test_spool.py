@@ -102,3 +102,4 @@ def test_checkpoints_and_resumption_keep_every_spooled_row(tmp_path: Path, spill
     resume(out)
     assert (out / "events.parquet").read_bytes() == in_memory[0]
     assert not any(n.startswith(".credsim-spool") for n in os.listdir(out))
+

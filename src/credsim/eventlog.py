@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from credsim import arrowcols
+from credsim import allocator, arrowcols
 from credsim.day import Day
 from credsim.plan import Plan
 from credsim.spool import Spool, repeated
@@ -183,6 +183,9 @@ class EventLog:
         for part in self.parts:
             self.spool.append(part)
         self.parts = []
+        # the parts were small blocks in glibc's heap, between others still in use: without the trim their pages
+        # stay with the process (integrated, 10^5 citizens x 10 years: 596 -> 582 MB resident at the end)
+        allocator.give_back()
 
     def unspool(self) -> None:
         """Bring the spooled parts back into memory, before the held ones (a checkpoint stores ``parts``)."""

@@ -16,6 +16,24 @@ from credsim.rng import static_key, uniform
 from credsim.state import State
 
 
+def _words(values: str | list[str] | np.ndarray, k: int) -> np.ndarray:
+    """``k`` strings as an object array whose entries refer to a few shared ``str`` objects.
+
+    Why: ``np.full(k, "official", dtype=object)``, and an array of NumPy strings cast to ``object``, make a new
+    Python string for every entry (56 B each). The traced sample adds a few hundred rows a day, a few such
+    columns each, for every day of the run: 90 kB a day of ``integrated``, 330 MB over ten years, for the
+    same few dozen words."""
+    if isinstance(values, str):
+        out = np.empty(k, dtype=object)
+        out.fill(values)
+        return out
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        return arr
+    uniq, inv = np.unique(arr, return_inverse=True)
+    return np.array(uniq.tolist(), dtype=object)[inv.reshape(-1)]
+
+
 class Tracer:
     """Full history of a small sample of citizens, for explanation."""
 
@@ -27,7 +45,7 @@ class Tracer:
         self.rows: dict[str, list[np.ndarray]] = {k: [] for k in (
             "day", "citizen", "stage", "item", "value", "view", "true", "source")}
 
-    def add(self, day: int, cit: np.ndarray, stage: str, item: list[str] | np.ndarray,
+    def add(self, day: int, cit: np.ndarray, stage: str, item: str | list[str] | np.ndarray,
             value: np.ndarray, view: str | list[str] | np.ndarray, true: np.ndarray | None = None,
             source: list[str] | np.ndarray | None = None) -> None:
         k = cit.shape[0]
@@ -36,12 +54,12 @@ class Tracer:
         r = self.rows
         r["day"].append(np.full(k, day, np.int32))
         r["citizen"].append(cit.astype(np.int64))
-        r["stage"].append(np.full(k, stage, dtype=object))
-        r["item"].append(np.asarray(item, dtype=object))
+        r["stage"].append(_words(stage, k))
+        r["item"].append(_words(item, k))
         r["value"].append(np.asarray(value, dtype=np.float64))
-        r["view"].append(np.full(k, view, dtype=object) if isinstance(view, str) else np.asarray(view, dtype=object))
+        r["view"].append(_words(view, k))
         r["true"].append(np.full(k, -1, np.int8) if true is None else np.asarray(true, dtype=np.int8))
-        r["source"].append(np.full(k, "", dtype=object) if source is None else np.asarray(source, dtype=object))
+        r["source"].append(_words("" if source is None else source, k))
 
     def pick(self, cit: np.ndarray) -> np.ndarray:
         return np.flatnonzero(self.mask[cit]) if cit.shape[0] else np.zeros(0, np.int64)
@@ -97,7 +115,7 @@ class Tracer:
             if kind == "model" and not p.has_model:
                 continue
             for mode, view in ((0, "official"), (1, "shadow")):
-                self.add(day, ids, "score", np.full(ids.shape[0], kind, dtype=object),
+                self.add(day, ids, "score", kind,
                          sc[mode, ids].astype(np.float64), view)
 
     def _money(self, d: Day) -> None:
