@@ -94,6 +94,17 @@ def write_events(events: EventLog, directory: Path, name: str, release: bool = F
     return name
 
 
+def write_metrics(metrics: Metrics, directory: Path, name: str = "metrics.parquet") -> str:
+    """Write ``metrics.parquet`` a row group (2^20 rows) at a time from the daily table (:meth:`Metrics.rows`):
+    the bytes of writing :meth:`Metrics.to_arrow` whole, with one row group's long-form columns in memory."""
+    total = metrics.n_rows()
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_row_groups((metrics.rows(a, min(total, a + ROW_GROUP)) for a in range(0, max(total, 1), ROW_GROUP)),
+                     path, ROW_GROUP)
+    return name
+
+
 def write_rows(rows: Callable[[int, int], pa.Table], lo: int, hi: int, directory: Path, name: str) -> str:
     """Write the citizen rows ``[lo, hi)`` of a table that ``rows(a, b)`` builds for any range, one row group
     of :data:`GROUP` rows at a time, with one group's new columns in memory instead of the whole range's

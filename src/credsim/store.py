@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from credsim import catalog, outdir, threads
 from credsim.engine import Result, citizen_rows
-from credsim.partitions import Partitioned, table_files, write_events, write_part, write_row_parts
+from credsim.partitions import Partitioned, table_files, write_events, write_metrics, write_part, write_row_parts
 from credsim.safeio import MANIFEST_BYTES, read_json_object
 from credsim.scenario.keypath import dump
 from credsim.scenario.load import scenario_hash
@@ -60,7 +60,7 @@ def _write_tables(result: Result | Partitioned, tmp: Path, release_events: bool)
     The event log is written first, and with ``release_events`` its rows are dropped before the citizens are
     written: a run peaks while it writes them (a row group's new columns on each writer), and the log is
     the one large thing left that nothing reads again (``integrated``: ~21 B a citizen a year)."""
-    write_part(result.metrics.to_arrow(), tmp, "metrics.parquet")
+    write_metrics(result.metrics, tmp)
     if isinstance(result, Partitioned):  # every shard writes its own rows; the driver holds none
         return ["metrics.parquet", *result.write_parts(tmp)]
     events = []
