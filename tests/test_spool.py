@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import credsim
-from credsim import eventlog
+from credsim import eventlog, resumable
 from credsim.api import resume
+from credsim.distributed.run import Layout
 from credsim.engine import simulate
 from credsim.partitions import write_events
 from credsim.resumable import RunStopped
@@ -103,3 +104,22 @@ def test_checkpoints_and_resumption_keep_every_spooled_row(tmp_path: Path, spill
     assert (out / "events.parquet").read_bytes() == in_memory[0]
     assert not any(n.startswith(".credsim-spool") for n in os.listdir(out))
 
+
+
+def test_shards_spool_their_logs_through_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     spill_often: list[int]) -> None:
+    """Each shard keeps its log on disk as a single process does, through its own checkpoints and a resumption
+    (two local shards): its ``events`` part is the bytes of a shard that never spilled."""
+    scen = credsim.load_scenario("integrated", SMALL)
+    out = tmp_path / "spooled"
+    with pytest.raises(RunStopped):
+        resumable.execute(scen, out, limits=resumable.Limits(checkpoint_every=9, max_days=70), layout=Layout(2))
+    resumable.resume(out)
+    assert len(spill_often) >= 10
+    monkeypatch.setattr(eventlog, "SPILL_ROWS", 1 << 40)
+    held = resumable.execute(scen, tmp_path / "held", layout=Layout(2))
+    parts = sorted(p.name for p in (out / "events").iterdir())
+    assert parts == ["part-00000.parquet", "part-00001.parquet"]
+    for name in parts:
+        assert (out / "events" / name).read_bytes() == (held / "events" / name).read_bytes(), name
+    assert not any(n.startswith(".credsim-spool") for n in os.listdir(out))

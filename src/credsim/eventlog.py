@@ -214,6 +214,10 @@ class EventLog:
             yield from self.spool.read()
         yield from self.parts
 
+    def all_parts(self) -> list[dict[str, np.ndarray]]:
+        """Every part, spooled or held, in order (a small log gathered elsewhere: an in-memory sharded run)."""
+        return list(self._all_parts())
+
     def held(self) -> int:
         """Rows in memory (``parts``; all of them unless the log spools)."""
         return sum(part["citizen"].shape[0] for part in self.parts)
@@ -253,7 +257,7 @@ class EventLog:
 
     def to_arrow(self) -> pa.Table:
         """The whole log as one table (for small logs and tests; files are written by :meth:`write_parquet`)."""
-        return self._table(list(self._all_parts()))
+        return self._table(self.all_parts())
 
     def _groups(self, size: int) -> Iterator[list[dict[str, np.ndarray]]]:
         """The parts cut into consecutive pieces of exactly ``size`` rows (the last may be shorter)."""

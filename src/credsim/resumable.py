@@ -11,9 +11,9 @@ Two ways to run:
   a limit reached: with the command that resumes it) or ``failed`` (with the reason). A
   SIGKILL leaves ``running`` and the last checkpoint; :func:`resume` continues either way.
 
-Either way, one process keeps its audit event log on disk as the days go, in an anonymous file in
-the run directory or, for a plain run, the folder that will hold it (:mod:`credsim.spool`: it has no
-name, and the kernel frees it however the process ends).
+Either way, the loop (or each shard) keeps its audit event log on disk as the days go, in an
+anonymous file in the run directory or, for a plain run, the folder that will hold it
+(:mod:`credsim.spool`: it has no name, and the kernel frees it however the process ends).
 
 The final outputs are written to ``RUN_DIR/.final`` first and moved in one file at a time
 (each rename atomic), ``manifest.json`` last: a run is complete exactly when its manifest
@@ -225,10 +225,10 @@ class LoopDriver:
 
 def make_driver(scen: Scenario, layout: Layout | None, *, block: int, threads: int | None,
                 spool: Path | None = None) -> Driver:
-    """The driver of a run: one loop (its event log spooled in ``spool``, if given) or the shards of ``layout``."""
+    """The driver of a run, one loop or the shards of ``layout``, whose event logs wait in ``spool`` (if given)."""
     if layout is None:
         return LoopDriver(scen, block=block, threads=threads, spool=spool)
-    return ShardedDriver(scen, layout, block=block, threads=threads)
+    return ShardedDriver(scen, layout, block=block, threads=threads, spool=spool)
 
 
 @dataclass

@@ -261,14 +261,15 @@ class ShardedDriver:
 
     def __init__(self, scen: Scenario, layout: Layout, *, population: int | None = None, days: int | None = None,
                  seed: int | None = None, block: int = DEFAULT_BLOCK, threads: int | None = None,
-                 max_restarts: int = 3) -> None:
+                 max_restarts: int = 3, spool: Path | None = None) -> None:
         self.scen = scen
         n = population if population is not None else scen.population.size
         self.n = n
         self.days = days if days is not None else scen.run.days
         self.layout = layout
         self.cuts = boundaries(n, layout.shards)
-        self.kw: dict[str, Any] = dict(population=population, days=days, seed=seed, block=block, threads=threads)
+        self.kw: dict[str, Any] = dict(population=population, days=days, seed=seed, block=block, threads=threads,
+                                       spool=None if spool is None else str(spool))
         self.plan = compile_plan(scen)
         self.rounds = rounds_per_day(self.plan)
         self.max_restarts = max_restarts

@@ -67,14 +67,18 @@ class Shard:
     (:func:`credsim.engine.begin`): round by round, the driver takes every shard's :meth:`ties_out` and
     hands each shard what the others open towards it (:meth:`ties_in`), then :meth:`connect` completes
     the set-up; no shard draws another's ties.
-    Without it the shard is complete at once, drawing every other citizen's ties itself."""
+    Without it the shard is complete at once, drawing every other citizen's ties itself.
+
+    ``spool``: the folder (the run's, which the shard writes its parts into) where its event log waits on disk
+    as the days go (:meth:`credsim.eventlog.EventLog.spool_to`), as a single process's does."""
 
     loop: Loop
 
     def __init__(self, scen: Scenario, index: int, cuts: list[int], *, population: int | None = None,
                  days: int | None = None, seed: int | None = None, block: int = DEFAULT_BLOCK,
-                 threads: int | None = None, swap_ties: bool = False) -> None:
+                 threads: int | None = None, swap_ties: bool = False, spool: str | None = None) -> None:
         self.index = index
+        self.spool = spool
         self.cuts = cuts
         self.lo, self.hi = cuts[index], cuts[index + 1]
         self._begun: Begun | None = begin(scen, population=population, days=days, seed=seed, block=block,
@@ -149,6 +153,8 @@ class Shard:
     def _complete(self, ties: list[np.ndarray | None] | None) -> None:
         b = self._live()
         self.loop, seconds = complete(b, ties)
+        if self.spool is not None:
+            self.loop.events.spool_to(Path(self.spool))
         self._begun = None
         self.setup += seconds - b.seconds  # complete's seconds include begin's, counted already
 
@@ -230,5 +236,5 @@ class Shard:
         lp = self.loop
         x = lp.exchange
         return {"lo": self.lo, "hi": self.hi, "table": lp.metrics.table, "columns": self.columns(),
-                "trace_rows": lp.tracer.rows, "events": lp.events.parts, "timings": dict(lp.timings),
+                "trace_rows": lp.tracer.rows, "events": lp.events.all_parts(), "timings": dict(lp.timings),
                 "setup": self.setup, "sent": x.sent, "sent_kind": dict(x.sent_kind)}
