@@ -206,10 +206,13 @@ class EventLog:
         self.close_spool()
         self.released = True
 
-    def _all_parts(self) -> Iterator[dict[str, np.ndarray]]:
-        """Every part in order: the spooled ones (read back from disk), then the ones in memory."""
+    def _check_held(self) -> None:
         if self.released:
             raise RuntimeError("this event log was released after it was written; read events.parquet instead")
+
+    def _all_parts(self) -> Iterator[dict[str, np.ndarray]]:
+        """Every part in order: the spooled ones (read back from disk), then the ones in memory."""
+        self._check_held()
         if self.spool is not None:
             yield from self.spool.read()
         yield from self.parts
@@ -223,8 +226,7 @@ class EventLog:
         return sum(part["citizen"].shape[0] for part in self.parts)
 
     def rows(self) -> int:
-        if self.released:
-            raise RuntimeError("this event log was released after it was written; read events.parquet instead")
+        self._check_held()
         return self.held() + (self.spool.rows if self.spool is not None else 0)
 
     def _table(self, parts: list[dict[str, np.ndarray]]) -> pa.Table:

@@ -97,23 +97,20 @@ def write_events(events: EventLog, directory: Path, name: str, release: bool = F
 def write_metrics(metrics: Metrics, directory: Path, name: str = "metrics.parquet") -> str:
     """Write ``metrics.parquet`` a row group (2^20 rows) at a time from the daily table (:meth:`Metrics.rows`):
     the bytes of writing :meth:`Metrics.to_arrow` whole, with one row group's long-form columns in memory."""
-    total = metrics.n_rows()
-    path = directory / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_row_groups((metrics.rows(a, min(total, a + ROW_GROUP)) for a in range(0, max(total, 1), ROW_GROUP)),
-                     path, ROW_GROUP)
-    return name
+    return write_rows(metrics.rows, 0, metrics.n_rows(), directory, name, ROW_GROUP)
 
 
-def write_rows(rows: Callable[[int, int], pa.Table], lo: int, hi: int, directory: Path, name: str) -> str:
-    """Write the citizen rows ``[lo, hi)`` of a table that ``rows(a, b)`` builds for any range, one row group
-    of :data:`GROUP` rows at a time, with one group's new columns in memory instead of the whole range's
-    (``citizens.parquet``: the id column alone is 8 B a citizen, 80 MB at 10^7, beside the state it is read
-    from)."""
+def write_rows(rows: Callable[[int, int], pa.Table], lo: int, hi: int, directory: Path, name: str,
+               group: int | None = None) -> str:
+    """Write the rows ``[lo, hi)`` of a table that ``rows(a, b)`` builds for any range, one row group of
+    ``group`` rows (default :data:`GROUP`) at a time, with one group's new columns in memory instead of the
+    whole range's (``citizens.parquet``: the id column alone is 8 B a citizen, 80 MB at 10^7, beside the state
+    it is read from)."""
+    group = GROUP if group is None else group
     path = directory / name
     path.parent.mkdir(parents=True, exist_ok=True)
     # an empty range still writes its (empty) table
-    write_row_groups((rows(a, min(hi, a + GROUP)) for a in range(lo, max(hi, lo + 1), GROUP)), path, GROUP)
+    write_row_groups((rows(a, min(hi, a + group)) for a in range(lo, max(hi, lo + 1), group)), path, group)
     return name
 
 
